@@ -22,7 +22,7 @@ func Open(path string) (*File, error) {
 	}
 	size := st.Size()
 	if size == 0 {
-		return nil, errAt(ErrTruncated, 0, "%s is empty (0 bytes), want a GGUF file starting with \"GGUF\" 47 47 55 46: the download failed or was interrupted", strconv.Quote(path))
+		return nil, errNoOffset(ErrTruncated, "%s is empty (0 bytes), want a GGUF file starting with \"GGUF\" 47 47 55 46: the download failed or was interrupted", strconv.Quote(path))
 	}
 	data, unmap, err := mapFile(fh, size)
 	if err != nil {

@@ -183,11 +183,11 @@ func (f *File) parse() error {
 	r := &reader{b: f.data}
 	if len(f.data) < 4 {
 		found := f.data
-		return errAt(ErrBadMagic, 0, "file is %d bytes, too short for the magic (found % x, want \"GGUF\" 47 47 55 46): not a GGUF file, or an empty or truncated download",
+		return errNoOffset(ErrBadMagic, "file is %d bytes, too short for the magic (found [% x], want \"GGUF\" 47 47 55 46): not a GGUF file, or an empty or truncated download",
 			len(found), found)
 	}
 	if string(f.data[:4]) != Magic {
-		return errAt(ErrBadMagic, 0, "bad magic 0x%08x (% x) at offset 0, want \"GGUF\" 47 47 55 46: file is not GGUF or is truncated",
+		return errNoOffset(ErrBadMagic, "bad magic 0x%08x (bytes % x) at offset 0 (want \"GGUF\" 47 47 55 46): file is not GGUF or is truncated",
 			binary.BigEndian.Uint32(f.data[:4]), f.data[:4])
 	}
 	r.off = 4
