@@ -1,0 +1,229 @@
+package sample
+
+import (
+	"cmp"
+	"math"
+	"slices"
+)
+
+// worse reports whether a ranks below b: a smaller logit, or the same logit
+// and a larger id.
+func worse(a, b Candidate) bool {
+	return a.Logprob < b.Logprob || (a.Logprob == b.Logprob && a.ID > b.ID)
+}
+
+// cmpDesc orders candidates by decreasing logit, then increasing id.
+func cmpDesc(a, b Candidate) int {
+	switch {
+	case a.Logprob > b.Logprob:
+		return -1
+	case a.Logprob < b.Logprob:
+		return 1
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+// sortDesc sorts c by decreasing logit, then increasing id.
+func sortDesc(c []Candidate) { slices.SortFunc(c, cmpDesc) }
+
+// topKHeap appends to dst[:0] the k largest entries of src (1 <= k <=
+// len(src); ties go to the lower index; NaN counts as -Inf) as candidates
+// whose Logprob holds the value, in heap order. It allocates only when
+// cap(dst) < k.
+func topKHeap(src []float32, k int, dst []Candidate) []Candidate {
+	h := dst[:0]
+	for i, v := range src[:k] {
+		if v != v {
+			v = float32(math.Inf(-1))
+		}
+		h = append(h, Candidate{ID: int32(i), Logprob: v})
+	}
+	for i := k/2 - 1; i >= 0; i-- {
+		siftDown(h, i)
+	}
+	// h[0] is the worst kept entry. A later index loses ties, so only a
+	// strictly larger value (never NaN) can replace it.
+	thr := h[0].Logprob
+	for i := k; i < len(src); i++ {
+		if v := src[i]; v > thr {
+			h[0] = Candidate{ID: int32(i), Logprob: v}
+			siftDown(h, 0)
+			thr = h[0].Logprob
+		}
+	}
+	return h
+}
+
+// siftDown restores the min-heap (worst at the root) below index i.
+func siftDown(h []Candidate, i int) {
+	n := len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		c := l
+		if r := l + 1; r < n && worse(h[r], h[l]) {
+			c = r
+		}
+		if !worse(h[c], h[i]) {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+}
+
+// topPSorted keeps the prefix of set (sorted by decreasing logit, largest m)
+// whose softmax probability first reaches p.
+func topPSorted(set []Candidate, m, p float64) []Candidate {
+	z := 0.0
+	for _, c := range set {
+		z += weight(c.Logprob, m, 1)
+	}
+	target := p * z
+	cum := 0.0
+	for i, c := range set {
+		cum += weight(c.Logprob, m, 1)
+		if cum >= target {
+			return set[:i+1]
+		}
+	}
+	return set
+}
+
+// minPFilter keeps, in order, the candidates with logit - m >= lnMinP.
+func minPFilter(set []Candidate, m, lnMinP float64) []Candidate {
+	j := 0
+	for _, c := range set {
+		if float64(c.Logprob)-m >= lnMinP {
+			set[j] = c
+			j++
+		}
+	}
+	return set[:j]
+}
+
+// minPAll appends to dst the entries of src with value - m >= lnMinP, in
+// index order.
+func minPAll(src []float32, m, lnMinP float64, dst []Candidate) []Candidate {
+	for i, v := range src {
+		if float64(v)-m >= lnMinP {
+			dst = append(dst, Candidate{ID: int32(i), Logprob: v})
+		}
+	}
+	return dst
+}
+
+// Histogram selection. Candidates are put into nBuckets buckets by their
+// distance below the largest logit m, finest over the range actually used
+// (capped at maxSpan nats; everything further below shares the last bucket).
+// A selection walks the buckets from the top until the count or mass it needs
+// is reached, keeps every bucket above that one whole, and sorts only the
+// bucket in which the cut falls. Equal logits always share a bucket, so the
+// result is the same set a full sort by (logit desc, id asc) would give.
+const (
+	nBuckets = 1024
+	maxSpan  = 40
+)
+
+// bucketer maps a logit to its bucket.
+type bucketer struct{ m, scale float64 }
+
+// newBucketer spreads [m - span, m] over the first nBuckets-1 buckets, where
+// span is the distance from m to the smallest finite logit of set, capped at
+// maxSpan.
+func newBucketer(set []Candidate, m float64) bucketer {
+	lo := m
+	for _, c := range set {
+		if v := float64(c.Logprob); v < lo && v > math.Inf(-1) {
+			lo = v
+		}
+	}
+	span := min(m-lo, maxSpan)
+	if !(span > 0) {
+		span = 1
+	}
+	return bucketer{m: m, scale: (nBuckets - 1) / span}
+}
+
+// of returns the bucket of logit v (<= m); -Inf and NaN go to the last one.
+func (b bucketer) of(v float32) int {
+	d := (b.m - float64(v)) * b.scale
+	if !(d < nBuckets-1) {
+		return nBuckets - 1
+	}
+	return int(d)
+}
+
+// split moves the candidates of buckets above cut to the front of set (in
+// their order) and those of bucket cut to s.bnd, sorted by decreasing logit
+// then increasing id. It returns the front part and the sorted bucket.
+func (s *Sampler) split(set []Candidate, bk bucketer, cut int) ([]Candidate, []Candidate) {
+	bnd := s.bnd[:0]
+	j := 0
+	for _, c := range set {
+		switch b := bk.of(c.Logprob); {
+		case b < cut:
+			set[j] = c
+			j++
+		case b == cut:
+			bnd = append(bnd, c)
+		}
+	}
+	s.bnd = bnd
+	sortDesc(bnd)
+	return set[:j], bnd
+}
+
+// selectCount keeps the k (< len(set)) candidates with the largest logits
+// (ties to the lower id); the result is not sorted.
+func (s *Sampler) selectCount(set []Candidate, m float64, k int) []Candidate {
+	bk := newBucketer(set, m)
+	clear(s.bcnt[:])
+	for _, c := range set {
+		s.bcnt[bk.of(c.Logprob)]++
+	}
+	cut, above := nBuckets-1, 0
+	for b, n := range s.bcnt[:] {
+		if above+int(n) >= k {
+			cut = b
+			break
+		}
+		above += int(n)
+	}
+	front, bnd := s.split(set, bk, cut)
+	return append(front, bnd[:k-len(front)]...)
+}
+
+// selectMass keeps the most likely candidates, in order of decreasing logit
+// then increasing id, until their softmax probability (temperature 1, largest
+// logit m) reaches p; the result is not sorted.
+func (s *Sampler) selectMass(set []Candidate, m, p float64) []Candidate {
+	bk := newBucketer(set, m)
+	clear(s.bsum[:])
+	for _, c := range set {
+		s.bsum[bk.of(c.Logprob)] += weight(c.Logprob, m, 1)
+	}
+	z := 0.0
+	for _, x := range s.bsum[:] {
+		z += x
+	}
+	target := p * z
+	cut, cum := nBuckets-1, 0.0
+	for b, x := range s.bsum[:] {
+		if cum+x >= target {
+			cut = b
+			break
+		}
+		cum += x
+	}
+	front, bnd := s.split(set, bk, cut)
+	for i, c := range bnd {
+		if cum >= target {
+			return append(front, bnd[:i]...)
+		}
+		cum += weight(c.Logprob, m, 1)
+	}
+	return append(front, bnd...)
+}
