@@ -1,0 +1,383 @@
+// Package cpu runs the decoder described by package model on the CPU, in
+// pure Go: matrix products directly on the quantized weights (activations
+// converted to each weight type's vec-dot type, as ggml does), a float32 KV
+// cache, and a fixed pool of worker goroutines parallel over output rows.
+package cpu
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"worker-orcd/model"
+	"worker-orcd/quant"
+)
+
+// Seq is one sequence's part of a batch: new tokens appended at the
+// positions after what its cache holds.
+type Seq struct {
+	Tokens    []int32
+	KV        *KVCache
+	AllLogits bool      // logits for every new token (scoring), else only the last
+	Logits    []float32 // filled by Forward: len(Tokens)*vocab or vocab values
+}
+
+// DumpFunc receives named intermediate tensors (name like "attn_norm-3",
+// rows × cols row-major). The slice is only valid during the call.
+type DumpFunc func(name string, rows, cols int, data []float32)
+
+// ErrBadInput reports a request the forward pass cannot run (empty batch,
+// token id out of range, cache full).
+var ErrBadInput = errors.New("cpu: bad forward input")
+
+// Backend runs one model. It is not safe for concurrent use: one Forward at
+// a time (the engine batches sequences into one call instead).
+type Backend struct {
+	m    *model.Model
+	c    *model.Config
+	w    *model.Weights
+	pool *pool
+	inv  []float64 // RoPE inverse frequencies, rope_dim/2 of them
+	Dump DumpFunc  // optional tap on intermediate tensors
+
+	// scratch, grown to the largest batch seen
+	x, h, q, k, v, att, gate, up []float32
+	act                          map[quant.Type][]byte
+}
+
+// New prepares a backend for m with the given number of worker goroutines
+// (0 = GOMAXPROCS).
+func New(m *model.Model, threads int) *Backend {
+	c := &m.Config
+	b := &Backend{m: m, c: c, w: m.Weights, pool: newPool(threads), act: map[quant.Type][]byte{}}
+	half := c.RopeDim / 2
+	b.inv = make([]float64, half)
+	for i := range half {
+		f := math.Pow(float64(c.RopeBase), -2*float64(i)/float64(c.RopeDim))
+		if m.Weights.RopeFreqs != nil {
+			f /= float64(m.Weights.RopeFreqs[i])
+		}
+		b.inv[i] = f / float64(c.RopeScale)
+	}
+	return b
+}
+
+// Close stops the worker goroutines.
+func (b *Backend) Close() { b.pool.close() }
+
+// Config returns the model's hyperparameters.
+func (b *Backend) Config() *model.Config { return b.c }
+
+// NewKVCache allocates a cache for up to maxLen positions of one sequence.
+func (b *Backend) NewKVCache(maxLen int) *KVCache { return NewKVCache(b.c, maxLen) }
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
+
+// rowInfo locates one token of the batch.
+type rowInfo struct {
+	seq *Seq
+	pos int
+}
+
+// Forward runs one step over a batch of sequences: every sequence's new
+// tokens go through all layers together (one matrix product per weight for
+// the whole batch), their keys and values are appended to their caches, and
+// each sequence's Logits are filled.
+func (b *Backend) Forward(batch []*Seq) error {
+	c := b.c
+	rows := make([]rowInfo, 0, 16)
+	for si, s := range batch {
+		if len(s.Tokens) == 0 {
+			return fmt.Errorf("%w: sequence %d of the batch has no tokens", ErrBadInput, si)
+		}
+		if s.KV.n+len(s.Tokens) > s.KV.maxLen {
+			return fmt.Errorf("%w: sequence %d needs %d positions, its KV cache holds %d", ErrBadInput, si, s.KV.n+len(s.Tokens), s.KV.maxLen)
+		}
+		for i, id := range s.Tokens {
+			if id < 0 || int(id) >= c.VocabSize {
+				return fmt.Errorf("%w: token id %d out of range [0, %d)", ErrBadInput, id, c.VocabSize)
+			}
+			rows = append(rows, rowInfo{seq: s, pos: s.KV.n + i})
+		}
+	}
+	if len(rows) == 0 {
+		return fmt.Errorf("%w: empty batch", ErrBadInput)
+	}
+	T, d := len(rows), c.NEmbd
+	b.x = grow(b.x, T*d)
+	b.h = grow(b.h, T*d)
+	b.q = grow(b.q, T*c.QDim())
+	b.k = grow(b.k, T*c.KVDim())
+	b.v = grow(b.v, T*c.KVDim())
+	b.att = grow(b.att, T*c.QDim())
+	b.gate = grow(b.gate, T*c.NFF)
+	b.up = grow(b.up, T*c.NFF)
+
+	// Embedding gather.
+	t := 0
+	for _, s := range batch {
+		for _, id := range s.Tokens {
+			emb := &b.w.TokenEmbd
+			quant.DequantizeRow(emb.Type, emb.Row(int(id)), b.x[t*d:(t+1)*d])
+			t++
+		}
+	}
+	b.dump("inp_embd", T, d, b.x)
+
+	for l := range b.w.Layers {
+		ly := &b.w.Layers[l]
+		b.rmsNorm(b.h, b.x, ly.AttnNorm, T, d)
+		b.dumpL("attn_norm", l, T, d, b.h)
+		b.matmul(&ly.Q, b.h, b.q, T)
+		b.matmul(&ly.K, b.h, b.k, T)
+		b.matmul(&ly.V, b.h, b.v, T)
+		addBias(b.q, ly.QBias, T)
+		addBias(b.k, ly.KBias, T)
+		addBias(b.v, ly.VBias, T)
+		b.dumpL("Qcur", l, T, c.QDim(), b.q)
+		b.dumpL("Kcur", l, T, c.KVDim(), b.k)
+		b.dumpL("Vcur", l, T, c.KVDim(), b.v)
+		b.rope(rows, b.q, c.NHead)
+		b.rope(rows, b.k, c.NHeadKV)
+		// Append this step's keys and values to each sequence's cache.
+		kvd := c.KVDim()
+		for r, ri := range rows {
+			copy(ri.seq.KV.K[l][ri.pos*kvd:(ri.pos+1)*kvd], b.k[r*kvd:(r+1)*kvd])
+			copy(ri.seq.KV.V[l][ri.pos*kvd:(ri.pos+1)*kvd], b.v[r*kvd:(r+1)*kvd])
+		}
+		b.attention(rows, l)
+		b.dumpL("kqv_out", l, T, c.QDim(), b.att)
+		b.matmul(&ly.O, b.att, b.h, T)
+		b.dumpL("attn_out", l, T, d, b.h)
+		addInPlace(b.x, b.h)
+		b.dumpL("ffn_inp", l, T, d, b.x)
+
+		b.rmsNorm(b.h, b.x, ly.FFNNorm, T, d)
+		b.dumpL("ffn_norm", l, T, d, b.h)
+		b.matmul(&ly.Gate, b.h, b.gate, T)
+		b.matmul(&ly.Up, b.h, b.up, T)
+		swiglu(b.gate, b.up)
+		b.dumpL("ffn_act", l, T, c.NFF, b.gate)
+		b.matmul(&ly.Down, b.gate, b.h, T)
+		b.dumpL("ffn_out", l, T, d, b.h)
+		addInPlace(b.x, b.h)
+		b.dumpL("l_out", l, T, d, b.x)
+	}
+	for _, s := range batch {
+		s.KV.n += len(s.Tokens)
+	}
+
+	// Final norm and LM head, only for the rows whose logits are wanted.
+	var sel []int
+	t = 0
+	for _, s := range batch {
+		if s.AllLogits {
+			for i := range s.Tokens {
+				sel = append(sel, t+i)
+			}
+		} else {
+			sel = append(sel, t+len(s.Tokens)-1)
+		}
+		t += len(s.Tokens)
+	}
+	for i, r := range sel {
+		copy(b.h[i*d:(i+1)*d], b.x[r*d:(r+1)*d])
+	}
+	b.rmsNorm(b.h, b.h, b.w.OutputNorm, len(sel), d)
+	b.dump("result_norm", len(sel), d, b.h[:len(sel)*d])
+	V := c.VocabSize
+	i := 0
+	for _, s := range batch {
+		n := 1
+		if s.AllLogits {
+			n = len(s.Tokens)
+		}
+		if cap(s.Logits) < n*V {
+			s.Logits = make([]float32, n*V)
+		}
+		s.Logits = s.Logits[:n*V]
+		b.matmul(&b.w.Output, b.h[i*d:(i+n)*d], s.Logits, n)
+		i += n
+	}
+	return nil
+}
+
+func (b *Backend) dump(name string, rows, cols int, data []float32) {
+	if b.Dump != nil {
+		b.Dump(name, rows, cols, data[:rows*cols])
+	}
+}
+
+func (b *Backend) dumpL(name string, layer, rows, cols int, data []float32) {
+	if b.Dump != nil {
+		b.Dump(fmt.Sprintf("%s-%d", name, layer), rows, cols, data[:rows*cols])
+	}
+}
+
+// rmsNorm: dst[r] = src[r] / sqrt(mean(src[r]²) + eps) * weight, per row of
+// n (dst may alias src). The sum of squares is accumulated in float64.
+func (b *Backend) rmsNorm(dst, src, weight []float32, rows, n int) {
+	eps := float64(b.c.RMSEps)
+	for r := range rows {
+		x := src[r*n : (r+1)*n]
+		y := dst[r*n : (r+1)*n]
+		var ss float64
+		for _, v := range x {
+			ss += float64(v) * float64(v)
+		}
+		scale := float32(1 / math.Sqrt(ss/float64(n)+eps))
+		for i, v := range x {
+			y[i] = v * scale * weight[i]
+		}
+	}
+}
+
+// matmul computes out[t*m.Rows + r] = m.Row(r) · x[t] for the T rows of x
+// (each m.Cols wide). Each activation row is converted once to the weight
+// type's vec-dot type; then workers take ranges of weight rows and dot each
+// with every activation row, so a weight row is read once per batch.
+func (b *Backend) matmul(m *model.Matrix, x, out []float32, T int) {
+	n := m.Cols
+	ab := quant.ActivationBytes(m.Type, n)
+	vt := quant.VecDotType(m.Type)
+	buf := b.act[vt]
+	if cap(buf) < T*ab {
+		buf = make([]byte, T*ab)
+		b.act[vt] = buf
+	}
+	buf = buf[:T*ab]
+	b.pool.parallelFor(T, 1, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			if err := quant.QuantizeActivations(m.Type, x[t*n:(t+1)*n], buf[t*ab:(t+1)*ab]); err != nil {
+				panic(err) // sizes are fixed by the model: a bug
+			}
+		}
+	})
+	R := m.Rows
+	b.pool.parallelFor(R, 16, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := m.Row(r)
+			for t := range T {
+				out[t*R+r] = quant.VecDot(m.Type, row, buf[t*ab:(t+1)*ab], n)
+			}
+		}
+	})
+}
+
+func addBias(x, bias []float32, T int) {
+	if bias == nil {
+		return
+	}
+	n := len(bias)
+	for t := range T {
+		row := x[t*n : (t+1)*n]
+		for i, v := range bias {
+			row[i] += v
+		}
+	}
+}
+
+func addInPlace(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
+
+// swiglu: gate = silu(gate) * up, elementwise.
+func swiglu(gate, up []float32) {
+	up = up[:len(gate)]
+	for i, g := range gate {
+		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+	}
+}
+
+// rope rotates the first rope_dim elements of each head of x (heads per
+// row) by angle pos·inv[i]. NeoX pairs element i with i+rope_dim/2;
+// the normal (Llama) form pairs 2i with 2i+1.
+func (b *Backend) rope(rows []rowInfo, x []float32, heads int) {
+	c := b.c
+	hd, half := c.HeadDim, c.RopeDim/2
+	neox := c.Arch.Rope == model.RopeNeoX
+	width := heads * hd
+	for r, ri := range rows {
+		p := float64(ri.pos)
+		for i := range half {
+			sin, cos := math.Sincos(p * b.inv[i])
+			s, co := float32(sin), float32(cos)
+			for h := range heads {
+				base := r*width + h*hd
+				var a, bb int
+				if neox {
+					a, bb = base+i, base+i+half
+				} else {
+					a, bb = base+2*i, base+2*i+1
+				}
+				x0, x1 := x[a], x[bb]
+				x[a] = x0*co - x1*s
+				x[bb] = x0*s + x1*co
+			}
+		}
+	}
+}
+
+// attention computes, for every row and head, softmax(q·kᵀ/√hd) over the
+// sequence's cached positions ≤ the row's own (causal; within the sliding
+// window when the model has one) and the weighted sum of the values.
+// Query head h reads key/value head h / (n_head/n_head_kv).
+func (b *Backend) attention(rows []rowInfo, layer int) {
+	c := b.c
+	hd, nh, kvd := c.HeadDim, c.NHead, c.KVDim()
+	group := c.NHead / c.NHeadKV
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	maxPos := 0
+	for _, ri := range rows {
+		maxPos = max(maxPos, ri.pos+1)
+	}
+	b.pool.parallelFor(len(rows)*nh, 1, func(lo, hi int) {
+		scores := make([]float32, maxPos)
+		for job := lo; job < hi; job++ {
+			r, h := job/nh, job%nh
+			ri := rows[r]
+			kvh := h / group
+			q := b.q[r*c.QDim()+h*hd : r*c.QDim()+(h+1)*hd]
+			K, V := ri.seq.KV.K[layer], ri.seq.KV.V[layer]
+			start := 0
+			if c.SlidingWindow > 0 {
+				start = max(0, ri.pos-c.SlidingWindow+1)
+			}
+			mx := float32(math.Inf(-1))
+			for p := start; p <= ri.pos; p++ {
+				k := K[p*kvd+kvh*hd : p*kvd+(kvh+1)*hd]
+				var s float32
+				for i, qv := range q {
+					s += qv * k[i]
+				}
+				s *= scale
+				scores[p] = s
+				mx = max(mx, s)
+			}
+			var sum float64
+			for p := start; p <= ri.pos; p++ {
+				e := float32(math.Exp(float64(scores[p] - mx)))
+				scores[p] = e
+				sum += float64(e)
+			}
+			inv := float32(1 / sum)
+			out := b.att[r*c.QDim()+h*hd : r*c.QDim()+(h+1)*hd]
+			clear(out)
+			for p := start; p <= ri.pos; p++ {
+				w := scores[p] * inv
+				v := V[p*kvd+kvh*hd : p*kvd+(kvh+1)*hd]
+				for i := range out {
+					out[i] += w * v[i]
+				}
+			}
+		}
+	})
+}
