@@ -70,3 +70,63 @@ func exp(x float64) float64 {
 	scale := math.Float64frombits(uint64(k>>expTableBits+1023) << 52)
 	return float64(expTable[k&(expTableSize-1)]*p) * scale
 }
+
+// expSum stores exp((src[i]-m)*invT) in dst[i] (when dst is not nil) and
+// returns the sum of those weights, accumulated in index order. Entries with
+// an exponent below -708 or NaN weigh 0. The body is exp's, written out so the
+// loop has no call (exp is too large to inline); it must stay bit-identical
+// to exp (TestExpSumMatchesExp).
+func expSum(dst []float64, src []float32, m, invT float64) float64 {
+	z := 0.0
+	if dst != nil {
+		dst = dst[:len(src)]
+	}
+	for i, v := range src {
+		x := (float64(v) - m) * invT
+		e := 0.0
+		if x > -708 {
+			y := float64(x*invLn2N) + roundShift
+			k := int64(int32(uint32(math.Float64bits(y))))
+			kd := y - roundShift
+			r := float64(x-float64(kd*ln2HiN)) - float64(kd*ln2LoN)
+			p := float64(r*(1.0/120)) + 1.0/24
+			p = float64(p*r) + 1.0/6
+			p = float64(p*r) + 0.5
+			p = float64(p*r) + 1
+			p = float64(p*r) + 1
+			scale := math.Float64frombits(uint64(k>>expTableBits+1023) << 52)
+			e = float64(expTable[k&(expTableSize-1)]*p) * scale
+		}
+		if dst != nil {
+			dst[i] = e
+		}
+		z += e
+	}
+	return z
+}
+
+// expSumSet is expSum over the logits held in candidates' Logprob fields.
+func expSumSet(dst []float64, set []Candidate, m, invT float64) float64 {
+	z := 0.0
+	dst = dst[:len(set)]
+	for i, c := range set {
+		x := (float64(c.Logprob) - m) * invT
+		e := 0.0
+		if x > -708 {
+			y := float64(x*invLn2N) + roundShift
+			k := int64(int32(uint32(math.Float64bits(y))))
+			kd := y - roundShift
+			r := float64(x-float64(kd*ln2HiN)) - float64(kd*ln2LoN)
+			p := float64(r*(1.0/120)) + 1.0/24
+			p = float64(p*r) + 1.0/6
+			p = float64(p*r) + 0.5
+			p = float64(p*r) + 1
+			p = float64(p*r) + 1
+			scale := math.Float64frombits(uint64(k>>expTableBits+1023) << 52)
+			e = float64(expTable[k&(expTableSize-1)]*p) * scale
+		}
+		dst[i] = e
+		z += e
+	}
+	return z
+}

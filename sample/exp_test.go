@@ -74,3 +74,27 @@ func BenchmarkExp(b *testing.B) {
 		_ = s
 	})
 }
+
+func TestExpSumMatchesExp(t *testing.T) {
+	src := []float32{0, -1e-6, -0.3, -1, -7.25, -100, -700, -1e4, float32(math.Inf(-1)), float32(math.NaN())}
+	for _, invT := range []float64{1, 1.25, 0.5, 1e6} {
+		w := make([]float64, len(src))
+		set := make([]Candidate, len(src))
+		for i, v := range src {
+			set[i] = Candidate{ID: int32(i), Logprob: v}
+		}
+		w2 := make([]float64, len(src))
+		z, z2 := expSum(w, src, 0, invT), expSumSet(w2, set, 0, invT)
+		zWant := 0.0
+		for i, v := range src {
+			want := weight(v, 0, invT)
+			zWant += want
+			if w[i] != want || w2[i] != want {
+				t.Errorf("invT %v, x %v: expSum %v, expSumSet %v, want %v", invT, v, w[i], w2[i], want)
+			}
+		}
+		if z != zWant || z2 != zWant || expSum(nil, src, 0, invT) != zWant {
+			t.Errorf("invT %v: sums %v %v, want %v", invT, z, z2, zWant)
+		}
+	}
+}

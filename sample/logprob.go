@@ -10,11 +10,7 @@ func LogSumExp(logits []float32) float64 {
 	if math.IsInf(m, 0) {
 		return m
 	}
-	sum := 0.0
-	for _, v := range logits {
-		sum += weight(v, m, 1)
-	}
-	return m + math.Log(sum)
+	return m + math.Log(expSum(nil, logits, m, 1))
 }
 
 // Logprob returns the log-probability of id under the softmax of logits

@@ -85,7 +85,7 @@ type Sampler struct {
 
 // New returns a Sampler for p. New does not validate: call p.Validate on
 // parameters that come from a request. Out-of-range values are read as
-// follows: Temperature <= 0 or NaN is greedy; TopK <= 0 or >= the vocabulary
+// follows: Temperature <= 0 or NaN (or below about 1e-308) is greedy; TopK <= 0 or >= the vocabulary
 // is off; TopP outside (0, 1) is off; MinP <= 0 is off, above 1 acts as 1;
 // RepeatPenalty that is not > 0, or RepeatLastN 0, is off; RepeatLastN below
 // -1 acts as -1.
@@ -101,10 +101,9 @@ func New(p Params) *Sampler {
 	p.Seed = &seed
 	s.p = p
 
-	s.greedy = !(p.Temperature > 0)
-	if !s.greedy {
-		s.invT = 1 / p.Temperature
-	}
+	s.invT = 1 / p.Temperature
+	// A temperature so small that 1/T overflows is greedy too.
+	s.greedy = !(p.Temperature > 0) || math.IsInf(s.invT, 1)
 	s.topK = max(p.TopK, 0)
 	if p.TopP > 0 && p.TopP < 1 {
 		s.topP = p.TopP
@@ -165,21 +164,11 @@ func (s *Sampler) Sample(logits []float32, history []int32) int32 {
 	if all {
 		s.w = grow(s.w, n)
 		w := s.w[:n]
-		z := 0.0
-		for i, v := range src {
-			w[i] = weight(v, m, s.invT)
-			z += w[i]
-		}
-		return int32(pick(w, u*z))
+		return int32(pick(w, u*expSum(w, src, m, s.invT)))
 	}
 	s.w = grow(s.w, len(set))
 	w := s.w[:len(set)]
-	z := 0.0
-	for i, c := range set {
-		w[i] = weight(c.Logprob, m, s.invT)
-		z += w[i]
-	}
-	return set[pick(w, u*z)].ID
+	return set[pick(w, u*expSumSet(w, set, m, s.invT))].ID
 }
 
 // filter applies top-k, top-p and min-p to src. It returns the survivors as
@@ -328,14 +317,20 @@ func grow[T any](b []T, n int) []T {
 // Argmax returns the index of the largest logit, the lowest index on ties.
 // NaN entries are skipped; if every entry is NaN it returns 0.
 func Argmax(logits []float32) int32 {
-	best := -1
-	var bv float32
-	for i, v := range logits {
-		if v > bv || (best < 0 && v == v) {
+	start := 0
+	for start < len(logits) && logits[start] != logits[start] {
+		start++
+	}
+	if start == len(logits) {
+		return 0
+	}
+	best, bv := start, logits[start]
+	for i := start + 1; i < len(logits); i++ {
+		if v := logits[i]; v > bv {
 			best, bv = i, v
 		}
 	}
-	return int32(max(best, 0))
+	return int32(best)
 }
 
 // maxOf returns the largest non-NaN value of src, -Inf if there is none.

@@ -202,8 +202,11 @@ func (s *Sampler) selectCount(set []Candidate, m float64, k int) []Candidate {
 func (s *Sampler) selectMass(set []Candidate, m, p float64) []Candidate {
 	bk := newBucketer(set, m)
 	clear(s.bsum[:])
-	for _, c := range set {
-		s.bsum[bk.of(c.Logprob)] += weight(c.Logprob, m, 1)
+	s.w = grow(s.w, len(set))
+	w := s.w[:len(set)]
+	expSumSet(w, set, m, 1)
+	for i, c := range set {
+		s.bsum[bk.of(c.Logprob)] += w[i]
 	}
 	z := 0.0
 	for _, x := range s.bsum[:] {
