@@ -244,9 +244,8 @@ func dotBF16(row, xq []byte, n int) float32 {
 // i8 reads byte b as a signed 8-bit integer widened to int32.
 func i8(b byte) int32 { return int32(int8(b)) }
 
-// dot16x8 returns the sum of the low nibbles of q times y[0:16]... it is the
-// building block of the 4-bit formats: lo = Σ (q[j]&15)*y[j],
-// hi = Σ (q[j]>>4)*y[j+16] over j < 16.
+// dotNibbles16 is the building block of Q4_0/Q4_1: over j < 16 it returns
+// lo = Σ (q[j]&15)*y[j] and hi = Σ (q[j]>>4)*y[j+16].
 func dotNibbles16(q *[16]byte, y *[32]byte) (lo, hi int32) {
 	for j := 0; j < 16; j += 4 {
 		lo += int32(q[j]&0xf)*i8(y[j]) + int32(q[j+1]&0xf)*i8(y[j+1]) +
@@ -292,14 +291,17 @@ func dotQ4_1(row, xq []byte, n int) float32 {
 	return sum
 }
 
-// dot5 adds the 5th-bit contribution: Σ_j bit_j(qh)*16*y_j over 32 elements.
-func dot5(qh uint32, y *[32]byte) int32 {
-	var s int32
-	for j := 0; j < 32; j += 4 {
-		s += int32(qh>>j&1)*i8(y[j]) + int32(qh>>(j+1)&1)*i8(y[j+1]) +
-			int32(qh>>(j+2)&1)*i8(y[j+2]) + int32(qh>>(j+3)&1)*i8(y[j+3])
+// dotNibbles5 returns Σ q_j*y_j over a Q5_0/Q5_1 block's 32 unsigned 5-bit
+// quants (nibbles of q, 5th bits in qh).
+func dotNibbles5(q *[16]byte, qh uint32, y *[32]byte) int32 {
+	var s0, s1 int32
+	for j := 0; j < 16; j += 2 {
+		s0 += int32(uint32(q[j]&0xf)|(qh>>j&1)<<4)*i8(y[j]) +
+			int32(uint32(q[j+1]&0xf)|(qh>>(j+1)&1)<<4)*i8(y[j+1])
+		s1 += int32(uint32(q[j]>>4)|(qh>>(j+16)&1)<<4)*i8(y[j+16]) +
+			int32(uint32(q[j+1]>>4)|(qh>>(j+17)&1)<<4)*i8(y[j+17])
 	}
-	return 16 * s
+	return s0 + s1
 }
 
 // dotQ5_0: Σ_b d_x*d_y * Σ (q-16)*y.
@@ -309,8 +311,7 @@ func dotQ5_0(row, xq []byte, n int) float32 {
 		x := (*[22]byte)(row[b*22:])
 		y := (*[34]byte)(xq[b*34:])
 		yq := (*[32]byte)(y[2:])
-		lo, hi := dotNibbles16((*[16]byte)(x[6:]), yq)
-		s := lo + hi + dot5(binary.LittleEndian.Uint32(x[2:]), yq) - 16*sum32(yq)
+		s := dotNibbles5((*[16]byte)(x[6:]), binary.LittleEndian.Uint32(x[2:]), yq) - 16*sum32(yq)
 		sum += f16(x[0:]) * f16(y[0:]) * float32(s)
 	}
 	return sum
@@ -323,8 +324,7 @@ func dotQ5_1(row, xq []byte, n int) float32 {
 		x := (*[24]byte)(row[b*24:])
 		y := (*[36]byte)(xq[b*36:])
 		yq := (*[32]byte)(y[4:])
-		lo, hi := dotNibbles16((*[16]byte)(x[8:]), yq)
-		s := lo + hi + dot5(binary.LittleEndian.Uint32(x[4:]), yq)
+		s := dotNibbles5((*[16]byte)(x[8:]), binary.LittleEndian.Uint32(x[4:]), yq)
 		sum += f16(x[0:])*f16(y[0:])*float32(s) + f16(x[2:])*f16(y[2:])
 	}
 	return sum
@@ -396,30 +396,29 @@ func dotQ3_K(row, xq []byte, n int) float32 {
 	for b := 0; b < n/QKK; b++ {
 		x := (*[110]byte)(row[b*110:])
 		y := (*[292]byte)(xq[b*292:])
-		hm := (*[32]byte)(x[0:])
+		hm0 := (*[16]byte)(x[0:])
+		hm1 := (*[16]byte)(x[16:])
 		q3kScales((*[12]byte)(x[96:]), &sc)
 		var sumi int32
 		is := 0
-		m := byte(1)
+		mb := uint(0)
 		for h := 0; h < 2; h++ {
-			q := (*[32]byte)(x[32+32*h:])
+			q0 := (*[16]byte)(x[32+32*h:])
+			q1 := (*[16]byte)(x[32+32*h+16:])
 			for s := uint(0); s < 8; s += 2 {
-				yy := (*[32]byte)(y[4+128*h+16*int(s):])
+				y0 := (*[16]byte)(y[4+128*h+16*int(s):])
+				y1 := (*[16]byte)(y[4+128*h+16*int(s)+16:])
 				var a, c int32
-				for l := 0; l < 32; l++ {
-					v := int32(q[l]>>s&3) - 4
-					if hm[l]&m != 0 {
-						v += 4
-					}
-					if l < 16 {
-						a += v * i8(yy[l])
-					} else {
-						c += v * i8(yy[l])
-					}
+				for l := 0; l < 16; l++ {
+					// q = low 2 bits - 4 + 4*high bit, in -4..3
+					v0 := int32(q0[l]>>s&3) - 4 + int32(hm0[l]>>mb&1)<<2
+					v1 := int32(q1[l]>>s&3) - 4 + int32(hm1[l]>>mb&1)<<2
+					a += v0 * i8(y0[l])
+					c += v1 * i8(y1[l])
 				}
 				sumi += sc[is]*a + sc[is+1]*c
 				is += 2
-				m <<= 1
+				mb++
 			}
 		}
 		sum += f16(x[108:]) * q8kD(y) * float32(sumi)
@@ -497,24 +496,28 @@ func dotQ6_K(row, xq []byte, n int) float32 {
 		y := (*[292]byte)(xq[b*292:])
 		var sumi int32
 		for h := 0; h < 2; h++ {
-			ql := (*[64]byte)(x[64*h:])
-			qh := (*[32]byte)(x[128+32*h:])
 			sc := (*[8]byte)(x[192+8*h:])
-			yy := (*[128]byte)(y[4+128*h:])
-			var p [8]int32 // per sub-block of 16: Σ q*y
-			for l := 0; l < 32; l++ {
-				k := l >> 4
-				q1 := int32(ql[l]&0xf | (qh[l]&3)<<4)
-				q2 := int32(ql[l+32]&0xf | (qh[l]>>2&3)<<4)
-				q3 := int32(ql[l]>>4 | (qh[l]>>4&3)<<4)
-				q4 := int32(ql[l+32]>>4 | (qh[l]>>6)<<4)
-				p[k] += q1 * i8(yy[l])
-				p[k+2] += q2 * i8(yy[l+32])
-				p[k+4] += q3 * i8(yy[l+64])
-				p[k+6] += q4 * i8(yy[l+96])
-			}
-			for k := 0; k < 8; k++ {
-				sumi += i8(sc[k]) * (p[k] - 32*bsum(y, 8*h+k))
+			// k selects elements 16k..16k+15 of each quarter of the half,
+			// i.e. sub-blocks k, k+2, k+4, k+6.
+			for k := 0; k < 2; k++ {
+				qa := (*[16]byte)(x[64*h+16*k:])
+				qb := (*[16]byte)(x[64*h+32+16*k:])
+				qh := (*[16]byte)(x[128+32*h+16*k:])
+				o := 4 + 128*h + 16*k
+				y1 := (*[16]byte)(y[o:])
+				y2 := (*[16]byte)(y[o+32:])
+				y3 := (*[16]byte)(y[o+64:])
+				y4 := (*[16]byte)(y[o+96:])
+				var a1, a2, a3, a4 int32
+				for l := 0; l < 16; l++ {
+					a1 += int32(qa[l]&0xf|(qh[l]&3)<<4) * i8(y1[l])
+					a2 += int32(qb[l]&0xf|(qh[l]>>2&3)<<4) * i8(y2[l])
+					a3 += int32(qa[l]>>4|(qh[l]>>4&3)<<4) * i8(y3[l])
+					a4 += int32(qb[l]>>4|(qh[l]>>6)<<4) * i8(y4[l])
+				}
+				g := 8*h + k
+				sumi += i8(sc[k])*(a1-32*bsum(y, g)) + i8(sc[k+2])*(a2-32*bsum(y, g+2)) +
+					i8(sc[k+4])*(a3-32*bsum(y, g+4)) + i8(sc[k+6])*(a4-32*bsum(y, g+6))
 			}
 		}
 		sum += f16(x[208:]) * q8kD(y) * float32(sumi)
