@@ -9,22 +9,10 @@ import (
 	"fmt"
 	"math"
 
+	"worker-orcd/backend"
 	"worker-orcd/model"
 	"worker-orcd/quant"
 )
-
-// Seq is one sequence's part of a batch: new tokens appended at the
-// positions after what its cache holds.
-type Seq struct {
-	Tokens    []int32
-	KV        *KVCache
-	AllLogits bool      // logits for every new token (scoring), else only the last
-	Logits    []float32 // filled by Forward: len(Tokens)*vocab or vocab values
-}
-
-// DumpFunc receives named intermediate tensors (name like "attn_norm-3",
-// rows × cols row-major). The slice is only valid during the call.
-type DumpFunc func(name string, rows, cols int, data []float32)
 
 // ErrBadInput reports a request the forward pass cannot run (empty batch,
 // token id out of range, cache full).
@@ -37,8 +25,8 @@ type Backend struct {
 	c    *model.Config
 	w    *model.Weights
 	pool *pool
-	inv  []float64 // RoPE inverse frequencies, rope_dim/2 of them
-	Dump DumpFunc  // optional tap on intermediate tensors
+	inv  []float64        // RoPE inverse frequencies, rope_dim/2 of them
+	Dump backend.DumpFunc // optional tap on intermediate tensors
 
 	// scratch, grown to the largest batch seen
 	x, h, q, k, v, att, gate, up []float32
@@ -63,13 +51,38 @@ func New(m *model.Model, threads int) *Backend {
 }
 
 // Close stops the worker goroutines.
-func (b *Backend) Close() { b.pool.close() }
+func (b *Backend) Close() error {
+	b.pool.close()
+	return nil
+}
+
+// Name is "cpu".
+func (b *Backend) Name() string { return "cpu" }
 
 // Config returns the model's hyperparameters.
 func (b *Backend) Config() *model.Config { return b.c }
 
 // NewKVCache allocates a cache for up to maxLen positions of one sequence.
-func (b *Backend) NewKVCache(maxLen int) *KVCache { return NewKVCache(b.c, maxLen) }
+func (b *Backend) NewKVCache(maxLen int) (backend.KVCache, error) {
+	if maxLen <= 0 {
+		return nil, fmt.Errorf("%w: KV cache of %d positions", ErrBadInput, maxLen)
+	}
+	return NewKVCache(b.c, maxLen), nil
+}
+
+// Memory reports the mapped weights, the KV caches alive, and the scratch
+// buffers. KV caches are counted by the engine, which owns them.
+func (b *Backend) Memory() backend.Memory {
+	var act int64
+	for _, s := range [][]float32{b.x, b.h, b.q, b.k, b.v, b.att, b.gate, b.up} {
+		act += int64(cap(s)) * 4
+	}
+	var ws int64
+	for _, a := range b.act {
+		ws += int64(cap(a))
+	}
+	return backend.Memory{Weights: b.w.Bytes(), Activations: act, Workspace: ws}
+}
 
 func grow(s []float32, n int) []float32 {
 	if cap(s) < n {
@@ -80,7 +93,7 @@ func grow(s []float32, n int) []float32 {
 
 // rowInfo locates one token of the batch.
 type rowInfo struct {
-	seq *Seq
+	kv  *KVCache
 	pos int
 }
 
@@ -88,21 +101,27 @@ type rowInfo struct {
 // tokens go through all layers together (one matrix product per weight for
 // the whole batch), their keys and values are appended to their caches, and
 // each sequence's Logits are filled.
-func (b *Backend) Forward(batch []*Seq) error {
+func (b *Backend) Forward(batch []*backend.Seq) error {
 	c := b.c
 	rows := make([]rowInfo, 0, 16)
+	kvs := make([]*KVCache, len(batch))
 	for si, s := range batch {
+		kv, ok := s.KV.(*KVCache)
+		if !ok {
+			return fmt.Errorf("%w: sequence %d has a %T, not a CPU KV cache", ErrBadInput, si, s.KV)
+		}
+		kvs[si] = kv
 		if len(s.Tokens) == 0 {
 			return fmt.Errorf("%w: sequence %d of the batch has no tokens", ErrBadInput, si)
 		}
-		if s.KV.n+len(s.Tokens) > s.KV.maxLen {
-			return fmt.Errorf("%w: sequence %d needs %d positions, its KV cache holds %d", ErrBadInput, si, s.KV.n+len(s.Tokens), s.KV.maxLen)
+		if kv.n+len(s.Tokens) > kv.maxLen {
+			return fmt.Errorf("%w: sequence %d needs %d positions, its KV cache holds %d", ErrBadInput, si, kv.n+len(s.Tokens), kv.maxLen)
 		}
 		for i, id := range s.Tokens {
 			if id < 0 || int(id) >= c.VocabSize {
 				return fmt.Errorf("%w: token id %d out of range [0, %d)", ErrBadInput, id, c.VocabSize)
 			}
-			rows = append(rows, rowInfo{seq: s, pos: s.KV.n + i})
+			rows = append(rows, rowInfo{kv: kv, pos: kv.n + i})
 		}
 	}
 	if len(rows) == 0 {
@@ -147,8 +166,8 @@ func (b *Backend) Forward(batch []*Seq) error {
 		// Append this step's keys and values to each sequence's cache.
 		kvd := c.KVDim()
 		for r, ri := range rows {
-			copy(ri.seq.KV.K[l][ri.pos*kvd:(ri.pos+1)*kvd], b.k[r*kvd:(r+1)*kvd])
-			copy(ri.seq.KV.V[l][ri.pos*kvd:(ri.pos+1)*kvd], b.v[r*kvd:(r+1)*kvd])
+			copy(ri.kv.K[l][ri.pos*kvd:(ri.pos+1)*kvd], b.k[r*kvd:(r+1)*kvd])
+			copy(ri.kv.V[l][ri.pos*kvd:(ri.pos+1)*kvd], b.v[r*kvd:(r+1)*kvd])
 		}
 		b.attention(rows, l)
 		b.dumpL("kqv_out", l, T, c.QDim(), b.att)
@@ -168,8 +187,8 @@ func (b *Backend) Forward(batch []*Seq) error {
 		addInPlace(b.x, b.h)
 		b.dumpL("l_out", l, T, d, b.x)
 	}
-	for _, s := range batch {
-		s.KV.n += len(s.Tokens)
+	for si, s := range batch {
+		kvs[si].n += len(s.Tokens)
 	}
 
 	// Final norm and LM head, only for the rows whose logits are wanted.
@@ -346,7 +365,7 @@ func (b *Backend) attention(rows []rowInfo, layer int) {
 			ri := rows[r]
 			kvh := h / group
 			q := b.q[r*c.QDim()+h*hd : r*c.QDim()+(h+1)*hd]
-			K, V := ri.seq.KV.K[layer], ri.seq.KV.V[layer]
+			K, V := ri.kv.K[layer], ri.kv.V[layer]
 			start := 0
 			if c.SlidingWindow > 0 {
 				start = max(0, ri.pos-c.SlidingWindow+1)
@@ -381,3 +400,5 @@ func (b *Backend) attention(rows []rowInfo, layer int) {
 		}
 	})
 }
+
+var _ backend.Backend = (*Backend)(nil)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"worker-orcd/backend"
 	"worker-orcd/model"
 )
 
@@ -94,8 +95,8 @@ func TestGoldenTeacherForced(t *testing.T) {
 			worst := 0.0
 			for _, p := range g.Prompts {
 				ids := append(append([]int32{}, p.PromptIDs...), p.GeneratedIDs...)
-				s := &Seq{Tokens: ids, KV: b.NewKVCache(len(ids)), AllLogits: true}
-				if err := b.Forward([]*Seq{s}); err != nil {
+				s := &backend.Seq{Tokens: ids, KV: NewKVCache(&m.Config, len(ids)), AllLogits: true}
+				if err := b.Forward([]*backend.Seq{s}); err != nil {
 					t.Fatal(err)
 				}
 				for k, st := range p.Steps {
@@ -125,10 +126,10 @@ func TestGoldenGreedy(t *testing.T) {
 			b := New(m, 0)
 			defer b.Close()
 			for _, p := range g.Prompts {
-				kv := b.NewKVCache(len(p.PromptIDs) + len(p.GeneratedIDs))
-				s := &Seq{Tokens: p.PromptIDs, KV: kv}
+				kv := NewKVCache(&m.Config, len(p.PromptIDs)+len(p.GeneratedIDs))
+				s := &backend.Seq{Tokens: p.PromptIDs, KV: kv}
 				for k, st := range p.Steps {
-					if err := b.Forward([]*Seq{s}); err != nil {
+					if err := b.Forward([]*backend.Seq{s}); err != nil {
 						t.Fatal(err)
 					}
 					best := int32(0)

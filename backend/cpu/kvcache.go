@@ -34,6 +34,22 @@ func (kv *KVCache) Cap() int { return kv.maxLen }
 // Bytes is the memory the cache holds.
 func (kv *KVCache) Bytes() int64 { return int64(len(kv.K)) * 2 * int64(kv.maxLen*kv.kvDim) * 4 }
 
+// Reserve makes room for n positions in all, keeping what is stored.
+func (kv *KVCache) Reserve(n int) error {
+	if n <= kv.maxLen {
+		return nil
+	}
+	for i := range kv.K {
+		k := make([]float32, n*kv.kvDim)
+		v := make([]float32, n*kv.kvDim)
+		copy(k, kv.K[i][:kv.n*kv.kvDim])
+		copy(v, kv.V[i][:kv.n*kv.kvDim])
+		kv.K[i], kv.V[i] = k, v
+	}
+	kv.maxLen = n
+	return nil
+}
+
 // Truncate forgets the positions from n on (to rewind a sequence).
 func (kv *KVCache) Truncate(n int) error {
 	if n < 0 || n > kv.n {

@@ -1,0 +1,51 @@
+// Package backend defines what the engine needs from a compute backend (the
+// CPU one in backend/cpu, the CUDA one in backend/cuda): a KV cache per
+// sequence and one batched forward step.
+package backend
+
+import "worker-orcd/model"
+
+// KVCache is one sequence's key/value cache on a backend.
+type KVCache interface {
+	Len() int             // positions stored
+	Cap() int             // positions it can hold without growing
+	Bytes() int64         // memory held
+	Reserve(n int) error  // make room for n positions in all (may move the data)
+	Truncate(n int) error // forget positions from n on
+}
+
+// Seq is one sequence's part of a forward batch: Tokens are appended at the
+// positions after what KV holds.
+type Seq struct {
+	Tokens    []int32
+	KV        KVCache
+	AllLogits bool      // logits for every token of Tokens (scoring); else only the last
+	Logits    []float32 // filled by Forward: len(Tokens)*vocab or vocab values
+}
+
+// Backend runs one model. Forward is not safe for concurrent use: the
+// engine batches sequences into one call instead.
+type Backend interface {
+	// Name says which backend this is ("cpu", "cuda:0").
+	Name() string
+	Config() *model.Config
+	// NewKVCache returns an empty cache with room for maxLen positions.
+	NewKVCache(maxLen int) (KVCache, error)
+	// Forward runs one step over a batch and fills each Seq's Logits.
+	Forward(batch []*Seq) error
+	// Memory reports the bytes held, by purpose.
+	Memory() Memory
+	Close() error
+}
+
+// Memory is memory use by purpose, in bytes.
+type Memory struct {
+	Weights     int64 `json:"weights"`
+	KVCache     int64 `json:"kv_cache"`
+	Activations int64 `json:"activations"`
+	Workspace   int64 `json:"workspace"`
+}
+
+// DumpFunc receives named intermediate tensors ("attn_norm-3": rows × cols,
+// row-major). The slice is only valid during the call.
+type DumpFunc func(name string, rows, cols int, data []float32)
