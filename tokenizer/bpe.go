@@ -277,6 +277,9 @@ const wordCacheMax = 1 << 16
 func newWordCache() *wordCache { return &wordCache{m: make(map[string][]int32)} }
 
 func (c *wordCache) get(w string) ([]int32, bool) {
+	if c == nil {
+		return nil, false
+	}
 	c.mu.RLock()
 	ids, ok := c.m[w]
 	c.mu.RUnlock()
@@ -284,7 +287,7 @@ func (c *wordCache) get(w string) ([]int32, bool) {
 }
 
 func (c *wordCache) put(w string, ids []int32) {
-	if len(w) > 64 {
+	if c == nil || len(w) > 64 {
 		return
 	}
 	cp := append([]int32(nil), ids...)

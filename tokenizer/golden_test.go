@@ -13,11 +13,18 @@ import (
 // test when it is absent (a user's clone has no shared/).
 func fixture(t testing.TB, rel ...string) string {
 	t.Helper()
-	p := filepath.Join(append([]string{"..", "..", "shared", "fixtures"}, rel...)...)
-	if _, err := os.Stat(p); err != nil {
+	p, ok := fixtureFile(rel...)
+	if !ok {
 		t.Skipf("fixture %s not present", p)
 	}
 	return p
+}
+
+// fixtureFile returns the path of a fixture and whether it exists.
+func fixtureFile(rel ...string) (string, bool) {
+	p := filepath.Join(append([]string{"..", "..", "shared", "fixtures"}, rel...)...)
+	_, err := os.Stat(p)
+	return p, err == nil
 }
 
 var (
@@ -99,8 +106,24 @@ func TestGolden(t *testing.T) {
 					continue
 				}
 				pass++
+				// decode(encode(s)) == s (SentencePiece: modulo the space prefix, which StripSpacePrefix undoes).
+				if !c.ParseSpecial {
+					back, err := tok.Decode(got, DecodeOptions{SkipSpecial: true, StripSpacePrefix: true})
+					if err != nil || back != text {
+						t.Errorf("%s: Decode(Encode(s)) = %q, %v", c.Name, trunc(back), err)
+					}
+				} else if back, _ := tok.Decode(got, DecodeOptions{StripSpacePrefix: true}); back != text && tok.Model() == ModelBPE {
+					t.Errorf("%s: Decode(Encode(s, ParseSpecial)) = %q", c.Name, back)
+				}
 			}
 			t.Logf("%s: %d/%d golden cases equal (%s)", name, pass, len(g.Cases), g.Reference)
 		})
 	}
+}
+
+func trunc(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
 }

@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -24,6 +23,8 @@ func (t *Tokenizer) initSPM(v *Vocab) {
 	t.scores = v.Scores
 	t.pieces = make([][]byte, n)
 	t.toID = make(map[string]int32, n)
+	t.spmSplit = true
+	t.bpeCache = newWordCache()
 	for b := range t.byteTok {
 		t.byteTok[b] = -1
 	}
@@ -45,6 +46,9 @@ func (t *Tokenizer) initSPM(v *Vocab) {
 		default:
 			t.pieces[i] = []byte(strings.ReplaceAll(s, spmSpace, " "))
 		}
+		if (ty == TypeNormal || ty == TypeUndefined) && strings.Contains(strings.TrimLeft(s, spmSpace), spmSpace) {
+			t.spmSplit = false
+		}
 		if ty == TypeNormal || ty == TypeUndefined {
 			if _, dup := t.toID[s]; !dup {
 				t.toID[s] = int32(i)
@@ -64,22 +68,57 @@ type spmBigram struct {
 	size        int
 }
 
+// spmHeap is a max-heap of bigrams: highest score first, leftmost on ties.
 type spmHeap []spmBigram
 
-func (h spmHeap) Len() int { return len(h) }
-func (h spmHeap) Less(a, b int) bool {
+func (h spmHeap) less(a, b int) bool {
 	if h[a].score != h[b].score {
 		return h[a].score > h[b].score
 	}
 	return h[a].left < h[b].left
 }
-func (h spmHeap) Swap(a, b int) { h[a], h[b] = h[b], h[a] }
-func (h *spmHeap) Push(x any)   { *h = append(*h, x.(spmBigram)) }
-func (h *spmHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+
+func (h *spmHeap) push(x spmBigram) {
+	*h = append(*h, x)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !q.less(i, p) {
+			break
+		}
+		q[i], q[p] = q[p], q[i]
+		i = p
+	}
+}
+
+func (h *spmHeap) pop() spmBigram {
+	q := *h
+	top := q[0]
+	n := len(q) - 1
+	q[0] = q[n]
+	q = q[:n]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < n && q.less(l, m) {
+			m = l
+		}
+		if l+1 < n && q.less(l+1, m) {
+			m = l + 1
+		}
+		if m == i {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	*h = q
+	return top
+}
+
+// spmState holds reusable buffers of one encoding call.
+type spmState struct {
+	syms []spmSym
+	heap spmHeap
 }
 
 // encodeSPM appends the ids of one text fragment (no special tokens).
@@ -97,10 +136,44 @@ func (t *Tokenizer) encodeSPM(frag string, spacePrefix bool, out []int32) []int3
 		}
 	}
 	text := sb.String()
+	var st spmState
+	if !t.spmSplit {
+		return t.spmChunk(text, &st, out)
+	}
+	// No piece has "▁" after other characters, so no merge crosses the start
+	// of a run of "▁" that follows another character: encode such chunks
+	// one by one (and cache them).
+	start := 0
+	for i := 0; i < len(text); {
+		if i > start && strings.HasPrefix(text[i:], spmSpace) && !strings.HasSuffix(text[start:i], spmSpace) {
+			out = t.spmCached(text[start:i], &st, out)
+			start = i
+		}
+		if text[i] == spmSpace[0] && strings.HasPrefix(text[i:], spmSpace) {
+			i += len(spmSpace)
+		} else {
+			i++
+		}
+	}
+	return t.spmCached(text[start:], &st, out)
+}
+
+func (t *Tokenizer) spmCached(chunk string, st *spmState, out []int32) []int32 {
+	if ids, ok := t.bpeCache.get(chunk); ok {
+		return append(out, ids...)
+	}
+	n := len(out)
+	out = t.spmChunk(chunk, st, out)
+	t.bpeCache.put(chunk, out[n:])
+	return out
+}
+
+// spmChunk runs the SentencePiece merges over text (already escaped).
+func (t *Tokenizer) spmChunk(text string, st *spmState, out []int32) []int32 {
 	if text == "" {
 		return out
 	}
-	syms := make([]spmSym, 0, len(text))
+	syms := st.syms[:0]
 	for i := 0; i < len(text); {
 		_, n := utf8.DecodeRuneInString(text[i:])
 		syms = append(syms, spmSym{start: i, n: n, prev: len(syms) - 1, next: len(syms) + 1})
@@ -108,7 +181,7 @@ func (t *Tokenizer) encodeSPM(frag string, spacePrefix bool, out []int32) []int3
 	}
 	syms[len(syms)-1].next = -1
 
-	h := make(spmHeap, 0, len(syms))
+	h := st.heap[:0]
 	tryAdd := func(l, r int) {
 		if l < 0 || r < 0 {
 			return
@@ -118,13 +191,13 @@ func (t *Tokenizer) encodeSPM(frag string, spacePrefix bool, out []int32) []int3
 		if !ok || t.types[id] != TypeNormal && t.types[id] != TypeUndefined {
 			return
 		}
-		heap.Push(&h, spmBigram{score: t.scores[id], left: l, right: r, size: len(piece)})
+		h.push(spmBigram{score: t.scores[id], left: l, right: r, size: len(piece)})
 	}
 	for i := 1; i < len(syms); i++ {
 		tryAdd(i-1, i)
 	}
-	for h.Len() > 0 {
-		bg := heap.Pop(&h).(spmBigram)
+	for len(h) > 0 {
+		bg := h.pop()
 		l, r := &syms[bg.left], &syms[bg.right]
 		if l.n == 0 || r.n == 0 || l.n+r.n != bg.size || l.next != bg.right {
 			continue // stale
@@ -152,5 +225,6 @@ func (t *Tokenizer) encodeSPM(frag string, spacePrefix bool, out []int32) []int3
 			}
 		}
 	}
+	st.syms, st.heap = syms, h
 	return out
 }

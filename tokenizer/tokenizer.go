@@ -103,10 +103,11 @@ type Tokenizer struct {
 	// BPE
 	merges   map[uint64]uint64 // (left id << 32 | right id) → (rank << 32 | merged id)
 	byteTok  [256]int32        // BPE: token of each single byte; SPM: <0xXX> token
-	bpeCache *wordCache
+	bpeCache *wordCache        // pre-token (SPM: chunk) → ids
 
 	// SPM
-	scores []float32
+	scores   []float32
+	spmSplit bool // no piece has "▁" after another character: chunks can be encoded apart
 
 	special      []specialToken // control and user-defined tokens, for ParseSpecial
 	specialFirst [256]bool      // first bytes of special tokens
