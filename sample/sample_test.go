@@ -555,3 +555,22 @@ func BenchmarkTopLogprobs(b *testing.B) {
 		dst = TopLogprobs(logits, 20, dst)
 	}
 }
+
+func TestNaNLogits(t *testing.T) {
+	logits := randLogits(3000, 2, 21)
+	nan := float32(math.NaN())
+	for i := 0; i < len(logits); i += 3 {
+		logits[i] = nan
+	}
+	logits[0], logits[1] = nan, nan
+	for _, bp := range benchParams {
+		p := bp.p
+		p.Seed = seed(5)
+		s := New(p)
+		for range 200 {
+			if id := s.Sample(logits, []int32{0, 1, 2}); logits[id] != logits[id] {
+				t.Fatalf("%s: sampled id %d with a NaN logit", bp.name, id)
+			}
+		}
+	}
+}
