@@ -3,6 +3,7 @@ package quant
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 )
 
@@ -166,25 +167,26 @@ func MatVec(t Type, w []byte, xq []byte, n int, out []float32) {
 	}
 }
 
-var vecDotFuncs map[Type]func(row, xq []byte, n int) float32
-
-func init() {
-	vecDotFuncs = map[Type]func(row, xq []byte, n int) float32{
-		F32:  dotF32,
-		F16:  dotF16,
-		BF16: dotBF16,
-		Q4_0: dotQ4_0,
-		Q4_1: dotQ4_1,
-		Q5_0: dotQ5_0,
-		Q5_1: dotQ5_1,
-		Q8_0: dotQ8_0,
-		Q2_K: dotQ2_K,
-		Q3_K: dotQ3_K,
-		Q4_K: dotQ4_K,
-		Q5_K: dotQ5_K,
-		Q6_K: dotQ6_K,
-	}
+// genericDotFuncs are the portable Go dot products; vecDotFuncs starts as a
+// copy and the architecture files (dot_amd64.go) replace entries with
+// assembly versions when the CPU has the instructions.
+var genericDotFuncs = map[Type]func(row, xq []byte, n int) float32{
+	F32:  dotF32,
+	F16:  dotF16,
+	BF16: dotBF16,
+	Q4_0: dotQ4_0,
+	Q4_1: dotQ4_1,
+	Q5_0: dotQ5_0,
+	Q5_1: dotQ5_1,
+	Q8_0: dotQ8_0,
+	Q2_K: dotQ2_K,
+	Q3_K: dotQ3_K,
+	Q4_K: dotQ4_K,
+	Q5_K: dotQ5_K,
+	Q6_K: dotQ6_K,
 }
+
+var vecDotFuncs = maps.Clone(genericDotFuncs)
 
 // dotF32 sums in eight float32 lanes, like an AVX2 loop.
 func dotF32(row, xq []byte, n int) float32 {
