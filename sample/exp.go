@@ -71,9 +71,15 @@ func exp(x float64) float64 {
 	return float64(expTable[k&(expTableSize-1)]*p) * scale
 }
 
+// weightCutoff is the exponent below which a softmax weight is taken as 0:
+// e^-64 < 1.7e-28, so even 10^6 such tokens change a total of at least 1 (the
+// largest logit's weight) by less than 2e-22, far below float64 resolution.
+// Skipping them saves the exponential for tokens far below the maximum.
+const weightCutoff = -64
+
 // expSum stores exp((src[i]-m)*invT) in dst[i] (when dst is not nil) and
 // returns the sum of those weights, accumulated in index order. Entries with
-// an exponent below -708 or NaN weigh 0. The body is exp's, written out so the
+// an exponent below weightCutoff or NaN weigh 0. The body is exp's, written out so the
 // loop has no call (exp is too large to inline); it must stay bit-identical
 // to exp (TestExpSumMatchesExp).
 func expSum(dst []float64, src []float32, m, invT float64) float64 {
@@ -84,7 +90,7 @@ func expSum(dst []float64, src []float32, m, invT float64) float64 {
 	for i, v := range src {
 		x := (float64(v) - m) * invT
 		e := 0.0
-		if x > -708 {
+		if x > weightCutoff {
 			y := float64(x*invLn2N) + roundShift
 			k := int64(int32(uint32(math.Float64bits(y))))
 			kd := y - roundShift
@@ -112,7 +118,7 @@ func expSumSet(dst []float64, set []Candidate, m, invT float64) float64 {
 	for i, c := range set {
 		x := (float64(c.Logprob) - m) * invT
 		e := 0.0
-		if x > -708 {
+		if x > weightCutoff {
 			y := float64(x*invLn2N) + roundShift
 			k := int64(int32(uint32(math.Float64bits(y))))
 			kd := y - roundShift

@@ -24,7 +24,8 @@
 //  6. Min-p: keep the survivors whose probability is at least MinP times the
 //     largest one, i.e. logit >= max + ln(MinP).
 //  7. Temperature: divide the surviving logits by Temperature.
-//  8. Softmax over the survivors (float64 weights) and draw: the first
+//  8. Softmax over the survivors (float64 weights; a weight below e^-64 of
+//     the largest is taken as 0) and draw: the first
 //     survivor, in the order the filters left them, at which the cumulative
 //     weight exceeds u times the total.
 //
@@ -201,10 +202,11 @@ func (s *Sampler) filter(src []float32) (set []Candidate, all bool, m float64, o
 			set = topPSorted(set, m, s.topP)
 		} else {
 			if all {
-				set, _ = s.materialize(src)
+				set = s.selectMassAll(src, m, s.topP)
 				all = false
+			} else {
+				set = s.selectMass(set, m, s.topP)
 			}
-			set = s.selectMass(set, m, s.topP)
 		}
 	}
 
@@ -238,10 +240,11 @@ func pick(w []float64, target float64) int {
 	return last
 }
 
-// weight returns exp((v-m)*invT), 0 for NaN and for weights below e^-708.
+// weight returns exp((v-m)*invT), 0 for NaN and for exponents below
+// weightCutoff (the same values as expSum).
 func weight(v float32, m, invT float64) float64 {
 	d := (float64(v) - m) * invT
-	if !(d > -708) {
+	if !(d > weightCutoff) {
 		return 0
 	}
 	return exp(d)

@@ -131,20 +131,38 @@ const (
 type bucketer struct{ m, scale float64 }
 
 // newBucketer spreads [m - span, m] over the first nBuckets-1 buckets, where
-// span is the distance from m to the smallest finite logit of set, capped at
+// span is the distance from m to lo, the smallest finite logit, capped at
 // maxSpan.
-func newBucketer(set []Candidate, m float64) bucketer {
-	lo := m
-	for _, c := range set {
-		if v := float64(c.Logprob); v < lo && v > math.Inf(-1) {
-			lo = v
-		}
-	}
+func newBucketer(m, lo float64) bucketer {
 	span := min(m-lo, maxSpan)
 	if !(span > 0) {
 		span = 1
 	}
 	return bucketer{m: m, scale: (nBuckets - 1) / span}
+}
+
+// minFiniteSet returns the smallest finite logit of set, or m if none is
+// smaller.
+func minFiniteSet(set []Candidate, m float64) float64 {
+	lo := float32(m)
+	for _, c := range set {
+		if v := c.Logprob; v < lo && v > float32(math.Inf(-1)) {
+			lo = v
+		}
+	}
+	return float64(lo)
+}
+
+// minFinite returns the smallest finite value of src, or m if none is
+// smaller.
+func minFinite(src []float32, m float64) float64 {
+	lo := float32(m)
+	for _, v := range src {
+		if v < lo && v > float32(math.Inf(-1)) {
+			lo = v
+		}
+	}
+	return float64(lo)
 }
 
 // of returns the bucket of logit v (<= m); -Inf and NaN go to the last one.
@@ -179,7 +197,7 @@ func (s *Sampler) split(set []Candidate, bk bucketer, cut int) ([]Candidate, []C
 // selectCount keeps the k (< len(set)) candidates with the largest logits
 // (ties to the lower id); the result is not sorted.
 func (s *Sampler) selectCount(set []Candidate, m float64, k int) []Candidate {
-	bk := newBucketer(set, m)
+	bk := newBucketer(m, minFiniteSet(set, m))
 	clear(s.bcnt[:])
 	for _, c := range set {
 		s.bcnt[bk.of(c.Logprob)]++
@@ -200,7 +218,7 @@ func (s *Sampler) selectCount(set []Candidate, m float64, k int) []Candidate {
 // then increasing id, until their softmax probability (temperature 1, largest
 // logit m) reaches p; the result is not sorted.
 func (s *Sampler) selectMass(set []Candidate, m, p float64) []Candidate {
-	bk := newBucketer(set, m)
+	bk := newBucketer(m, minFiniteSet(set, m))
 	clear(s.bsum[:])
 	s.w = grow(s.w, len(set))
 	w := s.w[:len(set)]
@@ -208,20 +226,62 @@ func (s *Sampler) selectMass(set []Candidate, m, p float64) []Candidate {
 	for i, c := range set {
 		s.bsum[bk.of(c.Logprob)] += w[i]
 	}
+	cut, cum, target := s.massCut(p)
+	front, bnd := s.split(set, bk, cut)
+	return takeMass(front, bnd, m, cum, target)
+}
+
+// selectMassAll is selectMass over all of src (ids are indices), reading src
+// in place instead of copying it into candidates first.
+func (s *Sampler) selectMassAll(src []float32, m, p float64) []Candidate {
+	n := len(src)
+	bk := newBucketer(m, minFinite(src, m))
+	clear(s.bsum[:])
+	s.w = grow(s.w, n)
+	w := s.w[:n]
+	expSum(w, src, m, 1)
+	for i, v := range src {
+		s.bsum[bk.of(v)] += w[i]
+	}
+	cut, cum, target := s.massCut(p)
+	front, bnd := s.buf(n), s.bnd[:0]
+	for i, v := range src {
+		switch b := bk.of(v); {
+		case b < cut:
+			front = append(front, Candidate{ID: int32(i), Logprob: v})
+		case b == cut:
+			if v != v {
+				v = float32(math.Inf(-1))
+			}
+			bnd = append(bnd, Candidate{ID: int32(i), Logprob: v})
+		}
+	}
+	s.bnd = bnd
+	sortDesc(bnd)
+	return takeMass(front, bnd, m, cum, target)
+}
+
+// massCut finds, in s.bsum, the bucket in which the running mass first
+// reaches p times the total. It returns that bucket, the mass of the buckets
+// above it, and the target mass.
+func (s *Sampler) massCut(p float64) (cut int, cum, target float64) {
 	z := 0.0
 	for _, x := range s.bsum[:] {
 		z += x
 	}
-	target := p * z
-	cut, cum := nBuckets-1, 0.0
+	target = p * z
 	for b, x := range s.bsum[:] {
 		if cum+x >= target {
-			cut = b
-			break
+			return b, cum, target
 		}
 		cum += x
 	}
-	front, bnd := s.split(set, bk, cut)
+	return nBuckets - 1, cum, target
+}
+
+// takeMass appends to front the sorted boundary candidates while the mass
+// cum (that of front) is below target; the one that reaches it is kept.
+func takeMass(front, bnd []Candidate, m, cum, target float64) []Candidate {
 	for i, c := range bnd {
 		if cum >= target {
 			return append(front, bnd[:i]...)
