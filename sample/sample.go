@@ -25,9 +25,9 @@
 //     largest one, i.e. logit >= max + ln(MinP).
 //  7. Temperature: divide the surviving logits by Temperature.
 //  8. Softmax over the survivors (float64 weights; a weight below e^-64 of
-//     the largest is taken as 0) and draw: the first
-//     survivor, in the order the filters left them, at which the cumulative
-//     weight exceeds u times the total.
+//     the largest is taken as 0) and draw: the first survivor, in the order
+//     the filters left them, at which the cumulative weight exceeds u times
+//     the total.
 //
 // The most likely token always survives steps 4–6. NaN logits are treated as
 // -Inf; if the largest logit is +Inf or no logit is finite, the arg max is
@@ -86,10 +86,11 @@ type Sampler struct {
 
 // New returns a Sampler for p. New does not validate: call p.Validate on
 // parameters that come from a request. Out-of-range values are read as
-// follows: Temperature <= 0 or NaN (or below about 1e-308) is greedy; TopK <= 0 or >= the vocabulary
-// is off; TopP outside (0, 1) is off; MinP <= 0 is off, above 1 acts as 1;
-// RepeatPenalty that is not > 0, or RepeatLastN 0, is off; RepeatLastN below
-// -1 acts as -1.
+// follows: Temperature <= 0, NaN or so small that 1/T overflows is greedy;
+// TopK <= 0 or >= the vocabulary is off; TopP outside (0, 1) is off; MinP <= 0
+// is off, above 1 acts as 1; a RepeatPenalty that is not > 0 or that float32
+// cannot hold (0 or +Inf after conversion), or RepeatLastN 0, turns the
+// penalty off; RepeatLastN below -1 acts as -1.
 func New(p Params) *Sampler {
 	s := &Sampler{penalty: 1, lnMinP: math.Inf(-1)}
 	if p.Seed != nil {
@@ -103,7 +104,6 @@ func New(p Params) *Sampler {
 	s.p = p
 
 	s.invT = 1 / p.Temperature
-	// A temperature so small that 1/T overflows is greedy too.
 	s.greedy = !(p.Temperature > 0) || math.IsInf(s.invT, 1)
 	s.topK = max(p.TopK, 0)
 	if p.TopP > 0 && p.TopP < 1 {
@@ -112,8 +112,8 @@ func New(p Params) *Sampler {
 	if p.MinP > 0 {
 		s.lnMinP = math.Log(min(p.MinP, 1))
 	}
-	if p.RepeatPenalty > 0 && p.RepeatPenalty != 1 && p.RepeatLastN != 0 {
-		s.penalty = float32(p.RepeatPenalty)
+	if rp := float32(p.RepeatPenalty); rp > 0 && rp != 1 && !math.IsInf(float64(rp), 1) && p.RepeatLastN != 0 {
+		s.penalty = rp
 		s.lastN = max(p.RepeatLastN, -1)
 	}
 	return s
