@@ -1,0 +1,495 @@
+// Package engine runs generation requests on a backend: a bounded queue, a
+// fixed number of slots (sequences decoded together), continuous batching
+// (every step is one forward over the next token of every decoding sequence
+// plus chunks of prompts being read), sampling, stop rules and streaming
+// text.
+//
+// Each slot keeps its KV cache between requests, so memory is reused rather
+// than reallocated. The backend computes every token of a batch
+// independently of the others, so a request's greedy output does not depend
+// on what runs beside it.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"worker-orcd/backend"
+	"worker-orcd/sample"
+	"worker-orcd/stop"
+	"worker-orcd/tokenizer"
+)
+
+// Options configure an engine.
+type Options struct {
+	Parallel    int // slots: sequences decoded together (default 4)
+	QueueSize   int // requests waiting for a slot before ErrQueueFull (default 64)
+	CtxLen      int // positions per sequence (default and maximum: the model's context length)
+	BatchTokens int // tokens per forward step, prompt chunks included (default 512)
+}
+
+func (o *Options) fill(modelCtx int) error {
+	if o.Parallel == 0 {
+		o.Parallel = 4
+	}
+	if o.QueueSize == 0 {
+		o.QueueSize = 64
+	}
+	if o.CtxLen == 0 {
+		o.CtxLen = modelCtx
+	}
+	if o.BatchTokens == 0 {
+		o.BatchTokens = 512
+	}
+	switch {
+	case o.Parallel < 1 || o.Parallel > 1024:
+		return fmt.Errorf("engine: parallel is %d, want 1 to 1024", o.Parallel)
+	case o.QueueSize < 0:
+		return fmt.Errorf("engine: queue size is %d, want ≥ 0", o.QueueSize)
+	case o.CtxLen < 1 || o.CtxLen > modelCtx:
+		return fmt.Errorf("engine: context length %d, want 1 to the model's %d", o.CtxLen, modelCtx)
+	case o.BatchTokens < o.Parallel:
+		return fmt.Errorf("engine: batch tokens %d is less than parallel %d", o.BatchTokens, o.Parallel)
+	}
+	return nil
+}
+
+// Stats is a snapshot of the engine's load.
+type Stats struct {
+	Slots       int   // configured slots
+	Active      int   // slots holding a sequence
+	Queued      int   // requests waiting for a slot
+	KVCacheSize int64 // bytes held by the slots' KV caches
+}
+
+// Engine schedules requests onto a backend. All methods are safe for
+// concurrent use.
+type Engine struct {
+	be   backend.Backend
+	tok  *tokenizer.Tokenizer
+	opts Options
+
+	mu     sync.Mutex
+	queue  []*seq
+	closed bool
+	wake   chan struct{} // buffered(1): new work or a cancellation
+	done   chan struct{} // closed when the scheduler exits
+
+	fwdMu  sync.Mutex // serializes Forward between the scheduler and Score
+	slots  []*slot
+	active atomic.Int32
+	kvSize atomic.Int64
+}
+
+type slot struct {
+	kv  backend.KVCache
+	seq *seq
+}
+
+// New starts an engine on a backend and the model's tokenizer.
+func New(be backend.Backend, tok *tokenizer.Tokenizer, opts Options) (*Engine, error) {
+	if err := opts.fill(be.Config().CtxLen); err != nil {
+		return nil, err
+	}
+	e := &Engine{be: be, tok: tok, opts: opts, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	e.slots = make([]*slot, opts.Parallel)
+	for i := range e.slots {
+		e.slots[i] = &slot{}
+	}
+	go e.loop()
+	return e, nil
+}
+
+// Options returns the engine's settled options.
+func (e *Engine) Options() Options { return e.opts }
+
+// Backend returns the backend the engine runs on.
+func (e *Engine) Backend() backend.Backend { return e.be }
+
+// Tokenizer returns the model's tokenizer.
+func (e *Engine) Tokenizer() *tokenizer.Tokenizer { return e.tok }
+
+// Stats returns the current load.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	q := len(e.queue)
+	e.mu.Unlock()
+	return Stats{Slots: e.opts.Parallel, Active: int(e.active.Load()), Queued: q, KVCacheSize: e.kvSize.Load()}
+}
+
+// Close stops accepting requests, cancels those queued or running, waits for
+// the scheduler to stop, and closes the backend.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		<-e.done
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+	e.signal()
+	<-e.done
+	return e.be.Close()
+}
+
+func (e *Engine) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Generate runs a request to its end, calling onToken (if not nil) for each
+// generated token in order, from the calling goroutine. Cancelling ctx stops
+// the request at the next step; the Result then has StopCancelled and the
+// error is ErrCancelled. An error returned by onToken cancels the request
+// and is returned.
+func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) error) (*Result, error) {
+	s, err := e.submit(req)
+	if err != nil {
+		return nil, err
+	}
+	var cbErr error
+	for {
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			s.cancel()
+			e.signal()
+			ctx = context.Background() // keep draining until the scheduler lets go
+			continue
+		}
+		toks, fin := s.take()
+		for _, t := range toks {
+			if onToken != nil && cbErr == nil {
+				if cbErr = onToken(t); cbErr != nil {
+					s.cancel()
+					e.signal()
+				}
+			}
+		}
+		if fin {
+			res := s.result
+			if cbErr != nil {
+				return res, cbErr
+			}
+			switch res.StopReason {
+			case StopCancelled:
+				return res, ErrCancelled
+			case StopError:
+				return res, s.err
+			}
+			return res, nil
+		}
+	}
+}
+
+func (e *Engine) submit(req Request) (*seq, error) {
+	maxTokens, err := req.validate(e.be.Config().VocabSize, e.opts.CtxLen)
+	if err != nil {
+		return nil, err
+	}
+	s := newSeq(e.tok, req, maxTokens)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	if len(e.queue) >= e.opts.QueueSize+e.opts.Parallel-int(e.active.Load()) {
+		return nil, fmt.Errorf("%w: %d requests are waiting for %d slots; retry shortly", ErrQueueFull, len(e.queue), e.opts.Parallel)
+	}
+	e.queue = append(e.queue, s)
+	e.signal()
+	return s, nil
+}
+
+// loop is the scheduler: admit, step, repeat.
+func (e *Engine) loop() {
+	defer close(e.done)
+	for {
+		e.mu.Lock()
+		closed := e.closed
+		if closed {
+			for _, s := range e.queue {
+				s.finish(StopCancelled, ErrClosed)
+			}
+			e.queue = nil
+		}
+		e.admit()
+		e.mu.Unlock()
+		busy := false
+		for _, sl := range e.slots {
+			if sl.seq != nil {
+				if closed {
+					sl.seq.cancel()
+				}
+				busy = true
+			}
+		}
+		if !busy {
+			if closed {
+				return
+			}
+			<-e.wake
+			continue
+		}
+		e.step()
+	}
+}
+
+// admit moves queued requests into free slots; e.mu is held.
+func (e *Engine) admit() {
+	for _, sl := range e.slots {
+		if len(e.queue) == 0 {
+			return
+		}
+		if sl.seq != nil {
+			continue
+		}
+		s := e.queue[0]
+		e.queue = e.queue[1:]
+		if s.cancelled.Load() {
+			s.finish(StopCancelled, ErrCancelled)
+			continue
+		}
+		need := len(s.req.Prompt) + s.maxTokens
+		if sl.kv == nil {
+			kv, err := e.be.NewKVCache(need)
+			if err != nil {
+				s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %v", ErrForward, need, err))
+				continue
+			}
+			sl.kv = kv
+		} else if err := sl.kv.Reserve(need); err != nil {
+			s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %v", ErrForward, need, err))
+			continue
+		}
+		sl.kv.Truncate(0)
+		s.admitted = time.Now()
+		sl.seq = s
+		e.active.Add(1)
+	}
+	var size int64
+	for _, sl := range e.slots {
+		if sl.kv != nil {
+			size += sl.kv.Bytes()
+		}
+	}
+	e.kvSize.Store(size)
+}
+
+// step runs one forward over every active sequence: one token for those
+// decoding, a chunk for those reading their prompt (within BatchTokens).
+func (e *Engine) step() {
+	budget := e.opts.BatchTokens
+	var batch []*backend.Seq
+	var owners []*slot
+	// Decoding sequences first: one token each.
+	for _, sl := range e.slots {
+		s := sl.seq
+		if s == nil {
+			continue
+		}
+		if s.cancelled.Load() {
+			e.release(sl, StopCancelled, ErrCancelled)
+			continue
+		}
+		if s.prefilled < len(s.req.Prompt) {
+			continue
+		}
+		s.one[0] = s.last
+		s.bseq.Tokens = s.one[:] // never append into the prompt's array
+		s.bseq.KV = sl.kv
+		batch = append(batch, &s.bseq)
+		owners = append(owners, sl)
+		budget--
+	}
+	// Then prompt chunks, in slot order.
+	for _, sl := range e.slots {
+		s := sl.seq
+		if s == nil || s.prefilled >= len(s.req.Prompt) || budget <= 0 {
+			continue
+		}
+		n := min(len(s.req.Prompt)-s.prefilled, budget)
+		s.bseq.Tokens = s.req.Prompt[s.prefilled : s.prefilled+n]
+		s.bseq.KV = sl.kv
+		batch = append(batch, &s.bseq)
+		owners = append(owners, sl)
+		budget -= n
+	}
+	if len(batch) == 0 {
+		return
+	}
+	e.fwdMu.Lock()
+	err := e.be.Forward(batch)
+	e.fwdMu.Unlock()
+	if err != nil {
+		for _, sl := range owners {
+			e.release(sl, StopError, fmt.Errorf("%w: %v", ErrForward, err))
+		}
+		return
+	}
+	for _, sl := range owners {
+		s := sl.seq
+		if s.prefilled < len(s.req.Prompt) {
+			s.prefilled += len(s.bseq.Tokens)
+			if s.prefilled < len(s.req.Prompt) {
+				continue // more prompt to read before the first token
+			}
+		}
+		if reason := s.accept(s.bseq.Logits, sl.kv.Len()); reason != "" {
+			e.release(sl, reason, nil)
+		}
+	}
+}
+
+// release ends a slot's sequence and frees the slot.
+func (e *Engine) release(sl *slot, reason StopReason, err error) {
+	sl.seq.finish(reason, err)
+	sl.seq = nil
+	e.active.Add(-1)
+}
+
+// seq is one request's state inside the engine.
+type seq struct {
+	req       Request
+	maxTokens int
+	sampler   *sample.Sampler
+	decoder   *tokenizer.StreamingDecoder
+	matcher   *stop.Matcher
+	tok       *tokenizer.Tokenizer
+
+	bseq      backend.Seq
+	prefilled int   // prompt tokens already in the cache
+	last      int32 // the last sampled token, fed next step
+	one       [1]int32
+	history   []int32
+	text      []byte
+	cands     []sample.Candidate
+
+	submitted, admitted, first time.Time
+	cancelled               atomic.Bool
+
+	mu     sync.Mutex
+	out    []Token
+	fin    bool
+	result *Result
+	err    error
+	notify chan struct{}
+}
+
+func newSeq(tok *tokenizer.Tokenizer, req Request, maxTokens int) *seq {
+	s := &seq{
+		req: req, maxTokens: maxTokens, tok: tok,
+		sampler: sample.New(req.Params),
+		decoder: tok.NewStreamingDecoder(tokenizer.DecodeOptions{SkipSpecial: true}),
+		matcher: stop.NewMatcher(req.Stop),
+		history: append(make([]int32, 0, len(req.Prompt)+maxTokens), req.Prompt...),
+		notify:  make(chan struct{}, 1), submitted: time.Now(),
+	}
+	s.result = &Result{PromptTokens: len(req.Prompt), Seed: s.sampler.Seed()}
+	return s
+}
+
+func (s *seq) cancel() { s.cancelled.Store(true) }
+
+// accept samples the next token from the step's logits and publishes it; it
+// returns a stop reason when the sequence is done. kvLen is the number of
+// positions the cache holds after the step.
+func (s *seq) accept(logits []float32, kvLen int) StopReason {
+	id := s.sampler.Sample(logits, s.history)
+	if s.first.IsZero() {
+		s.first = time.Now()
+	}
+	tk := Token{Index: len(s.result.IDs), ID: id}
+	if s.req.TopLogprobs > 0 {
+		var top []sample.Candidate
+		tk.Logprob, top = sample.Logprobs(logits, id, s.req.TopLogprobs, s.cands[:0])
+		tk.Top = append([]sample.Candidate(nil), top...)
+		s.cands = top
+	} else {
+		tk.Logprob = sample.Logprob(logits, id)
+	}
+	s.history = append(s.history, id)
+	s.result.IDs = append(s.result.IDs, id)
+	s.last = id
+
+	var reason StopReason
+	if !s.req.IgnoreEOS && s.tok.IsEOG(id) {
+		reason = StopEOS
+	} else {
+		piece, _ := s.decoder.Add(id) // ids come from the model's own vocabulary
+		emit, stopped := s.matcher.Push(piece)
+		tk.Text = emit
+		if stopped {
+			reason = StopString
+			s.result.StopString = s.matcher.Matched()
+		}
+	}
+	if reason == "" && (len(s.result.IDs) >= s.maxTokens || kvLen >= len(s.req.Prompt)+s.maxTokens) {
+		reason = StopLength
+	}
+	if reason != "" && reason != StopString {
+		// The stream ends for another reason: release what was held back.
+		emit, _ := s.matcher.Push(s.decoder.Flush())
+		tk.Text += emit + s.matcher.Flush()
+	}
+	s.text = append(s.text, tk.Text...)
+	s.publish(tk)
+	return reason
+}
+
+func (s *seq) publish(t Token) {
+	s.mu.Lock()
+	s.out = append(s.out, t)
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take hands the caller the tokens published since the last call.
+func (s *seq) take() ([]Token, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.out
+	s.out = nil
+	return out, s.fin
+}
+
+func (s *seq) finish(reason StopReason, err error) {
+	now := time.Now()
+	r := s.result
+	r.StopReason = reason
+	r.Text = string(s.text)
+	if !s.admitted.IsZero() {
+		r.Timings.Queue = s.admitted.Sub(s.submitted)
+		if !s.first.IsZero() {
+			r.Timings.Prefill = s.first.Sub(s.admitted)
+			r.Timings.Decode = now.Sub(s.first)
+			if r.Timings.Prefill > 0 {
+				r.Timings.PromptTPS = float64(r.PromptTokens) / r.Timings.Prefill.Seconds()
+			}
+			if n := len(r.IDs) - 1; n > 0 && r.Timings.Decode > 0 {
+				r.Timings.GenerateTPS = float64(n) / r.Timings.Decode.Seconds()
+			}
+		}
+	}
+	if reason == StopError && err == nil {
+		err = errors.New("engine: unknown failure")
+	}
+	s.mu.Lock()
+	s.fin = true
+	s.err = err
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,94 @@
+package engine
+
+import (
+	"time"
+
+	"worker-orcd/sample"
+	"worker-orcd/stop"
+)
+
+// Request is one generation job: the prompt as token ids and how to continue
+// it.
+type Request struct {
+	Prompt      []int32       // token ids, BOS included when the model wants one
+	Params      sample.Params // temperature, top-k/p, min-p, penalty, seed
+	MaxTokens   int           // tokens to generate at most; 0 = up to the context
+	Stop        []string      // stop strings: generation ends before any of them
+	TopLogprobs int           // alternatives reported per token (0 = none)
+	IgnoreEOS   bool          // keep going past end-of-generation tokens
+}
+
+// MaxTopLogprobs bounds Request.TopLogprobs.
+const MaxTopLogprobs = 20
+
+// Token is one generated token as the caller sees it.
+type Token struct {
+	Index   int                // 0 for the first generated token
+	ID      int32              // the token id
+	Text    string             // text released by this token: complete UTF-8, stop strings withheld; may be ""
+	Logprob float32            // log-probability of ID under the model (before sampling filters)
+	Top     []sample.Candidate // the TopLogprobs most likely ids, best first
+}
+
+// StopReason says why generation ended.
+type StopReason string
+
+// Stop reasons.
+const (
+	StopEOS       StopReason = "eos"       // the model produced an end-of-generation token
+	StopString    StopReason = "stop"      // a stop string appeared
+	StopLength    StopReason = "length"    // max_tokens (or the context) reached
+	StopCancelled StopReason = "cancelled" // the caller cancelled
+	StopError     StopReason = "error"     // the backend failed
+)
+
+// Timings of one request.
+type Timings struct {
+	Queue       time.Duration // waiting for a slot
+	Prefill     time.Duration // from admission to the first token
+	Decode      time.Duration // from the first token to the last
+	PromptTPS   float64       // prompt tokens per second during prefill
+	GenerateTPS float64       // generated tokens per second after the first
+}
+
+// Result is the outcome of a request.
+type Result struct {
+	PromptTokens int
+	IDs          []int32 // generated ids (the EOS id, when it ended the run, included)
+	Text         string  // the text released, concatenated
+	StopReason   StopReason
+	StopString   string // the stop string that matched, for StopString
+	Seed         uint64 // the sampler's seed (generated when the request gave none)
+	Timings      Timings
+}
+
+func (r *Request) validate(vocab, ctxLen int) (maxTokens int, err error) {
+	if len(r.Prompt) == 0 {
+		return 0, invalid("the prompt is empty: give at least one token (a model needs something to continue)")
+	}
+	for i, id := range r.Prompt {
+		if id < 0 || int(id) >= vocab {
+			return 0, invalid("prompt token %d is id %d, outside the vocabulary [0, %d)", i, id, vocab)
+		}
+	}
+	if err := r.Params.Validate(); err != nil {
+		return 0, invalid("%v", err)
+	}
+	if r.MaxTokens < 0 {
+		return 0, invalid("max_tokens is %d, want ≥ 0 (0 means up to the context)", r.MaxTokens)
+	}
+	if r.TopLogprobs < 0 || r.TopLogprobs > MaxTopLogprobs {
+		return 0, invalid("top_logprobs is %d, want 0 to %d", r.TopLogprobs, MaxTopLogprobs)
+	}
+	if err := stop.Validate(r.Stop); err != nil {
+		return 0, invalid("%v", err)
+	}
+	maxTokens = r.MaxTokens
+	if maxTokens == 0 {
+		maxTokens = ctxLen - len(r.Prompt)
+	}
+	if need := len(r.Prompt) + maxTokens; need > ctxLen || maxTokens <= 0 {
+		return 0, &ContextLengthError{Length: len(r.Prompt) + max(maxTokens, 1), Max: ctxLen, PromptTokens: len(r.Prompt), MaxTokens: r.MaxTokens}
+	}
+	return maxTokens, nil
+}
