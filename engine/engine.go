@@ -373,7 +373,7 @@ type seq struct {
 	cands     []sample.Candidate
 
 	submitted, admitted, first time.Time
-	cancelled               atomic.Bool
+	cancelled                  atomic.Bool
 
 	mu     sync.Mutex
 	out    []Token
