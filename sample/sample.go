@@ -320,29 +320,40 @@ func grow[T any](b []T, n int) []T {
 // Argmax returns the index of the largest logit, the lowest index on ties.
 // NaN entries are skipped; if every entry is NaN it returns 0.
 func Argmax(logits []float32) int32 {
-	start := 0
-	for start < len(logits) && logits[start] != logits[start] {
-		start++
-	}
-	if start == len(logits) {
-		return 0
-	}
-	best, bv := start, logits[start]
-	for i := start + 1; i < len(logits); i++ {
-		if v := logits[i]; v > bv {
-			best, bv = i, v
+	m := maxOf(logits)
+	for i, v := range logits {
+		if v == m {
+			return int32(i)
 		}
 	}
-	return int32(best)
+	return 0
 }
 
-// maxOf returns the largest non-NaN value of src, -Inf if there is none.
+// maxOf returns the largest non-NaN value of src, -Inf if there is none. Four
+// running maxima keep the compare-and-select chains independent.
 func maxOf(src []float32) float32 {
-	m := float32(math.Inf(-1))
-	for _, v := range src {
-		if v > m {
-			m = v
+	inf := float32(math.Inf(-1))
+	m0, m1, m2, m3 := inf, inf, inf, inf
+	i := 0
+	for ; i+4 <= len(src); i += 4 {
+		s := src[i : i+4 : i+4]
+		if s[0] > m0 {
+			m0 = s[0]
+		}
+		if s[1] > m1 {
+			m1 = s[1]
+		}
+		if s[2] > m2 {
+			m2 = s[2]
+		}
+		if s[3] > m3 {
+			m3 = s[3]
 		}
 	}
-	return m
+	for ; i < len(src); i++ {
+		if src[i] > m0 {
+			m0 = src[i]
+		}
+	}
+	return max(m0, m1, m2, m3)
 }
