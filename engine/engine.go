@@ -412,7 +412,7 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 		tk.Logprob, top = sample.Logprobs(logits, id, s.req.TopLogprobs, s.cands[:0])
 		tk.Top = append([]sample.Candidate(nil), top...)
 		s.cands = top
-	} else {
+	} else if s.req.Logprobs {
 		tk.Logprob = sample.Logprob(logits, id)
 	}
 	s.history = append(s.history, id)

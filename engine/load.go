@@ -17,6 +17,9 @@ type LoadOptions struct {
 	Threads int    // CPU worker goroutines (0 = all cores)
 	Engine  Options
 	Logger  *slog.Logger // nil: slog.Default()
+	// Dump, when set, receives the named intermediate tensors of every
+	// forward step (backends that support it).
+	Dump backend.DumpFunc
 }
 
 // Model is a loaded model file: the engine that serves it plus what it was
@@ -66,12 +69,17 @@ func openBackend(m *model.Model, o LoadOptions, log *slog.Logger) (backend.Backe
 	if dev == "" {
 		dev = "auto"
 	}
+	newCPU := func() backend.Backend {
+		b := cpu.New(m, o.Threads)
+		b.Dump = o.Dump
+		return b
+	}
 	switch {
 	case dev == "cpu":
-		return cpu.New(m, o.Threads), nil
+		return newCPU(), nil
 	case dev == "auto":
 		log.Info("device auto: using the CPU backend (this build has no CUDA backend yet)")
-		return cpu.New(m, o.Threads), nil
+		return newCPU(), nil
 	case dev == "cuda" || strings.HasPrefix(dev, "cuda:"):
 		return nil, &model.Error{Code: "UnsupportedOperation", Kind: model.ErrUnsupported,
 			Msg: fmt.Sprintf("--device %s: this build has no CUDA backend yet; use --device cpu or auto", dev)}

@@ -14,7 +14,8 @@ type Request struct {
 	Params      sample.Params // temperature, top-k/p, min-p, penalty, seed
 	MaxTokens   int           // tokens to generate at most; 0 = up to the context
 	Stop        []string      // stop strings: generation ends before any of them
-	TopLogprobs int           // alternatives reported per token (0 = none)
+	Logprobs    bool          // report each token's log-probability (costs a pass over the vocabulary)
+	TopLogprobs int           // alternatives reported per token (0 = none); implies Logprobs
 	IgnoreEOS   bool          // keep going past end-of-generation tokens
 }
 
@@ -26,7 +27,7 @@ type Token struct {
 	Index   int                // 0 for the first generated token
 	ID      int32              // the token id
 	Text    string             // text released by this token: complete UTF-8, stop strings withheld; may be ""
-	Logprob float32            // log-probability of ID under the model (before sampling filters)
+	Logprob float32            // log-probability of ID under the model (before sampling filters), when asked for
 	Top     []sample.Candidate // the TopLogprobs most likely ids, best first
 }
 

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"worker-orcd/engine"
+)
+
+// modelFlags are the flags every command that runs a model shares.
+type modelFlags struct {
+	path     string
+	device   string
+	threads  int
+	ctx      int
+	parallel int
+	verbose  bool
+}
+
+func (m *modelFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&m.path, "model", "", "GGUF model file (required)")
+	fs.StringVar(&m.device, "device", "auto", "where to run: auto, cpu or cuda[:N]")
+	fs.IntVar(&m.threads, "threads", 0, "CPU worker threads (0 = all cores)")
+	fs.IntVar(&m.ctx, "ctx", 0, "context length per sequence (0 = the model's)")
+	fs.BoolVarP(&m.verbose, "verbose", "v", false, "log progress to stderr")
+}
+
+func (m *modelFlags) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if m.verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// load opens the model with these flags.
+func (m *modelFlags) load(cmdName string, extra func(*engine.LoadOptions)) (*engine.Model, error) {
+	if m.path == "" {
+		return nil, fmt.Errorf("%s: --model is required (a GGUF file)", cmdName)
+	}
+	o := engine.LoadOptions{Device: m.device, Threads: m.threads, Logger: m.logger(),
+		Engine: engine.Options{CtxLen: m.ctx, Parallel: m.parallel}}
+	if m.parallel == 0 {
+		o.Engine.Parallel = 1
+	}
+	if extra != nil {
+		extra(&o)
+	}
+	return engine.Load(m.path, o)
+}
