@@ -321,6 +321,42 @@ func TestFixtureTypeMix(t *testing.T) {
 					t.Errorf("spec lacks fixture key %s", e.Key)
 				}
 			}
+
+			// With the fixture's tokenizer the whole header (metadata, tensor
+			// infos, offsets) is byte-identical to llama-quantize's.
+			vocab := filepath.Join(fixtures, "vocab", s.VocabName())
+			if _, err := os.Stat(vocab); err != nil {
+				t.Skipf("fixture %s not present", vocab)
+			}
+			s.VocabFile = vocab
+			kvs, _, err = s.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := gguf.NewBuilder()
+			for _, e := range kvs {
+				b.Set(e.Key, e.Value)
+			}
+			var maxBytes uint64
+			for _, w := range want {
+				maxBytes = max(maxBytes, w.Bytes())
+			}
+			zero := make([]byte, maxBytes)
+			for _, w := range want {
+				if err := b.AddTensor(w.Name, w.Type, w.Dims, zero[:w.Bytes()]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			data, err := b.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int64(len(data)) != f.Size {
+				t.Errorf("file size %d, fixture %d", len(data), f.Size)
+			}
+			if !bytes.Equal(data[:f.DataOffset], f.Bytes()[:f.DataOffset]) {
+				t.Errorf("header (first %d bytes) differs from the fixture's", f.DataOffset)
+			}
 		})
 	}
 }
