@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -39,8 +40,8 @@ func FuzzEncode(f *testing.F) {
 			if err != nil {
 				t.Fatalf("Encode(%q): %v", s, err)
 			}
-			if special {
-				continue
+			if special || tok.Model() == ModelSPM && strings.Contains(s, spmSpace) {
+				continue // SentencePiece cannot tell a "▁" in the text from a space
 			}
 			back, err := tok.Decode(ids, DecodeOptions{SkipSpecial: true, StripSpacePrefix: true})
 			if err != nil {

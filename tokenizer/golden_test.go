@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -107,7 +108,8 @@ func TestGolden(t *testing.T) {
 				}
 				pass++
 				// decode(encode(s)) == s (SentencePiece: modulo the space prefix, which StripSpacePrefix undoes).
-				if !c.ParseSpecial {
+				// SentencePiece cannot tell a "▁" in the text from a space.
+				if !c.ParseSpecial && !(tok.Model() == ModelSPM && strings.Contains(text, spmSpace)) {
 					back, err := tok.Decode(got, DecodeOptions{SkipSpecial: true, StripSpacePrefix: true})
 					if err != nil || back != text {
 						t.Errorf("%s: Decode(Encode(s)) = %q, %v", c.Name, trunc(back), err)

@@ -17,6 +17,11 @@
 //          l+r of a piece whose halves are both pieces; sorted by the piece's
 //          score, best first, ties by the ids of l then r).
 //
+// Texts that contain an added token are marked parse_special (HF matches added
+// tokens everywhere; worker-orcd only with ParseSpecial). Qwen2 texts that are
+// not in NFC carry the NFC text the reference encoded. See
+// tokenizer/testdata/README.md.
+//
 // Usage: npm install && node gen.js   (writes ../../tokenizer/testdata/golden_*.json)
 "use strict";
 const fs = require("fs");
@@ -106,6 +111,30 @@ function corpus() {
   add("tilde_unicode", "～ ~ ＡＢＣ ｶﾀｶﾅ ﬁ ﬀ ① ㎏");
   add("markdown", "# Title\n\n- item one\n- item two\n\n```python\nprint('hi')\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n");
   add("lone_surrogate_free_astral", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕄𝕒𝕥𝕙 𐍈 𓀀");
+  // Random strings from mixed pools (deterministic PRNG), for the corners
+  // that hand-written text misses.
+  let seed = 12345;
+  const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return Math.floor((seed / 2147483648) * n); };
+  const pools = [
+    ["the", "of", "and", "tokenizer", "Hello", "WORLD", "don't", "we'll", "I'D", "x", "a", "naïve", "façade"],
+    [" ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", " \n ", "\u00a0", "\u3000", "\u2003"],
+    ["0", "7", "42", "1234", "3.14", "1,000", "٣", "½", "Ⅻ"],
+    [".", ",", "!", "?", "...", "--", "()", "[]", "{}", "\"", "'", "`", "#", "@", "$", "%", "^", "&", "*", "=>", "/*", "*/", "<", ">", "|", "~", "_"],
+    ["中文", "日本", "テスト", "한국", "ひらがな", "漢字"],
+    ["😀", "👋🏽", "👨‍👩‍👧", "🏳️‍🌈", "🇺🇸", "❤️", "✨"],
+    ["\u0301", "\u0308", "\u20dd", "\u200d", "\u200b", "\ufe0f"],
+    ["مرحبا", "שלום", "Привет", "Γειά", "नमस्ते", "ไทย"],
+    ["<", "|", "im", "_start", "s>", "</", "<0x41>", "▁", "Ġ"],
+  ];
+  for (let k = 0; k < 120; k++) {
+    let s = "";
+    const n = 1 + rnd(14);
+    for (let j = 0; j < n; j++) {
+      const pool = pools[rnd(pools.length)];
+      s += pool[rnd(pool.length)];
+    }
+    add("random_" + String(k).padStart(3, "0"), s);
+  }
   return c;
 }
 
@@ -187,7 +216,10 @@ function run(kind, tok, md, note) {
   const push = (c, special) => {
     const ids = Array.from(tok.encode(c.text, { add_special_tokens: true }), Number);
     const e = { name: c.name, text: c.text, ids };
-    if (special) e.parse_special = true;
+    // HF matches added tokens in any text; worker-orcd (like llama.cpp for
+    // control tokens) only with ParseSpecial. Mark such texts so the test
+    // encodes them with ParseSpecial.
+    if (special || tok.added_tokens.some((a) => c.text.includes(a.content))) e.parse_special = true;
     if (c.text.normalize("NFC") !== c.text && kind === "qwen2") {
       // Qwen2's tokenizer.json normalizes to NFC first; llama.cpp (and
       // worker-orcd) do not. Record the NFC text the reference encoded.
