@@ -154,13 +154,12 @@ func runGenerate(cmd *cobra.Command, f *generateFlags) error {
 	defer m.Close()
 	loadTime := time.Since(start)
 	tok := m.Tokenizer()
+	var ids []int32
 	if f.chat {
-		text, err = renderChat(tok, text, cmd.ErrOrStderr())
-		if err != nil {
-			return err
-		}
+		ids, err = encodeChat(tok, text, cmd.ErrOrStderr())
+	} else {
+		ids, err = tok.Encode(text, tokenizer.EncodeOptions{AddSpecial: true})
 	}
-	ids, err := tok.Encode(text, tokenizer.EncodeOptions{AddSpecial: !f.chat || tok.AddsBOS() && !startsWithBOS(tok, text), ParseSpecial: f.chat})
 	if err != nil {
 		return err
 	}
@@ -201,11 +200,4 @@ func runGenerate(cmd *cobra.Command, f *generateFlags) error {
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(doc)
-}
-
-// startsWithBOS reports whether a rendered chat prompt already begins with
-// the BOS token's text (templates often write it themselves).
-func startsWithBOS(tok *tokenizer.Tokenizer, text string) bool {
-	bos, err := tok.Token(tok.BOS())
-	return err == nil && bos != "" && len(text) >= len(bos) && text[:len(bos)] == bos
 }
