@@ -45,13 +45,17 @@ func BenchmarkEncodeProse(b *testing.B) {
 	b.Run("phi3", func(b *testing.B) { benchEncode(b, vocabTokenizer(b, "phi3"), englishProse) })
 }
 
-// BenchmarkEncodeProseUncached measures byte-level BPE without the word cache.
+// BenchmarkEncodeProseUncached measures the merges without the word cache.
 func BenchmarkEncodeProseUncached(b *testing.B) {
-	tok := vocabTokenizer(b, "qwen2")
-	saved := tok.bpeCache
-	tok.bpeCache = nil
-	defer func() { tok.bpeCache = saved }()
-	benchEncode(b, tok, englishProse)
+	for _, name := range []string{"qwen2", "phi3"} {
+		b.Run(name, func(b *testing.B) {
+			tok := vocabTokenizer(b, name)
+			saved := tok.bpeCache
+			tok.bpeCache = nil
+			defer func() { tok.bpeCache = saved }()
+			benchEncode(b, tok, englishProse)
+		})
+	}
 }
 
 func BenchmarkDecodeStreaming(b *testing.B) {

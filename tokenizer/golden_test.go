@@ -129,3 +129,21 @@ func trunc(s string) string {
 	}
 	return s
 }
+
+// The scan (short chunks) and heap (long chunks) SentencePiece paths agree.
+func TestSPMPathsAgree(t *testing.T) {
+	tok := vocabTokenizer(t, "phi3")
+	g := readGolden(t, "phi3")
+	saved := tok.bpeCache
+	tok.bpeCache = nil
+	defer func() { tok.bpeCache, spmSmallMax = saved, 96 }()
+	for _, c := range g.Cases {
+		spmSmallMax = 96
+		a, _ := tok.Encode(c.Text, EncodeOptions{ParseSpecial: c.ParseSpecial})
+		spmSmallMax = 0
+		b, _ := tok.Encode(c.Text, EncodeOptions{ParseSpecial: c.ParseSpecial})
+		if !slices.Equal(a, b) {
+			t.Errorf("%s: scan %v, heap %v", c.Name, a, b)
+		}
+	}
+}

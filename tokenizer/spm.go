@@ -117,8 +117,11 @@ func (h *spmHeap) pop() spmBigram {
 
 // spmState holds reusable buffers of one encoding call.
 type spmState struct {
-	syms []spmSym
-	heap spmHeap
+	syms   []spmSym
+	heap   spmHeap
+	bounds []int
+	scores []float32
+	ok     []bool
 }
 
 // encodeSPM appends the ids of one text fragment (no special tokens).
@@ -168,10 +171,83 @@ func (t *Tokenizer) spmCached(chunk string, st *spmState, out []int32) []int32 {
 	return out
 }
 
+// spmPair returns the score of the piece text[a:b] as a merge target.
+func (t *Tokenizer) spmPair(text string, a, b int) (float32, bool) {
+	id, ok := t.toID[text[a:b]]
+	if !ok || t.types[id] != TypeNormal && t.types[id] != TypeUndefined {
+		return 0, false
+	}
+	return t.scores[id], true
+}
+
+// spmSmall is spmChunk for short chunks: the best pair is found by a scan,
+// which picks the same merge as the heap (highest score, leftmost).
+func (t *Tokenizer) spmSmall(text string, st *spmState, out []int32) []int32 {
+	bounds := st.bounds[:0] // start of each symbol, then len(text)
+	for i := 0; i < len(text); {
+		bounds = append(bounds, i)
+		_, n := utf8.DecodeRuneInString(text[i:])
+		i += n
+	}
+	bounds = append(bounds, len(text))
+	scores, ok := st.scores[:0], st.ok[:0]
+	for i := 0; i+2 < len(bounds); i++ {
+		sc, k := t.spmPair(text, bounds[i], bounds[i+2])
+		scores, ok = append(scores, sc), append(ok, k)
+	}
+	for {
+		best := -1
+		for i := range scores {
+			if ok[i] && (best < 0 || scores[i] > scores[best]) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		// Merge symbols best and best+1: drop the boundary between them.
+		bounds = append(bounds[:best+1], bounds[best+2:]...)
+		scores = append(scores[:best], scores[best+1:]...)
+		ok = append(ok[:best], ok[best+1:]...)
+		if best > 0 {
+			scores[best-1], ok[best-1] = t.spmPair(text, bounds[best-1], bounds[best+1])
+		}
+		if best < len(scores) {
+			scores[best], ok[best] = t.spmPair(text, bounds[best], bounds[best+2])
+		}
+	}
+	for i := 0; i+1 < len(bounds); i++ {
+		out = t.spmEmit(text[bounds[i]:bounds[i+1]], out)
+	}
+	st.bounds, st.scores, st.ok = bounds, scores, ok
+	return out
+}
+
+// spmEmit appends the id of a final symbol, or its bytes as byte tokens.
+func (t *Tokenizer) spmEmit(piece string, out []int32) []int32 {
+	if id, ok := t.toID[piece]; ok {
+		return append(out, id)
+	}
+	for j := 0; j < len(piece); j++ {
+		if id := t.byteTok[piece[j]]; id >= 0 {
+			out = append(out, id)
+		} else if t.unk >= 0 {
+			out = append(out, t.unk)
+		}
+	}
+	return out
+}
+
+// spmSmallMax is the longest chunk (in bytes) that spmSmall handles.
+var spmSmallMax = 96
+
 // spmChunk runs the SentencePiece merges over text (already escaped).
 func (t *Tokenizer) spmChunk(text string, st *spmState, out []int32) []int32 {
 	if text == "" {
 		return out
+	}
+	if len(text) <= spmSmallMax {
+		return t.spmSmall(text, st, out)
 	}
 	syms := st.syms[:0]
 	for i := 0; i < len(text); {
@@ -212,18 +288,7 @@ func (t *Tokenizer) spmChunk(text string, st *spmState, out []int32) []int32 {
 		tryAdd(bg.left, l.next)
 	}
 	for i := 0; i >= 0; i = syms[i].next {
-		piece := text[syms[i].start : syms[i].start+syms[i].n]
-		if id, ok := t.toID[piece]; ok {
-			out = append(out, id)
-			continue
-		}
-		for j := 0; j < len(piece); j++ {
-			if id := t.byteTok[piece[j]]; id >= 0 {
-				out = append(out, id)
-			} else if t.unk >= 0 {
-				out = append(out, t.unk)
-			}
-		}
+		out = t.spmEmit(text[syms[i].start:syms[i].start+syms[i].n], out)
 	}
 	st.syms, st.heap = syms, h
 	return out

@@ -293,3 +293,21 @@ func TestStreamingHoldsSplitCharacter(t *testing.T) {
 		t.Errorf("Flush of a cut character = %q", s)
 	}
 }
+
+// Encode is safe for concurrent use (the word cache is shared).
+func TestConcurrentEncode(t *testing.T) {
+	tok := tinyBPE(t, "qwen2")
+	want, _ := tok.Encode(englishProse[:4000], EncodeOptions{})
+	done := make(chan []int32)
+	for g := 0; g < 4; g++ {
+		go func() {
+			ids, _ := tok.Encode(englishProse[:4000], EncodeOptions{})
+			done <- ids
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if ids := <-done; !slices.Equal(ids, want) {
+			t.Error("concurrent Encode differs")
+		}
+	}
+}
