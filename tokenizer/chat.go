@@ -34,11 +34,10 @@ type ChatOptions struct {
 
 // Chat template sources reported in ChatPrompt.Source.
 const (
-	SourceGGUF     = "gguf"     // tokenizer.chat_template
-	SourceOption   = "option"   // ChatOptions.Template
-	SourceChatML   = "chatml"   // built-in ChatML (Qwen)
-	SourcePhi3     = "phi3"     // built-in Phi-3 format
-	sourceFallback = "fallback" // internal
+	SourceGGUF   = "gguf"   // tokenizer.chat_template
+	SourceOption = "option" // ChatOptions.Template
+	SourceChatML = "chatml" // built-in ChatML (Qwen)
+	SourcePhi3   = "phi3"   // built-in Phi-3 format
 )
 
 // ChatPrompt is a rendered chat prompt.
@@ -68,7 +67,7 @@ func (t *Tokenizer) ApplyChatTemplate(msgs []Message, opts ChatOptions) ChatProm
 	if tmpl == "" {
 		why = "the model has no chat template (tokenizer.chat_template)"
 	} else {
-		text, err := t.renderJinja(tmpl, src == SourceGGUF, msgs, opts)
+		text, err := t.renderJinja(tmpl, msgs, opts)
 		if err == nil {
 			return ChatPrompt{Text: text, Source: src}
 		}
@@ -169,7 +168,7 @@ func compileJinja(src string) (*exec.Template, error) {
 
 var errRaised = errors.New("raise_exception")
 
-func (t *Tokenizer) renderJinja(src string, _ bool, msgs []Message, opts ChatOptions) (out string, err error) {
+func (t *Tokenizer) renderJinja(src string, msgs []Message, opts ChatOptions) (out string, err error) {
 	tpl, err := compileJinja(src)
 	if err != nil {
 		return "", err
