@@ -54,12 +54,19 @@ type Weights struct {
 	Layers     []Layer
 }
 
-// Bytes returns the bytes of all matrices (what a decode step reads).
+// Bytes returns the bytes of all matrices.
 func (w *Weights) Bytes() int64 {
-	n := int64(len(w.TokenEmbd.Data))
+	n := w.DecodeBytes()
 	if !w.TiedOutput {
-		n += int64(len(w.Output.Data))
+		n += int64(len(w.TokenEmbd.Data))
 	}
+	return n
+}
+
+// DecodeBytes returns the bytes one decode step must read: every layer's
+// matrices and the LM head (of the embedding, only one row).
+func (w *Weights) DecodeBytes() int64 {
+	n := int64(len(w.Output.Data))
 	for i := range w.Layers {
 		l := &w.Layers[i]
 		for _, m := range []*Matrix{&l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down} {
