@@ -1,0 +1,306 @@
+package cuda
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// Device is one GPU with its primary context. Every driver call runs on the
+// device's own goroutine, locked to one OS thread with the context current
+// (a context is bound to a thread; a call from another thread fails with
+// CUDA_ERROR_INVALID_CONTEXT).
+type Device struct {
+	Index    int
+	Name     string
+	Major    int
+	Minor    int
+	SMs      int
+	Total    int64
+	dev      cuDevice
+	ctx      cuContext
+	stream   cuStream
+	calls    chan func()
+	quit     chan struct{}
+	syncEach bool // WORKER_CUDA_SYNC=1: synchronize and check after every launch
+
+	mu    sync.Mutex
+	used  map[string]int64 // bytes allocated, by purpose
+	funcs map[string]cuFunction
+}
+
+// Purposes for allocations (VRAM is reported by purpose).
+const (
+	PurposeWeights     = "weights"
+	PurposeKVCache     = "kv_cache"
+	PurposeActivations = "activations"
+	PurposeWorkspace   = "workspace"
+)
+
+// OpenDevice loads the driver and NVRTC and opens GPU index.
+func OpenDevice(index int, libDir string) (*Device, error) {
+	if _, err := loadDriver(libDir); err != nil {
+		return nil, err
+	}
+	if _, err := loadNVRTC(libDir); err != nil {
+		return nil, err
+	}
+	d := &Device{Index: index, calls: make(chan func()), quit: make(chan struct{}), used: map[string]int64{},
+		funcs: map[string]cuFunction{}, syncEach: os.Getenv("WORKER_CUDA_SYNC") == "1"}
+	started := make(chan error)
+	go d.run(started)
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Device) run(started chan<- error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err := d.init()
+	started <- err
+	if err != nil {
+		return
+	}
+	for {
+		select {
+		case f := <-d.calls:
+			f()
+		case <-d.quit:
+			drv.cuStreamDestroy_v2(d.stream)
+			drv.cuDevicePrimaryCtxRelease_v2(d.dev)
+			return
+		}
+	}
+}
+
+func (d *Device) init() error {
+	var n int32
+	if err := check("cuDeviceGetCount", drv.cuDeviceGetCount(&n)); err != nil {
+		return err
+	}
+	if d.Index < 0 || d.Index >= int(n) {
+		return fmt.Errorf("cuda: GPU %d requested but %d present (use --device cuda:0 … cuda:%d)", d.Index, n, max(n-1, 0))
+	}
+	if err := check("cuDeviceGet", drv.cuDeviceGet(&d.dev, int32(d.Index))); err != nil {
+		return err
+	}
+	name := make([]byte, 256)
+	drv.cuDeviceGetName(&name[0], int32(len(name)), d.dev)
+	d.Name = goString(&name[0])
+	var v int32
+	drv.cuDeviceGetAttribute(&v, attrComputeMajor, d.dev)
+	d.Major = int(v)
+	drv.cuDeviceGetAttribute(&v, attrComputeMinor, d.dev)
+	d.Minor = int(v)
+	drv.cuDeviceGetAttribute(&v, attrMultiprocessorCount, d.dev)
+	d.SMs = int(v)
+	var total uint64
+	drv.cuDeviceTotalMem_v2(&total, d.dev)
+	d.Total = int64(total)
+	if err := check("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(&d.ctx, d.dev)); err != nil {
+		return err
+	}
+	if err := check("cuCtxSetCurrent", drv.cuCtxSetCurrent(d.ctx)); err != nil {
+		return err
+	}
+	return check("cuStreamCreate", drv.cuStreamCreate(&d.stream, 1 /* non-blocking */))
+}
+
+// do runs f on the device's thread and waits for it.
+func (d *Device) do(f func() error) error {
+	var err error
+	done := make(chan struct{})
+	d.calls <- func() {
+		defer close(done)
+		err = f()
+	}
+	<-done
+	return err
+}
+
+// Close releases the context's stream and the device goroutine.
+func (d *Device) Close() { close(d.quit) }
+
+// Arch is the compute capability as an NVRTC arch number (90 for sm_90).
+func (d *Device) Arch() int { return d.Major*10 + d.Minor }
+
+// MemInfo returns free and total device memory.
+func (d *Device) MemInfo() (free, total int64, err error) {
+	err = d.do(func() error {
+		var f, t uint64
+		if err := check("cuMemGetInfo", drv.cuMemGetInfo_v2(&f, &t)); err != nil {
+			return err
+		}
+		free, total = int64(f), int64(t)
+		return nil
+	})
+	return
+}
+
+// Used returns the bytes allocated, by purpose.
+func (d *Device) Used() map[string]int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]int64, len(d.used))
+	for k, v := range d.used {
+		out[k] = v
+	}
+	return out
+}
+
+// AllocationError is `AllocationFailed: N bytes (free F of T on GPU i)`.
+type AllocationError struct {
+	Bytes, Free, Total int64
+	GPU                int
+	Purpose            string
+}
+
+func (e *AllocationError) Error() string {
+	return fmt.Sprintf("AllocationFailed: %d bytes (free %d of %d on GPU %d) for %s: use a smaller model or quantization, a smaller --ctx or --parallel, or a GPU with more memory",
+		e.Bytes, e.Free, e.Total, e.GPU, e.Purpose)
+}
+
+// Buffer is a device allocation.
+type Buffer struct {
+	Ptr     devicePtr
+	Bytes   int64
+	purpose string
+}
+
+// alloc allocates device memory on the device thread; call only inside do.
+func (d *Device) alloc(n int64, purpose string) (*Buffer, error) {
+	if n <= 0 {
+		n = 4
+	}
+	var p devicePtr
+	if r := drv.cuMemAlloc_v2(&p, uint64(n)); r != 0 {
+		if r == cudaErrorOutOfMemory {
+			var f, t uint64
+			drv.cuMemGetInfo_v2(&f, &t)
+			return nil, &AllocationError{Bytes: n, Free: int64(f), Total: int64(t), GPU: d.Index, Purpose: purpose}
+		}
+		return nil, check("cuMemAlloc", r)
+	}
+	d.mu.Lock()
+	d.used[purpose] += n
+	d.mu.Unlock()
+	return &Buffer{Ptr: p, Bytes: n, purpose: purpose}, nil
+}
+
+// Alloc allocates n bytes of device memory tagged with a purpose.
+func (d *Device) Alloc(n int64, purpose string) (*Buffer, error) {
+	var b *Buffer
+	err := d.do(func() (err error) { b, err = d.alloc(n, purpose); return })
+	return b, err
+}
+
+func (d *Device) free(b *Buffer) {
+	if b == nil || b.Ptr == 0 {
+		return
+	}
+	drv.cuMemFree_v2(b.Ptr)
+	d.mu.Lock()
+	d.used[b.purpose] -= b.Bytes
+	d.mu.Unlock()
+	b.Ptr = 0
+}
+
+// Free releases a buffer.
+func (d *Device) Free(b *Buffer) { d.do(func() error { d.free(b); return nil }) }
+
+// upload copies host bytes to a device buffer in chunks through two pinned
+// staging buffers, so that reading the (mapped) source overlaps the copies.
+func (d *Device) upload(dst devicePtr, src []byte, stage [2]unsafe.Pointer, stageSize int) error {
+	var events [2]cuEvent
+	for i := range events {
+		if err := check("cuEventCreate", drv.cuEventCreate(&events[i], 2 /* disable timing */)); err != nil {
+			return err
+		}
+		defer drv.cuEventDestroy_v2(events[i])
+	}
+	pending := [2]bool{}
+	for off, i := 0, 0; off < len(src); off, i = off+stageSize, i^1 {
+		n := min(stageSize, len(src)-off)
+		if pending[i] {
+			if err := check("cuEventSynchronize", drv.cuEventSynchronize(events[i])); err != nil {
+				return err
+			}
+		}
+		copy(unsafe.Slice((*byte)(stage[i]), n), src[off:off+n])
+		if err := check("cuMemcpyHtoDAsync", drv.cuMemcpyHtoDAsync_v2(dst+devicePtr(off), stage[i], uint64(n), d.stream)); err != nil {
+			return err
+		}
+		if err := check("cuEventRecord", drv.cuEventRecord(events[i], d.stream)); err != nil {
+			return err
+		}
+		pending[i] = true
+	}
+	return check("cuStreamSynchronize", drv.cuStreamSynchronize(d.stream))
+}
+
+// copyToHost copies device memory into dst (synchronously with the stream).
+func (d *Device) copyToHost(dst unsafe.Pointer, src devicePtr, n int64) error {
+	if err := check("cuMemcpyDtoHAsync", drv.cuMemcpyDtoHAsync_v2(dst, src, uint64(n), d.stream)); err != nil {
+		return err
+	}
+	return check("cuStreamSynchronize", drv.cuStreamSynchronize(d.stream))
+}
+
+// copyToDevice copies host memory to the device (synchronously).
+func (d *Device) copyToDevice(dst devicePtr, src unsafe.Pointer, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	if err := check("cuMemcpyHtoDAsync", drv.cuMemcpyHtoDAsync_v2(dst, src, uint64(n), d.stream)); err != nil {
+		return err
+	}
+	return check("cuStreamSynchronize", drv.cuStreamSynchronize(d.stream))
+}
+
+// loadModule compiles (or fetches from the cache) a kernel source and loads
+// its functions; call inside do.
+func (d *Device) loadModule(name, src string, kernels []string) error {
+	cubin, err := compile(name, src, d.Arch())
+	if err != nil {
+		return err
+	}
+	var m cuModule
+	if err := check("cuModuleLoadData", drv.cuModuleLoadData(&m, unsafe.Pointer(&cubin[0]))); err != nil {
+		return err
+	}
+	for _, k := range kernels {
+		var f cuFunction
+		if err := check("cuModuleGetFunction("+k+")", drv.cuModuleGetFunction(&f, m, cstr(k))); err != nil {
+			return err
+		}
+		d.funcs[k] = f
+	}
+	return nil
+}
+
+// launch runs a kernel on the device stream; args are pointers to each
+// parameter value. Call inside do.
+func (d *Device) launch(name string, grid, block [3]uint32, shared uint32, args ...unsafe.Pointer) error {
+	f, ok := d.funcs[name]
+	if !ok {
+		return fmt.Errorf("cuda: kernel %s not loaded (a bug)", name)
+	}
+	var params unsafe.Pointer
+	if len(args) > 0 {
+		params = unsafe.Pointer(&args[0])
+	}
+	if err := check("cuLaunchKernel("+name+")", drv.cuLaunchKernel(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, d.stream, params, nil)); err != nil {
+		return err
+	}
+	if d.syncEach {
+		if err := check("kernel "+name+" (WORKER_CUDA_SYNC=1)", drv.cuStreamSynchronize(d.stream)); err != nil {
+			return err
+		}
+	}
+	runtime.KeepAlive(args)
+	return nil
+}

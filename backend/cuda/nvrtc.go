@@ -1,0 +1,131 @@
+package cuda
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+type nvrtcProgram uintptr
+
+var nvrtc struct {
+	nvrtcVersion           func(major, minor *int32) int32
+	nvrtcCreateProgram     func(p *nvrtcProgram, src *byte, name *byte, nHeaders int32, headers, includeNames unsafe.Pointer) int32
+	nvrtcDestroyProgram    func(p *nvrtcProgram) int32
+	nvrtcCompileProgram    func(p nvrtcProgram, nOpts int32, opts unsafe.Pointer) int32
+	nvrtcGetCUBINSize      func(p nvrtcProgram, n *uint64) int32
+	nvrtcGetCUBIN          func(p nvrtcProgram, out *byte) int32
+	nvrtcGetProgramLogSize func(p nvrtcProgram, n *uint64) int32
+	nvrtcGetProgramLog     func(p nvrtcProgram, out *byte) int32
+	nvrtcGetErrorString    func(r int32) *byte
+}
+
+var (
+	nvrtcOnce     sync.Once
+	nvrtcErr      error
+	nvrtcAttempts []LibraryAttempt
+)
+
+func loadNVRTC(libDir string) ([]LibraryAttempt, error) {
+	nvrtcOnce.Do(func() {
+		lib, err := openLibrary([]string{"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"}, searchDirs(libDir), &nvrtcAttempts)
+		if err != nil {
+			nvrtcErr = err
+			return
+		}
+		nvrtcErr = bind(lib, "libnvrtc", map[string]any{
+			"nvrtcVersion": &nvrtc.nvrtcVersion, "nvrtcCreateProgram": &nvrtc.nvrtcCreateProgram,
+			"nvrtcDestroyProgram": &nvrtc.nvrtcDestroyProgram, "nvrtcCompileProgram": &nvrtc.nvrtcCompileProgram,
+			"nvrtcGetCUBINSize": &nvrtc.nvrtcGetCUBINSize, "nvrtcGetCUBIN": &nvrtc.nvrtcGetCUBIN,
+			"nvrtcGetProgramLogSize": &nvrtc.nvrtcGetProgramLogSize, "nvrtcGetProgramLog": &nvrtc.nvrtcGetProgramLog,
+			"nvrtcGetErrorString": &nvrtc.nvrtcGetErrorString,
+		})
+	})
+	return nvrtcAttempts, nvrtcErr
+}
+
+func nvrtcVersion() string {
+	var maj, min int32
+	if nvrtc.nvrtcVersion == nil || nvrtc.nvrtcVersion(&maj, &min) != 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%d.%d", maj, min)
+}
+
+func cstr(s string) *byte {
+	b := append([]byte(s), 0)
+	return &b[0]
+}
+
+// kernelCacheDir is where compiled kernels are kept:
+// $WORKER_KERNEL_CACHE, else $XDG_CACHE_HOME/worker-orcd/kernels, else
+// ~/.cache/worker-orcd/kernels.
+func kernelCacheDir() string {
+	if d := os.Getenv("WORKER_KERNEL_CACHE"); d != "" {
+		return d
+	}
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(base, "worker-orcd", "kernels")
+}
+
+// compile turns CUDA C source into a cubin for sm_<arch>, from the disk
+// cache when the same source, arch and NVRTC version were compiled before.
+func compile(name, src string, arch int) ([]byte, error) {
+	opts := []string{fmt.Sprintf("--gpu-architecture=sm_%d", arch), "--std=c++17", "-default-device"}
+	sum := sha256.Sum256([]byte(src + "\x00" + strings.Join(opts, " ") + "\x00" + nvrtcVersion()))
+	key := hex.EncodeToString(sum[:16])
+	dir := kernelCacheDir()
+	path := ""
+	if dir != "" {
+		path = filepath.Join(dir, fmt.Sprintf("%s-sm%d-%s.cubin", name, arch, key))
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			return b, nil
+		}
+	}
+	var prog nvrtcProgram
+	if r := nvrtc.nvrtcCreateProgram(&prog, cstr(src), cstr(name+".cu"), 0, nil, nil); r != 0 {
+		return nil, fmt.Errorf("CUDA_ERROR: nvrtcCreateProgram(%s): %s", name, goString(nvrtc.nvrtcGetErrorString(r)))
+	}
+	defer nvrtc.nvrtcDestroyProgram(&prog)
+	cOpts := make([]*byte, len(opts))
+	for i, o := range opts {
+		cOpts[i] = cstr(o)
+	}
+	if r := nvrtc.nvrtcCompileProgram(prog, int32(len(cOpts)), unsafe.Pointer(&cOpts[0])); r != 0 {
+		var n uint64
+		nvrtc.nvrtcGetProgramLogSize(prog, &n)
+		log := make([]byte, n+1)
+		nvrtc.nvrtcGetProgramLog(prog, &log[0])
+		return nil, fmt.Errorf("CUDA_ERROR: NVRTC could not compile kernels %s.cu for sm_%d: %s: %s",
+			name, arch, goString(nvrtc.nvrtcGetErrorString(r)), strings.TrimSpace(goString(&log[0])))
+	}
+	var n uint64
+	if r := nvrtc.nvrtcGetCUBINSize(prog, &n); r != 0 || n == 0 {
+		return nil, fmt.Errorf("CUDA_ERROR: nvrtcGetCUBINSize(%s): %s", name, goString(nvrtc.nvrtcGetErrorString(r)))
+	}
+	cubin := make([]byte, n)
+	if r := nvrtc.nvrtcGetCUBIN(prog, &cubin[0]); r != 0 {
+		return nil, fmt.Errorf("CUDA_ERROR: nvrtcGetCUBIN(%s): %s", name, goString(nvrtc.nvrtcGetErrorString(r)))
+	}
+	if path != "" {
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			tmp := path + ".tmp"
+			if os.WriteFile(tmp, cubin, 0o644) == nil {
+				os.Rename(tmp, path)
+			}
+		}
+	}
+	return cubin, nil
+}
