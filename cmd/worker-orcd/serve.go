@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"worker-orcd/engine"
+	"worker-orcd/server"
+)
+
+func init() { register(newServeCmd) }
+
+type serveFlags struct {
+	modelFlags
+	host, apiKey, workerID  string
+	port, queue, batch      int
+	logFormat, logLevel     string
+	maxBody                 int64
+	shutdownTimeout         time.Duration
+	readHeaderTimeout, idle time.Duration
+	modelID                 string
+}
+
+func newServeCmd() *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve --model M.gguf [--host 127.0.0.1] [--port 8080]",
+		Short: "Serve a model over HTTP: native SSE API, OpenAI-compatible API, health and metrics",
+		Long: `Load a GGUF model and serve it over HTTP.
+
+The worker listens first and loads second: GET /health answers 503 "loading"
+until the model is ready. Endpoints: POST /execute (SSE), POST /cancel,
+GET /health, GET /metrics, POST /v1/completions, POST /v1/chat/completions,
+GET /v1/models (see the README).
+
+With --api-key (or the WORKER_API_KEY environment variable) every endpoint but
+/health needs "Authorization: Bearer <key>". SIGTERM or SIGINT stop accepting
+requests, let those in flight finish for up to --shutdown-timeout, cancel the
+rest, and exit 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd, f) },
+	}
+	fs := cmd.Flags()
+	f.modelFlags.add(fs)
+	fs.StringVar(&f.host, "host", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
+	fs.IntVar(&f.port, "port", 8080, "TCP port (0 = any free port; the log says which)")
+	fs.IntVar(&f.parallel, "parallel", 4, "slots: sequences decoded together")
+	fs.IntVar(&f.queue, "queue", 64, "requests that may wait for a slot before 503 QUEUE_FULL (at least 1)")
+	fs.IntVar(&f.batch, "batch", 0, "tokens per forward step, prompt chunks included (0 = the engine's default)")
+	fs.StringVar(&f.apiKey, "api-key", "", "require Authorization: Bearer <key> (default $WORKER_API_KEY)")
+	fs.StringVar(&f.workerID, "worker-id", "", "this worker's name in /health and the logs (default the host name)")
+	fs.StringVar(&f.modelID, "model-id", "", "the model's id in /v1/models and responses (default the file name without .gguf)")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Int64Var(&f.maxBody, "max-body", server.DefaultMaxBodyBytes, "largest request body in bytes")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may run before they are cancelled")
+	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send the request headers")
+	fs.DurationVar(&f.idle, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
+	return cmd
+}
+
+func (f *serveFlags) newLogger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, fmt.Errorf("serve: --log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	if f.verbose && level > slog.LevelDebug {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch f.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("serve: --log-format %q: want text or json", f.logFormat)
+}
+
+func runServe(cmd *cobra.Command, f *serveFlags) error {
+	log, err := f.newLogger(cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	if f.path == "" {
+		return errors.New("serve: --model is required (a GGUF file)")
+	}
+	if f.parallel < 1 || f.queue < 1 {
+		return fmt.Errorf("serve: --parallel %d and --queue %d: want at least 1 slot and a queue of at least 1", f.parallel, f.queue)
+	}
+	if f.apiKey == "" {
+		f.apiKey = os.Getenv("WORKER_API_KEY")
+	}
+	if f.workerID == "" {
+		f.workerID, _ = os.Hostname()
+	}
+	log = log.With("worker_id", f.workerID)
+
+	srv := server.New(server.Config{APIKey: f.apiKey, WorkerID: f.workerID, ModelID: f.modelID, ModelPath: f.path,
+		MaxBodyBytes: f.maxBody, Logger: log, Version: version})
+	addr := net.JoinHostPort(f.host, strconv.Itoa(f.port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("serve: listen on %s: %w (is another process using the port? try --port)", addr, err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: f.readHeaderTimeout, IdleTimeout: f.idle,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "auth", f.apiKey != "")
+	if f.apiKey == "" && !isLoopback(f.host) {
+		log.Warn("listening beyond this host without an API key: anyone who reaches the port can use the worker (set --api-key or WORKER_API_KEY)", "host", f.host)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	// Load the model while /health answers "loading".
+	type loaded struct {
+		m   *engine.Model
+		err error
+	}
+	loadDone := make(chan loaded, 1)
+	start := time.Now()
+	log.Info("loading model", "path", f.path, "device", f.device, "ctx", f.ctx, "parallel", f.parallel, "queue", f.queue)
+	go func() {
+		o := engine.LoadOptions{Device: f.device, Threads: f.threads, Logger: log,
+			Engine: engine.Options{Parallel: f.parallel, QueueSize: f.queue, CtxLen: f.ctx, BatchTokens: f.batch}}
+		m, err := loadModel(f.path, o, log)
+		loadDone <- loaded{m, err}
+	}()
+	var m *engine.Model
+	select {
+	case l := <-loadDone:
+		if l.err != nil {
+			srv.SetLoadError(l.err)
+			hs.Close()
+			return fmt.Errorf("serve: %w", l.err)
+		}
+		m = l.m
+	case <-ctx.Done():
+		log.Info("signal while loading: exiting")
+		hs.Close()
+		return nil
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer m.Close()
+	srv.SetModel(m)
+	st := m.Stats()
+	mem := m.Backend().Memory()
+	log.Info("model loaded", "load_ms", time.Since(start).Milliseconds(), "arch", m.Model.Config.Arch.Name,
+		"device", m.Backend().Name(), "slots", st.Slots, "ctx", m.Options().CtxLen, "queue", m.Options().QueueSize,
+		"weights_bytes", mem.Weights)
+	log.Info("ready", "addr", ln.Addr().String())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	stop() // a second signal kills the process the usual way
+	log.Info("shutting down: draining requests in flight", "in_flight", srv.InFlight(), "timeout", f.shutdownTimeout)
+	srv.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	// Stop accepting; Shutdown waits for the handlers, streams included.
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("shutdown deadline reached: cancelling requests in flight", "in_flight", srv.InFlight())
+		srv.CancelAll()
+		wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.WaitIdle(wctx)
+		wcancel()
+		// Give the handlers a moment to write their terminal events.
+		time.Sleep(50 * time.Millisecond)
+		hs.Close()
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// loadModel loads the model, logging progress every few seconds while it
+// runs (engine.Load reports no finer progress).
+func loadModel(path string, o engine.LoadOptions, log *slog.Logger) (*engine.Model, error) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		start := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				log.Info("still loading model", "path", path, "elapsed_s", int(time.Since(start).Seconds()))
+			}
+		}
+	}()
+	return engine.Load(path, o)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,309 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"worker-orcd/engine"
+	"worker-orcd/sample"
+	"worker-orcd/stop"
+)
+
+// Limits on request fields that the engine does not bound itself.
+const (
+	maxStops       = 16   // stop strings per request
+	maxStopBytes   = 1024 // bytes per stop string
+	maxJobIDLen    = 128
+	maxChatEntries = 4096 // messages per chat request
+)
+
+// fieldError is returned by the custom JSON decoders below; it names the
+// field so that the client can find it.
+type fieldError struct {
+	param string
+	msg   string
+}
+
+func (e *fieldError) Error() string { return e.param + ": " + e.msg }
+
+// decodeBody reads a JSON object of at most limit bytes into dst. Unknown
+// fields, trailing data, wrong types and numbers that do not fit are
+// INVALID_REQUEST errors that name the field; a body over the limit is 413.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, dst any) *apiError {
+	rc := http.NewResponseController(w)
+	// Bound the time a client may take to send the body (the header has
+	// its own timeout); lift it afterwards so that a long stream is not cut.
+	rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{Status: http.StatusRequestEntityTooLarge, Code: CodeInvalidRequest,
+				Message: fmt.Sprintf("the request body is over the limit of %d bytes (start the worker with a larger --max-body to allow it)", mbe.Limit)}
+		}
+		return badRequest("", "reading the request body: %v", err)
+	}
+	return parseJSON(data, dst)
+}
+
+// parseJSON decodes one JSON object into dst strictly (see decodeBody).
+func parseJSON(data []byte, dst any) *apiError {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return badRequest("", "the request body is empty: want a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err, dst)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("", "unexpected data after the JSON object: send exactly one object")
+	}
+	return nil
+}
+
+func jsonError(err error, dst any) *apiError {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	var fe *fieldError
+	switch {
+	case errors.As(err, &fe):
+		return badRequest(fe.param, "%s", fe.msg)
+	case errors.As(err, &se):
+		return badRequest("", "the body is not valid JSON: %v (at byte %d)", se, se.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("", "the body is not valid JSON: it ends before the object is complete")
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			return badRequest("", "the body must be a JSON object, not a JSON %s", te.Value)
+		}
+		want := typeName(te.Type)
+		if strings.HasPrefix(te.Value, "number") && (te.Type.Kind() == reflect.Int || te.Type.Kind() == reflect.Float64 || te.Type.Kind() == reflect.Int32) {
+			return badRequest(field, "%s is out of range for %s", strings.TrimPrefix(te.Value, "number "), want)
+		}
+		return badRequest(field, "want %s, got a JSON %s", want, te.Value)
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		return badRequest(name, "unknown field %q (known fields: %s)", name, strings.Join(knownFields(dst), ", "))
+	}
+	return badRequest("", "the body is not valid JSON: %v", strings.TrimPrefix(msg, "json: "))
+}
+
+func typeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Float64, reflect.Float32:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return t.String()
+}
+
+// knownFields lists the JSON names of a struct's fields, embedded ones
+// included.
+func knownFields(v any) []string {
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []string
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Anonymous && f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name != "" && name != "-" {
+				out = append(out, name)
+			}
+		}
+	}
+	if t.Kind() == reflect.Struct {
+		walk(t)
+	}
+	return out
+}
+
+// stopList is OpenAI's stop: null, a string, or an array of strings.
+type stopList []string
+
+func (s *stopList) UnmarshalJSON(b []byte) error {
+	switch b = bytes.TrimSpace(b); {
+	case string(b) == "null":
+		*s = nil
+		return nil
+	case len(b) > 0 && b[0] == '"':
+		var one string
+		if err := json.Unmarshal(b, &one); err != nil {
+			return &fieldError{"stop", "want a string or an array of strings"}
+		}
+		*s = stopList{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return &fieldError{"stop", "want a string or an array of strings"}
+	}
+	*s = many
+	return nil
+}
+
+// seedValue is a seed: an integer in [0, 2^64), or -1 (or null) for a fresh
+// one.
+type seedValue struct {
+	set bool
+	v   uint64
+}
+
+func (s *seedValue) UnmarshalJSON(b []byte) error {
+	t := string(bytes.TrimSpace(b))
+	if t == "null" {
+		*s = seedValue{}
+		return nil
+	}
+	if u, err := strconv.ParseUint(t, 10, 64); err == nil {
+		*s = seedValue{set: true, v: u}
+		return nil
+	}
+	if t == "-1" {
+		*s = seedValue{}
+		return nil
+	}
+	return &fieldError{"seed", fmt.Sprintf("want an integer from 0 to 18446744073709551615 (or -1 for a random seed), got %.40s", t)}
+}
+
+// sampling holds the generation fields that every endpoint shares.
+type sampling struct {
+	Temperature       *float64   `json:"temperature"`
+	TopP              *float64   `json:"top_p"`
+	TopK              *int       `json:"top_k"`
+	MinP              *float64   `json:"min_p"`
+	RepetitionPenalty *float64   `json:"repetition_penalty"`
+	RepeatLastN       *int       `json:"repeat_last_n"`
+	Seed              *seedValue `json:"seed"`
+	Stop              stopList   `json:"stop"`
+	IgnoreEOS         bool       `json:"ignore_eos"`
+}
+
+// params checks the sampling fields and turns them into sample.Params,
+// starting from defaults.
+func (s *sampling) params(defaults sample.Params) (sample.Params, *apiError) {
+	p := defaults
+	if v := s.Temperature; v != nil {
+		if *v < 0 || *v > 2 {
+			return p, badRequest("temperature", "%g is out of range: want 0 to 2 (0 = greedy)", *v)
+		}
+		p.Temperature = *v
+	}
+	if v := s.TopP; v != nil {
+		if *v <= 0 || *v > 1 {
+			return p, badRequest("top_p", "%g is out of range: want more than 0 and at most 1 (1 = off)", *v)
+		}
+		p.TopP = *v
+	}
+	if v := s.TopK; v != nil {
+		if *v < 0 {
+			return p, badRequest("top_k", "%d is negative: want 0 (off) or more", *v)
+		}
+		p.TopK = *v
+	}
+	if v := s.MinP; v != nil {
+		if *v < 0 || *v > 1 {
+			return p, badRequest("min_p", "%g is out of range: want 0 (off) to 1", *v)
+		}
+		p.MinP = *v
+	}
+	if v := s.RepetitionPenalty; v != nil {
+		if !(*v > 0) || *v > math.MaxFloat32 {
+			return p, badRequest("repetition_penalty", "%g is out of range: want more than 0 (1 = off)", *v)
+		}
+		p.RepeatPenalty = *v
+	}
+	if v := s.RepeatLastN; v != nil {
+		if *v < -1 {
+			return p, badRequest("repeat_last_n", "%d is out of range: want -1 (the whole history), 0 (off) or more", *v)
+		}
+		p.RepeatLastN = *v
+	}
+	if s.Seed != nil && s.Seed.set {
+		seed := s.Seed.v
+		p.Seed = &seed
+	}
+	if err := p.Validate(); err != nil {
+		return p, badRequest("", "%v", err)
+	}
+	if len(s.Stop) > maxStops {
+		return p, badRequest("stop", "%d stop strings: want at most %d", len(s.Stop), maxStops)
+	}
+	for i, st := range s.Stop {
+		if len(st) > maxStopBytes {
+			return p, badRequest("stop", "stop string %d is %d bytes long: want at most %d", i, len(st), maxStopBytes)
+		}
+	}
+	if err := stop.Validate(s.Stop); err != nil {
+		return p, badRequest("stop", "%v", err)
+	}
+	return p, nil
+}
+
+// checkMaxTokens bounds max_tokens before the engine adds it to the prompt
+// length (a huge value must not overflow there).
+func checkMaxTokens(name string, n, promptLen, ctxLen int, promptParam string) *apiError {
+	if n < 0 {
+		return badRequest(name, "%d is negative: want 0 (up to the context) or more", n)
+	}
+	if n > ctxLen || promptLen+n > ctxLen {
+		e := &engine.ContextLengthError{Length: promptLen + n, Max: ctxLen, PromptTokens: promptLen, MaxTokens: n}
+		if n > ctxLen {
+			e.Length = ctxLen + 1 // the sum may not fit an int
+		}
+		return &apiError{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: e.Error(), Param: name, OAICode: "context_length_exceeded"}
+	}
+	if promptLen >= ctxLen {
+		e := &engine.ContextLengthError{Length: promptLen + 1, Max: ctxLen, PromptTokens: promptLen, MaxTokens: n}
+		return &apiError{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: e.Error(), Param: promptParam, OAICode: "context_length_exceeded"}
+	}
+	return nil
+}
+
+// validJobID reports whether a client-chosen job id is acceptable: 1 to 128
+// printable ASCII characters without spaces or quotes.
+func validJobID(id string) bool {
+	if id == "" || len(id) > maxJobIDLen || !utf8.ValidString(id) {
+		return false
+	}
+	for _, c := range id {
+		if c <= ' ' || c > '~' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}

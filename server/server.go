@@ -1,0 +1,461 @@
+// Package server is worker-orcd's HTTP interface: the native API (POST
+// /execute streaming Server-Sent Events, POST /cancel, GET /health), an
+// OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models)
+// and Prometheus metrics (GET /metrics), over one engine.Model.
+//
+// A Server exists before its model: it answers /health with 503 "loading"
+// until SetModel is called, so that a process can listen first and load
+// second. See README.md in this directory for every endpoint and field.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"worker-orcd/backend"
+	"worker-orcd/engine"
+	"worker-orcd/model"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxBodyBytes = 1 << 20
+	bodyReadTimeout     = 30 * time.Second // to send a request body
+	writeTimeout        = 30 * time.Second // for the client to take one write of a response
+)
+
+// Config configures a Server. The zero value works.
+type Config struct {
+	// APIKey, when not "", is required as "Authorization: Bearer <key>" on
+	// every endpoint except GET /health.
+	APIKey string
+	// WorkerID names this worker in /health and the logs.
+	WorkerID string
+	// ModelID is the model's name in /v1/models and in OpenAI responses;
+	// "" uses the model file's base name without ".gguf".
+	ModelID string
+	// ModelPath is the model file, reported by /health.
+	ModelPath string
+	// MaxBodyBytes bounds a request body (default 1 MiB).
+	MaxBodyBytes int64
+	// Logger receives one line per request and the server's events; nil
+	// uses slog.Default().
+	Logger *slog.Logger
+	// Version is reported in /health and as OpenAI's system_fingerprint.
+	Version string
+}
+
+// Server serves one model over HTTP. It is an http.Handler; create it with
+// New and give it its model with SetModel.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	start time.Time
+	mux   map[string]route
+	met   *metrics
+
+	model    atomic.Pointer[engine.Model]
+	info     atomic.Pointer[modelInfo]
+	loadErr  atomic.Pointer[string]
+	draining atomic.Bool
+	inflight atomic.Int64 // generation requests holding a place in the queue or a slot
+
+	jobsMu sync.Mutex
+	jobs   map[string]*job
+
+	chatWarn sync.Once
+}
+
+// modelInfo is what /health and /v1/models report about the model; it does
+// not change while the model is loaded.
+type modelInfo struct {
+	id, name, arch, quant, tokKind, device string
+	vocab, ctxLen, modelCtxLen             int
+	created                                int64
+}
+
+type route struct {
+	method  string
+	handler func(http.ResponseWriter, *http.Request)
+	openAI  bool // errors in OpenAI's shape
+	public  bool // no API key needed
+}
+
+// job is a generation in progress, cancellable through POST /cancel.
+type job struct {
+	cancel context.CancelCauseFunc
+}
+
+// New returns a server without a model: generation endpoints answer 503
+// MODEL_LOADING until SetModel.
+func New(cfg Config) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, start: time.Now(), jobs: map[string]*job{}}
+	s.met = newMetrics(s)
+	s.mux = map[string]route{
+		"/health":              {method: http.MethodGet, handler: s.handleHealth, public: true},
+		"/execute":             {method: http.MethodPost, handler: s.handleExecute},
+		"/cancel":              {method: http.MethodPost, handler: s.handleCancel},
+		"/metrics":             {method: http.MethodGet, handler: s.met.handler().ServeHTTP},
+		"/v1/completions":      {method: http.MethodPost, handler: s.handleCompletions, openAI: true},
+		"/v1/chat/completions": {method: http.MethodPost, handler: s.handleChat, openAI: true},
+		"/v1/models":           {method: http.MethodGet, handler: s.handleModels, openAI: true},
+	}
+	return s
+}
+
+// SetModel makes the server serve m. Call it once, when the model has
+// loaded; the caller keeps ownership (close m after the server is done).
+func (s *Server) SetModel(m *engine.Model) {
+	cfg := m.Model.Config
+	tok := m.Tokenizer()
+	info := &modelInfo{
+		id: s.cfg.ModelID, name: cfg.Name, arch: cfg.Arch.Name, quant: model.QuantKind(m.Model.File),
+		tokKind: string(tok.Model()), device: m.Backend().Name(), vocab: tok.VocabSize(),
+		ctxLen: m.Options().CtxLen, modelCtxLen: cfg.CtxLen, created: time.Now().Unix(),
+	}
+	if info.id == "" {
+		info.id = strings.TrimSuffix(filepath.Base(s.cfg.ModelPath), ".gguf")
+	}
+	if info.id == "" || info.id == "." {
+		info.id = info.name
+	}
+	if info.id == "" {
+		info.id = info.arch
+	}
+	s.info.Store(info)
+	s.model.Store(m)
+}
+
+// SetLoadError records why the model failed to load; /health reports it.
+func (s *Server) SetLoadError(err error) {
+	msg := err.Error()
+	s.loadErr.Store(&msg)
+}
+
+// Drain stops accepting generation requests (they get 503 SHUTTING_DOWN)
+// and makes /health answer 503 "draining"; requests in flight go on.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// CancelAll cancels every generation in flight; their streams end with a
+// CANCELLED error event marked retriable.
+func (s *Server) CancelAll() {
+	s.jobsMu.Lock()
+	defer s.jobsMu.Unlock()
+	for _, j := range s.jobs {
+		j.cancel(errShutdown)
+	}
+}
+
+// InFlight reports the generation requests admitted and not yet finished.
+func (s *Server) InFlight() int { return int(s.inflight.Load()) }
+
+// WaitIdle waits until no generation is in flight or ctx ends.
+func (s *Server) WaitIdle(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for s.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// memory is the backend's memory by purpose, the KV cache from the engine.
+func (s *Server) memory() backend.Memory {
+	m := s.model.Load()
+	if m == nil {
+		return backend.Memory{}
+	}
+	mem := m.Backend().Memory()
+	if kv := m.Stats().KVCacheSize; kv > mem.KVCache {
+		mem.KVCache = kv
+	}
+	return mem
+}
+
+// reqInfo is what one request carries through the handlers for the access
+// log and the request counter.
+type reqInfo struct {
+	id       string
+	endpoint string
+	jobID    string
+	outcome  string
+	log      *slog.Logger
+	tokens   int
+}
+
+type ctxKey struct{}
+
+func info(r *http.Request) *reqInfo {
+	if ri, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
+		return ri
+	}
+	return &reqInfo{log: slog.Default()}
+}
+
+// statusWriter records the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// ServeHTTP routes a request: request id, access log, panic recovery, API
+// key, method check.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt, known := s.mux[r.URL.Path]
+	endpoint := r.URL.Path
+	openAI := strings.HasPrefix(r.URL.Path, "/v1/")
+	if strings.HasPrefix(r.URL.Path, "/v1/models/") {
+		rt, known = route{method: http.MethodGet, handler: s.handleModel, openAI: true}, true
+		endpoint = "/v1/models/{id}"
+	}
+	if !known {
+		endpoint = "other"
+	}
+	rid := r.Header.Get("X-Request-Id")
+	if !validJobID(rid) {
+		rid = "req-" + randomHex(8)
+	}
+	ri := &reqInfo{id: rid, endpoint: endpoint}
+	ri.log = s.log.With("request_id", rid)
+	w.Header().Set("X-Request-Id", rid)
+	sw := &statusWriter{ResponseWriter: w}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri))
+
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			ri.log.Error("panic in handler", "panic", p, "stack", string(debug.Stack()))
+			ri.outcome = outcomeError
+			if sw.status == 0 {
+				writeError(sw, openAI, &apiError{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error (logged by the worker)"})
+			}
+		}
+		if ri.outcome == "" {
+			ri.outcome = outcomeFor(sw.status)
+		}
+		if endpoint != "/health" && endpoint != "/metrics" {
+			s.met.requests.WithLabelValues(endpoint, ri.outcome).Inc()
+		}
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", sw.status, "outcome", ri.outcome,
+			"duration_ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr}
+		if ri.jobID != "" {
+			attrs = append(attrs, "job_id", ri.jobID, "tokens", ri.tokens)
+		}
+		level := slog.LevelInfo
+		if endpoint == "/health" || endpoint == "/metrics" {
+			level = slog.LevelDebug
+		}
+		ri.log.Log(context.Background(), level, "request", attrs...)
+	}()
+
+	if !known {
+		writeError(sw, openAI, &apiError{Status: http.StatusNotFound, Code: CodeNotFound,
+			Message: "no endpoint " + r.URL.Path + " (endpoints: POST /execute, POST /cancel, GET /health, GET /metrics, POST /v1/completions, POST /v1/chat/completions, GET /v1/models)"})
+		return
+	}
+	if !rt.public && s.cfg.APIKey != "" && !s.authorized(r) {
+		writeError(sw, rt.openAI, &apiError{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+			Message: "missing or wrong API key: send the header Authorization: Bearer <key>", OAICode: "invalid_api_key"})
+		return
+	}
+	if r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead) {
+		sw.Header().Set("Allow", rt.method)
+		writeError(sw, rt.openAI, &apiError{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
+			Message: r.Method + " " + r.URL.Path + " is not allowed: use " + rt.method})
+		return
+	}
+	rt.handler(sw, r)
+}
+
+func outcomeFor(status int) string {
+	switch {
+	case status == 0 || status < 400:
+		return outcomeOK
+	case status == http.StatusUnauthorized:
+		return outcomeUnauthorized
+	case status == 499:
+		return outcomeCancelled
+	case status == http.StatusServiceUnavailable:
+		return outcomeRejected
+	case status < 500:
+		return outcomeClientError
+	}
+	return outcomeError
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(s.cfg.APIKey)) == 1
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// acquire admits a generation request: the model must be loaded, the
+// server not draining, and fewer than parallel+queue requests in flight (so
+// that the engine's queue cannot be full when the request reaches it).
+func (s *Server) acquire() (*engine.Model, func(), *apiError) {
+	m := s.model.Load()
+	if m == nil {
+		return nil, nil, s.notReady()
+	}
+	if s.draining.Load() {
+		return nil, nil, &apiError{Status: http.StatusServiceUnavailable, Code: CodeShuttingDown,
+			Message: "the worker is shutting down; retry on another worker", Retriable: true}
+	}
+	o := m.Options()
+	limit := int64(o.Parallel + o.QueueSize)
+	if n := s.inflight.Add(1); n > limit {
+		s.inflight.Add(-1)
+		return nil, nil, &apiError{Status: http.StatusServiceUnavailable, Code: CodeQueueFull, Retriable: true,
+			Message: "every slot is busy and the queue is full (" + itoa(o.Parallel) + " slots, queue " + itoa(o.QueueSize) + "); retry after a second",
+			OAIType: "server_error", OAICode: "queue_full"}
+	}
+	return m, func() { s.inflight.Add(-1) }, nil
+}
+
+func (s *Server) notReady() *apiError {
+	if p := s.loadErr.Load(); p != nil {
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeInternal, Message: "the model failed to load: " + *p}
+	}
+	return &apiError{Status: http.StatusServiceUnavailable, Code: CodeLoading, Retriable: true,
+		Message: "the model is still loading; retry in a few seconds (GET /health says when it is ready)"}
+}
+
+// register makes a job cancellable by id; false when the id is in use.
+func (s *Server) register(id string, cancel context.CancelCauseFunc) bool {
+	s.jobsMu.Lock()
+	defer s.jobsMu.Unlock()
+	if _, ok := s.jobs[id]; ok {
+		return false
+	}
+	s.jobs[id] = &job{cancel: cancel}
+	return true
+}
+
+func (s *Server) unregister(id string) {
+	s.jobsMu.Lock()
+	delete(s.jobs, id)
+	s.jobsMu.Unlock()
+}
+
+// generate runs one request on the engine as job id, calling emit for each
+// token, and keeps the metrics. It returns the result (possibly partial)
+// and, when the run did not end normally, the error to report.
+//
+// started, when not nil, is called once the job is registered, before the
+// engine runs it (a stream sends its headers there); an error from it or
+// from emit (the client went away) cancels the job.
+func (s *Server) generate(r *http.Request, m *engine.Model, id string, req engine.Request, promptParam string,
+	started func() error, emit func(engine.Token) error) (*engine.Result, *apiError) {
+	ri := info(r)
+	ri.jobID = id
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	if !s.register(id, cancel) {
+		return nil, &apiError{Status: http.StatusConflict, Code: CodeInvalidRequest, Param: "job_id",
+			Message: "job_id " + id + " is already running: choose another id or cancel it first"}
+	}
+	defer s.unregister(id)
+	if started != nil {
+		if err := started(); err != nil {
+			ri.outcome = outcomeCancelled
+			return nil, engineError(engine.ErrCancelled, nil, promptParam)
+		}
+	}
+	start := time.Now()
+	last := start
+	var emitErr error
+	res, err := m.Generate(ctx, req, func(t engine.Token) error {
+		now := time.Now()
+		if t.Index == 0 {
+			s.met.ttft.Observe(now.Sub(start).Seconds())
+		} else {
+			s.met.itl.Observe(now.Sub(last).Seconds())
+		}
+		last = now
+		if emit == nil {
+			return nil
+		}
+		emitErr = emit(t)
+		return emitErr
+	})
+	if res != nil {
+		s.met.prompt.Add(float64(res.PromptTokens))
+		s.met.generated.Add(float64(len(res.IDs)))
+		ri.tokens = len(res.IDs)
+	}
+	s.met.duration.WithLabelValues(ri.endpoint).Observe(time.Since(start).Seconds())
+	if err != nil {
+		if emitErr != nil && err == emitErr {
+			err = engine.ErrCancelled // the client stopped reading
+		}
+		ae := engineError(err, context.Cause(ctx), promptParam)
+		if ae.Code == CodeCancelled || ctx.Err() != nil {
+			ri.outcome = outcomeCancelled
+		} else {
+			ri.outcome = outcomeFor(ae.Status)
+		}
+		return res, ae
+	}
+	ri.outcome = outcomeOK
+	return res, nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
