@@ -12,6 +12,7 @@ type KVCache interface {
 	Bytes() int64         // memory held
 	Reserve(n int) error  // make room for n positions in all (may move the data)
 	Truncate(n int) error // forget positions from n on
+	Free()                // release the memory now (unusable after)
 }
 
 // Seq is one sequence's part of a forward batch: Tokens are appended at the

@@ -233,6 +233,12 @@ func (e *Engine) loop() {
 		}
 		if !busy {
 			if closed {
+				for _, sl := range e.slots {
+					if sl.kv != nil {
+						sl.kv.Free()
+						sl.kv = nil
+					}
+				}
 				return
 			}
 			<-e.wake

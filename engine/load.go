@@ -1,12 +1,15 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	"worker-orcd/backend"
 	"worker-orcd/backend/cpu"
+	"worker-orcd/backend/cuda"
 	"worker-orcd/model"
 	"worker-orcd/tokenizer"
 )
@@ -20,6 +23,9 @@ type LoadOptions struct {
 	// Dump, when set, receives the named intermediate tensors of every
 	// forward step (backends that support it).
 	Dump backend.DumpFunc
+	// CUDALibDir is searched first for libcuda and libnvrtc
+	// ("" = WORKER_CUDA_LIB_PATH, then the defaults).
+	CUDALibDir string
 }
 
 // Model is a loaded model file: the engine that serves it plus what it was
@@ -74,15 +80,43 @@ func openBackend(m *model.Model, o LoadOptions, log *slog.Logger) (backend.Backe
 		b.Dump = o.Dump
 		return b
 	}
+	newCUDA := func(index int) (backend.Backend, error) {
+		b, err := cuda.New(m, cuda.Options{Device: index, LibDir: o.CUDALibDir})
+		if err != nil {
+			return nil, err
+		}
+		b.Dump = o.Dump
+		log.Info("using the CUDA backend", "device", b.Name(), "gpu", b.DeviceName())
+		return b, nil
+	}
 	switch {
 	case dev == "cpu":
 		return newCPU(), nil
 	case dev == "auto":
-		log.Info("device auto: using the CPU backend (this build has no CUDA backend yet)")
+		b, err := newCUDA(0)
+		if err == nil {
+			return b, nil
+		}
+		var alloc *cuda.AllocationError
+		if errors.As(err, &alloc) {
+			return nil, err // a GPU is there but the model does not fit: say so rather than crawl on the CPU
+		}
+		if errors.Is(err, cuda.ErrLibraryNotFound) {
+			log.Info("device auto: no NVIDIA driver found, running on the CPU", "reason", err.Error())
+		} else {
+			log.Warn("device auto: the GPU could not be used, running on the CPU (slower)", "reason", err.Error())
+		}
 		return newCPU(), nil
 	case dev == "cuda" || strings.HasPrefix(dev, "cuda:"):
-		return nil, &model.Error{Code: "UnsupportedOperation", Kind: model.ErrUnsupported,
-			Msg: fmt.Sprintf("--device %s: this build has no CUDA backend yet; use --device cpu or auto", dev)}
+		index := 0
+		if rest, ok := strings.CutPrefix(dev, "cuda:"); ok {
+			n, err := strconv.Atoi(rest)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("--device %s: want cuda or cuda:N with N a GPU index", dev)
+			}
+			index = n
+		}
+		return newCUDA(index)
 	}
 	return nil, fmt.Errorf("unknown device %q: want auto, cpu or cuda[:N]", dev)
 }

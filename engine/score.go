@@ -45,6 +45,7 @@ func (e *Engine) Score(ctx context.Context, ids []int32, topK int) (*ScoreResult
 	if err != nil {
 		return nil, err
 	}
+	defer kv.Free()
 	res := &ScoreResult{IDs: ids, Positions: make([]Position, 0, len(ids)-1)}
 	V := c.VocabSize
 	var sum float64

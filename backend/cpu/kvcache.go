@@ -50,6 +50,12 @@ func (kv *KVCache) Reserve(n int) error {
 	return nil
 }
 
+// Free drops the cache's memory (the garbage collector reclaims it).
+func (kv *KVCache) Free() {
+	kv.K, kv.V = nil, nil
+	kv.maxLen, kv.n = 0, 0
+}
+
 // Truncate forgets the positions from n on (to rewind a sequence).
 func (kv *KVCache) Truncate(n int) error {
 	if n < 0 || n > kv.n {

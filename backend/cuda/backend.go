@@ -1,0 +1,304 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"worker-orcd/backend"
+	"worker-orcd/backend/cuda/kernels"
+	"worker-orcd/model"
+	"worker-orcd/quant"
+)
+
+// Options choose the GPU and where the NVIDIA libraries are.
+type Options struct {
+	Device int    // GPU index (cuda:N)
+	LibDir string // directory searched first for libcuda/libnvrtc ("" = WORKER_CUDA_LIB_PATH, then defaults)
+}
+
+// ErrBadInput reports a forward request that cannot run.
+var ErrBadInput = errors.New("cuda: bad forward input")
+
+// kernelSuffix names each weight type's kernels (mm_<suffix>, embed_<suffix>).
+var kernelSuffix = map[quant.Type]string{
+	quant.F32: "f32", quant.F16: "f16", quant.BF16: "bf16", quant.Q4_0: "q4_0", quant.Q4_1: "q4_1",
+	quant.Q5_0: "q5_0", quant.Q5_1: "q5_1", quant.Q8_0: "q8_0", quant.Q4_K: "q4_k", quant.Q5_K: "q5_k", quant.Q6_K: "q6_k",
+}
+
+// dmat is a weight matrix resident on the device, in its file encoding.
+type dmat struct {
+	ptr      devicePtr
+	rows     int
+	cols     int
+	rowBytes int64
+	suffix   string
+}
+
+type dlayer struct {
+	attnNorm, ffnNorm   devicePtr
+	qBias, kBias, vBias devicePtr // 0 when absent
+	q, k, v, o          dmat
+	gate, up, down      dmat
+}
+
+// Backend runs a model on one GPU. Forward is not safe for concurrent use.
+type Backend struct {
+	dev  *Device
+	m    *model.Model
+	c    *model.Config
+	Dump backend.DumpFunc
+
+	weights    *Buffer // the file's tensor data section, verbatim
+	small      *Buffer // norms, biases and RoPE frequencies as float32/float64
+	embd, out  dmat
+	outputNorm devicePtr
+	invFreq    devicePtr
+	layers     []dlayer
+
+	capT                                 int // scratch sized for this many rows
+	scratch                              *Buffer
+	x, h, q, k, v, att, gate, up, logits devicePtr
+	meta                                 devicePtr // ids, pos, kptr, vptr
+	capSel                               int
+	hostMeta                             []byte
+}
+
+// New uploads a model to GPU opts.Device and compiles the kernels.
+func New(m *model.Model, opts Options) (*Backend, error) {
+	c := &m.Config
+	if c.HeadDim > 128 {
+		return nil, &model.Error{Code: "UnsupportedOperation", Kind: model.ErrUnsupported,
+			Msg: fmt.Sprintf("head dimension %d: the CUDA attention kernel handles up to 128; use --device cpu", c.HeadDim)}
+	}
+	dev, err := OpenDevice(opts.Device, opts.LibDir)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{dev: dev, m: m, c: c}
+	if err := dev.do(b.init); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func kernelNames() []string {
+	names := []string{"rms_norm_f32", "add_bias_f32", "add_f32", "swiglu_f32", "rope_f32", "kv_store_f32", "attention_f32"}
+	for _, s := range kernelSuffix {
+		names = append(names, "mm_"+s, "embed_"+s)
+	}
+	return names
+}
+
+func (b *Backend) init() error {
+	d, c, w := b.dev, b.c, b.m.Weights
+	if err := d.loadModule("decoder", kernels.Decoder, kernelNames()); err != nil {
+		return err
+	}
+	f := b.m.File
+	data := f.Bytes()[f.DataOffset:]
+	var err error
+	if b.weights, err = d.alloc(int64(len(data)), PurposeWeights); err != nil {
+		return err
+	}
+	if err := b.uploadPinned(b.weights.Ptr, data); err != nil {
+		return err
+	}
+	base := uintptr(unsafe.Pointer(&data[0]))
+	mat := func(mm *model.Matrix) (dmat, error) {
+		suffix, ok := kernelSuffix[mm.Type]
+		if !ok {
+			return dmat{}, &model.Error{Code: "UnsupportedOperation", Kind: model.ErrUnsupported,
+				Msg: fmt.Sprintf("tensor %q has type %s, which the CUDA backend cannot multiply yet: use --device cpu or a Q4_K_M/Q8_0/F16 file", mm.Name, mm.Type)}
+		}
+		off := uintptr(unsafe.Pointer(&mm.Data[0])) - base
+		return dmat{ptr: b.weights.Ptr + devicePtr(off), rows: mm.Rows, cols: mm.Cols, rowBytes: int64(mm.RowBytes), suffix: suffix}, nil
+	}
+	// Small float vectors: norms, biases, RoPE inverse frequencies.
+	var host []byte
+	offsets := map[*float32]int{}
+	addVec := func(v []float32) {
+		if v == nil {
+			return
+		}
+		offsets[&v[0]] = len(host)
+		for _, x := range v {
+			host = binary.LittleEndian.AppendUint32(host, math.Float32bits(x))
+		}
+		for len(host)%16 != 0 {
+			host = append(host, 0)
+		}
+	}
+	addVec(w.OutputNorm)
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		addVec(l.AttnNorm)
+		addVec(l.FFNNorm)
+		addVec(l.QBias)
+		addVec(l.KBias)
+		addVec(l.VBias)
+	}
+	invOff := len(host)
+	for i := range c.RopeDim / 2 {
+		f := math.Pow(float64(c.RopeBase), -2*float64(i)/float64(c.RopeDim))
+		if w.RopeFreqs != nil {
+			f /= float64(w.RopeFreqs[i])
+		}
+		host = binary.LittleEndian.AppendUint64(host, math.Float64bits(f/float64(c.RopeScale)))
+	}
+	if b.small, err = d.alloc(int64(len(host)), PurposeWeights); err != nil {
+		return err
+	}
+	if err := d.copyToDevice(b.small.Ptr, unsafe.Pointer(&host[0]), int64(len(host))); err != nil {
+		return err
+	}
+	vec := func(v []float32) devicePtr {
+		if v == nil {
+			return 0
+		}
+		return b.small.Ptr + devicePtr(offsets[&v[0]])
+	}
+	b.invFreq = b.small.Ptr + devicePtr(invOff)
+	b.outputNorm = vec(w.OutputNorm)
+	if b.embd, err = mat(&w.TokenEmbd); err != nil {
+		return err
+	}
+	if b.out, err = mat(&w.Output); err != nil {
+		return err
+	}
+	b.layers = make([]dlayer, len(w.Layers))
+	for i := range w.Layers {
+		l, dl := &w.Layers[i], &b.layers[i]
+		dl.attnNorm, dl.ffnNorm = vec(l.AttnNorm), vec(l.FFNNorm)
+		dl.qBias, dl.kBias, dl.vBias = vec(l.QBias), vec(l.KBias), vec(l.VBias)
+		for _, p := range []struct {
+			dst *dmat
+			src *model.Matrix
+		}{{&dl.q, &l.Q}, {&dl.k, &l.K}, {&dl.v, &l.V}, {&dl.o, &l.O}, {&dl.gate, &l.Gate}, {&dl.up, &l.Up}, {&dl.down, &l.Down}} {
+			if *p.dst, err = mat(p.src); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// uploadPinned copies host bytes to the device through two 16 MiB pinned
+// staging buffers.
+func (b *Backend) uploadPinned(dst devicePtr, src []byte) error {
+	const stageSize = 16 << 20
+	var stage [2]unsafe.Pointer
+	for i := range stage {
+		if err := check("cuMemAllocHost", drv.cuMemAllocHost_v2(&stage[i], stageSize)); err != nil {
+			return err
+		}
+		defer drv.cuMemFreeHost(stage[i])
+	}
+	return b.dev.upload(dst, src, stage, stageSize)
+}
+
+// Name is "cuda:N".
+func (b *Backend) Name() string { return fmt.Sprintf("cuda:%d", b.dev.Index) }
+
+// DeviceName is the GPU's name.
+func (b *Backend) DeviceName() string { return b.dev.Name }
+
+// Config returns the model's hyperparameters.
+func (b *Backend) Config() *model.Config { return b.c }
+
+// Memory reports VRAM by purpose.
+func (b *Backend) Memory() backend.Memory {
+	u := b.dev.Used()
+	return backend.Memory{Weights: u[PurposeWeights], KVCache: u[PurposeKVCache], Activations: u[PurposeActivations], Workspace: u[PurposeWorkspace]}
+}
+
+// Close frees everything and releases the device.
+func (b *Backend) Close() error {
+	if b.dev == nil {
+		return nil
+	}
+	b.dev.do(func() error {
+		b.dev.free(b.weights)
+		b.dev.free(b.small)
+		b.dev.free(b.scratch)
+		return nil
+	})
+	b.dev.Close()
+	b.dev = nil
+	return nil
+}
+
+// kvCache is one sequence's cache: per layer K then V, each [cap, kvd] float32.
+type kvCache struct {
+	b   *Backend
+	buf *Buffer
+	cap int
+	n   int
+}
+
+// NewKVCache allocates a device cache for maxLen positions.
+func (b *Backend) NewKVCache(maxLen int) (backend.KVCache, error) {
+	if maxLen <= 0 {
+		return nil, fmt.Errorf("%w: KV cache of %d positions", ErrBadInput, maxLen)
+	}
+	kv := &kvCache{b: b}
+	return kv, kv.Reserve(maxLen)
+}
+
+func (kv *kvCache) layerBytes() int64 { return int64(kv.cap) * int64(kv.b.c.KVDim()) * 4 }
+func (kv *kvCache) k(l int) devicePtr { return kv.buf.Ptr + devicePtr(int64(2*l)*kv.layerBytes()) }
+func (kv *kvCache) v(l int) devicePtr { return kv.buf.Ptr + devicePtr(int64(2*l+1)*kv.layerBytes()) }
+
+func (kv *kvCache) Len() int     { return kv.n }
+func (kv *kvCache) Cap() int     { return kv.cap }
+func (kv *kvCache) Bytes() int64 { return kv.buf.Bytes }
+
+// Reserve grows the cache to n positions, keeping what it holds.
+func (kv *kvCache) Reserve(n int) error {
+	if n <= kv.cap {
+		return nil
+	}
+	b := kv.b
+	L, kvd := b.c.NLayer, int64(b.c.KVDim())
+	return b.dev.do(func() error {
+		nb, err := b.dev.alloc(int64(2*L)*int64(n)*kvd*4, PurposeKVCache)
+		if err != nil {
+			return err
+		}
+		if kv.buf != nil {
+			for l := range 2 * L {
+				src := kv.buf.Ptr + devicePtr(int64(l)*kv.layerBytes())
+				dst := nb.Ptr + devicePtr(int64(l)*int64(n)*kvd*4)
+				if err := check("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync_v2(dst, src, uint64(int64(kv.n)*kvd*4), b.dev.stream)); err != nil {
+					return err
+				}
+			}
+			if err := check("cuStreamSynchronize", drv.cuStreamSynchronize(b.dev.stream)); err != nil {
+				return err
+			}
+			b.dev.free(kv.buf)
+		}
+		kv.buf, kv.cap = nb, n
+		return nil
+	})
+}
+
+// Truncate forgets positions from n on.
+func (kv *kvCache) Truncate(n int) error {
+	if n < 0 || n > kv.n {
+		return fmt.Errorf("cuda: truncate KV cache to %d positions: it holds %d", n, kv.n)
+	}
+	kv.n = n
+	return nil
+}
+
+// Free releases the cache's device memory.
+func (kv *kvCache) Free() {
+	kv.b.dev.Free(kv.buf)
+	kv.buf, kv.cap, kv.n = nil, 0, 0
+}
+
+var _ backend.Backend = (*Backend)(nil)

@@ -1,0 +1,303 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"worker-orcd/backend"
+	"worker-orcd/model"
+)
+
+// grow makes the scratch buffers hold T rows and nsel logits rows.
+func (b *Backend) grow(T, nsel int) error {
+	if T <= b.capT && nsel <= b.capSel {
+		return nil
+	}
+	c := b.c
+	T = max(T, b.capT)
+	nsel = max(nsel, b.capSel, 1)
+	sizes := []int64{
+		int64(T * c.NEmbd), int64(T * c.NEmbd), int64(T * c.QDim()), int64(T * c.KVDim()), int64(T * c.KVDim()),
+		int64(T * c.QDim()), int64(T * c.NFF), int64(T * c.NFF), int64(nsel * c.VocabSize),
+	}
+	metaBytes := int64(T*4*2 + c.NLayer*T*8*2)
+	var total int64
+	for _, s := range sizes {
+		total += (s*4 + 255) &^ 255
+	}
+	total += metaBytes
+	if b.scratch != nil {
+		b.dev.free(b.scratch)
+		b.scratch = nil
+	}
+	buf, err := b.dev.alloc(total, PurposeActivations)
+	if err != nil {
+		return err
+	}
+	b.scratch = buf
+	p := buf.Ptr
+	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits}
+	for i, s := range sizes {
+		*ptrs[i] = p
+		p += devicePtr((s*4 + 255) &^ 255)
+	}
+	b.meta = p
+	b.capT, b.capSel = T, nsel
+	return nil
+}
+
+func blocks(n, per int) uint32 { return uint32((n + per - 1) / per) }
+
+// Forward runs one step over a batch (see backend.Backend).
+func (b *Backend) Forward(batch []*backend.Seq) error {
+	c := b.c
+	type row struct {
+		kv  *kvCache
+		pos int
+	}
+	var rows []row
+	kvs := make([]*kvCache, len(batch))
+	var ids []int32
+	nsel := 0
+	for si, s := range batch {
+		kv, ok := s.KV.(*kvCache)
+		if !ok || kv.b != b {
+			return fmt.Errorf("%w: sequence %d has a %T, not a KV cache of this GPU backend", ErrBadInput, si, s.KV)
+		}
+		kvs[si] = kv
+		if len(s.Tokens) == 0 {
+			return fmt.Errorf("%w: sequence %d of the batch has no tokens", ErrBadInput, si)
+		}
+		if kv.n+len(s.Tokens) > kv.cap {
+			return fmt.Errorf("%w: sequence %d needs %d positions, its KV cache holds %d", ErrBadInput, si, kv.n+len(s.Tokens), kv.cap)
+		}
+		for i, id := range s.Tokens {
+			if id < 0 || int(id) >= c.VocabSize {
+				return fmt.Errorf("%w: token id %d out of range [0, %d)", ErrBadInput, id, c.VocabSize)
+			}
+			rows = append(rows, row{kv: kv, pos: kv.n + i})
+			ids = append(ids, id)
+		}
+		if s.AllLogits {
+			nsel += len(s.Tokens)
+		} else {
+			nsel++
+		}
+	}
+	if len(rows) == 0 {
+		return fmt.Errorf("%w: empty batch", ErrBadInput)
+	}
+	T, L := len(rows), c.NLayer
+	// Host-side metadata: ids[T] int32, pos[T] int32, kptr[L][T] u64, vptr[L][T] u64.
+	meta := b.hostMeta[:0]
+	for _, id := range ids {
+		meta = binary.LittleEndian.AppendUint32(meta, uint32(id))
+	}
+	for _, r := range rows {
+		meta = binary.LittleEndian.AppendUint32(meta, uint32(r.pos))
+	}
+	for l := range L {
+		for _, r := range rows {
+			meta = binary.LittleEndian.AppendUint64(meta, uint64(r.kv.k(l)))
+		}
+	}
+	for l := range L {
+		for _, r := range rows {
+			meta = binary.LittleEndian.AppendUint64(meta, uint64(r.kv.v(l)))
+		}
+	}
+	b.hostMeta = meta
+	err := b.dev.do(func() error {
+		if err := b.grow(T, nsel); err != nil {
+			return err
+		}
+		if err := b.dev.copyToDevice(b.meta, unsafe.Pointer(&meta[0]), int64(len(meta))); err != nil {
+			return err
+		}
+		if err := b.layersForward(T); err != nil {
+			return err
+		}
+		return b.head(batch, T)
+	})
+	if err != nil {
+		return err
+	}
+	for si, s := range batch {
+		kvs[si].n += len(s.Tokens)
+	}
+	return nil
+}
+
+func (b *Backend) idsPtr() devicePtr        { return b.meta }
+func (b *Backend) posPtr(T int) devicePtr   { return b.meta + devicePtr(4*T) }
+func (b *Backend) kPtrs(T, l int) devicePtr { return b.meta + devicePtr(8*T+8*l*T) }
+func (b *Backend) vPtrs(T, l int) devicePtr { return b.meta + devicePtr(8*T+8*b.c.NLayer*T+8*l*T) }
+func p(v any) unsafe.Pointer                { return argPtr(v) }
+func dims(x, y, z uint32) [3]uint32         { return [3]uint32{x, y, z} }
+func (b *Backend) dump(name string, ptr devicePtr, rows, cols int) error {
+	if b.Dump == nil {
+		return nil
+	}
+	host := make([]float32, rows*cols)
+	if err := b.dev.copyToHost(unsafe.Pointer(&host[0]), ptr, int64(4*len(host))); err != nil {
+		return err
+	}
+	b.Dump(name, rows, cols, host)
+	return nil
+}
+
+// argPtr returns a pointer to a heap copy of a kernel argument.
+func argPtr(v any) unsafe.Pointer {
+	switch x := v.(type) {
+	case devicePtr:
+		q := new(devicePtr)
+		*q = x
+		return unsafe.Pointer(q)
+	case int:
+		q := new(int32)
+		*q = int32(x)
+		return unsafe.Pointer(q)
+	case int64:
+		q := new(int64)
+		*q = x
+		return unsafe.Pointer(q)
+	case float32:
+		q := new(float32)
+		*q = x
+		return unsafe.Pointer(q)
+	}
+	panic(fmt.Sprintf("cuda: kernel argument of type %T", v))
+}
+
+// mm launches out[T, m.rows] = x[T, m.cols] · mᵀ.
+func (b *Backend) mm(m *dmat, x, out devicePtr, T int) error {
+	const warps = 4
+	return b.dev.launch("mm_"+m.suffix, dims(blocks(m.rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0,
+		p(m.ptr), p(m.rowBytes), p(x), p(out), p(m.rows), p(m.cols), p(T))
+}
+
+func (b *Backend) rmsNorm(x, w, out devicePtr, T, n int) error {
+	return b.dev.launch("rms_norm_f32", dims(uint32(T), 1, 1), dims(256, 1, 1), 0, p(x), p(w), p(out), p(n), p(b.c.RMSEps))
+}
+
+func (b *Backend) elementwise(name string, total int, args ...unsafe.Pointer) error {
+	return b.dev.launch(name, dims(blocks(total, 256), 1, 1), dims(256, 1, 1), 0, args...)
+}
+
+func (b *Backend) addBias(x, bias devicePtr, n, T int) error {
+	if bias == 0 {
+		return nil
+	}
+	return b.elementwise("add_bias_f32", n*T, p(x), p(bias), p(n), p(n*T))
+}
+
+func (b *Backend) rope(x devicePtr, T, heads int) error {
+	c := b.c
+	neox := 0
+	if c.Arch.Rope == model.RopeNeoX {
+		neox = 1
+	}
+	return b.dev.launch("rope_f32", dims(uint32(T), 1, 1), dims(128, 1, 1), 0,
+		p(x), p(b.posPtr(T)), p(b.invFreq), p(heads), p(c.HeadDim), p(c.RopeDim), p(neox))
+}
+
+func (b *Backend) layersForward(T int) error {
+	c := b.c
+	d, qd, kvd, ff := c.NEmbd, c.QDim(), c.KVDim(), c.NFF
+	if err := b.dev.launch("embed_"+b.embd.suffix, dims(uint32(T), 1, 1), dims(256, 1, 1), 0,
+		p(b.embd.ptr), p(b.embd.rowBytes), p(b.idsPtr()), p(b.x), p(d)); err != nil {
+		return err
+	}
+	if err := b.dump("inp_embd", b.x, T, d); err != nil {
+		return err
+	}
+	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
+	for l := range b.layers {
+		ly := &b.layers[l]
+		steps := []func() error{
+			func() error { return b.rmsNorm(b.x, ly.attnNorm, b.h, T, d) },
+			func() error { return b.dump(fmt.Sprintf("attn_norm-%d", l), b.h, T, d) },
+			func() error { return b.mm(&ly.q, b.h, b.q, T) },
+			func() error { return b.mm(&ly.k, b.h, b.k, T) },
+			func() error { return b.mm(&ly.v, b.h, b.v, T) },
+			func() error { return b.addBias(b.q, ly.qBias, qd, T) },
+			func() error { return b.addBias(b.k, ly.kBias, kvd, T) },
+			func() error { return b.addBias(b.v, ly.vBias, kvd, T) },
+			func() error { return b.dump(fmt.Sprintf("Qcur-%d", l), b.q, T, qd) },
+			func() error { return b.rope(b.q, T, c.NHead) },
+			func() error { return b.rope(b.k, T, c.NHeadKV) },
+			func() error {
+				return b.dev.launch("kv_store_f32", dims(uint32(T), 1, 1), dims(128, 1, 1), 0,
+					p(b.k), p(b.v), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)), p(kvd))
+			},
+			func() error {
+				return b.dev.launch("attention_f32", dims(uint32(T), uint32(c.NHead), 1), dims(128, 1, 1), 0,
+					p(b.q), p(b.att), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)),
+					p(c.NHead), p(c.NHeadKV), p(c.HeadDim), p(c.SlidingWindow), p(scale))
+			},
+			func() error { return b.dump(fmt.Sprintf("kqv_out-%d", l), b.att, T, qd) },
+			func() error { return b.mm(&ly.o, b.att, b.h, T) },
+			func() error { return b.elementwise("add_f32", T*d, p(b.x), p(b.h), p(T*d)) },
+			func() error { return b.dump(fmt.Sprintf("ffn_inp-%d", l), b.x, T, d) },
+			func() error { return b.rmsNorm(b.x, ly.ffnNorm, b.h, T, d) },
+			func() error { return b.mm(&ly.gate, b.h, b.gate, T) },
+			func() error { return b.mm(&ly.up, b.h, b.up, T) },
+			func() error { return b.elementwise("swiglu_f32", T*ff, p(b.gate), p(b.up), p(T*ff)) },
+			func() error { return b.mm(&ly.down, b.gate, b.h, T) },
+			func() error { return b.dump(fmt.Sprintf("ffn_out-%d", l), b.h, T, d) },
+			func() error { return b.elementwise("add_f32", T*d, p(b.x), p(b.h), p(T*d)) },
+			func() error { return b.dump(fmt.Sprintf("l_out-%d", l), b.x, T, d) },
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// head applies the final norm and LM head to the rows whose logits are
+// wanted and copies the logits to each sequence.
+func (b *Backend) head(batch []*backend.Seq, T int) error {
+	c := b.c
+	d, V := c.NEmbd, c.VocabSize
+	// Gather the wanted rows into h (contiguous).
+	t, nsel := 0, 0
+	for _, s := range batch {
+		first, n := t+len(s.Tokens)-1, 1
+		if s.AllLogits {
+			first, n = t, len(s.Tokens)
+		}
+		if err := check("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync_v2(b.h+devicePtr(4*nsel*d), b.x+devicePtr(4*first*d),
+			uint64(4*n*d), b.dev.stream)); err != nil {
+			return err
+		}
+		nsel += n
+		t += len(s.Tokens)
+	}
+	if err := b.rmsNorm(b.h, b.outputNorm, b.h, nsel, d); err != nil {
+		return err
+	}
+	if err := b.mm(&b.out, b.h, b.logits, nsel); err != nil {
+		return err
+	}
+	off := 0
+	for _, s := range batch {
+		n := 1
+		if s.AllLogits {
+			n = len(s.Tokens)
+		}
+		if cap(s.Logits) < n*V {
+			s.Logits = make([]float32, n*V)
+		}
+		s.Logits = s.Logits[:n*V]
+		if err := b.dev.copyToHost(unsafe.Pointer(&s.Logits[0]), b.logits+devicePtr(4*off*V), int64(4*n*V)); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}

@@ -1,0 +1,332 @@
+// decoder.cu — every kernel of the llama-family decoder's forward pass.
+//
+// Data: activations are float32, row-major [T, n] (T = tokens in the batch).
+// Weights stay in their GGUF encoding on the device: a matrix is `rows`
+// rows of `cols` elements, each row `row_bytes` bytes of blocks (ggml
+// layouts; see the deq_* functions). The KV cache is float32: for each
+// sequence and layer, K and V are [capacity, n_kv_head*head_dim].
+//
+// Kernels and launch shapes:
+//   embed_<type>    x[t, :] = dequant(W row ids[t])            grid T, block 256
+//   mm_<type>       out[t, r] = Σ_i W[r, i] x[t, i]             grid (ceil(rows/4), ceil(T/8)), block 128:
+//                   one warp per output row, lanes stride the row, 8 tokens per block in registers
+//   rms_norm_f32    out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w  grid T, block 256
+//   add_bias_f32    x[t, i] += b[i]                              grid ceil(T*n/256), block 256
+//   add_f32         x[i] += y[i]                                 grid ceil(n/256), block 256
+//   swiglu_f32      g[i] = silu(g[i]) * u[i]                     grid ceil(n/256), block 256
+//   rope_f32        rotate pairs of each head by pos[t]*inv_freq[i]: NeoX pairs (i, i+rot/2),
+//                   normal pairs (2i, 2i+1)                      grid T, block 128
+//   kv_store_f32    K[pos[t]] = k[t], V[pos[t]] = v[t] in each row's own cache   grid T, block 128
+//   attention_f32   out[t, h] = softmax(q[t,h]·K[0..pos[t]]ᵀ·scale) · V, GQA head h/(n_head/n_kv),
+//                   online softmax over chunks of 1024 positions  grid (T, n_head), block 128
+//
+// Self-contained: no CUDA headers (half→float through PTX cvt).
+
+typedef unsigned char uchar;
+typedef unsigned short ushort;
+typedef unsigned int uint;
+typedef unsigned long long u64;
+
+#define NEG_INF (-__int_as_float(0x7f800000))
+
+__device__ __forceinline__ float h2f(ushort h) {
+    float f;
+    asm("{ cvt.f32.f16 %0, %1; }" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ float ld_h(const uchar* p) { return h2f(*(const ushort*)p); }
+__device__ __forceinline__ uint ld_u32(const uchar* p) {
+    return (uint)p[0] | ((uint)p[1] << 8) | ((uint)p[2] << 16) | ((uint)p[3] << 24);
+}
+
+// ---- element dequantization: value of element i of a row ----
+
+__device__ __forceinline__ float deq_f32(const uchar* row, int i) { return ((const float*)row)[i]; }
+__device__ __forceinline__ float deq_f16(const uchar* row, int i) { return h2f(((const ushort*)row)[i]); }
+__device__ __forceinline__ float deq_bf16(const uchar* row, int i) {
+    return __uint_as_float(((uint)((const ushort*)row)[i]) << 16);
+}
+// Q4_0: 18 bytes per 32: d f16, qs[16] (low nibbles: 0..15, high: 16..31); x = (q-8)*d
+__device__ __forceinline__ float deq_q4_0(const uchar* row, int i) {
+    const uchar* b = row + (i >> 5) * 18;
+    int j = i & 31;
+    int q = j < 16 ? (b[2 + j] & 15) : (b[2 + j - 16] >> 4);
+    return (q - 8) * ld_h(b);
+}
+// Q4_1: 20 bytes: d, m f16, qs[16]; x = q*d + m
+__device__ __forceinline__ float deq_q4_1(const uchar* row, int i) {
+    const uchar* b = row + (i >> 5) * 20;
+    int j = i & 31;
+    int q = j < 16 ? (b[4 + j] & 15) : (b[4 + j - 16] >> 4);
+    return q * ld_h(b) + ld_h(b + 2);
+}
+// Q5_0: 22 bytes: d f16, qh u32 (5th bits), qs[16]; x = (q-16)*d
+__device__ __forceinline__ float deq_q5_0(const uchar* row, int i) {
+    const uchar* b = row + (i >> 5) * 22;
+    int j = i & 31;
+    uint qh = ld_u32(b + 2);
+    int q = j < 16 ? ((b[6 + j] & 15) | (((qh >> j) << 4) & 16)) : ((b[6 + j - 16] >> 4) | ((qh >> (j - 16 + 12)) & 16));
+    return (q - 16) * ld_h(b);
+}
+// Q5_1: 24 bytes: d, m f16, qh u32, qs[16]; x = q*d + m
+__device__ __forceinline__ float deq_q5_1(const uchar* row, int i) {
+    const uchar* b = row + (i >> 5) * 24;
+    int j = i & 31;
+    uint qh = ld_u32(b + 4);
+    int q = j < 16 ? ((b[8 + j] & 15) | (((qh >> j) << 4) & 16)) : ((b[8 + j - 16] >> 4) | ((qh >> (j - 16 + 12)) & 16));
+    return q * ld_h(b) + ld_h(b + 2);
+}
+// Q8_0: 34 bytes: d f16, qs[32] int8; x = q*d
+__device__ __forceinline__ float deq_q8_0(const uchar* row, int i) {
+    const uchar* b = row + (i >> 5) * 34;
+    return (float)(signed char)b[2 + (i & 31)] * ld_h(b);
+}
+// K-quant 6-bit scale and min of sub-block j from the 12 packed bytes.
+__device__ __forceinline__ void scale_min_k4(int j, const uchar* q, int* sc, int* m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+// Q4_K: 144 bytes per 256: d, dmin f16, scales[12], qs[128]; 64-element groups use the
+// low then high nibbles of 32 bytes; x = d*sc*q - dmin*m
+__device__ __forceinline__ float deq_q4_k(const uchar* row, int i) {
+    const uchar* b = row + (i >> 8) * 144;
+    int j = i & 255, g = j >> 6, hi = (j >> 5) & 1, l = j & 31;
+    int sc, m;
+    scale_min_k4(2 * g + hi, b + 4, &sc, &m);
+    int q = (b[16 + 32 * g + l] >> (4 * hi)) & 15;
+    return ld_h(b) * sc * q - ld_h(b + 2) * m;
+}
+// Q5_K: 176 bytes: d, dmin f16, scales[12], qh[32], qs[128]; q gets bit (2g+hi) of qh[l] as 16
+__device__ __forceinline__ float deq_q5_k(const uchar* row, int i) {
+    const uchar* b = row + (i >> 8) * 176;
+    int j = i & 255, g = j >> 6, hi = (j >> 5) & 1, l = j & 31;
+    int sc, m;
+    scale_min_k4(2 * g + hi, b + 4, &sc, &m);
+    int q = ((b[48 + 32 * g + l] >> (4 * hi)) & 15) + (((b[16 + l] >> (2 * g + hi)) & 1) << 4);
+    return ld_h(b) * sc * q - ld_h(b + 2) * m;
+}
+// Q6_K: 210 bytes: ql[128], qh[64], scales[16] int8, d f16; x = d*sc*(q-32)
+__device__ __forceinline__ float deq_q6_k(const uchar* row, int i) {
+    const uchar* b = row + (i >> 8) * 210;
+    int j = i & 255, n = j >> 7, r = j & 127, quarter = r >> 5, l = r & 31;
+    const uchar* ql = b + 64 * n;
+    const uchar* qh = b + 128 + 32 * n;
+    const signed char* sc = (const signed char*)(b + 192) + 8 * n;
+    int is = l >> 4;
+    int q;
+    switch (quarter) {
+    case 0: q = (ql[l] & 15) | ((qh[l] & 3) << 4); break;
+    case 1: q = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4); break;
+    case 2: q = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4); break;
+    default: q = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4); break;
+    }
+    return ld_h(b + 208) * (float)sc[is + 2 * quarter] * (float)(q - 32);
+}
+
+// ---- embedding and matrix products, instantiated per weight type ----
+
+#define TILE_T 8
+
+template <float (*DEQ)(const uchar*, int)>
+__device__ __forceinline__ void embed_impl(const uchar* W, long row_bytes, const int* ids, float* x, int cols) {
+    int t = blockIdx.x;
+    const uchar* row = W + (long)ids[t] * row_bytes;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) x[(long)t * cols + i] = DEQ(row, i);
+}
+
+template <float (*DEQ)(const uchar*, int)>
+__device__ __forceinline__ void mm_impl(const uchar* W, long row_bytes, const float* x, float* out, int rows, int cols, int T) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r = blockIdx.x * (blockDim.x >> 5) + warp;
+    if (r >= rows) return;
+    int t0 = blockIdx.y * TILE_T;
+    int nt = min(TILE_T, T - t0);
+    const uchar* row = W + (long)r * row_bytes;
+    const float* xt = x + (long)t0 * cols;
+    float acc[TILE_T];
+#pragma unroll
+    for (int t = 0; t < TILE_T; t++) acc[t] = 0.f;
+    for (int i = lane; i < cols; i += 32) {
+        float w = DEQ(row, i);
+#pragma unroll
+        for (int t = 0; t < TILE_T; t++)
+            if (t < nt) acc[t] += w * xt[(long)t * cols + i];
+    }
+#pragma unroll
+    for (int t = 0; t < TILE_T; t++) {
+        float v = acc[t];
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0 && t < nt) out[(long)(t0 + t) * rows + r] = v;
+    }
+}
+
+#define INSTANTIATE(NAME, DEQ)                                                                              \
+    extern "C" __global__ void embed_##NAME(const uchar* W, long row_bytes, const int* ids, float* x, int cols) { \
+        embed_impl<DEQ>(W, row_bytes, ids, x, cols);                                                        \
+    }                                                                                                       \
+    extern "C" __global__ void mm_##NAME(const uchar* W, long row_bytes, const float* x, float* out, int rows,  \
+                                         int cols, int T) {                                                 \
+        mm_impl<DEQ>(W, row_bytes, x, out, rows, cols, T);                                                  \
+    }
+
+INSTANTIATE(f32, deq_f32)
+INSTANTIATE(f16, deq_f16)
+INSTANTIATE(bf16, deq_bf16)
+INSTANTIATE(q4_0, deq_q4_0)
+INSTANTIATE(q4_1, deq_q4_1)
+INSTANTIATE(q5_0, deq_q5_0)
+INSTANTIATE(q5_1, deq_q5_1)
+INSTANTIATE(q8_0, deq_q8_0)
+INSTANTIATE(q4_k, deq_q4_k)
+INSTANTIATE(q5_k, deq_q5_k)
+INSTANTIATE(q6_k, deq_q6_k)
+
+// ---- elementwise ----
+
+__device__ __forceinline__ float block_sum(float v, float* sh) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    int nw = blockDim.x >> 5;
+    v = threadIdx.x < nw ? sh[threadIdx.x] : 0.f;
+    if (warp == 0)
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) sh[0] = v;
+    __syncthreads();
+    v = sh[0];
+    __syncthreads();
+    return v;
+}
+
+__device__ __forceinline__ float block_max(float v, float* sh) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    int nw = blockDim.x >> 5;
+    v = threadIdx.x < nw ? sh[threadIdx.x] : NEG_INF;
+    if (warp == 0)
+        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (threadIdx.x == 0) sh[0] = v;
+    __syncthreads();
+    v = sh[0];
+    __syncthreads();
+    return v;
+}
+
+extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* out, int n, float eps) {
+    __shared__ float sh[32];
+    const float* xr = x + (long)blockIdx.x * n;
+    float* o = out + (long)blockIdx.x * n;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = block_sum(ss, sh);
+    float scale = rsqrtf(ss / n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = xr[i] * scale * w[i];
+}
+
+extern "C" __global__ void add_bias_f32(float* x, const float* b, int n, int total) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) x[i] += b[i % n];
+}
+
+extern "C" __global__ void add_f32(float* x, const float* y, int total) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) x[i] += y[i];
+}
+
+extern "C" __global__ void swiglu_f32(float* g, const float* u, int total) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) {
+        float v = g[i];
+        g[i] = v / (1.f + expf(-v)) * u[i];
+    }
+}
+
+// x: [T, heads*hd]; rotates the first rot elements of each head.
+extern "C" __global__ void rope_f32(float* x, const int* pos, const double* inv_freq, int heads, int hd, int rot, int neox) {
+    int t = blockIdx.x;
+    int half = rot / 2;
+    float* xr = x + (long)t * heads * hd;
+    double p = (double)pos[t];
+    for (int k = threadIdx.x; k < heads * half; k += blockDim.x) {
+        int h = k / half, i = k % half;
+        double s, c;
+        sincos(p * inv_freq[i], &s, &c);
+        float fs = (float)s, fc = (float)c;
+        int a = neox ? h * hd + i : h * hd + 2 * i;
+        int b = neox ? a + half : a + 1;
+        float x0 = xr[a], x1 = xr[b];
+        xr[a] = x0 * fc - x1 * fs;
+        xr[b] = x0 * fs + x1 * fc;
+    }
+}
+
+// kptr/vptr: for each row, the float* of its sequence's K/V cache for this layer.
+extern "C" __global__ void kv_store_f32(const float* k, const float* v, const u64* kptr, const u64* vptr, const int* pos, int kvd) {
+    int t = blockIdx.x;
+    float* K = (float*)kptr[t] + (long)pos[t] * kvd;
+    float* V = (float*)vptr[t] + (long)pos[t] * kvd;
+    for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
+        K[i] = k[(long)t * kvd + i];
+        V[i] = v[(long)t * kvd + i];
+    }
+}
+
+#define ATT_CHUNK 1024
+// One block per (row, head); blockDim.x threads (128) with hd ≤ blockDim.x.
+extern "C" __global__ void attention_f32(const float* q, float* out, const u64* kptr, const u64* vptr, const int* pos,
+                                         int n_head, int n_kv, int hd, int window, float scale) {
+    __shared__ float qs[256];
+    __shared__ float sc[ATT_CHUNK];
+    __shared__ float red[32];
+    int t = blockIdx.x, h = blockIdx.y;
+    int kvh = h / (n_head / n_kv);
+    int kvd = n_kv * hd;
+    const float* K = (const float*)kptr[t] + kvh * hd;
+    const float* V = (const float*)vptr[t] + kvh * hd;
+    const float* qr = q + ((long)t * n_head + h) * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qr[i];
+    __syncthreads();
+    int last = pos[t];
+    int first = window > 0 ? max(0, last - window + 1) : 0;
+    float m = NEG_INF, sum = 0.f;
+    float acc = 0.f; // output element threadIdx.x (< hd)
+    for (int c0 = first; c0 <= last; c0 += ATT_CHUNK) {
+        int n = min(ATT_CHUNK, last + 1 - c0);
+        float cmax = NEG_INF;
+        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            const float* kr = K + (long)(c0 + j) * kvd;
+            float s = 0.f;
+            for (int i = 0; i < hd; i++) s += qs[i] * kr[i];
+            s *= scale;
+            sc[j] = s;
+            cmax = fmaxf(cmax, s);
+        }
+        cmax = block_max(cmax, red);
+        float mnew = fmaxf(m, cmax);
+        float corr = expf(m - mnew); // 0 on the first chunk (m = -inf)
+        float csum = 0.f;
+        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            float e = expf(sc[j] - mnew);
+            sc[j] = e;
+            csum += e;
+        }
+        csum = block_sum(csum, red); // also orders the sc writes before the reads below
+        sum = sum * corr + csum;
+        if (threadIdx.x < hd) {
+            float a = acc * corr;
+            for (int j = 0; j < n; j++) a += sc[j] * V[(long)(c0 + j) * kvd + threadIdx.x];
+            acc = a;
+        }
+        m = mnew;
+        __syncthreads();
+    }
+    if (threadIdx.x < hd) out[((long)t * n_head + h) * hd + threadIdx.x] = acc / sum;
+}

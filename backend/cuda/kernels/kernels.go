@@ -1,0 +1,10 @@
+// Package kernels holds the CUDA C sources of the GPU backend, embedded in
+// the binary and compiled at run time by NVRTC.
+package kernels
+
+import _ "embed"
+
+// Decoder is decoder.cu: every kernel of the forward pass.
+//
+//go:embed decoder.cu
+var Decoder string
