@@ -146,7 +146,8 @@ func VecDot(t Type, row []byte, xq []byte, n int) float32 {
 }
 
 // MatVec computes out[r] = VecDot(t, row r of w, xq, n) for r < len(out),
-// where w holds len(out) consecutive rows of RowBytes(t, n) bytes.
+// where w holds len(out) consecutive rows of RowBytes(t, n) bytes. It is
+// DotRows with rowBytes = RowBytes(t, n) and an exact size check.
 func MatVec(t Type, w []byte, xq []byte, n int, out []float32) {
 	f := vecDotFuncs[t]
 	if f == nil {
@@ -162,7 +163,11 @@ func MatVec(t Type, w []byte, xq []byte, n int, out []float32) {
 	if err := checkSize(VecDotType(t), n, len(xq)); err != nil {
 		panic("quant: MatVec activations: " + err.Error())
 	}
-	for r := range out {
+	r := 0
+	if m := multiRowFuncs[t]; m != nil {
+		r = m(w, rb, xq, n, out)
+	}
+	for ; r < len(out); r++ {
 		out[r] = f(w[r*rb:(r+1)*rb], xq, n)
 	}
 }
