@@ -1,0 +1,945 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"worker-orcd/engine"
+	"worker-orcd/gguf"
+	"worker-orcd/model"
+	"worker-orcd/quant"
+	"worker-orcd/sample"
+	"worker-orcd/tokenizer"
+)
+
+func init() { register(newDoctorCmd) }
+
+// Check statuses. Only statusFail makes doctor exit 1.
+const (
+	statusOK   = "ok"
+	statusWarn = "warn"
+	statusFail = "fail"
+	statusSkip = "skip" // the check could not run because an earlier one failed
+)
+
+// doctorCheck is one line of the report; its JSON form is documented in
+// docs/troubleshooting.md and is stable.
+type doctorCheck struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// doctorReport is the --json document.
+type doctorReport struct {
+	Checks []doctorCheck `json:"checks"`
+	OK     bool          `json:"ok"`
+}
+
+type doctorFlags struct {
+	model    string
+	device   string
+	sha      string
+	ctx      int
+	parallel int
+	cudaLib  string
+	noSmoke  bool
+	asJSON   bool
+}
+
+func newDoctorCmd() *cobra.Command {
+	f := &doctorFlags{}
+	cmd := &cobra.Command{
+		Use:   "doctor [--model M.gguf] [--device auto|cpu|cuda[:N]] [--sha256 HEX] [--ctx N] [--json]",
+		Short: "Run the troubleshooting checks and print what to fix",
+		Long: `Run the troubleshooting checks of docs/troubleshooting.md and print one line per
+check: ok, warn or fail, with the fix. The exit status is 0 when no check failed
+and 1 otherwise, so doctor can gate a deployment or a CI job.
+
+Checks: the model file (exists, readable, magic bytes, GGUF version, size against
+the size its tensor table implies, --sha256), the model (architecture, every
+tensor with its shape, tokenizer metadata, vocabulary size against the
+embedding rows, context length, memory needed), the GPU (driver, libraries,
+device, free VRAM against what the model needs), and a 16-token greedy smoke
+generation run twice that must give the same, non-degenerate tokens.
+
+--json prints {"checks":[{"name","status","message","fix"}],"ok":bool}.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runDoctor(cmd, f) },
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.model, "model", "", "GGUF model file to check (without it, only the GPU is checked)")
+	fs.StringVar(&f.device, "device", "auto", "device the worker will use: auto, cpu or cuda[:N]")
+	fs.StringVar(&f.sha, "sha256", "", "expected SHA-256 of the model file (hex)")
+	fs.IntVar(&f.ctx, "ctx", 0, "context length the worker will run with (0 = the model's)")
+	fs.IntVar(&f.parallel, "parallel", 1, "sequences decoded together (each holds a KV cache of --ctx positions)")
+	fs.StringVar(&f.cudaLib, "cuda-lib", "", "directory or file of libcuda to try first (default: $WORKER_CUDA_LIB_PATH, then the loader's search)")
+	fs.BoolVar(&f.noSmoke, "no-smoke", false, "skip the smoke generation")
+	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func runDoctor(cmd *cobra.Command, f *doctorFlags) error {
+	if f.parallel < 1 {
+		f.parallel = 1
+	}
+	d := &doctor{flags: f}
+	d.run()
+	rep := doctorReport{Checks: d.checks, OK: true}
+	for _, c := range d.checks {
+		if c.Status == statusFail {
+			rep.OK = false
+		}
+	}
+	out := cmd.OutOrStdout()
+	if f.asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		w := 0
+		for _, c := range d.checks {
+			w = max(w, len(c.Name))
+		}
+		for _, c := range d.checks {
+			line := fmt.Sprintf("%-4s  %-*s  %s", c.Status, w, c.Name, c.Message)
+			if c.Fix != "" {
+				line += " -- fix: " + c.Fix
+			}
+			fmt.Fprintln(out, line)
+		}
+		nFail, nWarn := 0, 0
+		for _, c := range d.checks {
+			switch c.Status {
+			case statusFail:
+				nFail++
+			case statusWarn:
+				nWarn++
+			}
+		}
+		fmt.Fprintf(out, "doctor: %d checks, %d failed, %d warnings\n", len(d.checks), nFail, nWarn)
+	}
+	if !rep.OK {
+		return &exitError{code: 1, err: errors.New("doctor: some checks failed")}
+	}
+	return nil
+}
+
+// doctor accumulates the checks of one run.
+type doctor struct {
+	flags  *doctorFlags
+	checks []doctorCheck
+
+	// filled as the checks go
+	file     *gguf.File
+	cfg      *model.Config
+	weights  *model.Weights
+	tokOK    bool
+	gpu      *gpuReport // nil: no GPU found or no probe in this build
+	gpuFound bool       // an NVIDIA GPU/driver is present (probe or /proc hint)
+}
+
+func (d *doctor) add(name, status, msg, fix string) {
+	d.checks = append(d.checks, doctorCheck{Name: name, Status: status, Message: msg, Fix: fix})
+}
+
+func (d *doctor) run() {
+	if d.flags.model != "" {
+		d.fileChecks(d.flags.model)
+		if d.file != nil {
+			defer d.file.Close()
+			d.modelChecks()
+		}
+	}
+	d.gpuCheck()
+	if d.flags.model != "" {
+		d.memoryCheck()
+		d.smokeCheck()
+	}
+}
+
+// ---- file ----
+
+const fixRedownload = "re-download the model (the transfer was interrupted or the file is corrupt) and compare its SHA-256 with the publisher's (doctor --sha256 HEX)"
+
+func (d *doctor) fileChecks(path string) {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		d.add("file.exists", statusFail, fmt.Sprintf("%s does not exist", path), "check the --model path (relative paths are from the working directory)")
+		return
+	case err != nil:
+		d.add("file.exists", statusFail, err.Error(), "check the --model path and the permissions of its directories")
+		return
+	case st.IsDir():
+		d.add("file.exists", statusFail, fmt.Sprintf("%s is a directory, want a .gguf file", path), "pass the .gguf file inside it (a Hugging Face repo directory holds safetensors; convert it with llama.cpp's convert_hf_to_gguf.py)")
+		return
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		d.add("file.exists", statusFail, fmt.Sprintf("%s exists (%d bytes) but cannot be read: %v", path, st.Size(), err), "give the worker's user read permission (chmod a+r, or fix the volume's ownership)")
+		return
+	}
+	defer fh.Close()
+	d.add("file.exists", statusOK, fmt.Sprintf("%s: %d bytes (%s), readable", path, st.Size(), humanBytes(st.Size())), "")
+
+	magicOK := d.magicCheck(fh, st.Size())
+	if magicOK {
+		d.sizeCheck(fh, st.Size())
+	}
+	if d.flags.sha != "" {
+		d.shaCheck(fh, d.flags.sha)
+	}
+	if !magicOK {
+		return
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		fix := "the file is damaged: " + fixRedownload
+		if errors.Is(err, gguf.ErrVersion) {
+			fix = "re-convert the model with a current llama.cpp convert_hf_to_gguf.py (GGUF v3)"
+		}
+		d.add("file.gguf", statusFail, err.Error(), fix)
+		return
+	}
+	d.add("file.gguf", statusOK, fmt.Sprintf("GGUF v%d parsed: %d metadata keys, %d tensors, data at offset %d", f.Version, len(f.KV), len(f.Tensors), f.DataOffset), "")
+	d.file = f
+}
+
+// magicCheck reads the first 8 bytes: the magic and the version.
+func (d *doctor) magicCheck(fh *os.File, size int64) bool {
+	var hdr [8]byte
+	n, _ := io.ReadFull(fh, hdr[:])
+	got := hdr[:n]
+	if n < 4 || string(got[:4]) != gguf.Magic {
+		msg := fmt.Sprintf("magic bytes [% x] (%q), want 47 47 55 46 (\"GGUF\")", got[:min(n, 4)], got[:min(n, 4)])
+		d.add("file.magic", statusFail, msg+": "+magicHint(fh, got, size), "point --model at a .gguf file; "+fixRedownload)
+		return false
+	}
+	d.add("file.magic", statusOK, "magic bytes 47 47 55 46 (\"GGUF\")", "")
+	if n < 8 {
+		d.add("file.version", statusFail, fmt.Sprintf("file ends after %d bytes, inside the version field", n), fixRedownload)
+		return false
+	}
+	v := binary.LittleEndian.Uint32(got[4:8])
+	switch {
+	case v == 2 || v == 3:
+		d.add("file.version", statusOK, fmt.Sprintf("GGUF version %d (supported: 2, 3)", v), "")
+		return true
+	case v == 1:
+		d.add("file.version", statusFail, "GGUF version 1 (supported: 2, 3)", "re-convert the model with a current llama.cpp convert_hf_to_gguf.py")
+	case v&0xffff == 0 && v != 0:
+		d.add("file.version", statusFail, fmt.Sprintf("version field 0x%08x is byte-swapped: a big-endian GGUF (supported: little-endian v2, v3)", v), "use the little-endian GGUF of the model")
+	default:
+		d.add("file.version", statusFail, fmt.Sprintf("GGUF version %d (supported: 2, 3)", v), "use a GGUF v2 or v3 file; if the version looks random, "+fixRedownload)
+	}
+	return false
+}
+
+// magicHint says what a non-GGUF file most likely is.
+func magicHint(fh *os.File, head []byte, size int64) string {
+	switch {
+	case size == 0:
+		return "the file is empty: the download failed before writing anything"
+	case size < 4:
+		return fmt.Sprintf("the file is only %d bytes: an interrupted download", size)
+	}
+	var buf [512]byte
+	n, _ := fh.ReadAt(buf[:], 0)
+	s := string(buf[:n])
+	switch {
+	case strings.HasPrefix(s, "version https://git-lfs"):
+		return "this is a Git LFS pointer file, not the model: the repository was cloned without git-lfs"
+	case strings.Contains(strings.ToLower(s), "<html") || strings.Contains(strings.ToLower(s), "<!doctype"):
+		return "this is an HTML page (an error or login page saved instead of the model)"
+	case strings.HasPrefix(strings.TrimSpace(s), "{"):
+		return "this is a JSON document, not a GGUF model (an error response, or a safetensors header?)"
+	case isZero(buf[:n]):
+		return "the file starts with zero bytes: space preallocated by a download that never wrote the data"
+	case n >= 8 && binary.LittleEndian.Uint64(buf[:8]) < uint64(size) && n > 8 && buf[8] == '{':
+		return "this looks like a safetensors file: convert it to GGUF with llama.cpp's convert_hf_to_gguf.py"
+	}
+	return "the file is not GGUF, or its beginning is corrupt"
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// sizeCheck compares the file size with the size the header implies.
+func (d *doctor) sizeCheck(fh *os.File, size int64) {
+	h, err := scanGGUFHeader(fh, size)
+	if err != nil {
+		d.add("file.size", statusFail, fmt.Sprintf("file is %d bytes; its header cannot be read to compute the expected size: %v", size, err), fixRedownload)
+		return
+	}
+	// Writers pad the last tensor to the alignment; allow that.
+	padded := (h.implied + int64(h.alignment) - 1) / int64(h.alignment) * int64(h.alignment)
+	switch {
+	case size < h.implied:
+		d.add("file.size", statusFail,
+			fmt.Sprintf("incomplete download: the file is %d bytes but its tensor table implies %d bytes (data offset %d + %d bytes of tensor data); %.1f%% present, %d bytes missing",
+				size, h.implied, h.dataOffset, h.implied-h.dataOffset, 100*float64(size)/float64(h.implied), h.implied-size),
+			fixRedownload)
+	case size > padded:
+		d.add("file.size", statusWarn,
+			fmt.Sprintf("the file is %d bytes, %d more than its tensor table implies (%d): trailing data after the last tensor", size, size-padded, h.implied),
+			"check that the file was not appended to or concatenated; compare --sha256 with the publisher's")
+	default:
+		d.add("file.size", statusOK, fmt.Sprintf("%d bytes, as its header implies (%d tensors, data offset %d)", size, h.nTensors, h.dataOffset), "")
+	}
+}
+
+func (d *doctor) shaCheck(fh *os.File, want string) {
+	want = strings.ToLower(strings.TrimSpace(want))
+	if _, err := hex.DecodeString(want); err != nil || len(want) != 64 {
+		d.add("file.sha256", statusFail, fmt.Sprintf("--sha256 %q is not 64 hex digits", want), "pass the SHA-256 from the publisher's model page")
+		return
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(fh, 0, 1<<62)); err != nil {
+		d.add("file.sha256", statusFail, fmt.Sprintf("reading the file: %v", err), "check the disk and the file's permissions")
+		return
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	if got != want {
+		d.add("file.sha256", statusFail, fmt.Sprintf("SHA-256 %s, want %s", got, want), fixRedownload)
+		return
+	}
+	d.add("file.sha256", statusOK, "SHA-256 "+got+" matches", "")
+}
+
+// ggufHeader is what doctor needs from a GGUF header that gguf.Open may refuse
+// (it validates the tensor data against the file size; doctor wants the
+// expected size of a truncated file).
+type ggufHeader struct {
+	alignment  uint64
+	nTensors   int
+	dataOffset int64
+	implied    int64 // data offset + the end of the last tensor
+}
+
+// scanGGUFHeader walks the metadata and the tensor table without reading
+// tensor data. Every length is bounded by the file size.
+func scanGGUFHeader(r io.ReaderAt, size int64) (*ggufHeader, error) {
+	sr := &countReader{r: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 1<<16)}
+	u32 := func() uint32 { var b [4]byte; sr.read(b[:]); return binary.LittleEndian.Uint32(b[:]) }
+	u64 := func() uint64 { var b [8]byte; sr.read(b[:]); return binary.LittleEndian.Uint64(b[:]) }
+	str := func() string {
+		n := u64()
+		if sr.err == nil && n > uint64(size-sr.n) {
+			sr.err = fmt.Errorf("string of %d bytes at offset %d runs past the end of the file", n, sr.n-8)
+		}
+		if sr.err != nil {
+			return ""
+		}
+		b := make([]byte, min(n, 1<<12))
+		if n <= 1<<12 {
+			sr.read(b)
+			return string(b)
+		}
+		sr.skip(int64(n))
+		return ""
+	}
+	scalar := map[uint32]int64{0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+	var skipValue func(t uint32, depth int)
+	skipValue = func(t uint32, depth int) {
+		if sz, ok := scalar[t]; ok {
+			sr.skip(sz)
+			return
+		}
+		switch {
+		case t == 8:
+			str()
+		case t == 9 && depth < 4:
+			et, n := u32(), u64()
+			if sr.err == nil && n > uint64(size-sr.n) {
+				sr.err = fmt.Errorf("array of %d elements at offset %d runs past the end of the file", n, sr.n-12)
+				return
+			}
+			if sz, ok := scalar[et]; ok {
+				sr.skip(sz * int64(n))
+				return
+			}
+			for i := uint64(0); i < n && sr.err == nil; i++ {
+				skipValue(et, depth+1)
+			}
+		default:
+			if sr.err == nil {
+				sr.err = fmt.Errorf("unknown metadata value type %d at offset %d", t, sr.n-4)
+			}
+		}
+	}
+
+	sr.skip(4) // magic, checked before
+	version := u32()
+	var nT, nKV uint64
+	if version == 1 {
+		return nil, errors.New("GGUF v1 is not supported")
+	}
+	nT, nKV = u64(), u64()
+	if sr.err == nil && (nT > uint64(size) || nKV > uint64(size)) {
+		return nil, fmt.Errorf("header claims %d tensors and %d metadata keys, more than a %d-byte file can hold", nT, nKV, size)
+	}
+	h := &ggufHeader{alignment: gguf.DefaultAlignment, nTensors: int(nT)}
+	for i := uint64(0); i < nKV && sr.err == nil; i++ {
+		key := str()
+		t := u32()
+		if key == "general.alignment" && (t == 4 || t == 5) {
+			if a := u32(); a > 0 && a&(a-1) == 0 {
+				h.alignment = uint64(a)
+			}
+			continue
+		}
+		skipValue(t, 0)
+	}
+	var end uint64
+	for i := uint64(0); i < nT && sr.err == nil; i++ {
+		name := str()
+		nd := u32()
+		if sr.err == nil && (nd == 0 || nd > gguf.MaxDims) {
+			return nil, fmt.Errorf("tensor %q has %d dimensions", name, nd)
+		}
+		elems := uint64(1)
+		for range nd {
+			elems *= u64()
+		}
+		typ := quant.Type(u32())
+		off := u64()
+		if sr.err != nil {
+			break
+		}
+		if !typ.Known() || typ.BlockSize() == 0 {
+			return nil, fmt.Errorf("tensor %q has unknown type %d", name, uint32(typ))
+		}
+		bytes := elems / uint64(typ.BlockSize()) * uint64(typ.TypeSize())
+		end = max(end, off+bytes)
+	}
+	if sr.err != nil {
+		return nil, sr.err
+	}
+	h.dataOffset = int64((uint64(sr.n) + h.alignment - 1) / h.alignment * h.alignment)
+	h.implied = h.dataOffset + int64(end)
+	if nT == 0 {
+		h.implied = sr.n
+	}
+	return h, nil
+}
+
+type countReader struct {
+	r   *bufio.Reader
+	n   int64
+	err error
+}
+
+func (c *countReader) read(b []byte) {
+	if c.err != nil {
+		clear(b)
+		return
+	}
+	n, err := io.ReadFull(c.r, b)
+	c.n += int64(n)
+	if err != nil {
+		c.err = fmt.Errorf("the header ends at offset %d, inside its own metadata or tensor table", c.n)
+		clear(b)
+	}
+}
+
+func (c *countReader) skip(n int64) {
+	if c.err != nil {
+		return
+	}
+	m, err := c.r.Discard(int(min(n, 1<<40)))
+	c.n += int64(m)
+	if err != nil {
+		c.err = fmt.Errorf("the header ends at offset %d, inside its own metadata or tensor table", c.n)
+	}
+}
+
+// ---- model ----
+
+func (d *doctor) modelChecks() {
+	f := d.file
+	arch := f.Architecture()
+	if _, err := model.LookupArch(arch); err != nil {
+		fix := fmt.Sprintf("this worker runs %s; use a GGUF of one of those architectures", strings.Join(model.Supported(), ", "))
+		if arch == "" {
+			fix = "the file has no general.architecture key: it is not a model GGUF (a vocab-only or adapter file?); " + fix
+		}
+		d.add("model.architecture", statusFail, err.Error(), fix)
+		d.skipModel("the architecture is not supported")
+		return
+	}
+	d.add("model.architecture", statusOK, fmt.Sprintf("%q is supported (%s)", arch, strings.Join(model.Supported(), ", ")), "")
+
+	cfg, err := model.LoadConfig(f)
+	if err != nil {
+		fix := "the file's hyperparameters are missing or inconsistent: re-convert the model with a current convert_hf_to_gguf.py"
+		if errors.Is(err, model.ErrUnsupported) {
+			fix = "this variant is not supported by the worker; use a model without it"
+		}
+		if len(f.Tensors) == 0 {
+			fix = "the file holds no tensors: it is a vocab-only GGUF (a tokenizer), not a model; point --model at the model file"
+		}
+		d.add("model.config", statusFail, err.Error(), fix)
+		d.skipModel("the config could not be read")
+		return
+	}
+	d.cfg = &cfg
+	d.add("model.config", statusOK, fmt.Sprintf("%d layers, d=%d, ffn=%d, heads %d/%d kv, head_dim %d, rope %s base %g",
+		cfg.NLayer, cfg.NEmbd, cfg.NFF, cfg.NHead, cfg.NHeadKV, cfg.HeadDim, cfg.Arch.Rope, cfg.RopeBase), "")
+
+	w, err := model.LoadWeights(f, &cfg)
+	if err != nil {
+		d.add("model.tensors", statusFail, err.Error(),
+			"the file does not hold the tensors this architecture needs (a partial or mislabelled conversion): re-convert or re-download it")
+	} else {
+		d.weights = w
+		tied := ""
+		if w.TiedOutput {
+			tied = ", output tied to token_embd"
+		}
+		d.add("model.tensors", statusOK, fmt.Sprintf("all %d tensors present with the expected shapes (%s of weights, %s%s)",
+			len(f.Tensors), humanBytes(w.Bytes()), model.QuantKind(f), tied), "")
+	}
+
+	d.tokenizerChecks()
+	d.contextCheck()
+}
+
+func (d *doctor) skipModel(why string) {
+	if d.cfg == nil {
+		d.add("model.tensors", statusSkip, "not checked: "+why, "")
+	}
+	d.tokenizerChecks()
+	d.add("model.context", statusSkip, "not checked: "+why, "")
+}
+
+func (d *doctor) tokenizerChecks() {
+	f := d.file
+	const fixTok = "the GGUF has no usable tokenizer: re-convert the model from a Hugging Face checkpoint that includes its tokenizer files (tokenizer.json / tokenizer.model), or use the publisher's GGUF"
+	var missing []string
+	if !f.Has(tokenizer.KeyModel) {
+		missing = append(missing, tokenizer.KeyModel)
+	}
+	if !f.Has(tokenizer.KeyTokens) {
+		missing = append(missing, tokenizer.KeyTokens)
+	}
+	kind, _ := f.String(tokenizer.KeyModel)
+	switch kind {
+	case string(tokenizer.ModelBPE):
+		if !f.Has(tokenizer.KeyMerges) {
+			missing = append(missing, tokenizer.KeyMerges)
+		}
+	case "llama":
+		if !f.Has(tokenizer.KeyScores) {
+			missing = append(missing, tokenizer.KeyScores)
+		}
+	}
+	if len(missing) > 0 {
+		q := make([]string, len(missing))
+		for i, k := range missing {
+			q[i] = strconv.Quote(k)
+		}
+		d.add("tokenizer.metadata", statusFail, "TokenizerError: Metadata key not found: "+strings.Join(q, ", "), fixTok)
+		d.add("tokenizer.vocab", statusSkip, "not checked: no tokenizer", "")
+		return
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		d.add("tokenizer.metadata", statusFail, err.Error(), fixTok)
+		d.add("tokenizer.vocab", statusSkip, "not checked: no tokenizer", "")
+		return
+	}
+	pre, _ := f.String(tokenizer.KeyPre)
+	d.add("tokenizer.metadata", statusOK, fmt.Sprintf("tokenizer %q (pre %q), %d tokens, BOS %d, EOS %d", kind, pre, tok.VocabSize(), tok.BOS(), tok.EOS()), "")
+	if d.cfg == nil {
+		d.add("tokenizer.vocab", statusSkip, "not checked: the model config could not be read", "")
+		return
+	}
+	if tok.VocabSize() != d.cfg.VocabSize {
+		d.add("tokenizer.vocab", statusFail,
+			fmt.Sprintf("the tokenizer has %d tokens but token_embd.weight has %d rows: the tokenizer does not belong to these weights (output would be gibberish)", tok.VocabSize(), d.cfg.VocabSize),
+			"use the GGUF the publisher converted with its own tokenizer; do not graft tokenizer.* keys from another model")
+		return
+	}
+	d.tokOK = true
+	d.add("tokenizer.vocab", statusOK, fmt.Sprintf("%d tokens = %d embedding rows", tok.VocabSize(), d.cfg.VocabSize), "")
+}
+
+func (d *doctor) contextCheck() {
+	if d.cfg == nil {
+		return
+	}
+	c := d.cfg.CtxLen
+	switch {
+	case d.flags.ctx > c:
+		d.add("model.context", statusFail,
+			fmt.Sprintf("--ctx %d is more than the model's context length %d (%s.context_length)", d.flags.ctx, c, d.cfg.Arch.Name),
+			fmt.Sprintf("use --ctx %d or less; requests longer than the context fail with ContextLengthExceeded", c))
+	case d.flags.ctx < 0:
+		d.add("model.context", statusFail, fmt.Sprintf("--ctx %d is negative", d.flags.ctx), "use --ctx 0 (the model's) or a positive length")
+	default:
+		run := c
+		if d.flags.ctx > 0 {
+			run = d.flags.ctx
+		}
+		d.add("model.context", statusOK, fmt.Sprintf("context %d positions per sequence (model trained for %d); a request whose prompt + max_tokens exceeds it fails with ContextLengthExceeded", run, c), "")
+	}
+}
+
+// ---- memory ----
+
+// memNeed is what a model needs at a context length.
+type memNeed struct {
+	weights, kvPerPos, kv, workspace, total int64
+	ctx                                     int
+}
+
+// workspaceBatch is the prompt chunk the workspace estimate assumes (the
+// engine's default BatchTokens).
+const workspaceBatch = 512
+
+func (d *doctor) need(ctx int) memNeed {
+	c := d.cfg
+	n := memNeed{ctx: ctx}
+	if d.weights != nil {
+		n.weights = d.weights.Bytes()
+	} else {
+		for i := range d.file.Tensors {
+			n.weights += int64(d.file.Tensors[i].Size)
+		}
+	}
+	// F32 keys and values: n_layer * 2 * n_head_kv * head_dim * 4 bytes per position.
+	n.kvPerPos = int64(c.NLayer) * 2 * int64(c.KVDim()) * 4
+	n.kv = n.kvPerPos * int64(ctx) * int64(d.flags.parallel)
+	// Activations of one prompt chunk (residual, norms, q/k/v, attention out,
+	// gate/up/ffn out) in F32, plus one row of logits per sequence.
+	perTok := int64(4*c.NEmbd+c.QDim()+2*c.KVDim()+3*c.NFF) * 4
+	n.workspace = workspaceBatch*perTok + int64(c.VocabSize)*4*int64(d.flags.parallel)
+	n.total = n.weights + n.kv + n.workspace
+	return n
+}
+
+func (d *doctor) ctxToRun() int {
+	if d.flags.ctx > 0 && d.flags.ctx <= d.cfg.CtxLen {
+		return d.flags.ctx
+	}
+	return d.cfg.CtxLen
+}
+
+func (d *doctor) memoryCheck() {
+	if d.cfg == nil {
+		d.add("model.memory", statusSkip, "not checked: the model config could not be read", "")
+		return
+	}
+	n := d.need(d.ctxToRun())
+	msg := fmt.Sprintf("needs about %s: weights %s + KV cache %s (F32, %d positions x %d sequence(s), %s per position) + workspace %s (estimate: a %d-token prompt chunk and the logits)",
+		humanBytes(n.total), humanBytes(n.weights), humanBytes(n.kv), n.ctx, d.flags.parallel, humanBytes(n.kvPerPos), humanBytes(n.workspace), workspaceBatch)
+	dev := d.gpuDevice()
+	if dev == nil {
+		d.add("model.memory", statusOK, msg+" of host memory", "")
+		return
+	}
+	free := dev.FreeBytes
+	fits := d.largestCtx(free)
+	switch {
+	case n.total <= free:
+		d.add("model.memory", statusOK, fmt.Sprintf("%s; GPU %d has %s free of %s: fits, largest context that fits %d", msg, dev.Index, humanBytes(free), humanBytes(dev.TotalBytes), fits), "")
+	case fits > 0:
+		d.add("model.memory", statusFail, fmt.Sprintf("%s; GPU %d has only %s free of %s: the largest context that fits is %d", msg, dev.Index, humanBytes(free), humanBytes(dev.TotalBytes), fits),
+			fmt.Sprintf("run with --ctx %d (or fewer --parallel sequences), free the GPU of other processes (nvidia-smi), or use a smaller quantization (Q4_K_M)", fits))
+	default:
+		d.add("model.memory", statusFail, fmt.Sprintf("%s; GPU %d has only %s free of %s: the weights and workspace alone do not fit", msg, dev.Index, humanBytes(free), humanBytes(dev.TotalBytes)),
+			"use a smaller quantization (Q4_K_M) or a smaller model, free the GPU of other processes (nvidia-smi), or use a GPU with more memory")
+	}
+}
+
+// largestCtx is the largest context (per sequence) whose total fits in free
+// bytes, at most the model's; 0 when not even one position fits.
+func (d *doctor) largestCtx(free int64) int {
+	n := d.need(0)
+	left := free - n.weights - n.workspace
+	per := n.kvPerPos * int64(d.flags.parallel)
+	if left < per || per <= 0 {
+		return 0
+	}
+	return int(min(left/per, int64(d.cfg.CtxLen)))
+}
+
+// ---- smoke generation ----
+
+const smokeTokens = 16
+
+func (d *doctor) smokeCheck() {
+	const name = "smoke.generate"
+	switch {
+	case d.flags.noSmoke:
+		d.add(name, statusSkip, "not run (--no-smoke)", "")
+		return
+	case d.cfg == nil || d.weights == nil || !d.tokOK:
+		d.add(name, statusSkip, "not run: the model checks above failed", "")
+		return
+	}
+	ctx := min(d.ctxToRun(), 256)
+	lo := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := engine.Load(d.flags.model, engine.LoadOptions{Device: d.flags.device, Logger: lo,
+		Engine: engine.Options{Parallel: 1, CtxLen: ctx}})
+	if err != nil {
+		d.add(name, statusFail, "loading the model: "+err.Error(), "see the failing checks above; with --device cuda, check the GPU line")
+		return
+	}
+	defer m.Close()
+	tok := m.Tokenizer()
+	prompt, err := tok.Encode("The capital of France is", tokenizer.EncodeOptions{AddSpecial: true})
+	if err != nil || len(prompt) == 0 {
+		d.add(name, statusFail, fmt.Sprintf("encoding the smoke prompt: %v", err), "the tokenizer cannot encode plain text: use the publisher's GGUF")
+		return
+	}
+	var runs [2]*engine.Result
+	var took [2]time.Duration
+	for i := range runs {
+		req := engine.Request{Prompt: prompt, Params: sample.GreedyParams(), MaxTokens: smokeTokens, IgnoreEOS: true}
+		t0 := time.Now()
+		res, err := m.Generate(context.Background(), req, nil)
+		took[i] = time.Since(t0)
+		if err != nil {
+			d.add(name, statusFail, fmt.Sprintf("generation %d failed: %v", i+1, err), "run with -v to see the backend's log; report the error with doctor --json output")
+			return
+		}
+		runs[i] = res
+	}
+	be := m.Backend().Name()
+	ids := runs[1].IDs
+	tps := runs[1].Timings.GenerateTPS
+	if tps == 0 && took[1] > 0 {
+		tps = float64(len(ids)) / took[1].Seconds()
+	}
+	summary := fmt.Sprintf("%d tokens greedy on %s, %.1f tok/s (%.0f ms for both runs)", len(ids), be, tps, float64((took[0]+took[1]).Microseconds())/1000)
+	switch {
+	case !slices.Equal(runs[0].IDs, runs[1].IDs):
+		d.add(name, statusFail, fmt.Sprintf("%s: two greedy runs differ: %v vs %v", summary, runs[0].IDs, runs[1].IDs),
+			"greedy decoding must be deterministic: this is a backend bug (run with --device cpu to compare, and report it)")
+	case len(ids) > 1 && allSame(ids):
+		d.add(name, statusWarn, fmt.Sprintf("%s: degenerate output, every token is %d %q", summary, ids[0], pieceOf(tok, ids[0])),
+			"a real model repeating one token points to broken weights, a wrong RoPE/architecture or a mismatched tokenizer; compare with llama.cpp on the same file")
+	default:
+		d.add(name, statusOK, fmt.Sprintf("%s, identical twice: %q", summary, runs[1].Text), "")
+	}
+	if strings.HasPrefix(be, "cpu") && d.gpuFound {
+		d.add("smoke.backend", statusWarn, "the CPU backend is in use on a machine with an NVIDIA GPU: generation is much slower than it could be",
+			"run with --device cuda to use the GPU (and see the gpu line for why auto did not choose it)")
+	}
+}
+
+func allSame(ids []int32) bool {
+	for _, id := range ids {
+		if id != ids[0] {
+			return false
+		}
+	}
+	return true
+}
+
+func pieceOf(t *tokenizer.Tokenizer, id int32) string {
+	s, err := t.Token(id)
+	if err != nil {
+		return "?"
+	}
+	return s
+}
+
+// humanBytes formats a byte count in binary units.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// ---- GPU ----
+
+// gpuReport mirrors backend/cuda.ProbeResult, so that the checks below do not
+// depend on the CUDA package being built in; doctor_gpu.go fills it.
+type gpuReport struct {
+	Libraries     []gpuLibrary // every load attempt, failed ones included
+	DriverVersion int          // as cuDriverGetVersion: 12040 = 12.4
+	NVRTCVersion  string       // "" when libnvrtc did not load
+	Devices       []gpuDevice
+}
+
+type gpuLibrary struct{ Name, Path, Err string }
+
+type gpuDevice struct {
+	Index                 int
+	Name                  string
+	Major, Minor          int
+	TotalBytes, FreeBytes int64
+}
+
+// gpuProbe loads the NVIDIA driver and lists the devices; nil when this build
+// has no CUDA backend. doctor_gpu.go sets it. With an error, a report that
+// lists devices means the driver loaded but a later library (NVRTC) did not.
+var gpuProbe func(libPath string) (*gpuReport, error)
+
+// nvidiaDriverHint says whether an NVIDIA kernel driver is visible without
+// loading any library (used when no probe is built in).
+var nvidiaDriverHint = func() (string, bool) {
+	b, err := os.ReadFile("/proc/driver/nvidia/version")
+	if err != nil {
+		return "", false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line), true
+}
+
+// wantsCUDA reports whether --device demands a GPU, and which one.
+func (d *doctor) wantsCUDA() (bool, int) {
+	dev := d.flags.device
+	if dev == "cuda" {
+		return true, 0
+	}
+	if s, ok := strings.CutPrefix(dev, "cuda:"); ok {
+		var n int
+		if _, err := fmt.Sscanf(s, "%d", &n); err == nil {
+			return true, n
+		}
+		return true, -1
+	}
+	return false, 0
+}
+
+func (d *doctor) gpuDevice() *gpuDevice {
+	if d.gpu == nil || len(d.gpu.Devices) == 0 {
+		return nil
+	}
+	_, idx := d.wantsCUDA()
+	for i := range d.gpu.Devices {
+		if d.gpu.Devices[i].Index == idx {
+			return &d.gpu.Devices[i]
+		}
+	}
+	return &d.gpu.Devices[0]
+}
+
+func (d *doctor) gpuCheck() {
+	const name = "gpu"
+	demanded, idx := d.wantsCUDA()
+	switch dev := d.flags.device; {
+	case dev == "cpu":
+		if hint, ok := nvidiaDriverHint(); ok {
+			d.gpuFound = true
+			d.add(name, statusWarn, "--device cpu on a machine with an NVIDIA driver ("+hint+"): generation will run on the CPU", "drop --device cpu (or use --device cuda) to run on the GPU")
+		} else {
+			d.add(name, statusOK, "--device cpu: the GPU is not used", "")
+		}
+		return
+	case dev != "auto" && dev != "" && !demanded:
+		d.add(name, statusFail, fmt.Sprintf("--device %q: want auto, cpu or cuda[:N]", dev), "use --device auto, cpu or cuda[:N]")
+		return
+	case demanded && idx < 0:
+		d.add(name, statusFail, fmt.Sprintf("--device %q: the GPU index is not a number", dev), "use --device cuda or cuda:N (N from nvidia-smi)")
+		return
+	}
+	noGPU, fallback := statusWarn, "generation will run on the CPU"
+	noGPUFix := "to use a GPU: install the NVIDIA driver (and, in a container, the NVIDIA container toolkit with --gpus all), or point WORKER_CUDA_LIB_PATH at the directory of libcuda.so.1"
+	if demanded {
+		noGPU, fallback = statusFail, "--device "+d.flags.device+" cannot run"
+		noGPUFix = "--device " + d.flags.device + " was demanded: " + noGPUFix + "; or run with --device auto to fall back to the CPU"
+	}
+	if gpuProbe == nil {
+		msg := "this build has no CUDA backend: " + fallback
+		if hint, ok := nvidiaDriverHint(); ok {
+			d.gpuFound = true
+			msg = "an NVIDIA driver is present (" + hint + ") but " + msg
+		}
+		d.add(name, noGPU, msg, "use a worker-orcd build with the CUDA backend to use the GPU")
+		return
+	}
+	lib := d.flags.cudaLib
+	if lib == "" {
+		lib = os.Getenv("WORKER_CUDA_LIB_PATH")
+	}
+	rep, err := gpuProbe(lib)
+	if err != nil && (rep == nil || len(rep.Devices) == 0) {
+		d.add(name, noGPU, fmt.Sprintf("no NVIDIA GPU/driver found (%v): %s", err, fallback), noGPUFix)
+		return
+	}
+	if len(rep.Devices) == 0 {
+		d.add(name, noGPU, fmt.Sprintf("the NVIDIA driver %s loaded but reports no device: %s", driverString(rep.DriverVersion), fallback),
+			"check nvidia-smi; in a container, request a GPU (nvidia.com/gpu: 1, or docker --gpus all)")
+		return
+	}
+	d.gpu = rep
+	d.gpuFound = true
+	dev := d.gpuDevice()
+	if demanded && dev.Index != idx {
+		d.add(name, statusFail, fmt.Sprintf("--device %s: there is no GPU %d (%d device(s): 0..%d)", d.flags.device, idx, len(rep.Devices), len(rep.Devices)-1),
+			"use an index that nvidia-smi lists (CUDA_VISIBLE_DEVICES renumbers them from 0)")
+		d.gpu = nil
+		return
+	}
+	var libs []string
+	for _, l := range rep.Libraries {
+		if l.Err == "" {
+			libs = append(libs, l.Path)
+		}
+	}
+	nvrtc := ""
+	if rep.NVRTCVersion != "" {
+		nvrtc = ", NVRTC " + rep.NVRTCVersion
+	}
+	msg := fmt.Sprintf("driver %s%s, loaded %s; GPU %d %q, compute capability %d.%d (sm_%d%d), %s free of %s",
+		driverString(rep.DriverVersion), nvrtc, strings.Join(libs, ", "), dev.Index, dev.Name, dev.Major, dev.Minor, dev.Major, dev.Minor,
+		humanBytes(dev.FreeBytes), humanBytes(dev.TotalBytes))
+	if err != nil {
+		st := statusWarn
+		if demanded {
+			st = statusFail
+		}
+		d.add(name, st, msg+"; but "+err.Error(),
+			"install the CUDA runtime libraries (libnvrtc, libcublas: the nvidia/cuda runtime image has them) or set WORKER_CUDA_LIB_PATH to their directory")
+		return
+	}
+	if dev.Major < 6 {
+		d.add(name, statusWarn, msg+": compute capability below 6.0 is not tested", "use a Pascal (sm_60) or newer GPU")
+		return
+	}
+	d.add(name, statusOK, msg, "")
+}
+
+func driverString(v int) string {
+	if v <= 0 {
+		return "(unknown version)"
+	}
+	return fmt.Sprintf("%d.%d", v/1000, v%1000/10)
+}
