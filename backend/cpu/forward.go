@@ -28,6 +28,11 @@ type Backend struct {
 	inv  []float64        // RoPE inverse frequencies, rope_dim/2 of them
 	Dump backend.DumpFunc // optional tap on intermediate tensors
 
+	// ReferenceMatmul makes every matrix product a float64 sum over
+	// dequantized weights and float32 activations: slow, for checking other
+	// paths (the GPU's, the quantized dot products) against it.
+	ReferenceMatmul bool
+
 	// scratch, grown to the largest batch seen
 	x, h, q, k, v, att, gate, up []float32
 	act                          map[quant.Type][]byte
@@ -261,6 +266,10 @@ func (b *Backend) rmsNorm(dst, src, weight []float32, rows, n int) {
 // type's vec-dot type; then workers take ranges of weight rows and dot each
 // with every activation row, so a weight row is read once per batch.
 func (b *Backend) matmul(m *model.Matrix, x, out []float32, T int) {
+	if b.ReferenceMatmul {
+		referenceMatmul(m, x, out, T)
+		return
+	}
 	n := m.Cols
 	ab := quant.ActivationBytes(m.Type, n)
 	vt := quant.VecDotType(m.Type)
@@ -286,6 +295,21 @@ func (b *Backend) matmul(m *model.Matrix, x, out []float32, T int) {
 			}
 		}
 	})
+}
+
+// referenceMatmul is matmul in float64 over dequantized weight rows.
+func referenceMatmul(m *model.Matrix, x, out []float32, T int) {
+	row := make([]float32, m.Cols)
+	for r := range m.Rows {
+		quant.DequantizeRow(m.Type, m.Row(r), row)
+		for t := range T {
+			var s float64
+			for i, w := range row {
+				s += float64(w) * float64(x[t*m.Cols+i])
+			}
+			out[t*m.Rows+r] = float32(s)
+		}
+	}
 }
 
 func addBias(x, bias []float32, T int) {
