@@ -86,6 +86,9 @@ func jsonError(err error, dst any) *apiError {
 		return badRequest("", "the body is not valid JSON: it ends before the object is complete")
 	case errors.As(err, &te):
 		field := te.Field
+		for _, embedded := range []string{"oaiCommon.", "sampling."} {
+			field = strings.TrimPrefix(field, embedded)
+		}
 		if field == "" {
 			return badRequest("", "the body must be a JSON object, not a JSON %s", te.Value)
 		}
@@ -280,16 +283,16 @@ func checkMaxTokens(name string, n, promptLen, ctxLen int, promptParam string) *
 	if n < 0 {
 		return badRequest(name, "%d is negative: want 0 (up to the context) or more", n)
 	}
+	if promptLen >= ctxLen {
+		e := &engine.ContextLengthError{Length: promptLen + max(n, 1), Max: ctxLen, PromptTokens: promptLen, MaxTokens: n}
+		return &apiError{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: e.Error(), Param: promptParam, OAICode: "context_length_exceeded"}
+	}
 	if n > ctxLen || promptLen+n > ctxLen {
 		e := &engine.ContextLengthError{Length: promptLen + n, Max: ctxLen, PromptTokens: promptLen, MaxTokens: n}
 		if n > ctxLen {
 			e.Length = ctxLen + 1 // the sum may not fit an int
 		}
 		return &apiError{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: e.Error(), Param: name, OAICode: "context_length_exceeded"}
-	}
-	if promptLen >= ctxLen {
-		e := &engine.ContextLengthError{Length: promptLen + 1, Max: ctxLen, PromptTokens: promptLen, MaxTokens: n}
-		return &apiError{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: e.Error(), Param: promptParam, OAICode: "context_length_exceeded"}
 	}
 	return nil
 }

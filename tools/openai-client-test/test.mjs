@@ -1,0 +1,120 @@
+// End-to-end check of worker-orcd's OpenAI-compatible API with the official
+// openai npm client, unchanged. Run by server/openai_npm_test.go:
+//
+//   WORKER_URL=http://127.0.0.1:8080 WORKER_API_KEY=k node test.mjs
+//
+// Exits 0 when every check passes; prints one line per check.
+import OpenAI from "openai";
+import assert from "node:assert/strict";
+
+const baseURL = (process.env.WORKER_URL ?? "http://127.0.0.1:8080") + "/v1";
+const apiKey = process.env.WORKER_API_KEY ?? "none";
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 60_000 });
+
+let failed = 0;
+async function check(name, fn) {
+  try {
+    await fn();
+    console.log(`ok   ${name}`);
+  } catch (err) {
+    failed++;
+    console.log(`FAIL ${name}: ${err?.stack ?? err}`);
+  }
+}
+
+const models = await client.models.list();
+const model = models.data[0]?.id;
+
+await check("models.list", async () => {
+  assert.equal(models.data.length, 1);
+  assert.equal(typeof model, "string");
+  const one = await client.models.retrieve(model);
+  assert.equal(one.id, model);
+});
+
+const messages = [
+  { role: "system", content: "You are terse." },
+  { role: "user", content: "Say hello." },
+];
+const greedy = { temperature: 0, max_tokens: 8, ignore_eos: true };
+let chatText;
+
+await check("chat non-stream", async () => {
+  const r = await client.chat.completions.create({ model, messages, ...greedy, seed: 1 });
+  assert.equal(r.object, "chat.completion");
+  assert.equal(r.choices.length, 1);
+  assert.equal(r.choices[0].message.role, "assistant");
+  assert.equal(typeof r.choices[0].message.content, "string");
+  assert.equal(r.choices[0].finish_reason, "length");
+  assert.equal(r.usage.completion_tokens, 8);
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + 8);
+  chatText = r.choices[0].message.content;
+});
+
+await check("chat stream with include_usage", async () => {
+  const stream = await client.chat.completions.create({
+    model, messages, ...greedy, stream: true, stream_options: { include_usage: true },
+  });
+  let text = "", finish = null, usage = null, chunks = 0;
+  for await (const chunk of stream) {
+    chunks++;
+    assert.equal(chunk.object, "chat.completion.chunk");
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      text += c.delta?.content ?? "";
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.ok(chunks >= 3, `only ${chunks} chunks`);
+  assert.equal(text, chatText);
+  assert.equal(finish, "length");
+  assert.equal(usage?.completion_tokens, 8);
+});
+
+await check("chat stream helper (runner) and logprobs", async () => {
+  const runner = client.chat.completions.stream({
+    model, messages, ...greedy, logprobs: true, top_logprobs: 2,
+  });
+  const final = await runner.finalChatCompletion();
+  assert.equal(final.choices[0].message.content, chatText);
+  assert.ok(final.choices[0].logprobs.content.length >= 1);
+});
+
+let completionText;
+await check("completions non-stream", async () => {
+  const r = await client.completions.create({ model, prompt: "Once upon a time", ...greedy, logprobs: 2 });
+  assert.equal(r.object, "text_completion");
+  assert.equal(r.choices[0].finish_reason, "length");
+  assert.equal(r.usage.completion_tokens, 8);
+  assert.equal(r.choices[0].logprobs.tokens.length, 8);
+  completionText = r.choices[0].text;
+});
+
+await check("completions stream", async () => {
+  const stream = await client.completions.create({
+    model, prompt: "Once upon a time", ...greedy, stream: true, stream_options: { include_usage: true },
+  });
+  let text = "", usage = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) text += c.text;
+  }
+  assert.equal(text, completionText);
+  assert.equal(usage?.completion_tokens, 8);
+});
+
+await check("bad request is an APIError 400", async () => {
+  await assert.rejects(
+    client.chat.completions.create({ model, messages, n: 2 }),
+    (err) => err instanceof OpenAI.BadRequestError && err.status === 400 && err.param === "n",
+  );
+});
+
+await check("wrong key is an AuthenticationError", async () => {
+  if (apiKey === "none") return;
+  const bad = new OpenAI({ baseURL, apiKey: apiKey + "x", maxRetries: 0 });
+  await assert.rejects(bad.models.list(), (err) => err instanceof OpenAI.AuthenticationError);
+});
+
+console.log(failed === 0 ? "all checks passed" : `${failed} checks failed`);
+process.exit(failed === 0 ? 0 : 1);
