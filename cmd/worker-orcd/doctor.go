@@ -856,9 +856,18 @@ func (d *doctor) gpuCheck() {
 	demanded, idx := d.wantsCUDA()
 	switch dev := d.flags.device; {
 	case dev == "cpu":
-		if hint, ok := nvidiaDriverHint(); ok {
+		have := ""
+		if gpuProbe != nil {
+			if rep, err := gpuProbe(d.flags.cudaLib); err == nil && rep != nil && len(rep.Devices) > 0 {
+				have = fmt.Sprintf("GPU %d %q", rep.Devices[0].Index, rep.Devices[0].Name)
+			}
+		}
+		if hint, ok := nvidiaDriverHint(); ok && have == "" {
+			have = "an NVIDIA driver (" + hint + ")"
+		}
+		if have != "" {
 			d.gpuFound = true
-			d.add(name, statusWarn, "--device cpu on a machine with an NVIDIA driver ("+hint+"): generation will run on the CPU", "drop --device cpu (or use --device cuda) to run on the GPU")
+			d.add(name, statusWarn, "--device cpu on a machine with "+have+": generation will run on the CPU", "drop --device cpu (or use --device cuda) to run on the GPU")
 		} else {
 			d.add(name, statusOK, "--device cpu: the GPU is not used", "")
 		}
