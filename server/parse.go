@@ -289,8 +289,8 @@ func checkMaxTokens(name string, n, promptLen, ctxLen int, promptParam string) *
 	}
 	if n > ctxLen || promptLen+n > ctxLen {
 		e := &engine.ContextLengthError{Length: promptLen + n, Max: ctxLen, PromptTokens: promptLen, MaxTokens: n}
-		if n > ctxLen {
-			e.Length = ctxLen + 1 // the sum may not fit an int
+		if n > math.MaxInt-promptLen {
+			e.Length = math.MaxInt // the sum does not fit an int
 		}
 		return &apiError{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: e.Error(), Param: name, OAICode: "context_length_exceeded"}
 	}
