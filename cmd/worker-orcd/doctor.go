@@ -706,7 +706,7 @@ func (d *doctor) smokeCheck() {
 	}
 	ctx := min(d.ctxToRun(), 256)
 	lo := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := engine.Load(d.flags.model, engine.LoadOptions{Device: d.flags.device, Logger: lo,
+	m, err := engine.Load(d.flags.model, engine.LoadOptions{Device: d.flags.device, Logger: lo, CUDALibDir: d.flags.cudaLib,
 		Engine: engine.Options{Parallel: 1, CtxLen: ctx}})
 	if err != nil {
 		d.add(name, statusFail, "loading the model: "+err.Error(), "see the failing checks above; with --device cuda, check the GPU line")
