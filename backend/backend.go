@@ -50,3 +50,10 @@ type Memory struct {
 // DumpFunc receives named intermediate tensors ("attn_norm-3": rows × cols,
 // row-major). The slice is only valid during the call.
 type DumpFunc func(name string, rows, cols int, data []float32)
+
+// BandwidthMeter is implemented by backends that measure their memory
+// bandwidth with a large copy, in bytes per second counting bytes read plus
+// bytes written (the rate a decode step can stream weights at).
+type BandwidthMeter interface {
+	MeasureBandwidth() (float64, error)
+}

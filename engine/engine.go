@@ -79,10 +79,11 @@ type Engine struct {
 	wake   chan struct{} // buffered(1): new work or a cancellation
 	done   chan struct{} // closed when the scheduler exits
 
-	fwdMu  sync.Mutex // serializes Forward between the scheduler and Score
-	slots  []*slot
-	active atomic.Int32
-	kvSize atomic.Int64
+	fwdMu     sync.Mutex // serializes Forward between the scheduler and Score
+	logitsTap func(row []float32)
+	slots     []*slot
+	active    atomic.Int32
+	kvSize    atomic.Int64
 }
 
 type slot struct {

@@ -26,6 +26,9 @@ type LoadOptions struct {
 	// CUDALibDir is searched first for libcuda and libnvrtc
 	// ("" = WORKER_CUDA_LIB_PATH, then the defaults).
 	CUDALibDir string
+	// Logits, when set, receives a copy of each row of logits Score
+	// computes, in order (for comparing with other implementations).
+	Logits func(row []float32)
 }
 
 // Model is a loaded model file: the engine that serves it plus what it was
@@ -62,6 +65,9 @@ func Load(path string, o LoadOptions) (*Model, error) {
 		return nil, err
 	}
 	e, err := New(be, tok, o.Engine)
+	if e != nil {
+		e.logitsTap = o.Logits
+	}
 	if err != nil {
 		be.Close()
 		m.Close()

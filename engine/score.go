@@ -66,6 +66,9 @@ func (e *Engine) Score(ctx context.Context, ids []int32, topK int) (*ScoreResult
 		for j := range end - start {
 			i := start + j + 1
 			logits := s.Logits[j*V : (j+1)*V]
+			if e.logitsTap != nil {
+				e.logitsTap(append([]float32(nil), logits...))
+			}
 			p := Position{I: i, ID: ids[i]}
 			if topK > 0 {
 				p.Logprob, p.Top = sample.Logprobs(logits, ids[i], topK, nil)

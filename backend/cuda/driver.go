@@ -57,6 +57,7 @@ var drv struct {
 	cuEventRecord                func(e cuEvent, s cuStream) cuResult
 	cuEventSynchronize           func(e cuEvent) cuResult
 	cuEventDestroy_v2            func(e cuEvent) cuResult
+	cuEventElapsedTime           func(ms *float32, start, end cuEvent) cuResult
 	cuGetErrorName               func(r cuResult, s **byte) cuResult
 	cuPointerGetAttribute        func(data unsafe.Pointer, attr int32, p devicePtr) cuResult
 	cuFuncSetAttribute           func(f cuFunction, attr int32, v int32) cuResult
@@ -106,7 +107,7 @@ func driverFuncs() map[string]any {
 		"cuModuleGetFunction": &drv.cuModuleGetFunction, "cuLaunchKernel": &drv.cuLaunchKernel,
 		"cuStreamCreate": &drv.cuStreamCreate, "cuStreamDestroy_v2": &drv.cuStreamDestroy_v2,
 		"cuStreamSynchronize": &drv.cuStreamSynchronize, "cuEventCreate": &drv.cuEventCreate, "cuEventRecord": &drv.cuEventRecord,
-		"cuEventSynchronize": &drv.cuEventSynchronize, "cuEventDestroy_v2": &drv.cuEventDestroy_v2,
+		"cuEventSynchronize": &drv.cuEventSynchronize, "cuEventDestroy_v2": &drv.cuEventDestroy_v2, "cuEventElapsedTime": &drv.cuEventElapsedTime,
 		"cuGetErrorName": &drv.cuGetErrorName, "cuPointerGetAttribute": &drv.cuPointerGetAttribute,
 		"cuFuncSetAttribute": &drv.cuFuncSetAttribute,
 	}

@@ -105,8 +105,10 @@ func compareLogits(got, ref []float32) (rel, dlp float64) {
 	return math.Sqrt(num / den), dlp
 }
 
-// run feeds a prompt (all logits) then greedy steps, returning every logits row.
-func run(t *testing.T, be backend.Backend, prompt []int32, steps int) [][]float32 {
+// run feeds a prompt (all logits) then steps more tokens one at a time,
+// returning every logits row. The tokens fed after the prompt are forced
+// when given (so two backends see the same sequence), else greedy.
+func run(t *testing.T, be backend.Backend, prompt []int32, steps int, forced ...int32) [][]float32 {
 	kv, err := be.NewKVCache(len(prompt) + steps)
 	if err != nil {
 		t.Fatal(err)
@@ -122,14 +124,27 @@ func run(t *testing.T, be backend.Backend, prompt []int32, steps int) [][]float3
 		rows = append(rows, slices.Clone(s.Logits[i*V:(i+1)*V]))
 	}
 	s.AllLogits = false
-	for range steps {
-		s.Tokens = []int32{sample.Argmax(rows[len(rows)-1])}
+	for k := range steps {
+		next := sample.Argmax(rows[len(rows)-1])
+		if k < len(forced) {
+			next = forced[k]
+		}
+		s.Tokens = []int32{next}
 		if err := be.Forward([]*backend.Seq{s}); err != nil {
 			t.Fatal(err)
 		}
 		rows = append(rows, slices.Clone(s.Logits))
 	}
 	return rows
+}
+
+// greedyOf returns the argmax of rows[from:] — the tokens a greedy run fed.
+func greedyOf(rows [][]float32, from int) []int32 {
+	var ids []int32
+	for _, r := range rows[from:] {
+		ids = append(ids, sample.Argmax(r))
+	}
+	return ids
 }
 
 // TestForwardParityWithCPU: whole-model logits of the CUDA backend against
@@ -150,8 +165,9 @@ func TestForwardParityWithCPU(t *testing.T) {
 					prompt[i] = int32((i*7919 + 13) % m.Config.VocabSize)
 				}
 				want := run(t, cb, prompt, 6)
-				got := run(t, gpu, prompt, 6)
-				again := run(t, gpu, prompt, 6)
+				fed := greedyOf(want, len(prompt)-1) // the CPU's continuation, fed to the GPU too
+				got := run(t, gpu, prompt, 6, fed...)
+				again := run(t, gpu, prompt, 6, fed...)
 				for i := range got {
 					if !slices.Equal(got[i], again[i]) {
 						t.Errorf("GPU logits differ between two identical runs at row %d: a race", i)

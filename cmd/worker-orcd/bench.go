@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"worker-orcd/backend"
 	"worker-orcd/engine"
 	"worker-orcd/sample"
 )
@@ -54,7 +55,8 @@ func newBenchCmd() *cobra.Command {
 of one request) and, for each --concurrency level, the generated tokens/s of that
 many requests running together. The decode floor printed beside them is the
 speed at which a step would read the model's weights at this machine's measured
-large-memcpy bandwidth: weight bytes per token ÷ bandwidth.`,
+large-copy bandwidth (bytes read plus written; a device-to-device copy on a GPU):
+weight bytes per token ÷ bandwidth.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var lv []int
@@ -139,6 +141,13 @@ func runBench(m *engine.Model, prompt, gen int, levels []int) (*benchJSON, error
 	be := m.Backend()
 	res := &benchJSON{Device: be.Name(), PromptTokens: prompt, GenTokens: gen,
 		WeightBytes: m.Model.Weights.DecodeBytes(), MemcpyGBs: memcpyBandwidth()}
+	if bm, ok := be.(backend.BandwidthMeter); ok {
+		rate, err := bm.MeasureBandwidth()
+		if err != nil {
+			return nil, err
+		}
+		res.MemcpyGBs = rate / 1e9
+	}
 	res.FloorTPS = res.MemcpyGBs * 1e9 / float64(res.WeightBytes)
 	vocab := m.Model.Config.VocabSize
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -189,8 +198,8 @@ func runBench(m *engine.Model, prompt, gen int, levels []int) (*benchJSON, error
 	return res, nil
 }
 
-// memcpyBandwidth measures a large copy (256 MiB, best of 5) in GB/s,
-// counting the bytes read: the rate at which a step can stream weights.
+// memcpyBandwidth measures a large host copy (256 MiB, best of 5) in GB/s,
+// counting bytes read plus bytes written, as the GPU measurement does.
 func memcpyBandwidth() float64 {
 	const size = 256 << 20
 	src := make([]byte, size)
@@ -204,5 +213,5 @@ func memcpyBandwidth() float64 {
 		copy(dst, src)
 		best = min(best, time.Since(t0))
 	}
-	return float64(size) / best.Seconds() / 1e9
+	return 2 * float64(size) / best.Seconds() / 1e9
 }

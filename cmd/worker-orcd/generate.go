@@ -23,6 +23,7 @@ func init() { register(newGenerateCmd) }
 type generateFlags struct {
 	modelFlags
 	prompt, promptFile string
+	promptIDs          string
 	maxTokens          int
 	params             sample.Params
 	seed               int64
@@ -51,6 +52,7 @@ build give the same output.`,
 	f.modelFlags.add(fs)
 	fs.StringVar(&f.prompt, "prompt", "", "prompt text")
 	fs.StringVar(&f.promptFile, "prompt-file", "", "read the prompt from a file")
+	fs.StringVar(&f.promptIDs, "prompt-ids", "", "the prompt as comma-separated token ids (used as given: no BOS added)")
 	fs.IntVarP(&f.maxTokens, "max-tokens", "n", 128, "tokens to generate at most")
 	fs.Float64Var(&f.params.Temperature, "temperature", f.params.Temperature, "sampling temperature, 0 to 2 (0 = greedy)")
 	fs.IntVar(&f.params.TopK, "top-k", f.params.TopK, "keep the K most likely tokens (0 = off)")
@@ -129,8 +131,17 @@ func candidates(cs []sample.Candidate) []candidateJSON {
 }
 
 func runGenerate(cmd *cobra.Command, f *generateFlags) error {
-	text, err := readPrompt(f.prompt, f.promptFile)
-	if err != nil {
+	var text string
+	var givenIDs []int32
+	var err error
+	if f.promptIDs != "" {
+		if f.prompt != "" || f.promptFile != "" || f.chat {
+			return errors.New("generate: --prompt-ids excludes --prompt, --prompt-file and --chat")
+		}
+		if givenIDs, err = parseIDs("generate: --prompt-ids", f.promptIDs); err != nil {
+			return err
+		}
+	} else if text, err = readPrompt(f.prompt, f.promptFile); err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
 	if f.seed >= 0 {
@@ -154,10 +165,12 @@ func runGenerate(cmd *cobra.Command, f *generateFlags) error {
 	defer m.Close()
 	loadTime := time.Since(start)
 	tok := m.Tokenizer()
-	var ids []int32
-	if f.chat {
+	ids := givenIDs
+	switch {
+	case givenIDs != nil:
+	case f.chat:
 		ids, err = encodeChat(tok, text, cmd.ErrOrStderr())
-	} else {
+	default:
 		ids, err = tok.Encode(text, tokenizer.EncodeOptions{AddSpecial: true})
 	}
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"worker-orcd/engine"
 	"worker-orcd/tokenizer"
 )
 
@@ -36,6 +37,7 @@ func newScoreCmd() *cobra.Command {
 	var textFile, idList string
 	var topK int
 	var asJSON bool
+	var logitsOut string
 	cmd := &cobra.Command{
 		Use:   "score --model M.gguf (--text-file F | --ids 1,2,3)",
 		Short: "Teacher-forced log-probabilities and perplexity of a token sequence",
@@ -50,15 +52,17 @@ perplexity of the whole sequence. --text-file is tokenized as generate does
 			}
 			var ids []int32
 			if idList != "" {
-				for i, s := range strings.Split(idList, ",") {
-					n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 32)
-					if err != nil {
-						return fmt.Errorf("score: --ids element %d (%q) is not an integer token id", i, s)
-					}
-					ids = append(ids, int32(n))
+				var err error
+				if ids, err = parseIDs("score: --ids", idList); err != nil {
+					return err
 				}
 			}
-			m, err := mf.load("score", nil)
+			var rows [][]float32
+			m, err := mf.load("score", func(o *engine.LoadOptions) {
+				if logitsOut != "" {
+					o.Logits = func(r []float32) { rows = append(rows, r) }
+				}
+			})
 			if err != nil {
 				return err
 			}
@@ -75,6 +79,15 @@ perplexity of the whole sequence. --text-file is tokenized as generate does
 			res, err := m.Score(context.Background(), ids, topK)
 			if err != nil {
 				return err
+			}
+			if logitsOut != "" {
+				flat := make([]float32, 0, len(rows)*len(rows[0]))
+				for _, r := range rows {
+					flat = append(flat, r...)
+				}
+				if err := writeNPY(logitsOut, len(rows), len(rows[0]), flat); err != nil {
+					return fmt.Errorf("score: --logits-out: %w", err)
+				}
 			}
 			doc := scoreJSON{IDs: res.IDs, Perplexity: res.Perplexity, Positions: make([]scorePosition, len(res.Positions))}
 			for i, p := range res.Positions {
@@ -107,5 +120,19 @@ perplexity of the whole sequence. --text-file is tokenized as generate does
 	fs.StringVar(&idList, "ids", "", "comma-separated token ids to score")
 	fs.IntVar(&topK, "top-logprobs", 0, "alternatives to report per position (0 to 20)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON (format in the README)")
+	fs.StringVar(&logitsOut, "logits-out", "", "also write the raw logits of every scored position (row i predicts ids[i+1]) as a .npy file")
 	return cmd
+}
+
+// parseIDs parses a comma-separated list of token ids.
+func parseIDs(what, list string) ([]int32, error) {
+	var ids []int32
+	for i, s := range strings.Split(list, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%s element %d (%q) is not an integer token id", what, i, s)
+		}
+		ids = append(ids, int32(n))
+	}
+	return ids, nil
 }
