@@ -81,7 +81,7 @@ type testServer struct {
 }
 
 type opts struct {
-	model    string
+	model    string // a spec name, or a path ending in .gguf
 	parallel int
 	queue    int
 	apiKey   string
@@ -93,7 +93,10 @@ func newTestServer(t testing.TB, o opts) *testServer {
 	if o.model == "" {
 		o.model = "micro"
 	}
-	path := modelPath(t, o.model)
+	path := o.model
+	if !strings.HasSuffix(path, ".gguf") {
+		path = modelPath(t, o.model)
+	}
 	m, err := engine.Load(path, engine.LoadOptions{Device: "cpu", Threads: 2,
 		Engine: engine.Options{Parallel: o.parallel, QueueSize: o.queue}})
 	if err != nil {

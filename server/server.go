@@ -183,13 +183,24 @@ func (s *Server) WaitIdle(ctx context.Context) error {
 	return nil
 }
 
+// memoryReporter is an engine that reports its backend's memory safely
+// while the scheduler runs (between forward steps). The CPU backend's own
+// Memory reads buffers that Forward resizes, so the server prefers this
+// when the engine offers it.
+type memoryReporter interface{ Memory() backend.Memory }
+
 // memory is the backend's memory by purpose, the KV cache from the engine.
 func (s *Server) memory() backend.Memory {
 	m := s.model.Load()
 	if m == nil {
 		return backend.Memory{}
 	}
-	mem := m.Backend().Memory()
+	var mem backend.Memory
+	if mr, ok := any(m.Engine).(memoryReporter); ok {
+		mem = mr.Memory()
+	} else {
+		mem = m.Backend().Memory()
+	}
 	if kv := m.Stats().KVCacheSize; kv > mem.KVCache {
 		mem.KVCache = kv
 	}
