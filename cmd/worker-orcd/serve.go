@@ -172,7 +172,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	case <-ctx.Done():
 	}
 	stop() // a second signal kills the process the usual way
-	log.Info("shutting down: draining requests in flight", "in_flight", srv.InFlight(), "timeout", f.shutdownTimeout)
+	log.Info("shutting down: draining requests in flight", "in_flight", srv.InFlight(), "timeout", f.shutdownTimeout.String())
 	srv.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
