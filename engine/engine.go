@@ -122,6 +122,19 @@ func (e *Engine) Stats() Stats {
 	return Stats{Slots: e.opts.Parallel, Active: int(e.active.Load()), Queued: q, KVCacheSize: e.kvSize.Load()}
 }
 
+// Memory reports the backend's memory by purpose, with the KV cache bytes
+// the slots hold. It waits for the step in progress (a backend's buffers may
+// be resized during Forward).
+func (e *Engine) Memory() backend.Memory {
+	e.fwdMu.Lock()
+	m := e.be.Memory()
+	e.fwdMu.Unlock()
+	if kv := e.kvSize.Load(); kv > m.KVCache {
+		m.KVCache = kv
+	}
+	return m
+}
+
 // Close stops accepting requests, cancels those queued or running, waits for
 // the scheduler to stop, and closes the backend.
 func (e *Engine) Close() error {
@@ -253,7 +266,7 @@ func (e *Engine) loop() {
 func (e *Engine) admit() {
 	for _, sl := range e.slots {
 		if len(e.queue) == 0 {
-			return
+			break
 		}
 		if sl.seq != nil {
 			continue

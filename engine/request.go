@@ -78,6 +78,10 @@ func (r *Request) validate(vocab, ctxLen int) (maxTokens int, err error) {
 	if r.MaxTokens < 0 {
 		return 0, invalid("max_tokens is %d, want ≥ 0 (0 means up to the context)", r.MaxTokens)
 	}
+	if r.MaxTokens > ctxLen || len(r.Prompt) > ctxLen {
+		// Checked apart from the sum below, which could overflow.
+		return 0, &ContextLengthError{Length: len(r.Prompt) + min(r.MaxTokens, ctxLen+1), Max: ctxLen, PromptTokens: len(r.Prompt), MaxTokens: r.MaxTokens}
+	}
 	if r.TopLogprobs < 0 || r.TopLogprobs > MaxTopLogprobs {
 		return 0, invalid("top_logprobs is %d, want 0 to %d", r.TopLogprobs, MaxTopLogprobs)
 	}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"worker-orcd/memwatch"
+
 	"bytes"
 	"encoding/json"
 	"net/http"
@@ -242,27 +244,28 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 
 // healthResponse is the body of GET /health.
 type healthResponse struct {
-	Status        string          `json:"status"` // loading, ready, draining, failed
-	WorkerID      string          `json:"worker_id,omitempty"`
-	Version       string          `json:"version"`
-	UptimeS       float64         `json:"uptime_s"`
-	Error         string          `json:"error,omitempty"`
-	Model         string          `json:"model,omitempty"`
-	ModelName     string          `json:"model_name,omitempty"`
-	ModelPath     string          `json:"model_path,omitempty"`
-	Architecture  string          `json:"architecture,omitempty"`
-	QuantKind     string          `json:"quant_kind,omitempty"`
-	Resident      bool            `json:"resident"`
-	Device        string          `json:"device,omitempty"`
-	VRAMBytesUsed *memoryJSON     `json:"vram_bytes_used,omitempty"`
-	MemoryKind    string          `json:"memory_kind,omitempty"` // "device" or "host": where vram_bytes_used lives
-	TokenizerKind string          `json:"tokenizer_kind,omitempty"`
-	VocabSize     int             `json:"vocab_size,omitempty"`
-	ContextLength int             `json:"context_length,omitempty"`
-	ModelContext  int             `json:"model_context_length,omitempty"`
-	Slots         *slotsJSON      `json:"slots,omitempty"`
-	Queue         *queueJSON      `json:"queue,omitempty"`
-	Requests      *inFlightHealth `json:"requests,omitempty"`
+	Status        string           `json:"status"` // loading, ready, draining, unhealthy, failed
+	MemoryCheck   *memwatch.Status `json:"memory_check,omitempty"`
+	WorkerID      string           `json:"worker_id,omitempty"`
+	Version       string           `json:"version"`
+	UptimeS       float64          `json:"uptime_s"`
+	Error         string           `json:"error,omitempty"`
+	Model         string           `json:"model,omitempty"`
+	ModelName     string           `json:"model_name,omitempty"`
+	ModelPath     string           `json:"model_path,omitempty"`
+	Architecture  string           `json:"architecture,omitempty"`
+	QuantKind     string           `json:"quant_kind,omitempty"`
+	Resident      bool             `json:"resident"`
+	Device        string           `json:"device,omitempty"`
+	VRAMBytesUsed *memoryJSON      `json:"vram_bytes_used,omitempty"`
+	MemoryKind    string           `json:"memory_kind,omitempty"` // "device" or "host": where vram_bytes_used lives
+	TokenizerKind string           `json:"tokenizer_kind,omitempty"`
+	VocabSize     int              `json:"vocab_size,omitempty"`
+	ContextLength int              `json:"context_length,omitempty"`
+	ModelContext  int              `json:"model_context_length,omitempty"`
+	Slots         *slotsJSON       `json:"slots,omitempty"`
+	Queue         *queueJSON       `json:"queue,omitempty"`
+	Requests      *inFlightHealth  `json:"requests,omitempty"`
 }
 
 type memoryJSON struct {
@@ -302,6 +305,8 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 	case s.draining.Load():
 		h.Status, status = "draining", http.StatusServiceUnavailable
+	case s.memWatch.Load() != nil && !s.memWatch.Load().Healthy():
+		h.Status, h.Error, status = "unhealthy", s.memWatch.Load().Status().Reason, http.StatusServiceUnavailable
 	default:
 		h.Status = "ready"
 	}
@@ -321,6 +326,10 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		h.Slots = &slotsJSON{Total: st.Slots, Active: st.Active, Idle: st.Slots - st.Active}
 		h.Queue = &queueJSON{Depth: st.Queued, Capacity: m.Options().QueueSize}
 		h.Requests = &inFlightHealth{InFlight: s.InFlight()}
+	}
+	if mw := s.memWatch.Load(); mw != nil {
+		st := mw.Status()
+		h.MemoryCheck = &st
 	}
 	writeJSON(w, status, h)
 }

@@ -25,6 +25,7 @@ import (
 
 	"worker-orcd/backend"
 	"worker-orcd/engine"
+	"worker-orcd/memwatch"
 	"worker-orcd/model"
 )
 
@@ -69,7 +70,8 @@ type Server struct {
 	info     atomic.Pointer[modelInfo]
 	loadErr  atomic.Pointer[string]
 	draining atomic.Bool
-	inflight atomic.Int64 // generation requests holding a place in the queue or a slot
+	memWatch atomic.Pointer[memwatch.Watcher] // the memory self-check, when one runs
+	inflight atomic.Int64                     // generation requests holding a place in the queue or a slot
 
 	jobsMu sync.Mutex
 	jobs   map[string]*job
@@ -155,6 +157,10 @@ func (s *Server) SetLoadError(err error) {
 // Drain stops accepting generation requests (they get 503 SHUTTING_DOWN)
 // and makes /health answer 503 "draining"; requests in flight go on.
 func (s *Server) Drain() { s.draining.Store(true) }
+
+// SetMemWatch makes /health report the memory self-check and answer 503
+// "unhealthy" while it finds memory growing without bound.
+func (s *Server) SetMemWatch(w *memwatch.Watcher) { s.memWatch.Store(w) }
 
 // CancelAll cancels every generation in flight; their streams end with a
 // CANCELLED error event marked retriable.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -26,7 +27,7 @@ type generateFlags struct {
 	promptIDs          string
 	maxTokens          int
 	params             sample.Params
-	seed               int64
+	seed               string
 	topLogprobs        int
 	stops              []string
 	chat, asJSON       bool
@@ -60,7 +61,7 @@ build give the same output.`,
 	fs.Float64Var(&f.params.MinP, "min-p", f.params.MinP, "drop tokens less likely than this fraction of the best (0 = off)")
 	fs.Float64Var(&f.params.RepeatPenalty, "repeat-penalty", f.params.RepeatPenalty, "penalty for tokens among the last --repeat-last-n (1 = off)")
 	fs.IntVar(&f.params.RepeatLastN, "repeat-last-n", f.params.RepeatLastN, "how many recent tokens the repetition penalty looks at")
-	fs.Int64Var(&f.seed, "seed", -1, "random seed (-1 = a fresh one, printed with --json)")
+	fs.StringVar(&f.seed, "seed", "-1", "random seed, 0 to 2^64-1 (-1 = a fresh one, printed with --json)")
 	fs.IntVar(&f.topLogprobs, "top-logprobs", 0, "report the K most likely tokens at each step (--json)")
 	fs.StringArrayVar(&f.stops, "stop", nil, "stop before this text (repeatable)")
 	fs.BoolVar(&f.chat, "chat", false, "wrap the prompt as a user message with the model's chat template")
@@ -144,8 +145,11 @@ func runGenerate(cmd *cobra.Command, f *generateFlags) error {
 	} else if text, err = readPrompt(f.prompt, f.promptFile); err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
-	if f.seed >= 0 {
-		s := uint64(f.seed)
+	if f.seed != "-1" {
+		s, err := strconv.ParseUint(f.seed, 10, 64)
+		if err != nil {
+			return fmt.Errorf("generate: --seed %q: want -1 or an integer from 0 to 18446744073709551615", f.seed)
+		}
 		f.params.Seed = &s
 	}
 	if err := f.params.Validate(); err != nil {

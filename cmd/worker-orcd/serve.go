@@ -1,6 +1,8 @@
 package main
 
 import (
+	"worker-orcd/memwatch"
+
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +32,8 @@ type serveFlags struct {
 	maxBody                 int64
 	shutdownTimeout         time.Duration
 	readHeaderTimeout, idle time.Duration
+	memInterval             time.Duration
+	memThreshold            int64
 	modelID                 string
 }
 
@@ -68,6 +72,8 @@ rest, and exit 0.`,
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may run before they are cancelled")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send the request headers")
 	fs.DurationVar(&f.idle, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
+	fs.DurationVar(&f.memInterval, "mem-check-interval", memwatch.DefaultInterval, "how often the memory self-check samples (resident set on the CPU, VRAM on a GPU)")
+	fs.Int64Var(&f.memThreshold, "mem-check-threshold", 512<<20, "growth in bytes above the warmed-up baseline that, while still rising, makes /health unhealthy")
 	return cmd
 }
 
@@ -159,6 +165,19 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	defer m.Close()
 	srv.SetModel(m)
+	// The memory self-check: the process's resident set on the CPU, the
+	// device memory the backend holds on a GPU.
+	read, what := memwatch.RSS, "rss"
+	if m.Backend().Name() != "cpu" {
+		read, what = func() int64 {
+			x := m.Memory()
+			return x.Weights + x.KVCache + x.Activations + x.Workspace
+		}, "vram"
+	}
+	mw := memwatch.New(read, memwatch.Config{Name: what, Interval: f.memInterval, Threshold: f.memThreshold, Logger: log})
+	stopWatch := mw.Start(ctx)
+	defer stopWatch()
+	srv.SetMemWatch(mw)
 	st := m.Stats()
 	mem := m.Backend().Memory()
 	log.Info("model loaded", "load_ms", time.Since(start).Milliseconds(), "arch", m.Model.Config.Arch.Name,

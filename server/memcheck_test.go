@@ -1,0 +1,44 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+
+	"worker-orcd/memwatch"
+)
+
+// TestHealthUnhealthyOnMemoryGrowth: a memory self-check that sees usage
+// growing without bound turns /health into 503 "unhealthy" with the reason,
+// and back to 200 once usage returns.
+func TestHealthUnhealthyOnMemoryGrowth(t *testing.T) {
+	ts := newTestServer(t, opts{})
+	w := memwatch.New(func() int64 { return 0 }, memwatch.Config{Name: "rss", WarmUp: 2, Threshold: 100, Rising: 3,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ts.SetMemWatch(w)
+	health := func() (int, map[string]any) {
+		resp := get(t, ts.URL+"/health")
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, body
+	}
+	for _, v := range []int64{1000, 1000, 1100, 1300, 1500, 1700} {
+		w.Observe(v)
+	}
+	code, body := health()
+	if code != http.StatusServiceUnavailable || body["status"] != "unhealthy" || body["error"] == "" {
+		t.Fatalf("growing memory: %d %v", code, body)
+	}
+	if mc, ok := body["memory_check"].(map[string]any); !ok || mc["healthy"] != false {
+		t.Errorf("memory_check = %v", body["memory_check"])
+	}
+	w.Observe(1000)
+	if code, body = health(); code != http.StatusOK || body["status"] != "ready" {
+		t.Errorf("after recovery: %d %v", code, body)
+	}
+}
