@@ -288,10 +288,14 @@ func (b *Backend) matmul(m *model.Matrix, x, out []float32, T int) {
 	})
 	R := m.Rows
 	b.pool.parallelFor(R, 16, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			row := m.Row(r)
+		// Blocks of rows small enough to stay in cache while every token's
+		// activations pass over them.
+		const blockRows = 64
+		for r0 := lo; r0 < hi; r0 += blockRows {
+			r1 := min(r0+blockRows, hi)
+			w := m.Data[r0*m.RowBytes : r1*m.RowBytes]
 			for t := range T {
-				out[t*R+r] = quant.VecDot(m.Type, row, buf[t*ab:(t+1)*ab], n)
+				quant.DotRows(m.Type, w, m.RowBytes, buf[t*ab:(t+1)*ab], n, out[t*R+r0:t*R+r1])
 			}
 		}
 	})

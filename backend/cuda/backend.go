@@ -64,6 +64,8 @@ type Backend struct {
 	meta                                 devicePtr // ids, pos, kptr, vptr
 	capSel                               int
 	hostMeta                             []byte
+	graphs                               map[int]cuGraphExec // captured layer passes by batch rows
+	noGraphs                             bool                // a capture failed: launch directly
 }
 
 // New uploads a model to GPU opts.Device and compiles the kernels.
@@ -221,6 +223,7 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.dev.do(func() error {
+		b.dropGraphs()
 		b.dev.free(b.weights)
 		b.dev.free(b.small)
 		b.dev.free(b.scratch)

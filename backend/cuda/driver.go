@@ -61,6 +61,12 @@ var drv struct {
 	cuGetErrorName               func(r cuResult, s **byte) cuResult
 	cuPointerGetAttribute        func(data unsafe.Pointer, attr int32, p devicePtr) cuResult
 	cuFuncSetAttribute           func(f cuFunction, attr int32, v int32) cuResult
+	cuStreamBeginCapture_v2      func(s cuStream, mode int32) cuResult
+	cuStreamEndCapture           func(s cuStream, g *cuGraph) cuResult
+	cuGraphInstantiateWithFlags  func(e *cuGraphExec, g cuGraph, flags uint64) cuResult
+	cuGraphLaunch                func(e cuGraphExec, s cuStream) cuResult
+	cuGraphExecDestroy           func(e cuGraphExec) cuResult
+	cuGraphDestroy               func(g cuGraph) cuResult
 }
 
 var (
@@ -109,7 +115,10 @@ func driverFuncs() map[string]any {
 		"cuStreamSynchronize": &drv.cuStreamSynchronize, "cuEventCreate": &drv.cuEventCreate, "cuEventRecord": &drv.cuEventRecord,
 		"cuEventSynchronize": &drv.cuEventSynchronize, "cuEventDestroy_v2": &drv.cuEventDestroy_v2, "cuEventElapsedTime": &drv.cuEventElapsedTime,
 		"cuGetErrorName": &drv.cuGetErrorName, "cuPointerGetAttribute": &drv.cuPointerGetAttribute,
-		"cuFuncSetAttribute": &drv.cuFuncSetAttribute,
+		"cuFuncSetAttribute":      &drv.cuFuncSetAttribute,
+		"cuStreamBeginCapture_v2": &drv.cuStreamBeginCapture_v2, "cuStreamEndCapture": &drv.cuStreamEndCapture,
+		"cuGraphInstantiateWithFlags": &drv.cuGraphInstantiateWithFlags, "cuGraphLaunch": &drv.cuGraphLaunch,
+		"cuGraphExecDestroy": &drv.cuGraphExecDestroy, "cuGraphDestroy": &drv.cuGraphDestroy,
 	}
 }
 

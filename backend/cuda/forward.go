@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"unsafe"
@@ -29,6 +30,7 @@ func (b *Backend) grow(T, nsel int) error {
 	}
 	total += metaBytes
 	if b.scratch != nil {
+		b.dropGraphs() // they point into the old buffers
 		b.dev.free(b.scratch)
 		b.scratch = nil
 	}
@@ -116,7 +118,7 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 		if err := b.dev.copyToDevice(b.meta, unsafe.Pointer(&meta[0]), int64(len(meta))); err != nil {
 			return err
 		}
-		if err := b.layersForward(T); err != nil {
+		if err := b.runLayers(T); err != nil {
 			return err
 		}
 		return b.head(batch, T)
@@ -173,7 +175,7 @@ func argPtr(v any) unsafe.Pointer {
 
 // mm launches out[T, m.rows] = x[T, m.cols] · mᵀ.
 func (b *Backend) mm(m *dmat, x, out devicePtr, T int) error {
-	const warps = 4
+	const warps = 8
 	return b.dev.launch("mm_"+m.suffix, dims(blocks(m.rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0,
 		p(m.ptr), p(m.rowBytes), p(x), p(out), p(m.rows), p(m.cols), p(T))
 }
@@ -300,4 +302,63 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 		off += n
 	}
 	return nil
+}
+
+// maxGraphT is the largest batch whose layer pass is replayed from a CUDA
+// graph: decode batches. Longer prompt chunks launch directly (their launch
+// cost is spread over many tokens, and each length would need its own graph).
+const maxGraphT = 64
+
+// runLayers runs every layer for T rows: from a captured CUDA graph when
+// the batch is small (one graph per T; the kernels read positions and KV
+// pointers from device memory, so a graph serves every step with that T),
+// directly otherwise, when tensors are being dumped, or with
+// WORKER_CUDA_SYNC=1. Call on the device thread.
+func (b *Backend) runLayers(T int) error {
+	if T > maxGraphT || b.Dump != nil || b.dev.syncEach || b.noGraphs {
+		return b.layersForward(T)
+	}
+	exec, ok := b.graphs[T]
+	if !ok {
+		var err error
+		if exec, err = b.capture(T); err != nil {
+			// Capture is an optimization: run directly from now on.
+			b.noGraphs = true
+			return b.layersForward(T)
+		}
+		if b.graphs == nil {
+			b.graphs = map[int]cuGraphExec{}
+		}
+		b.graphs[T] = exec
+	}
+	return check("cuGraphLaunch", drv.cuGraphLaunch(exec, b.dev.stream))
+}
+
+func (b *Backend) capture(T int) (cuGraphExec, error) {
+	const captureThreadLocal = 1
+	if err := check("cuStreamBeginCapture", drv.cuStreamBeginCapture_v2(b.dev.stream, captureThreadLocal)); err != nil {
+		return 0, err
+	}
+	runErr := b.layersForward(T)
+	var g cuGraph
+	endErr := check("cuStreamEndCapture", drv.cuStreamEndCapture(b.dev.stream, &g))
+	if runErr != nil || endErr != nil {
+		if g != 0 {
+			drv.cuGraphDestroy(g)
+		}
+		return 0, errors.Join(runErr, endErr)
+	}
+	defer drv.cuGraphDestroy(g)
+	var exec cuGraphExec
+	if err := check("cuGraphInstantiate", drv.cuGraphInstantiateWithFlags(&exec, g, 0)); err != nil {
+		return 0, err
+	}
+	return exec, nil
+}
+
+func (b *Backend) dropGraphs() {
+	for T, e := range b.graphs {
+		drv.cuGraphExecDestroy(e)
+		delete(b.graphs, T)
+	}
 }

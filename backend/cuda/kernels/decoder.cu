@@ -8,8 +8,10 @@
 //
 // Kernels and launch shapes:
 //   embed_<type>    x[t, :] = dequant(W row ids[t])            grid T, block 256
-//   mm_<type>       out[t, r] = Σ_i W[r, i] x[t, i]             grid (ceil(rows/4), ceil(T/8)), block 128:
-//                   one warp per output row, lanes stride the row, 8 tokens per block in registers
+//   mm_<type>       out[t, r] = Σ_i W[r, i] x[t, i]             grid (ceil(rows/8), ceil(T/8)), block 256:
+//                   one warp per output row; each lane takes 32-element units of the row
+//                   (lane, lane+32, …), dequantizes a unit into registers with wide loads,
+//                   and dots it with up to 8 tokens' activations (16-byte loads)
 //   rms_norm_f32    out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w  grid T, block 256
 //   add_bias_f32    x[t, i] += b[i]                              grid ceil(T*n/256), block 256
 //   add_f32         x[i] += y[i]                                 grid ceil(n/256), block 256
@@ -139,7 +141,157 @@ __device__ __forceinline__ void embed_impl(const uchar* W, long row_bytes, const
     for (int i = threadIdx.x; i < cols; i += blockDim.x) x[(long)t * cols + i] = DEQ(row, i);
 }
 
-template <float (*DEQ)(const uchar*, int)>
+// ---- 32-element units: unit u of a row dequantized into w[0..31] ----
+// Every row length is a multiple of 32, and for each type a unit's bytes
+// are found without reference to other units. Loads are as wide as the
+// block layout's alignment allows (blocks of 18, 22, 34 or 210 bytes are
+// only 2-byte aligned).
+
+struct alignas(16) f4 { float x, y, z, w; };
+struct alignas(16) u4 { uint x, y, z, w; };
+
+__device__ __forceinline__ void unit_f32(const uchar* row, int u, float* w) {
+    const f4* p = (const f4*)(row + 128 * u);
+#pragma unroll
+    for (int k = 0; k < 8; k++) { f4 v = p[k]; w[4*k] = v.x; w[4*k+1] = v.y; w[4*k+2] = v.z; w[4*k+3] = v.w; }
+}
+__device__ __forceinline__ void unit_f16(const uchar* row, int u, float* w) {
+    const u4* p = (const u4*)(row + 64 * u);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        u4 v = p[k];
+        uint a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) { w[8*k+2*j] = h2f((ushort)(a[j] & 0xffff)); w[8*k+2*j+1] = h2f((ushort)(a[j] >> 16)); }
+    }
+}
+__device__ __forceinline__ void unit_bf16(const uchar* row, int u, float* w) {
+    const u4* p = (const u4*)(row + 64 * u);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        u4 v = p[k];
+        uint a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) { w[8*k+2*j] = __uint_as_float(a[j] << 16); w[8*k+2*j+1] = __uint_as_float(a[j] & 0xffff0000u); }
+    }
+}
+// 16 quant bytes starting 2-byte aligned, as 8 ushorts.
+__device__ __forceinline__ void ld16_2(const uchar* p, uchar* q) {
+    const ushort* s = (const ushort*)p;
+#pragma unroll
+    for (int k = 0; k < 8; k++) { ushort v = s[k]; q[2*k] = (uchar)(v & 0xff); q[2*k+1] = (uchar)(v >> 8); }
+}
+__device__ __forceinline__ void unit_q4_0(const uchar* row, int u, float* w) {
+    const uchar* b = row + 18 * u;
+    float d = ld_h(b);
+    uchar q[16];
+    ld16_2(b + 2, q);
+#pragma unroll
+    for (int j = 0; j < 16; j++) { w[j] = ((q[j] & 15) - 8) * d; w[j + 16] = ((q[j] >> 4) - 8) * d; }
+}
+__device__ __forceinline__ void unit_q4_1(const uchar* row, int u, float* w) {
+    const uchar* b = row + 20 * u;
+    float d = ld_h(b), m = ld_h(b + 2);
+    uchar q[16];
+    ld16_2(b + 4, q);
+#pragma unroll
+    for (int j = 0; j < 16; j++) { w[j] = (q[j] & 15) * d + m; w[j + 16] = (q[j] >> 4) * d + m; }
+}
+__device__ __forceinline__ void unit_q5_0(const uchar* row, int u, float* w) {
+    const uchar* b = row + 22 * u;
+    float d = ld_h(b);
+    uint qh = (uint)*(const ushort*)(b + 2) | ((uint)*(const ushort*)(b + 4) << 16);
+    uchar q[16];
+    ld16_2(b + 6, q);
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        w[j] = ((int)((q[j] & 15) | (((qh >> j) << 4) & 16)) - 16) * d;
+        w[j + 16] = ((int)((q[j] >> 4) | ((qh >> (j + 12)) & 16)) - 16) * d;
+    }
+}
+__device__ __forceinline__ void unit_q5_1(const uchar* row, int u, float* w) {
+    const uchar* b = row + 24 * u;
+    float d = ld_h(b), m = ld_h(b + 2);
+    uint qh = *(const uint*)(b + 4);
+    uchar q[16];
+    ld16_2(b + 8, q);
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        w[j] = ((q[j] & 15) | (((qh >> j) << 4) & 16)) * d + m;
+        w[j + 16] = ((q[j] >> 4) | ((qh >> (j + 12)) & 16)) * d + m;
+    }
+}
+__device__ __forceinline__ void unit_q8_0(const uchar* row, int u, float* w) {
+    const uchar* b = row + 34 * u;
+    float d = ld_h(b);
+    const ushort* s = (const ushort*)(b + 2);
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+        ushort v = s[k];
+        w[2*k] = (float)(signed char)(v & 0xff) * d;
+        w[2*k+1] = (float)(signed char)(v >> 8) * d;
+    }
+}
+__device__ __forceinline__ void unit_q4_k(const uchar* row, int u, float* w) {
+    const uchar* b = row + 144 * (u >> 3);
+    int j = u & 7, g = j >> 1, hi = j & 1;
+    int sc, m;
+    scale_min_k4(j, b + 4, &sc, &m);
+    float d = ld_h(b) * sc, dm = ld_h(b + 2) * m;
+    const u4* p = (const u4*)(b + 16 + 32 * g);
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        u4 v = p[k];
+        uint a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            int q = (a[i >> 2] >> (8 * (i & 3) + 4 * hi)) & 15;
+            w[16 * k + i] = d * q - dm;
+        }
+    }
+}
+__device__ __forceinline__ void unit_q5_k(const uchar* row, int u, float* w) {
+    const uchar* b = row + 176 * (u >> 3);
+    int j = u & 7, g = j >> 1, hi = j & 1;
+    int sc, m;
+    scale_min_k4(j, b + 4, &sc, &m);
+    float d = ld_h(b) * sc, dm = ld_h(b + 2) * m;
+    const u4* p = (const u4*)(b + 48 + 32 * g);
+    const u4* h = (const u4*)(b + 16);
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        u4 v = p[k], hv = h[k];
+        uint a[4] = {v.x, v.y, v.z, v.w};
+        uint c[4] = {hv.x, hv.y, hv.z, hv.w};
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            int q = ((a[i >> 2] >> (8 * (i & 3) + 4 * hi)) & 15) + (((c[i >> 2] >> (8 * (i & 3) + j)) & 1) << 4);
+            w[16 * k + i] = d * q - dm;
+        }
+    }
+}
+__device__ __forceinline__ void unit_q6_k(const uchar* row, int u, float* w) {
+    const uchar* b = row + 210 * (u >> 3);
+    int j = u & 7, n = j >> 2, quarter = j & 3;
+    const ushort* ql = (const ushort*)(b + 64 * n + (quarter & 1) * 32);
+    const ushort* qh = (const ushort*)(b + 128 + 32 * n);
+    const signed char* sc = (const signed char*)(b + 192) + 8 * n + 2 * quarter;
+    float d = ld_h(b + 208);
+    float d0 = d * (float)sc[0], d1 = d * (float)sc[1];
+    int lshift = (quarter >> 1) * 4, hshift = 2 * quarter;
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+        ushort lv = ql[k], hv = qh[k];
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            int l = 2 * k + e;
+            int q = (((lv >> (8 * e)) >> lshift) & 15) | ((((hv >> (8 * e)) >> hshift) & 3) << 4);
+            w[l] = (l < 16 ? d0 : d1) * (float)(q - 32);
+        }
+    }
+}
+
+template <void (*UNIT)(const uchar*, int, float*)>
 __device__ __forceinline__ void mm_impl(const uchar* W, long row_bytes, const float* x, float* out, int rows, int cols, int T) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int r = blockIdx.x * (blockDim.x >> 5) + warp;
@@ -151,11 +303,23 @@ __device__ __forceinline__ void mm_impl(const uchar* W, long row_bytes, const fl
     float acc[TILE_T];
 #pragma unroll
     for (int t = 0; t < TILE_T; t++) acc[t] = 0.f;
-    for (int i = lane; i < cols; i += 32) {
-        float w = DEQ(row, i);
+    int units = cols >> 5;
+    for (int u = lane; u < units; u += 32) {
+        float w[32];
+        UNIT(row, u, w);
 #pragma unroll
-        for (int t = 0; t < TILE_T; t++)
-            if (t < nt) acc[t] += w * xt[(long)t * cols + i];
+        for (int t = 0; t < TILE_T; t++) {
+            if (t < nt) {
+                const f4* xp = (const f4*)(xt + (long)t * cols + 32 * u);
+                float s = 0.f;
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    f4 v = xp[k];
+                    s += w[4*k] * v.x + w[4*k+1] * v.y + w[4*k+2] * v.z + w[4*k+3] * v.w;
+                }
+                acc[t] += s;
+            }
+        }
     }
 #pragma unroll
     for (int t = 0; t < TILE_T; t++) {
@@ -165,26 +329,26 @@ __device__ __forceinline__ void mm_impl(const uchar* W, long row_bytes, const fl
     }
 }
 
-#define INSTANTIATE(NAME, DEQ)                                                                              \
+#define INSTANTIATE(NAME)                                                                                   \
     extern "C" __global__ void embed_##NAME(const uchar* W, long row_bytes, const int* ids, float* x, int cols) { \
-        embed_impl<DEQ>(W, row_bytes, ids, x, cols);                                                        \
+        embed_impl<deq_##NAME>(W, row_bytes, ids, x, cols);                                                 \
     }                                                                                                       \
     extern "C" __global__ void mm_##NAME(const uchar* W, long row_bytes, const float* x, float* out, int rows,  \
                                          int cols, int T) {                                                 \
-        mm_impl<DEQ>(W, row_bytes, x, out, rows, cols, T);                                                  \
+        mm_impl<unit_##NAME>(W, row_bytes, x, out, rows, cols, T);                                          \
     }
 
-INSTANTIATE(f32, deq_f32)
-INSTANTIATE(f16, deq_f16)
-INSTANTIATE(bf16, deq_bf16)
-INSTANTIATE(q4_0, deq_q4_0)
-INSTANTIATE(q4_1, deq_q4_1)
-INSTANTIATE(q5_0, deq_q5_0)
-INSTANTIATE(q5_1, deq_q5_1)
-INSTANTIATE(q8_0, deq_q8_0)
-INSTANTIATE(q4_k, deq_q4_k)
-INSTANTIATE(q5_k, deq_q5_k)
-INSTANTIATE(q6_k, deq_q6_k)
+INSTANTIATE(f32)
+INSTANTIATE(f16)
+INSTANTIATE(bf16)
+INSTANTIATE(q4_0)
+INSTANTIATE(q4_1)
+INSTANTIATE(q5_0)
+INSTANTIATE(q5_1)
+INSTANTIATE(q8_0)
+INSTANTIATE(q4_k)
+INSTANTIATE(q5_k)
+INSTANTIATE(q6_k)
 
 // ---- elementwise ----
 
