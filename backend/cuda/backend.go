@@ -61,6 +61,7 @@ type Backend struct {
 	capT                                 int // scratch sized for this many rows
 	scratch                              *Buffer
 	x, h, q, k, v, att, gate, up, logits devicePtr
+	attPart                              devicePtr // attention partials [T, n_head, splits, hd+2]
 	meta                                 devicePtr // ids, pos, kptr, vptr
 	capSel                               int
 	hostMeta                             []byte
@@ -88,9 +89,10 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 }
 
 func kernelNames() []string {
-	names := []string{"rms_norm_f32", "add_bias_f32", "add_f32", "swiglu_f32", "rope_f32", "kv_store_f32", "attention_f32"}
+	names := []string{"rms_norm_f32", "add_bias_f32", "add_f32", "swiglu_f32", "rope_f32", "kv_store_f32",
+		"attention_split_f32", "attention_merge_f32"}
 	for _, s := range kernelSuffix {
-		names = append(names, "mm_"+s, "embed_"+s)
+		names = append(names, "mm_"+s, "mme_"+s, "embed_"+s)
 	}
 	return names
 }

@@ -22,6 +22,7 @@ func (b *Backend) grow(T, nsel int) error {
 	sizes := []int64{
 		int64(T * c.NEmbd), int64(T * c.NEmbd), int64(T * c.QDim()), int64(T * c.KVDim()), int64(T * c.KVDim()),
 		int64(T * c.QDim()), int64(T * c.NFF), int64(T * c.NFF), int64(nsel * c.VocabSize),
+		int64(T * c.NHead * maxSplits * (c.HeadDim + 2)),
 	}
 	metaBytes := int64(T*4*2 + c.NLayer*T*8*2)
 	var total int64
@@ -40,7 +41,7 @@ func (b *Backend) grow(T, nsel int) error {
 	}
 	b.scratch = buf
 	p := buf.Ptr
-	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits}
+	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart}
 	for i, s := range sizes {
 		*ptrs[i] = p
 		p += devicePtr((s*4 + 255) &^ 255)
@@ -173,10 +174,15 @@ func argPtr(v any) unsafe.Pointer {
 	panic(fmt.Sprintf("cuda: kernel argument of type %T", v))
 }
 
-// mm launches out[T, m.rows] = x[T, m.cols] · mᵀ.
+// mm launches out[T, m.rows] = x[T, m.cols] · mᵀ: the unit kernel for
+// decode-sized batches, the element-wise one for long ones.
 func (b *Backend) mm(m *dmat, x, out devicePtr, T int) error {
 	const warps = 8
-	return b.dev.launch("mm_"+m.suffix, dims(blocks(m.rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0,
+	name := "mm_" + m.suffix
+	if T > 8 {
+		name = "mme_" + m.suffix
+	}
+	return b.dev.launch(name, dims(blocks(m.rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0,
 		p(m.ptr), p(m.rowBytes), p(x), p(out), p(m.rows), p(m.cols), p(T))
 }
 
@@ -216,6 +222,12 @@ func (b *Backend) layersForward(T int) error {
 		return err
 	}
 	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
+	// Decode batches have few (row, head) pairs: split each over the
+	// positions so that the GPU has enough blocks.
+	splits := maxSplits
+	if T > 64 {
+		splits = 4
+	}
 	for l := range b.layers {
 		ly := &b.layers[l]
 		steps := []func() error{
@@ -235,9 +247,13 @@ func (b *Backend) layersForward(T int) error {
 					p(b.k), p(b.v), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)), p(kvd))
 			},
 			func() error {
-				return b.dev.launch("attention_f32", dims(uint32(T), uint32(c.NHead), 1), dims(128, 1, 1), 0,
-					p(b.q), p(b.att), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)),
-					p(c.NHead), p(c.NHeadKV), p(c.HeadDim), p(c.SlidingWindow), p(scale))
+				return b.dev.launch("attention_split_f32", dims(uint32(T), uint32(c.NHead), uint32(splits)), dims(128, 1, 1), 0,
+					p(b.q), p(b.attPart), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)),
+					p(c.NHead), p(c.NHeadKV), p(c.HeadDim), p(c.SlidingWindow), p(scale), p(splits))
+			},
+			func() error {
+				return b.dev.launch("attention_merge_f32", dims(uint32(T), uint32(c.NHead), 1), dims(128, 1, 1), 0,
+					p(b.attPart), p(b.att), p(c.NHead), p(c.HeadDim), p(splits))
 			},
 			func() error { return b.dump(fmt.Sprintf("kqv_out-%d", l), b.att, T, qd) },
 			func() error { return b.mm(&ly.o, b.att, b.h, T) },
@@ -308,6 +324,10 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 // graph: decode batches. Longer prompt chunks launch directly (their launch
 // cost is spread over many tokens, and each length would need its own graph).
 const maxGraphT = 64
+
+// maxSplits is how many parts attention over the positions is split into
+// for decode-sized batches.
+const maxSplits = 16
 
 // runLayers runs every layer for T rows: from a captured CUDA graph when
 // the batch is small (one graph per T; the kernels read positions and KV

@@ -207,7 +207,7 @@ func TestNormRopeAttentionParity(t *testing.T) {
 	}
 	// Attention with GQA and a sliding window, through kv_store, against a
 	// float64 softmax.
-	for _, window := range []int{0, 7} {
+	for _, window := range []int{0, 7, 2} {
 		nh, nkv, hd, L := 4, 2, 64, 1500 // L > one 1024-position chunk
 		kvd := nkv * hd
 		K, V := randRow(r, L*kvd), randRow(r, L*kvd)
@@ -223,9 +223,17 @@ func TestNormRopeAttentionParity(t *testing.T) {
 		pb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&ptrs[0])), 16*Tq))
 		posb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&pos[0])), 4*Tq))
 		scale := float32(1 / math.Sqrt(float64(hd)))
+		// 16 splits leave most empty for the row at position 0; 1 split
+		// is the plain online softmax.
+		splits := map[int]int{0: 16, 7: 3, 2: 1}[window]
+		part := h.poisoned(Tq * nh * splits * (hd + 2))
 		err := h.d.do(func() error {
-			return h.d.launch("attention_f32", dims(uint32(Tq), uint32(nh), 1), dims(128, 1, 1), 0,
-				p(qb.Ptr), p(ob.Ptr), p(pb.Ptr), p(pb.Ptr+devicePtr(8*Tq)), p(posb.Ptr), p(nh), p(nkv), p(hd), p(window), p(scale))
+			if err := h.d.launch("attention_split_f32", dims(uint32(Tq), uint32(nh), uint32(splits)), dims(128, 1, 1), 0,
+				p(qb.Ptr), p(part.Ptr), p(pb.Ptr), p(pb.Ptr+devicePtr(8*Tq)), p(posb.Ptr), p(nh), p(nkv), p(hd), p(window), p(scale), p(splits)); err != nil {
+				return err
+			}
+			return h.d.launch("attention_merge_f32", dims(uint32(Tq), uint32(nh), 1), dims(128, 1, 1), 0,
+				p(part.Ptr), p(ob.Ptr), p(nh), p(hd), p(splits))
 		})
 		if err != nil {
 			t.Fatal(err)

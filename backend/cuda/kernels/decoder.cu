@@ -8,6 +8,7 @@
 //
 // Kernels and launch shapes:
 //   embed_<type>    x[t, :] = dequant(W row ids[t])            grid T, block 256
+//   mme_<type>      the same, element-wise (coalesced activations) for long batches
 //   mm_<type>       out[t, r] = Σ_i W[r, i] x[t, i]             grid (ceil(rows/8), ceil(T/8)), block 256:
 //                   one warp per output row; each lane takes 32-element units of the row
 //                   (lane, lane+32, …), dequantizes a unit into registers with wide loads,
@@ -19,8 +20,10 @@
 //   rope_f32        rotate pairs of each head by pos[t]*inv_freq[i]: NeoX pairs (i, i+rot/2),
 //                   normal pairs (2i, 2i+1)                      grid T, block 128
 //   kv_store_f32    K[pos[t]] = k[t], V[pos[t]] = v[t] in each row's own cache   grid T, block 128
-//   attention_f32   out[t, h] = softmax(q[t,h]·K[0..pos[t]]ᵀ·scale) · V, GQA head h/(n_head/n_kv),
-//                   online softmax over chunks of 1024 positions  grid (T, n_head), block 128
+//   attention_split_f32  out[t, h] = softmax(q[t,h]·K[first..pos[t]]ᵀ·scale) · V, GQA head h/(n_head/n_kv),
+//                   split over the positions: online softmax per warp, partial (max, sum, acc)
+//                   per split                                   grid (T, n_head, nsplit), block 128
+//   attention_merge_f32  combine the splits                       grid (T, n_head), block 128
 //
 // Self-contained: no CUDA headers (half→float through PTX cvt).
 
@@ -291,6 +294,35 @@ __device__ __forceinline__ void unit_q6_k(const uchar* row, int u, float* w) {
     }
 }
 
+// Element-wise variant for long batches (prefill): lanes take consecutive
+// elements, so the activation reads of a warp are coalesced and registers
+// stay few; each element is dequantized on its own.
+template <float (*DEQ)(const uchar*, int)>
+__device__ __forceinline__ void mme_impl(const uchar* W, long row_bytes, const float* x, float* out, int rows, int cols, int T) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r = blockIdx.x * (blockDim.x >> 5) + warp;
+    if (r >= rows) return;
+    int t0 = blockIdx.y * TILE_T;
+    int nt = min(TILE_T, T - t0);
+    const uchar* row = W + (long)r * row_bytes;
+    const float* xt = x + (long)t0 * cols;
+    float acc[TILE_T];
+#pragma unroll
+    for (int t = 0; t < TILE_T; t++) acc[t] = 0.f;
+    for (int i = lane; i < cols; i += 32) {
+        float w = DEQ(row, i);
+#pragma unroll
+        for (int t = 0; t < TILE_T; t++)
+            if (t < nt) acc[t] += w * xt[(long)t * cols + i];
+    }
+#pragma unroll
+    for (int t = 0; t < TILE_T; t++) {
+        float v = acc[t];
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0 && t < nt) out[(long)(t0 + t) * rows + r] = v;
+    }
+}
+
 template <void (*UNIT)(const uchar*, int, float*)>
 __device__ __forceinline__ void mm_impl(const uchar* W, long row_bytes, const float* x, float* out, int rows, int cols, int T) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -336,6 +368,10 @@ __device__ __forceinline__ void mm_impl(const uchar* W, long row_bytes, const fl
     extern "C" __global__ void mm_##NAME(const uchar* W, long row_bytes, const float* x, float* out, int rows,  \
                                          int cols, int T) {                                                 \
         mm_impl<unit_##NAME>(W, row_bytes, x, out, rows, cols, T);                                          \
+    }                                                                                                       \
+    extern "C" __global__ void mme_##NAME(const uchar* W, long row_bytes, const float* x, float* out, int rows, \
+                                          int cols, int T) {                                                \
+        mme_impl<deq_##NAME>(W, row_bytes, x, out, rows, cols, T);                                          \
     }
 
 INSTANTIATE(f32)
@@ -443,54 +479,100 @@ extern "C" __global__ void kv_store_f32(const float* k, const float* v, const u6
     }
 }
 
-#define ATT_CHUNK 1024
-// One block per (row, head); blockDim.x threads (128) with hd ≤ blockDim.x.
-extern "C" __global__ void attention_f32(const float* q, float* out, const u64* kptr, const u64* vptr, const int* pos,
-                                         int n_head, int n_kv, int hd, int window, float scale) {
-    __shared__ float qs[256];
-    __shared__ float sc[ATT_CHUNK];
-    __shared__ float red[32];
-    int t = blockIdx.x, h = blockIdx.y;
+// Attention, split over the sequence (flash-decoding): block (t, h, split)
+// takes a contiguous share of the positions first..pos[t] (the share is
+// computed here from pos, so a captured graph serves every step). Each of
+// its 4 warps walks its positions with an online softmax, lanes holding head
+// elements lane, lane+32, …; the block merges its warps and writes a partial
+// (max, sum, acc[hd]) that attention_merge_f32 combines across splits.
+#define ATT_WARPS 4
+#define MAX_HD 128
+extern "C" __global__ void attention_split_f32(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+                                               int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+    __shared__ float wm[ATT_WARPS], ws[ATT_WARPS];
+    __shared__ float wacc[ATT_WARPS][MAX_HD];
+    int t = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int kvh = h / (n_head / n_kv);
     int kvd = n_kv * hd;
     const float* K = (const float*)kptr[t] + kvh * hd;
     const float* V = (const float*)vptr[t] + kvh * hd;
     const float* qr = q + ((long)t * n_head + h) * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qr[i];
-    __syncthreads();
     int last = pos[t];
     int first = window > 0 ? max(0, last - window + 1) : 0;
+    int n = last + 1 - first;
+    int per = (n + nsplit - 1) / nsplit;
+    int lo = first + split * per, hi = min(last + 1, lo + per);
+    const int E = MAX_HD / 32; // elements per lane (hd ≤ 128)
+    float qv[E], acc[E];
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+        int i = lane + 32 * e;
+        qv[e] = i < hd ? qr[i] * scale : 0.f;
+        acc[e] = 0.f;
+    }
     float m = NEG_INF, sum = 0.f;
-    float acc = 0.f; // output element threadIdx.x (< hd)
-    for (int c0 = first; c0 <= last; c0 += ATT_CHUNK) {
-        int n = min(ATT_CHUNK, last + 1 - c0);
-        float cmax = NEG_INF;
-        for (int j = threadIdx.x; j < n; j += blockDim.x) {
-            const float* kr = K + (long)(c0 + j) * kvd;
-            float s = 0.f;
-            for (int i = 0; i < hd; i++) s += qs[i] * kr[i];
-            s *= scale;
-            sc[j] = s;
-            cmax = fmaxf(cmax, s);
+    for (int p = lo + warp; p < hi; p += ATT_WARPS) {
+        const float* kr = K + (long)p * kvd;
+        float sdot = 0.f;
+#pragma unroll
+        for (int e = 0; e < E; e++) {
+            int i = lane + 32 * e;
+            if (i < hd) sdot += qv[e] * kr[i];
         }
-        cmax = block_max(cmax, red);
-        float mnew = fmaxf(m, cmax);
-        float corr = expf(m - mnew); // 0 on the first chunk (m = -inf)
-        float csum = 0.f;
-        for (int j = threadIdx.x; j < n; j += blockDim.x) {
-            float e = expf(sc[j] - mnew);
-            sc[j] = e;
-            csum += e;
-        }
-        csum = block_sum(csum, red); // also orders the sc writes before the reads below
-        sum = sum * corr + csum;
-        if (threadIdx.x < hd) {
-            float a = acc * corr;
-            for (int j = 0; j < n; j++) a += sc[j] * V[(long)(c0 + j) * kvd + threadIdx.x];
-            acc = a;
+        for (int o = 16; o > 0; o >>= 1) sdot += __shfl_xor_sync(0xffffffffu, sdot, o);
+        float mnew = fmaxf(m, sdot);
+        float corr = expf(m - mnew), w = expf(sdot - mnew);
+        sum = sum * corr + w;
+        const float* vr = V + (long)p * kvd;
+#pragma unroll
+        for (int e = 0; e < E; e++) {
+            int i = lane + 32 * e;
+            acc[e] = acc[e] * corr + (i < hd ? w * vr[i] : 0.f);
         }
         m = mnew;
-        __syncthreads();
     }
-    if (threadIdx.x < hd) out[((long)t * n_head + h) * hd + threadIdx.x] = acc / sum;
+    if (lane == 0) { wm[warp] = m; ws[warp] = sum; }
+#pragma unroll
+    for (int e = 0; e < E; e++) wacc[warp][lane + 32 * e] = acc[e];
+    __syncthreads();
+    // Merge the warps: threads take head elements.
+    float M = NEG_INF;
+    for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, wm[w]);
+    float* out = part + (((long)t * n_head + h) * nsplit + split) * (hd + 2);
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float a = 0.f;
+        for (int w = 0; w < ATT_WARPS; w++)
+            if (ws[w] > 0.f) a += wacc[w][i] * expf(wm[w] - M);
+        out[2 + i] = a;
+    }
+    if (threadIdx.x == 0) {
+        float S = 0.f;
+        for (int w = 0; w < ATT_WARPS; w++)
+            if (ws[w] > 0.f) S += ws[w] * expf(wm[w] - M);
+        out[0] = M;
+        out[1] = S;
+    }
+}
+
+// Combines the nsplit partials of each (t, h): out = Σ acc_s e^(m_s-M) / Σ sum_s e^(m_s-M).
+extern "C" __global__ void attention_merge_f32(const float* part, float* out, int n_head, int hd, int nsplit) {
+    int t = blockIdx.x, h = blockIdx.y;
+    const float* pp = part + ((long)t * n_head + h) * nsplit * (hd + 2);
+    float M = NEG_INF;
+    for (int s = 0; s < nsplit; s++)
+        if (pp[s * (hd + 2) + 1] > 0.f) M = fmaxf(M, pp[s * (hd + 2)]);
+    float S = 0.f;
+    for (int s = 0; s < nsplit; s++) {
+        float ss = pp[s * (hd + 2) + 1];
+        if (ss > 0.f) S += ss * expf(pp[s * (hd + 2)] - M);
+    }
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float a = 0.f;
+        for (int s = 0; s < nsplit; s++) {
+            float ss = pp[s * (hd + 2) + 1];
+            if (ss > 0.f) a += pp[s * (hd + 2) + 2 + i] * expf(pp[s * (hd + 2)] - M);
+        }
+        out[((long)t * n_head + h) * hd + i] = a / S;
+    }
 }
