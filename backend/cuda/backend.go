@@ -89,8 +89,7 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 }
 
 func kernelNames() []string {
-	names := []string{"rms_norm_f32", "add_bias_f32", "add_f32", "swiglu_f32", "rope_f32", "kv_store_f32",
-		"attention_split_f32", "attention_merge_f32"}
+	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "attention_merge_f32"}
 	for _, s := range kernelSuffix {
 		names = append(names, "mm_"+s, "mme_"+s, "embed_"+s)
 	}

@@ -174,16 +174,79 @@ func argPtr(v any) unsafe.Pointer {
 	panic(fmt.Sprintf("cuda: kernel argument of type %T", v))
 }
 
-// mm launches out[T, m.rows] = x[T, m.cols] · mᵀ: the unit kernel for
-// decode-sized batches, the element-wise one for long ones.
-func (b *Backend) mm(m *dmat, x, out devicePtr, T int) error {
-	const warps = 8
-	name := "mm_" + m.suffix
-	if T > 8 {
-		name = "mme_" + m.suffix
+// mmJob and mmArgs mirror decoder.cu's MMJob and MMArgs (same layout).
+type mmJob struct {
+	W          devicePtr
+	RowBytes   int64
+	Out        devicePtr
+	Bias       devicePtr
+	Rows       int32
+	Accumulate int32
+}
+
+type mmArgs struct {
+	Job   [3]mmJob
+	NJobs int32
+	_     int32
+	X     devicePtr
+	Cols  int32
+	T     int32
+	GLU   int32
+	_     int32
+}
+
+// mmOut is one matrix of a fused product: where its rows go.
+type mmOut struct {
+	m          *dmat
+	out, bias  devicePtr
+	accumulate bool
+}
+
+// mmLaunch runs out = x·mᵀ for one to three matrices of the same type and
+// width over the same activations in one launch (with glu, two: gate, up →
+// silu(gate)·up). Matrices of different types are launched one by one. The
+// unit kernel serves decode-sized batches, the element-wise one long ones.
+func (b *Backend) mmLaunch(x devicePtr, T int, glu bool, outs ...mmOut) error {
+	same := true
+	for _, o := range outs[1:] {
+		same = same && o.m.suffix == outs[0].m.suffix && o.m.cols == outs[0].m.cols
 	}
-	return b.dev.launch(name, dims(blocks(m.rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0,
-		p(m.ptr), p(m.rowBytes), p(x), p(out), p(m.rows), p(m.cols), p(T))
+	if !same {
+		if glu {
+			return fmt.Errorf("cuda: gate and up have different types (%s, %s): a bug in the caller", outs[0].m.suffix, outs[1].m.suffix)
+		}
+		for _, o := range outs {
+			if err := b.mmLaunch(x, T, false, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	a := new(mmArgs)
+	rows := 0
+	for i, o := range outs {
+		acc := int32(0)
+		if o.accumulate {
+			acc = 1
+		}
+		a.Job[i] = mmJob{W: o.m.ptr, RowBytes: o.m.rowBytes, Out: o.out, Bias: o.bias, Rows: int32(o.m.rows), Accumulate: acc}
+		rows += o.m.rows
+	}
+	a.NJobs, a.X, a.Cols, a.T = int32(len(outs)), x, int32(outs[0].m.cols), int32(T)
+	if glu {
+		a.GLU, rows = 1, outs[0].m.rows
+	}
+	const warps = 8
+	name := "mm_" + outs[0].m.suffix
+	if T > 8 {
+		name = "mme_" + outs[0].m.suffix
+	}
+	return b.dev.launch(name, dims(blocks(rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0, unsafe.Pointer(a))
+}
+
+// mm launches out[T, m.rows] = x[T, m.cols] · mᵀ.
+func (b *Backend) mm(m *dmat, x, out devicePtr, T int) error {
+	return b.mmLaunch(x, T, false, mmOut{m: m, out: out})
 }
 
 func (b *Backend) rmsNorm(x, w, out devicePtr, T, n int) error {
@@ -194,26 +257,9 @@ func (b *Backend) elementwise(name string, total int, args ...unsafe.Pointer) er
 	return b.dev.launch(name, dims(blocks(total, 256), 1, 1), dims(256, 1, 1), 0, args...)
 }
 
-func (b *Backend) addBias(x, bias devicePtr, n, T int) error {
-	if bias == 0 {
-		return nil
-	}
-	return b.elementwise("add_bias_f32", n*T, p(x), p(bias), p(n), p(n*T))
-}
-
-func (b *Backend) rope(x devicePtr, T, heads int) error {
-	c := b.c
-	neox := 0
-	if c.Arch.Rope == model.RopeNeoX {
-		neox = 1
-	}
-	return b.dev.launch("rope_f32", dims(uint32(T), 1, 1), dims(128, 1, 1), 0,
-		p(x), p(b.posPtr(T)), p(b.invFreq), p(heads), p(c.HeadDim), p(c.RopeDim), p(neox))
-}
-
 func (b *Backend) layersForward(T int) error {
 	c := b.c
-	d, qd, kvd, ff := c.NEmbd, c.QDim(), c.KVDim(), c.NFF
+	d, qd, ff := c.NEmbd, c.QDim(), c.NFF
 	if err := b.dev.launch("embed_"+b.embd.suffix, dims(uint32(T), 1, 1), dims(256, 1, 1), 0,
 		p(b.embd.ptr), p(b.embd.rowBytes), p(b.idsPtr()), p(b.x), p(d)); err != nil {
 		return err
@@ -230,21 +276,22 @@ func (b *Backend) layersForward(T int) error {
 	}
 	for l := range b.layers {
 		ly := &b.layers[l]
+		neox := 0
+		if c.Arch.Rope == model.RopeNeoX {
+			neox = 1
+		}
 		steps := []func() error{
 			func() error { return b.rmsNorm(b.x, ly.attnNorm, b.h, T, d) },
 			func() error { return b.dump(fmt.Sprintf("attn_norm-%d", l), b.h, T, d) },
-			func() error { return b.mm(&ly.q, b.h, b.q, T) },
-			func() error { return b.mm(&ly.k, b.h, b.k, T) },
-			func() error { return b.mm(&ly.v, b.h, b.v, T) },
-			func() error { return b.addBias(b.q, ly.qBias, qd, T) },
-			func() error { return b.addBias(b.k, ly.kBias, kvd, T) },
-			func() error { return b.addBias(b.v, ly.vBias, kvd, T) },
-			func() error { return b.dump(fmt.Sprintf("Qcur-%d", l), b.q, T, qd) },
-			func() error { return b.rope(b.q, T, c.NHead) },
-			func() error { return b.rope(b.k, T, c.NHeadKV) },
 			func() error {
-				return b.dev.launch("kv_store_f32", dims(uint32(T), 1, 1), dims(128, 1, 1), 0,
-					p(b.k), p(b.v), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)), p(kvd))
+				return b.mmLaunch(b.h, T, false, mmOut{m: &ly.q, out: b.q, bias: ly.qBias},
+					mmOut{m: &ly.k, out: b.k, bias: ly.kBias}, mmOut{m: &ly.v, out: b.v, bias: ly.vBias})
+			},
+			func() error { return b.dump(fmt.Sprintf("Qcur-%d", l), b.q, T, qd) },
+			func() error {
+				return b.dev.launch("rope_store_f32", dims(uint32(T), 1, 1), dims(128, 1, 1), 0,
+					p(b.q), p(b.k), p(b.v), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)), p(b.invFreq),
+					p(c.NHead), p(c.NHeadKV), p(c.HeadDim), p(c.RopeDim), p(neox))
 			},
 			func() error {
 				return b.dev.launch("attention_split_f32", dims(uint32(T), uint32(c.NHead), uint32(splits)), dims(128, 1, 1), 0,
@@ -256,16 +303,24 @@ func (b *Backend) layersForward(T int) error {
 					p(b.attPart), p(b.att), p(c.NHead), p(c.HeadDim), p(splits))
 			},
 			func() error { return b.dump(fmt.Sprintf("kqv_out-%d", l), b.att, T, qd) },
-			func() error { return b.mm(&ly.o, b.att, b.h, T) },
-			func() error { return b.elementwise("add_f32", T*d, p(b.x), p(b.h), p(T*d)) },
+			// Output projection added into the residual stream.
+			func() error { return b.mmLaunch(b.att, T, false, mmOut{m: &ly.o, out: b.x, accumulate: true}) },
 			func() error { return b.dump(fmt.Sprintf("ffn_inp-%d", l), b.x, T, d) },
 			func() error { return b.rmsNorm(b.x, ly.ffnNorm, b.h, T, d) },
-			func() error { return b.mm(&ly.gate, b.h, b.gate, T) },
-			func() error { return b.mm(&ly.up, b.h, b.up, T) },
-			func() error { return b.elementwise("swiglu_f32", T*ff, p(b.gate), p(b.up), p(T*ff)) },
-			func() error { return b.mm(&ly.down, b.gate, b.h, T) },
-			func() error { return b.dump(fmt.Sprintf("ffn_out-%d", l), b.h, T, d) },
-			func() error { return b.elementwise("add_f32", T*d, p(b.x), p(b.h), p(T*d)) },
+			func() error {
+				if ly.gate.suffix == ly.up.suffix {
+					return b.mmLaunch(b.h, T, true, mmOut{m: &ly.gate, out: b.gate}, mmOut{m: &ly.up, out: b.up})
+				}
+				if err := b.mm(&ly.gate, b.h, b.gate, T); err != nil {
+					return err
+				}
+				if err := b.mm(&ly.up, b.h, b.up, T); err != nil {
+					return err
+				}
+				return b.elementwise("swiglu_f32", T*ff, p(b.gate), p(b.up), p(T*ff))
+			},
+			func() error { return b.dump(fmt.Sprintf("ffn_act-%d", l), b.gate, T, ff) },
+			func() error { return b.mmLaunch(b.gate, T, false, mmOut{m: &ly.down, out: b.x, accumulate: true}) },
 			func() error { return b.dump(fmt.Sprintf("l_out-%d", l), b.x, T, d) },
 		}
 		for _, step := range steps {

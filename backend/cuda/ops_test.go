@@ -154,6 +154,31 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 			if e := relErr(h.download(ob, shape.T*shape.rows), want); e > 1e-5 {
 				t.Errorf("mm_%s %dx%d T=%d: relative error %.3g > 1e-5", kernelSuffix[typ], shape.rows, shape.cols, shape.T, e)
 			}
+			// The fused forms: bias + accumulate into existing values, and
+			// glu (the same matrix as gate and up: silu(y)·y).
+			bias := randRow(r, shape.rows)
+			init := randRow(r, shape.T*shape.rows)
+			bb, accb, glub := h.uploadF32(bias), h.uploadF32(init), h.poisoned(shape.T*shape.rows)
+			err = h.d.do(func() error {
+				if err := h.b.mmLaunch(xb.Ptr, shape.T, false, mmOut{m: &m, out: accb.Ptr, bias: bb.Ptr, accumulate: true}); err != nil {
+					return err
+				}
+				return h.b.mmLaunch(xb.Ptr, shape.T, true, mmOut{m: &m, out: glub.Ptr}, mmOut{m: &m, out: glub.Ptr})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantAcc, wantGLU := make([]float64, len(want)), make([]float64, len(want))
+			for i, y := range want {
+				wantAcc[i] = float64(init[i]) + y + float64(bias[i%shape.rows])
+				wantGLU[i] = y / (1 + math.Exp(-y)) * y
+			}
+			if e := relErr(h.download(accb, len(want)), wantAcc); e > 1e-5 {
+				t.Errorf("mm_%s bias+accumulate T=%d: relative error %.3g", kernelSuffix[typ], shape.T, e)
+			}
+			if e := relErr(h.download(glub, len(want)), wantGLU); e > 1e-5 {
+				t.Errorf("mm_%s glu T=%d: relative error %.3g", kernelSuffix[typ], shape.T, e)
+			}
 			// Embedding: gather rows 3, 0, last.
 			ids := []int32{3 % int32(shape.rows), 0, int32(shape.rows - 1)}
 			idb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&ids[0])), 12))

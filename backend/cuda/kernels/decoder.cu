@@ -8,18 +8,16 @@
 //
 // Kernels and launch shapes:
 //   embed_<type>    x[t, :] = dequant(W row ids[t])            grid T, block 256
-//   mme_<type>      the same, element-wise (coalesced activations) for long batches
-//   mm_<type>       out[t, r] = Σ_i W[r, i] x[t, i]             grid (ceil(rows/8), ceil(T/8)), block 256:
+//   mm_<type>       up to 3 jobs out[t, r] (+)= Σ_i W[r, i] x[t, i] (+ bias[r]) over one x, or
+//                   with glu: out = silu(gate·x) * (up·x)       grid (ceil(rows/8), ceil(T/8)), block 256:
 //                   one warp per output row; each lane takes 32-element units of the row
 //                   (lane, lane+32, …), dequantizes a unit into registers with wide loads,
 //                   and dots it with up to 8 tokens' activations (16-byte loads)
+//   mme_<type>      the same, element-wise (coalesced activations) for long batches
 //   rms_norm_f32    out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w  grid T, block 256
-//   add_bias_f32    x[t, i] += b[i]                              grid ceil(T*n/256), block 256
-//   add_f32         x[i] += y[i]                                 grid ceil(n/256), block 256
-//   swiglu_f32      g[i] = silu(g[i]) * u[i]                     grid ceil(n/256), block 256
-//   rope_f32        rotate pairs of each head by pos[t]*inv_freq[i]: NeoX pairs (i, i+rot/2),
-//                   normal pairs (2i, 2i+1)                      grid T, block 128
-//   kv_store_f32    K[pos[t]] = k[t], V[pos[t]] = v[t] in each row's own cache   grid T, block 128
+//   swiglu_f32      g[i] = silu(g[i]) * u[i] (when gate and up differ in type)   grid ceil(n/256), block 256
+//   rope_store_f32  rotate q in place, rotate k and store k, v into the cache     grid T, block 128
+//                   (rotation by pos[t]*inv_freq[i]: NeoX pairs (i, i+rot/2), normal pairs (2i, 2i+1))
 //   attention_split_f32  out[t, h] = softmax(q[t,h]·K[first..pos[t]]ᵀ·scale) · V, GQA head h/(n_head/n_kv),
 //                   split over the positions: online softmax per warp, partial (max, sum, acc)
 //                   per split                                   grid (T, n_head, nsplit), block 128
@@ -294,49 +292,67 @@ __device__ __forceinline__ void unit_q6_k(const uchar* row, int u, float* w) {
     }
 }
 
+// A matrix product job: out[t, r] (+)= W[r, :]·x[t, :] (+ bias[r]). One
+// launch runs up to 3 jobs over the same activations (Q, K and V), their
+// rows numbered one after the other; or, with glu set, jobs 0 and 1 are the
+// gate and up matrices and out gets silu(gate·x) * (up·x).
+struct MMJob {
+    const uchar* W;
+    long row_bytes;
+    float* out;
+    const float* bias; // nullable
+    int rows;
+    int accumulate;    // out += instead of out =
+};
+struct MMArgs {
+    MMJob job[3];
+    int njobs;
+    const float* x;
+    int cols;
+    int T;
+    int glu;
+};
+
+__device__ __forceinline__ int find_job(const MMArgs& a, int* r) {
+    int j = 0;
+    while (j + 1 < a.njobs && *r >= a.job[j].rows) { *r -= a.job[j].rows; j++; }
+    return j;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ void mm_store(const MMJob& jb, int r, int t, float v) {
+    if (jb.bias) v += jb.bias[r];
+    float* o = jb.out + (long)t * jb.rows + r;
+    if (jb.accumulate) v += *o;
+    *o = v;
+}
+
+__device__ __forceinline__ float silu(float g) { return g / (1.f + expf(-g)); }
+
 // Element-wise variant for long batches (prefill): lanes take consecutive
 // elements, so the activation reads of a warp are coalesced and registers
 // stay few; each element is dequantized on its own.
 template <float (*DEQ)(const uchar*, int)>
-__device__ __forceinline__ void mme_impl(const uchar* W, long row_bytes, const float* x, float* out, int rows, int cols, int T) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int r = blockIdx.x * (blockDim.x >> 5) + warp;
-    if (r >= rows) return;
-    int t0 = blockIdx.y * TILE_T;
-    int nt = min(TILE_T, T - t0);
-    const uchar* row = W + (long)r * row_bytes;
-    const float* xt = x + (long)t0 * cols;
-    float acc[TILE_T];
-#pragma unroll
-    for (int t = 0; t < TILE_T; t++) acc[t] = 0.f;
-    for (int i = lane; i < cols; i += 32) {
+__device__ __forceinline__ void mme_rows(const uchar* row, const float* xt, int cols, int nt, float* acc) {
+    for (int i = threadIdx.x & 31; i < cols; i += 32) {
         float w = DEQ(row, i);
 #pragma unroll
         for (int t = 0; t < TILE_T; t++)
             if (t < nt) acc[t] += w * xt[(long)t * cols + i];
     }
-#pragma unroll
-    for (int t = 0; t < TILE_T; t++) {
-        float v = acc[t];
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0 && t < nt) out[(long)(t0 + t) * rows + r] = v;
-    }
 }
 
+// Unit variant for decode-sized batches: each lane takes 32-element units
+// (lane, lane+32, …), dequantized into registers with wide loads, and dots
+// them with up to TILE_T tokens' activations (16-byte loads).
 template <void (*UNIT)(const uchar*, int, float*)>
-__device__ __forceinline__ void mm_impl(const uchar* W, long row_bytes, const float* x, float* out, int rows, int cols, int T) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int r = blockIdx.x * (blockDim.x >> 5) + warp;
-    if (r >= rows) return;
-    int t0 = blockIdx.y * TILE_T;
-    int nt = min(TILE_T, T - t0);
-    const uchar* row = W + (long)r * row_bytes;
-    const float* xt = x + (long)t0 * cols;
-    float acc[TILE_T];
-#pragma unroll
-    for (int t = 0; t < TILE_T; t++) acc[t] = 0.f;
+__device__ __forceinline__ void mmu_rows(const uchar* row, const float* xt, int cols, int nt, float* acc) {
     int units = cols >> 5;
-    for (int u = lane; u < units; u += 32) {
+    for (int u = threadIdx.x & 31; u < units; u += 32) {
         float w[32];
         UNIT(row, u, w);
 #pragma unroll
@@ -353,11 +369,41 @@ __device__ __forceinline__ void mm_impl(const uchar* W, long row_bytes, const fl
             }
         }
     }
+}
+
+// One warp per output row (of all jobs together); grid.y tiles the tokens.
+template <void (*ROWS)(const uchar*, const float*, int, int, float*)>
+__device__ __forceinline__ void mm_kernel(const MMArgs& a) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r = blockIdx.x * (blockDim.x >> 5) + warp;
+    int total = a.glu ? a.job[0].rows : a.job[0].rows + (a.njobs > 1 ? a.job[1].rows : 0) + (a.njobs > 2 ? a.job[2].rows : 0);
+    if (r >= total) return;
+    int t0 = blockIdx.y * TILE_T;
+    int nt = min(TILE_T, a.T - t0);
+    const float* xt = a.x + (long)t0 * a.cols;
+    float acc[TILE_T];
+#pragma unroll
+    for (int t = 0; t < TILE_T; t++) acc[t] = 0.f;
+    if (a.glu) {
+        float up[TILE_T];
+#pragma unroll
+        for (int t = 0; t < TILE_T; t++) up[t] = 0.f;
+        ROWS(a.job[0].W + (long)r * a.job[0].row_bytes, xt, a.cols, nt, acc);
+        ROWS(a.job[1].W + (long)r * a.job[1].row_bytes, xt, a.cols, nt, up);
+#pragma unroll
+        for (int t = 0; t < TILE_T; t++) {
+            float g = warp_sum(acc[t]), u = warp_sum(up[t]);
+            if (lane == 0 && t < nt) a.job[0].out[(long)(t0 + t) * a.job[0].rows + r] = silu(g) * u;
+        }
+        return;
+    }
+    int j = find_job(a, &r);
+    const MMJob& jb = a.job[j];
+    ROWS(jb.W + (long)r * jb.row_bytes, xt, a.cols, nt, acc);
 #pragma unroll
     for (int t = 0; t < TILE_T; t++) {
-        float v = acc[t];
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0 && t < nt) out[(long)(t0 + t) * rows + r] = v;
+        float v = warp_sum(acc[t]);
+        if (lane == 0 && t < nt) mm_store(jb, r, t0 + t, v);
     }
 }
 
@@ -365,14 +411,8 @@ __device__ __forceinline__ void mm_impl(const uchar* W, long row_bytes, const fl
     extern "C" __global__ void embed_##NAME(const uchar* W, long row_bytes, const int* ids, float* x, int cols) { \
         embed_impl<deq_##NAME>(W, row_bytes, ids, x, cols);                                                 \
     }                                                                                                       \
-    extern "C" __global__ void mm_##NAME(const uchar* W, long row_bytes, const float* x, float* out, int rows,  \
-                                         int cols, int T) {                                                 \
-        mm_impl<unit_##NAME>(W, row_bytes, x, out, rows, cols, T);                                          \
-    }                                                                                                       \
-    extern "C" __global__ void mme_##NAME(const uchar* W, long row_bytes, const float* x, float* out, int rows, \
-                                          int cols, int T) {                                                \
-        mme_impl<deq_##NAME>(W, row_bytes, x, out, rows, cols, T);                                          \
-    }
+    extern "C" __global__ void mm_##NAME(MMArgs a) { mm_kernel<mmu_rows<unit_##NAME>>(a); }                \
+    extern "C" __global__ void mme_##NAME(MMArgs a) { mm_kernel<mme_rows<deq_##NAME>>(a); }
 
 INSTANTIATE(f32)
 INSTANTIATE(f16)
@@ -431,16 +471,6 @@ extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* o
     for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = xr[i] * scale * w[i];
 }
 
-extern "C" __global__ void add_bias_f32(float* x, const float* b, int n, int total) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < total) x[i] += b[i % n];
-}
-
-extern "C" __global__ void add_f32(float* x, const float* y, int total) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < total) x[i] += y[i];
-}
-
 extern "C" __global__ void swiglu_f32(float* g, const float* u, int total) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < total) {
@@ -449,33 +479,41 @@ extern "C" __global__ void swiglu_f32(float* g, const float* u, int total) {
     }
 }
 
-// x: [T, heads*hd]; rotates the first rot elements of each head.
-extern "C" __global__ void rope_f32(float* x, const int* pos, const double* inv_freq, int heads, int hd, int rot, int neox) {
+// rope_store_f32: rotates q (in place) and k, and writes k and v into each
+// row's cache at its position.                                 grid T, block 128
+extern "C" __global__ void rope_store_f32(float* q, const float* k, const float* v, const u64* kptr, const u64* vptr,
+                                          const int* pos, const double* inv_freq, int n_head, int n_kv, int hd, int rot, int neox) {
     int t = blockIdx.x;
     int half = rot / 2;
-    float* xr = x + (long)t * heads * hd;
+    int kvd = n_kv * hd;
     double p = (double)pos[t];
-    for (int k = threadIdx.x; k < heads * half; k += blockDim.x) {
-        int h = k / half, i = k % half;
-        double s, c;
-        sincos(p * inv_freq[i], &s, &c);
-        float fs = (float)s, fc = (float)c;
-        int a = neox ? h * hd + i : h * hd + 2 * i;
-        int b = neox ? a + half : a + 1;
-        float x0 = xr[a], x1 = xr[b];
-        xr[a] = x0 * fc - x1 * fs;
-        xr[b] = x0 * fs + x1 * fc;
-    }
-}
-
-// kptr/vptr: for each row, the float* of its sequence's K/V cache for this layer.
-extern "C" __global__ void kv_store_f32(const float* k, const float* v, const u64* kptr, const u64* vptr, const int* pos, int kvd) {
-    int t = blockIdx.x;
+    float* qr = q + (long)t * n_head * hd;
+    const float* kr = k + (long)t * kvd;
     float* K = (float*)kptr[t] + (long)pos[t] * kvd;
     float* V = (float*)vptr[t] + (long)pos[t] * kvd;
+    // Elements outside the rotated pairs: copied as they are.
     for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
-        K[i] = k[(long)t * kvd + i];
+        int e = i % hd;
         V[i] = v[(long)t * kvd + i];
+        if (e >= rot) K[i] = kr[i];
+    }
+    for (int w = threadIdx.x; w < (n_head + n_kv) * half; w += blockDim.x) {
+        int h = w / half, i = w % half;
+        double sn, cs;
+        sincos(p * inv_freq[i], &sn, &cs);
+        float fs = (float)sn, fc = (float)cs;
+        int hh = h < n_head ? h : h - n_head;
+        int a = neox ? hh * hd + i : hh * hd + 2 * i;
+        int b = neox ? a + half : a + 1;
+        if (h < n_head) {
+            float x0 = qr[a], x1 = qr[b];
+            qr[a] = x0 * fc - x1 * fs;
+            qr[b] = x0 * fs + x1 * fc;
+        } else {
+            float x0 = kr[a], x1 = kr[b];
+            K[a] = x0 * fc - x1 * fs;
+            K[b] = x0 * fs + x1 * fc;
+        }
     }
 }
 
