@@ -57,3 +57,9 @@ type DumpFunc func(name string, rows, cols int, data []float32)
 type BandwidthMeter interface {
 	MeasureBandwidth() (float64, error)
 }
+
+// ResidencyChecker is implemented by backends that can check that the
+// model's weights are in the memory they compute from (device memory).
+type ResidencyChecker interface {
+	Resident() (bool, error)
+}

@@ -135,6 +135,19 @@ func (e *Engine) Memory() backend.Memory {
 	return m
 }
 
+// Resident reports whether the model's weights are where the backend runs
+// them (device memory on a GPU, checked with the driver; always true on the
+// CPU, which reads the mapped file).
+func (e *Engine) Resident() (bool, error) {
+	rc, ok := e.be.(backend.ResidencyChecker)
+	if !ok {
+		return true, nil
+	}
+	e.fwdMu.Lock()
+	defer e.fwdMu.Unlock()
+	return rc.Resident()
+}
+
 // Close stops accepting requests, cancels those queued or running, waits for
 // the scheduler to stop, and closes the backend.
 func (e *Engine) Close() error {
@@ -281,12 +294,12 @@ func (e *Engine) admit() {
 		if sl.kv == nil {
 			kv, err := e.be.NewKVCache(need)
 			if err != nil {
-				s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %v", ErrForward, need, err))
+				s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
 				continue
 			}
 			sl.kv = kv
 		} else if err := sl.kv.Reserve(need); err != nil {
-			s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %v", ErrForward, need, err))
+			s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
 			continue
 		}
 		sl.kv.Truncate(0)
@@ -350,7 +363,7 @@ func (e *Engine) step() {
 	e.fwdMu.Unlock()
 	if err != nil {
 		for _, sl := range owners {
-			e.release(sl, StopError, fmt.Errorf("%w: %v", ErrForward, err))
+			e.release(sl, StopError, fmt.Errorf("%w: %w", ErrForward, err))
 		}
 		return
 	}

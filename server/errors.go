@@ -1,6 +1,8 @@
 package server
 
 import (
+	"worker-orcd/backend/cuda"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -133,9 +135,15 @@ var (
 func engineError(err error, cause error, promptParam string) *apiError {
 	var ae *apiError
 	var cle *engine.ContextLengthError
+	var oom *cuda.AllocationError
+	var cerr *cuda.Error
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &oom):
+		return &apiError{Status: http.StatusInsufficientStorage, Code: CodeVRAMOOM, Message: oom.Error(), Retriable: true}
+	case errors.As(err, &cerr):
+		return &apiError{Status: http.StatusInternalServerError, Code: CodeCUDAError, Message: cerr.Error()}
 	case errors.As(err, &cle):
 		return &apiError{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: cle.Error(),
 			Param: promptParam, OAICode: "context_length_exceeded"}

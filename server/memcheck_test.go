@@ -2,11 +2,15 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 
+	"worker-orcd/backend/cuda"
+	"worker-orcd/engine"
 	"worker-orcd/memwatch"
 )
 
@@ -40,5 +44,19 @@ func TestHealthUnhealthyOnMemoryGrowth(t *testing.T) {
 	w.Observe(1000)
 	if code, body = health(); code != http.StatusOK || body["status"] != "ready" {
 		t.Errorf("after recovery: %d %v", code, body)
+	}
+}
+
+// TestErrorCodesForDeviceFailures: an allocation failure answers 507
+// VRAM_OOM (retriable), a failed CUDA call 500 CUDA_ERROR.
+func TestErrorCodesForDeviceFailures(t *testing.T) {
+	oom := fmt.Errorf("%w: KV cache: %w", engine.ErrForward, &cuda.AllocationError{Bytes: 1 << 30, Free: 1 << 20, Total: 80 << 30, Purpose: "kv_cache"})
+	if ae := engineError(oom, nil, "prompt"); ae.Status != 507 || ae.Code != CodeVRAMOOM || !ae.Retriable ||
+		!strings.Contains(ae.Message, "AllocationFailed: 1073741824 bytes (free 1048576 of 85899345920 on GPU 0)") {
+		t.Errorf("oom: %+v", ae)
+	}
+	ce := fmt.Errorf("%w: %w", engine.ErrForward, &cuda.Error{API: "cuLaunchKernel(mm_q4_k)", Code: 719, Name: "CUDA_ERROR_LAUNCH_FAILED"})
+	if ae := engineError(ce, nil, "prompt"); ae.Status != 500 || ae.Code != CodeCUDAError || !strings.Contains(ae.Message, "CUDA_ERROR_LAUNCH_FAILED") {
+		t.Errorf("cuda error: %+v", ae)
 	}
 }

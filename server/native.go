@@ -315,7 +315,8 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		mem := s.memory()
 		st := m.Stats()
 		h.Model, h.ModelName, h.Architecture, h.QuantKind = inf.id, inf.name, inf.arch, inf.quant
-		h.Resident, h.Device, h.TokenizerKind = true, inf.device, inf.tokKind
+		resident, err := m.Resident()
+		h.Resident, h.Device, h.TokenizerKind = resident && err == nil, inf.device, inf.tokKind
 		h.VocabSize, h.ContextLength, h.ModelContext = inf.vocab, inf.ctxLen, inf.modelCtxLen
 		h.MemoryKind = "device"
 		if inf.device == "cpu" {

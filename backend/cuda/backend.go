@@ -203,6 +203,24 @@ func (b *Backend) uploadPinned(dst devicePtr, src []byte) error {
 	return b.dev.upload(dst, src, stage, stageSize)
 }
 
+// Resident checks with the driver that the weights and the small vectors
+// are device memory (CU_POINTER_ATTRIBUTE_MEMORY_TYPE is CU_MEMORYTYPE_DEVICE).
+func (b *Backend) Resident() (bool, error) {
+	const attrMemoryType, memoryTypeDevice = 2, 2
+	ok := true
+	err := b.dev.do(func() error {
+		for _, buf := range []*Buffer{b.weights, b.small} {
+			var mt uint32
+			if err := check("cuPointerGetAttribute", drv.cuPointerGetAttribute(unsafe.Pointer(&mt), attrMemoryType, buf.Ptr)); err != nil {
+				return err
+			}
+			ok = ok && mt == memoryTypeDevice
+		}
+		return nil
+	})
+	return ok && err == nil, err
+}
+
 // Name is "cuda:N".
 func (b *Backend) Name() string { return fmt.Sprintf("cuda:%d", b.dev.Index) }
 
