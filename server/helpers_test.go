@@ -97,7 +97,7 @@ func newTestServer(t testing.TB, o opts) *testServer {
 	if !strings.HasSuffix(path, ".gguf") {
 		path = modelPath(t, o.model)
 	}
-	m, err := engine.Load(path, engine.LoadOptions{Device: "cpu", Threads: 2,
+	m, err := engine.Load(path, engine.LoadOptions{Device: testDevice(), Threads: 2,
 		Engine: engine.Options{Parallel: o.parallel, QueueSize: o.queue}})
 	if err != nil {
 		t.Fatal(err)
@@ -314,4 +314,14 @@ func waitFor(d time.Duration, cond func() bool) (time.Duration, bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// testDevice is where the server tests run the model: the CPU, or the
+// device WORKER_TEST_DEVICE names ("cuda" on a GPU machine, where the same
+// tests check the CUDA backend behind the server).
+func testDevice() string {
+	if d := os.Getenv("WORKER_TEST_DEVICE"); d != "" {
+		return d
+	}
+	return "cpu"
 }
