@@ -3,7 +3,10 @@
 // sequence and one batched forward step.
 package backend
 
-import "worker-orcd/model"
+import (
+	"worker-orcd/model"
+	"worker-orcd/sample"
+)
 
 // KVCache is one sequence's key/value cache on a backend.
 type KVCache interface {
@@ -22,6 +25,16 @@ type Seq struct {
 	KV        KVCache
 	AllLogits bool      // logits for every token of Tokens (scoring); else only the last
 	Logits    []float32 // filled by Forward: len(Tokens)*vocab or vocab values
+
+	// TopK > 0 (with AllLogits false) lets a backend that can do it hand
+	// back only the TopK largest logits of the row (Top, ordered by
+	// decreasing logit then increasing id, Logprob holding the raw logit)
+	// and the row's log-sum-exp (LSE) instead of Logits; it then sets
+	// HasTop. Backends that cannot fill Logits as usual.
+	TopK   int
+	Top    []sample.Candidate
+	LSE    float64
+	HasTop bool
 }
 
 // Backend runs one model. Forward is not safe for concurrent use: the

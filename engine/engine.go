@@ -444,6 +444,13 @@ func newSeq(tok *tokenizer.Tokenizer, req Request, maxTokens int) *seq {
 		notify:  make(chan struct{}, 1), submitted: time.Now(),
 	}
 	s.result = &Result{PromptTokens: len(req.Prompt), Seed: s.sampler.Seed()}
+	// Backends that can select the top candidates themselves only send
+	// those back (sampling needs no more; see sample.SampleTop).
+	if k := s.sampler.TopNeeded(); k > 0 {
+		if k = max(k, req.TopLogprobs); k <= sample.MaxTop {
+			s.bseq.TopK = k
+		}
+	}
 	return s
 }
 
@@ -453,18 +460,39 @@ func (s *seq) cancel() { s.cancelled.Store(true) }
 // returns a stop reason when the sequence is done. kvLen is the number of
 // positions the cache holds after the step.
 func (s *seq) accept(logits []float32, kvLen int) StopReason {
-	id := s.sampler.Sample(logits, s.history)
+	var id int32
+	var tk Token
+	if b := &s.bseq; b.HasTop {
+		// The backend selected the candidates on its side: the same draw
+		// from far fewer numbers; logprobs from the row's log-sum-exp.
+		id = s.sampler.SampleTop(b.Top)
+		tk = Token{Index: len(s.result.IDs), ID: id}
+		for _, c := range b.Top {
+			if c.ID == id {
+				tk.Logprob = float32(float64(c.Logprob) - b.LSE)
+				break
+			}
+		}
+		if n := s.req.TopLogprobs; n > 0 {
+			tk.Top = make([]sample.Candidate, min(n, len(b.Top)))
+			for i := range tk.Top {
+				tk.Top[i] = sample.Candidate{ID: b.Top[i].ID, Logprob: float32(float64(b.Top[i].Logprob) - b.LSE)}
+			}
+		}
+	} else {
+		id = s.sampler.Sample(logits, s.history)
+		tk = Token{Index: len(s.result.IDs), ID: id}
+		if s.req.TopLogprobs > 0 {
+			var top []sample.Candidate
+			tk.Logprob, top = sample.Logprobs(logits, id, s.req.TopLogprobs, s.cands[:0])
+			tk.Top = append([]sample.Candidate(nil), top...)
+			s.cands = top
+		} else if s.req.Logprobs {
+			tk.Logprob = sample.Logprob(logits, id)
+		}
+	}
 	if s.first.IsZero() {
 		s.first = time.Now()
-	}
-	tk := Token{Index: len(s.result.IDs), ID: id}
-	if s.req.TopLogprobs > 0 {
-		var top []sample.Candidate
-		tk.Logprob, top = sample.Logprobs(logits, id, s.req.TopLogprobs, s.cands[:0])
-		tk.Top = append([]sample.Candidate(nil), top...)
-		s.cands = top
-	} else if s.req.Logprobs {
-		tk.Logprob = sample.Logprob(logits, id)
 	}
 	s.history = append(s.history, id)
 	s.result.IDs = append(s.result.IDs, id)

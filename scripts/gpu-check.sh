@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|reference|bench ...
+#   scripts/gpu-check.sh tests|sanitizer|server|reference|bench|bench-phi3 ...
 set -uo pipefail
 bin=${BIN:-devbin1}
 export WORKER_KERNEL_CACHE=${WORKER_KERNEL_CACHE:-/tmp/worker-kernels}
@@ -31,8 +31,14 @@ reference)
       --worker-generate "$out/$shape-gen.json" --steps 16; echo "reference $shape: exit $?"
     rm -rf "$m" "/tmp/$shape-hf"
   done ;;
+server)
+  # The serving tests with the model on the GPU.
+  WORKER_TEST_DEVICE=cuda "$bin/server.test" -test.timeout 300s 2>&1 | tee "$out/server-tests.log" | grep -E "^(--- FAIL|FAIL|ok|PASS)" ;;
 bench)
   "$bin/synth" --shape qwen2.5-0.5b --type Q4_K_M --vocab builtin -o /tmp/q05.gguf | tail -1
   "$bin/worker-orcd" bench --model /tmp/q05.gguf --device cuda -p 512 -n 128 --concurrency 1,8,32 ;;
+bench-phi3)
+  "$bin/synth" --shape phi3-mini-4k --type Q4_K_M --vocab builtin -o /tmp/phi3.gguf | tail -1
+  "$bin/worker-orcd" bench --model /tmp/phi3.gguf --device cuda -p 512 -n 128 --concurrency 1,8 ;;
 esac
 done

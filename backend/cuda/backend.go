@@ -62,6 +62,8 @@ type Backend struct {
 	scratch                              *Buffer
 	x, h, q, k, v, att, gate, up, logits devicePtr
 	attPart                              devicePtr // attention partials [T, n_head, splits, hd+2]
+	topBuf                               devicePtr // top-k results, topStride bytes a row
+	hostTop                              []byte
 	meta                                 devicePtr // ids, pos, kptr, vptr
 	capSel                               int
 	hostMeta                             []byte
@@ -89,7 +91,7 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 }
 
 func kernelNames() []string {
-	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "attention_merge_f32"}
+	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "attention_merge_f32", "topk_f32"}
 	for _, s := range kernelSuffix {
 		names = append(names, "mm_"+s, "mme_"+s, "embed_"+s)
 	}

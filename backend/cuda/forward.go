@@ -1,14 +1,17 @@
 package cuda
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"worker-orcd/backend"
 	"worker-orcd/model"
+	"worker-orcd/sample"
 )
 
 // grow makes the scratch buffers hold T rows and nsel logits rows.
@@ -23,6 +26,7 @@ func (b *Backend) grow(T, nsel int) error {
 		int64(T * c.NEmbd), int64(T * c.NEmbd), int64(T * c.QDim()), int64(T * c.KVDim()), int64(T * c.KVDim()),
 		int64(T * c.QDim()), int64(T * c.NFF), int64(T * c.NFF), int64(nsel * c.VocabSize),
 		int64(T * c.NHead * maxSplits * (c.HeadDim + 2)),
+		int64(nsel * topStride / 4),
 	}
 	metaBytes := int64(T*4*2 + c.NLayer*T*8*2)
 	var total int64
@@ -41,7 +45,7 @@ func (b *Backend) grow(T, nsel int) error {
 	}
 	b.scratch = buf
 	p := buf.Ptr
-	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart}
+	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.topBuf}
 	for i, s := range sizes {
 		*ptrs[i] = p
 		p += devicePtr((s*4 + 255) &^ 255)
@@ -357,18 +361,76 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 	if err := b.mm(&b.out, b.h, b.logits, nsel); err != nil {
 		return err
 	}
-	off := 0
+	// Rows that asked for their top candidates: select on the device and
+	// bring back only those (one copy for all of them).
+	off, ntop := 0, 0
+	for _, s := range batch {
+		s.HasTop = false
+		if s.AllLogits {
+			off += len(s.Tokens)
+			continue
+		}
+		if k := min(s.TopK, sample.MaxTop, V); k > 0 {
+			if err := b.dev.launch("topk_f32", dims(1, 1, 1), dims(1024, 1, 1), 0,
+				p(b.logits+devicePtr(4*off*V)), p(V), p(k), p(b.topBuf+devicePtr(ntop*topStride)),
+				p(b.topBuf+devicePtr(ntop*topStride+4*sample.MaxTop)), p(b.topBuf+devicePtr(ntop*topStride+8*sample.MaxTop))); err != nil {
+				return err
+			}
+			ntop++
+		}
+		off++
+	}
+	if ntop > 0 {
+		if cap(b.hostTop) < ntop*topStride {
+			b.hostTop = make([]byte, ntop*topStride)
+		}
+		host := b.hostTop[:ntop*topStride]
+		if err := b.dev.copyToHost(unsafe.Pointer(&host[0]), b.topBuf, int64(len(host))); err != nil {
+			return err
+		}
+		i := 0
+		for _, s := range batch {
+			if s.AllLogits || min(s.TopK, sample.MaxTop, V) <= 0 {
+				continue
+			}
+			k := min(s.TopK, sample.MaxTop, V)
+			rec := host[i*topStride:]
+			s.Top = s.Top[:0]
+			for j := range k {
+				s.Top = append(s.Top, sample.Candidate{
+					ID:      int32(binary.LittleEndian.Uint32(rec[4*j:])),
+					Logprob: math.Float32frombits(binary.LittleEndian.Uint32(rec[4*sample.MaxTop+4*j:])),
+				})
+			}
+			slices.SortFunc(s.Top, func(a, b sample.Candidate) int {
+				switch {
+				case a.Logprob > b.Logprob:
+					return -1
+				case a.Logprob < b.Logprob:
+					return 1
+				}
+				return cmp.Compare(a.ID, b.ID)
+			})
+			s.LSE = float64(math.Float32frombits(binary.LittleEndian.Uint32(rec[8*sample.MaxTop:])))
+			s.HasTop = true
+			i++
+		}
+	}
+	// The others get their whole rows.
+	off = 0
 	for _, s := range batch {
 		n := 1
 		if s.AllLogits {
 			n = len(s.Tokens)
 		}
-		if cap(s.Logits) < n*V {
-			s.Logits = make([]float32, n*V)
-		}
-		s.Logits = s.Logits[:n*V]
-		if err := b.dev.copyToHost(unsafe.Pointer(&s.Logits[0]), b.logits+devicePtr(4*off*V), int64(4*n*V)); err != nil {
-			return err
+		if !s.HasTop {
+			if cap(s.Logits) < n*V {
+				s.Logits = make([]float32, n*V)
+			}
+			s.Logits = s.Logits[:n*V]
+			if err := b.dev.copyToHost(unsafe.Pointer(&s.Logits[0]), b.logits+devicePtr(4*off*V), int64(4*n*V)); err != nil {
+				return err
+			}
 		}
 		off += n
 	}
@@ -379,6 +441,10 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 // graph: decode batches. Longer prompt chunks launch directly (their launch
 // cost is spread over many tokens, and each length would need its own graph).
 const maxGraphT = 64
+
+// topStride is the bytes of one row's top-k result on the device: ids and
+// values of up to sample.MaxTop candidates, then the log-sum-exp (padded).
+const topStride = 8*sample.MaxTop + 16
 
 // maxSplits is how many parts attention over the positions is split into
 // for decode-sized batches.

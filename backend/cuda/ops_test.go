@@ -4,11 +4,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"testing"
 	"unsafe"
 
 	"worker-orcd/quant"
+	"worker-orcd/sample"
 )
 
 // testDevice opens GPU 0 or skips: GPU tests are ordinary tests that skip
@@ -298,6 +300,81 @@ func TestNormRopeAttentionParity(t *testing.T) {
 		}
 		if e := relErr(h.download(ob, Tq*nh*hd), want); e > 1e-5 {
 			t.Errorf("attention window %d: relative error %.3g", window, e)
+		}
+	}
+}
+
+// TestTopKParity: the device top-k (values, ids, tie order) and log-sum-exp
+// against the host's selection, on rows with many ties and with NaN.
+func TestTopKParity(t *testing.T) {
+	h := newOpHarness(t)
+	r := rand.New(rand.NewPCG(5, uint64(os.Getpid())))
+	for _, c := range []struct {
+		V, K int
+		kind string
+	}{{151936, 1, "normal"}, {151936, 40, "normal"}, {32064, 256, "ties"}, {1000, 7, "ties"}, {5000, 20, "nan"}} {
+		x := make([]float32, c.V)
+		for i := range x {
+			switch c.kind {
+			case "normal":
+				x[i] = float32(r.NormFloat64() * 3)
+			case "ties":
+				x[i] = float32(r.IntN(9)) - 4
+			case "nan":
+				x[i] = float32(r.NormFloat64())
+				if i%97 == 0 {
+					x[i] = float32(math.NaN())
+				}
+			}
+		}
+		xb := h.uploadF32(x)
+		out := h.poisoned(2*c.K + 1)
+		err := h.d.do(func() error {
+			return h.d.launch("topk_f32", dims(1, 1, 1), dims(1024, 1, 1), 0, p(xb.Ptr), p(c.V), p(c.K),
+				p(out.Ptr), p(out.Ptr+devicePtr(4*c.K)), p(out.Ptr+devicePtr(8*c.K)))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := h.download(out, 2*c.K+1)
+		cands := make([]sample.Candidate, c.K)
+		for i := range cands {
+			cands[i] = sample.Candidate{ID: int32(math.Float32bits(got[i])), Logprob: got[c.K+i]}
+		}
+		slices.SortFunc(cands, func(a, b sample.Candidate) int {
+			av, bv := a.Logprob, b.Logprob
+			if av != av {
+				av = float32(math.Inf(-1))
+			}
+			if bv != bv {
+				bv = float32(math.Inf(-1))
+			}
+			switch {
+			case av > bv:
+				return -1
+			case av < bv:
+				return 1
+			}
+			return int(a.ID - b.ID)
+		})
+		want := sample.TopOf(x, c.K)
+		for i := range want {
+			if cands[i].ID != want[i].ID || cands[i].Logprob != want[i].Logprob {
+				t.Fatalf("V=%d K=%d %s: candidate %d is %+v, host %+v", c.V, c.K, c.kind, i, cands[i], want[i])
+			}
+		}
+		lse := sample.LogSumExp(x)
+		if c.kind == "nan" {
+			clean := make([]float32, 0, len(x))
+			for _, v := range x {
+				if v == v {
+					clean = append(clean, v)
+				}
+			}
+			lse = sample.LogSumExp(clean)
+		}
+		if d := math.Abs(float64(got[2*c.K]) - lse); d > 1e-4 {
+			t.Errorf("V=%d %s: log-sum-exp %.6f, host %.6f", c.V, c.kind, got[2*c.K], lse)
 		}
 	}
 }

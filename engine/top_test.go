@@ -1,0 +1,85 @@
+package engine
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"worker-orcd/backend"
+	"worker-orcd/backend/cpu"
+	"worker-orcd/internal/testmodel"
+	"worker-orcd/model"
+	"worker-orcd/sample"
+	"worker-orcd/tokenizer"
+)
+
+// topBackend is the CPU backend acting like the GPU one: rows that ask for
+// TopK get only their top candidates and log-sum-exp, and no logits.
+type topBackend struct{ *cpu.Backend }
+
+func (t topBackend) Forward(batch []*backend.Seq) error {
+	if err := t.Backend.Forward(batch); err != nil {
+		return err
+	}
+	for _, s := range batch {
+		s.HasTop = false
+		if s.TopK > 0 && !s.AllLogits {
+			s.Top, s.LSE, s.HasTop = sample.TopOf(s.Logits, s.TopK), sample.LogSumExp(s.Logits), true
+			s.Logits = s.Logits[:0]
+		}
+	}
+	return nil
+}
+
+// TestTopCandidatePathMatchesFullRows: with the backend returning only top
+// candidates, the engine produces the same ids and logprobs as with whole
+// rows, greedy and seeded, with and without top-k.
+func TestTopCandidatePathMatchesFullRows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := testmodel.MustPreset("qwen2-micro").Write(path); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tok, err := tokenizer.FromGGUF(m.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := New(cpu.New(m, 1), tok, Options{Parallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	top, err := New(topBackend{cpu.New(m, 1)}, tok, Options{Parallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Close()
+	seed := uint64(7)
+	for _, p := range []sample.Params{sample.GreedyParams(),
+		{Temperature: 0.9, TopK: 20, TopP: 0.9, MinP: 0.02, RepeatPenalty: 1, Seed: &seed},
+		{Temperature: 0.9, TopP: 0.9, RepeatPenalty: 1, Seed: &seed}, // no top-k: whole rows either way
+	} {
+		req := Request{Prompt: []int32{1, 2, 3, 4}, Params: p, MaxTokens: 12, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3}
+		var a, b []Token
+		if _, err := full.Generate(context.Background(), req, func(tk Token) error { a = append(a, tk); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := top.Generate(context.Background(), req, func(tk Token) error { b = append(b, tk); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		for i := range a {
+			if a[i].ID != b[i].ID || math.Abs(float64(a[i].Logprob-b[i].Logprob)) > 1e-4 ||
+				!slices.EqualFunc(a[i].Top, b[i].Top, func(x, y sample.Candidate) bool {
+					return x.ID == y.ID && math.Abs(float64(x.Logprob-y.Logprob)) < 1e-4
+				}) {
+				t.Fatalf("%+v token %d: whole rows %+v, top candidates %+v", p, i, a[i], b[i])
+			}
+		}
+	}
+}
