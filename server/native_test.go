@@ -82,9 +82,13 @@ func TestHealth(t *testing.T) {
 
 	ts := newTestServer(t, opts{parallel: 3, queue: 5})
 	h := ts.health(t)
-	if h.Status != "ready" || h.Architecture != "qwen2" || h.QuantKind == "" || !h.Resident || h.Device != "cpu" ||
+	wantDevice, wantKind := "cpu", "host"
+	if testDevice() != "cpu" {
+		wantDevice, wantKind = "cuda:0", "device"
+	}
+	if h.Status != "ready" || h.Architecture != "qwen2" || h.QuantKind == "" || !h.Resident || h.Device != wantDevice ||
 		h.TokenizerKind != "gpt2" || h.VocabSize == 0 || h.ContextLength != 512 || h.Slots.Total != 3 || h.Queue.Capacity != 5 ||
-		h.VRAMBytesUsed == nil || h.VRAMBytesUsed.Weights == 0 || h.MemoryKind != "host" || h.Model != "micro" {
+		h.VRAMBytesUsed == nil || h.VRAMBytesUsed.Weights == 0 || h.MemoryKind != wantKind || h.Model != "micro" {
 		t.Errorf("health %+v", h)
 	}
 	// kv_cache comes from engine.Stats().KVCacheSize, which the engine

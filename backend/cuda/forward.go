@@ -241,12 +241,19 @@ func (b *Backend) mmLaunch(x devicePtr, T int, glu bool, outs ...mmOut) error {
 		a.GLU, rows = 1, outs[0].m.rows
 	}
 	const warps = 8
-	name := "mm_" + outs[0].m.suffix
 	if T > 8 {
-		name = "mme_" + outs[0].m.suffix
+		return b.dev.launch("mme_"+outs[0].m.suffix, dims(blocks(rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0, unsafe.Pointer(a))
 	}
-	return b.dev.launch(name, dims(blocks(rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0, unsafe.Pointer(a))
+	// Two rows a warp (with glu: a gate row and its up row).
+	perWarp := 2
+	if glu {
+		perWarp = 1
+	}
+	return b.dev.launch("mm_"+outs[0].m.suffix, dims(blocks(rows, warps*perWarp), blocks(T, unitTile), 1), dims(32*warps, 1, 1), 0, unsafe.Pointer(a))
 }
+
+// unitTile is TILE_U of decoder.cu: tokens a block of the unit kernel takes.
+const unitTile = 4
 
 // mm launches out[T, m.rows] = x[T, m.cols] · mᵀ.
 func (b *Backend) mm(m *dmat, x, out devicePtr, T int) error {

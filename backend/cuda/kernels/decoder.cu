@@ -9,11 +9,12 @@
 // Kernels and launch shapes:
 //   embed_<type>    x[t, :] = dequant(W row ids[t])            grid T, block 256
 //   mm_<type>       up to 3 jobs out[t, r] (+)= Σ_i W[r, i] x[t, i] (+ bias[r]) over one x, or
-//                   with glu: out = silu(gate·x) * (up·x)       grid (ceil(rows/8), ceil(T/8)), block 256:
-//                   one warp per output row; each lane takes 32-element units of the row
-//                   (lane, lane+32, …), dequantizes a unit into registers with wide loads,
-//                   and dots it with up to 8 tokens' activations (16-byte loads)
-//   mme_<type>      the same, element-wise (coalesced activations) for long batches
+//                   with glu: out = silu(gate·x) * (up·x)       grid (ceil(rows/16), ceil(T/4)), block 256:
+//                   two output rows per warp; each lane takes 32-element units of both rows
+//                   (lane, lane+32, …), dequantizes them into registers with wide loads,
+//                   and dots them with up to 4 tokens' activations (16-byte loads)
+//   mme_<type>      one row per warp, element-wise (coalesced activations) for long batches
+//                                                                grid (ceil(rows/8), ceil(T/8)), block 256
 //   rms_norm_f32    out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w  grid T, block 256
 //   swiglu_f32      g[i] = silu(g[i]) * u[i] (when gate and up differ in type)   grid ceil(n/256), block 256
 //   rope_store_f32  rotate q in place, rotate k and store k, v into the cache     grid T, block 128
@@ -349,26 +350,76 @@ __device__ __forceinline__ void mme_rows(const uchar* row, const float* xt, int 
 }
 
 // Unit variant for decode-sized batches: each lane takes 32-element units
-// (lane, lane+32, …), dequantized into registers with wide loads, and dots
-// them with up to TILE_T tokens' activations (16-byte loads).
+// (lane, lane+32, …) of two rows at once (more loads in flight, one pass
+// over the activations for both), dequantized into registers with wide
+// loads, and dots them with up to TILE_U tokens' activations (16-byte loads).
+#ifndef TILE_U
+#define TILE_U 4
+#endif
 template <void (*UNIT)(const uchar*, int, float*)>
-__device__ __forceinline__ void mmu_rows(const uchar* row, const float* xt, int cols, int nt, float* acc) {
+__device__ __forceinline__ void mmu_rows2(const uchar* ra, const uchar* rb, const float* xt, int cols, int nt, float* acca, float* accb) {
     int units = cols >> 5;
     for (int u = threadIdx.x & 31; u < units; u += 32) {
-        float w[32];
-        UNIT(row, u, w);
+        float wa[32], wb[32];
+        UNIT(ra, u, wa);
+        if (rb) UNIT(rb, u, wb);
 #pragma unroll
-        for (int t = 0; t < TILE_T; t++) {
+        for (int t = 0; t < TILE_U; t++) {
             if (t < nt) {
                 const f4* xp = (const f4*)(xt + (long)t * cols + 32 * u);
-                float s = 0.f;
+                float sa = 0.f, sb = 0.f;
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
                     f4 v = xp[k];
-                    s += w[4*k] * v.x + w[4*k+1] * v.y + w[4*k+2] * v.z + w[4*k+3] * v.w;
+                    sa += wa[4*k] * v.x + wa[4*k+1] * v.y + wa[4*k+2] * v.z + wa[4*k+3] * v.w;
+                    if (rb) sb += wb[4*k] * v.x + wb[4*k+1] * v.y + wb[4*k+2] * v.z + wb[4*k+3] * v.w;
                 }
-                acc[t] += s;
+                acca[t] += sa;
+                accb[t] += sb;
             }
+        }
+    }
+}
+
+// Two output rows per warp (rows 2w and 2w+1 of all jobs together; with
+// glu, gate and up row w); grid.y tiles the tokens by TILE_U.
+template <void (*UNIT)(const uchar*, int, float*)>
+__device__ __forceinline__ void mmu_kernel(const MMArgs& a) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int w = blockIdx.x * (blockDim.x >> 5) + warp;
+    int t0 = blockIdx.y * TILE_U;
+    int nt = min(TILE_U, a.T - t0);
+    const float* xt = a.x + (long)t0 * a.cols;
+    float acca[TILE_U], accb[TILE_U];
+#pragma unroll
+    for (int t = 0; t < TILE_U; t++) { acca[t] = 0.f; accb[t] = 0.f; }
+    if (a.glu) {
+        int r = w;
+        if (r >= a.job[0].rows) return;
+        mmu_rows2<UNIT>(a.job[0].W + (long)r * a.job[0].row_bytes, a.job[1].W + (long)r * a.job[1].row_bytes, xt, a.cols, nt, acca, accb);
+#pragma unroll
+        for (int t = 0; t < TILE_U; t++) {
+            float g = warp_sum(acca[t]), u = warp_sum(accb[t]);
+            if (lane == 0 && t < nt) a.job[0].out[(long)(t0 + t) * a.job[0].rows + r] = silu(g) * u;
+        }
+        return;
+    }
+    int total = a.job[0].rows + (a.njobs > 1 ? a.job[1].rows : 0) + (a.njobs > 2 ? a.job[2].rows : 0);
+    int r0 = 2 * w;
+    if (r0 >= total) return;
+    int ra = r0, rbi = r0 + 1;
+    int ja = find_job(a, &ra);
+    int jbi = -1;
+    if (rbi < total) jbi = find_job(a, &rbi);
+    const uchar* pa = a.job[ja].W + (long)ra * a.job[ja].row_bytes;
+    const uchar* pb = jbi >= 0 ? a.job[jbi].W + (long)rbi * a.job[jbi].row_bytes : 0;
+    mmu_rows2<UNIT>(pa, pb, xt, a.cols, nt, acca, accb);
+#pragma unroll
+    for (int t = 0; t < TILE_U; t++) {
+        float va = warp_sum(acca[t]), vb = warp_sum(accb[t]);
+        if (lane == 0 && t < nt) {
+            mm_store(a.job[ja], ra, t0 + t, va);
+            if (jbi >= 0) mm_store(a.job[jbi], rbi, t0 + t, vb);
         }
     }
 }
@@ -413,7 +464,7 @@ __device__ __forceinline__ void mm_kernel(const MMArgs& a) {
     extern "C" __global__ void embed_##NAME(const uchar* W, long row_bytes, const int* ids, float* x, int cols) { \
         embed_impl<deq_##NAME>(W, row_bytes, ids, x, cols);                                                 \
     }                                                                                                       \
-    extern "C" __global__ void mm_##NAME(MMArgs a) { mm_kernel<mmu_rows<unit_##NAME>>(a); }                \
+    extern "C" __global__ void mm_##NAME(MMArgs a) { mmu_kernel<unit_##NAME>(a); }                         \
     extern "C" __global__ void mme_##NAME(MMArgs a) { mm_kernel<mme_rows<deq_##NAME>>(a); }
 
 INSTANTIATE(f32)
