@@ -261,7 +261,7 @@ func (b *Backend) mm(m *dmat, x, out devicePtr, T int) error {
 }
 
 func (b *Backend) rmsNorm(x, w, out devicePtr, T, n int) error {
-	return b.dev.launch("rms_norm_f32", dims(uint32(T), 1, 1), dims(256, 1, 1), 0, p(x), p(w), p(out), p(n), p(b.c.RMSEps))
+	return b.dev.launch("rms_norm_f32", dims(uint32(T), 1, 1), dims(1024, 1, 1), 0, p(x), p(w), p(out), p(n), p(b.c.RMSEps))
 }
 
 func (b *Backend) elementwise(name string, total int, args ...unsafe.Pointer) error {
@@ -300,7 +300,7 @@ func (b *Backend) layersForward(T int) error {
 			},
 			func() error { return b.dump(fmt.Sprintf("Qcur-%d", l), b.q, T, qd) },
 			func() error {
-				return b.dev.launch("rope_store_f32", dims(uint32(T), 1, 1), dims(128, 1, 1), 0,
+				return b.dev.launch("rope_store_f32", dims(uint32(T), 1, 1), dims(1024, 1, 1), 0,
 					p(b.q), p(b.k), p(b.v), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)), p(b.invFreq),
 					p(c.NHead), p(c.NHeadKV), p(c.HeadDim), p(c.RopeDim), p(neox))
 			},

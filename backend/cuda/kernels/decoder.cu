@@ -15,9 +15,9 @@
 //                   and dots them with up to 4 tokens' activations (16-byte loads)
 //   mme_<type>      one row per warp, element-wise (coalesced activations) for long batches
 //                                                                grid (ceil(rows/8), ceil(T/8)), block 256
-//   rms_norm_f32    out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w  grid T, block 256
+//   rms_norm_f32    out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w  grid T, block 1024
 //   swiglu_f32      g[i] = silu(g[i]) * u[i] (when gate and up differ in type)   grid ceil(n/256), block 256
-//   rope_store_f32  rotate q in place, rotate k and store k, v into the cache     grid T, block 128
+//   rope_store_f32  rotate q in place, rotate k and store k, v into the cache     grid T, block 1024
 //                   (rotation by pos[t]*inv_freq[i]: NeoX pairs (i, i+rot/2), normal pairs (2i, 2i+1))
 //   attention_split_f32  out[t, h] = softmax(q[t,h]·K[first..pos[t]]ᵀ·scale) · V, GQA head h/(n_head/n_kv),
 //                   split over the positions: online softmax per warp, partial (max, sum, acc)
@@ -514,14 +514,23 @@ __device__ __forceinline__ float block_max(float v, float* sh) {
 }
 
 extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* out, int n, float eps) {
+    // n is a multiple of 32: 16-byte loads, one or a few per thread.
     __shared__ float sh[32];
-    const float* xr = x + (long)blockIdx.x * n;
-    float* o = out + (long)blockIdx.x * n;
+    const f4* xr = (const f4*)(x + (long)blockIdx.x * n);
+    f4* o = (f4*)(out + (long)blockIdx.x * n);
+    const f4* wr = (const f4*)w;
+    int n4 = n >> 2;
     float ss = 0.f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+        f4 v = xr[i];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
     ss = block_sum(ss, sh);
     float scale = rsqrtf(ss / n + eps);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = xr[i] * scale * w[i];
+    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+        f4 v = xr[i], g = wr[i];
+        o[i] = f4{v.x * scale * g.x, v.y * scale * g.y, v.z * scale * g.z, v.w * scale * g.w};
+    }
 }
 
 extern "C" __global__ void swiglu_f32(float* g, const float* u, int total) {
@@ -648,23 +657,32 @@ extern "C" __global__ void attention_split_f32(const float* q, float* part, cons
 
 // Combines the nsplit partials of each (t, h): out = Σ acc_s e^(m_s-M) / Σ sum_s e^(m_s-M).
 extern "C" __global__ void attention_merge_f32(const float* part, float* out, int n_head, int hd, int nsplit) {
+    __shared__ float scale[64]; // e^(m_s - M) / S for each split (nsplit ≤ 64)
     int t = blockIdx.x, h = blockIdx.y;
     const float* pp = part + ((long)t * n_head + h) * nsplit * (hd + 2);
-    float M = NEG_INF;
-    for (int s = 0; s < nsplit; s++)
-        if (pp[s * (hd + 2) + 1] > 0.f) M = fmaxf(M, pp[s * (hd + 2)]);
-    float S = 0.f;
-    for (int s = 0; s < nsplit; s++) {
-        float ss = pp[s * (hd + 2) + 1];
-        if (ss > 0.f) S += ss * expf(pp[s * (hd + 2)] - M);
+    if (threadIdx.x < 32) {
+        int lane = threadIdx.x;
+        float m = NEG_INF, s = 0.f;
+        for (int sp = lane; sp < nsplit; sp += 32) {
+            if (pp[sp * (hd + 2) + 1] > 0.f) m = fmaxf(m, pp[sp * (hd + 2)]);
+        }
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        for (int sp = lane; sp < nsplit; sp += 32) {
+            float ss = pp[sp * (hd + 2) + 1];
+            if (ss > 0.f) s += ss * expf(pp[sp * (hd + 2)] - m);
+        }
+        s = warp_sum(s);
+        for (int sp = lane; sp < nsplit; sp += 32) {
+            float ss = pp[sp * (hd + 2) + 1];
+            scale[sp] = ss > 0.f ? expf(pp[sp * (hd + 2)] - m) / s : 0.f;
+        }
     }
+    __syncthreads();
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
         float a = 0.f;
-        for (int s = 0; s < nsplit; s++) {
-            float ss = pp[s * (hd + 2) + 1];
-            if (ss > 0.f) a += pp[s * (hd + 2) + 2 + i] * expf(pp[s * (hd + 2)] - M);
-        }
-        out[((long)t * n_head + h) * hd + i] = a / S;
+        for (int sp = 0; sp < nsplit; sp++)
+            if (scale[sp] != 0.f) a += pp[sp * (hd + 2) + 2 + i] * scale[sp];
+        out[((long)t * n_head + h) * hd + i] = a;
     }
 }
 
