@@ -23,8 +23,14 @@ type KVCache interface {
 type Seq struct {
 	Tokens    []int32
 	KV        KVCache
-	AllLogits bool      // logits for every token of Tokens (scoring); else only the last
-	Logits    []float32 // filled by Forward: len(Tokens)*vocab or vocab values
+	AllLogits bool // logits for every token of Tokens (scoring); else only the last
+	// Prefill marks tokens of a prompt (or of a scored text) as opposed to
+	// the one token a decoding sequence feeds each step. A backend may
+	// compute the two kinds differently, but a row's result must depend only
+	// on its kind, never on what else is in the batch or how a prompt was
+	// split into chunks (greedy output must not change with load).
+	Prefill bool
+	Logits  []float32 // filled by Forward: len(Tokens)*vocab or vocab values
 
 	// TopK > 0 (with AllLogits false) lets a backend that can do it hand
 	// back only the TopK largest logits of the row (Top, ordered by

@@ -337,6 +337,7 @@ func (e *Engine) step() {
 		}
 		s.one[0] = s.last
 		s.bseq.Tokens = s.one[:] // never append into the prompt's array
+		s.bseq.Prefill = false
 		s.bseq.KV = sl.kv
 		batch = append(batch, &s.bseq)
 		owners = append(owners, sl)
@@ -350,6 +351,7 @@ func (e *Engine) step() {
 		}
 		n := min(len(s.req.Prompt)-s.prefilled, budget)
 		s.bseq.Tokens = s.req.Prompt[s.prefilled : s.prefilled+n]
+		s.bseq.Prefill = true
 		s.bseq.KV = sl.kv
 		batch = append(batch, &s.bseq)
 		owners = append(owners, sl)

@@ -49,7 +49,7 @@ func (e *Engine) Score(ctx context.Context, ids []int32, topK int) (*ScoreResult
 	res := &ScoreResult{IDs: ids, Positions: make([]Position, 0, len(ids)-1)}
 	V := c.VocabSize
 	var sum float64
-	s := &backend.Seq{KV: kv, AllLogits: true}
+	s := &backend.Seq{KV: kv, AllLogits: true, Prefill: true}
 	// The last id is only ever a target, never context.
 	for start := 0; start < len(ids)-1; start += e.opts.BatchTokens {
 		if err := ctx.Err(); err != nil {

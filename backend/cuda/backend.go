@@ -67,8 +67,9 @@ type Backend struct {
 	meta                                 devicePtr // ids, pos, kptr, vptr
 	capSel                               int
 	hostMeta                             []byte
-	graphs                               map[int]cuGraphExec // captured layer passes by batch rows
-	noGraphs                             bool                // a capture failed: launch directly
+	graphs                               map[string]cuGraphExec // captured layer passes by batch rows
+	noGraphs                             bool                   // a capture failed: launch directly
+	segs                                 []segment              // runs of decode and prefill rows of the step in progress
 }
 
 // New uploads a model to GPU opts.Device and compiles the kernels.

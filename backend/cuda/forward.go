@@ -123,9 +123,12 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 		if err := b.dev.copyToDevice(b.meta, unsafe.Pointer(&meta[0]), int64(len(meta))); err != nil {
 			return err
 		}
+		b.segs = segmentsOf(batch, false)
+		defer func() { b.segs = nil }()
 		if err := b.runLayers(T); err != nil {
 			return err
 		}
+		b.segs = segmentsOf(batch, true)
 		return b.head(batch, T)
 	})
 	if err != nil {
@@ -206,11 +209,38 @@ type mmOut struct {
 	accumulate bool
 }
 
+// segment is a run of consecutive batch rows of one kind: decode rows (one
+// token of a decoding sequence) or prefill rows (prompt or scored text).
+type segment struct {
+	start, n int
+	prefill  bool
+}
+
 // mmLaunch runs out = x·mᵀ for one to three matrices of the same type and
-// width over the same activations in one launch (with glu, two: gate, up →
-// silu(gate)·up). Matrices of different types are launched one by one. The
-// unit kernel serves decode-sized batches, the element-wise one long ones.
+// width over the same activations (with glu, two: gate, up →
+// silu(gate)·up), for the T rows of x. Rows are computed by kind (b.segs):
+// decode rows with the unit kernel, prefill rows with the element-wise one,
+// so that a row's result never depends on what else is in the batch. With
+// no segments set (kernel tests), T ≤ 8 counts as decode.
 func (b *Backend) mmLaunch(x devicePtr, T int, glu bool, outs ...mmOut) error {
+	segs := b.segs
+	if segs == nil {
+		segs = []segment{{0, T, T > 8}}
+	}
+	for _, sg := range segs {
+		shifted := make([]mmOut, len(outs))
+		for i, o := range outs {
+			shifted[i] = o
+			shifted[i].out = o.out + devicePtr(4*sg.start*o.m.rows)
+		}
+		if err := b.mmSegment(x+devicePtr(4*sg.start*outs[0].m.cols), sg.n, sg.prefill, glu, shifted...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Backend) mmSegment(x devicePtr, T int, prefill, glu bool, outs ...mmOut) error {
 	same := true
 	for _, o := range outs[1:] {
 		same = same && o.m.suffix == outs[0].m.suffix && o.m.cols == outs[0].m.cols
@@ -220,7 +250,7 @@ func (b *Backend) mmLaunch(x devicePtr, T int, glu bool, outs ...mmOut) error {
 			return fmt.Errorf("cuda: gate and up have different types (%s, %s): a bug in the caller", outs[0].m.suffix, outs[1].m.suffix)
 		}
 		for _, o := range outs {
-			if err := b.mmLaunch(x, T, false, o); err != nil {
+			if err := b.mmSegment(x, T, prefill, false, o); err != nil {
 				return err
 			}
 		}
@@ -241,7 +271,7 @@ func (b *Backend) mmLaunch(x devicePtr, T int, glu bool, outs ...mmOut) error {
 		a.GLU, rows = 1, outs[0].m.rows
 	}
 	const warps = 8
-	if T > 8 {
+	if prefill {
 		return b.dev.launch("mme_"+outs[0].m.suffix, dims(blocks(rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0, unsafe.Pointer(a))
 	}
 	// Two rows a warp (with glu: a gate row and its up row).
@@ -279,12 +309,11 @@ func (b *Backend) layersForward(T int) error {
 		return err
 	}
 	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
-	// Decode batches have few (row, head) pairs: split each over the
-	// positions so that the GPU has enough blocks.
+	// Split attention over the positions so that decode batches (few
+	// (row, head) pairs) have enough blocks. The count is the same for every
+	// batch: it changes the summation order, so a row's result would
+	// otherwise depend on the batch.
 	splits := maxSplits
-	if T > 64 {
-		splits = 4
-	}
 	for l := range b.layers {
 		ly := &b.layers[l]
 		neox := 0
@@ -466,7 +495,9 @@ func (b *Backend) runLayers(T int) error {
 	if T > maxGraphT || b.Dump != nil || b.dev.syncEach || b.noGraphs {
 		return b.layersForward(T)
 	}
-	exec, ok := b.graphs[T]
+	// One graph per layout of the batch's rows (decode and prefill runs).
+	key := fmt.Sprint(b.segs)
+	exec, ok := b.graphs[key]
 	if !ok {
 		var err error
 		if exec, err = b.capture(T); err != nil {
@@ -475,9 +506,9 @@ func (b *Backend) runLayers(T int) error {
 			return b.layersForward(T)
 		}
 		if b.graphs == nil {
-			b.graphs = map[int]cuGraphExec{}
+			b.graphs = map[string]cuGraphExec{}
 		}
-		b.graphs[T] = exec
+		b.graphs[key] = exec
 	}
 	return check("cuGraphLaunch", drv.cuGraphLaunch(exec, b.dev.stream))
 }
@@ -502,6 +533,27 @@ func (b *Backend) capture(T int) (cuGraphExec, error) {
 		return 0, err
 	}
 	return exec, nil
+}
+
+// segmentsOf lists the runs of rows of one kind in a batch: every token of
+// each sequence (headRows false), or the rows whose logits are wanted
+// (headRows true: all of an AllLogits sequence, else its last).
+func segmentsOf(batch []*backend.Seq, headRows bool) []segment {
+	var segs []segment
+	row := 0
+	for _, s := range batch {
+		n := len(s.Tokens)
+		if headRows && !s.AllLogits {
+			n = 1
+		}
+		if k := len(segs); k > 0 && segs[k-1].prefill == s.Prefill {
+			segs[k-1].n += n
+		} else {
+			segs = append(segs, segment{start: row, n: n, prefill: s.Prefill})
+		}
+		row += n
+	}
+	return segs
 }
 
 func (b *Backend) dropGraphs() {

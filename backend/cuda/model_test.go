@@ -115,10 +115,11 @@ func run(t *testing.T, be backend.Backend, prompt []int32, steps int, forced ...
 	}
 	defer kv.Free()
 	V := be.Config().VocabSize
-	s := &backend.Seq{Tokens: prompt, KV: kv, AllLogits: true}
+	s := &backend.Seq{Tokens: prompt, KV: kv, AllLogits: true, Prefill: true}
 	if err := be.Forward([]*backend.Seq{s}); err != nil {
 		t.Fatal(err)
 	}
+	s.Prefill = false
 	var rows [][]float32
 	for i := range prompt {
 		rows = append(rows, slices.Clone(s.Logits[i*V:(i+1)*V]))
@@ -362,5 +363,67 @@ func TestEngineOnGPU(t *testing.T) {
 	t.Logf("VRAM by purpose before %+v after %+v", before, after)
 	if growth > 100<<20 {
 		t.Errorf("VRAM grew by %d bytes over 100 generations", growth)
+	}
+}
+
+// TestBatchInvariance: a sequence's logits are bit-identical whether its
+// prompt is read in one piece or in chunks, and whether other sequences
+// share its steps (decoding or reading their own prompts).
+func TestBatchInvariance(t *testing.T) {
+	needGPU(t)
+	m := writeModel(t, "llama-tiny", testmodel.Q4_K_M)
+	gpu := gpuBackend(t, m)
+	prompt := make([]int32, 20)
+	other := make([]int32, 30)
+	for i := range prompt {
+		prompt[i] = int32(i*31 + 7)
+	}
+	for i := range other {
+		other[i] = int32(i*17 + 3)
+	}
+	const steps = 6
+	newKV := func() backend.KVCache {
+		kv, err := gpu.NewKVCache(64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(kv.Free)
+		return kv
+	}
+	// Alone: the whole prompt, then greedy steps.
+	alone := run(t, gpu, prompt, steps)
+	fed := greedyOf(alone, len(prompt)-1)
+	want := alone[len(prompt)-1:] // the logits after the prompt and after each fed token
+
+	// Chunked and crowded: the prompt in chunks of 7 and 13, each step
+	// shared with another sequence (its prompt chunks, then its decoding).
+	a := &backend.Seq{KV: newKV(), Prefill: true}
+	b := &backend.Seq{KV: newKV(), Prefill: true}
+	var got [][]float32
+	step := func(batch ...*backend.Seq) {
+		if err := gpu.Forward(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Tokens, b.Tokens = prompt[:7], other[:16]
+	step(b, a)
+	a.Tokens, b.Tokens = prompt[7:], other[16:]
+	step(a, b)
+	got = append(got, slices.Clone(a.Logits))
+	a.Prefill, b.Prefill = false, false
+	for k := range steps {
+		a.Tokens, b.Tokens = []int32{fed[k]}, []int32{sample.Argmax(b.Logits)}
+		if k%2 == 0 {
+			step(a, b)
+		} else {
+			step(b, a)
+		}
+		got = append(got, slices.Clone(a.Logits))
+	}
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			rel, _ := compareLogits(got[i], want[i])
+			t.Fatalf("step %d: logits differ from the sequence run alone (relative %.2e): batch-dependent numerics", i, rel)
+		}
 	}
 }
