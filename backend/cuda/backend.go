@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"unsafe"
 
 	"worker-orcd/backend"
@@ -16,7 +17,10 @@ import (
 // Options choose the GPU and where the NVIDIA libraries are.
 type Options struct {
 	Device int    // GPU index (cuda:N)
-	LibDir string // directory searched first for libcuda/libnvrtc ("" = WORKER_CUDA_LIB_PATH, then defaults)
+	LibDir string // directory searched first for libcuda/libnvrtc/libcublas ("" = WORKER_CUDA_LIB_PATH, then defaults)
+	// NoCUBLAS computes prompt rows with the element-wise kernel instead of
+	// cuBLAS (also when libcublas is missing).
+	NoCUBLAS bool
 }
 
 // ErrBadInput reports a forward request that cannot run.
@@ -70,6 +74,10 @@ type Backend struct {
 	graphs                               map[string]cuGraphExec // captured layer passes by batch rows
 	noGraphs                             bool                   // a capture failed: launch directly
 	segs                                 []segment              // runs of decode and prefill rows of the step in progress
+	blas                                 uintptr                // cuBLAS handle for prompt rows (0: element-wise kernel instead)
+	libDir                               string
+	noBLAS                               bool
+	gemm                                 gemmBuffers
 }
 
 // New uploads a model to GPU opts.Device and compiles the kernels.
@@ -83,7 +91,7 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{dev: dev, m: m, c: c}
+	b := &Backend{dev: dev, m: m, c: c, libDir: opts.LibDir, noBLAS: opts.NoCUBLAS || os.Getenv("WORKER_CUDA_NO_CUBLAS") == "1"}
 	if err := dev.do(b.init); err != nil {
 		b.Close()
 		return nil, err
@@ -92,9 +100,10 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 }
 
 func kernelNames() []string {
-	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "attention_merge_f32", "topk_f32"}
+	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "attention_merge_f32", "topk_f32",
+		"to_f16_pad", "gemm_epilogue"}
 	for _, s := range kernelSuffix {
-		names = append(names, "mm_"+s, "mme_"+s, "embed_"+s)
+		names = append(names, "mm_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)
 	}
 	return names
 }
@@ -103,6 +112,18 @@ func (b *Backend) init() error {
 	d, c, w := b.dev, b.c, b.m.Weights
 	if err := d.loadModule("decoder", kernels.Decoder, kernelNames()); err != nil {
 		return err
+	}
+	// cuBLAS for prompt rows when it loads; without it they use the
+	// element-wise kernel (slower, same results within rounding).
+	if !b.noBLAS && loadCUBLAS(b.libDir) == nil {
+		var h uintptr
+		if cublas.cublasCreate_v2(&h) == 0 {
+			if cublas.cublasSetStream_v2(h, d.stream) == 0 {
+				b.blas = h
+			} else {
+				cublas.cublasDestroy_v2(h)
+			}
+		}
 	}
 	f := b.m.File
 	data := f.Bytes()[f.DataOffset:]
@@ -246,6 +267,7 @@ func (b *Backend) Close() error {
 	}
 	b.dev.do(func() error {
 		b.dropGraphs()
+		b.freeGemm()
 		b.dev.free(b.weights)
 		b.dev.free(b.small)
 		b.dev.free(b.scratch)

@@ -270,6 +270,9 @@ func (b *Backend) mmSegment(x devicePtr, T int, prefill, glu bool, outs ...mmOut
 	if glu {
 		a.GLU, rows = 1, outs[0].m.rows
 	}
+	if prefill && b.blas != 0 {
+		return b.gemmSegment(x, T, glu, outs...)
+	}
 	const warps = 8
 	if prefill {
 		return b.dev.launch("mme_"+outs[0].m.suffix, dims(blocks(rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0, unsafe.Pointer(a))
@@ -492,7 +495,8 @@ const maxSplits = 16
 // directly otherwise, when tensors are being dumped, or with
 // WORKER_CUDA_SYNC=1. Call on the device thread.
 func (b *Backend) runLayers(T int) error {
-	if T > maxGraphT || b.Dump != nil || b.dev.syncEach || b.noGraphs {
+	if T > maxGraphT || b.Dump != nil || b.dev.syncEach || b.noGraphs || b.blas != 0 && hasPrefill(b.segs) {
+		// cuBLAS calls stay out of captured graphs.
 		return b.layersForward(T)
 	}
 	// One graph per layout of the batch's rows (decode and prefill runs).
@@ -533,6 +537,15 @@ func (b *Backend) capture(T int) (cuGraphExec, error) {
 		return 0, err
 	}
 	return exec, nil
+}
+
+func hasPrefill(segs []segment) bool {
+	for _, s := range segs {
+		if s.prefill {
+			return true
+		}
+	}
+	return false
 }
 
 // segmentsOf lists the runs of rows of one kind in a batch: every token of

@@ -40,9 +40,10 @@ func randRow(r *rand.Rand, n int) []float32 {
 
 // opHarness holds a backend-less set of kernels for op tests.
 type opHarness struct {
-	t *testing.T
-	d *Device
-	b *Backend
+	t    *testing.T
+	d    *Device
+	b    *Backend
+	blas uintptr // a cuBLAS handle when libcublas loads
 }
 
 func newOpHarness(t *testing.T) *opHarness {
@@ -50,6 +51,21 @@ func newOpHarness(t *testing.T) *opHarness {
 	h := &opHarness{t: t, d: d, b: &Backend{dev: d}}
 	if err := d.do(func() error { return d.loadModule("decoder", kernelsDecoder(), kernelNames()) }); err != nil {
 		t.Fatal(err)
+	}
+	if loadCUBLAS("") == nil {
+		d.do(func() error {
+			var bh uintptr
+			if cublas.cublasCreate_v2(&bh) == 0 && cublas.cublasSetStream_v2(bh, d.stream) == 0 {
+				h.blas = bh
+			}
+			return nil
+		})
+		t.Cleanup(func() {
+			d.do(func() error { h.b.freeGemm(); return nil })
+			if h.blas != 0 {
+				cublas.cublasDestroy_v2(h.blas)
+			}
+		})
 	}
 	return h
 }
@@ -155,6 +171,20 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 			}
 			if e := relErr(h.download(ob, shape.T*shape.rows), want); e > 1e-5 {
 				t.Errorf("mm_%s %dx%d T=%d: relative error %.3g > 1e-5", kernelSuffix[typ], shape.rows, shape.cols, shape.T, e)
+			}
+			// Prompt rows through cuBLAS (F16 weights and activations, float32
+			// accumulation): within 3e-3 of the float64 reference.
+			if h.blas != 0 {
+				gb := h.poisoned(shape.T * shape.rows)
+				h.b.blas = h.blas
+				err := h.d.do(func() error { return h.b.gemmSegment(xb.Ptr, shape.T, false, mmOut{m: &m, out: gb.Ptr}) })
+				h.b.blas = 0
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := relErr(h.download(gb, shape.T*shape.rows), want); e > 3e-3 {
+					t.Errorf("cuBLAS path %s %dx%d T=%d: relative error %.3g > 3e-3", kernelSuffix[typ], shape.rows, shape.cols, shape.T, e)
+				}
 			}
 			// The fused forms: bias + accumulate into existing values, and
 			// glu (the same matrix as gate and up: silu(y)·y).

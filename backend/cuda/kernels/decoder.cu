@@ -13,6 +13,10 @@
 //                   two output rows per warp; each lane takes 32-element units of both rows
 //                   (lane, lane+32, …), dequantizes them into registers with wide loads,
 //                   and dots them with up to 4 tokens' activations (16-byte loads)
+//   dequant_f16_<type>, to_f16_pad, gemm_epilogue: prompt rows through cuBLAS — weights
+//                   dequantized to F16, activations rounded to F16 in tiles of 64 rows (zero
+//                   padded: every GEMM has the same shape), float32 accumulation, then the
+//                   bias/accumulate/SwiGLU epilogue                 grids of 256-thread blocks
 //   mme_<type>      one row per warp, element-wise (coalesced activations) for long batches
 //                                                                grid (ceil(rows/8), ceil(T/8)), block 256
 //   rms_norm_f32    out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w  grid T, block 1024
@@ -460,12 +464,64 @@ __device__ __forceinline__ void mm_kernel(const MMArgs& a) {
     }
 }
 
+// ---- prompt rows through cuBLAS: F16 copies of weights and activations ----
+
+__device__ __forceinline__ ushort f2h(float f) {
+    ushort h;
+    asm("{ cvt.rn.f16.f32 %0, %1; }" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// One thread per 32-element unit: W rows → F16 [rows, cols].
+template <void (*UNIT)(const uchar*, int, float*)>
+__device__ __forceinline__ void dequant_f16_impl(const uchar* W, long row_bytes, int rows, int cols, ushort* out) {
+    int units = cols >> 5;
+    long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long)rows * units) return;
+    int r = (int)(idx / units), u = (int)(idx % units);
+    float w[32];
+    UNIT(W + (long)r * row_bytes, u, w);
+    u4* o = (u4*)(out + (long)r * cols + 32 * u);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint v[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) v[j] = (uint)f2h(w[8*k+2*j]) | ((uint)f2h(w[8*k+2*j+1]) << 16);
+        o[k] = u4{v[0], v[1], v[2], v[3]};
+    }
+}
+
+// x [T, cols] float → F16 [tile, cols], rows past T zero.   grid ceil(tile*cols/256), block 256
+extern "C" __global__ void to_f16_pad(const float* x, int T, int cols, ushort* out, int tile) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long)tile * cols) return;
+    out[i] = i / cols < T ? f2h(x[i]) : (ushort)0;
+}
+
+// GEMM epilogue: out[t, r] (+)= c[t, r] (+ bias[r]) for the T valid rows;
+// with up != 0: out[t, r] = silu(c[t, r]) * up[t, r].     grid ceil(T*rows/256), block 256
+extern "C" __global__ void gemm_epilogue(const float* c, const float* up, int T, int rows, float* out, const float* bias, int accumulate) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long)T * rows) return;
+    float v = c[i];
+    if (up) {
+        out[i] = v / (1.f + expf(-v)) * up[i];
+        return;
+    }
+    if (bias) v += bias[i % rows];
+    if (accumulate) v += out[i];
+    out[i] = v;
+}
+
 #define INSTANTIATE(NAME)                                                                                   \
     extern "C" __global__ void embed_##NAME(const uchar* W, long row_bytes, const int* ids, float* x, int cols) { \
         embed_impl<deq_##NAME>(W, row_bytes, ids, x, cols);                                                 \
     }                                                                                                       \
     extern "C" __global__ void mm_##NAME(MMArgs a) { mmu_kernel<unit_##NAME>(a); }                         \
-    extern "C" __global__ void mme_##NAME(MMArgs a) { mm_kernel<mme_rows<deq_##NAME>>(a); }
+    extern "C" __global__ void mme_##NAME(MMArgs a) { mm_kernel<mme_rows<deq_##NAME>>(a); }               \
+    extern "C" __global__ void dequant_f16_##NAME(const uchar* W, long row_bytes, int rows, int cols, ushort* out) { \
+        dequant_f16_impl<unit_##NAME>(W, row_bytes, rows, cols, out);                                       \
+    }
 
 INSTANTIATE(f32)
 INSTANTIATE(f16)

@@ -1,0 +1,54 @@
+package cuda
+
+import (
+	"sync"
+	"unsafe"
+)
+
+// cuBLAS, loaded like the driver: used for the matrix products of prompt
+// rows (weights dequantized to F16, activations rounded to F16, float32
+// accumulation on the tensor cores).
+var cublas struct {
+	cublasCreate_v2    func(h *uintptr) int32
+	cublasDestroy_v2   func(h uintptr) int32
+	cublasSetStream_v2 func(h uintptr, s cuStream) int32
+	cublasGemmEx       func(h uintptr, transa, transb int32, m, n, k int32, alpha unsafe.Pointer,
+		A devicePtr, Atype int32, lda int32, B devicePtr, Btype int32, ldb int32, beta unsafe.Pointer,
+		C devicePtr, Ctype int32, ldc int32, computeType int32, algo int32) int32
+}
+
+var (
+	cublasOnce     sync.Once
+	cublasErr      error
+	cublasAttempts []LibraryAttempt
+)
+
+func loadCUBLAS(libDir string) error {
+	cublasOnce.Do(func() {
+		lib, err := openLibrary([]string{"libcublas.so.13", "libcublas.so.12", "libcublas.so"}, searchDirs(libDir), &cublasAttempts)
+		if err != nil {
+			cublasErr = err
+			return
+		}
+		cublasErr = bind(lib, "libcublas", map[string]any{
+			"cublasCreate_v2": &cublas.cublasCreate_v2, "cublasDestroy_v2": &cublas.cublasDestroy_v2,
+			"cublasSetStream_v2": &cublas.cublasSetStream_v2, "cublasGemmEx": &cublas.cublasGemmEx,
+		})
+	})
+	return cublasErr
+}
+
+// cuBLAS constants.
+const (
+	cublasOpN         = 0
+	cublasOpT         = 1
+	cudaR32F          = 0
+	cudaR16F          = 2
+	cublasCompute32F  = 68
+	cublasGemmDefault = -1
+)
+
+// gemmTile is the number of prompt rows per GEMM call: every call has the
+// same shape (rows padded with zeros), so that a row's result does not
+// depend on how many rows came with it.
+const gemmTile = 64
