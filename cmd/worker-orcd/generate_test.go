@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"worker-orcd/internal/testmodel"
 )
 
 type goldenDoc struct {
@@ -134,6 +136,36 @@ func TestGenerateBadInput(t *testing.T) {
 		code, _, errOut := runCLI(c.args...)
 		if code != 1 || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 			t.Errorf("%v: exit %d, stderr %q; want exit 1 and one line containing %q", c.args[:2], code, errOut, c.want)
+		}
+	}
+}
+
+// TestGenerateBadModels: a model file that cannot run is one line and exit
+// status 1, without ../shared.
+func TestGenerateBadModels(t *testing.T) {
+	dir := t.TempDir()
+	missing := testmodel.MustPreset("qwen2-micro")
+	missing.Omit = []string{"blk.0.ffn_up.weight"}
+	arch, err := testmodel.MustPreset("phi3-micro").Builder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	arch.Set("general.architecture", "mamba")
+	archPath := filepath.Join(dir, "arch.gguf")
+	if err := arch.WriteFile(archPath); err != nil {
+		t.Fatal(err)
+	}
+	missingPath := filepath.Join(dir, "missing.gguf")
+	if err := missing.Write(missingPath); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		missingPath: `WeightMappingError: Tensor not found: "blk.0.ffn_up.weight"`,
+		archPath:    `InvalidModelType: architecture "mamba" is not supported`,
+	} {
+		code, _, errOut := runCLI("generate", "--model", path, "--prompt", "hi", "--device", "cpu")
+		if code != 1 || !strings.Contains(errOut, want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%s: exit %d, stderr %q; want exit 1 and one line containing %q", filepath.Base(path), code, errOut, want)
 		}
 	}
 }
