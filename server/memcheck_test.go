@@ -19,7 +19,8 @@ import (
 // and back to 200 once usage returns.
 func TestHealthUnhealthyOnMemoryGrowth(t *testing.T) {
 	ts := newTestServer(t, opts{})
-	w := memwatch.New(func() int64 { return 0 }, memwatch.Config{Name: "rss", WarmUp: 2, Threshold: 100, Rising: 3,
+	const mib = 1 << 20
+	w := memwatch.New(func() int64 { return 0 }, memwatch.Config{Name: "rss", WarmUp: 2, Threshold: 100 * mib, Rising: 3,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ts.SetMemWatch(w)
 	health := func() (int, map[string]any) {
@@ -32,7 +33,7 @@ func TestHealthUnhealthyOnMemoryGrowth(t *testing.T) {
 		return resp.StatusCode, body
 	}
 	for _, v := range []int64{1000, 1000, 1100, 1300, 1500, 1700} {
-		w.Observe(v)
+		w.Observe(v * mib)
 	}
 	code, body := health()
 	if code != http.StatusServiceUnavailable || body["status"] != "unhealthy" || body["error"] == "" {
@@ -41,7 +42,7 @@ func TestHealthUnhealthyOnMemoryGrowth(t *testing.T) {
 	if mc, ok := body["memory_check"].(map[string]any); !ok || mc["healthy"] != false {
 		t.Errorf("memory_check = %v", body["memory_check"])
 	}
-	w.Observe(1000)
+	w.Observe(1000 * mib)
 	if code, body = health(); code != http.StatusOK || body["status"] != "ready" {
 		t.Errorf("after recovery: %d %v", code, body)
 	}
