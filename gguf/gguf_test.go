@@ -386,3 +386,35 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestParseHeaderOfTruncatedFile: a file cut inside its tensor data is
+// refused by Parse but read by ParseHeader, which reports the size the
+// table implies.
+func TestParseHeaderOfTruncatedFile(t *testing.T) {
+	data, err := sampleBuilder(t).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (full.ImpliedSize() + 31) / 32 * 32; got != int64(len(data)) {
+		t.Errorf("implied size %d (padded %d), file %d", full.ImpliedSize(), got, len(data))
+	}
+	cut := data[:full.DataOffset+40]
+	if _, err := Parse(cut); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("Parse of a cut file: %v", err)
+	}
+	h, err := ParseHeader(cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ImpliedSize() != full.ImpliedSize() || len(h.Tensors) != len(full.Tensors) {
+		t.Errorf("ParseHeader: implied %d, %d tensors; want %d, %d", h.ImpliedSize(), len(h.Tensors), full.ImpliedSize(), len(full.Tensors))
+	}
+	// A cut inside the tensor table is still an error.
+	if _, err := ParseHeader(data[:full.DataOffset-20]); err == nil {
+		t.Error("ParseHeader accepted a cut tensor table")
+	}
+}

@@ -6,7 +6,13 @@ import (
 )
 
 // Open maps a GGUF file read-only and parses it. Close the File when done.
-func Open(path string) (*File, error) {
+func Open(path string) (*File, error) { return open(path, Parse) }
+
+// OpenHeader maps a GGUF file and parses it with ParseHeader: for
+// diagnosing files that Open refuses as truncated.
+func OpenHeader(path string) (*File, error) { return open(path, ParseHeader) }
+
+func open(path string, parse func([]byte) (*File, error)) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, &Error{Offset: -1, Kind: ErrIO, Err: err,
@@ -28,7 +34,7 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		return nil, &Error{Offset: -1, Kind: ErrIO, Err: err, Msg: "cannot map model file " + strconv.Quote(path) + ": " + err.Error()}
 	}
-	f, err := Parse(data)
+	f, err := parse(data)
 	if err != nil {
 		unmap()
 		return nil, err

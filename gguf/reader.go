@@ -66,10 +66,11 @@ type File struct {
 	DataOffset int64        // file offset of the tensor data section
 	Size       int64        // file size in bytes
 
-	data    []byte
-	kvIndex map[string]int
-	tIndex  map[string]int
-	unmap   func() error
+	data       []byte
+	headerOnly bool // ParseHeader: tensor data not checked against the file size
+	kvIndex    map[string]int
+	tIndex     map[string]int
+	unmap      func() error
 }
 
 // Close releases the mapping. Slices returned by TensorData must not be used
@@ -110,6 +111,32 @@ func Parse(data []byte) (*File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// ParseHeader parses and validates the header, metadata and tensor table
+// like Parse, but does not require the tensor data to lie inside data: it
+// is for diagnosing a truncated file (ImpliedSize says how large it should
+// be). TensorData must not be called on the result.
+func ParseHeader(data []byte) (*File, error) {
+	f := &File{data: data, Size: int64(len(data)), Alignment: DefaultAlignment, headerOnly: true}
+	if err := f.parse(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// ImpliedSize is the file size the tensor table implies: the data offset
+// plus the end of the last tensor (writers may pad the file further to the
+// alignment).
+func (f *File) ImpliedSize() int64 {
+	if len(f.Tensors) == 0 {
+		return f.DataOffset
+	}
+	var end uint64
+	for i := range f.Tensors {
+		end = max(end, f.Tensors[i].Offset+f.Tensors[i].Size)
+	}
+	return f.DataOffset + int64(end)
 }
 
 // reader is a bounds-checked cursor over the file.
@@ -276,7 +303,7 @@ func (f *File) parse() error {
 	// The data section starts at the next multiple of the alignment.
 	end := uint64(r.off)
 	f.DataOffset = int64((end + f.Alignment - 1) / f.Alignment * f.Alignment)
-	if len(f.Tensors) > 0 && f.DataOffset > f.Size {
+	if len(f.Tensors) > 0 && f.DataOffset > f.Size && !f.headerOnly {
 		return errAt(ErrTruncated, r.off, "file ends before the tensor data section (which starts at %d; file size %d): truncated download?",
 			f.DataOffset, f.Size)
 	}
@@ -305,7 +332,7 @@ func (f *File) checkTensorData() error {
 	prev := -1
 	for _, i := range order {
 		t := &f.Tensors[i]
-		if t.Offset > avail || t.Size > avail-t.Offset {
+		if !f.headerOnly && (t.Offset > avail || t.Size > avail-t.Offset) {
 			return errAt(ErrTruncated, t.InfoOffset, "tensor %q needs bytes %d..%d of the file but the file has %d bytes: truncated or incomplete download (re-download the model)",
 				t.Name, uint64(f.DataOffset)+t.Offset, uint64(f.DataOffset)+t.Offset+t.Size, f.Size)
 		}

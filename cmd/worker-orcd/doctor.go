@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -22,7 +21,6 @@ import (
 	"worker-orcd/engine"
 	"worker-orcd/gguf"
 	"worker-orcd/model"
-	"worker-orcd/quant"
 	"worker-orcd/sample"
 	"worker-orcd/tokenizer"
 )
@@ -203,7 +201,7 @@ func (d *doctor) fileChecks(path string) {
 
 	magicOK := d.magicCheck(fh, st.Size())
 	if magicOK {
-		d.sizeCheck(fh, st.Size())
+		d.sizeCheck(path, st.Size())
 	}
 	if d.flags.sha != "" {
 		d.shaCheck(fh, d.flags.sha)
@@ -289,27 +287,30 @@ func isZero(b []byte) bool {
 	return len(b) > 0
 }
 
-// sizeCheck compares the file size with the size the header implies.
-func (d *doctor) sizeCheck(fh *os.File, size int64) {
-	h, err := scanGGUFHeader(fh, size)
+// sizeCheck compares the file size with the size the header implies (read
+// with gguf.OpenHeader, which accepts a file cut inside its tensor data).
+func (d *doctor) sizeCheck(path string, size int64) {
+	hf, err := gguf.OpenHeader(path)
 	if err != nil {
 		d.add("file.size", statusFail, fmt.Sprintf("file is %d bytes; its header cannot be read to compute the expected size: %v", size, err), fixRedownload)
 		return
 	}
+	defer hf.Close()
+	implied, align := hf.ImpliedSize(), int64(hf.Alignment)
 	// Writers pad the last tensor to the alignment; allow that.
-	padded := (h.implied + int64(h.alignment) - 1) / int64(h.alignment) * int64(h.alignment)
+	padded := (implied + align - 1) / align * align
 	switch {
-	case size < h.implied:
+	case size < implied:
 		d.add("file.size", statusFail,
 			fmt.Sprintf("incomplete download: the file is %d bytes but its tensor table implies %d bytes (data offset %d + %d bytes of tensor data); %.1f%% present, %d bytes missing",
-				size, h.implied, h.dataOffset, h.implied-h.dataOffset, 100*float64(size)/float64(h.implied), h.implied-size),
+				size, implied, hf.DataOffset, implied-hf.DataOffset, 100*float64(size)/float64(implied), implied-size),
 			fixRedownload)
 	case size > padded:
 		d.add("file.size", statusWarn,
-			fmt.Sprintf("the file is %d bytes, %d more than its tensor table implies (%d): trailing data after the last tensor", size, size-padded, h.implied),
+			fmt.Sprintf("the file is %d bytes, %d more than its tensor table implies (%d): trailing data after the last tensor", size, size-padded, implied),
 			"check that the file was not appended to or concatenated; compare --sha256 with the publisher's")
 	default:
-		d.add("file.size", statusOK, fmt.Sprintf("%d bytes, as its header implies (%d tensors, data offset %d)", size, h.nTensors, h.dataOffset), "")
+		d.add("file.size", statusOK, fmt.Sprintf("%d bytes, as its header implies (%d tensors, data offset %d)", size, len(hf.Tensors), hf.DataOffset), "")
 	}
 }
 
@@ -330,153 +331,6 @@ func (d *doctor) shaCheck(fh *os.File, want string) {
 		return
 	}
 	d.add("file.sha256", statusOK, "SHA-256 "+got+" matches", "")
-}
-
-// ggufHeader is what doctor needs from a GGUF header that gguf.Open may refuse
-// (it validates the tensor data against the file size; doctor wants the
-// expected size of a truncated file).
-type ggufHeader struct {
-	alignment  uint64
-	nTensors   int
-	dataOffset int64
-	implied    int64 // data offset + the end of the last tensor
-}
-
-// scanGGUFHeader walks the metadata and the tensor table without reading
-// tensor data. Every length is bounded by the file size.
-func scanGGUFHeader(r io.ReaderAt, size int64) (*ggufHeader, error) {
-	sr := &countReader{r: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 1<<16)}
-	u32 := func() uint32 { var b [4]byte; sr.read(b[:]); return binary.LittleEndian.Uint32(b[:]) }
-	u64 := func() uint64 { var b [8]byte; sr.read(b[:]); return binary.LittleEndian.Uint64(b[:]) }
-	str := func() string {
-		n := u64()
-		if sr.err == nil && n > uint64(size-sr.n) {
-			sr.err = fmt.Errorf("string of %d bytes at offset %d runs past the end of the file", n, sr.n-8)
-		}
-		if sr.err != nil {
-			return ""
-		}
-		b := make([]byte, min(n, 1<<12))
-		if n <= 1<<12 {
-			sr.read(b)
-			return string(b)
-		}
-		sr.skip(int64(n))
-		return ""
-	}
-	scalar := map[uint32]int64{0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-	var skipValue func(t uint32, depth int)
-	skipValue = func(t uint32, depth int) {
-		if sz, ok := scalar[t]; ok {
-			sr.skip(sz)
-			return
-		}
-		switch {
-		case t == 8:
-			str()
-		case t == 9 && depth < 4:
-			et, n := u32(), u64()
-			if sr.err == nil && n > uint64(size-sr.n) {
-				sr.err = fmt.Errorf("array of %d elements at offset %d runs past the end of the file", n, sr.n-12)
-				return
-			}
-			if sz, ok := scalar[et]; ok {
-				sr.skip(sz * int64(n))
-				return
-			}
-			for i := uint64(0); i < n && sr.err == nil; i++ {
-				skipValue(et, depth+1)
-			}
-		default:
-			if sr.err == nil {
-				sr.err = fmt.Errorf("unknown metadata value type %d at offset %d", t, sr.n-4)
-			}
-		}
-	}
-
-	sr.skip(4) // magic, checked before
-	version := u32()
-	var nT, nKV uint64
-	if version == 1 {
-		return nil, errors.New("GGUF v1 is not supported")
-	}
-	nT, nKV = u64(), u64()
-	if sr.err == nil && (nT > uint64(size) || nKV > uint64(size)) {
-		return nil, fmt.Errorf("header claims %d tensors and %d metadata keys, more than a %d-byte file can hold", nT, nKV, size)
-	}
-	h := &ggufHeader{alignment: gguf.DefaultAlignment, nTensors: int(nT)}
-	for i := uint64(0); i < nKV && sr.err == nil; i++ {
-		key := str()
-		t := u32()
-		if key == "general.alignment" && (t == 4 || t == 5) {
-			if a := u32(); a > 0 && a&(a-1) == 0 {
-				h.alignment = uint64(a)
-			}
-			continue
-		}
-		skipValue(t, 0)
-	}
-	var end uint64
-	for i := uint64(0); i < nT && sr.err == nil; i++ {
-		name := str()
-		nd := u32()
-		if sr.err == nil && (nd == 0 || nd > gguf.MaxDims) {
-			return nil, fmt.Errorf("tensor %q has %d dimensions", name, nd)
-		}
-		elems := uint64(1)
-		for range nd {
-			elems *= u64()
-		}
-		typ := quant.Type(u32())
-		off := u64()
-		if sr.err != nil {
-			break
-		}
-		if !typ.Known() || typ.BlockSize() == 0 {
-			return nil, fmt.Errorf("tensor %q has unknown type %d", name, uint32(typ))
-		}
-		bytes := elems / uint64(typ.BlockSize()) * uint64(typ.TypeSize())
-		end = max(end, off+bytes)
-	}
-	if sr.err != nil {
-		return nil, sr.err
-	}
-	h.dataOffset = int64((uint64(sr.n) + h.alignment - 1) / h.alignment * h.alignment)
-	h.implied = h.dataOffset + int64(end)
-	if nT == 0 {
-		h.implied = sr.n
-	}
-	return h, nil
-}
-
-type countReader struct {
-	r   *bufio.Reader
-	n   int64
-	err error
-}
-
-func (c *countReader) read(b []byte) {
-	if c.err != nil {
-		clear(b)
-		return
-	}
-	n, err := io.ReadFull(c.r, b)
-	c.n += int64(n)
-	if err != nil {
-		c.err = fmt.Errorf("the header ends at offset %d, inside its own metadata or tensor table", c.n)
-		clear(b)
-	}
-}
-
-func (c *countReader) skip(n int64) {
-	if c.err != nil {
-		return
-	}
-	m, err := c.r.Discard(int(min(n, 1<<40)))
-	c.n += int64(m)
-	if err != nil {
-		c.err = fmt.Errorf("the header ends at offset %d, inside its own metadata or tensor table", c.n)
-	}
 }
 
 // ---- model ----

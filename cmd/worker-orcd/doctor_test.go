@@ -211,36 +211,6 @@ func TestDoctorTextOutput(t *testing.T) {
 	}
 }
 
-// TestScanGGUFHeader checks the implied size against real files: it must be
-// the file size for every preset and recipe.
-func TestScanGGUFHeader(t *testing.T) {
-	for _, preset := range []string{"qwen2-micro", "phi3-micro", "llama-micro"} {
-		for _, r := range []testmodel.Recipe{testmodel.F32, testmodel.Q4_K_M, testmodel.Q4_0} {
-			s := testmodel.MustPreset(preset)
-			s.Type = r
-			data, err := s.Bytes()
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := gguf.Parse(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h, err := scanGGUFHeader(strings.NewReader(string(data)), int64(len(data)))
-			if err != nil {
-				t.Fatalf("%s %s: %v", preset, r, err)
-			}
-			if h.dataOffset != f.DataOffset || h.nTensors != len(f.Tensors) {
-				t.Errorf("%s %s: data offset %d tensors %d, gguf says %d %d", preset, r, h.dataOffset, h.nTensors, f.DataOffset, len(f.Tensors))
-			}
-			padded := (h.implied + 31) / 32 * 32
-			if padded != int64(len(data)) {
-				t.Errorf("%s %s: implied %d (padded %d), file %d", preset, r, h.implied, padded, len(data))
-			}
-		}
-	}
-}
-
 func TestDoctorFixtures(t *testing.T) {
 	for _, name := range []string{"qwen2-tiny-Q4_K_M.gguf", "phi3-small-Q4_K_M.gguf"} {
 		t.Run(name, func(t *testing.T) {
