@@ -10,6 +10,7 @@ import (
 	"worker-orcd/backend"
 	"worker-orcd/backend/cpu"
 	"worker-orcd/backend/cuda"
+	"worker-orcd/gguf"
 	"worker-orcd/model"
 	"worker-orcd/tokenizer"
 )
@@ -51,6 +52,9 @@ func Load(path string, o LoadOptions) (*Model, error) {
 	tok, err := tokenizer.FromGGUF(m.File)
 	if err != nil {
 		m.Close()
+		if errors.Is(err, gguf.ErrKeyNotFound) {
+			return nil, fmt.Errorf("%w: the model file carries no usable tokenizer; re-convert it from a checkpoint that includes its tokenizer files, or use the publisher's GGUF", err)
+		}
 		return nil, err
 	}
 	if tok.VocabSize() != m.Config.VocabSize {

@@ -373,6 +373,11 @@ func FuzzParse(f *testing.F) {
 	f.Add(header(2, 1, 1))
 	f.Add([]byte("GGUF"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if h, err := ParseHeader(b); err != nil {
+			checkGGUFError(t, err)
+		} else {
+			_ = h.ImpliedSize()
+		}
 		file, err := Parse(b)
 		if err != nil {
 			checkGGUFError(t, err)
