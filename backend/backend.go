@@ -53,7 +53,8 @@ type Backend interface {
 	NewKVCache(maxLen int) (KVCache, error)
 	// Forward runs one step over a batch and fills each Seq's Logits.
 	Forward(batch []*Seq) error
-	// Memory reports the bytes held, by purpose.
+	// Memory reports the bytes held, by purpose. It must be safe to call
+	// concurrently with Forward (health checks do).
 	Memory() Memory
 	Close() error
 }

@@ -123,12 +123,10 @@ func (e *Engine) Stats() Stats {
 }
 
 // Memory reports the backend's memory by purpose, with the KV cache bytes
-// the slots hold. It waits for the step in progress (a backend's buffers may
-// be resized during Forward).
+// the slots hold. It does not wait for the step in progress, so /health
+// answers while a long prompt is being read.
 func (e *Engine) Memory() backend.Memory {
-	e.fwdMu.Lock()
 	m := e.be.Memory()
-	e.fwdMu.Unlock()
 	if kv := e.kvSize.Load(); kv > m.KVCache {
 		m.KVCache = kv
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"worker-orcd/backend"
 	"worker-orcd/model"
@@ -27,6 +28,8 @@ type Backend struct {
 	pool *pool
 	inv  []float64        // RoPE inverse frequencies, rope_dim/2 of them
 	Dump backend.DumpFunc // optional tap on intermediate tensors
+
+	actBytes, wsBytes atomic.Int64 // scratch sizes, for Memory
 
 	// ReferenceMatmul makes every matrix product a float64 sum over
 	// dequantized weights and float32 activations: slow, for checking other
@@ -77,7 +80,13 @@ func (b *Backend) NewKVCache(maxLen int) (backend.KVCache, error) {
 
 // Memory reports the mapped weights, the KV caches alive, and the scratch
 // buffers. KV caches are counted by the engine, which owns them.
+// It is safe to call during Forward (it reads counters Forward updates).
 func (b *Backend) Memory() backend.Memory {
+	return backend.Memory{Weights: b.w.Bytes(), Activations: b.actBytes.Load(), Workspace: b.wsBytes.Load()}
+}
+
+// account records the sizes of the scratch buffers for Memory.
+func (b *Backend) account() {
 	var act int64
 	for _, s := range [][]float32{b.x, b.h, b.q, b.k, b.v, b.att, b.gate, b.up} {
 		act += int64(cap(s)) * 4
@@ -86,7 +95,8 @@ func (b *Backend) Memory() backend.Memory {
 	for _, a := range b.act {
 		ws += int64(cap(a))
 	}
-	return backend.Memory{Weights: b.w.Bytes(), Activations: act, Workspace: ws}
+	b.actBytes.Store(act)
+	b.wsBytes.Store(ws)
 }
 
 func grow(s []float32, n int) []float32 {
@@ -141,6 +151,7 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 	b.att = grow(b.att, T*c.QDim())
 	b.gate = grow(b.gate, T*c.NFF)
 	b.up = grow(b.up, T*c.NFF)
+	defer b.account() // after the step: matmul may grow the workspace
 
 	// Embedding gather.
 	t := 0
