@@ -205,6 +205,9 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 			}
 			switch res.StopReason {
 			case StopCancelled:
+				if errors.Is(s.err, ErrClosed) {
+					return res, ErrClosed // the engine shut down before it ran
+				}
 				return res, ErrCancelled
 			case StopError:
 				return res, s.err
