@@ -238,19 +238,20 @@ func TestService(t *testing.T) {
 	}
 }
 
-// readmeBuildCommand is the `CGO_ENABLED=0 go build` line of README.md.
-func readmeBuildCommand(t *testing.T) string {
+// readmeBuildCommand is the line of a README that builds the worker binary:
+// `CGO_ENABLED=0 go build … -o worker-orcd ./cmd/worker-orcd`.
+func readmeBuildCommand(t *testing.T, path string) string {
 	t.Helper()
-	data, err := os.ReadFile("README.md")
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for line := range strings.Lines(string(data)) {
-		if line = strings.TrimSpace(line); strings.HasPrefix(line, "CGO_ENABLED=0 go build") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "CGO_ENABLED=0 go build") && strings.HasSuffix(line, "-o worker-orcd ./cmd/worker-orcd") {
 			return line
 		}
 	}
-	t.Fatal("README.md has no `CGO_ENABLED=0 go build` line")
+	t.Fatalf("%s has no `CGO_ENABLED=0 go build … -o worker-orcd ./cmd/worker-orcd` line", path)
 	return ""
 }
 
@@ -259,7 +260,10 @@ func TestDockerfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := readmeBuildCommand(t)
+	want := readmeBuildCommand(t, "README.md")
+	if top := readmeBuildCommand(t, filepath.Join("..", "README.md")); top != want {
+		t.Errorf("the project README builds with %q, deploy/README.md with %q: keep them one command", top, want)
+	}
 	var froms, runs []string
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
