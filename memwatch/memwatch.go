@@ -91,7 +91,7 @@ type Status struct {
 	Healthy  bool      `json:"healthy"`
 	Reason   string    `json:"reason,omitempty"` // why unhealthy; "" when healthy
 	WarmedUp bool      `json:"warmed_up"`
-	Baseline int64     `json:"baseline_bytes"` // 0 until warmed up
+	Baseline int64     `json:"baseline_bytes"` // the largest sample so far during warm-up, then fixed
 	Current  int64     `json:"current_bytes"`
 	Peak     int64     `json:"peak_bytes"`
 	Samples  int       `json:"samples"`
