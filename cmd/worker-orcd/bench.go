@@ -77,12 +77,7 @@ weight bytes per token ÷ bandwidth.`,
 			for _, n := range lv {
 				mf.parallel = max(mf.parallel, n)
 			}
-			m, err := mf.load("bench", func(o *engine.LoadOptions) {
-				o.Engine.QueueSize = mf.parallel
-				if mf.ctx == 0 {
-					o.Engine.CtxLen = min(m0(o), prompt+gen+16)
-				}
-			})
+			m, err := mf.load("bench", func(o *engine.LoadOptions) { o.Engine.QueueSize = mf.parallel })
 			if err != nil {
 				return err
 			}
@@ -127,14 +122,6 @@ weight bytes per token ÷ bandwidth.`,
 	fs.BoolVar(&asJSON, "json", false, "print JSON (format in the README)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the measurements to this file")
 	return cmd
-}
-
-// m0 is a context length placeholder: 0 lets the engine use the model's.
-func m0(o *engine.LoadOptions) int {
-	if o.Engine.CtxLen > 0 {
-		return o.Engine.CtxLen
-	}
-	return 1 << 30
 }
 
 func runBench(m *engine.Model, prompt, gen int, levels []int) (*benchJSON, error) {
