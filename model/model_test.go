@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -96,6 +97,53 @@ func TestBadModels(t *testing.T) {
 			}
 			if !errors.Is(err, c.kind) || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("got %v, want %v containing %q", err, c.kind, c.want)
+			}
+		})
+	}
+}
+
+// TestCountsBoundedByFile: a header whose counts exceed what the file holds
+// fails with a WeightMappingError before anything sized by those counts is
+// allocated (a crafted block_count of 2^24−1 once reserved ~10 GB).
+func TestCountsBoundedByFile(t *testing.T) {
+	qwen := testmodel.MustPreset("qwen2-micro") // 2 layers
+	phi := testmodel.MustPreset("phi3-micro")
+	cases := []struct {
+		name string
+		spec testmodel.Spec
+		edit func(b *gguf.Builder)
+		want string
+	}{
+		{"block_count 2^24-1", qwen, func(b *gguf.Builder) { b.Set("qwen2.block_count", uint32(1<<24-1)) },
+			"qwen2.block_count is 16777215 but the file holds tensors of 2 blocks"},
+		{"block_count one too many", qwen, func(b *gguf.Builder) { b.Set("qwen2.block_count", uint32(3)) },
+			"qwen2.block_count is 3 but the file holds tensors of 2 blocks"},
+		{"phi3 block_count 2^24-1", phi, func(b *gguf.Builder) { b.Set("phi3.block_count", uint32(1<<24-1)) },
+			"phi3.block_count is 16777215 but the file holds tensors of 2 blocks"},
+		{"one stray far block", qwen, func(b *gguf.Builder) {
+			b.Set("qwen2.block_count", uint32(1<<24-1))
+			if err := b.AddTensor("blk.16777214.attn_norm.weight", quant.F32, []uint64{64}, make([]byte, 4*64)); err != nil {
+				t.Fatal(err)
+			}
+		}, "qwen2.block_count is 16777215 but the file holds tensors of 3 blocks"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := build(t, c.spec, c.edit)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			m, err := Open(path)
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				m.Close()
+				t.Fatal("Open succeeded, want a WeightMappingError")
+			}
+			if !errors.Is(err, ErrMapping) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v\nwant a WeightMappingError containing %q", err, c.want)
+			}
+			const limit = 64 << 20
+			if got := after.TotalAlloc - before.TotalAlloc; got > limit {
+				t.Errorf("Open allocated %d bytes before failing, want at most %d (allocation sized by an unchecked count)", got, limit)
 			}
 		})
 	}

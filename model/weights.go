@@ -2,6 +2,8 @@ package model
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"worker-orcd/gguf"
 	"worker-orcd/quant"
@@ -143,12 +145,43 @@ func (l loader) optionalVector(name string, n int) ([]float32, error) {
 	return l.vector(name, n)
 }
 
+// blocksPresent counts the distinct block indices below limit that have at
+// least one tensor named "blk.<i>.…" in f. It is at most the number of
+// tensors, which the file's size bounds.
+func blocksPresent(f *gguf.File, limit int) int {
+	seen := make(map[int]struct{})
+	for i := range f.Tensors {
+		rest, ok := strings.CutPrefix(f.Tensors[i].Name, "blk.")
+		if !ok {
+			continue
+		}
+		num, _, ok := strings.Cut(rest, ".")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(num)
+		if err != nil || n < 0 || n >= limit {
+			continue
+		}
+		seen[n] = struct{}{}
+	}
+	return len(seen)
+}
+
 // LoadWeights maps every tensor the decoder needs, checking names, shapes
 // and types against the config. Phi-3's fused attn_qkv and ffn_up are split
 // into row views here, so backends see one layout for every architecture.
 func LoadWeights(f *gguf.File, c *Config) (*Weights, error) {
 	l := loader{f}
 	d, qd, kvd, ff := c.NEmbd, c.QDim(), c.KVDim(), c.NFF
+	// Every count that sizes an allocation is bounded by what the file
+	// holds: block_count comes from the metadata, so check it against the
+	// blocks that have tensors before making a slice of that length.
+	if n := blocksPresent(f, c.NLayer); n < c.NLayer {
+		return nil, &Error{Code: "WeightMappingError", Kind: ErrMapping,
+			Msg: fmt.Sprintf("%s.block_count is %d but the file holds tensors of %d blocks: the metadata is corrupt or the file is incomplete (re-download or re-convert the model)",
+				c.Arch.Name, c.NLayer, n)}
+	}
 	w := &Weights{Layers: make([]Layer, c.NLayer)}
 	var err error
 	if w.TokenEmbd, err = l.matrix("token_embd.weight", d, c.VocabSize); err != nil {
