@@ -17,7 +17,9 @@
 //  3. Otherwise one uniform number u in [0, 1) is drawn: exactly one per
 //     call, whatever the filters do, so the generator advances in step with
 //     the sequence.
-//  4. Top-k: keep the TopK largest logits (lower id first on ties).
+//  4. Top-k: keep the TopK largest logits (lower id first on ties), ordered
+//     by decreasing logit then increasing id. A TopK of at most MaxTop keeps
+//     this order even when the vocabulary has no more than TopK tokens.
 //  5. Top-p: softmax at temperature 1 over the survivors; keep the most
 //     likely tokens, in order of decreasing logit then increasing id, until
 //     their probability reaches TopP (the token that crosses is kept).
@@ -87,7 +89,8 @@ type Sampler struct {
 // New returns a Sampler for p. New does not validate: call p.Validate on
 // parameters that come from a request. Out-of-range values are read as
 // follows: Temperature <= 0, NaN or so small that 1/T overflows is greedy;
-// TopK <= 0 or >= the vocabulary is off; TopP outside (0, 1) is off; MinP <= 0
+// TopK <= 0 is off, and so is a TopK above MaxTop that is not smaller than
+// the vocabulary (a smaller one that is keeps every token, in top-k order); TopP outside (0, 1) is off; MinP <= 0
 // is off, above 1 acts as 1; a RepeatPenalty that is not > 0 or that float32
 // cannot hold (0 or +Inf after conversion), or RepeatLastN 0, turns the
 // penalty off; RepeatLastN below -1 acts as -1.
@@ -179,10 +182,13 @@ func (s *Sampler) filter(src []float32) (set []Candidate, all bool, m float64, o
 	n := len(src)
 	all = true // the survivors are all of src; set is unused
 	sorted := false
-	if s.topK > 0 && s.topK < n {
+	// A top-k of at most MaxTop stays on when the vocabulary is no larger
+	// (it keeps every token, in top-k order), so that SampleTop, which gets
+	// only min(k, vocabulary) candidates, draws in the same order.
+	if s.topK > 0 && (s.topK < n || s.topK <= MaxTop) {
 		all = false
-		if s.topK <= heapMaxK {
-			set = topKHeap(src, s.topK, s.buf(s.topK))
+		if k := min(s.topK, n); k <= heapMaxK {
+			set = topKHeap(src, k, s.buf(k))
 			sortDesc(set)
 			sorted = true
 			m = float64(set[0].Logprob)

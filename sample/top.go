@@ -1,6 +1,9 @@
 package sample
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // MaxTop bounds the candidates a backend is asked for (TopNeeded).
 const MaxTop = 256
@@ -23,15 +26,23 @@ func (s *Sampler) TopNeeded() int {
 }
 
 // SampleTop draws the next token from the row's largest logits instead of
-// the whole row: top holds at least TopNeeded() candidates whose Logprob
-// field is the raw logit, ordered by decreasing logit and then increasing id
-// (the order Sample's top-k step leaves). With the same seed and the same
-// row, it returns what Sample returns, and advances the generator the same
-// way. It panics if top is shorter than TopNeeded() or TopNeeded() is 0.
+// the whole row: top holds TopNeeded() candidates whose Logprob field is
+// the raw logit, ordered by decreasing logit and then increasing id (the
+// order Sample's top-k step leaves). A backend caps the candidates at the
+// vocabulary size, so top may hold fewer when it is the whole vocabulary
+// (every id from 0 to len(top)-1). With the same seed and the same row, it
+// returns what Sample returns, and advances the generator the same way.
+//
+// It panics (a caller's bug) if TopNeeded() is 0, or if top is shorter than
+// TopNeeded() and is not the whole vocabulary.
 func (s *Sampler) SampleTop(top []Candidate) int32 {
 	need := s.TopNeeded()
-	if need == 0 || len(top) < need {
-		panic("sample: SampleTop needs TopNeeded() candidates (and a sampler that can use them)")
+	if need == 0 {
+		panic("sample: SampleTop called on a sampler whose TopNeeded() is 0 (it needs the whole row: call Sample)")
+	}
+	if len(top) < need {
+		checkWholeVocabulary(top, need)
+		need = len(top)
 	}
 	if s.greedy {
 		return top[0].ID
@@ -58,11 +69,31 @@ func (s *Sampler) SampleTop(top []Candidate) int32 {
 	return set[pick(w, u*expSumSet(w, set, m, s.invT))].ID
 }
 
+// checkWholeVocabulary panics unless top, shorter than need, holds every id
+// from 0 to len(top)-1 once: fewer candidates than TopNeeded() are enough
+// only when they are the whole row. need is at most MaxTop.
+func checkWholeVocabulary(top []Candidate, need int) {
+	var seen [MaxTop]bool
+	for _, c := range top {
+		if c.ID < 0 || int(c.ID) >= len(top) || seen[c.ID] {
+			panic(fmt.Sprintf("sample: SampleTop got %d candidates, fewer than TopNeeded() = %d, and they are not the whole vocabulary (id %d out of range or repeated): pass min(TopNeeded(), vocabulary size) candidates",
+				len(top), need, c.ID))
+		}
+		seen[c.ID] = true
+	}
+	if len(top) == 0 {
+		panic(fmt.Sprintf("sample: SampleTop got 0 candidates, want TopNeeded() = %d (or the whole vocabulary)", need))
+	}
+}
+
 // TopOf returns the k largest entries of logits as candidates (Logprob
 // holding the raw logit), ordered by decreasing logit then increasing id:
 // what a backend hands to SampleTop. For tests and CPU fallbacks.
 func TopOf(logits []float32, k int) []Candidate {
 	k = min(k, len(logits))
+	if k <= 0 {
+		return nil
+	}
 	top := topKHeap(logits, k, make([]Candidate, 0, k))
 	sortDesc(top)
 	return top

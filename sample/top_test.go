@@ -2,6 +2,7 @@ package sample
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -60,5 +61,116 @@ func TestSampleTopEqualsSample(t *testing.T) {
 		if n := New(p).TopNeeded(); n != 0 {
 			t.Errorf("%+v: TopNeeded %d, want 0", p, n)
 		}
+	}
+}
+
+// TestSampleTopTinyVocabulary: a backend caps the candidates it returns at
+// the vocabulary size, so with a vocabulary smaller than top-k SampleTop
+// gets fewer than TopNeeded() candidates — the whole row. It must draw
+// exactly what Sample draws from that row, not panic.
+func TestSampleTopTinyVocabulary(t *testing.T) {
+	seed := uint64(11)
+	cases := []struct {
+		name  string
+		vocab int
+		p     Params
+	}{
+		{"greedy, vocab 1", 1, GreedyParams()},
+		{"top-k 40, vocab 1", 1, Params{Temperature: 1, TopK: 40, TopP: 1, RepeatPenalty: 1}},
+		{"top-k 40, vocab 2", 2, Params{Temperature: 0.8, TopK: 40, TopP: 1, RepeatPenalty: 1}},
+		{"top-k 40, vocab 39, top-p", 39, Params{Temperature: 0.8, TopK: 40, TopP: 0.9, RepeatPenalty: 1}},
+		{"top-k 40, vocab 10, min-p", 10, Params{Temperature: 1.2, TopK: 40, TopP: 1, MinP: 0.1, RepeatPenalty: 1}},
+		{"top-k 40, vocab 10, top-p and min-p", 10, Params{Temperature: 0.7, TopK: 40, TopP: 0.95, MinP: 0.05, RepeatPenalty: 1}},
+		{"top-k MaxTop, vocab 100", 100, Params{Temperature: 1, TopK: MaxTop, TopP: 1, RepeatPenalty: 1}},
+		{"top-k 40, vocab 40 (exact)", 40, Params{Temperature: 1, TopK: 40, TopP: 1, RepeatPenalty: 1}},
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			row := make([]float32, c.vocab)
+			for i := range row {
+				row[i] = float32(r.NormFloat64() * 2)
+			}
+			if c.vocab > 3 {
+				row[3] = row[1] // a tie
+			}
+			c.p.Seed = &seed
+			full, top := New(c.p), New(c.p)
+			need := top.TopNeeded()
+			cands := TopOf(row, need)
+			if want := min(need, c.vocab); len(cands) != want {
+				t.Fatalf("TopOf(row of %d, %d) returned %d candidates, want %d", c.vocab, need, len(cands), want)
+			}
+			for draw := range 200 {
+				a, b := full.Sample(row, nil), top.SampleTop(cands)
+				if a != b {
+					t.Fatalf("draw %d: Sample %d, SampleTop %d (vocab %d, TopNeeded %d)", draw, a, b, c.vocab, need)
+				}
+			}
+		})
+	}
+}
+
+// TestTopOfFewEntries: TopOf never indexes past what it is given.
+func TestTopOfFewEntries(t *testing.T) {
+	cases := []struct {
+		name   string
+		logits []float32
+		k      int
+		want   []int32
+	}{
+		{"empty row", nil, 5, nil},
+		{"k 0", []float32{1, 2}, 0, nil},
+		{"k negative", []float32{1, 2}, -3, nil},
+		{"k beyond the row", []float32{1, 3, 2}, 10, []int32{1, 2, 0}},
+		{"ties by id", []float32{2, 2, 1}, 2, []int32{0, 1}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := TopOf(c.logits, c.k)
+			ids := make([]int32, 0, len(got))
+			for _, g := range got {
+				ids = append(ids, g.ID)
+			}
+			if len(ids) != len(c.want) {
+				t.Fatalf("TopOf(%v, %d) ids %v, want %v", c.logits, c.k, ids, c.want)
+			}
+			for i := range ids {
+				if ids[i] != c.want[i] {
+					t.Fatalf("TopOf(%v, %d) ids %v, want %v", c.logits, c.k, ids, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestSampleTopMisuse: candidates that are neither TopNeeded() many nor the
+// whole vocabulary are a caller's bug, reported by a panic that says so.
+func TestSampleTopMisuse(t *testing.T) {
+	seed := uint64(1)
+	p := Params{Temperature: 1, TopK: 40, TopP: 1, RepeatPenalty: 1, Seed: &seed}
+	cases := []struct {
+		name  string
+		p     Params
+		cands []Candidate
+		want  string
+	}{
+		{"no candidates", p, nil, "SampleTop got 0 candidates"},
+		{"ids missing", p, []Candidate{{ID: 5, Logprob: 1}, {ID: 2, Logprob: 0}}, "not the whole vocabulary"},
+		{"duplicate ids", p, []Candidate{{ID: 1, Logprob: 1}, {ID: 1, Logprob: 0}}, "not the whole vocabulary"},
+		{"sampler needs the row", Params{Temperature: 1, TopP: 0.5, RepeatPenalty: 1, Seed: &seed},
+			[]Candidate{{ID: 0, Logprob: 1}}, "TopNeeded() is 0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			defer func() {
+				r := recover()
+				msg, _ := r.(string)
+				if r == nil || !strings.Contains(msg, c.want) {
+					t.Errorf("panic %v, want one containing %q", r, c.want)
+				}
+			}()
+			New(c.p).SampleTop(c.cands)
+		})
 	}
 }
