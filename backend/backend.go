@@ -4,9 +4,18 @@
 package backend
 
 import (
+	"errors"
+
 	"worker-orcd/model"
 	"worker-orcd/sample"
 )
+
+// ErrOutOfMemory is matched (errors.Is) by every error a backend returns
+// because memory it was asked for does not fit in what it may use: a GPU
+// allocation that fails, a CPU KV cache beyond its budget. Only the request
+// that asked fails; the worker goes on serving. The error's message names
+// the bytes asked, the bytes available and what to do.
+var ErrOutOfMemory = errors.New("out of memory")
 
 // KVCache is one sequence's key/value cache on a backend.
 type KVCache interface {

@@ -95,3 +95,49 @@ func TestOutOfMemoryEndsOnlyThatRequest(t *testing.T) {
 		t.Fatalf("after the failure: %v, %v", res, err)
 	}
 }
+
+// TestCPUKVBudgetEndsOnlyThatRequest: on the CPU backend, a request whose
+// KV cache would exceed the backend's budget ends with an error matching
+// backend.ErrOutOfMemory (not an allocation that kills the process), and
+// the engine goes on serving.
+func TestCPUKVBudgetEndsOnlyThatRequest(t *testing.T) {
+	spec := testmodel.MustPreset("qwen2-micro")
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := spec.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tok, err := tokenizer.FromGGUF(m.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := cpu.New(m, 1)
+	perPos := int64(m.Config.NLayer) * 2 * int64(m.Config.KVDim()) * 4
+	be.SetKVBudget(40 * perPos)
+	e, err := New(be, tok, Options{Parallel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	req := func(n int) Request {
+		return Request{Prompt: []int32{1, 2, 3}, Params: sample.GreedyParams(), MaxTokens: n, IgnoreEOS: true}
+	}
+	if _, err := e.Generate(context.Background(), req(8), nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Generate(context.Background(), req(100), nil)
+	var ae *cpu.AllocationError
+	if !errors.As(err, &ae) || !errors.Is(err, backend.ErrOutOfMemory) || !errors.Is(err, ErrForward) || res.StopReason != StopError {
+		t.Fatalf("request beyond the budget: %v (result %+v), want a cpu.AllocationError matching backend.ErrOutOfMemory", err, res)
+	}
+	if ae.Bytes != 103*perPos || ae.Budget != 40*perPos {
+		t.Errorf("AllocationError %+v, want %d bytes asked of a %d-byte budget", *ae, 103*perPos, 40*perPos)
+	}
+	if res, err := e.Generate(context.Background(), req(8), nil); err != nil || len(res.IDs) != 8 {
+		t.Fatalf("after the failure: %+v, %v", res, err)
+	}
+}

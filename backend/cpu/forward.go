@@ -30,6 +30,7 @@ type Backend struct {
 	Dump backend.DumpFunc // optional tap on intermediate tensors
 
 	actBytes, wsBytes atomic.Int64 // scratch sizes, for Memory
+	kv                *kvBudget    // what the KV caches may hold together
 
 	// ReferenceMatmul makes every matrix product a float64 sum over
 	// dequantized weights and float32 activations: slow, for checking other
@@ -42,10 +43,11 @@ type Backend struct {
 }
 
 // New prepares a backend for m with the given number of worker goroutines
-// (0 = GOMAXPROCS).
+// (0 = GOMAXPROCS). Its KV caches together may hold what
+// WORKER_CPU_KV_BUDGET says, else DefaultKVBudget (see SetKVBudget).
 func New(m *model.Model, threads int) *Backend {
 	c := &m.Config
-	b := &Backend{m: m, c: c, w: m.Weights, pool: newPool(threads), act: map[quant.Type][]byte{}}
+	b := &Backend{m: m, c: c, w: m.Weights, pool: newPool(threads), act: map[quant.Type][]byte{}, kv: newKVBudget()}
 	half := c.RopeDim / 2
 	b.inv = make([]float64, half)
 	for i := range half {
@@ -71,11 +73,17 @@ func (b *Backend) Name() string { return "cpu" }
 func (b *Backend) Config() *model.Config { return b.c }
 
 // NewKVCache allocates a cache for up to maxLen positions of one sequence.
+// A cache that would take the caches alive beyond the backend's budget is
+// not allocated: the error is an *AllocationError (backend.ErrOutOfMemory).
 func (b *Backend) NewKVCache(maxLen int) (backend.KVCache, error) {
 	if maxLen <= 0 {
 		return nil, fmt.Errorf("%w: KV cache of %d positions", ErrBadInput, maxLen)
 	}
-	return NewKVCache(b.c, maxLen), nil
+	kv, err := newBudgetedKVCache(b.c, maxLen, b.kv)
+	if err != nil {
+		return nil, err
+	}
+	return kv, nil
 }
 
 // Memory reports the mapped weights, the KV caches alive, and the scratch

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 
 	"worker-orcd/model"
 )
@@ -13,16 +14,44 @@ type KVCache struct {
 	kvDim  int
 	maxLen int
 	n      int
+	budget *kvBudget // the backend's, nil for none
 }
 
-// NewKVCache allocates a cache for up to maxLen positions.
+// NewKVCache allocates a cache for up to maxLen positions, outside any
+// budget (Backend.NewKVCache counts its caches against the backend's).
 func NewKVCache(c *model.Config, maxLen int) *KVCache {
 	kv := &KVCache{K: make([][]float32, c.NLayer), V: make([][]float32, c.NLayer), kvDim: c.KVDim(), maxLen: maxLen}
-	for i := range kv.K {
-		kv.K[i] = make([]float32, maxLen*kv.kvDim)
-		kv.V[i] = make([]float32, maxLen*kv.kvDim)
-	}
+	kv.alloc()
 	return kv
+}
+
+// kvBytes is the size of a cache of n positions of layers layers of width
+// kvDim (keys and values, float32), saturated at MaxInt64.
+func kvBytes(layers, kvDim, n int) int64 {
+	perPos := int64(layers) * 2 * int64(kvDim) * 4
+	if perPos > 0 && int64(n) > math.MaxInt64/perPos {
+		return math.MaxInt64
+	}
+	return perPos * int64(n)
+}
+
+// newBudgetedKVCache allocates a cache of maxLen positions if its bytes fit
+// in budget.
+func newBudgetedKVCache(c *model.Config, maxLen int, budget *kvBudget) (*KVCache, error) {
+	if err := budget.take(kvBytes(c.NLayer, c.KVDim(), maxLen), 0, maxLen); err != nil {
+		return nil, err
+	}
+	kv := &KVCache{K: make([][]float32, c.NLayer), V: make([][]float32, c.NLayer), kvDim: c.KVDim(), maxLen: maxLen, budget: budget}
+	kv.alloc()
+	return kv, nil
+}
+
+// alloc makes the per-layer slices of maxLen positions.
+func (kv *KVCache) alloc() {
+	for i := range kv.K {
+		kv.K[i] = make([]float32, kv.maxLen*kv.kvDim)
+		kv.V[i] = make([]float32, kv.maxLen*kv.kvDim)
+	}
 }
 
 // Len is the number of positions stored.
@@ -32,12 +61,17 @@ func (kv *KVCache) Len() int { return kv.n }
 func (kv *KVCache) Cap() int { return kv.maxLen }
 
 // Bytes is the memory the cache holds.
-func (kv *KVCache) Bytes() int64 { return int64(len(kv.K)) * 2 * int64(kv.maxLen*kv.kvDim) * 4 }
+func (kv *KVCache) Bytes() int64 { return kvBytes(len(kv.K), kv.kvDim, kv.maxLen) }
 
-// Reserve makes room for n positions in all, keeping what is stored.
+// Reserve makes room for n positions in all, keeping what is stored. Beyond
+// the backend's budget it fails with an *AllocationError and the cache is
+// unchanged.
 func (kv *KVCache) Reserve(n int) error {
 	if n <= kv.maxLen {
 		return nil
+	}
+	if err := kv.budget.take(kvBytes(len(kv.K), kv.kvDim, n), kv.Bytes(), n); err != nil {
+		return err
 	}
 	for i := range kv.K {
 		k := make([]float32, n*kv.kvDim)
@@ -52,6 +86,7 @@ func (kv *KVCache) Reserve(n int) error {
 
 // Free drops the cache's memory (the garbage collector reclaims it).
 func (kv *KVCache) Free() {
+	kv.budget.give(kv.Bytes())
 	kv.K, kv.V = nil, nil
 	kv.maxLen, kv.n = 0, 0
 }
