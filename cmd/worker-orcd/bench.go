@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,8 +40,12 @@ type benchJSON struct {
 
 type benchLevel struct {
 	Requests     int     `json:"requests"`
-	TotalTPS     float64 `json:"generated_tokens_per_s"` // all requests together
+	TotalTPS     float64 `json:"generated_tokens_per_s"` // all requests together, prompts included in the time
 	PerRequestMs float64 `json:"mean_request_ms"`
+	TTFTP50Ms    float64 `json:"ttft_p50_ms"` // request start to its first generated token
+	TTFTP99Ms    float64 `json:"ttft_p99_ms"`
+	ITLP50Ms     float64 `json:"itl_p50_ms"` // between consecutive generated tokens of a request
+	ITLP99Ms     float64 `json:"itl_p99_ms"`
 }
 
 func newBenchCmd() *cobra.Command {
@@ -52,8 +58,10 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench --model M.gguf [-p 512] [-n 128] [--concurrency 1,8]",
 		Short: "Measure prefill and decode speed beside the memory-bandwidth floor",
 		Long: `Measure prefill tokens/s (a -p token prompt), decode tokens/s (-n greedy tokens
-of one request) and, for each --concurrency level, the generated tokens/s of that
-many requests running together. The decode floor printed beside them is the
+of one request) and, for each --concurrency level, that many requests of -p random
+prompt tokens and -n generated tokens running together: their generated tokens/s
+(prompts included in the time), time to first token and inter-token latency
+(p50, p99). The decode floor printed beside them is the
 speed at which a step would read the model's weights at this machine's measured
 large-copy bandwidth (bytes read plus written; a device-to-device copy on a GPU):
 weight bytes per token ÷ bandwidth.`,
@@ -109,7 +117,8 @@ weight bytes per token ÷ bandwidth.`,
 			fmt.Fprintf(out, "prefill  %5d tokens  %9.1f tok/s\n", res.PromptTokens, res.PrefillTPS)
 			fmt.Fprintf(out, "decode   %5d tokens  %9.1f tok/s  (%.0f%% of the floor)\n", res.GenTokens, res.DecodeTPS, 100*res.DecodeOfFloor)
 			for _, l := range res.Concurrency {
-				fmt.Fprintf(out, "concurrency %3d      %9.1f tok/s total, %.0f ms per request\n", l.Requests, l.TotalTPS, l.PerRequestMs)
+				fmt.Fprintf(out, "concurrency %3d      %9.1f tok/s total, %.0f ms per request, TTFT p50 %.1f p99 %.1f ms, ITL p50 %.2f p99 %.2f ms\n",
+					l.Requests, l.TotalTPS, l.PerRequestMs, l.TTFTP50Ms, l.TTFTP99Ms, l.ITLP50Ms, l.ITLP99Ms)
 			}
 			return nil
 		},
@@ -158,31 +167,76 @@ func runBench(m *engine.Model, prompt, gen int, levels []int) (*benchJSON, error
 	res.DecodeTPS = r.Timings.GenerateTPS
 	res.DecodeOfFloor = res.DecodeTPS / res.FloorTPS
 	for _, n := range levels {
-		var wg sync.WaitGroup
-		errs := make([]error, n)
-		durs := make([]time.Duration, n)
-		start := time.Now()
-		for i := range n {
-			p := ids(16)
-			wg.Go(func() {
-				t0 := time.Now()
-				_, errs[i] = m.Generate(ctx, engine.Request{Prompt: p, Params: sample.GreedyParams(), MaxTokens: gen, IgnoreEOS: true}, nil)
-				durs[i] = time.Since(t0)
-			})
+		lv, err := benchLevelRun(ctx, m, n, gen, func() []int32 { return ids(prompt) })
+		if err != nil {
+			return nil, err
 		}
-		wg.Wait()
-		wall := time.Since(start)
-		var sum time.Duration
-		for i := range n {
-			if errs[i] != nil {
-				return nil, errs[i]
-			}
-			sum += durs[i]
-		}
-		res.Concurrency = append(res.Concurrency, benchLevel{Requests: n, TotalTPS: float64(n*gen) / wall.Seconds(),
-			PerRequestMs: float64(sum.Milliseconds()) / float64(n)})
+		res.Concurrency = append(res.Concurrency, lv)
 	}
 	return res, nil
+}
+
+// benchLevelRun runs n requests together (prompts from prompt(), drawn
+// before any starts; gen greedy tokens each) and measures their total
+// generated tokens/s, time to first token and inter-token latency.
+func benchLevelRun(ctx context.Context, m *engine.Model, n, gen int, prompt func() []int32) (benchLevel, error) {
+	prompts := make([][]int32, n)
+	for i := range prompts {
+		prompts[i] = prompt()
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	durs := make([]time.Duration, n)
+	ttft := make([]float64, n)
+	gaps := make([][]float64, n)
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			t0 := time.Now()
+			last := t0
+			first := true
+			gaps[i] = make([]float64, 0, gen)
+			_, errs[i] = m.Generate(ctx, engine.Request{Prompt: prompts[i], Params: sample.GreedyParams(), MaxTokens: gen, IgnoreEOS: true},
+				func(engine.Token) error {
+					now := time.Now()
+					if first {
+						ttft[i] = ms(now.Sub(t0))
+						first = false
+					} else {
+						gaps[i] = append(gaps[i], ms(now.Sub(last)))
+					}
+					last = now
+					return nil
+				})
+			durs[i] = time.Since(t0)
+		})
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	var sum time.Duration
+	var itl []float64
+	for i := range n {
+		if errs[i] != nil {
+			return benchLevel{}, errs[i]
+		}
+		sum += durs[i]
+		itl = append(itl, gaps[i]...)
+	}
+	return benchLevel{Requests: n, TotalTPS: float64(n*gen) / wall.Seconds(),
+		PerRequestMs: float64(sum.Milliseconds()) / float64(n),
+		TTFTP50Ms:    percentile(ttft, 50), TTFTP99Ms: percentile(ttft, 99),
+		ITLP50Ms: percentile(itl, 50), ITLP99Ms: percentile(itl, 99)}, nil
+}
+
+// percentile is the nearest-rank p-th percentile of xs (0 when empty); it
+// sorts xs.
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	k := int(math.Ceil(p/100*float64(len(xs)))) - 1
+	return xs[min(max(k, 0), len(xs)-1)]
 }
 
 // memcpyBandwidth measures a large host copy (256 MiB, best of 5) in GB/s,

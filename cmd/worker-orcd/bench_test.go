@@ -1,0 +1,41 @@
+package main
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+)
+
+func TestPercentile(t *testing.T) {
+	xs := []float64{5, 1, 4, 2, 3, 10, 9, 8, 7, 6}
+	for _, c := range []struct{ p, want float64 }{{50, 5}, {99, 10}, {10, 1}, {0, 1}, {100, 10}} {
+		if got := percentile(slices.Clone(xs), c.p); got != c.want {
+			t.Errorf("percentile(%v) = %v, want %v", c.p, got, c.want)
+		}
+	}
+	if percentile(nil, 50) != 0 {
+		t.Error("percentile of nothing is not 0")
+	}
+}
+
+// TestBenchConcurrencyJSON runs bench on the CPU with a micro model: each
+// concurrency level reports tokens/s, TTFT and inter-token latency.
+func TestBenchConcurrencyJSON(t *testing.T) {
+	path := writeSpec(t, "llama-micro", nil, nil)
+	code, out, errOut := runCLI("bench", "--model", path, "--device", "cpu", "-p", "12", "-n", "5", "--concurrency", "1,3", "--json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, errOut)
+	}
+	var res benchJSON
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, out)
+	}
+	if len(res.Concurrency) != 2 || res.Concurrency[1].Requests != 3 {
+		t.Fatalf("concurrency levels %+v, want 1 and 3", res.Concurrency)
+	}
+	for _, l := range res.Concurrency {
+		if l.TotalTPS <= 0 || l.TTFTP50Ms <= 0 || l.TTFTP99Ms < l.TTFTP50Ms || l.ITLP50Ms <= 0 || l.ITLP99Ms < l.ITLP50Ms {
+			t.Errorf("level %d: implausible figures %+v", l.Requests, l)
+		}
+	}
+}
