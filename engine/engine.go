@@ -185,6 +185,9 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 		case <-s.notify:
 		case <-ctx.Done():
 			s.cancel()
+			// A request still waiting for a slot ends now, not when a slot
+			// frees: its place in the queue goes to the next one.
+			e.dequeue(s)
 			e.signal()
 			ctx = context.Background() // keep draining until the scheduler lets go
 			continue
@@ -276,37 +279,61 @@ func (e *Engine) loop() {
 	}
 }
 
-// admit moves queued requests into free slots; e.mu is held.
+// dequeue ends s with StopCancelled if it is still waiting in the queue
+// (it was cancelled before it reached a slot); otherwise the scheduler
+// ends it at its next step.
+func (e *Engine) dequeue(s *seq) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, q := range e.queue {
+		if q == s {
+			e.queue = append(e.queue[:i], e.queue[i+1:]...)
+			s.finish(StopCancelled, ErrCancelled)
+			return
+		}
+	}
+}
+
+// admit drops the cancelled requests from the queue and moves the others,
+// in order, into free slots; e.mu is held. Every free slot is offered
+// queued requests until one is admitted or the queue is empty, so a run of
+// dead entries never leaves a slot idle while live work waits.
 func (e *Engine) admit() {
-	for _, sl := range e.slots {
-		if len(e.queue) == 0 {
-			break
-		}
-		if sl.seq != nil {
-			continue
-		}
-		s := e.queue[0]
-		e.queue = e.queue[1:]
+	live := e.queue[:0]
+	for _, s := range e.queue {
 		if s.cancelled.Load() {
 			s.finish(StopCancelled, ErrCancelled)
 			continue
 		}
-		need := len(s.req.Prompt) + s.maxTokens
-		if sl.kv == nil {
-			kv, err := e.be.NewKVCache(need)
-			if err != nil {
+		live = append(live, s)
+	}
+	clear(e.queue[len(live):]) // no references kept to finished requests
+	e.queue = live
+	for _, sl := range e.slots {
+		for sl.seq == nil && len(e.queue) > 0 {
+			s := e.queue[0]
+			e.queue[0] = nil
+			e.queue = e.queue[1:]
+			need := len(s.req.Prompt) + s.maxTokens
+			if sl.kv == nil {
+				kv, err := e.be.NewKVCache(need)
+				if err != nil {
+					s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
+					continue
+				}
+				sl.kv = kv
+			} else if err := sl.kv.Reserve(need); err != nil {
 				s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
 				continue
 			}
-			sl.kv = kv
-		} else if err := sl.kv.Reserve(need); err != nil {
-			s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
-			continue
+			sl.kv.Truncate(0)
+			s.admitted = time.Now()
+			sl.seq = s
+			e.active.Add(1)
 		}
-		sl.kv.Truncate(0)
-		s.admitted = time.Now()
-		sl.seq = s
-		e.active.Add(1)
+	}
+	if len(e.queue) == 0 {
+		e.queue = nil // let the backing array go once the burst has passed
 	}
 	var size int64
 	for _, sl := range e.slots {
