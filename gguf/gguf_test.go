@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"worker-orcd/internal/fixtures"
 	"worker-orcd/quant"
 )
 
@@ -302,34 +303,28 @@ func TestRandomBytes(t *testing.T) {
 	}
 }
 
-func fixtureModels(t *testing.T) []string {
-	dir := filepath.Join("..", "..", "shared", "fixtures", "models")
-	paths, _ := filepath.Glob(filepath.Join(dir, "*.gguf"))
-	if len(paths) == 0 {
-		t.Skipf("fixture %s not present", dir)
-	}
-	return paths
-}
-
 // TestFixtureTruncations cuts each fixture model at every 1/16 of its
 // length: each cut must be a one-line GGUFError, never a panic.
 func TestFixtureTruncations(t *testing.T) {
-	for _, p := range fixtureModels(t) {
-		full, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Parse(full); err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		for k := range 16 {
-			cut := full[:len(full)*k/16]
-			_, err := Parse(cut)
-			checkGGUFError(t, err)
-			if k > 0 && !errors.Is(err, ErrTruncated) {
-				t.Errorf("%s cut at %d/16: %v, want a truncation error", filepath.Base(p), k, err)
+	for _, m := range fixtures.Models {
+		t.Run(m.Name, func(t *testing.T) {
+			p := fixtures.ModelPath(t, m.Name)
+			full, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			if _, err := Parse(full); err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			for k := range 16 {
+				cut := full[:len(full)*k/16]
+				_, err := Parse(cut)
+				checkGGUFError(t, err)
+				if k > 0 && !errors.Is(err, ErrTruncated) {
+					t.Errorf("%s cut at %d/16: %v, want a truncation error", filepath.Base(p), k, err)
+				}
+			}
+		})
 	}
 }
 

@@ -2,30 +2,22 @@ package quant_test
 
 import (
 	"math"
-	"path/filepath"
 	"testing"
 
 	"worker-orcd/gguf"
+	"worker-orcd/internal/fixtures"
 	"worker-orcd/quant"
 )
-
-// fixtureModels are the small quantized models in ../shared/fixtures.
-var fixtureModels = []string{
-	"qwen2-tiny-Q4_K_M.gguf",
-	"qwen2-small-Q4_K_M.gguf",
-	"phi3-small-Q4_K_M.gguf",
-}
 
 // Every tensor of every fixture model dequantizes to finite values, and a
 // dot product of its first row with a fixed activation vector is finite and
 // agrees with the float dot of the dequantized row.
 func TestFixtureTensorsDequantizeFinite(t *testing.T) {
-	for _, name := range fixtureModels {
-		path := filepath.Join("..", "..", "shared", "fixtures", "models", name)
-		t.Run(name, func(t *testing.T) {
-			f, err := gguf.Open(path)
+	for _, m := range fixtures.Models {
+		t.Run(m.Name, func(t *testing.T) {
+			f, err := gguf.Open(fixtures.ModelPath(t, m.Name))
 			if err != nil {
-				t.Skipf("fixture %s not present: %v", path, err)
+				t.Fatal(err)
 			}
 			defer f.Close()
 			var buf []float32

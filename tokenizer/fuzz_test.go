@@ -11,10 +11,8 @@ import (
 // fixtures are present.
 func fuzzTokenizers(f *testing.F) []*Tokenizer {
 	toks := []*Tokenizer{tinyBPE(f, "qwen2"), tinyBPE(f, "llama-bpe"), tinyBPE(f, "gpt2"), tinySPM(f)}
-	for _, name := range []string{"qwen2", "phi3"} {
-		if _, ok := fixtureFile("vocab", name+".gguf"); ok {
-			toks = append(toks, vocabTokenizer(f, name))
-		}
+	for _, name := range presentVocabs(f) {
+		toks = append(toks, vocabTokenizer(f, name))
 	}
 	return toks
 }

@@ -2,31 +2,16 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"worker-orcd/internal/fixtures"
 )
-
-// fixture returns the path of a file under ../shared/fixtures and skips the
-// test when it is absent (a user's clone has no shared/).
-func fixture(t testing.TB, rel ...string) string {
-	t.Helper()
-	p, ok := fixtureFile(rel...)
-	if !ok {
-		t.Skipf("fixture %s not present", p)
-	}
-	return p
-}
-
-// fixtureFile returns the path of a fixture and whether it exists.
-func fixtureFile(rel ...string) (string, bool) {
-	p := filepath.Join(append([]string{"..", "..", "shared", "fixtures"}, rel...)...)
-	_, err := os.Stat(p)
-	return p, err == nil
-}
 
 var (
 	loadOnce sync.Map // path → *loaded
@@ -38,10 +23,28 @@ type loaded struct {
 	err  error
 }
 
-// vocabTokenizer loads ../shared/fixtures/vocab/<name>.gguf once per test binary.
+// presentVocabs returns the names of the fixture vocabularies that are
+// present (none in a user's clone); any error other than absence fails tb.
+func presentVocabs(tb testing.TB) []string {
+	tb.Helper()
+	var names []string
+	for _, name := range fixtures.Vocabs {
+		_, err := fixtures.Find("vocab", name+".gguf")
+		switch {
+		case err == nil:
+			names = append(names, name)
+		case !errors.Is(err, fixtures.ErrAbsent):
+			tb.Fatal(err)
+		}
+	}
+	return names
+}
+
+// vocabTokenizer loads the fixture vocab/<name>.gguf once per test binary
+// (skipping the test where it is absent).
 func vocabTokenizer(t testing.TB, name string) *Tokenizer {
 	t.Helper()
-	p := fixture(t, "vocab", name+".gguf")
+	p := fixtures.VocabPath(t, name)
 	v, _ := loadOnce.LoadOrStore(p, &loaded{})
 	l := v.(*loaded)
 	l.once.Do(func() { l.tok, l.err = Load(p) })

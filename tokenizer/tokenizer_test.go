@@ -229,10 +229,8 @@ func TestValidUTF8Repair(t *testing.T) {
 // Streaming decode of any id sequence equals Decode.
 func TestStreamingEqualsDecode(t *testing.T) {
 	toks := map[string]*Tokenizer{"tinyBPE": tinyBPE(t, "qwen2"), "tinySPM": tinySPM(t)}
-	for _, name := range []string{"qwen2", "phi3"} {
-		if _, ok := fixtureFile("vocab", name+".gguf"); ok {
-			toks[name] = vocabTokenizer(t, name)
-		}
+	for _, name := range presentVocabs(t) {
+		toks[name] = vocabTokenizer(t, name)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for name, tok := range toks {

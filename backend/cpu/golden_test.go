@@ -1,63 +1,26 @@
 package cpu
 
 import (
-	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"worker-orcd/backend"
+	"worker-orcd/internal/fixtures"
 	"worker-orcd/model"
 )
 
-// golden is the part of a fixtures golden-v1 file these tests read.
-type golden struct {
-	Format  string `json:"format"`
-	Prompts []struct {
-		Prompt       string  `json:"prompt"`
-		PromptIDs    []int32 `json:"prompt_ids"`
-		GeneratedIDs []int32 `json:"generated_ids"`
-		Steps        []struct {
-			ID      int32   `json:"id"`
-			Logprob float64 `json:"logprob"`
-			Gap     float64 `json:"gap_top1_top2"`
-			Top     []struct {
-				ID      int32   `json:"id"`
-				Logprob float64 `json:"logprob"`
-			} `json:"top"`
-		} `json:"steps"`
-	} `json:"prompts"`
-}
-
-var fixtureDir = filepath.Join("..", "..", "..", "shared", "fixtures")
-
-func loadGolden(t *testing.T, name string) (*model.Model, *golden) {
+// loadGolden opens a fixture model and reads its golden file (skipping the
+// test where they are absent).
+func loadGolden(t *testing.T, name string) (*model.Model, *fixtures.Golden) {
 	t.Helper()
-	mp := filepath.Join(fixtureDir, "models", name+".gguf")
-	gp := filepath.Join(fixtureDir, "golden", name+".json")
-	for _, p := range []string{mp, gp} {
-		if _, err := os.Stat(p); err != nil {
-			t.Skipf("fixture %s not present", p)
-		}
-	}
+	mp := fixtures.ModelPath(t, name)
+	g := fixtures.ReadGolden(t, name)
 	m, err := model.Open(mp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	raw, err := os.ReadFile(gp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
-	if g.Format != "golden-v1" {
-		t.Fatalf("%s: format %q, want golden-v1", gp, g.Format)
-	}
-	return m, &g
+	return m, g
 }
 
 // logSoftmax returns log-probabilities of one row of logits (float64).
@@ -78,15 +41,14 @@ func logSoftmax(logits []float32) []float64 {
 	return out
 }
 
-var goldenModels = []string{"qwen2-tiny-Q4_K_M", "qwen2-small-Q4_K_M", "phi3-small-Q4_K_M"}
-
 // TestGoldenTeacherForced feeds prompt + generated ids in one batch and
 // compares the log-probabilities of the reference's top-5 ids at every
 // generated position with llama.cpp's (within 0.1 nats; see the fixtures
 // README for why this bound).
 func TestGoldenTeacherForced(t *testing.T) {
 	const tol = 0.1
-	for _, name := range goldenModels {
+	for _, fm := range fixtures.Models {
+		name := fm.Name
 		t.Run(name, func(t *testing.T) {
 			m, g := loadGolden(t, name)
 			b := New(m, 0)
@@ -120,7 +82,8 @@ func TestGoldenTeacherForced(t *testing.T) {
 // TestGoldenGreedy runs free greedy decoding one token at a time through the
 // KV cache and compares ids with the reference up to its first near-tie.
 func TestGoldenGreedy(t *testing.T) {
-	for _, name := range goldenModels {
+	for _, fm := range fixtures.Models {
+		name := fm.Name
 		t.Run(name, func(t *testing.T) {
 			m, g := loadGolden(t, name)
 			b := New(m, 0)

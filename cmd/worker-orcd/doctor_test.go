@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"worker-orcd/gguf"
+	"worker-orcd/internal/fixtures"
 	"worker-orcd/internal/testmodel"
 )
 
@@ -214,7 +215,7 @@ func TestDoctorTextOutput(t *testing.T) {
 func TestDoctorFixtures(t *testing.T) {
 	for _, name := range []string{"qwen2-tiny-Q4_K_M.gguf", "phi3-small-Q4_K_M.gguf"} {
 		t.Run(name, func(t *testing.T) {
-			p := needFixture(t, filepath.Join("models", name))
+			p := fixtures.Path(t, "models", name)
 			code, rep := runDoctorJSON(t, "--model", p)
 			if code != 0 {
 				t.Errorf("exit %d: %+v", code, rep.Checks)
@@ -225,7 +226,7 @@ func TestDoctorFixtures(t *testing.T) {
 		})
 	}
 	t.Run("vocab-only", func(t *testing.T) {
-		p := needFixture(t, filepath.Join("vocab", "qwen2.gguf"))
+		p := fixtures.VocabPath(t, "qwen2")
 		code, rep := runDoctorJSON(t, "--model", p)
 		c, _ := findCheck(rep, "model.config")
 		if code != 1 || c.Status != statusFail || !strings.Contains(c.Fix, "vocab-only") {

@@ -3,48 +3,25 @@ package main
 import (
 	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"worker-orcd/internal/fixtures"
 	"worker-orcd/internal/testmodel"
 )
-
-type goldenDoc struct {
-	Prompts []struct {
-		Prompt       string  `json:"prompt"`
-		PromptIDs    []int32 `json:"prompt_ids"`
-		GeneratedIDs []int32 `json:"generated_ids"`
-		Steps        []struct {
-			ID  int32   `json:"id"`
-			Gap float64 `json:"gap_top1_top2"`
-			Top []struct {
-				ID      int32   `json:"id"`
-				Logprob float64 `json:"logprob"`
-			} `json:"top"`
-		} `json:"steps"`
-	} `json:"prompts"`
-}
 
 // TestGenerateAndScoreGolden runs the acceptance checks through the CLI for
 // every fixture model: prompt ids equal, teacher-forced top-5 logprobs via
 // `score --json` within 0.1 nats, and free-running greedy ids via
 // `generate --json` equal up to the first near-tie (gap < 0.05 nats).
 func TestGenerateAndScoreGolden(t *testing.T) {
-	for _, name := range []string{"qwen2-tiny-Q4_K_M", "qwen2-small-Q4_K_M", "phi3-small-Q4_K_M"} {
-		t.Run(name, func(t *testing.T) {
-			modelPath := needFixture(t, filepath.Join("models", name+".gguf"))
-			raw, err := os.ReadFile(needFixture(t, filepath.Join("golden", name+".json")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var g goldenDoc
-			if err := json.Unmarshal(raw, &g); err != nil {
-				t.Fatal(err)
-			}
+	for _, m := range fixtures.Models {
+		t.Run(m.Name, func(t *testing.T) {
+			modelPath := fixtures.ModelPath(t, m.Name)
+			g := fixtures.ReadGolden(t, m.Name)
 			p := g.Prompts[len(g.Prompts)-1] // the CJK + emoji prompt: byte tokens, split characters
 			code, out, errOut := runCLI("generate", "--model", modelPath, "--prompt", p.Prompt, "--temperature", "0",
 				"--top-logprobs", "5", "--max-tokens", "16", "--ignore-eos", "--json", "--device", "cpu")
@@ -117,7 +94,7 @@ func TestGenerateAndScoreGolden(t *testing.T) {
 }
 
 func TestGenerateBadInput(t *testing.T) {
-	modelPath := needFixture(t, filepath.Join("models", "qwen2-tiny-Q4_K_M.gguf"))
+	modelPath := fixtures.ModelPath(t, "qwen2-tiny-Q4_K_M")
 	long := strings.Repeat("word ", 300)
 	cases := []struct {
 		args []string

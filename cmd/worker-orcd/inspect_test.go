@@ -5,29 +5,21 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"worker-orcd/internal/fixtures"
 )
-
-var fixtureDir = filepath.Join("..", "..", "..", "shared", "fixtures")
-
-func needFixture(t *testing.T, rel string) string {
-	t.Helper()
-	p := filepath.Join(fixtureDir, rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s not present", p)
-	}
-	return p
-}
 
 // readmeTensors parses the per-model tensor tables of the fixtures README:
 // "#### <file>" headings followed by "| name | type | [ne0, ne1] | offset | bytes |" rows.
 func readmeTensors(t *testing.T) map[string][]inspectTensor {
-	p := needFixture(t, "README.md")
+	p := fixtures.Path(t, "README.md")
 	fh, err := os.Open(p)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +75,7 @@ func TestInspectFixturesMatchREADME(t *testing.T) {
 	want := readmeTensors(t)
 	for model, tensors := range want {
 		t.Run(model, func(t *testing.T) {
-			path := needFixture(t, filepath.Join("models", model))
+			path := fixtures.Path(t, "models", model)
 			code, out, errOut := runCLI("inspect", "--json", path)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
@@ -117,7 +109,7 @@ func TestInspectFixturesMatchREADME(t *testing.T) {
 }
 
 func TestInspectSHA256AndText(t *testing.T) {
-	path := needFixture(t, filepath.Join("models", "phi3-small-Q4_K_M.gguf"))
+	path := fixtures.ModelPath(t, "phi3-small-Q4_K_M")
 	code, out, errOut := runCLI("inspect", "--sha256", path)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -170,14 +162,18 @@ func TestInspectBadFiles(t *testing.T) {
 		write("string.gguf", hugeStr):             "claims 9223372036854775808 bytes",
 		filepath.Join(dir, "does-not-exist.gguf"): "cannot open model file",
 	}
-	if models, _ := filepath.Glob(filepath.Join(fixtureDir, "models", "*.gguf")); len(models) > 0 {
-		full, err := os.ReadFile(models[0])
+	// Cuts of a real model too, where the fixtures are present.
+	switch p, err := fixtures.Find("models", fixtures.Models[0].Name+".gguf"); {
+	case err == nil:
+		full, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for k := 1; k < 16; k++ {
 			cases[write(fmt.Sprintf("cut%02d.gguf", k), full[:len(full)*k/16])] = "GGUFError"
 		}
+	case !errors.Is(err, fixtures.ErrAbsent):
+		t.Fatal(err)
 	}
 	for path, want := range cases {
 		code, out, errOut := runCLI("inspect", path)

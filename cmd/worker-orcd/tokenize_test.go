@@ -7,10 +7,11 @@ import (
 	"testing"
 
 	"worker-orcd/gguf"
+	"worker-orcd/internal/fixtures"
 )
 
 func TestTokenizeJSON(t *testing.T) {
-	phi3 := needFixture(t, "vocab/phi3.gguf")
+	phi3 := fixtures.VocabPath(t, "phi3")
 	code, out, errOut := runCLI("tokenize", "--model", phi3, "--json", "日本語のテキスト 👋")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -29,7 +30,7 @@ func TestTokenizeJSON(t *testing.T) {
 }
 
 func TestTokenizeText(t *testing.T) {
-	qwen := needFixture(t, "vocab/qwen2.gguf")
+	qwen := fixtures.VocabPath(t, "qwen2")
 	code, out, errOut := runCLI("tokenize", "--model", qwen, "Hello, my name is")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -59,7 +60,7 @@ func TestTokenizeErrors(t *testing.T) {
 }
 
 func TestTokenizeStdin(t *testing.T) {
-	qwen := needFixture(t, "vocab/qwen2.gguf")
+	qwen := fixtures.VocabPath(t, "qwen2")
 	root := newRootCmd()
 	var out strings.Builder
 	root.SetArgs([]string{"tokenize", "--model", qwen, "--json"})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,10 +11,9 @@ import (
 	"time"
 
 	"worker-orcd/gguf"
+	"worker-orcd/internal/fixtures"
 	"worker-orcd/quant"
 )
-
-const fixtures = "../../../shared/fixtures"
 
 func micro(t *testing.T, name string, r Recipe, seed uint64) Spec {
 	t.Helper()
@@ -278,13 +276,10 @@ func TestRecipeTypes(t *testing.T) {
 // (name, order, shape, type) of the llama-quantize'd fixture models, and
 // their hyperparameters.
 func TestFixtureTypeMix(t *testing.T) {
-	for _, name := range []string{"qwen2-tiny", "qwen2-small", "phi3-small"} {
+	for _, m := range fixtures.Models {
+		name := m.Preset
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(fixtures, "models", name+"-Q4_K_M.gguf")
-			if _, err := os.Stat(path); err != nil {
-				t.Skipf("fixture %s not present", path)
-			}
-			f, err := gguf.Open(path)
+			f, err := gguf.Open(fixtures.ModelPath(t, m.Name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -324,11 +319,7 @@ func TestFixtureTypeMix(t *testing.T) {
 
 			// With the fixture's tokenizer the whole header (metadata, tensor
 			// infos, offsets) is byte-identical to llama-quantize's.
-			vocab := filepath.Join(fixtures, "vocab", s.VocabName())
-			if _, err := os.Stat(vocab); err != nil {
-				t.Skipf("fixture %s not present", vocab)
-			}
-			s.VocabFile = vocab
+			s.VocabFile = fixtures.Path(t, "vocab", s.VocabName())
 			kvs, _, err = s.Metadata()
 			if err != nil {
 				t.Fatal(err)
@@ -365,10 +356,7 @@ func TestFixtureTypeMix(t *testing.T) {
 func TestVocabFile(t *testing.T) {
 	for _, c := range []struct{ preset, vocab string }{{"qwen2-tiny", "qwen2.gguf"}, {"phi3-small", "phi3.gguf"}} {
 		t.Run(c.vocab, func(t *testing.T) {
-			path := filepath.Join(fixtures, "vocab", c.vocab)
-			if _, err := os.Stat(path); err != nil {
-				t.Skipf("fixture %s not present", path)
-			}
+			path := fixtures.Path(t, "vocab", c.vocab)
 			s := MustPreset(c.preset)
 			if s.VocabName() != c.vocab {
 				t.Errorf("VocabName = %q, want %q", s.VocabName(), c.vocab)
