@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 
 	"worker-orcd/backend"
 	"worker-orcd/backend/cpu"
@@ -17,7 +15,7 @@ import (
 
 // LoadOptions say where and how to run a model file.
 type LoadOptions struct {
-	Device  string // "auto" (default), "cpu", or "cuda[:N]"
+	Device  string // "auto" (default), "cpu", or "cuda[:N]", as backend.ParseDevice reads it
 	Threads int    // CPU worker goroutines (0 = all cores)
 	Engine  Options
 	Logger  *slog.Logger // nil: slog.Default()
@@ -45,6 +43,10 @@ func Load(path string, o LoadOptions) (*Model, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	dev, err := backend.ParseDevice(o.Device) // before reading a large file
+	if err != nil {
+		return nil, err
+	}
 	m, err := model.Open(path)
 	if err != nil {
 		return nil, err
@@ -63,7 +65,7 @@ func Load(path string, o LoadOptions) (*Model, error) {
 			Msg: fmt.Sprintf("the tokenizer has %d tokens but token_embd.weight has %d rows: the tokenizer does not belong to these weights",
 				tok.VocabSize(), m.Config.VocabSize)}
 	}
-	be, err := openBackend(m, o, log)
+	be, err := openBackend(m, dev, o, log)
 	if err != nil {
 		m.Close()
 		return nil, err
@@ -80,11 +82,7 @@ func Load(path string, o LoadOptions) (*Model, error) {
 	return &Model{Engine: e, Model: m}, nil
 }
 
-func openBackend(m *model.Model, o LoadOptions, log *slog.Logger) (backend.Backend, error) {
-	dev := o.Device
-	if dev == "" {
-		dev = "auto"
-	}
+func openBackend(m *model.Model, dev backend.Device, o LoadOptions, log *slog.Logger) (backend.Backend, error) {
 	newCPU := func() backend.Backend {
 		b := cpu.New(m, o.Threads)
 		b.Dump = o.Dump
@@ -99,36 +97,26 @@ func openBackend(m *model.Model, o LoadOptions, log *slog.Logger) (backend.Backe
 		log.Info("using the CUDA backend", "device", b.Name(), "gpu", b.DeviceName())
 		return b, nil
 	}
-	switch {
-	case dev == "cpu":
+	switch dev.Kind {
+	case backend.DeviceCPU:
 		return newCPU(), nil
-	case dev == "auto":
-		b, err := newCUDA(0)
-		if err == nil {
-			return b, nil
-		}
-		var alloc *cuda.AllocationError
-		if errors.As(err, &alloc) {
-			return nil, err // a GPU is there but the model does not fit: say so rather than crawl on the CPU
-		}
-		if errors.Is(err, cuda.ErrLibraryNotFound) {
-			log.Info("device auto: no NVIDIA driver found, running on the CPU", "reason", err.Error())
-		} else {
-			log.Warn("device auto: the GPU could not be used, running on the CPU (slower)", "reason", err.Error())
-		}
-		return newCPU(), nil
-	case dev == "cuda" || strings.HasPrefix(dev, "cuda:"):
-		index := 0
-		if rest, ok := strings.CutPrefix(dev, "cuda:"); ok {
-			n, err := strconv.Atoi(rest)
-			if err != nil || n < 0 {
-				return nil, fmt.Errorf("--device %s: want cuda or cuda:N with N a GPU index", dev)
-			}
-			index = n
-		}
-		return newCUDA(index)
+	case backend.DeviceCUDA:
+		return newCUDA(dev.Index)
 	}
-	return nil, fmt.Errorf("unknown device %q: want auto, cpu or cuda[:N]", dev)
+	b, err := newCUDA(0)
+	if err == nil {
+		return b, nil
+	}
+	var alloc *cuda.AllocationError
+	if errors.As(err, &alloc) {
+		return nil, err // a GPU is there but the model does not fit: say so rather than crawl on the CPU
+	}
+	if errors.Is(err, cuda.ErrLibraryNotFound) {
+		log.Info("device auto: no NVIDIA driver found, running on the CPU", "reason", err.Error())
+	} else {
+		log.Warn("device auto: the GPU could not be used, running on the CPU (slower)", "reason", err.Error())
+	}
+	return newCPU(), nil
 }
 
 // Close stops the engine and unmaps the model file.

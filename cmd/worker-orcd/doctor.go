@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"worker-orcd/backend"
 	"worker-orcd/engine"
 	"worker-orcd/gguf"
 	"worker-orcd/model"
@@ -676,20 +677,12 @@ var nvidiaDriverHint = func() (string, bool) {
 	return strings.TrimSpace(line), true
 }
 
-// wantsCUDA reports whether --device demands a GPU, and which one.
+// wantsCUDA reports whether --device demands a GPU, and which one (read
+// by backend.ParseDevice, as the engine reads it; a value it cannot read
+// demands nothing: gpuCheck reports it).
 func (d *doctor) wantsCUDA() (bool, int) {
-	dev := d.flags.device
-	if dev == "cuda" {
-		return true, 0
-	}
-	if s, ok := strings.CutPrefix(dev, "cuda:"); ok {
-		var n int
-		if _, err := fmt.Sscanf(s, "%d", &n); err == nil {
-			return true, n
-		}
-		return true, -1
-	}
-	return false, 0
+	dev, err := backend.ParseDevice(d.flags.device)
+	return err == nil && dev.Kind == backend.DeviceCUDA, dev.Index
 }
 
 func (d *doctor) gpuDevice() *gpuDevice {
@@ -707,9 +700,13 @@ func (d *doctor) gpuDevice() *gpuDevice {
 
 func (d *doctor) gpuCheck() {
 	const name = "gpu"
+	want, err := backend.ParseDevice(d.flags.device)
+	if err != nil {
+		d.add(name, statusFail, "--device: "+err.Error(), "use --device auto, cpu or cuda[:N] (N a GPU index from nvidia-smi)")
+		return
+	}
 	demanded, idx := d.wantsCUDA()
-	switch dev := d.flags.device; {
-	case dev == "cpu":
+	if want.Kind == backend.DeviceCPU {
 		have := ""
 		if gpuProbe != nil {
 			if rep, err := gpuProbe(d.flags.cudaLib); err == nil && rep != nil && len(rep.Devices) > 0 {
@@ -725,12 +722,6 @@ func (d *doctor) gpuCheck() {
 		} else {
 			d.add(name, statusOK, "--device cpu: the GPU is not used", "")
 		}
-		return
-	case dev != "auto" && dev != "" && !demanded:
-		d.add(name, statusFail, fmt.Sprintf("--device %q: want auto, cpu or cuda[:N]", dev), "use --device auto, cpu or cuda[:N]")
-		return
-	case demanded && idx < 0:
-		d.add(name, statusFail, fmt.Sprintf("--device %q: the GPU index is not a number", dev), "use --device cuda or cuda:N (N from nvidia-smi)")
 		return
 	}
 	noGPU, fallback := statusWarn, "generation will run on the CPU"
