@@ -222,11 +222,11 @@ func (f *File) parse() error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case ver == 2 || ver == 3:
-	case ver == 1:
-		return errAt(ErrVersion, 4, "GGUF version 1 is not supported (want 2 or 3): re-convert the model with a current converter")
-	case ver&0xFFFF == 0 && ver != 0:
+	switch ClassifyVersion(ver) {
+	case VersionSupported:
+	case VersionTooOld:
+		return errAt(ErrVersion, 4, "GGUF version %d is not supported (want 2 or 3): re-convert the model with a current converter", ver)
+	case VersionByteSwapped:
 		return errAt(ErrVersion, 4, "version field 0x%08x looks byte-swapped: big-endian GGUF files are not supported (want a little-endian v2 or v3 file)", ver)
 	default:
 		return errAt(ErrVersion, 4, "unsupported GGUF version %d (want 2 or 3)", ver)

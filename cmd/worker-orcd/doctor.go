@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -223,69 +222,39 @@ func (d *doctor) fileChecks(path string) {
 	d.file = f
 }
 
-// magicCheck reads the first 8 bytes: the magic and the version.
+// magicCheck reads the first bytes: the magic and the version (gguf.Sniff
+// says what a file that is not GGUF most likely is).
 func (d *doctor) magicCheck(fh *os.File, size int64) bool {
-	var hdr [8]byte
-	n, _ := io.ReadFull(fh, hdr[:])
-	got := hdr[:n]
-	if n < 4 || string(got[:4]) != gguf.Magic {
-		msg := fmt.Sprintf("magic bytes [% x] (%q), want 47 47 55 46 (\"GGUF\")", got[:min(n, 4)], got[:min(n, 4)])
-		d.add("file.magic", statusFail, msg+": "+magicHint(fh, got, size), "point --model at a .gguf file; "+fixRedownload)
+	s, err := gguf.Sniff(fh, size)
+	if err != nil {
+		d.add("file.magic", statusFail, err.Error(), "check the disk and the file's permissions")
+		return false
+	}
+	got := s.Head
+	if s.Kind != gguf.KindGGUF {
+		magic := got[:min(len(got), 4)]
+		msg := fmt.Sprintf("magic bytes [% x] (%q), want 47 47 55 46 (\"GGUF\")", magic, magic)
+		d.add("file.magic", statusFail, msg+": "+s.Hint(), "point --model at a .gguf file; "+fixRedownload)
 		return false
 	}
 	d.add("file.magic", statusOK, "magic bytes 47 47 55 46 (\"GGUF\")", "")
-	if n < 8 {
-		d.add("file.version", statusFail, fmt.Sprintf("file ends after %d bytes, inside the version field", n), fixRedownload)
+	if !s.HasVersion() {
+		d.add("file.version", statusFail, fmt.Sprintf("file ends after %d bytes, inside the version field", len(got)), fixRedownload)
 		return false
 	}
-	v := binary.LittleEndian.Uint32(got[4:8])
-	switch {
-	case v == 2 || v == 3:
+	v := s.Version
+	switch gguf.ClassifyVersion(v) {
+	case gguf.VersionSupported:
 		d.add("file.version", statusOK, fmt.Sprintf("GGUF version %d (supported: 2, 3)", v), "")
 		return true
-	case v == 1:
-		d.add("file.version", statusFail, "GGUF version 1 (supported: 2, 3)", "re-convert the model with a current llama.cpp convert_hf_to_gguf.py")
-	case v&0xffff == 0 && v != 0:
+	case gguf.VersionTooOld:
+		d.add("file.version", statusFail, fmt.Sprintf("GGUF version %d (supported: 2, 3)", v), "re-convert the model with a current llama.cpp convert_hf_to_gguf.py")
+	case gguf.VersionByteSwapped:
 		d.add("file.version", statusFail, fmt.Sprintf("version field 0x%08x is byte-swapped: a big-endian GGUF (supported: little-endian v2, v3)", v), "use the little-endian GGUF of the model")
 	default:
 		d.add("file.version", statusFail, fmt.Sprintf("GGUF version %d (supported: 2, 3)", v), "use a GGUF v2 or v3 file; if the version looks random, "+fixRedownload)
 	}
 	return false
-}
-
-// magicHint says what a non-GGUF file most likely is.
-func magicHint(fh *os.File, head []byte, size int64) string {
-	switch {
-	case size == 0:
-		return "the file is empty: the download failed before writing anything"
-	case size < 4:
-		return fmt.Sprintf("the file is only %d bytes: an interrupted download", size)
-	}
-	var buf [512]byte
-	n, _ := fh.ReadAt(buf[:], 0)
-	s := string(buf[:n])
-	switch {
-	case strings.HasPrefix(s, "version https://git-lfs"):
-		return "this is a Git LFS pointer file, not the model: the repository was cloned without git-lfs"
-	case strings.Contains(strings.ToLower(s), "<html") || strings.Contains(strings.ToLower(s), "<!doctype"):
-		return "this is an HTML page (an error or login page saved instead of the model)"
-	case strings.HasPrefix(strings.TrimSpace(s), "{"):
-		return "this is a JSON document, not a GGUF model (an error response, or a safetensors header?)"
-	case isZero(buf[:n]):
-		return "the file starts with zero bytes: space preallocated by a download that never wrote the data"
-	case n >= 8 && binary.LittleEndian.Uint64(buf[:8]) < uint64(size) && n > 8 && buf[8] == '{':
-		return "this looks like a safetensors file: convert it to GGUF with llama.cpp's convert_hf_to_gguf.py"
-	}
-	return "the file is not GGUF, or its beginning is corrupt"
-}
-
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return len(b) > 0
 }
 
 // sizeCheck compares the file size with the size the header implies (read
