@@ -2,22 +2,69 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|sanitizer|server|reference|bench|bench-phi3 ...
+#   scripts/gpu-check.sh tests|sanitizer|server|reference|bench|bench-phi3|timing|conc|ncu ...
+# GPU tests fail rather than skip here (WORKER_TEST_REQUIRE_GPU=1); fixtures
+# are read from $WORKER_FIXTURES, else $BIN/fixtures when present.
+# conc runs the issue-10 workload (-p 128 -n 128, 1..64 streams) on both
+# real shapes with $bin/worker-orcd and, when $OLD names another binary, with
+# it too, side by side.
 set -uo pipefail
 bin=${BIN:-devbin1}
 export WORKER_KERNEL_CACHE=${WORKER_KERNEL_CACHE:-/tmp/worker-kernels}
+export WORKER_TEST_REQUIRE_GPU=1
+if [ -z "${WORKER_FIXTURES:-}" ] && [ -d "$bin/fixtures" ]; then export WORKER_FIXTURES=$PWD/$bin/fixtures; fi
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
+synth() { # shape file
+  [ -f "$2" ] || "$bin/synth" --shape "$1" --type Q4_K_M --vocab builtin -o "$2" | tail -1
+}
 for step in "$@"; do
 case $step in
 tests)
-  "$bin/cuda.test" -test.v -test.timeout 400s 2>&1 | tee "$out/cuda-tests.log" | grep -E "^(--- |FAIL|ok|PASS)|worst|VRAM" ;;
+  "$bin/cuda.test" -test.v -test.timeout 400s 2>&1 | tee "$out/cuda-tests.log" | grep -E "^(--- |FAIL|ok|PASS)|worst|VRAM|mmt_" ;;
 sanitizer)
   san=/usr/local/cuda/bin/compute-sanitizer
   if [ -x "$san" ]; then
-    "$san" --tool memcheck --error-exitcode 9 "$bin/cuda.test" -test.run 'Parity$|AttentionParity' 2>&1 | tail -5
+    "$san" --tool memcheck --error-exitcode 9 "$bin/cuda.test" -test.run 'Parity$|AttentionParity|TensorCoreDecode' 2>&1 | tail -5
     echo "compute-sanitizer memcheck exit status: $?"
   else echo "compute-sanitizer not found"; fi ;;
+timing)
+  WORKER_TEST_TIMING=1 "$bin/cuda.test" -test.v -test.run TestDecodeKernelTiming 2>&1 | tee "$out/timing.log" | grep -E "timing|FAIL" ;;
+ncu)
+  # DRAM throughput of the decode matrix kernels (clocks left alone).
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+  WORKER_TEST_TIMING=ncu timeout 300 "$ncu" --clock-control none --kernel-name regex:'^mmt?_' \
+    --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum.per_second \
+    --csv "$bin/cuda.test" -test.run TestDecodeKernelTiming >"$out/ncu.csv" 2>&1; echo "ncu exit $?"
+  python3 - "$out/ncu.csv" <<'PY'
+import csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: sys.exit()
+h = rows[0]; k, mn, mv = h.index("Kernel Name"), h.index("Metric Name"), h.index("Metric Value")
+seen = {}
+for r in rows[1:]:
+    seen.setdefault((r[0], r[k]), {})[r[mn]] = r[mv]
+for (i, name), m in seen.items():
+    print("ncu %-4s %-8s %10s ns  DRAM %5s %%  %s" % (i, name, m.get("gpu__time_duration.sum"), m.get("dram__throughput.avg.pct_of_peak_sustained_elapsed"), m.get("dram__bytes_read.sum.per_second")))
+PY
+  ;;
+conc)
+  synth qwen2.5-0.5b /tmp/q05.gguf
+  synth phi3-mini-4k /tmp/phi3.gguf
+  for m in /tmp/q05.gguf /tmp/phi3.gguf; do
+    for b in ${OLD:-} "$bin/worker-orcd"; do
+      "$b" bench --model "$m" --device cuda -p 128 -n 128 --concurrency 1,8,32,64 --json >"$out/bench-$(basename "$b")-$(basename "$m" .gguf).json" 2>"$out/bench.err" ||
+        { echo "bench $b $m failed"; tail -3 "$out/bench.err"; }
+    done
+  done
+  python3 - "$out" <<'PY'
+import glob, json, os, sys
+for f in sorted(glob.glob(sys.argv[1] + "/bench-*.json")):
+    r = json.load(open(f))
+    lv = " ".join("%d:%.0f(ttft %.0f/%.0f itl %.1f/%.1f)" % (l["requests"], l["generated_tokens_per_s"], l.get("ttft_p50_ms", 0), l.get("ttft_p99_ms", 0), l.get("itl_p50_ms", 0), l.get("itl_p99_ms", 0)) for l in r["concurrency"])
+    print("%-32s prefill %7.0f decode %6.1f | %s" % (os.path.basename(f)[6:-5], r["prefill_tokens_per_s"], r["decode_tokens_per_s"], lv))
+PY
+  ;;
 reference)
   # 64-token prompt, 16 greedy tokens, for each real shape at F16.
   ids=$(python3 -c "print(','.join(str((i*7919+13)%30000) for i in range(64)))")

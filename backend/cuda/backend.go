@@ -104,6 +104,9 @@ func kernelNames() []string {
 		"to_f16_pad", "gemm_epilogue"}
 	for _, s := range kernelSuffix {
 		names = append(names, "mm_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)
+		if mmtSuffix[s] {
+			names = append(names, "mmt_"+s)
+		}
 	}
 	return names
 }

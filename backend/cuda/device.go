@@ -282,6 +282,24 @@ func (d *Device) loadModule(name, src string, kernels []string) error {
 	return nil
 }
 
+// kernelResources reports a loaded kernel's registers per thread, local
+// (spill and stack) bytes per thread and static shared bytes per block;
+// call inside do.
+func (d *Device) kernelResources(name string) (regs, local, shared int, err error) {
+	const attrShared, attrLocal, attrRegs = 1, 3, 4
+	f, ok := d.funcs[name]
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("cuda: kernel %s not loaded", name)
+	}
+	var v [3]int32
+	for i, a := range []int32{attrRegs, attrLocal, attrShared} {
+		if err := check("cuFuncGetAttribute("+name+")", drv.cuFuncGetAttribute(&v[i], a, f)); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	return int(v[0]), int(v[1]), int(v[2]), nil
+}
+
 // launch runs a kernel on the device stream; args are pointers to each
 // parameter value. Call inside do.
 func (d *Device) launch(name string, grid, block [3]uint32, shared uint32, args ...unsafe.Pointer) error {

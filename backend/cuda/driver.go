@@ -61,6 +61,7 @@ var drv struct {
 	cuGetErrorName               func(r cuResult, s **byte) cuResult
 	cuPointerGetAttribute        func(data unsafe.Pointer, attr int32, p devicePtr) cuResult
 	cuFuncSetAttribute           func(f cuFunction, attr int32, v int32) cuResult
+	cuFuncGetAttribute           func(v *int32, attr int32, f cuFunction) cuResult
 	cuStreamBeginCapture_v2      func(s cuStream, mode int32) cuResult
 	cuStreamEndCapture           func(s cuStream, g *cuGraph) cuResult
 	cuGraphInstantiateWithFlags  func(e *cuGraphExec, g cuGraph, flags uint64) cuResult
@@ -115,7 +116,7 @@ func driverFuncs() map[string]any {
 		"cuStreamSynchronize": &drv.cuStreamSynchronize, "cuEventCreate": &drv.cuEventCreate, "cuEventRecord": &drv.cuEventRecord,
 		"cuEventSynchronize": &drv.cuEventSynchronize, "cuEventDestroy_v2": &drv.cuEventDestroy_v2, "cuEventElapsedTime": &drv.cuEventElapsedTime,
 		"cuGetErrorName": &drv.cuGetErrorName, "cuPointerGetAttribute": &drv.cuPointerGetAttribute,
-		"cuFuncSetAttribute":      &drv.cuFuncSetAttribute,
+		"cuFuncSetAttribute": &drv.cuFuncSetAttribute, "cuFuncGetAttribute": &drv.cuFuncGetAttribute,
 		"cuStreamBeginCapture_v2": &drv.cuStreamBeginCapture_v2, "cuStreamEndCapture": &drv.cuStreamEndCapture,
 		"cuGraphInstantiateWithFlags": &drv.cuGraphInstantiateWithFlags, "cuGraphLaunch": &drv.cuGraphLaunch,
 		"cuGraphExecDestroy": &drv.cuGraphExecDestroy, "cuGraphDestroy": &drv.cuGraphDestroy,

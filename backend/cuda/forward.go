@@ -34,14 +34,15 @@ func (b *Backend) grow(T, nsel int) error {
 		total += (s*4 + 255) &^ 255
 	}
 	total += metaBytes
-	if b.scratch != nil {
-		b.dropGraphs() // they point into the old buffers
-		b.dev.free(b.scratch)
-		b.scratch = nil
-	}
+	// Allocate the new buffer before freeing the old one: a failed
+	// allocation leaves the old scratch (and every pointer into it) valid.
 	buf, err := b.dev.alloc(total, PurposeActivations)
 	if err != nil {
 		return err
+	}
+	if b.scratch != nil {
+		b.dropGraphs() // they point into the old buffers
+		b.dev.free(b.scratch)
 	}
 	b.scratch = buf
 	p := buf.Ptr
@@ -277,6 +278,14 @@ func (b *Backend) mmSegment(x devicePtr, T int, prefill, glu bool, outs ...mmOut
 	if prefill {
 		return b.dev.launch("mme_"+outs[0].m.suffix, dims(blocks(rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0, unsafe.Pointer(a))
 	}
+	if b.tensorCoreDecode(outs[0].m.suffix) {
+		// 16 weight rows (glu: 8 gate + 8 up) and mmtTokens tokens a block.
+		perBlock := 16
+		if glu {
+			perBlock = 8
+		}
+		return b.dev.launch("mmt_"+outs[0].m.suffix, dims(blocks(rows, perBlock), blocks(T, mmtTokens), 1), dims(32*mmtWarps, 1, 1), 0, unsafe.Pointer(a))
+	}
 	// Two rows a warp (with glu: a gate row and its up row).
 	perWarp := 2
 	if glu {
@@ -287,6 +296,28 @@ func (b *Backend) mmSegment(x devicePtr, T int, prefill, glu bool, outs ...mmOut
 
 // unitTile is TILE_U of decoder.cu: tokens a block of the unit kernel takes.
 const unitTile = 4
+
+// mmtTokens and mmtWarps are MMT_TOK and MMT_WARPS of decoder.cu: tokens a
+// block of the tensor-core decode kernel takes, and the warps that split
+// each row between them.
+const (
+	mmtTokens = 64
+	mmtWarps  = 8
+)
+
+// mmtSuffix lists the weight types whose decode rows run on the tensor
+// cores (mmt_<suffix>): their dequantized values and the activations are
+// rounded to F16, float32 accumulation. F32 and BF16 weights keep the
+// float32 unit kernel (F16 would round or overflow them).
+var mmtSuffix = map[string]bool{"f16": true, "q4_0": true, "q4_1": true, "q5_0": true, "q5_1": true,
+	"q8_0": true, "q4_k": true, "q5_k": true, "q6_k": true}
+
+// tensorCoreDecode reports whether decode rows of this weight type use
+// mmt_<suffix>: the type is listed and the card has mma.m16n8k16 (sm_80+).
+// The choice depends on the type and the card only, never on the batch.
+func (b *Backend) tensorCoreDecode(suffix string) bool {
+	return mmtSuffix[suffix] && b.dev.Arch() >= 80
+}
 
 // mm launches out[T, m.rows] = x[T, m.cols] · mᵀ.
 func (b *Backend) mm(m *dmat, x, out devicePtr, T int) error {
@@ -380,19 +411,37 @@ func (b *Backend) layersForward(T int) error {
 func (b *Backend) head(batch []*backend.Seq, T int) error {
 	c := b.c
 	d, V := c.NEmbd, c.VocabSize
-	// Gather the wanted rows into h (contiguous).
+	// Gather the wanted rows into h (contiguous), one copy for each run of
+	// rows that are contiguous in x too (a decode batch is one run).
 	t, nsel := 0, 0
+	runFirst, runN := 0, 0
+	flush := func() error {
+		if runN == 0 {
+			return nil
+		}
+		return check("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync_v2(b.h+devicePtr(4*(nsel-runN)*d), b.x+devicePtr(4*runFirst*d),
+			uint64(4*runN*d), b.dev.stream))
+	}
 	for _, s := range batch {
 		first, n := t+len(s.Tokens)-1, 1
 		if s.AllLogits {
 			first, n = t, len(s.Tokens)
 		}
-		if err := check("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync_v2(b.h+devicePtr(4*nsel*d), b.x+devicePtr(4*first*d),
-			uint64(4*n*d), b.dev.stream)); err != nil {
-			return err
+		if runN > 0 && runFirst+runN != first {
+			if err := flush(); err != nil {
+				return err
+			}
+			runN = 0
 		}
+		if runN == 0 {
+			runFirst = first
+		}
+		runN += n
 		nsel += n
 		t += len(s.Tokens)
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	if err := b.rmsNorm(b.h, b.outputNorm, b.h, nsel, d); err != nil {
 		return err
@@ -401,8 +450,11 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 		return err
 	}
 	// Rows that asked for their top candidates: select on the device and
-	// bring back only those (one copy for all of them).
+	// bring back only those (one copy for all of them). One launch for each
+	// run of consecutive rows with the same k (a block a row).
 	off, ntop := 0, 0
+	type topRun struct{ off, ntop, n, k int }
+	var runs []topRun
 	for _, s := range batch {
 		s.HasTop = false
 		if s.AllLogits {
@@ -410,14 +462,22 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 			continue
 		}
 		if k := min(s.TopK, sample.MaxTop, V); k > 0 {
-			if err := b.dev.launch("topk_f32", dims(1, 1, 1), dims(1024, 1, 1), 0,
-				p(b.logits+devicePtr(4*off*V)), p(V), p(k), p(b.topBuf+devicePtr(ntop*topStride)),
-				p(b.topBuf+devicePtr(ntop*topStride+4*sample.MaxTop)), p(b.topBuf+devicePtr(ntop*topStride+8*sample.MaxTop))); err != nil {
-				return err
+			if r := len(runs) - 1; r >= 0 && runs[r].k == k && runs[r].off+runs[r].n == off && runs[r].ntop+runs[r].n == ntop {
+				runs[r].n++
+			} else {
+				runs = append(runs, topRun{off: off, ntop: ntop, n: 1, k: k})
 			}
 			ntop++
 		}
 		off++
+	}
+	for _, r := range runs {
+		rec := b.topBuf + devicePtr(r.ntop*topStride)
+		if err := b.dev.launch("topk_f32", dims(uint32(r.n), 1, 1), dims(1024, 1, 1), 0,
+			p(b.logits+devicePtr(4*r.off*V)), p(V), p(r.k), p(rec), p(rec+devicePtr(4*sample.MaxTop)), p(rec+devicePtr(8*sample.MaxTop)),
+			p(int64(V)), p(int64(topStride))); err != nil {
+			return err
+		}
 	}
 	if ntop > 0 {
 		if cap(b.hostTop) < ntop*topStride {

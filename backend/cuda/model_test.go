@@ -21,13 +21,17 @@ import (
 	"worker-orcd/tokenizer"
 )
 
-// needGPU skips the test where no GPU can be used.
+// needGPU skips the test where no GPU can be used (fails instead with
+// WORKER_TEST_REQUIRE_GPU=1, so a GPU run cannot pass by skipping).
 func needGPU(t *testing.T) {
 	t.Helper()
 	if os.Getenv("WORKER_TEST_NO_GPU") == "1" {
 		t.Skip("WORKER_TEST_NO_GPU=1")
 	}
 	if _, err := cuda.Probe(""); err != nil {
+		if os.Getenv("WORKER_TEST_REQUIRE_GPU") == "1" {
+			t.Fatalf("WORKER_TEST_REQUIRE_GPU=1 but no GPU: %v", err)
+		}
 		t.Skipf("no GPU: %v", err)
 	}
 }

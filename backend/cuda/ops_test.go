@@ -14,7 +14,8 @@ import (
 )
 
 // testDevice opens GPU 0 or skips: GPU tests are ordinary tests that skip
-// cleanly where there is no NVIDIA driver.
+// cleanly where there is no NVIDIA driver (and fail instead with
+// WORKER_TEST_REQUIRE_GPU=1).
 func testDevice(t testing.TB) *Device {
 	t.Helper()
 	if os.Getenv("WORKER_TEST_NO_GPU") == "1" {
@@ -22,6 +23,9 @@ func testDevice(t testing.TB) *Device {
 	}
 	d, err := OpenDevice(0, "")
 	if err != nil {
+		if os.Getenv("WORKER_TEST_REQUIRE_GPU") == "1" {
+			t.Fatalf("WORKER_TEST_REQUIRE_GPU=1 but no GPU: %v", err)
+		}
 		t.Skipf("no GPU: %v", err)
 	}
 	t.Cleanup(d.Close)
@@ -169,8 +173,15 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 			if err := h.d.do(func() error { return h.b.mm(&m, xb.Ptr, ob.Ptr, shape.T) }); err != nil {
 				t.Fatal(err)
 			}
-			if e := relErr(h.download(ob, shape.T*shape.rows), want); e > 1e-5 {
-				t.Errorf("mm_%s %dx%d T=%d: relative error %.3g > 1e-5", kernelSuffix[typ], shape.rows, shape.cols, shape.T, e)
+			// Decode rows (T ≤ 8 here) of the types on the tensor cores round
+			// weights and activations to F16 (float32 sums): within 3e-3 as
+			// for the cuBLAS path; the float32 kernels within 1e-5.
+			tol := 1e-5
+			if shape.T <= 8 && h.b.tensorCoreDecode(kernelSuffix[typ]) {
+				tol = 3e-3
+			}
+			if e := relErr(h.download(ob, shape.T*shape.rows), want); e > tol {
+				t.Errorf("mm_%s %dx%d T=%d: relative error %.3g > %g", kernelSuffix[typ], shape.rows, shape.cols, shape.T, e, tol)
 			}
 			// Prompt rows through cuBLAS (F16 weights and activations, float32
 			// accumulation): within 3e-3 of the float64 reference.
@@ -205,10 +216,10 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 				wantAcc[i] = float64(init[i]) + y + float64(bias[i%shape.rows])
 				wantGLU[i] = y / (1 + math.Exp(-y)) * y
 			}
-			if e := relErr(h.download(accb, len(want)), wantAcc); e > 1e-5 {
+			if e := relErr(h.download(accb, len(want)), wantAcc); e > tol {
 				t.Errorf("mm_%s bias+accumulate T=%d: relative error %.3g", kernelSuffix[typ], shape.T, e)
 			}
-			if e := relErr(h.download(glub, len(want)), wantGLU); e > 1e-5 {
+			if e := relErr(h.download(glub, len(want)), wantGLU); e > tol {
 				t.Errorf("mm_%s glu T=%d: relative error %.3g", kernelSuffix[typ], shape.T, e)
 			}
 			// Embedding: gather rows 3, 0, last.
@@ -232,6 +243,106 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 				t.Errorf("embed_%s cols %d: relative error %.3g > 1e-6", kernelSuffix[typ], shape.cols, e)
 			}
 		}
+	}
+}
+
+// TestTensorCoreDecode: the mmt_ kernels (decode rows on the tensor cores)
+// for every type that uses them, over widths whose units fill the 8 warps'
+// steps unevenly or leave a partial step, 70 decode rows (two token blocks),
+// plain and glu: within 3e-3 of the float64 reference, every output written,
+// and each row bit-identical when computed alone, in a batch of 9, or at
+// another place of the 70 (batch invariance at the kernel level).
+func TestTensorCoreDecode(t *testing.T) {
+	h := newOpHarness(t)
+	if h.d.Arch() < 80 {
+		t.Skipf("sm_%d has no mma.m16n8k16: decode rows use the float32 kernels", h.d.Arch())
+	}
+	r := rand.New(rand.NewPCG(11, uint64(os.Getpid())))
+	const T = 70
+	for _, typ := range sortedTypes() {
+		sfx := kernelSuffix[typ]
+		if !h.b.tensorCoreDecode(sfx) {
+			continue
+		}
+		for _, shape := range []struct{ rows, cols int }{{40, 352}, {24, 1024}, {19, 2816}} {
+			if shape.cols%typ.BlockSize() != 0 {
+				continue
+			}
+			rb, err := quant.RowBytes(typ, shape.cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := make([]byte, rb*shape.rows)
+			deq := make([]float32, shape.rows*shape.cols)
+			for row := range shape.rows {
+				if err := quant.Quantize(typ, randRow(r, shape.cols), w[row*rb:(row+1)*rb]); err != nil {
+					t.Fatal(err)
+				}
+				if err := quant.Dequantize(typ, w[row*rb:(row+1)*rb], deq[row*shape.cols:(row+1)*shape.cols]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			x := randRow(r, T*shape.cols)
+			want := make([]float64, T*shape.rows)
+			for tt := range T {
+				for row := range shape.rows {
+					var s float64
+					for i := range shape.cols {
+						s += float64(deq[row*shape.cols+i]) * float64(x[tt*shape.cols+i])
+					}
+					want[tt*shape.rows+row] = s
+				}
+			}
+			wb, xb := h.upload(w), h.uploadF32(x)
+			m := dmat{ptr: wb.Ptr, rows: shape.rows, cols: shape.cols, rowBytes: int64(rb), suffix: sfx}
+			// run computes n decode rows starting at x row from, plain or glu.
+			run := func(from, n int, glu bool) []float32 {
+				ob := h.poisoned(n * shape.rows)
+				err := h.d.do(func() error {
+					h.b.segs = []segment{{0, n, false}}
+					defer func() { h.b.segs = nil }()
+					xp := xb.Ptr + devicePtr(4*from*shape.cols)
+					if glu {
+						return h.b.mmLaunch(xp, n, true, mmOut{m: &m, out: ob.Ptr}, mmOut{m: &m, out: ob.Ptr})
+					}
+					return h.b.mmLaunch(xp, n, false, mmOut{m: &m, out: ob.Ptr})
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return h.download(ob, n*shape.rows)
+			}
+			for _, glu := range []bool{false, true} {
+				full := run(0, T, glu)
+				ref := want
+				if glu {
+					ref = make([]float64, len(want))
+					for i, y := range want {
+						ref[i] = y / (1 + math.Exp(-y)) * y
+					}
+				}
+				if e := relErr(full, ref); e > 3e-3 {
+					t.Errorf("mmt_%s %dx%d T=%d glu=%v: relative error %.3g > 3e-3", sfx, shape.rows, shape.cols, T, glu, e)
+				}
+				for _, from := range []int{0, 5, 61, 64, 69} {
+					alone := run(from, 1, glu)
+					if !slices.Equal(alone, full[from*shape.rows:(from+1)*shape.rows]) {
+						t.Errorf("mmt_%s %dx%d glu=%v: row %d alone differs from the same row among %d", sfx, shape.rows, shape.cols, glu, from, T)
+					}
+				}
+				nine := run(3, 9, glu)
+				if !slices.Equal(nine, full[3*shape.rows:12*shape.rows]) {
+					t.Errorf("mmt_%s %dx%d glu=%v: rows 3..11 in a batch of 9 differ from the same rows among %d", sfx, shape.rows, shape.cols, glu, T)
+				}
+			}
+		}
+		h.d.do(func() error {
+			regs, local, shared, err := h.d.kernelResources("mmt_" + sfx)
+			if err == nil {
+				t.Logf("mmt_%s: %d registers, %d local bytes a thread, %d shared bytes a block", sfx, regs, local, shared)
+			}
+			return nil
+		})
 	}
 }
 
@@ -361,7 +472,7 @@ func TestTopKParity(t *testing.T) {
 		out := h.poisoned(2*c.K + 1)
 		err := h.d.do(func() error {
 			return h.d.launch("topk_f32", dims(1, 1, 1), dims(1024, 1, 1), 0, p(xb.Ptr), p(c.V), p(c.K),
-				p(out.Ptr), p(out.Ptr+devicePtr(4*c.K)), p(out.Ptr+devicePtr(8*c.K)))
+				p(out.Ptr), p(out.Ptr+devicePtr(4*c.K)), p(out.Ptr+devicePtr(8*c.K)), p(int64(0)), p(int64(0)))
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -405,6 +516,87 @@ func TestTopKParity(t *testing.T) {
 		}
 		if d := math.Abs(float64(got[2*c.K]) - lse); d > 1e-4 {
 			t.Errorf("V=%d %s: log-sum-exp %.6f, host %.6f", c.V, c.kind, got[2*c.K], lse)
+		}
+	}
+}
+
+// TestDecodeKernelTiming (WORKER_TEST_TIMING=1) times the decode matrix
+// kernels on real-shape matrices filled with random bytes: the float32 unit
+// kernel mm_ (4 tokens a block) against the tensor-core mmt_ (64 tokens a
+// block) at 1, 8 and 64 decode rows, median of 20 launches by device events
+// (WORKER_TEST_TIMING=ncu: one launch of each, for the profiler),
+// and the weight bytes over that time.
+func TestDecodeKernelTiming(t *testing.T) {
+	reps, warm := 20, 3
+	switch os.Getenv("WORKER_TEST_TIMING") {
+	case "1":
+	case "ncu": // one launch of each under the profiler
+		reps, warm = 1, 0
+	default:
+		t.Skip("set WORKER_TEST_TIMING=1 (or ncu)")
+	}
+	h := newOpHarness(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, c := range []struct {
+		name       string
+		typ        quant.Type
+		rows, cols int
+	}{
+		{"qwen ffn_gate", quant.Q5_0, 4864, 896}, {"qwen ffn_down", quant.Q4_K, 896, 4864}, {"qwen output", quant.Q8_0, 151936, 896},
+		{"phi3 ffn_up", quant.Q4_K, 8192, 3072}, {"phi3 ffn_down", quant.Q6_K, 3072, 8192}, {"f16 3072²", quant.F16, 3072, 3072},
+	} {
+		rb, err := quant.RowBytes(c.typ, c.cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := make([]byte, rb*c.rows)
+		for i := range w {
+			w[i] = byte(r.Uint32())
+		}
+		sfx := kernelSuffix[c.typ]
+		wb, xb, ob := h.upload(w), h.uploadF32(randRow(r, 64*c.cols)), h.poisoned(64*c.rows)
+		for _, T := range []int{1, 8, 64} {
+			a := &mmArgs{NJobs: 1, X: xb.Ptr, Cols: int32(c.cols), T: int32(T)}
+			a.Job[0] = mmJob{W: wb.Ptr, RowBytes: int64(rb), Out: ob.Ptr, Rows: int32(c.rows)}
+			var res [2]float64
+			for k, kern := range []string{"mm_", "mmt_"} {
+				grid := dims(blocks(c.rows, 16), blocks(T, unitTile), 1)
+				if kern == "mmt_" {
+					grid = dims(blocks(c.rows, 16), blocks(T, mmtTokens), 1)
+				}
+				err := h.d.do(func() error {
+					var start, end cuEvent
+					drv.cuEventCreate(&start, 0)
+					drv.cuEventCreate(&end, 0)
+					defer drv.cuEventDestroy_v2(start)
+					defer drv.cuEventDestroy_v2(end)
+					var ms []float64
+					for i := range reps + warm {
+						drv.cuEventRecord(start, h.d.stream)
+						if err := h.d.launch(kern+sfx, grid, dims(256, 1, 1), 0, unsafe.Pointer(a)); err != nil {
+							return err
+						}
+						drv.cuEventRecord(end, h.d.stream)
+						if err := check("cuEventSynchronize", drv.cuEventSynchronize(end)); err != nil {
+							return err
+						}
+						var v float32
+						drv.cuEventElapsedTime(&v, start, end)
+						if i >= warm {
+							ms = append(ms, float64(v))
+						}
+					}
+					slices.Sort(ms)
+					res[k] = ms[len(ms)/2]
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			bytes := float64(len(w))
+			t.Logf("timing %-14s %-5s T=%-2d  mm_ %8.1f µs %6.0f GB/s   mmt_ %8.1f µs %6.0f GB/s", c.name, sfx, T,
+				1000*res[0], bytes/res[0]/1e6, 1000*res[1], bytes/res[1]/1e6)
 		}
 	}
 }

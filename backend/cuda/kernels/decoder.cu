@@ -17,6 +17,9 @@
 //                   dequantized to F16, activations rounded to F16 in tiles of 64 rows (zero
 //                   padded: every GEMM has the same shape), float32 accumulation, then the
 //                   bias/accumulate/SwiGLU epilogue                 grids of 256-thread blocks
+//   mmt_<type>      decode rows on the tensor cores: 16 weight rows × 64 tokens a block, 8 warps
+//                   splitting the row, F16 operands, float32 accumulation (see the comment
+//                   at the kernel)                grid (ceil(rows/16), ceil(T/64)), block 256
 //   mme_<type>      one row per warp, element-wise (coalesced activations) for long batches
 //                                                                grid (ceil(rows/8), ceil(T/8)), block 256
 //   rms_norm_f32    out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w  grid T, block 1024
@@ -28,7 +31,7 @@
 //                   per split                                   grid (T, n_head, nsplit), block 128
 //   attention_merge_f32  combine the splits                       grid (T, n_head), block 128
 //   topk_f32        the K largest logits of a row (ties: lower id) and its log-sum-exp, by an
-//                   8-bit radix select on order-preserving keys   grid 1, block 1024 (one row)
+//                   8-bit radix select on order-preserving keys   grid rows, block 1024 (a row a block)
 //
 // Self-contained: no CUDA headers (half→float through PTX cvt).
 
@@ -464,6 +467,156 @@ __device__ __forceinline__ void mm_kernel(const MMArgs& a) {
     }
 }
 
+// ---- decode rows on the tensor cores (sm_80 and later) ----
+//
+// mmt_<type>: the same product as mm_<type> for decode rows, reading each
+// weight byte once per 64 tokens instead of once per 4. A block owns 16
+// output rows (with glu: 8 gate rows and the same 8 up rows) and up to
+// MMT_TOK tokens (grid.y tiles T); its MMT_WARPS warps split the row's
+// 32-element units by a fixed rule (warp w takes steps w, w+MMT_WARPS, …;
+// step s is units 4s..4s+3) and the block adds the warps' partial sums in
+// warp order. Per step a lane (g = lane/4, c = lane%4) dequantizes unit
+// 4s+c of tile rows g and g+8 with the unit_<type> functions, rounds them to
+// F16, and feeds them as the A operand of eight mma.m16n8k16 (F16 in,
+// float32 accumulation): mma j takes elements 4j..4j+3 of the four lanes'
+// units. A dot product's terms may be grouped in any order as long as A and
+// B agree, so the k slots {2c, 2c+1, 2c+8, 2c+9} a lane owns in the
+// instruction's layout stand for elements 4j..4j+3 of its own unit. The B
+// operand is token 8n+g's activations at the same elements (float32 read,
+// rounded to F16). Each output (row, token) is thus the same sequence of
+// instructions whatever T is and wherever the token sits: tokens do not
+// interact inside an mma, the split of the units depends only on cols, and
+// the cross-warp sum is in a fixed order.
+//                                        grid (ceil(rows/16) or ceil(rows/8) with glu, ceil(T/64)), block 256
+#define MMT_WARPS 8
+#define MMT_TOK 64
+#define MMT_NT (MMT_TOK / 8)
+
+// pack_h2 rounds two floats to F16 and packs them (lo in the low half).
+__device__ __forceinline__ uint pack_h2(float lo, float hi) {
+    uint r;
+    asm("{ cvt.rn.f16x2.f32 %0, %1, %2; }" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+// c += A·B for one m16n8k16 tile (A row-major 16×16 F16, B 16×8 F16, C float32).
+__device__ __forceinline__ void mma_16816(float* c, const uint* a, uint b0, uint b1) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("{ mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3}; }"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// The tile's row r (0..15) of block bx: the job and the row within it, or -1.
+__device__ __forceinline__ int mmt_row(const MMArgs& a, int bx, int r, int* row) {
+    if (a.glu) {
+        int rr = bx * 8 + (r & 7);
+        if (rr >= a.job[0].rows) return -1;
+        *row = rr;
+        return r < 8 ? 0 : 1;
+    }
+    int total = a.job[0].rows + (a.njobs > 1 ? a.job[1].rows : 0) + (a.njobs > 2 ? a.job[2].rows : 0);
+    int rr = bx * 16 + r;
+    if (rr >= total) return -1;
+    int j = find_job(a, &rr);
+    *row = rr;
+    return j;
+}
+
+template <void (*UNIT)(const uchar*, int, float*)>
+__device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
+    __shared__ float red[MMT_WARPS][MMT_NT][4][32];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int g = lane >> 2, c = lane & 3;
+    int t0 = blockIdx.y * MMT_TOK;
+    int nt = min(MMT_TOK, a.T - t0);
+    int ntiles = (nt + 7) >> 3;
+    int rowa, rowb;
+    int ja = mmt_row(a, blockIdx.x, g, &rowa), jb = mmt_row(a, blockIdx.x, g + 8, &rowb);
+    const uchar* pa = ja >= 0 ? a.job[ja].W + (long)rowa * a.job[ja].row_bytes : 0;
+    const uchar* pb = jb >= 0 ? a.job[jb].W + (long)rowb * a.job[jb].row_bytes : 0;
+    const float* xt = a.x + (long)t0 * a.cols;
+    int units = a.cols >> 5;
+    float acc[MMT_NT][4];
+#pragma unroll
+    for (int n = 0; n < MMT_NT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    for (int s = warp; 4 * s < units; s += MMT_WARPS) {
+        int u = 4 * s + c;
+        bool uok = u < units;
+        uint A[8][4];
+        float w[32];
+        if (pa && uok) UNIT(pa, u, w);
+        else {
+#pragma unroll
+            for (int i = 0; i < 32; i++) w[i] = 0.f;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) { A[j][0] = pack_h2(w[4*j], w[4*j+1]); A[j][2] = pack_h2(w[4*j+2], w[4*j+3]); }
+        if (pb && uok) UNIT(pb, u, w);
+        else {
+#pragma unroll
+            for (int i = 0; i < 32; i++) w[i] = 0.f;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) { A[j][1] = pack_h2(w[4*j], w[4*j+1]); A[j][3] = pack_h2(w[4*j+2], w[4*j+3]); }
+#pragma unroll
+        for (int n = 0; n < MMT_NT; n++) {
+            if (n < ntiles) {
+                int t = 8 * n + g;
+                uint B[16];
+                if (t < nt && uok) {
+                    const f4* xp = (const f4*)(xt + (long)t * a.cols + 32 * u);
+#pragma unroll
+                    for (int k = 0; k < 8; k++) { f4 v = xp[k]; B[2*k] = pack_h2(v.x, v.y); B[2*k+1] = pack_h2(v.z, v.w); }
+                } else {
+#pragma unroll
+                    for (int k = 0; k < 16; k++) B[k] = 0u;
+                }
+#pragma unroll
+                for (int j = 0; j < 8; j++) mma_16816(acc[n], A[j], B[2*j], B[2*j+1]);
+            }
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < MMT_NT; n++) {
+        if (n < ntiles) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) red[warp][n][e][lane] = acc[n][e];
+        }
+    }
+    __syncthreads();
+    // Item (n, l, e): tile rows l/4 (C element e) and l/4+8 (element 2+e), token 8n + 2(l%4) + e.
+    for (int i = threadIdx.x; i < ntiles * 64; i += blockDim.x) {
+        int n = i >> 6, l = (i >> 1) & 31, e = i & 1;
+        int t = 8 * n + 2 * (l & 3) + e;
+        if (t >= nt) continue;
+        float va = 0.f, vb = 0.f;
+        for (int w = 0; w < MMT_WARPS; w++) { va += red[w][n][e][l]; vb += red[w][n][2 + e][l]; }
+        int r0, r1;
+        int j0 = mmt_row(a, blockIdx.x, l >> 2, &r0), j1 = mmt_row(a, blockIdx.x, (l >> 2) + 8, &r1);
+        if (a.glu) {
+            if (j0 >= 0) a.job[0].out[(long)(t0 + t) * a.job[0].rows + r0] = silu(va) * vb;
+            continue;
+        }
+        if (j0 >= 0) mm_store(a.job[j0], r0, t0 + t, va);
+        if (j1 >= 0) mm_store(a.job[j1], r1, t0 + t, vb);
+    }
+}
+
+#define INSTANTIATE_MMT(NAME) \
+    extern "C" __global__ void __launch_bounds__(256) mmt_##NAME(MMArgs a) { mmt_kernel<unit_##NAME>(a); }
+
+INSTANTIATE_MMT(f16)
+INSTANTIATE_MMT(q4_0)
+INSTANTIATE_MMT(q4_1)
+INSTANTIATE_MMT(q5_0)
+INSTANTIATE_MMT(q5_1)
+INSTANTIATE_MMT(q8_0)
+INSTANTIATE_MMT(q4_k)
+INSTANTIATE_MMT(q5_k)
+INSTANTIATE_MMT(q6_k)
+
 // ---- prompt rows through cuBLAS: F16 copies of weights and activations ----
 
 __device__ __forceinline__ ushort f2h(float f) {
@@ -772,8 +925,17 @@ __device__ __forceinline__ uint block_exscan(uint v, uint* sh) {
 // topk_f32 writes the K (≤ V) largest entries of x[0..V) to ids/vals (those
 // strictly above the K-th largest value first, in no order, then ties at
 // that value by increasing index) and the row's log-sum-exp to *lse.
-extern "C" __global__ void topk_f32(const float* x, int V, int K, int* ids, float* vals, float* lse) {
+// Block b takes row x + b*x_stride and writes its results out_stride bytes
+// further on than block b-1 (one launch for a run of rows).
+extern "C" __global__ void topk_f32(const float* x, int V, int K, int* ids, float* vals, float* lse, long x_stride, long out_stride) {
     __shared__ uint hist[256];
+    x += blockIdx.x * x_stride;
+    {
+        long ob = blockIdx.x * out_stride;
+        ids = (int*)((char*)ids + ob);
+        vals = (float*)((char*)vals + ob);
+        lse = (float*)((char*)lse + ob);
+    }
     __shared__ float red[32];
     __shared__ uint s_prefix, s_remaining;
     __shared__ uint scan[TOPK_THREADS];
