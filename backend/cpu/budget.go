@@ -83,18 +83,26 @@ func (k *kvBudget) give(n int64) {
 	k.mu.Unlock()
 }
 
-// newKVBudget is the budget a new backend starts with: WORKER_CPU_KV_BUDGET
-// when it is set, else DefaultKVBudget.
-func newKVBudget() *kvBudget {
+// KVBudgetFromEnvironment returns the KV budget a new backend starts with
+// (0 = none) and where it comes from: WORKER_CPU_KV_BUDGET when it is set,
+// else DefaultKVBudget. The error reports a WORKER_CPU_KV_BUDGET that is
+// not a byte count.
+func KVBudgetFromEnvironment() (int64, string, error) {
 	if v, ok := os.LookupEnv(EnvKVBudget); ok {
 		n, err := ParseBytes(v)
 		if err != nil {
-			return &kvBudget{err: fmt.Errorf("%s=%q: %w: want a byte count such as 16GiB, 512MB or 1073741824, or none", EnvKVBudget, v, err)}
+			return 0, "", fmt.Errorf("%s=%q: %w: want a byte count such as 16GiB, 512MB or 1073741824, or none", EnvKVBudget, v, err)
 		}
-		return &kvBudget{limit: n, source: "set by " + EnvKVBudget}
+		return n, "set by " + EnvKVBudget, nil
 	}
 	n, source := DefaultKVBudget()
-	return &kvBudget{limit: n, source: source}
+	return n, source, nil
+}
+
+// newKVBudget is the budget a new backend starts with.
+func newKVBudget() *kvBudget {
+	n, source, err := KVBudgetFromEnvironment()
+	return &kvBudget{limit: n, source: source, err: err}
 }
 
 // SetKVBudget sets the bytes all KV caches of the backend may hold together

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"worker-orcd/backend"
+	"worker-orcd/backend/cpu"
 	"worker-orcd/engine"
 	"worker-orcd/gguf"
 	"worker-orcd/model"
@@ -485,7 +486,7 @@ func (d *doctor) memoryCheck() {
 		humanBytes(n.total), humanBytes(n.weights), humanBytes(n.kv), n.ctx, d.flags.parallel, humanBytes(n.kvPerPos), humanBytes(n.workspace), workspaceBatch)
 	dev := d.gpuDevice()
 	if dev == nil {
-		d.add("model.memory", statusOK, msg+" of host memory", "")
+		d.hostMemoryCheck(msg, n)
 		return
 	}
 	free := dev.FreeBytes
@@ -500,6 +501,39 @@ func (d *doctor) memoryCheck() {
 		d.add("model.memory", statusFail, fmt.Sprintf("%s; GPU %d has only %s free of %s: the weights and workspace alone do not fit", msg, dev.Index, humanBytes(free), humanBytes(dev.TotalBytes)),
 			"use a smaller quantization (Q4_K_M) or a smaller model, free the GPU of other processes (nvidia-smi), or use a GPU with more memory")
 	}
+}
+
+// hostMemoryCheck compares the KV caches of --ctx × --parallel with the CPU
+// backend's KV budget (cpu.KVBudgetFromEnvironment), which refuses a longer
+// request at run time.
+func (d *doctor) hostMemoryCheck(msg string, n memNeed) {
+	const name = "model.memory"
+	msg += " of host memory"
+	budget, source, err := cpu.KVBudgetFromEnvironment()
+	switch {
+	case err != nil:
+		d.add(name, statusFail, msg+"; "+err.Error(), "set "+cpu.EnvKVBudget+" to a byte count such as 16GiB (or none), or unset it for the default")
+		return
+	case budget <= 0:
+		d.add(name, statusOK, msg+"; no CPU KV budget ("+source+")", "")
+		return
+	case n.kv <= budget:
+		d.add(name, statusOK, fmt.Sprintf("%s; KV cache within the CPU KV budget of %s (%s)", msg, humanBytes(budget), source), "")
+		return
+	}
+	fits := int64(0)
+	if per := n.kvPerPos * int64(d.flags.parallel); per > 0 {
+		fits = min(budget/per, int64(d.cfg.CtxLen))
+	}
+	found := fmt.Sprintf("%s; KV cache %s for %d positions x %d sequence(s) exceeds the CPU KV budget of %s (%s)",
+		msg, humanBytes(n.kv), n.ctx, d.flags.parallel, humanBytes(budget), source)
+	if fits == 0 {
+		d.add(name, statusFail, found+": not one position fits, every request will fail with AllocationFailed",
+			"raise "+cpu.EnvKVBudget+" if the machine has the memory, or free memory for the worker")
+		return
+	}
+	d.add(name, statusWarn, found+fmt.Sprintf(": with %d sequence(s) at once, requests longer than %d positions will fail with AllocationFailed", d.flags.parallel, fits),
+		fmt.Sprintf("run with --ctx %d (or fewer --parallel sequences), or raise %s if the machine has the memory", fits, cpu.EnvKVBudget))
 }
 
 // largestCtx is the largest context (per sequence) whose total fits in free

@@ -308,3 +308,42 @@ func TestDoctorNoModel(t *testing.T) {
 		t.Errorf("exit %d, checks %+v; want only the gpu check", code, rep.Checks)
 	}
 }
+
+// TestDoctorCPUKVBudget: on the CPU, model.memory compares the KV caches of
+// --ctx × --parallel with the CPU backend's KV budget, which is what
+// refuses a long request at run time.
+func TestDoctorCPUKVBudget(t *testing.T) {
+	p := writeSpec(t, "qwen2-micro", nil, nil) // 512 positions of 512 bytes: 256 KiB a sequence
+	cases := []struct {
+		name, budget string
+		args         []string
+		status       string
+		msg, fix     string
+		exitStatus   int
+	}{
+		{"fits", "1MiB", nil, statusOK, "within the CPU KV budget of 1.0 MiB (set by WORKER_CPU_KV_BUDGET)", "", 0},
+		{"two sequences fit", "1MiB", []string{"--parallel", "2"}, statusOK, "within the CPU KV budget", "", 0},
+		{"exceeds", "100KiB", nil, statusWarn, "KV cache 256.0 KiB for 512 positions x 1 sequence(s) exceeds the CPU KV budget of 100.0 KiB (set by WORKER_CPU_KV_BUDGET)",
+			"--ctx 200", 0},
+		{"exceeds, as a sentence", "100KiB", nil, statusWarn, "with 1 sequence(s) at once, requests longer than 200 positions will fail with AllocationFailed", "WORKER_CPU_KV_BUDGET", 0},
+		{"exceeds with parallel", "300KiB", []string{"--parallel", "2"}, statusWarn, "exceeds the CPU KV budget of 300.0 KiB", "--ctx 300", 0},
+		{"not one position", "100", nil, statusFail, "not one position fits", "raise WORKER_CPU_KV_BUDGET", 1},
+		{"no budget", "none", nil, statusOK, "no CPU KV budget", "", 0},
+		{"bad budget", "lots", nil, statusFail, `WORKER_CPU_KV_BUDGET="lots"`, "WORKER_CPU_KV_BUDGET", 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fakeGPU(t, nil, errors.New("libcuda.so.1: not found"))
+			t.Setenv("WORKER_CPU_KV_BUDGET", tc.budget)
+			code, rep := runDoctorJSON(t, append([]string{"--model", p, "--no-smoke", "--device", "cpu"}, tc.args...)...)
+			c, ok := findCheck(rep, "model.memory")
+			if !ok {
+				t.Fatalf("no model.memory check in %+v", rep.Checks)
+			}
+			if code != tc.exitStatus || c.Status != tc.status || !strings.Contains(c.Message, tc.msg) || !strings.Contains(c.Fix, tc.fix) {
+				t.Errorf("exit %d, model.memory %s %q fix %q; want exit %d, %s containing %q, fix containing %q",
+					code, c.Status, c.Message, c.Fix, tc.exitStatus, tc.status, tc.msg, tc.fix)
+			}
+		})
+	}
+}
