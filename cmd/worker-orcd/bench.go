@@ -46,6 +46,9 @@ type benchLevel struct {
 	TTFTP99Ms    float64 `json:"ttft_p99_ms"`
 	ITLP50Ms     float64 `json:"itl_p50_ms"` // between consecutive generated tokens of a request
 	ITLP99Ms     float64 `json:"itl_p99_ms"`
+	// Generated tokens/s while every request of the level is decoding: from
+	// the last request's first token to the first request's last token.
+	DecodeTPS float64 `json:"all_decoding_tokens_per_s"`
 }
 
 func newBenchCmd() *cobra.Command {
@@ -117,8 +120,8 @@ weight bytes per token ÷ bandwidth.`,
 			fmt.Fprintf(out, "prefill  %5d tokens  %9.1f tok/s\n", res.PromptTokens, res.PrefillTPS)
 			fmt.Fprintf(out, "decode   %5d tokens  %9.1f tok/s  (%.0f%% of the floor)\n", res.GenTokens, res.DecodeTPS, 100*res.DecodeOfFloor)
 			for _, l := range res.Concurrency {
-				fmt.Fprintf(out, "concurrency %3d      %9.1f tok/s total, %.0f ms per request, TTFT p50 %.1f p99 %.1f ms, ITL p50 %.2f p99 %.2f ms\n",
-					l.Requests, l.TotalTPS, l.PerRequestMs, l.TTFTP50Ms, l.TTFTP99Ms, l.ITLP50Ms, l.ITLP99Ms)
+				fmt.Fprintf(out, "concurrency %3d      %9.1f tok/s total (%.1f while all decode), %.0f ms per request, TTFT p50 %.1f p99 %.1f ms, ITL p50 %.2f p99 %.2f ms\n",
+					l.Requests, l.TotalTPS, l.DecodeTPS, l.PerRequestMs, l.TTFTP50Ms, l.TTFTP99Ms, l.ITLP50Ms, l.ITLP99Ms)
 			}
 			return nil
 		},
@@ -189,6 +192,7 @@ func benchLevelRun(ctx context.Context, m *engine.Model, n, gen int, prompt func
 	durs := make([]time.Duration, n)
 	ttft := make([]float64, n)
 	gaps := make([][]float64, n)
+	stamps := make([][]time.Time, n)
 	start := time.Now()
 	for i := range n {
 		wg.Go(func() {
@@ -199,6 +203,7 @@ func benchLevelRun(ctx context.Context, m *engine.Model, n, gen int, prompt func
 			_, errs[i] = m.Generate(ctx, engine.Request{Prompt: prompts[i], Params: sample.GreedyParams(), MaxTokens: gen, IgnoreEOS: true},
 				func(engine.Token) error {
 					now := time.Now()
+					stamps[i] = append(stamps[i], now)
 					if first {
 						ttft[i] = ms(now.Sub(t0))
 						first = false
@@ -222,7 +227,32 @@ func benchLevelRun(ctx context.Context, m *engine.Model, n, gen int, prompt func
 		sum += durs[i]
 		itl = append(itl, gaps[i]...)
 	}
-	return benchLevel{Requests: n, TotalTPS: float64(n*gen) / wall.Seconds(),
+	// The window in which all n requests were decoding.
+	var from, to time.Time
+	for i := range n {
+		if len(stamps[i]) == 0 {
+			continue
+		}
+		if f := stamps[i][0]; f.After(from) {
+			from = f
+		}
+		if l := stamps[i][len(stamps[i])-1]; to.IsZero() || l.Before(to) {
+			to = l
+		}
+	}
+	var decodeTPS float64
+	if to.After(from) {
+		count := 0
+		for i := range n {
+			for _, ts := range stamps[i] {
+				if ts.After(from) && !ts.After(to) {
+					count++
+				}
+			}
+		}
+		decodeTPS = float64(count) / to.Sub(from).Seconds()
+	}
+	return benchLevel{Requests: n, TotalTPS: float64(n*gen) / wall.Seconds(), DecodeTPS: decodeTPS,
 		PerRequestMs: float64(sum.Milliseconds()) / float64(n),
 		TTFTP50Ms:    percentile(ttft, 50), TTFTP99Ms: percentile(ttft, 99),
 		ITLP50Ms: percentile(itl, 50), ITLP99Ms: percentile(itl, 99)}, nil

@@ -34,7 +34,7 @@ func TestBenchConcurrencyJSON(t *testing.T) {
 		t.Fatalf("concurrency levels %+v, want 1 and 3", res.Concurrency)
 	}
 	for _, l := range res.Concurrency {
-		if l.TotalTPS <= 0 || l.TTFTP50Ms <= 0 || l.TTFTP99Ms < l.TTFTP50Ms || l.ITLP50Ms <= 0 || l.ITLP99Ms < l.ITLP50Ms {
+		if l.TotalTPS <= 0 || l.DecodeTPS < 0 || l.TTFTP50Ms <= 0 || l.TTFTP99Ms < l.TTFTP50Ms || l.ITLP50Ms <= 0 || l.ITLP99Ms < l.ITLP50Ms {
 			t.Errorf("level %d: implausible figures %+v", l.Requests, l)
 		}
 	}
