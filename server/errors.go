@@ -11,24 +11,27 @@ import (
 	"strconv"
 	"strings"
 
+	"worker-orcd/backend"
 	"worker-orcd/engine"
 )
 
 // Error codes of the HTTP family (DESIGN.md §5). The first six are the
 // design's; the others name the HTTP-level failures the table leaves out.
 const (
-	CodeInvalidRequest   = "INVALID_REQUEST"   // 400 (413 for a body over the limit, 409 for a job_id in use)
-	CodeVRAMOOM          = "VRAM_OOM"          // 507: the device ran out of memory
-	CodeCancelled        = "CANCELLED"         // the job was cancelled (/cancel, shutdown)
-	CodeInferenceTimeout = "INFERENCE_TIMEOUT" // reserved: a job ran past its deadline
-	CodeCUDAError        = "CUDA_ERROR"        // reserved: a CUDA call failed
-	CodeInternal         = "INTERNAL"          // 500: anything else
-	CodeQueueFull        = "QUEUE_FULL"        // 503 + Retry-After: every slot busy and the queue full
-	CodeLoading          = "MODEL_LOADING"     // 503 + Retry-After: the model is still loading
-	CodeShuttingDown     = "SHUTTING_DOWN"     // 503: the worker is draining before exit
-	CodeUnauthorized     = "UNAUTHORIZED"      // 401: missing or wrong bearer token
-	CodeNotFound         = "NOT_FOUND"         // 404: no such endpoint
-	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
+	CodeInvalidRequest       = "INVALID_REQUEST"   // 400 (413 for a body over the limit, 409 for a job_id in use)
+	CodeVRAMOOM              = "VRAM_OOM"          // 507: the device ran out of memory
+	CodeCancelled            = "CANCELLED"         // the job was cancelled (/cancel, shutdown)
+	CodeInferenceTimeout     = "INFERENCE_TIMEOUT" // reserved: a job ran past its deadline
+	CodeCUDAError            = "CUDA_ERROR"        // reserved: a CUDA call failed
+	CodeInternal             = "INTERNAL"          // 500: anything else
+	CodeQueueFull            = "QUEUE_FULL"        // 503 + Retry-After: every slot busy and the queue full
+	CodeLoading              = "MODEL_LOADING"     // 503 + Retry-After: the model is still loading
+	CodeShuttingDown         = "SHUTTING_DOWN"     // 503: the worker is draining before exit
+	CodeUnauthorized         = "UNAUTHORIZED"      // 401: missing or wrong bearer token
+	CodeNotFound             = "NOT_FOUND"         // 404: no such endpoint
+	CodeMethodNotAllowed     = "METHOD_NOT_ALLOWED"
+	CodeForbidden            = "FORBIDDEN"              // 403: a Host or Origin this worker does not serve
+	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE" // 415: a POST body not sent as application/json
 )
 
 // apiError is an error answered to a client. It renders in the native shape
@@ -142,6 +145,10 @@ func engineError(err error, cause error, promptParam string) *apiError {
 		return ae
 	case errors.As(err, &oom):
 		return &apiError{Status: http.StatusInsufficientStorage, Code: CodeVRAMOOM, Message: oom.Error(), Retriable: true}
+	case errors.Is(err, backend.ErrOutOfMemory):
+		// Another backend's memory (the CPU backend's KV budget): the same
+		// answer, the message says which memory.
+		return &apiError{Status: http.StatusInsufficientStorage, Code: CodeVRAMOOM, Message: err.Error(), Retriable: true}
 	case errors.As(err, &cerr):
 		return &apiError{Status: http.StatusInternalServerError, Code: CodeCUDAError, Message: cerr.Error()}
 	case errors.As(err, &cle):
@@ -153,15 +160,16 @@ func engineError(err error, cause error, promptParam string) *apiError {
 		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeQueueFull, Message: err.Error(), Retriable: true}
 	case errors.Is(err, engine.ErrClosed):
 		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeShuttingDown, Message: "the worker is shutting down; retry on another worker", Retriable: true}
+	case (errors.Is(err, engine.ErrCancelled) || errors.Is(err, context.Canceled)) && errors.Is(cause, errShutdown):
+		// The server stopped the job, not the client: a retriable 503.
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeShuttingDown, Retriable: true,
+			Message: "the job was stopped: the worker is shutting down; retry on another worker", OAIType: "server_error"}
 	case errors.Is(err, engine.ErrCancelled), errors.Is(err, context.Canceled):
-		msg, retriable := "the job was cancelled (the client went away)", false
-		switch {
-		case errors.Is(cause, errCancelRequested):
+		msg := "the job was cancelled (the client went away)"
+		if errors.Is(cause, errCancelRequested) {
 			msg = "the job was cancelled by POST /cancel"
-		case errors.Is(cause, errShutdown):
-			msg, retriable = "the job was cancelled: the worker is shutting down; retry on another worker", true
 		}
-		return &apiError{Status: 499, Code: CodeCancelled, Message: msg, Retriable: retriable}
+		return &apiError{Status: 499, Code: CodeCancelled, Message: msg}
 	case errors.Is(err, engine.ErrForward):
 		return &apiError{Status: http.StatusInternalServerError, Code: CodeInternal, Message: err.Error()}
 	}

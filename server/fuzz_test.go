@@ -90,6 +90,7 @@ func FuzzExecuteBody(f *testing.F) {
 			b := clamp(body)
 			rec := httptest.NewRecorder()
 			req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(b))
+			req.Header.Set("Content-Type", "application/json")
 			start := time.Now()
 			srv.ServeHTTP(rec, req)
 			if d := time.Since(start); d > 2*time.Second {

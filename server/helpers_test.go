@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -86,6 +87,25 @@ type opts struct {
 	queue    int
 	apiKey   string
 	maxBody  int64
+	// cfg, when set, adjusts the server's Config (timeouts, limits, hosts).
+	cfg func(*Config)
+	// sndBuf, when > 0, is the socket send buffer of accepted connections
+	// (small: a client that does not read stalls the server's writes soon).
+	sndBuf int
+}
+
+// sndBufListener sets the send buffer of each accepted connection.
+type sndBufListener struct {
+	net.Listener
+	size int
+}
+
+func (l sndBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(l.size)
+	}
+	return c, err
 }
 
 func newTestServer(t testing.TB, o opts) *testServer {
@@ -106,9 +126,21 @@ func newTestServer(t testing.TB, o opts) *testServer {
 	if testing.Verbose() && os.Getenv("SERVER_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s := New(Config{APIKey: o.apiKey, ModelPath: path, MaxBodyBytes: o.maxBody, Logger: logger, WorkerID: "test"})
+	cfg := Config{APIKey: o.apiKey, ModelPath: path, MaxBodyBytes: o.maxBody, Logger: logger, WorkerID: "test", LoopbackOnly: true}
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
+	s := New(cfg)
 	s.SetModel(m)
-	hs := httptest.NewServer(s)
+	// The http.Server and listener of the real command: its timeouts and
+	// connection bound.
+	hs := httptest.NewUnstartedServer(s)
+	hs.Config = s.HTTPServer()
+	if o.sndBuf > 0 {
+		hs.Listener = sndBufListener{hs.Listener, o.sndBuf}
+	}
+	hs.Listener = s.LimitListener(hs.Listener)
+	hs.Start()
 	ts := &testServer{Server: s, URL: hs.URL, m: m, hs: hs}
 	t.Cleanup(func() {
 		hs.CloseClientConnections()

@@ -32,6 +32,9 @@ type metrics struct {
 	generated prometheus.Counter
 	ttft      prometheus.Histogram
 	itl       prometheus.Histogram
+	// connLimitHits counts the connections that had to wait because
+	// MaxConnections were open.
+	connLimitHits prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -54,6 +57,8 @@ func newMetrics(s *Server) *metrics {
 		itl: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "inter_token_latency_seconds",
 			Help:    "Time between consecutive generated tokens of one request.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2.2, 14)}),
+		connLimitHits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "connection_limit_waits_total",
+			Help: "Connections that waited to be accepted because --max-connections were open."}),
 	}
 	stats := func(f func(active, queued, slots int) float64) func() float64 {
 		return func() float64 {
@@ -76,7 +81,9 @@ func newMetrics(s *Server) *metrics {
 			Help:        "Memory held by the backend, by purpose (device memory on a GPU, host memory on the CPU backend).",
 			ConstLabels: prometheus.Labels{"purpose": purpose}}, f)
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.prompt, m.generated, m.ttft, m.itl,
+	m.reg.MustRegister(m.requests, m.duration, m.prompt, m.generated, m.ttft, m.itl, m.connLimitHits,
+		gauge("connections_open", "HTTP connections open (accepted through Listen or LimitListener).",
+			func() float64 { return float64(s.openConns.Load()) }),
 		gauge("queue_depth", "Requests waiting for a slot.", stats(func(_, q, _ int) float64 { return float64(q) })),
 		gauge("slots_active", "Slots decoding a sequence.", stats(func(a, _, _ int) float64 { return float64(a) })),
 		gauge("slots_total", "Configured slots (--parallel).", stats(func(_, _, n int) float64 { return float64(n) })),

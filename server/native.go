@@ -54,7 +54,6 @@ func (s *sseWriter) event(name string, v any) error {
 }
 
 func (s *sseWriter) write() error {
-	s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
 		return err
 	}
@@ -120,7 +119,7 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body executeRequest
-	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); e != nil {
+	if e := s.decodeBody(w, r, &body); e != nil {
 		writeError(w, false, e)
 		return
 	}
@@ -153,6 +152,7 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
 		}
 		return sse.event("token", tokenEvent{T: t.Text, I: t.Index})
 	})
+	release()       // generation is over: the place goes to the next request
 	if sse == nil { // rejected before the stream began (job_id in use)
 		writeError(w, false, e)
 		return
@@ -220,7 +220,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		JobID string `json:"job_id"`
 	}
-	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); e != nil {
+	if e := s.decodeBody(w, r, &body); e != nil {
 		writeError(w, false, e)
 		return
 	}
@@ -292,7 +292,8 @@ type inFlightHealth struct {
 }
 
 // handleHealth is GET /health: 503 while loading (or draining, or after a
-// failed load), 200 with the model's facts once serving.
+// failed load), 200 with the model's facts once serving. With an API key
+// configured, a request without it gets only {"status"}.
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	h := healthResponse{WorkerID: s.cfg.WorkerID, Version: s.cfg.Version, UptimeS: time.Since(s.start).Seconds(), ModelPath: s.cfg.ModelPath}
 	m := s.model.Load()
@@ -309,6 +310,14 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		h.Status, h.Error, status = "unhealthy", s.memWatch.Load().Status().Reason, http.StatusServiceUnavailable
 	default:
 		h.Status = "ready"
+	}
+	if s.cfg.APIKey != "" && !s.authorized(r) {
+		// Without the key, only whether the worker serves: no path, host
+		// name or model details for whoever can reach the port.
+		writeJSON(w, status, struct {
+			Status string `json:"status"`
+		}{h.Status})
+		return
 	}
 	if m != nil {
 		inf := s.info.Load()

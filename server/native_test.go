@@ -107,6 +107,7 @@ func startLong(t *testing.T, ts *testServer, ctx context.Context, jobID string) 
 	t.Helper()
 	body := fmt.Sprintf(`{"job_id":%q,"prompt":"once upon a time","temperature":0,"ignore_eos":true}`, jobID)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/execute", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -185,9 +186,13 @@ func TestDisconnectFreesSlot(t *testing.T) {
 	start := time.Now()
 	cancel() // the client goes away
 	resp.Body.Close()
-	_, ok := waitFor(time.Second, func() bool { return ts.metric(t, "worker_orcd_slots_active") == 0 })
-	if took := time.Since(start); !ok || took > 100*time.Millisecond {
-		t.Errorf("slot freed after %v (ok %v), want within 100 ms", took, ok)
+	// The slot is freed at the next step (well under 100 ms on an idle
+	// machine); the bound is generous so that a loaded CI machine does not
+	// fail it, while a slot held until the generation's end (minutes on
+	// this model) still does.
+	_, ok := waitFor(5*time.Second, func() bool { return ts.metric(t, "worker_orcd_slots_active") == 0 })
+	if took := time.Since(start); !ok || took > 2*time.Second {
+		t.Errorf("slot freed after %v (ok %v), want within 2 s", took, ok)
 	}
 	// The server goes on serving.
 	ts.execute(t, `{"prompt":"x","max_tokens":2}`)
@@ -205,6 +210,7 @@ func TestQueueFull(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/execute", strings.NewReader(`{"job_id":"q2","prompt":"x","max_tokens":1}`))
+		req.Header.Set("Content-Type", "application/json")
 		if resp, err := client.Do(req); err == nil {
 			readAll(t, resp)
 		}

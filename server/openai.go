@@ -316,7 +316,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body completionRequest
-	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); e != nil {
+	if e := s.decodeBody(w, r, &body); e != nil {
 		writeError(w, true, e)
 		return
 	}
@@ -372,6 +372,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 			}
 			return nil
 		})
+		release() // generation is over: the place goes to the next request
 		if e != nil {
 			writeError(w, true, e)
 			return
@@ -416,6 +417,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		}
 		return chunk(completionChoice{Text: t.Text, Logprobs: lp}, nil, false)
 	})
+	release() // generation is over: the place goes to the next request
 	if sse == nil {
 		writeError(w, true, e)
 		return
@@ -514,7 +516,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body chatRequest
-	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); e != nil {
+	if e := s.decodeBody(w, r, &body); e != nil {
 		writeError(w, true, e)
 		return
 	}
@@ -558,6 +560,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 			}
 			return nil
 		})
+		release() // generation is over: the place goes to the next request
 		if e != nil {
 			writeError(w, true, e)
 			return
@@ -601,6 +604,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		c.Delta.Content = &text
 		return chunk(c, nil, false)
 	})
+	release() // generation is over: the place goes to the next request
 	if sse == nil {
 		writeError(w, true, e)
 		return
@@ -657,6 +661,12 @@ func (s *Server) chatToEngine(r *http.Request, m *engine.Model, b *chatRequest) 
 	}
 	if len(b.Messages) > maxChatEntries {
 		return req, badRequest("messages", "%d messages: want at most %d", len(b.Messages), maxChatEntries)
+	}
+	for _, name := range tokenizer.ReservedChatVars {
+		if _, ok := b.ChatTemplateKwargs[name]; ok {
+			return req, badRequest("chat_template_kwargs", "%q is set by the worker and cannot be given here (reserved: %s); send messages in the messages field",
+				name, strings.Join(tokenizer.ReservedChatVars, ", "))
+		}
 	}
 	msgs := make([]tokenizer.Message, len(b.Messages))
 	for i, msg := range b.Messages {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -39,14 +40,21 @@ func (e *fieldError) Error() string { return e.param + ": " + e.msg }
 // decodeBody reads a JSON object of at most limit bytes into dst. Unknown
 // fields, trailing data, wrong types and numbers that do not fit are
 // INVALID_REQUEST errors that name the field; a body over the limit is 413.
-func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, dst any) *apiError {
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, dst any) *apiError {
 	rc := http.NewResponseController(w)
 	// Bound the time a client may take to send the body (the header has
 	// its own timeout); lift it afterwards so that a long stream is not cut.
-	rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	// A body that does not arrive in time is answered 408 and the
+	// connection closed (see statusWriter).
+	rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	rc.SetReadDeadline(time.Time{})
 	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return &apiError{Status: http.StatusRequestTimeout, Code: CodeInvalidRequest,
+				Message: fmt.Sprintf("the request body did not arrive within %v (Content-Length promised more than was sent?)", s.cfg.BodyReadTimeout)}
+		}
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return &apiError{Status: http.StatusRequestEntityTooLarge, Code: CodeInvalidRequest,

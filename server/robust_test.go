@@ -106,6 +106,7 @@ func TestAPIKey(t *testing.T) {
 	} {
 		for _, auth := range []string{"", "Bearer wrong", "Basic s3cret", "Bearer s3cret"} {
 			req, _ := http.NewRequest(c.method, ts.URL+c.path, strings.NewReader(c.body))
+			req.Header.Set("Content-Type", "application/json")
 			if auth != "" {
 				req.Header.Set("Authorization", auth)
 			}

@@ -13,8 +13,12 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"io"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -31,9 +35,12 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxBodyBytes = 1 << 20
-	bodyReadTimeout     = 30 * time.Second // to send a request body
-	writeTimeout        = 30 * time.Second // for the client to take one write of a response
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultReadHeaderTimeout = 10 * time.Second  // to send the request line and headers
+	DefaultBodyReadTimeout   = 30 * time.Second  // to send a request body
+	DefaultWriteTimeout      = 30 * time.Second  // for the client to take one write of a response
+	DefaultIdleTimeout       = 120 * time.Second // an idle keep-alive connection stays open
+	DefaultMaxConnections    = 1024              // connections open at once
 )
 
 // Config configures a Server. The zero value works.
@@ -55,6 +62,31 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is reported in /health and as OpenAI's system_fingerprint.
 	Version string
+
+	// ReadHeaderTimeout bounds the time a client has to send the request
+	// line and headers, BodyReadTimeout the time to send the body after
+	// them, WriteTimeout the time a client has to take each write of a
+	// response (a stalled reader is dropped and its resources freed), and
+	// IdleTimeout how long a keep-alive connection may sit idle. Zero
+	// values take the defaults above.
+	ReadHeaderTimeout, BodyReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// MaxConnections bounds the connections open at once (default 1024):
+	// beyond it new connections wait in the listen backlog, and the log
+	// says so. Used by Listen.
+	MaxConnections int
+
+	// LoopbackOnly says the worker listens on a loopback address: requests
+	// must then name a loopback host (localhost, 127.0.0.1, [::1]) in their
+	// Host header, or one of AllowedHosts, which defeats DNS rebinding.
+	LoopbackOnly bool
+	// AllowedHosts are further host names (without port) accepted in the
+	// Host header on a loopback bind; "*" accepts any.
+	AllowedHosts []string
+	// AllowedOrigins are the browser origins ("https://app.example",
+	// scheme://host[:port]) allowed to call the API, with CORS headers;
+	// "*" allows any. Loopback origins (http://localhost:PORT, …) are always
+	// allowed; a request with any other Origin is refused with 403.
+	AllowedOrigins []string
 }
 
 // Server serves one model over HTTP. It is an http.Handler; create it with
@@ -66,12 +98,13 @@ type Server struct {
 	mux   map[string]route
 	met   *metrics
 
-	model    atomic.Pointer[engine.Model]
-	info     atomic.Pointer[modelInfo]
-	loadErr  atomic.Pointer[string]
-	draining atomic.Bool
-	memWatch atomic.Pointer[memwatch.Watcher] // the memory self-check, when one runs
-	inflight atomic.Int64                     // generation requests holding a place in the queue or a slot
+	model     atomic.Pointer[engine.Model]
+	info      atomic.Pointer[modelInfo]
+	loadErr   atomic.Pointer[string]
+	draining  atomic.Bool
+	memWatch  atomic.Pointer[memwatch.Watcher] // the memory self-check, when one runs
+	inflight  atomic.Int64                     // generation requests holding a place in the queue or a slot
+	openConns atomic.Int64                     // connections open through LimitListener
 
 	jobsMu sync.Mutex
 	jobs   map[string]*job
@@ -110,6 +143,18 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
+	}
+	orDefault := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	orDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	orDefault(&cfg.BodyReadTimeout, DefaultBodyReadTimeout)
+	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	orDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, start: time.Now(), jobs: map[string]*job{}}
 	s.met = newMetrics(s)
@@ -162,8 +207,9 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // "unhealthy" while it finds memory growing without bound.
 func (s *Server) SetMemWatch(w *memwatch.Watcher) { s.memWatch.Store(w) }
 
-// CancelAll cancels every generation in flight; their streams end with a
-// CANCELLED error event marked retriable.
+// CancelAll cancels every generation in flight (shutdown): streams end
+// with a SHUTTING_DOWN error event, other requests are answered 503
+// SHUTTING_DOWN with Retry-After; both are marked retriable.
 func (s *Server) CancelAll() {
 	s.jobsMu.Lock()
 	defer s.jobsMu.Unlock()
@@ -233,24 +279,84 @@ func info(r *http.Request) *reqInfo {
 	return &reqInfo{log: slog.Default()}
 }
 
-// statusWriter records the status of a response.
+// statusWriter records the status of a response, bounds the reading of a
+// request body left unread (so the server never waits for a body that may
+// never come: see limitUnreadBody), and gives every
+// write a deadline: a client that takes nothing for writeTimeout is
+// dropped, its handler's writes fail and its resources are freed.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status       int
+	body         *bodyTracker // nil when the request declared no body
+	writeTimeout time.Duration
+}
+
+// writeChunk is the most a single write sends under one deadline: a large
+// answer to a slow reader keeps going as long as the reader makes progress.
+const writeChunk = 64 << 10
+
+func (w *statusWriter) extendWrite() {
+	if w.writeTimeout > 0 {
+		http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.writeTimeout))
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+	if w.status != 0 {
+		return
 	}
+	w.status = code
+	w.limitUnreadBody()
+	w.extendWrite()
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
-	return w.ResponseWriter.Write(b)
+	n := 0
+	for len(b) > 0 {
+		c := b[:min(len(b), writeChunk)]
+		w.extendWrite()
+		k, err := w.ResponseWriter.Write(c)
+		n += k
+		if err != nil {
+			return n, err
+		}
+		b = b[len(c):]
+	}
+	return n, nil
+}
+
+// unreadBodyGrace is how long the server may go on reading a request body
+// the handler did not read, after the answer starts: Go's server drains up
+// to 256 KiB of it to keep the connection (or to see that it is too large
+// and close it politely). A body that is not arriving must not hold the
+// connection: after the grace the read fails and the connection closes.
+const unreadBodyGrace = 500 * time.Millisecond
+
+// limitUnreadBody bounds the reads of a request body the handler left
+// unread (a route that takes no body, an error answered before reading it,
+// a body that stopped arriving).
+func (w *statusWriter) limitUnreadBody() {
+	if w.body != nil && !w.body.done.Load() {
+		http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Now().Add(unreadBodyGrace))
+	}
+}
+
+// bodyTracker notes when a request body has been read to its end.
+type bodyTracker struct {
+	io.ReadCloser
+	done atomic.Bool
+}
+
+func (b *bodyTracker) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.done.Store(true)
+	}
+	return n, err
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -282,10 +388,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ri := &reqInfo{id: rid, endpoint: endpoint}
 	ri.log = s.log.With("request_id", rid)
 	w.Header().Set("X-Request-Id", rid)
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, writeTimeout: s.cfg.WriteTimeout}
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody { // declared or chunked
+		sw.body = &bodyTracker{ReadCloser: r.Body}
+		r.Body = sw.body
+	}
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri))
 
 	defer func() {
+		sw.limitUnreadBody() // also when the handler wrote nothing
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
 				panic(p)
@@ -314,6 +425,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ri.log.Log(context.Background(), level, "request", attrs...)
 	}()
 
+	if e := s.checkHost(r); e != nil {
+		writeError(sw, openAI, e)
+		return
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if !s.originAllowed(origin) {
+			writeError(sw, openAI, &apiError{Status: http.StatusForbidden, Code: CodeForbidden,
+				Message: "requests from the web origin " + strconv.Quote(origin) + " are not allowed: start the worker with --allowed-origins " + origin + " to let pages from it call the API"})
+			return
+		}
+		h := sw.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After")
+		if r.Method == http.MethodOptions && known {
+			// A CORS preflight: say what the route takes.
+			h.Set("Access-Control-Allow-Methods", rt.method+", OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id")
+			h.Set("Access-Control-Max-Age", "600")
+			sw.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
 	if !known {
 		writeError(sw, openAI, &apiError{Status: http.StatusNotFound, Code: CodeNotFound,
 			Message: "no endpoint " + r.URL.Path + " (endpoints: POST /execute, POST /cancel, GET /health, GET /metrics, POST /v1/completions, POST /v1/chat/completions, GET /v1/models)"})
@@ -330,7 +464,76 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: r.Method + " " + r.URL.Path + " is not allowed: use " + rt.method})
 		return
 	}
+	if rt.method == http.MethodPost {
+		// Only JSON: a browser sends text/plain or form bodies cross-site
+		// without asking first, application/json never.
+		if e := checkJSONContentType(r); e != nil {
+			writeError(sw, rt.openAI, e)
+			return
+		}
+	}
 	rt.handler(sw, r)
+}
+
+func checkJSONContentType(r *http.Request) *apiError {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && mt == "application/json" {
+		return nil
+	}
+	got := "no Content-Type"
+	if ct != "" {
+		got = "Content-Type " + strconv.Quote(ct)
+	}
+	return &apiError{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMediaType,
+		Message: "the body must be JSON sent with Content-Type: application/json, got " + got + " (curl: add -H 'Content-Type: application/json')"}
+}
+
+// checkHost refuses, on a loopback bind, a Host header that names another
+// machine: a web page whose domain was rebound to 127.0.0.1 sends its own
+// name there.
+func (s *Server) checkHost(r *http.Request) *apiError {
+	if !s.cfg.LoopbackOnly || r.Host == "" {
+		return nil
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if isLoopbackHost(host) {
+		return nil
+	}
+	for _, a := range s.cfg.AllowedHosts {
+		if a == "*" || strings.EqualFold(a, host) {
+			return nil
+		}
+	}
+	return &apiError{Status: http.StatusForbidden, Code: CodeForbidden,
+		Message: "the Host header names " + strconv.Quote(host) + ", but this worker listens on a loopback address and answers only requests for localhost; start it with --allowed-hosts " + host + " if that name is meant to reach it"}
+}
+
+// isLoopbackHost reports whether host (no port) is localhost or a loopback IP.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// originAllowed reports whether a browser page of origin may call the API.
+func (s *Server) originAllowed(origin string) bool {
+	for _, a := range s.cfg.AllowedOrigins {
+		if a == "*" || strings.EqualFold(strings.TrimSuffix(a, "/"), origin) {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false // "null" (sandboxed pages, files) and other schemes
+	}
+	return isLoopbackHost(u.Hostname())
 }
 
 func outcomeFor(status int) string {
@@ -384,7 +587,11 @@ func (s *Server) acquire() (*engine.Model, func(), *apiError) {
 			Message: "every slot is busy and the queue is full (" + itoa(o.Parallel) + " slots, queue " + itoa(o.QueueSize) + "); retry after a second",
 			OAIType: "server_error", OAICode: "queue_full"}
 	}
-	return m, func() { s.inflight.Add(-1) }, nil
+	// The place is given back when generation ends, before the answer is
+	// written (a client slow to read it must not hold a place), or when the
+	// handler returns, whichever comes first.
+	var once sync.Once
+	return m, func() { once.Do(func() { s.inflight.Add(-1) }) }, nil
 }
 
 func (s *Server) notReady() *apiError {

@@ -28,7 +28,8 @@ type ChatOptions struct {
 	AddGenerationPrompt bool
 	// Template replaces the vocabulary's tokenizer.chat_template when not "".
 	Template string
-	// Vars are extra template variables (enable_thinking, tools, …).
+	// Vars are extra template variables (enable_thinking, …). They never
+	// replace the variables the renderer sets itself (ReservedChatVars).
 	Vars map[string]any
 }
 
@@ -192,7 +193,9 @@ func (t *Tokenizer) renderJinja(src string, msgs []Message, opts ChatOptions) (o
 		},
 	}
 	for k, v := range opts.Vars {
-		data[k] = v
+		if _, reserved := data[k]; !reserved && k != "tools" {
+			data[k] = v // never replaces what the renderer itself sets
+		}
 	}
 	var buf bytes.Buffer
 	if err := tpl.Execute(&buf, exec.NewContext(data)); err != nil {
@@ -215,3 +218,8 @@ func oneLine(err error) string {
 	}
 	return s
 }
+
+// ReservedChatVars are the chat template variables set by the renderer
+// (and "tools", which belongs to the request's own field): extra variables
+// of these names are ignored by EncodeChat, and a server refuses them.
+var ReservedChatVars = []string{"messages", "add_generation_prompt", "bos_token", "eos_token", "raise_exception", "tools"}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -26,15 +25,18 @@ func init() { register(newServeCmd) }
 
 type serveFlags struct {
 	modelFlags
-	host, apiKey, workerID  string
-	port, queue, batch      int
-	logFormat, logLevel     string
-	maxBody                 int64
-	shutdownTimeout         time.Duration
-	readHeaderTimeout, idle time.Duration
-	memInterval             time.Duration
-	memThreshold            int64
-	modelID                 string
+	host, apiKey, workerID       string
+	port, queue, batch           int
+	logFormat, logLevel          string
+	maxBody                      int64
+	shutdownTimeout              time.Duration
+	readHeaderTimeout, idle      time.Duration
+	bodyTimeout, writeTimeout    time.Duration
+	maxConns                     int
+	allowedHosts, allowedOrigins []string
+	memInterval                  time.Duration
+	memThreshold                 int64
+	modelID                      string
 }
 
 func newServeCmd() *cobra.Command {
@@ -70,8 +72,13 @@ rest, and exit 0.`,
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Int64Var(&f.maxBody, "max-body", server.DefaultMaxBodyBytes, "largest request body in bytes")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may run before they are cancelled")
-	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send the request headers")
-	fs.DurationVar(&f.idle, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
+	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time a client has to send the request headers")
+	fs.DurationVar(&f.idle, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection stays open")
+	fs.DurationVar(&f.bodyTimeout, "body-timeout", server.DefaultBodyReadTimeout, "time a client has to send a request body (then 408 and the connection is closed)")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "a client that takes no part of a response for this long is dropped (its job is cancelled)")
+	fs.IntVar(&f.maxConns, "max-connections", server.DefaultMaxConnections, "connections open at once; beyond it new ones wait (logged)")
+	fs.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "on a loopback --host, further names accepted in the Host header (comma-separated; * for any)")
+	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "browser origins allowed to call the API, with CORS (e.g. https://app.example; * for any); loopback origins always are")
 	fs.DurationVar(&f.memInterval, "mem-check-interval", memwatch.DefaultInterval, "how often the memory self-check samples (resident set on the CPU, VRAM on a GPU)")
 	fs.Int64Var(&f.memThreshold, "mem-check-threshold", 512<<20, "growth in bytes above the warmed-up baseline that, while still rising, makes /health unhealthy")
 	return cmd
@@ -103,6 +110,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if f.path == "" {
 		return errors.New("serve: --model is required (a GGUF file)")
 	}
+	if f.maxConns < 1 {
+		return fmt.Errorf("serve: --max-connections %d: want at least 1", f.maxConns)
+	}
 	if f.parallel < 1 || f.queue < 1 {
 		return fmt.Errorf("serve: --parallel %d and --queue %d: want at least 1 slot and a queue of at least 1", f.parallel, f.queue)
 	}
@@ -115,14 +125,16 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	log = log.With("worker_id", f.workerID)
 
 	srv := server.New(server.Config{APIKey: f.apiKey, WorkerID: f.workerID, ModelID: f.modelID, ModelPath: f.path,
-		MaxBodyBytes: f.maxBody, Logger: log, Version: version})
+		MaxBodyBytes: f.maxBody, Logger: log, Version: version,
+		ReadHeaderTimeout: f.readHeaderTimeout, BodyReadTimeout: f.bodyTimeout, WriteTimeout: f.writeTimeout,
+		IdleTimeout: f.idle, MaxConnections: f.maxConns,
+		LoopbackOnly: isLoopback(f.host), AllowedHosts: f.allowedHosts, AllowedOrigins: f.allowedOrigins})
 	addr := net.JoinHostPort(f.host, strconv.Itoa(f.port))
-	ln, err := net.Listen("tcp", addr)
+	ln, err := srv.Listen(addr)
 	if err != nil {
 		return fmt.Errorf("serve: listen on %s: %w (is another process using the port? try --port)", addr, err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: f.readHeaderTimeout, IdleTimeout: f.idle,
-		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	hs := srv.HTTPServer()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "auth", f.apiKey != "")

@@ -131,6 +131,7 @@ func TestServeSIGTERM(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/execute",
 		strings.NewReader(`{"prompt":"a long story","temperature":0,"ignore_eos":true}`))
 	req.Header.Set("Authorization", "Bearer k")
+	req.Header.Set("Content-Type", "application/json")
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
