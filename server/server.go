@@ -105,6 +105,7 @@ type Server struct {
 	memWatch  atomic.Pointer[memwatch.Watcher] // the memory self-check, when one runs
 	inflight  atomic.Int64                     // generation requests holding a place in the queue or a slot
 	openConns atomic.Int64                     // connections open through LimitListener
+	admitted  atomic.Int64                     // generation requests admitted since the start
 
 	jobsMu sync.Mutex
 	jobs   map[string]*job
@@ -581,6 +582,7 @@ func (s *Server) acquire() (*engine.Model, func(), *apiError) {
 	}
 	o := m.Options()
 	limit := int64(o.Parallel + o.QueueSize)
+	s.admitted.Add(1)
 	if n := s.inflight.Add(1); n > limit {
 		s.inflight.Add(-1)
 		return nil, nil, &apiError{Status: http.StatusServiceUnavailable, Code: CodeQueueFull, Retriable: true,

@@ -190,6 +190,8 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	stopWatch := mw.Start(ctx)
 	defer stopWatch()
 	srv.SetMemWatch(mw)
+	// After a burst, give the freed memory back to the OS once idle.
+	go srv.ReturnMemoryWhenIdle(ctx, 5*time.Second)
 	st := m.Stats()
 	mem := m.Backend().Memory()
 	log.Info("model loaded", "load_ms", time.Since(start).Milliseconds(), "arch", m.Model.Config.Arch.Name,
