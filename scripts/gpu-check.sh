@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|sanitizer|server|reference|bench|bench-phi3|timing|conc|ncu ...
+#   scripts/gpu-check.sh tests|sanitizer|server|reference|bench|bench-phi3|timing|conc|ncu|profile ...
 # GPU tests fail rather than skip here (WORKER_TEST_REQUIRE_GPU=1); fixtures
 # are read from $WORKER_FIXTURES, else $BIN/fixtures when present.
 # conc runs the issue-10 workload (-p 128 -n 128, 1..64 streams) on both
@@ -48,6 +48,15 @@ for (i, name), m in seen.items():
     print("ncu %-4s %-8s %10s ns  DRAM %5s %%  %s" % (i, name, m.get("gpu__time_duration.sum"), m.get("dram__throughput.avg.pct_of_peak_sustained_elapsed"), m.get("dram__bytes_read.sum.per_second")))
 PY
   ;;
+profile)
+  # Full ncu sections for the T=64 launch of three decode kernels (LM head Q8_0,
+  # Qwen gate Q5_0, Phi-3 down Q6_K: the 11th launch of each in the timing test).
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+  for k in mmt_q8_0 mmt_q5_0 mmt_q6_k; do
+    WORKER_TEST_TIMING=ncu timeout 120 "$ncu" --clock-control none --kernel-name "$k" --launch-skip 10 --launch-count 1 \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+      "$bin/cuda.test" -test.run TestDecodeKernelTiming >"$out/profile-$k.txt" 2>&1; echo "ncu $k exit $?"
+  done ;;
 conc)
   synth qwen2.5-0.5b /tmp/q05.gguf
   synth phi3-mini-4k /tmp/phi3.gguf
@@ -61,7 +70,7 @@ conc)
 import glob, json, os, sys
 for f in sorted(glob.glob(sys.argv[1] + "/bench-*.json")):
     r = json.load(open(f))
-    lv = " ".join("%d:%.0f(ttft %.0f/%.0f itl %.1f/%.1f)" % (l["requests"], l["generated_tokens_per_s"], l.get("ttft_p50_ms", 0), l.get("ttft_p99_ms", 0), l.get("itl_p50_ms", 0), l.get("itl_p99_ms", 0)) for l in r["concurrency"])
+    lv = " ".join("%d:%.0f/%.0f(ttft %.0f/%.0f itl %.1f/%.1f)" % (l["requests"], l["generated_tokens_per_s"], l.get("all_decoding_tokens_per_s", 0), l.get("ttft_p50_ms", 0), l.get("ttft_p99_ms", 0), l.get("itl_p50_ms", 0), l.get("itl_p99_ms", 0)) for l in r["concurrency"])
     print("%-32s prefill %7.0f decode %6.1f | %s" % (os.path.basename(f)[6:-5], r["prefill_tokens_per_s"], r["decode_tokens_per_s"], lv))
 PY
   ;;

@@ -78,6 +78,7 @@ type Backend struct {
 	libDir                               string
 	noBLAS                               bool
 	gemm                                 gemmBuffers
+	mmtParts, mmtTok                     int // tests: force the mmt_ split and tokens a block (0: by shape)
 }
 
 // New uploads a model to GPU opts.Device and compiles the kernels.
@@ -114,6 +115,9 @@ func kernelNames() []string {
 func (b *Backend) init() error {
 	d, c, w := b.dev, b.c, b.m.Weights
 	if err := d.loadModule("decoder", kernels.Decoder, kernelNames()); err != nil {
+		return err
+	}
+	if err := d.prepareMMT(); err != nil {
 		return err
 	}
 	// cuBLAS for prompt rows when it loads; without it they use the

@@ -200,6 +200,8 @@ type mmArgs struct {
 	Cols  int32
 	T     int32
 	GLU   int32
+	Parts int32 // mmt_ only
+	Tok   int32 // mmt_ only
 	_     int32
 }
 
@@ -279,12 +281,23 @@ func (b *Backend) mmSegment(x devicePtr, T int, prefill, glu bool, outs ...mmOut
 		return b.dev.launch("mme_"+outs[0].m.suffix, dims(blocks(rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0, unsafe.Pointer(a))
 	}
 	if b.tensorCoreDecode(outs[0].m.suffix) {
-		// 16 weight rows (glu: 8 gate + 8 up) and mmtTokens tokens a block.
-		perBlock := 16
+		// Tiles of 16 weight rows (glu: 8 gate + 8 up), 8/parts tiles a block.
+		tiles := blocks(rows, 16)
 		if glu {
-			perBlock = 8
+			tiles = blocks(rows, 8)
 		}
-		return b.dev.launch("mmt_"+outs[0].m.suffix, dims(blocks(rows, perBlock), blocks(T, mmtTokens), 1), dims(32*mmtWarps, 1, 1), 0, unsafe.Pointer(a))
+		parts := b.mmtParts
+		if parts == 0 {
+			parts = mmtPartsFor(int(tiles))
+		}
+		rowBlocks := blocks(int(tiles), mmtWarps/parts)
+		tok := mmtTokensFor(int(rowBlocks), parts, T)
+		if b.mmtTok != 0 {
+			tok = b.mmtTok
+		}
+		a.Parts, a.Tok = int32(parts), int32(tok)
+		return b.dev.launch("mmt_"+outs[0].m.suffix, dims(rowBlocks, blocks(T, tok), 1), dims(32*mmtWarps, 1, 1),
+			uint32(mmtShared(parts, tok)), unsafe.Pointer(a))
 	}
 	// Two rows a warp (with glu: a gate row and its up row).
 	perWarp := 2
@@ -297,13 +310,68 @@ func (b *Backend) mmSegment(x devicePtr, T int, prefill, glu bool, outs ...mmOut
 // unitTile is TILE_U of decoder.cu: tokens a block of the unit kernel takes.
 const unitTile = 4
 
-// mmtTokens and mmtWarps are MMT_TOK and MMT_WARPS of decoder.cu: tokens a
-// block of the tensor-core decode kernel takes, and the warps that split
-// each row between them.
+// mmtTokens and mmtWarps are MMT_TOK and MMT_WARPS of decoder.cu: the most
+// tokens a block of the tensor-core decode kernel takes, and its warps.
 const (
 	mmtTokens = 64
 	mmtWarps  = 8
 )
+
+// mmtPartsFor is how many warps split each row tile of a matrix with this
+// many 16-row tiles (1, 2, 4 or 8): a function of the shape alone, since it
+// sets the order of the row's sums. As few as still give a single decode
+// row 2048 warps (measured on an H200: fewer parts are faster per warp, but
+// a small matrix needs the split to fill the card).
+func mmtPartsFor(tiles int) int {
+	for _, p := range []int{1, 2, 4} {
+		if tiles*p >= 2048 {
+			return p
+		}
+	}
+	return 8
+}
+
+// mmtTokensFor is how many tokens a block of the tensor-core kernel takes (a
+// multiple of 8): at most mmtTokens and 128/parts (the staged activations
+// must fit in shared memory), no more than the batch needs, and fewer when
+// the matrix has few row blocks, so that a batch still fills the card. It
+// changes no result.
+func mmtTokensFor(rowBlocks, parts, T int) int {
+	tok := min(mmtTokens, 128/parts, (T+7)/8*8)
+	for tok > 16 && rowBlocks*((T+tok-1)/tok) < 264 {
+		tok = (tok/2 + 7) / 8 * 8
+	}
+	return tok
+}
+
+// mmtShared is the dynamic shared memory of an mmt_ block: the staged
+// activations (16-byte pieces, 4·parts units of 9·tok+2 pieces), at least the
+// 32 KiB of partial sums that reuse it.
+func mmtShared(parts, tok int) int {
+	return max(64*parts*(9*tok+2), 32768)
+}
+
+// mmtMaxShared is the most mmtShared can ask for (parts·tok ≤ 128).
+const mmtMaxShared = 80 << 10
+
+// prepareMMT lets each loaded mmt_ kernel use mmtMaxShared bytes of dynamic
+// shared memory (above the default 48 KiB); call inside do, after loadModule.
+func (d *Device) prepareMMT() error {
+	const attrMaxDynamicShared = 8
+	if d.Arch() < 80 {
+		return nil
+	}
+	for s := range mmtSuffix {
+		f, ok := d.funcs["mmt_"+s]
+		if !ok {
+			continue
+		}
+		if err := check("cuFuncSetAttribute(mmt_"+s+")", drv.cuFuncSetAttribute(f, attrMaxDynamicShared, mmtMaxShared)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // mmtSuffix lists the weight types whose decode rows run on the tensor
 // cores (mmt_<suffix>): their dequantized values and the activations are

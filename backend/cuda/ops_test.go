@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -53,7 +54,12 @@ type opHarness struct {
 func newOpHarness(t *testing.T) *opHarness {
 	d := testDevice(t)
 	h := &opHarness{t: t, d: d, b: &Backend{dev: d}}
-	if err := d.do(func() error { return d.loadModule("decoder", kernelsDecoder(), kernelNames()) }); err != nil {
+	if err := d.do(func() error {
+		if err := d.loadModule("decoder", kernelsDecoder(), kernelNames()); err != nil {
+			return err
+		}
+		return d.prepareMMT()
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if loadCUBLAS("") == nil {
@@ -312,29 +318,37 @@ func TestTensorCoreDecode(t *testing.T) {
 				}
 				return h.download(ob, n*shape.rows)
 			}
-			for _, glu := range []bool{false, true} {
-				full := run(0, T, glu)
-				ref := want
-				if glu {
-					ref = make([]float64, len(want))
-					for i, y := range want {
-						ref[i] = y / (1 + math.Exp(-y)) * y
+			for _, split := range []struct{ parts, tok int }{{0, 0}, {1, 64}, {2, 32}, {4, 32}, {8, 16}, {8, 8}} {
+				h.b.mmtParts, h.b.mmtTok = split.parts, split.tok
+				for _, glu := range []bool{false, true} {
+					full := run(0, T, glu)
+					ref := want
+					if glu {
+						ref = make([]float64, len(want))
+						for i, y := range want {
+							ref[i] = y / (1 + math.Exp(-y)) * y
+						}
 					}
-				}
-				if e := relErr(full, ref); e > 3e-3 {
-					t.Errorf("mmt_%s %dx%d T=%d glu=%v: relative error %.3g > 3e-3", sfx, shape.rows, shape.cols, T, glu, e)
-				}
-				for _, from := range []int{0, 5, 61, 64, 69} {
-					alone := run(from, 1, glu)
-					if !slices.Equal(alone, full[from*shape.rows:(from+1)*shape.rows]) {
-						t.Errorf("mmt_%s %dx%d glu=%v: row %d alone differs from the same row among %d", sfx, shape.rows, shape.cols, glu, from, T)
+					if e := relErr(full, ref); e > 3e-3 {
+						t.Errorf("mmt_%s %dx%d T=%d glu=%v split %+v: relative error %.3g > 3e-3", sfx, shape.rows, shape.cols, T, glu, split, e)
 					}
-				}
-				nine := run(3, 9, glu)
-				if !slices.Equal(nine, full[3*shape.rows:12*shape.rows]) {
-					t.Errorf("mmt_%s %dx%d glu=%v: rows 3..11 in a batch of 9 differ from the same rows among %d", sfx, shape.rows, shape.cols, glu, T)
+					for _, from := range []int{0, 5, 61, 64, 69} {
+						alone := run(from, 1, glu)
+						if !slices.Equal(alone, full[from*shape.rows:(from+1)*shape.rows]) {
+							t.Errorf("mmt_%s %dx%d glu=%v split %+v: row %d alone differs from the same row among %d", sfx, shape.rows, shape.cols, glu, split, from, T)
+						}
+					}
+					// The same rows in a batch of 9 with the default token
+					// count a block (so a different one from the 70 above).
+					h.b.mmtTok = 0
+					nine := run(3, 9, glu)
+					h.b.mmtTok = split.tok
+					if !slices.Equal(nine, full[3*shape.rows:12*shape.rows]) {
+						t.Errorf("mmt_%s %dx%d glu=%v split %+v: rows 3..11 in a batch of 9 differ from the same rows among %d", sfx, shape.rows, shape.cols, glu, split, T)
+					}
 				}
 			}
+			h.b.mmtParts, h.b.mmtTok = 0, 0
 		}
 		h.d.do(func() error {
 			regs, local, shared, err := h.d.kernelResources("mmt_" + sfx)
@@ -558,13 +572,16 @@ func TestDecodeKernelTiming(t *testing.T) {
 		for _, T := range []int{1, 8, 64} {
 			a := &mmArgs{NJobs: 1, X: xb.Ptr, Cols: int32(c.cols), T: int32(T)}
 			a.Job[0] = mmJob{W: wb.Ptr, RowBytes: int64(rb), Out: ob.Ptr, Rows: int32(c.rows)}
-			var res [2]float64
-			for k, kern := range []string{"mm_", "mmt_"} {
-				grid := dims(blocks(c.rows, 16), blocks(T, unitTile), 1)
-				if kern == "mmt_" {
-					grid = dims(blocks(c.rows, 16), blocks(T, mmtTokens), 1)
-				}
+			m := dmat{ptr: wb.Ptr, rows: c.rows, cols: c.cols, rowBytes: int64(rb), suffix: sfx}
+			// Variants: the unit kernel, mmt_ with the split chosen by shape,
+			// and mmt_ with each split forced.
+			names := []string{"mm_", "mmt", "P=1", "P=2", "P=4", "P=8"}
+			res := make([]float64, len(names))
+			for k, name := range names {
+				h.b.mmtParts = []int{0, 0, 1, 2, 4, 8}[k]
 				err := h.d.do(func() error {
+					h.b.segs = []segment{{0, T, false}}
+					defer func() { h.b.segs, h.b.mmtParts = nil, 0 }()
 					var start, end cuEvent
 					drv.cuEventCreate(&start, 0)
 					drv.cuEventCreate(&end, 0)
@@ -573,7 +590,13 @@ func TestDecodeKernelTiming(t *testing.T) {
 					var ms []float64
 					for i := range reps + warm {
 						drv.cuEventRecord(start, h.d.stream)
-						if err := h.d.launch(kern+sfx, grid, dims(256, 1, 1), 0, unsafe.Pointer(a)); err != nil {
+						var err error
+						if name == "mm_" {
+							err = h.d.launch("mm_"+sfx, dims(blocks(c.rows, 16), blocks(T, unitTile), 1), dims(256, 1, 1), 0, unsafe.Pointer(a))
+						} else {
+							err = h.b.mmLaunch(xb.Ptr, T, false, mmOut{m: &m, out: ob.Ptr})
+						}
+						if err != nil {
 							return err
 						}
 						drv.cuEventRecord(end, h.d.stream)
@@ -594,9 +617,12 @@ func TestDecodeKernelTiming(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			bytes := float64(len(w))
-			t.Logf("timing %-14s %-5s T=%-2d  mm_ %8.1f µs %6.0f GB/s   mmt_ %8.1f µs %6.0f GB/s", c.name, sfx, T,
-				1000*res[0], bytes/res[0]/1e6, 1000*res[1], bytes/res[1]/1e6)
+			parts := mmtPartsFor(int(blocks(c.rows, 16)))
+			line := fmt.Sprintf("timing %-14s %-5s T=%-2d (auto P=%d tok %d)", c.name, sfx, T, parts, mmtTokensFor(int(blocks(int(blocks(c.rows, 16)), mmtWarps/parts)), parts, T))
+			for k, name := range names {
+				line += fmt.Sprintf("  %s %.1f µs %.0f GB/s", name, 1000*res[k], float64(len(w))/res[k]/1e6)
+			}
+			t.Log(line)
 		}
 	}
 }

@@ -17,9 +17,9 @@
 //                   dequantized to F16, activations rounded to F16 in tiles of 64 rows (zero
 //                   padded: every GEMM has the same shape), float32 accumulation, then the
 //                   bias/accumulate/SwiGLU epilogue                 grids of 256-thread blocks
-//   mmt_<type>      decode rows on the tensor cores: 16 weight rows × 64 tokens a block, 8 warps
-//                   splitting the row, F16 operands, float32 accumulation (see the comment
-//                   at the kernel)                grid (ceil(rows/16), ceil(T/64)), block 256
+//   mmt_<type>      decode rows on the tensor cores: tiles of 16 weight rows × up to 64 tokens,
+//                   1–8 warps splitting a row by a fixed rule, F16 operands, float32
+//                   accumulation (see the comment at the kernel)          block 256
 //   mme_<type>      one row per warp, element-wise (coalesced activations) for long batches
 //                                                                grid (ceil(rows/8), ceil(T/8)), block 256
 //   rms_norm_f32    out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w  grid T, block 1024
@@ -321,6 +321,8 @@ struct MMArgs {
     int cols;
     int T;
     int glu;
+    int parts; // mmt_ only: warps that split a row (1, 2, 4 or 8)
+    int tok;   // mmt_ only: tokens a block takes (a multiple of 8, at most MMT_TOK)
 };
 
 __device__ __forceinline__ int find_job(const MMArgs& a, int* r) {
@@ -470,24 +472,40 @@ __device__ __forceinline__ void mm_kernel(const MMArgs& a) {
 // ---- decode rows on the tensor cores (sm_80 and later) ----
 //
 // mmt_<type>: the same product as mm_<type> for decode rows, reading each
-// weight byte once per 64 tokens instead of once per 4. A block owns 16
-// output rows (with glu: 8 gate rows and the same 8 up rows) and up to
-// MMT_TOK tokens (grid.y tiles T); its MMT_WARPS warps split the row's
-// 32-element units by a fixed rule (warp w takes steps w, w+MMT_WARPS, …;
-// step s is units 4s..4s+3) and the block adds the warps' partial sums in
-// warp order. Per step a lane (g = lane/4, c = lane%4) dequantizes unit
-// 4s+c of tile rows g and g+8 with the unit_<type> functions, rounds them to
-// F16, and feeds them as the A operand of eight mma.m16n8k16 (F16 in,
-// float32 accumulation): mma j takes elements 4j..4j+3 of the four lanes'
-// units. A dot product's terms may be grouped in any order as long as A and
-// B agree, so the k slots {2c, 2c+1, 2c+8, 2c+9} a lane owns in the
-// instruction's layout stand for elements 4j..4j+3 of its own unit. The B
-// operand is token 8n+g's activations at the same elements (float32 read,
-// rounded to F16). Each output (row, token) is thus the same sequence of
-// instructions whatever T is and wherever the token sits: tokens do not
-// interact inside an mma, the split of the units depends only on cols, and
-// the cross-warp sum is in a fixed order.
-//                                        grid (ceil(rows/16) or ceil(rows/8) with glu, ceil(T/64)), block 256
+// weight byte once per block of up to 64 tokens instead of once per 4.
+//
+// Math. Rows are taken in tiles of 16 (with glu: 8 gate rows and the same 8
+// up rows). A row tile's 32-element units are split between P = a.parts
+// warps by a fixed rule (part p takes steps p, p+P, …; step s is units
+// 4s..4s+3), and the P partial sums are added in part order. Per step a lane
+// (g = lane/4, c = lane%4) dequantizes unit 4s+c of tile rows g and g+8 with
+// the unit_<type> functions, rounds them to F16, and feeds them as the A
+// operand of eight mma.m16n8k16 (F16 in, float32 accumulation): mma j takes
+// elements 4j..4j+3 of the four lanes' units. A dot product's terms may be
+// grouped in any order as long as A and B agree, so the k slots
+// {2c, 2c+1, 2c+8, 2c+9} a lane owns in the instruction's layout stand for
+// elements 4j..4j+3 of its own unit. The B operand is token 8n+g's
+// activations at the same elements, rounded to F16. Each output (row, token)
+// is thus the same sequence of instructions whatever T, the block's token
+// count a.tok or the token's place: tokens do not interact inside an mma,
+// the split of the units depends only on cols and P (chosen from the
+// matrix's shape by the launcher, never from T), and the partial sums are
+// added in a fixed order.
+//
+// Layout and launch. A block's 8 warps are 8/P row tiles × P parts (warp w:
+// tile w/P, part w%P); it takes tokens t0 = blockIdx.y*a.tok … +a.tok. The
+// block walks the steps in iterations (iteration i: part p does step
+// p + P·i, so the block needs columns 128·P·i … +128·P), and copies those
+// columns of its tokens' float32 activations into shared memory with
+// cp.async while the warps dequantize their weights; the 8/P tiles then
+// share them. A block of fewer than 8 tokens skips the staging: each lane
+// reads its token's activations itself and prefetches its next weights
+// into L2 (the same values reach the same instructions either way). Shared layout: 16-byte pieces, piece k (0..7) of unit uc
+// (0..4P-1) of token t at piece index uc·U + 9t + k, U = 9·a.tok + 2, so that
+// the eight lanes of each 16-byte read phase hit distinct banks. After the
+// walk the same memory holds the warps' partial sums red[warp][n][e][lane].
+//   grid (ceil(tiles / (8/P)), ceil(T / a.tok)), block 256,
+//   dynamic shared max(64·P·(9·a.tok + 2), 32768) bytes; tiles = ceil(rows/16), with glu ceil(rows/8)
 #define MMT_WARPS 8
 #define MMT_TOK 64
 #define MMT_NT (MMT_TOK / 8)
@@ -508,16 +526,53 @@ __device__ __forceinline__ void mma_16816(float* c, const uint* a, uint b0, uint
 #endif
 }
 
-// The tile's row r (0..15) of block bx: the job and the row within it, or -1.
-__device__ __forceinline__ int mmt_row(const MMArgs& a, int bx, int r, int* row) {
+// 16-byte asynchronous copy global → shared; src_bytes 0 writes zeros.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+#if __CUDA_ARCH__ >= 800
+    uint sa;
+    asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(sa) : "l"(dst));
+    asm volatile("{ cp.async.cg.shared.global [%0], [%1], 16, %2; }" :: "r"(sa), "l"(src), "r"(src_bytes) : "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("{ cp.async.commit_group; cp.async.wait_group 0; }" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("{ prefetch.global.L2 [%0]; }" :: "l"(p)); }
+
+// A operand of step u for tile rows g (row pointer pa) and g+8 (pb): unit u
+// of each dequantized and rounded to F16 (zeros for a missing row or unit).
+template <void (*UNIT)(const uchar*, int, float*)>
+__device__ __forceinline__ void mmt_load_a(const uchar* pa, const uchar* pb, int u, bool uok, uint (*A)[4]) {
+    float w[32];
+    if (pa && uok) UNIT(pa, u, w);
+    else {
+#pragma unroll
+        for (int i = 0; i < 32; i++) w[i] = 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < 8; j++) { A[j][0] = pack_h2(w[4*j], w[4*j+1]); A[j][2] = pack_h2(w[4*j+2], w[4*j+3]); }
+    if (pb && uok) UNIT(pb, u, w);
+    else {
+#pragma unroll
+        for (int i = 0; i < 32; i++) w[i] = 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < 8; j++) { A[j][1] = pack_h2(w[4*j], w[4*j+1]); A[j][3] = pack_h2(w[4*j+2], w[4*j+3]); }
+}
+
+// Row r (0..15) of row tile `tile`: the job and the row within it, or -1.
+__device__ __forceinline__ int mmt_row(const MMArgs& a, int tile, int r, int* row) {
     if (a.glu) {
-        int rr = bx * 8 + (r & 7);
+        int rr = tile * 8 + (r & 7);
         if (rr >= a.job[0].rows) return -1;
         *row = rr;
         return r < 8 ? 0 : 1;
     }
     int total = a.job[0].rows + (a.njobs > 1 ? a.job[1].rows : 0) + (a.njobs > 2 ? a.job[2].rows : 0);
-    int rr = bx * 16 + r;
+    int rr = tile * 16 + r;
     if (rr >= total) return -1;
     int j = find_job(a, &rr);
     *row = rr;
@@ -526,81 +581,126 @@ __device__ __forceinline__ int mmt_row(const MMArgs& a, int bx, int r, int* row)
 
 template <void (*UNIT)(const uchar*, int, float*)>
 __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
-    __shared__ float red[MMT_WARPS][MMT_NT][4][32];
+    extern __shared__ f4 mmt_smem[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int g = lane >> 2, c = lane & 3;
-    int t0 = blockIdx.y * MMT_TOK;
-    int nt = min(MMT_TOK, a.T - t0);
+    int P = a.parts, tiles_per_block = MMT_WARPS / P;
+    int part = warp % P, tile = blockIdx.x * tiles_per_block + warp / P;
+    int t0 = blockIdx.y * a.tok;
+    int nt = min(a.tok, a.T - t0);
     int ntiles = (nt + 7) >> 3;
+    int U = 9 * a.tok + 2;
     int rowa, rowb;
-    int ja = mmt_row(a, blockIdx.x, g, &rowa), jb = mmt_row(a, blockIdx.x, g + 8, &rowb);
+    int ja = mmt_row(a, tile, g, &rowa), jb = mmt_row(a, tile, g + 8, &rowb);
     const uchar* pa = ja >= 0 ? a.job[ja].W + (long)rowa * a.job[ja].row_bytes : 0;
     const uchar* pb = jb >= 0 ? a.job[jb].W + (long)rowb * a.job[jb].row_bytes : 0;
     const float* xt = a.x + (long)t0 * a.cols;
     int units = a.cols >> 5;
+    int iters = (units + 4 * P - 1) / (4 * P);
+    int pieces = nt * 32 * P; // 16-byte pieces of one iteration's activations
     float acc[MMT_NT][4];
 #pragma unroll
     for (int n = 0; n < MMT_NT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-    for (int s = warp; 4 * s < units; s += MMT_WARPS) {
-        int u = 4 * s + c;
-        bool uok = u < units;
-        uint A[8][4];
-        float w[32];
-        if (pa && uok) UNIT(pa, u, w);
-        else {
+    if (nt < 8) {
+        // Few tokens: each lane reads its token's activations directly (no
+        // staging, no barriers), and asks L2 for its next step's weights
+        // ahead. The same values reach the same mma as when staged.
+        long rba = ja >= 0 ? a.job[ja].row_bytes : 0, rbb = jb >= 0 ? a.job[jb].row_bytes : 0;
+        for (int s = part; 4 * s < units; s += P) {
+            int u = 4 * s + c;
+            bool uok = u < units;
+            int un = u + 4 * P;
+            if (un < units) {
+                if (pa) { long o = (long)un * rba / units; prefetch_l2(pa + o); prefetch_l2(pa + min(o + 32, rba - 1)); }
+                if (pb) { long o = (long)un * rbb / units; prefetch_l2(pb + o); prefetch_l2(pb + min(o + 32, rbb - 1)); }
+            }
+            uint A[8][4];
+            mmt_load_a<UNIT>(pa, pb, u, uok, A);
+            int t = g;
+            uint B[16];
+            if (t < nt && uok) {
+                const f4* xp = (const f4*)(xt + (long)t * a.cols + 32 * u);
 #pragma unroll
-            for (int i = 0; i < 32; i++) w[i] = 0.f;
+                for (int k = 0; k < 8; k++) { f4 v = xp[k]; B[2*k] = pack_h2(v.x, v.y); B[2*k+1] = pack_h2(v.z, v.w); }
+            } else {
+#pragma unroll
+                for (int k = 0; k < 16; k++) B[k] = 0u;
+            }
+#pragma unroll
+            for (int j = 0; j < 8; j++) mma_16816(acc[0], A[j], B[2*j], B[2*j+1]);
         }
+    } else {
+        for (int it = 0; it < iters; it++) {
+            // Stage columns 128·P·it … of the block's tokens (zeros past cols).
+            int col0 = 128 * P * it;
+            __syncthreads();
+            for (int q = threadIdx.x; q < pieces; q += blockDim.x) {
+                int t = q / (32 * P), rem = q % (32 * P); // rem = uc*8 + k
+                int col = col0 + 4 * rem;
+                const float* src = xt + (long)t * a.cols + min(col, a.cols - 4);
+                cp_async16(mmt_smem + (rem >> 3) * U + 9 * t + (rem & 7), src, col < a.cols ? 16 : 0);
+            }
+            // Meanwhile: this warp's weights for step s.
+            int s = part + P * it;
+            int u = 4 * s + c;
+            bool uok = u < units;
+            uint A[8][4];
+            mmt_load_a<UNIT>(pa, pb, u, uok, A);
+            cp_async_wait_all();
+            __syncthreads();
+            if (4 * s < units) {
+                const f4* xs = mmt_smem + (4 * part + c) * U;
 #pragma unroll
-        for (int j = 0; j < 8; j++) { A[j][0] = pack_h2(w[4*j], w[4*j+1]); A[j][2] = pack_h2(w[4*j+2], w[4*j+3]); }
-        if (pb && uok) UNIT(pb, u, w);
-        else {
+                for (int n = 0; n < MMT_NT; n++) {
+                    if (n < ntiles) {
+                        int t = 8 * n + g;
+                        uint B[16];
+                        if (t < nt && uok) {
 #pragma unroll
-            for (int i = 0; i < 32; i++) w[i] = 0.f;
-        }
+                            for (int k = 0; k < 8; k++) { f4 v = xs[9 * t + k]; B[2*k] = pack_h2(v.x, v.y); B[2*k+1] = pack_h2(v.z, v.w); }
+                        } else {
 #pragma unroll
-        for (int j = 0; j < 8; j++) { A[j][1] = pack_h2(w[4*j], w[4*j+1]); A[j][3] = pack_h2(w[4*j+2], w[4*j+3]); }
+                            for (int k = 0; k < 16; k++) B[k] = 0u;
+                        }
 #pragma unroll
-        for (int n = 0; n < MMT_NT; n++) {
-            if (n < ntiles) {
-                int t = 8 * n + g;
-                uint B[16];
-                if (t < nt && uok) {
-                    const f4* xp = (const f4*)(xt + (long)t * a.cols + 32 * u);
-#pragma unroll
-                    for (int k = 0; k < 8; k++) { f4 v = xp[k]; B[2*k] = pack_h2(v.x, v.y); B[2*k+1] = pack_h2(v.z, v.w); }
-                } else {
-#pragma unroll
-                    for (int k = 0; k < 16; k++) B[k] = 0u;
+                        for (int j = 0; j < 8; j++) mma_16816(acc[n], A[j], B[2*j], B[2*j+1]);
+                    }
                 }
-#pragma unroll
-                for (int j = 0; j < 8; j++) mma_16816(acc[n], A[j], B[2*j], B[2*j+1]);
             }
         }
     }
+    __syncthreads();
+    float* red = (float*)mmt_smem; // [warp][n][e][lane]
 #pragma unroll
     for (int n = 0; n < MMT_NT; n++) {
         if (n < ntiles) {
 #pragma unroll
-            for (int e = 0; e < 4; e++) red[warp][n][e][lane] = acc[n][e];
+            for (int e = 0; e < 4; e++) red[((warp * MMT_NT + n) * 4 + e) * 32 + lane] = acc[n][e];
         }
     }
     __syncthreads();
-    // Item (n, l, e): tile rows l/4 (C element e) and l/4+8 (element 2+e), token 8n + 2(l%4) + e.
-    for (int i = threadIdx.x; i < ntiles * 64; i += blockDim.x) {
-        int n = i >> 6, l = (i >> 1) & 31, e = i & 1;
-        int t = 8 * n + 2 * (l & 3) + e;
-        if (t >= nt) continue;
+    // Item (tile q of the block, token t, tile row r): consecutive threads
+    // take consecutive rows of one token. Row r is C row r&7 of lane
+    // 4(r&7) + (t%8)/2, element (t&1) + 2·(r≥8); with glu, r < 8 and the up
+    // row is element +2.
+    int rpt = a.glu ? 8 : 16;
+    int per_tile = rpt * nt;
+    for (int i = threadIdx.x; i < tiles_per_block * per_tile; i += blockDim.x) {
+        int q = i / per_tile, rem = i % per_tile;
+        int t = rem / rpt, r = rem % rpt;
+        int n = t >> 3, l = 4 * (r & 7) + ((t & 7) >> 1), e = (t & 1) + (r >= 8 ? 2 : 0);
         float va = 0.f, vb = 0.f;
-        for (int w = 0; w < MMT_WARPS; w++) { va += red[w][n][e][l]; vb += red[w][n][2 + e][l]; }
-        int r0, r1;
-        int j0 = mmt_row(a, blockIdx.x, l >> 2, &r0), j1 = mmt_row(a, blockIdx.x, (l >> 2) + 8, &r1);
-        if (a.glu) {
-            if (j0 >= 0) a.job[0].out[(long)(t0 + t) * a.job[0].rows + r0] = silu(va) * vb;
-            continue;
+        for (int pp = 0; pp < P; pp++) {
+            const float* rw = red + (((q * P + pp) * MMT_NT + n) * 4) * 32;
+            va += rw[e * 32 + l];
+            vb += rw[((e + 2) & 3) * 32 + l];
         }
-        if (j0 >= 0) mm_store(a.job[j0], r0, t0 + t, va);
-        if (j1 >= 0) mm_store(a.job[j1], r1, t0 + t, vb);
+        int row;
+        int tq = blockIdx.x * tiles_per_block + q;
+        int j = mmt_row(a, tq, r, &row);
+        if (j < 0) continue;
+        if (a.glu) a.job[0].out[(long)(t0 + t) * a.job[0].rows + row] = silu(va) * vb;
+        else mm_store(a.job[j], row, t0 + t, va);
     }
 }
 
