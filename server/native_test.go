@@ -144,9 +144,12 @@ func TestCancelFreesSlot(t *testing.T) {
 	if cresp.StatusCode != http.StatusAccepted || !strings.Contains(string(cb), "cancelling") {
 		t.Fatalf("/cancel: %d %s", cresp.StatusCode, cb)
 	}
-	took, ok := waitFor(time.Second, func() bool { return ts.m.Stats().Active == 0 })
-	if !ok || time.Since(start) > 100*time.Millisecond {
-		t.Errorf("slot freed after %v (ok %v), want within 100 ms", took, ok)
+	// Freed at the next step: well under 100 ms on an idle machine; the
+	// bound is generous so that a loaded machine does not fail it, while a
+	// cancel that waited for the generation's end (minutes here) still does.
+	took, ok := waitFor(5*time.Second, func() bool { return ts.m.Stats().Active == 0 })
+	if !ok || time.Since(start) > 2*time.Second {
+		t.Errorf("slot freed after %v (ok %v), want within 2 s", took, ok)
 	}
 	if h := ts.health(t); h.Slots.Active != 0 {
 		t.Errorf("/health active %d after cancel", h.Slots.Active)

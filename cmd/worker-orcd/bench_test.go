@@ -34,7 +34,9 @@ func TestBenchConcurrencyJSON(t *testing.T) {
 		t.Fatalf("concurrency levels %+v, want 1 and 3", res.Concurrency)
 	}
 	for _, l := range res.Concurrency {
-		if l.TotalTPS <= 0 || l.DecodeTPS < 0 || l.TTFTP50Ms <= 0 || l.TTFTP99Ms < l.TTFTP50Ms || l.ITLP50Ms <= 0 || l.ITLP99Ms < l.ITLP50Ms {
+		// Inter-token gaps can round to 0 ms on a micro model (tokens of one
+		// step reach the client together), so only their order is checked.
+		if l.TotalTPS <= 0 || l.DecodeTPS < 0 || l.TTFTP50Ms <= 0 || l.TTFTP99Ms < l.TTFTP50Ms || l.ITLP50Ms < 0 || l.ITLP99Ms < l.ITLP50Ms {
 			t.Errorf("level %d: implausible figures %+v", l.Requests, l)
 		}
 	}
