@@ -1,10 +1,10 @@
 package server
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"worker-orcd/internal/fixtures"
 )
 
 // TestFixtureModels serves the real fixture models (real tokenizers and
@@ -15,10 +15,7 @@ func TestFixtureModels(t *testing.T) {
 		{"phi3-small-Q4_K_M.gguf", "llama"},
 	} {
 		t.Run(c.file, func(t *testing.T) {
-			path := filepath.Join("..", "..", "shared", "fixtures", "models", c.file)
-			if _, err := os.Stat(path); err != nil {
-				t.Skipf("fixture %s not present", path)
-			}
+			path := fixtures.Path(t, "models", c.file) // skips only when absent
 			ts := newTestServer(t, opts{model: path, parallel: 2})
 			h := ts.health(t)
 			if h.QuantKind != "Q4_K_M" || h.TokenizerKind != c.tokKind || h.Model != strings.TrimSuffix(c.file, ".gguf") {
