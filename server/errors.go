@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"worker-orcd/backend"
@@ -175,6 +174,3 @@ func engineError(err error, cause error, promptParam string) *apiError {
 	}
 	return &apiError{Status: http.StatusInternalServerError, Code: CodeInternal, Message: err.Error()}
 }
-
-// retryAfter renders a duration for the Retry-After header (whole seconds, ≥ 1).
-func retryAfter(secs int) string { return strconv.Itoa(max(secs, 1)) }
