@@ -37,10 +37,11 @@ func run(args []string) error {
 	vocab := fs.String("vocab", "", `vocab-only GGUF whose tokenizer.* keys are copied; "builtin" for the synthetic tokenizer; default: ../shared/fixtures/vocab/<arch>.gguf if found`)
 	seed := fs.Uint64("seed", 1234, "random seed")
 	layers := fs.Int("layers", 0, "override the number of layers")
+	window := fs.Int("sliding-window", 0, "write <arch>.attention.sliding_window with this value (0: none)")
 	out := fs.String("o", "", "output file (required)")
 	list := fs.Bool("list", false, "list the shapes and exit")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: synth --shape NAME --type TYPE [--vocab FILE|builtin] [--seed N] [--layers N] -o OUT.gguf")
+		fmt.Fprintln(fs.Output(), "usage: synth --shape NAME --type TYPE [--vocab FILE|builtin] [--seed N] [--layers N] [--sliding-window N] -o OUT.gguf")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +70,7 @@ func run(args []string) error {
 	if *layers > 0 {
 		s.Layers = *layers
 	}
+	s.SlidingWindow = *window
 	var vocabNote string
 	switch *vocab {
 	case "builtin", "none":
