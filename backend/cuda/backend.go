@@ -67,6 +67,7 @@ type Backend struct {
 	x, h, q, k, v, att, gate, up, logits devicePtr
 	attPart                              devicePtr // attention partials [T, n_head, splits, hd+2]
 	topBuf                               devicePtr // top-k results, topStride bytes a row
+	h16, att16, gate16                   devicePtr // F16 copies of h, att and gate (inputs of decode products on the tensor cores)
 	hostTop                              []byte
 	meta                                 devicePtr // ids, pos, kptr, vptr
 	capSel                               int
@@ -102,7 +103,7 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 
 func kernelNames() []string {
 	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "attention_merge_f32", "topk_f32",
-		"to_f16_pad", "gemm_epilogue"}
+		"to_f16_pad", "gemm_epilogue", "to_f16_rows"}
 	for _, s := range kernelSuffix {
 		names = append(names, "mm_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)
 		if mmtSuffix[s] {

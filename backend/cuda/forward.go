@@ -27,6 +27,7 @@ func (b *Backend) grow(T, nsel int) error {
 		int64(T * c.QDim()), int64(T * c.NFF), int64(T * c.NFF), int64(nsel * c.VocabSize),
 		int64(T * c.NHead * maxSplits * (c.HeadDim + 2)),
 		int64(nsel * topStride / 4),
+		int64((T*c.NEmbd + 1) / 2), int64((T*c.QDim() + 1) / 2), int64((T*c.NFF + 1) / 2), // F16 copies: h16, att16, gate16
 	}
 	metaBytes := int64(T*4*2 + c.NLayer*T*8*2)
 	var total int64
@@ -46,7 +47,7 @@ func (b *Backend) grow(T, nsel int) error {
 	}
 	b.scratch = buf
 	p := buf.Ptr
-	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.topBuf}
+	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.topBuf, &b.h16, &b.att16, &b.gate16}
 	for i, s := range sizes {
 		*ptrs[i] = p
 		p += devicePtr((s*4 + 255) &^ 255)
@@ -197,6 +198,8 @@ type mmArgs struct {
 	NJobs int32
 	_     int32
 	X     devicePtr
+	X16   devicePtr // mmt_ only: X rounded to F16
+	Out16 devicePtr // mmt_ only, with glu: F16 copy of the output (0: none)
 	Cols  int32
 	T     int32
 	GLU   int32
@@ -210,6 +213,7 @@ type mmOut struct {
 	m          *dmat
 	out, bias  devicePtr
 	accumulate bool
+	out16      devicePtr // with glu, decode rows on the tensor cores: also an F16 copy of out (0: none)
 }
 
 // segment is a run of consecutive batch rows of one kind: decode rows (one
@@ -226,6 +230,12 @@ type segment struct {
 // so that a row's result never depends on what else is in the batch. With
 // no segments set (kernel tests), T ≤ 8 counts as decode.
 func (b *Backend) mmLaunch(x devicePtr, T int, glu bool, outs ...mmOut) error {
+	return b.mmLaunch16(x, 0, T, glu, outs...)
+}
+
+// mmLaunch16 is mmLaunch with x16, an F16 copy of x (0: none; decode rows on
+// the tensor cores then convert x first).
+func (b *Backend) mmLaunch16(x, x16 devicePtr, T int, glu bool, outs ...mmOut) error {
 	segs := b.segs
 	if segs == nil {
 		segs = []segment{{0, T, T > 8}}
@@ -235,15 +245,22 @@ func (b *Backend) mmLaunch(x devicePtr, T int, glu bool, outs ...mmOut) error {
 		for i, o := range outs {
 			shifted[i] = o
 			shifted[i].out = o.out + devicePtr(4*sg.start*o.m.rows)
+			if o.out16 != 0 {
+				shifted[i].out16 = o.out16 + devicePtr(2*sg.start*o.m.rows)
+			}
 		}
-		if err := b.mmSegment(x+devicePtr(4*sg.start*outs[0].m.cols), sg.n, sg.prefill, glu, shifted...); err != nil {
+		sx16 := x16
+		if x16 != 0 {
+			sx16 = x16 + devicePtr(2*sg.start*outs[0].m.cols)
+		}
+		if err := b.mmSegment(x+devicePtr(4*sg.start*outs[0].m.cols), sx16, sg.n, sg.prefill, glu, shifted...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (b *Backend) mmSegment(x devicePtr, T int, prefill, glu bool, outs ...mmOut) error {
+func (b *Backend) mmSegment(x, x16 devicePtr, T int, prefill, glu bool, outs ...mmOut) error {
 	same := true
 	for _, o := range outs[1:] {
 		same = same && o.m.suffix == outs[0].m.suffix && o.m.cols == outs[0].m.cols
@@ -253,7 +270,7 @@ func (b *Backend) mmSegment(x devicePtr, T int, prefill, glu bool, outs ...mmOut
 			return fmt.Errorf("cuda: gate and up have different types (%s, %s): a bug in the caller", outs[0].m.suffix, outs[1].m.suffix)
 		}
 		for _, o := range outs {
-			if err := b.mmSegment(x, T, prefill, false, o); err != nil {
+			if err := b.mmSegment(x, x16, T, prefill, false, o); err != nil {
 				return err
 			}
 		}
@@ -296,6 +313,16 @@ func (b *Backend) mmSegment(x devicePtr, T int, prefill, glu bool, outs ...mmOut
 			tok = b.mmtTok
 		}
 		a.Parts, a.Tok = int32(parts), int32(tok)
+		if x16 == 0 {
+			var err error
+			if x16, err = b.toF16(x, T*outs[0].m.cols); err != nil {
+				return err
+			}
+		}
+		a.X16 = x16
+		if glu {
+			a.Out16 = outs[0].out16
+		}
 		return b.dev.launch("mmt_"+outs[0].m.suffix, dims(rowBlocks, blocks(T, tok), 1), dims(32*mmtWarps, 1, 1),
 			uint32(mmtShared(parts, tok)), unsafe.Pointer(a))
 	}
@@ -332,26 +359,36 @@ func mmtPartsFor(tiles int) int {
 }
 
 // mmtTokensFor is how many tokens a block of the tensor-core kernel takes (a
-// multiple of 8): at most mmtTokens and 128/parts (the staged activations
+// multiple of 8): at most mmtTokens and 256/parts (the staged activations
 // must fit in shared memory), no more than the batch needs, and fewer when
 // the matrix has few row blocks, so that a batch still fills the card. It
 // changes no result.
 func mmtTokensFor(rowBlocks, parts, T int) int {
-	tok := min(mmtTokens, 128/parts, (T+7)/8*8)
+	tok := min(mmtTokens, 256/parts, (T+7)/8*8)
 	for tok > 16 && rowBlocks*((T+tok-1)/tok) < 264 {
 		tok = (tok/2 + 7) / 8 * 8
 	}
 	return tok
 }
 
-// mmtShared is the dynamic shared memory of an mmt_ block: the staged
-// activations (16-byte pieces, 4·parts units of 9·tok+2 pieces), at least the
-// 32 KiB of partial sums that reuse it.
+// mmtShared is the dynamic shared memory of an mmt_ block: the staged F16
+// activations (16-byte pieces, 4·parts units of 4·tok+1 pieces), at least
+// the 32 KiB of partial sums that reuse it.
 func mmtShared(parts, tok int) int {
-	return max(64*parts*(9*tok+2), 32768)
+	return max(64*parts*(4*tok+1), 32768)
 }
 
-// mmtMaxShared is the most mmtShared can ask for (parts·tok ≤ 128).
+// toF16 writes x's n float32 values (n a multiple of 4) as F16 into a
+// workspace and returns it.
+func (b *Backend) toF16(x devicePtr, n int) (devicePtr, error) {
+	ptr, err := b.need(&b.gemm.x16, int64(2*n))
+	if err != nil {
+		return 0, err
+	}
+	return ptr, b.dev.launch("to_f16_rows", dims(blocks(n/4, 256), 1, 1), dims(256, 1, 1), 0, p(x), p(ptr), p(int64(n)))
+}
+
+// mmtMaxShared is the most mmtShared can ask for (parts·tok ≤ 256).
 const mmtMaxShared = 80 << 10
 
 // prepareMMT lets each loaded mmt_ kernel use mmtMaxShared bytes of dynamic
@@ -392,8 +429,9 @@ func (b *Backend) mm(m *dmat, x, out devicePtr, T int) error {
 	return b.mmLaunch(x, T, false, mmOut{m: m, out: out})
 }
 
-func (b *Backend) rmsNorm(x, w, out devicePtr, T, n int) error {
-	return b.dev.launch("rms_norm_f32", dims(uint32(T), 1, 1), dims(1024, 1, 1), 0, p(x), p(w), p(out), p(n), p(b.c.RMSEps))
+// rmsNorm writes out (and, when out16 is set, an F16 copy of it).
+func (b *Backend) rmsNorm(x, w, out, out16 devicePtr, T, n int) error {
+	return b.dev.launch("rms_norm_f32", dims(uint32(T), 1, 1), dims(1024, 1, 1), 0, p(x), p(w), p(out), p(n), p(b.c.RMSEps), p(out16))
 }
 
 func (b *Backend) elementwise(name string, total int, args ...unsafe.Pointer) error {
@@ -423,10 +461,10 @@ func (b *Backend) layersForward(T int) error {
 			neox = 1
 		}
 		steps := []func() error{
-			func() error { return b.rmsNorm(b.x, ly.attnNorm, b.h, T, d) },
+			func() error { return b.rmsNorm(b.x, ly.attnNorm, b.h, b.h16, T, d) },
 			func() error { return b.dump(fmt.Sprintf("attn_norm-%d", l), b.h, T, d) },
 			func() error {
-				return b.mmLaunch(b.h, T, false, mmOut{m: &ly.q, out: b.q, bias: ly.qBias},
+				return b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.q, out: b.q, bias: ly.qBias},
 					mmOut{m: &ly.k, out: b.k, bias: ly.kBias}, mmOut{m: &ly.v, out: b.v, bias: ly.vBias})
 			},
 			func() error { return b.dump(fmt.Sprintf("Qcur-%d", l), b.q, T, qd) },
@@ -442,27 +480,31 @@ func (b *Backend) layersForward(T int) error {
 			},
 			func() error {
 				return b.dev.launch("attention_merge_f32", dims(uint32(T), uint32(c.NHead), 1), dims(128, 1, 1), 0,
-					p(b.attPart), p(b.att), p(c.NHead), p(c.HeadDim), p(splits))
+					p(b.attPart), p(b.att), p(c.NHead), p(c.HeadDim), p(splits), p(b.att16))
 			},
 			func() error { return b.dump(fmt.Sprintf("kqv_out-%d", l), b.att, T, qd) },
 			// Output projection added into the residual stream.
-			func() error { return b.mmLaunch(b.att, T, false, mmOut{m: &ly.o, out: b.x, accumulate: true}) },
+			func() error {
+				return b.mmLaunch16(b.att, b.att16, T, false, mmOut{m: &ly.o, out: b.x, accumulate: true})
+			},
 			func() error { return b.dump(fmt.Sprintf("ffn_inp-%d", l), b.x, T, d) },
-			func() error { return b.rmsNorm(b.x, ly.ffnNorm, b.h, T, d) },
+			func() error { return b.rmsNorm(b.x, ly.ffnNorm, b.h, b.h16, T, d) },
 			func() error {
 				if ly.gate.suffix == ly.up.suffix {
-					return b.mmLaunch(b.h, T, true, mmOut{m: &ly.gate, out: b.gate}, mmOut{m: &ly.up, out: b.up})
+					return b.mmLaunch16(b.h, b.h16, T, true, mmOut{m: &ly.gate, out: b.gate, out16: b.gate16}, mmOut{m: &ly.up, out: b.up})
 				}
-				if err := b.mm(&ly.gate, b.h, b.gate, T); err != nil {
+				if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.gate, out: b.gate}); err != nil {
 					return err
 				}
-				if err := b.mm(&ly.up, b.h, b.up, T); err != nil {
+				if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.up, out: b.up}); err != nil {
 					return err
 				}
-				return b.elementwise("swiglu_f32", T*ff, p(b.gate), p(b.up), p(T*ff))
+				return b.elementwise("swiglu_f32", T*ff, p(b.gate), p(b.up), p(T*ff), p(b.gate16))
 			},
 			func() error { return b.dump(fmt.Sprintf("ffn_act-%d", l), b.gate, T, ff) },
-			func() error { return b.mmLaunch(b.gate, T, false, mmOut{m: &ly.down, out: b.x, accumulate: true}) },
+			func() error {
+				return b.mmLaunch16(b.gate, b.gate16, T, false, mmOut{m: &ly.down, out: b.x, accumulate: true})
+			},
 			func() error { return b.dump(fmt.Sprintf("l_out-%d", l), b.x, T, d) },
 		}
 		for _, step := range steps {
@@ -511,10 +553,10 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	if err := b.rmsNorm(b.h, b.outputNorm, b.h, nsel, d); err != nil {
+	if err := b.rmsNorm(b.h, b.outputNorm, b.h, b.h16, nsel, d); err != nil {
 		return err
 	}
-	if err := b.mm(&b.out, b.h, b.logits, nsel); err != nil {
+	if err := b.mmLaunch16(b.h, b.h16, nsel, false, mmOut{m: &b.out, out: b.logits}); err != nil {
 		return err
 	}
 	// Rows that asked for their top candidates: select on the device and

@@ -10,6 +10,7 @@ type gemmBuffers struct {
 	wh, wh2 *Buffer // F16 weights (gate and up for SwiGLU)
 	xh      *Buffer // F16 activations, one tile
 	c, c2   *Buffer // float32 results of one tile
+	x16     *Buffer // F16 activations for decode rows on the tensor cores, when no producer wrote them
 }
 
 // need grows buf to n bytes (tagged workspace); call on the device thread.
@@ -137,7 +138,7 @@ func (b *Backend) epilogue(c, up devicePtr, T, rows int, out, bias devicePtr, ac
 }
 
 func (b *Backend) freeGemm() {
-	for _, buf := range []**Buffer{&b.gemm.wh, &b.gemm.wh2, &b.gemm.xh, &b.gemm.c, &b.gemm.c2} {
+	for _, buf := range []**Buffer{&b.gemm.wh, &b.gemm.wh2, &b.gemm.xh, &b.gemm.c, &b.gemm.c2, &b.gemm.x16} {
 		b.dev.free(*buf)
 		*buf = nil
 	}

@@ -304,21 +304,33 @@ func TestTensorCoreDecode(t *testing.T) {
 			// run computes n decode rows starting at x row from, plain or glu.
 			run := func(from, n int, glu bool) []float32 {
 				ob := h.poisoned(n * shape.rows)
+				o16 := h.poisoned((n*shape.rows + 1) / 2)
 				err := h.d.do(func() error {
 					h.b.segs = []segment{{0, n, false}}
 					defer func() { h.b.segs = nil }()
 					xp := xb.Ptr + devicePtr(4*from*shape.cols)
 					if glu {
-						return h.b.mmLaunch(xp, n, true, mmOut{m: &m, out: ob.Ptr}, mmOut{m: &m, out: ob.Ptr})
+						return h.b.mmLaunch(xp, n, true, mmOut{m: &m, out: ob.Ptr, out16: o16.Ptr}, mmOut{m: &m, out: ob.Ptr})
 					}
 					return h.b.mmLaunch(xp, n, false, mmOut{m: &m, out: ob.Ptr})
 				})
 				if err != nil {
 					t.Fatal(err)
 				}
-				return h.download(ob, n*shape.rows)
+				got := h.download(ob, n*shape.rows)
+				if glu {
+					// The F16 copy of a glu output: within half an F16 ulp.
+					raw := h.download(o16, (n*shape.rows+1)/2)
+					h16 := unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), n*shape.rows)
+					for i, v := range got {
+						if d := math.Abs(float64(halfToFloat(h16[i]) - v)); d > math.Abs(float64(v))/2048+1e-7 {
+							t.Fatalf("mmt_%s glu F16 copy [%d] = %g, output %g", sfx, i, halfToFloat(h16[i]), v)
+						}
+					}
+				}
+				return got
 			}
-			for _, split := range []struct{ parts, tok int }{{0, 0}, {1, 64}, {2, 32}, {4, 32}, {8, 16}, {8, 8}} {
+			for _, split := range []struct{ parts, tok int }{{0, 0}, {1, 64}, {2, 64}, {4, 32}, {8, 32}, {8, 8}} {
 				h.b.mmtParts, h.b.mmtTok = split.parts, split.tok
 				for _, glu := range []bool{false, true} {
 					full := run(0, T, glu)
@@ -381,7 +393,7 @@ func TestNormRopeAttentionParity(t *testing.T) {
 	}
 	xb, wb, ob := h.uploadF32(x), h.uploadF32(w), h.poisoned(T*n)
 	h.b.c = testConfig()
-	if err := h.d.do(func() error { return h.b.rmsNorm(xb.Ptr, wb.Ptr, ob.Ptr, T, n) }); err != nil {
+	if err := h.d.do(func() error { return h.b.rmsNorm(xb.Ptr, wb.Ptr, ob.Ptr, 0, T, n) }); err != nil {
 		t.Fatal(err)
 	}
 	if e := relErr(h.download(ob, T*n), want); e > 1e-6 {
@@ -415,7 +427,7 @@ func TestNormRopeAttentionParity(t *testing.T) {
 				return err
 			}
 			return h.d.launch("attention_merge_f32", dims(uint32(Tq), uint32(nh), 1), dims(128, 1, 1), 0,
-				p(part.Ptr), p(ob.Ptr), p(nh), p(hd), p(splits))
+				p(part.Ptr), p(ob.Ptr), p(nh), p(hd), p(splits), p(devicePtr(0)))
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -569,6 +581,10 @@ func TestDecodeKernelTiming(t *testing.T) {
 		}
 		sfx := kernelSuffix[c.typ]
 		wb, xb, ob := h.upload(w), h.uploadF32(randRow(r, 64*c.cols)), h.poisoned(64*c.rows)
+		var x16 devicePtr
+		if err := h.d.do(func() (err error) { x16, err = h.b.toF16(xb.Ptr, 64*c.cols); return err }); err != nil {
+			t.Fatal(err)
+		}
 		for _, T := range []int{1, 8, 64} {
 			a := &mmArgs{NJobs: 1, X: xb.Ptr, Cols: int32(c.cols), T: int32(T)}
 			a.Job[0] = mmJob{W: wb.Ptr, RowBytes: int64(rb), Out: ob.Ptr, Rows: int32(c.rows)}
@@ -594,7 +610,7 @@ func TestDecodeKernelTiming(t *testing.T) {
 						if name == "mm_" {
 							err = h.d.launch("mm_"+sfx, dims(blocks(c.rows, 16), blocks(T, unitTile), 1), dims(256, 1, 1), 0, unsafe.Pointer(a))
 						} else {
-							err = h.b.mmLaunch(xb.Ptr, T, false, mmOut{m: &m, out: ob.Ptr})
+							err = h.b.mmLaunch16(xb.Ptr, x16, T, false, mmOut{m: &m, out: ob.Ptr})
 						}
 						if err != nil {
 							return err
@@ -625,4 +641,23 @@ func TestDecodeKernelTiming(t *testing.T) {
 			t.Log(line)
 		}
 	}
+}
+
+// halfToFloat decodes an IEEE F16 value.
+func halfToFloat(h uint16) float32 {
+	sign := float32(1)
+	if h&0x8000 != 0 {
+		sign = -1
+	}
+	e, f := int(h>>10&31), float64(h&1023)
+	switch e {
+	case 0:
+		return sign * float32(math.Ldexp(f, -24))
+	case 31:
+		if f == 0 {
+			return sign * float32(math.Inf(1))
+		}
+		return float32(math.NaN())
+	}
+	return sign * float32(math.Ldexp(1+f/1024, e-15))
 }

@@ -160,6 +160,7 @@ __device__ __forceinline__ void embed_impl(const uchar* W, long row_bytes, const
 
 struct alignas(16) f4 { float x, y, z, w; };
 struct alignas(16) u4 { uint x, y, z, w; };
+struct alignas(8) u2 { uint x, y; };
 
 __device__ __forceinline__ void unit_f32(const uchar* row, int u, float* w) {
     const f4* p = (const f4*)(row + 128 * u);
@@ -318,6 +319,8 @@ struct MMArgs {
     MMJob job[3];
     int njobs;
     const float* x;
+    const ushort* x16; // mmt_ only: x rounded to F16 (same layout)
+    ushort* out16;     // mmt_ only, with glu: an F16 copy of the output (nullable)
     int cols;
     int T;
     int glu;
@@ -485,7 +488,9 @@ __device__ __forceinline__ void mm_kernel(const MMArgs& a) {
 // grouped in any order as long as A and B agree, so the k slots
 // {2c, 2c+1, 2c+8, 2c+9} a lane owns in the instruction's layout stand for
 // elements 4j..4j+3 of its own unit. The B operand is token 8n+g's
-// activations at the same elements, rounded to F16. Each output (row, token)
+// activations at the same elements, rounded to F16 (a.x16: the producer of
+// the activations wrote an F16 copy, or the launcher converted them; the
+// same rounding either way). Each output (row, token)
 // is thus the same sequence of instructions whatever T, the block's token
 // count a.tok or the token's place: tokens do not interact inside an mma,
 // the split of the units depends only on cols and P (chosen from the
@@ -496,16 +501,18 @@ __device__ __forceinline__ void mm_kernel(const MMArgs& a) {
 // tile w/P, part w%P); it takes tokens t0 = blockIdx.y*a.tok … +a.tok. The
 // block walks the steps in iterations (iteration i: part p does step
 // p + P·i, so the block needs columns 128·P·i … +128·P), and copies those
-// columns of its tokens' float32 activations into shared memory with
-// cp.async while the warps dequantize their weights; the 8/P tiles then
-// share them. A block of fewer than 8 tokens skips the staging: each lane
-// reads its token's activations itself and prefetches its next weights
-// into L2 (the same values reach the same instructions either way). Shared layout: 16-byte pieces, piece k (0..7) of unit uc
-// (0..4P-1) of token t at piece index uc·U + 9t + k, U = 9·a.tok + 2, so that
-// the eight lanes of each 16-byte read phase hit distinct banks. After the
-// walk the same memory holds the warps' partial sums red[warp][n][e][lane].
+// columns of its tokens' F16 activations into shared memory with cp.async
+// while the warps dequantize their weights; the 8/P tiles then share them.
+// A block of fewer than 8 tokens skips the staging: each lane reads its
+// token's activations itself and prefetches its next weights into L2 (the
+// same values reach the same instructions either way). Shared layout:
+// 16-byte pieces (8 F16), piece k (0..3) of unit uc (0..4P-1) of token t at
+// piece index uc·U + 4t + k, U = 4·a.tok + 1, so that the eight lanes of
+// each 16-byte read phase hit distinct banks. After the walk the same
+// memory holds the warps' partial sums red[warp][n][e][lane]. With glu,
+// out16 (when set) gets an F16 copy of the output, the next product's input.
 //   grid (ceil(tiles / (8/P)), ceil(T / a.tok)), block 256,
-//   dynamic shared max(64·P·(9·a.tok + 2), 32768) bytes; tiles = ceil(rows/16), with glu ceil(rows/8)
+//   dynamic shared max(64·P·(4·a.tok + 1), 32768) bytes; tiles = ceil(rows/16), with glu ceil(rows/8)
 #define MMT_WARPS 8
 #define MMT_TOK 64
 #define MMT_NT (MMT_TOK / 8)
@@ -515,6 +522,22 @@ __device__ __forceinline__ uint pack_h2(float lo, float hi) {
     uint r;
     asm("{ cvt.rn.f16x2.f32 %0, %1, %2; }" : "=r"(r) : "f"(hi), "f"(lo));
     return r;
+}
+
+__device__ __forceinline__ ushort f2h_rn(float f) {
+    ushort h;
+    asm("{ cvt.rn.f16.f32 %0, %1; }" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// make_h4 rounds four floats to F16 (in order, for an 8-byte store).
+__device__ __forceinline__ u2 make_h4(f4 v) { return u2{pack_h2(v.x, v.y), pack_h2(v.z, v.w)}; }
+
+// to_f16_rows: out[i] = F16(x[i]) for n elements (n a multiple of 4), the
+// F16 input of mmt_ when no producer wrote one.           grid ceil(n/1024), block 256
+extern "C" __global__ void to_f16_rows(const float* x, ushort* out, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (4 * i < n) ((u2*)out)[i] = make_h4(((const f4*)x)[i]);
 }
 
 // c += A·B for one m16n8k16 tile (A row-major 16×16 F16, B 16×8 F16, C float32).
@@ -589,15 +612,16 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
     int t0 = blockIdx.y * a.tok;
     int nt = min(a.tok, a.T - t0);
     int ntiles = (nt + 7) >> 3;
-    int U = 9 * a.tok + 2;
+    int U = 4 * a.tok + 1;
     int rowa, rowb;
     int ja = mmt_row(a, tile, g, &rowa), jb = mmt_row(a, tile, g + 8, &rowb);
     const uchar* pa = ja >= 0 ? a.job[ja].W + (long)rowa * a.job[ja].row_bytes : 0;
     const uchar* pb = jb >= 0 ? a.job[jb].W + (long)rowb * a.job[jb].row_bytes : 0;
-    const float* xt = a.x + (long)t0 * a.cols;
+    const ushort* xt = a.x16 + (long)t0 * a.cols;
     int units = a.cols >> 5;
     int iters = (units + 4 * P - 1) / (4 * P);
-    int pieces = nt * 32 * P; // 16-byte pieces of one iteration's activations
+    int ppt = 16 * P;        // 16-byte pieces of one token in an iteration
+    int pieces = nt * ppt;   // … and of all the block's tokens
     float acc[MMT_NT][4];
 #pragma unroll
     for (int n = 0; n < MMT_NT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
@@ -619,9 +643,9 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
             int t = g;
             uint B[16];
             if (t < nt && uok) {
-                const f4* xp = (const f4*)(xt + (long)t * a.cols + 32 * u);
+                const u4* xp = (const u4*)(xt + (long)t * a.cols + 32 * u);
 #pragma unroll
-                for (int k = 0; k < 8; k++) { f4 v = xp[k]; B[2*k] = pack_h2(v.x, v.y); B[2*k+1] = pack_h2(v.z, v.w); }
+                for (int k = 0; k < 4; k++) { u4 v = xp[k]; B[4*k] = v.x; B[4*k+1] = v.y; B[4*k+2] = v.z; B[4*k+3] = v.w; }
             } else {
 #pragma unroll
                 for (int k = 0; k < 16; k++) B[k] = 0u;
@@ -635,10 +659,10 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
             int col0 = 128 * P * it;
             __syncthreads();
             for (int q = threadIdx.x; q < pieces; q += blockDim.x) {
-                int t = q / (32 * P), rem = q % (32 * P); // rem = uc*8 + k
-                int col = col0 + 4 * rem;
-                const float* src = xt + (long)t * a.cols + min(col, a.cols - 4);
-                cp_async16(mmt_smem + (rem >> 3) * U + 9 * t + (rem & 7), src, col < a.cols ? 16 : 0);
+                int t = q / ppt, rem = q - t * ppt; // rem = uc*4 + k
+                int col = col0 + 8 * rem;
+                const ushort* src = xt + (long)t * a.cols + min(col, a.cols - 8);
+                cp_async16(mmt_smem + (rem >> 2) * U + 4 * t + (rem & 3), src, col < a.cols ? 16 : 0);
             }
             // Meanwhile: this warp's weights for step s.
             int s = part + P * it;
@@ -649,7 +673,7 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
             cp_async_wait_all();
             __syncthreads();
             if (4 * s < units) {
-                const f4* xs = mmt_smem + (4 * part + c) * U;
+                const u4* xs = (const u4*)mmt_smem + (4 * part + c) * U;
 #pragma unroll
                 for (int n = 0; n < MMT_NT; n++) {
                     if (n < ntiles) {
@@ -657,7 +681,7 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
                         uint B[16];
                         if (t < nt && uok) {
 #pragma unroll
-                            for (int k = 0; k < 8; k++) { f4 v = xs[9 * t + k]; B[2*k] = pack_h2(v.x, v.y); B[2*k+1] = pack_h2(v.z, v.w); }
+                            for (int k = 0; k < 4; k++) { u4 v = xs[4 * t + k]; B[4*k] = v.x; B[4*k+1] = v.y; B[4*k+2] = v.z; B[4*k+3] = v.w; }
                         } else {
 #pragma unroll
                             for (int k = 0; k < 16; k++) B[k] = 0u;
@@ -699,7 +723,11 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
         int tq = blockIdx.x * tiles_per_block + q;
         int j = mmt_row(a, tq, r, &row);
         if (j < 0) continue;
-        if (a.glu) a.job[0].out[(long)(t0 + t) * a.job[0].rows + row] = silu(va) * vb;
+        if (a.glu) {
+            float v = silu(va) * vb;
+            a.job[0].out[(long)(t0 + t) * a.job[0].rows + row] = v;
+            if (a.out16) a.out16[(long)(t0 + t) * a.job[0].rows + row] = f2h_rn(v);
+        }
         else mm_store(a.job[j], row, t0 + t, va);
     }
 }
@@ -822,7 +850,7 @@ __device__ __forceinline__ float block_max(float v, float* sh) {
     return v;
 }
 
-extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* out, int n, float eps) {
+extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* out, int n, float eps, ushort* out16) {
     // n is a multiple of 32: 16-byte loads, one or a few per thread.
     __shared__ float sh[32];
     const f4* xr = (const f4*)(x + (long)blockIdx.x * n);
@@ -838,15 +866,19 @@ extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* o
     float scale = rsqrtf(ss / n + eps);
     for (int i = threadIdx.x; i < n4; i += blockDim.x) {
         f4 v = xr[i], g = wr[i];
-        o[i] = f4{v.x * scale * g.x, v.y * scale * g.y, v.z * scale * g.z, v.w * scale * g.w};
+        f4 r = f4{v.x * scale * g.x, v.y * scale * g.y, v.z * scale * g.z, v.w * scale * g.w};
+        o[i] = r;
+        if (out16) ((u2*)(out16 + (long)blockIdx.x * n))[i] = make_h4(r);
     }
 }
 
-extern "C" __global__ void swiglu_f32(float* g, const float* u, int total) {
+extern "C" __global__ void swiglu_f32(float* g, const float* u, int total, ushort* g16) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < total) {
         float v = g[i];
-        g[i] = v / (1.f + expf(-v)) * u[i];
+        v = v / (1.f + expf(-v)) * u[i];
+        g[i] = v;
+        if (g16) g16[i] = f2h(v);
     }
 }
 
@@ -965,7 +997,7 @@ extern "C" __global__ void attention_split_f32(const float* q, float* part, cons
 }
 
 // Combines the nsplit partials of each (t, h): out = Σ acc_s e^(m_s-M) / Σ sum_s e^(m_s-M).
-extern "C" __global__ void attention_merge_f32(const float* part, float* out, int n_head, int hd, int nsplit) {
+extern "C" __global__ void attention_merge_f32(const float* part, float* out, int n_head, int hd, int nsplit, ushort* out16) {
     __shared__ float scale[64]; // e^(m_s - M) / S for each split (nsplit ≤ 64)
     int t = blockIdx.x, h = blockIdx.y;
     const float* pp = part + ((long)t * n_head + h) * nsplit * (hd + 2);
@@ -992,6 +1024,7 @@ extern "C" __global__ void attention_merge_f32(const float* part, float* out, in
         for (int sp = 0; sp < nsplit; sp++)
             if (scale[sp] != 0.f) a += pp[sp * (hd + 2) + 2 + i] * scale[sp];
         out[((long)t * n_head + h) * hd + i] = a;
+        if (out16) out16[((long)t * n_head + h) * hd + i] = f2h(a);
     }
 }
 
