@@ -367,6 +367,7 @@ func (e *Engine) step() {
 		s.bseq.Tokens = s.one[:] // never append into the prompt's array
 		s.bseq.Prefill = false
 		s.bseq.KV = sl.kv
+		s.bseq.TopK = s.topK()
 		batch = append(batch, &s.bseq)
 		owners = append(owners, sl)
 		budget--
@@ -381,6 +382,10 @@ func (e *Engine) step() {
 		s.bseq.Tokens = s.req.Prompt[s.prefilled : s.prefilled+n]
 		s.bseq.Prefill = true
 		s.bseq.KV = sl.kv
+		s.bseq.TopK = 0
+		if s.prefilled+n == len(s.req.Prompt) {
+			s.bseq.TopK = s.topK() // this chunk's last row gives the first token
+		}
 		batch = append(batch, &s.bseq)
 		owners = append(owners, sl)
 		budget -= n
@@ -474,14 +479,26 @@ func newSeq(tok *tokenizer.Tokenizer, req Request, maxTokens int) *seq {
 		notify:  make(chan struct{}, 1), submitted: time.Now(),
 	}
 	s.result = &Result{PromptTokens: len(req.Prompt), Seed: s.sampler.Seed()}
-	// Backends that can select the top candidates themselves only send
-	// those back (sampling needs no more; see sample.SampleTop).
-	if k := s.sampler.TopNeeded(); k > 0 {
-		if k = max(k, req.TopLogprobs); k <= sample.MaxTop {
-			s.bseq.TopK = k
-		}
-	}
 	return s
+}
+
+// topK is how many top candidates the next step asks the backend for (0:
+// the whole row). Backends that can select the top candidates themselves
+// only send those back: sampling needs no more (see sample.SampleTop),
+// also with a logit bias or penalties that cannot lift an id from outside
+// them; the number depends on the ids the step adjusts, so it is asked
+// anew every step. A step that needs the whole row draws exactly what the
+// candidates would have drawn, so switching between the two changes no
+// token.
+func (s *seq) topK() int {
+	k := s.sampler.TopNeeded(s.history)
+	if k == 0 {
+		return 0
+	}
+	if k = max(k, s.req.TopLogprobs); k > sample.MaxTop {
+		return 0
+	}
+	return k
 }
 
 func (s *seq) cancel() { s.cancelled.Store(true) }
@@ -495,7 +512,7 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 	if b := &s.bseq; b.HasTop {
 		// The backend selected the candidates on its side: the same draw
 		// from far fewer numbers; logprobs from the row's log-sum-exp.
-		id = s.sampler.SampleTop(b.Top)
+		id = s.sampler.SampleTop(b.Top, s.history)
 		tk = Token{Index: len(s.result.IDs), ID: id}
 		for _, c := range b.Top {
 			if c.ID == id {
@@ -524,6 +541,7 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 	if s.first.IsZero() {
 		s.first = time.Now()
 	}
+	s.sampler.Accept(id)
 	s.history = append(s.history, id)
 	s.result.IDs = append(s.result.IDs, id)
 	s.last = id

@@ -75,6 +75,15 @@ func (r *Request) validate(vocab, ctxLen int) (maxTokens int, err error) {
 	if err := r.Params.Validate(); err != nil {
 		return 0, invalid("%v", err)
 	}
+	bad := int32(-1)
+	for id := range r.Params.LogitBias {
+		if int(id) >= vocab && (bad < 0 || id < bad) {
+			bad = id // the smallest, so that the message does not vary
+		}
+	}
+	if bad >= 0 {
+		return 0, invalid("logit_bias names token id %d, outside the vocabulary [0, %d)", bad, vocab)
+	}
 	if r.MaxTokens < 0 {
 		return 0, invalid("max_tokens is %d, want ≥ 0 (0 means up to the context)", r.MaxTokens)
 	}

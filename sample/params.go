@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // ErrInvalidParams is wrapped by every error that Params.Validate returns, so
@@ -36,6 +37,20 @@ type Params struct {
 	// RepeatLastN is how many of the most recent history ids the repetition
 	// penalty looks at: 0 turns the penalty off, -1 means the whole history.
 	RepeatLastN int
+	// PresencePenalty is subtracted from the logit of every id generated
+	// at least once so far (OpenAI's presence_penalty), in [-2, 2]; 0 = off.
+	// Negative values encourage repetition.
+	PresencePenalty float64
+	// FrequencyPenalty times the number of times an id was generated so
+	// far is subtracted from its logit (OpenAI's frequency_penalty), in
+	// [-2, 2]; 0 = off. Only generated ids count (Sampler.Accept), never
+	// the prompt.
+	FrequencyPenalty float64
+	// LogitBias is added to the logits of the ids it names before anything
+	// else (OpenAI's logit_bias), each in [-100, 100]; a bias of -100 bans
+	// the id (its logit becomes -Inf). At most MaxLogitBias entries; ids
+	// outside the vocabulary are the caller's to refuse (the engine does).
+	LogitBias map[int32]float64
 	// Seed seeds the sequence's random generator. nil asks New to generate
 	// one; Sampler.Seed reports it so that the run can be repeated.
 	Seed *uint64
@@ -82,6 +97,26 @@ func (p Params) Validate() error {
 		return bad("repeat_penalty must be a finite number > 0 (1 = off), got %v", p.RepeatPenalty)
 	case p.RepeatLastN < -1:
 		return bad("repeat_last_n must be >= -1 (0 = off, -1 = whole history), got %d", p.RepeatLastN)
+	case !(p.PresencePenalty >= -2 && p.PresencePenalty <= 2):
+		return bad("presence_penalty must be between -2 and 2 (0 = off), got %v", p.PresencePenalty)
+	case !(p.FrequencyPenalty >= -2 && p.FrequencyPenalty <= 2):
+		return bad("frequency_penalty must be between -2 and 2 (0 = off), got %v", p.FrequencyPenalty)
+	case len(p.LogitBias) > MaxLogitBias:
+		return bad("logit_bias has %d entries, want at most %d", len(p.LogitBias), MaxLogitBias)
+	}
+	ids := make([]int32, 0, len(p.LogitBias))
+	for id := range p.LogitBias {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // the same error for the same request
+	for _, id := range ids {
+		b := p.LogitBias[id]
+		if !(b >= -100 && b <= 100) {
+			return bad("logit_bias of token %d must be between -100 and 100 (-100 bans it), got %v", id, b)
+		}
+		if id < 0 {
+			return bad("logit_bias names token id %d: ids are >= 0", id)
+		}
 	}
 	return nil
 }

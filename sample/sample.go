@@ -7,12 +7,20 @@
 // allocate once it has seen the vocabulary size. There is no global generator.
 // A Sampler is not safe for concurrent use.
 //
-// Sample applies these steps, in this order (llama.cpp's sampler chain):
+// Sample applies these steps, in this order (llama.cpp's sampler chain; the
+// first three are OpenAI's logit_bias, then llama.cpp's repeat penalty, then
+// OpenAI's presence and frequency penalties, and change only the ids they
+// name):
 //
-//  1. Repetition penalty: every distinct id among the last RepeatLastN ids of
-//     the history has its logit divided by RepeatPenalty if positive and
-//     multiplied by it otherwise. The caller's logits are not modified.
-//  2. Temperature 0: return the arg max of the penalized logits (the lowest
+//  1. Adjustments, per token id, on a copy (the caller's logits are not
+//     modified): (a) logit bias: LogitBias[id] is added to the logit, and a
+//     bias of BanBias (-100) or less makes it -Inf (banned); (b) repetition
+//     penalty: every distinct id among the last RepeatLastN ids of the
+//     history has its logit divided by RepeatPenalty if positive and
+//     multiplied by it otherwise; (c) presence and frequency penalties: an
+//     id generated c > 0 times so far (counted by Accept) has
+//     c*FrequencyPenalty + PresencePenalty subtracted.
+//  2. Temperature 0: return the arg max of the adjusted logits (the lowest
 //     id on ties). No random number is drawn.
 //  3. Otherwise one uniform number u in [0, 1) is drawn: exactly one per
 //     call, whatever the filters do, so the generator advances in step with
@@ -42,7 +50,8 @@
 // vocabulary.
 //
 // Log-probabilities (TopLogprobs, Logprob, Logprobs) are those of the raw
-// logits — the model's distribution, before penalty, filters and temperature.
+// logits — the model's distribution, before bias, penalties, filters and
+// temperature.
 package sample
 
 import (
@@ -78,7 +87,13 @@ type Sampler struct {
 	penalty float32 // 1 = off
 	lastN   int     // -1 = whole history
 
-	pen  []float32   // [n_vocab] logits with the repetition penalty applied
+	bias                []biasEntry     // logit bias, sorted by id
+	presence, frequency float64         // 0 = off
+	counts              map[int32]int32 // generated ids (Accept) -> times
+	countIDs            []int32         // the keys of counts, in first-seen order
+	adj                 []adj           // the step's adjustments (prepare)
+
+	pen  []float32   // [n_vocab] logits with the adjustments applied
 	set  []Candidate // surviving candidates; Logprob holds the logit
 	bnd  []Candidate // the histogram bucket in which a cut falls
 	w    []float64   // softmax weights for the draw
@@ -119,6 +134,7 @@ func New(p Params) *Sampler {
 		s.penalty = rp
 		s.lastN = max(p.RepeatLastN, -1)
 	}
+	s.setAdjustments(p)
 	return s
 }
 
@@ -148,7 +164,8 @@ func (s *Sampler) Greedy() bool { return s.greedy }
 // Sample returns the next token id for the logits of one step ([n_vocab]).
 // history holds the ids of the sequence so far (prompt and generated), oldest
 // first; only the repetition penalty reads it, and ids outside the
-// vocabulary are ignored. logits is not modified. The steps and their order
+// vocabulary are ignored; the presence and frequency penalties count the ids
+// given to Accept. logits is not modified. The steps and their order
 // are in the package documentation. Sample panics if logits is empty.
 func (s *Sampler) Sample(logits []float32, history []int32) int32 {
 	if len(logits) == 0 {
@@ -256,37 +273,22 @@ func weight(v float32, m, invT float64) float64 {
 	return exp(d)
 }
 
-// penalize returns logits with the repetition penalty applied to the ids of
-// the last lastN history entries, in a copy; logits itself when the penalty
-// is off.
+// penalize returns logits with the step's adjustments (logit bias,
+// repetition, presence and frequency penalties) applied, in a copy; logits
+// itself when there is none.
 func (s *Sampler) penalize(logits []float32, history []int32) []float32 {
-	if s.penalty == 1 || len(history) == 0 {
+	a := s.prepare(history)
+	if len(a) == 0 {
 		return logits
-	}
-	if s.lastN > 0 && len(history) > s.lastN {
-		history = history[len(history)-s.lastN:]
 	}
 	n := len(logits)
 	s.pen = grow(s.pen, n)
 	pen := s.pen[:n]
 	copy(pen, logits)
-	for _, id := range history {
-		if uint(id) >= uint(n) {
-			continue
+	for _, e := range a {
+		if uint(e.id) < uint(n) {
+			pen[e.id] = s.adjust(e, logits[e.id])
 		}
-		// An entry that differs from the original was penalized already; one
-		// that does not was either untouched or unchanged by the penalty (0,
-		// ±Inf), and penalizing it again changes nothing.
-		v := pen[id]
-		if v != logits[id] {
-			continue
-		}
-		if v > 0 {
-			v /= s.penalty
-		} else {
-			v *= s.penalty
-		}
-		pen[id] = v
 	}
 	return pen
 }

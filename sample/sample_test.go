@@ -475,6 +475,11 @@ func TestValidate(t *testing.T) {
 		{"repeat_penalty inf", func(p *Params) { p.RepeatPenalty = math.Inf(1) }, "repeat_penalty must be a finite number > 0"},
 		{"repeat_last_n", func(p *Params) { p.RepeatLastN = -2 }, "repeat_last_n must be >= -1 (0 = off, -1 = whole history), got -2"},
 		{"zero value", func(p *Params) { *p = Params{} }, "top_p"},
+		{"penalties at their edges", func(p *Params) { p.PresencePenalty, p.FrequencyPenalty = -2, 2 }, ""},
+		{"presence_penalty", func(p *Params) { p.PresencePenalty = 2.5 }, "presence_penalty must be between -2 and 2 (0 = off), got 2.5"},
+		{"frequency_penalty NaN", func(p *Params) { p.FrequencyPenalty = math.NaN() }, "frequency_penalty must be between -2 and 2"},
+		{"logit_bias range", func(p *Params) { p.LogitBias = map[int32]float64{9: 1, 4: 101, 2: -101} }, "logit_bias of token 2 must be between -100 and 100"},
+		{"logit_bias negative id", func(p *Params) { p.LogitBias = map[int32]float64{-1: 1} }, "logit_bias names token id -1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -571,6 +576,66 @@ func TestNaNLogits(t *testing.T) {
 			if id := s.Sample(logits, []int32{0, 1, 2}); logits[id] != logits[id] {
 				t.Fatalf("%s: sampled id %d with a NaN logit", bp.name, id)
 			}
+		}
+	}
+}
+
+// TestAdjustments: the logit bias, then the repetition penalty, then the
+// presence and frequency penalties (over the accepted ids only), each on
+// the ids it names, by hand-computed values.
+func TestAdjustments(t *testing.T) {
+	logits := []float32{2, -4, 1, 3, 0}
+	inf := float32(math.Inf(-1))
+	tests := []struct {
+		name     string
+		p        Params
+		accepted []int32
+		history  []int32
+		want     []float32
+	}{
+		{"bias added", Params{LogitBias: map[int32]float64{0: 1.5, 3: -2}}, nil, nil, []float32{3.5, -4, 1, 1, 0}},
+		{"bias -100 bans", Params{LogitBias: map[int32]float64{3: -100, 4: -99}}, nil, nil, []float32{2, -4, 1, inf, -99}},
+		{"bias out of the vocabulary ignored", Params{LogitBias: map[int32]float64{7: 5}}, nil, nil, logits},
+		{"presence once per generated id", Params{PresencePenalty: 0.5}, []int32{0, 0, 1}, nil, []float32{1.5, -4.5, 1, 3, 0}},
+		{"frequency per occurrence", Params{FrequencyPenalty: 0.25}, []int32{0, 0, 1}, nil, []float32{1.5, -4.25, 1, 3, 0}},
+		{"both, negative encourages", Params{PresencePenalty: -1, FrequencyPenalty: 0.5}, []int32{2, 2, 2}, nil, []float32{2, -4, 0.5, 3, 0}},
+		{"the prompt does not count", Params{PresencePenalty: 1}, nil, []int32{0, 1, 2}, logits},
+		{"bias, then repetition, then presence", Params{LogitBias: map[int32]float64{0: 2}, RepeatPenalty: 2, RepeatLastN: 4, PresencePenalty: 1},
+			[]int32{0}, []int32{0}, []float32{(2+2)/2.0 - 1, -4, 1, 3, 0}},
+		{"repetition of a bias made negative", Params{LogitBias: map[int32]float64{2: -3}, RepeatPenalty: 2, RepeatLastN: 4}, nil, []int32{2}, []float32{2, -4, -4, 3, 0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := tc.p
+			p.Temperature, p.TopP = 1, 1
+			if p.RepeatPenalty == 0 {
+				p.RepeatPenalty = 1
+			}
+			if err := p.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			orig := slices.Clone(logits)
+			s := New(p)
+			for _, id := range tc.accepted {
+				s.Accept(id)
+			}
+			if got := s.penalize(logits, tc.history); !slices.Equal(got, tc.want) {
+				t.Errorf("adjusted = %v, want %v", got, tc.want)
+			}
+			if !slices.Equal(logits, orig) {
+				t.Errorf("caller's logits modified: %v", logits)
+			}
+		})
+	}
+	// Greedy decoding follows a +100 bias and never draws a banned id.
+	s := New(Params{TopP: 1, RepeatPenalty: 1, LogitBias: map[int32]float64{1: 100, 3: -100}})
+	if got := s.Sample(logits, nil); got != 1 {
+		t.Errorf("greedy with +100 on id 1 chose %d", got)
+	}
+	hot := New(Params{Temperature: 2, TopP: 1, RepeatPenalty: 1, LogitBias: map[int32]float64{3: -100}, Seed: seed(3)})
+	for range 2000 {
+		if got := hot.Sample(logits, nil); got == 3 {
+			t.Fatal("drew a banned id at temperature 2")
 		}
 	}
 }

@@ -8,55 +8,82 @@ import (
 // MaxTop bounds the candidates a backend is asked for (TopNeeded).
 const MaxTop = 256
 
-// TopNeeded returns how many of the largest logits SampleTop needs to draw
-// exactly what Sample would draw from the whole row: 1 for greedy decoding,
-// TopK when top-k is on (and at most MaxTop); 0 when Sample needs the whole
-// row (no top-k, or a repetition penalty, which changes logits outside any
-// top set).
-func (s *Sampler) TopNeeded() int {
+// TopNeeded returns how many of the row's largest logits SampleTop needs,
+// at the step whose history is given, to draw exactly what Sample would draw
+// from the whole row: 0 when Sample needs the whole row.
+//
+// Without adjustments it is 1 for greedy decoding and TopK when top-k is on
+// (at most MaxTop). The step's adjustments (logit bias, repetition,
+// presence and frequency penalties) change a set A of ids. When none of
+// them can raise a logit, the first k + |A| candidates are enough: at
+// least k of them are unadjusted, and every id outside them ranks below
+// those both before and after its adjustment. When one can (a positive
+// bias, a penalty below 1, negative presence or frequency penalties), or
+// k + |A| exceeds MaxTop, the whole row is needed.
+func (s *Sampler) TopNeeded(history []int32) int {
+	var k int
 	switch {
-	case s.penalty != 1:
-		return 0
 	case s.greedy:
-		return 1
+		k = 1
 	case s.topK > 0 && s.topK <= MaxTop:
-		return s.topK
+		k = s.topK
+	default:
+		return 0
 	}
-	return 0
+	a := s.prepare(history)
+	for _, e := range a {
+		if s.lifts(e) {
+			return 0
+		}
+	}
+	if k+len(a) > MaxTop {
+		return 0
+	}
+	return k + len(a)
 }
 
 // SampleTop draws the next token from the row's largest logits instead of
-// the whole row: top holds TopNeeded() candidates whose Logprob field is
-// the raw logit, ordered by decreasing logit and then increasing id (the
-// order Sample's top-k step leaves). A backend caps the candidates at the
-// vocabulary size, so top may hold fewer when it is the whole vocabulary
-// (every id from 0 to len(top)-1). With the same seed and the same row, it
-// returns what Sample returns, and advances the generator the same way.
+// the whole row: top holds TopNeeded(history) candidates whose Logprob
+// field is the raw logit, ordered by decreasing logit and then increasing
+// id (what TopOf returns). A backend caps the candidates at the vocabulary
+// size, so top may hold fewer when it is the whole vocabulary (every id
+// from 0 to len(top)-1). With the same seed, history and row, it returns
+// what Sample returns, and advances the generator the same way.
 //
-// It panics (a caller's bug) if TopNeeded() is 0, or if top is shorter than
-// TopNeeded() and is not the whole vocabulary.
-func (s *Sampler) SampleTop(top []Candidate) int32 {
-	need := s.TopNeeded()
+// It panics (a caller's bug) if TopNeeded(history) is 0, or if top is
+// shorter than that and is not the whole vocabulary.
+func (s *Sampler) SampleTop(top []Candidate, history []int32) int32 {
+	need := s.TopNeeded(history)
 	if need == 0 {
 		panic("sample: SampleTop called on a sampler whose TopNeeded() is 0 (it needs the whole row: call Sample)")
 	}
 	if len(top) < need {
 		checkWholeVocabulary(top, need)
-		need = len(top)
 	}
-	if s.greedy {
-		return top[0].ID
-	}
-	u := float64(s.rng.Uint64()>>11) * 0x1p-53
-	set := append(s.buf(need)[:0], top[:need]...)
+	a := s.prepare(history)
+	k := need - len(a) // what top-k (or greedy) keeps
+	set := append(s.buf(need)[:0], top[:min(need, len(top))]...)
 	for i := range set { // NaN counts as -Inf, as in topKHeap
 		if v := set[i].Logprob; v != v {
 			set[i].Logprob = float32(math.Inf(-1))
 		}
 	}
+	if len(a) > 0 {
+		for i := range set {
+			if e, ok := findAdj(a, set[i].ID); ok {
+				set[i].Logprob = s.adjust(e, set[i].Logprob)
+			}
+		}
+		sortDesc(set)
+		set = set[:min(k, len(set))]
+	}
+	if s.greedy {
+		return set[0].ID
+	}
+	u := float64(s.rng.Uint64()>>11) * 0x1p-53
 	m := float64(set[0].Logprob)
 	if math.IsInf(m, 0) || m != m {
-		return top[0].ID
+		return set[0].ID
 	}
 	if s.topP > 0 {
 		set = topPSorted(set, m, s.topP)

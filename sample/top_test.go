@@ -43,13 +43,13 @@ func TestSampleTopEqualsSample(t *testing.T) {
 			seed := uint64(pi*100 + len(kind))
 			p.Seed = &seed
 			full, top := New(p), New(p)
-			need := top.TopNeeded()
+			need := top.TopNeeded(nil)
 			if need == 0 {
 				t.Fatalf("params %d: TopNeeded 0", pi)
 			}
 			cands := TopOf(row, need)
 			for draw := range 300 {
-				a, b := full.Sample(row, nil), top.SampleTop(cands)
+				a, b := full.Sample(row, nil), top.SampleTop(cands, nil)
 				if a != b {
 					t.Fatalf("%s params %d draw %d: Sample %d, SampleTop %d", kind, pi, draw, a, b)
 				}
@@ -57,8 +57,8 @@ func TestSampleTopEqualsSample(t *testing.T) {
 		}
 	}
 	// No stand-in where the whole row is needed.
-	for _, p := range []Params{{Temperature: 1, TopP: 0.9, RepeatPenalty: 1}, {Temperature: 0, RepeatPenalty: 1.1, RepeatLastN: 64, TopP: 1}} {
-		if n := New(p).TopNeeded(); n != 0 {
+	for _, p := range []Params{{Temperature: 1, TopP: 0.9, RepeatPenalty: 1}, {Temperature: 0, RepeatPenalty: 0.9, RepeatLastN: 64, TopP: 1}} {
+		if n := New(p).TopNeeded([]int32{1}); n != 0 {
 			t.Errorf("%+v: TopNeeded %d, want 0", p, n)
 		}
 	}
@@ -96,13 +96,13 @@ func TestSampleTopTinyVocabulary(t *testing.T) {
 			}
 			c.p.Seed = &seed
 			full, top := New(c.p), New(c.p)
-			need := top.TopNeeded()
+			need := top.TopNeeded(nil)
 			cands := TopOf(row, need)
 			if want := min(need, c.vocab); len(cands) != want {
 				t.Fatalf("TopOf(row of %d, %d) returned %d candidates, want %d", c.vocab, need, len(cands), want)
 			}
 			for draw := range 200 {
-				a, b := full.Sample(row, nil), top.SampleTop(cands)
+				a, b := full.Sample(row, nil), top.SampleTop(cands, nil)
 				if a != b {
 					t.Fatalf("draw %d: Sample %d, SampleTop %d (vocab %d, TopNeeded %d)", draw, a, b, c.vocab, need)
 				}
@@ -170,7 +170,104 @@ func TestSampleTopMisuse(t *testing.T) {
 					t.Errorf("panic %v, want one containing %q", r, c.want)
 				}
 			}()
-			New(c.p).SampleTop(c.cands)
+			New(c.p).SampleTop(c.cands, nil)
 		})
+	}
+}
+
+// TestTopNeededWithAdjustments: the candidates asked for grow with the ids
+// the step adjusts, and drop to 0 (the whole row) where an adjustment can
+// lift an id from outside the candidates or the count passes MaxTop.
+func TestTopNeededWithAdjustments(t *testing.T) {
+	many := make(map[int32]float64)
+	for i := range MaxTop {
+		many[int32(i)] = -1
+	}
+	cases := []struct {
+		name     string
+		p        Params
+		accepted []int32
+		history  []int32
+		want     int
+	}{
+		{"greedy, nothing", GreedyParams(), nil, []int32{1, 2}, 1},
+		{"greedy, ban", Params{TopP: 1, RepeatPenalty: 1, LogitBias: map[int32]float64{5: -100}}, nil, nil, 2},
+		{"top-k, negative biases", Params{Temperature: 1, TopK: 10, TopP: 1, RepeatPenalty: 1, LogitBias: map[int32]float64{5: -3, 9: -0.5}}, nil, nil, 12},
+		{"positive bias needs the row", Params{Temperature: 1, TopK: 10, TopP: 1, RepeatPenalty: 1, LogitBias: map[int32]float64{5: 3}}, nil, nil, 0},
+		{"repetition > 1: distinct window ids", Params{TopP: 1, RepeatPenalty: 1.3, RepeatLastN: 3}, nil, []int32{7, 1, 2, 2}, 1 + 2},
+		{"repetition < 1 needs the row", Params{TopP: 1, RepeatPenalty: 0.8, RepeatLastN: 3}, nil, []int32{1}, 0},
+		{"presence and frequency: generated ids", Params{TopP: 1, RepeatPenalty: 1, PresencePenalty: 0.5, FrequencyPenalty: 0.2}, []int32{4, 4, 8}, nil, 1 + 2},
+		{"negative presence needs the row", Params{TopP: 1, RepeatPenalty: 1, PresencePenalty: -0.5}, []int32{4}, nil, 0},
+		{"negative frequency outweighed by presence", Params{TopP: 1, RepeatPenalty: 1, PresencePenalty: 1, FrequencyPenalty: -0.1}, []int32{4, 4}, nil, 2},
+		{"one id in every list counts once", Params{TopP: 1, RepeatPenalty: 1.1, RepeatLastN: 8, PresencePenalty: 1, LogitBias: map[int32]float64{4: -2}}, []int32{4}, []int32{4, 4}, 2},
+		{"over MaxTop needs the row", Params{TopP: 1, RepeatPenalty: 1, LogitBias: many}, nil, nil, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := New(c.p)
+			for _, id := range c.accepted {
+				s.Accept(id)
+			}
+			if got := s.TopNeeded(c.history); got != c.want {
+				t.Errorf("TopNeeded = %d, want %d", got, c.want)
+			}
+		})
+	}
+}
+
+// TestSampleTopWithAdjustmentsEqualsSample: with a logit bias and the
+// penalties, drawing from TopNeeded candidates gives what the whole row
+// gives, step after step (the adjusted set grows as tokens are accepted;
+// steps where it needs the whole row use Sample on both).
+func TestSampleTopWithAdjustmentsEqualsSample(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	const vocab = 3000
+	params := []Params{
+		{TopP: 1, RepeatPenalty: 1.3, RepeatLastN: 16, PresencePenalty: 0.7, FrequencyPenalty: 0.4,
+			LogitBias: map[int32]float64{3: -100, 17: -5}},
+		{Temperature: 0.9, TopK: 40, TopP: 0.9, MinP: 0.02, RepeatPenalty: 1.1, RepeatLastN: 64, PresencePenalty: 1.5,
+			LogitBias: map[int32]float64{0: -100, 1: -100}},
+		{Temperature: 1.3, TopK: 5, TopP: 1, RepeatPenalty: 1, FrequencyPenalty: 2},
+		{Temperature: 1, TopK: 20, TopP: 1, RepeatPenalty: 1, LogitBias: map[int32]float64{42: 100}}, // lifts: whole rows
+	}
+	for pi, p := range params {
+		seed := uint64(pi + 1)
+		p.Seed = &seed
+		full, top := New(p), New(p)
+		history := []int32{5, 6, 7, 5}
+		topSteps := 0
+		for step := range 200 {
+			row := make([]float32, vocab)
+			for i := range row {
+				row[i] = float32(r.NormFloat64() * 2)
+			}
+			// Favour a few ids so that they repeat and get penalized.
+			for _, id := range []int32{3, 17, 100, 101, 102} {
+				row[id] += 4
+			}
+			a := full.Sample(row, history)
+			var b int32
+			if need := top.TopNeeded(history); need > 0 {
+				topSteps++
+				b = top.SampleTop(TopOf(row, need), history)
+			} else {
+				b = top.Sample(row, history)
+			}
+			if a != b {
+				t.Fatalf("params %d step %d: Sample %d, SampleTop %d", pi, step, a, b)
+			}
+			if p.LogitBias[a] <= BanBias {
+				t.Fatalf("params %d step %d: drew banned id %d", pi, step, a)
+			}
+			full.Accept(a)
+			top.Accept(b)
+			history = append(history, a)
+		}
+		if pi < 3 && topSteps == 0 {
+			t.Errorf("params %d: never used the candidates", pi)
+		}
+		if pi == 3 && topSteps != 0 {
+			t.Errorf("params %d: a positive bias used the candidates %d times", pi, topSteps)
+		}
 	}
 }

@@ -68,6 +68,12 @@ func (e *apiError) native() nativeError {
 	return nativeError{Code: e.Code, Message: e.Message, Retriable: e.Retriable, Param: e.Param}
 }
 
+// ollamaError is Ollama's error body (and the last line of a stream that
+// failed).
+type ollamaError struct {
+	Error string `json:"error"`
+}
+
 // oaiError is OpenAI's error object.
 type oaiError struct {
 	Message string  `json:"message"`
@@ -102,8 +108,28 @@ func (e *apiError) openai() oaiError {
 	return o
 }
 
+// errShape is the shape in which an endpoint answers errors.
+type errShape uint8
+
+const (
+	shapeNative errShape = iota // {"code","message","retriable","param"}
+	shapeOpenAI                 // {"error":{"message","type","param","code"}}
+	shapeOllama                 // {"error":"message"}
+)
+
+// shapeOf is the error shape of the endpoints under path.
+func shapeOf(path string) errShape {
+	switch {
+	case strings.HasPrefix(path, "/v1/"):
+		return shapeOpenAI
+	case strings.HasPrefix(path, "/api/"):
+		return shapeOllama
+	}
+	return shapeNative
+}
+
 // writeError answers a request that has not started a stream.
-func writeError(w http.ResponseWriter, openAI bool, e *apiError) {
+func writeError(w http.ResponseWriter, shape errShape, e *apiError) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests {
@@ -116,10 +142,13 @@ func writeError(w http.ResponseWriter, openAI bool, e *apiError) {
 	}
 	w.WriteHeader(e.Status)
 	var body any = e.native()
-	if openAI {
+	switch shape {
+	case shapeOpenAI:
 		body = struct {
 			Error oaiError `json:"error"`
 		}{e.openai()}
+	case shapeOllama:
+		body = ollamaError{Error: e.Message}
 	}
 	b, _ := json.Marshal(body)
 	w.Write(append(b, '\n'))

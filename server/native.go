@@ -114,58 +114,40 @@ func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // handleExecute is POST /execute: one generation streamed as SSE events
 // started → token* → metrics → end, or → error.
 func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
-	if s.model.Load() == nil {
-		writeError(w, false, s.notReady())
-		return
-	}
-	var body executeRequest
-	if e := s.decodeBody(w, r, &body); e != nil {
-		writeError(w, false, e)
-		return
-	}
-	m, release, e := s.acquire()
-	if e != nil {
-		writeError(w, false, e)
-		return
-	}
-	defer release()
-	req, e := s.executeToEngine(m, &body)
-	if e != nil {
-		writeError(w, false, e)
-		return
-	}
-	id := body.JobID
-	if id == "" {
-		id = "job-" + randomHex(12)
-	}
-	if !validJobID(id) {
-		writeError(w, false, badRequest("job_id", "want 1 to %d printable ASCII characters without spaces or quotes", maxJobIDLen))
-		return
-	}
-	var sse *sseWriter
-	res, e := s.generate(r, m, id, req, "prompt", func() error {
-		sse = startSSE(w)
-		return sse.event("started", startedEvent{JobID: id, PromptTokens: len(req.Prompt), Model: s.info.Load().id})
-	}, func(t engine.Token) error {
-		if t.Text == "" {
-			return nil
+	serveGeneration(s, w, r, shapeNative, func(m *engine.Model, body *executeRequest) (*generation, *apiError) {
+		req, e := s.executeToEngine(m, body)
+		if e != nil {
+			return nil, e
 		}
-		return sse.event("token", tokenEvent{T: t.Text, I: t.Index})
+		id := body.JobID
+		if id == "" {
+			id = "job-" + randomHex(12)
+		}
+		if !validJobID(id) {
+			return nil, badRequest("job_id", "want 1 to %d printable ASCII characters without spaces or quotes", maxJobIDLen)
+		}
+		var sse *sseWriter
+		return &generation{id: id, req: req, promptParam: "prompt",
+			begin: func() error {
+				sse = startSSE(w)
+				return sse.event("started", startedEvent{JobID: id, PromptTokens: len(req.Prompt), Model: s.info.Load().id})
+			},
+			token: func(t engine.Token) error {
+				if t.Text == "" {
+					return nil
+				}
+				return sse.event("token", tokenEvent{T: t.Text, I: t.Index})
+			},
+			failed: func(e *apiError) { sse.event("error", e.native()) },
+			done: func(res *engine.Result) {
+				t := res.Timings
+				sse.event("metrics", metricsEvent{PromptTokens: res.PromptTokens, TokensOut: len(res.IDs),
+					QueueMs: msf(t.Queue), PrefillMs: msf(t.Prefill), DecodeMs: msf(t.Decode),
+					PromptTPS: t.PromptTPS, GenerateTPS: t.GenerateTPS, Seed: res.Seed, StopString: res.StopString})
+				sse.event("end", endEvent{TokensOut: len(res.IDs), DecodeTimeMs: t.Decode.Milliseconds(), StopReason: string(res.StopReason)})
+			},
+		}, nil
 	})
-	release()       // generation is over: the place goes to the next request
-	if sse == nil { // rejected before the stream began (job_id in use)
-		writeError(w, false, e)
-		return
-	}
-	if e != nil {
-		sse.event("error", e.native())
-		return
-	}
-	t := res.Timings
-	sse.event("metrics", metricsEvent{PromptTokens: res.PromptTokens, TokensOut: len(res.IDs),
-		QueueMs: msf(t.Queue), PrefillMs: msf(t.Prefill), DecodeMs: msf(t.Decode),
-		PromptTPS: t.PromptTPS, GenerateTPS: t.GenerateTPS, Seed: res.Seed, StopString: res.StopString})
-	sse.event("end", endEvent{TokensOut: len(res.IDs), DecodeTimeMs: t.Decode.Milliseconds(), StopReason: string(res.StopReason)})
 }
 
 // executeToEngine checks an /execute body and makes the engine request.
@@ -176,6 +158,9 @@ func (s *Server) executeToEngine(m *engine.Model, b *executeRequest) (engine.Req
 		return req, e
 	}
 	tok := m.Tokenizer()
+	if e := checkBiasVocab(p, tok.VocabSize()); e != nil {
+		return req, e
+	}
 	switch {
 	case b.Prompt != nil && b.PromptIDs != nil:
 		return req, badRequest("prompt", "give prompt (text) or prompt_ids (token ids), not both")
@@ -221,11 +206,11 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 		JobID string `json:"job_id"`
 	}
 	if e := s.decodeBody(w, r, &body); e != nil {
-		writeError(w, false, e)
+		writeError(w, shapeNative, e)
 		return
 	}
 	if body.JobID == "" {
-		writeError(w, false, badRequest("job_id", "missing: give the job_id to cancel"))
+		writeError(w, shapeNative, badRequest("job_id", "missing: give the job_id to cancel"))
 		return
 	}
 	info(r).jobID = body.JobID

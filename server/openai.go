@@ -17,15 +17,13 @@ import (
 // OpenAI defines and this worker cannot honour are accepted only with their
 // neutral value, so that a request is never silently answered differently.
 type oaiCommon struct {
-	Model            string             `json:"model"`
-	MaxTokens        *int               `json:"max_tokens"`
-	Stream           bool               `json:"stream"`
-	StreamOptions    *streamOptions     `json:"stream_options"`
-	N                *int               `json:"n"`
-	FrequencyPenalty *float64           `json:"frequency_penalty"`
-	PresencePenalty  *float64           `json:"presence_penalty"`
-	LogitBias        map[string]float64 `json:"logit_bias"`
-	User             string             `json:"user"`
+	Model         string         `json:"model"`
+	MaxTokens     *int           `json:"max_tokens"`
+	Stream        bool           `json:"stream"`
+	StreamOptions *streamOptions `json:"stream_options"`
+	N             *int           `json:"n"`
+	// User is an end-user id for abuse monitoring: logged with the request.
+	User string `json:"user"`
 	sampling
 }
 
@@ -39,15 +37,6 @@ type streamOptions struct {
 func (c *oaiCommon) check() *apiError {
 	if c.N != nil && *c.N != 1 {
 		return badRequest("n", "%d choices asked: this worker generates exactly one (n = 1); send n separate requests instead", *c.N)
-	}
-	if c.FrequencyPenalty != nil && *c.FrequencyPenalty != 0 {
-		return badRequest("frequency_penalty", "is not supported (only 0); use repetition_penalty")
-	}
-	if c.PresencePenalty != nil && *c.PresencePenalty != 0 {
-		return badRequest("presence_penalty", "is not supported (only 0); use repetition_penalty")
-	}
-	if len(c.LogitBias) > 0 {
-		return badRequest("logit_bias", "is not supported")
 	}
 	if c.StreamOptions != nil && !c.Stream {
 		return badRequest("stream_options", "is only allowed when stream is true")
@@ -311,33 +300,24 @@ func (s *Server) fingerprint() string { return "worker-orcd-" + s.cfg.Version }
 
 // handleCompletions is POST /v1/completions.
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
-	if s.model.Load() == nil {
-		writeError(w, true, s.notReady())
-		return
-	}
-	var body completionRequest
-	if e := s.decodeBody(w, r, &body); e != nil {
-		writeError(w, true, e)
-		return
-	}
-	m, release, e := s.acquire()
-	if e != nil {
-		writeError(w, true, e)
-		return
-	}
-	defer release()
-	req, e := s.completionToEngine(m, &body)
-	if e != nil {
-		writeError(w, true, e)
-		return
-	}
+	serveGeneration(s, w, r, shapeOpenAI, func(m *engine.Model, body *completionRequest) (*generation, *apiError) {
+		req, e := s.completionToEngine(r, m, body)
+		if e != nil {
+			return nil, e
+		}
+		return s.completionAnswer(w, m, body, req), nil
+	})
+}
+
+// completionAnswer says how /v1/completions answers req: one JSON object,
+// or chunks of text_completion objects.
+func (s *Server) completionAnswer(w http.ResponseWriter, m *engine.Model, body *completionRequest, req engine.Request) *generation {
 	tok := m.Tokenizer()
-	id := "cmpl-" + randomHex(12)
+	g := &generation{id: "cmpl-" + randomHex(12), req: req, promptParam: "prompt"}
 	created := time.Now().Unix()
 	model := s.info.Load().id
 	wantProbs := body.Logprobs != nil
 
-	var probs *legacyProbs
 	offset := 0
 	addProbs := func(lp *legacyProbs, t engine.Token) {
 		if !wantProbs || !reportable(tok, req, t) {
@@ -365,30 +345,27 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if !body.Stream {
-		probs = newProbs()
-		res, e := s.generate(r, m, id, req, "prompt", nil, func(t engine.Token) error {
+		probs := newProbs()
+		g.token = func(t engine.Token) error {
 			if probs != nil {
 				addProbs(probs, t)
 			}
 			return nil
-		})
-		release() // generation is over: the place goes to the next request
-		if e != nil {
-			writeError(w, true, e)
-			return
 		}
-		fr := finishReason(res.StopReason)
-		u := usageOf(res)
-		writeJSON(w, http.StatusOK, completionResponse{ID: id, Object: "text_completion", Created: created, Model: model,
-			SystemFingerprint: s.fingerprint(), Usage: &u,
-			Choices: []completionChoice{{Text: res.Text, Logprobs: probs, FinishReason: &fr}}})
-		return
+		g.done = func(res *engine.Result) {
+			fr := finishReason(res.StopReason)
+			u := usageOf(res)
+			writeJSON(w, http.StatusOK, completionResponse{ID: g.id, Object: "text_completion", Created: created, Model: model,
+				SystemFingerprint: s.fingerprint(), Usage: &u,
+				Choices: []completionChoice{{Text: res.Text, Logprobs: probs, FinishReason: &fr}}})
+		}
+		return g
 	}
 
 	includeUsage := body.StreamOptions != nil && body.StreamOptions.IncludeUsage
 	var sse *sseWriter
 	chunk := func(c completionChoice, usage *oaiUsage, last bool) error {
-		ch := completionResponse{ID: id, Object: "text_completion", Created: created, Model: model,
+		ch := completionResponse{ID: g.id, Object: "text_completion", Created: created, Model: model,
 			SystemFingerprint: s.fingerprint(), Choices: []completionChoice{c}}
 		if last {
 			ch.Choices = []completionChoice{}
@@ -402,10 +379,11 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 			Usage *oaiUsage `json:"usage"`
 		}{ch, usage})
 	}
-	res, e := s.generate(r, m, id, req, "prompt", func() error {
+	g.begin = func() error {
 		sse = startSSE(w)
 		return nil
-	}, func(t engine.Token) error {
+	}
+	g.token = func(t engine.Token) error {
 		lp := newProbs()
 		if lp != nil {
 			addProbs(lp, t)
@@ -416,27 +394,22 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 		return chunk(completionChoice{Text: t.Text, Logprobs: lp}, nil, false)
-	})
-	release() // generation is over: the place goes to the next request
-	if sse == nil {
-		writeError(w, true, e)
-		return
 	}
-	if e != nil {
-		s.streamError(sse, e)
-		return
-	}
-	fr := finishReason(res.StopReason)
-	if chunk(completionChoice{Text: "", FinishReason: &fr}, nil, false) != nil {
-		return
-	}
-	if includeUsage {
-		u := usageOf(res)
-		if chunk(completionChoice{}, &u, true) != nil {
+	g.failed = func(e *apiError) { s.streamError(sse, e) }
+	g.done = func(res *engine.Result) {
+		fr := finishReason(res.StopReason)
+		if chunk(completionChoice{Text: "", FinishReason: &fr}, nil, false) != nil {
 			return
 		}
+		if includeUsage {
+			u := usageOf(res)
+			if chunk(completionChoice{}, &u, true) != nil {
+				return
+			}
+		}
+		sse.event("", "[DONE]")
 	}
-	sse.event("", "[DONE]")
+	return g
 }
 
 // streamError ends an OpenAI stream with an error chunk (the openai clients
@@ -447,8 +420,9 @@ func (s *Server) streamError(sse *sseWriter, e *apiError) {
 	}{e.openai()})
 }
 
-func (s *Server) completionToEngine(m *engine.Model, b *completionRequest) (engine.Request, *apiError) {
+func (s *Server) completionToEngine(r *http.Request, m *engine.Model, b *completionRequest) (engine.Request, *apiError) {
 	var req engine.Request
+	info(r).user = b.User
 	if e := b.check(); e != nil {
 		return req, e
 	}
@@ -463,6 +437,9 @@ func (s *Server) completionToEngine(m *engine.Model, b *completionRequest) (engi
 	}
 	p, e := b.params(oaiDefaults())
 	if e != nil {
+		return req, e
+	}
+	if e := checkBiasVocab(p, m.Tokenizer().VocabSize()); e != nil {
 		return req, e
 	}
 	if b.Logprobs != nil {
@@ -511,28 +488,20 @@ func (s *Server) completionToEngine(m *engine.Model, b *completionRequest) (engi
 
 // handleChat is POST /v1/chat/completions.
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	if s.model.Load() == nil {
-		writeError(w, true, s.notReady())
-		return
-	}
-	var body chatRequest
-	if e := s.decodeBody(w, r, &body); e != nil {
-		writeError(w, true, e)
-		return
-	}
-	m, release, e := s.acquire()
-	if e != nil {
-		writeError(w, true, e)
-		return
-	}
-	defer release()
-	req, e := s.chatToEngine(r, m, &body)
-	if e != nil {
-		writeError(w, true, e)
-		return
-	}
+	serveGeneration(s, w, r, shapeOpenAI, func(m *engine.Model, body *chatRequest) (*generation, *apiError) {
+		req, e := s.chatToEngine(r, m, body)
+		if e != nil {
+			return nil, e
+		}
+		return s.chatAnswer(w, m, body, req), nil
+	})
+}
+
+// chatAnswer says how /v1/chat/completions answers req: one
+// chat.completion object, or chat.completion.chunk objects.
+func (s *Server) chatAnswer(w http.ResponseWriter, m *engine.Model, body *chatRequest, req engine.Request) *generation {
 	tok := m.Tokenizer()
-	id := "chatcmpl-" + randomHex(12)
+	g := &generation{id: "chatcmpl-" + randomHex(12), req: req, promptParam: "messages"}
 	created := time.Now().Unix()
 	model := s.info.Load().id
 	wantProbs := req.Logprobs
@@ -554,28 +523,25 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		if wantProbs {
 			probs = &chatLogprobs{Content: []chatTokenLogprob{}}
 		}
-		res, e := s.generate(r, m, id, req, "messages", nil, func(t engine.Token) error {
+		g.token = func(t engine.Token) error {
 			if e, ok := entry(t); ok {
 				probs.Content = append(probs.Content, e)
 			}
 			return nil
-		})
-		release() // generation is over: the place goes to the next request
-		if e != nil {
-			writeError(w, true, e)
-			return
 		}
-		writeJSON(w, http.StatusOK, chatResponse{ID: id, Object: "chat.completion", Created: created, Model: model,
-			SystemFingerprint: s.fingerprint(), Usage: usageOf(res),
-			Choices: []chatChoice{{Message: chatMessageOut{Role: "assistant", Content: res.Text}, Logprobs: probs,
-				FinishReason: finishReason(res.StopReason)}}})
-		return
+		g.done = func(res *engine.Result) {
+			writeJSON(w, http.StatusOK, chatResponse{ID: g.id, Object: "chat.completion", Created: created, Model: model,
+				SystemFingerprint: s.fingerprint(), Usage: usageOf(res),
+				Choices: []chatChoice{{Message: chatMessageOut{Role: "assistant", Content: res.Text}, Logprobs: probs,
+					FinishReason: finishReason(res.StopReason)}}})
+		}
+		return g
 	}
 
 	includeUsage := body.StreamOptions != nil && body.StreamOptions.IncludeUsage
 	var sse *sseWriter
 	chunk := func(c chatChunkChoice, usage *oaiUsage, last bool) error {
-		ch := chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: model,
+		ch := chatChunk{ID: g.id, Object: "chat.completion.chunk", Created: created, Model: model,
 			SystemFingerprint: s.fingerprint(), Choices: []chatChunkChoice{c}}
 		if last {
 			ch.Choices = []chatChunkChoice{}
@@ -589,11 +555,12 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 			Usage *oaiUsage `json:"usage"`
 		}{ch, usage})
 	}
-	res, e := s.generate(r, m, id, req, "messages", func() error {
+	g.begin = func() error {
 		sse = startSSE(w)
 		empty := ""
 		return chunk(chatChunkChoice{Delta: chatDelta{Role: "assistant", Content: &empty}}, nil, false)
-	}, func(t engine.Token) error {
+	}
+	g.token = func(t engine.Token) error {
 		c := chatChunkChoice{}
 		if e, ok := entry(t); ok {
 			c.Logprobs = &chatLogprobs{Content: []chatTokenLogprob{e}}
@@ -603,31 +570,27 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		text := t.Text
 		c.Delta.Content = &text
 		return chunk(c, nil, false)
-	})
-	release() // generation is over: the place goes to the next request
-	if sse == nil {
-		writeError(w, true, e)
-		return
 	}
-	if e != nil {
-		s.streamError(sse, e)
-		return
-	}
-	fr := finishReason(res.StopReason)
-	if chunk(chatChunkChoice{FinishReason: &fr}, nil, false) != nil {
-		return
-	}
-	if includeUsage {
-		u := usageOf(res)
-		if chunk(chatChunkChoice{}, &u, true) != nil {
+	g.failed = func(e *apiError) { s.streamError(sse, e) }
+	g.done = func(res *engine.Result) {
+		fr := finishReason(res.StopReason)
+		if chunk(chatChunkChoice{FinishReason: &fr}, nil, false) != nil {
 			return
 		}
+		if includeUsage {
+			u := usageOf(res)
+			if chunk(chatChunkChoice{}, &u, true) != nil {
+				return
+			}
+		}
+		sse.event("", "[DONE]")
 	}
-	sse.event("", "[DONE]")
+	return g
 }
 
 func (s *Server) chatToEngine(r *http.Request, m *engine.Model, b *chatRequest) (engine.Request, *apiError) {
 	var req engine.Request
+	info(r).user = b.User
 	if e := b.check(); e != nil {
 		return req, e
 	}
@@ -642,6 +605,9 @@ func (s *Server) chatToEngine(r *http.Request, m *engine.Model, b *chatRequest) 
 	}
 	p, e := b.params(oaiDefaults())
 	if e != nil {
+		return req, e
+	}
+	if e := checkBiasVocab(p, m.Tokenizer().VocabSize()); e != nil {
 		return req, e
 	}
 	if b.Logprobs != nil && *b.Logprobs {
@@ -742,7 +708,7 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, "/v1/models/")
 	mo, ok := s.modelObject()
 	if !ok || id != mo.ID {
-		writeError(w, true, &apiError{Status: http.StatusNotFound, Code: CodeNotFound, Param: "model",
+		writeError(w, shapeOpenAI, &apiError{Status: http.StatusNotFound, Code: CodeNotFound, Param: "model",
 			Message: "the model " + id + " does not exist on this worker", OAICode: "model_not_found"})
 		return
 	}

@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
+
+	"worker-orcd/tokenizer"
 )
 
 // TestOpenAINpmClient drives the server with the official openai npm
@@ -26,7 +29,11 @@ func TestOpenAINpmClient(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "test.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "WORKER_URL="+ts.URL, "WORKER_API_KEY=npm-key")
+	ids, err := ts.m.Tokenizer().Encode("a", tokenizer.EncodeOptions{})
+	if err != nil || len(ids) != 1 {
+		t.Fatalf(`"a" is not one token: %v %v`, ids, err)
+	}
+	cmd.Env = append(os.Environ(), "WORKER_URL="+ts.URL, "WORKER_API_KEY=npm-key", "WORKER_TOKEN_A="+strconv.Itoa(int(ids[0])))
 	out, err := cmd.CombinedOutput()
 	t.Logf("node test.mjs:\n%s", out)
 	if err != nil {

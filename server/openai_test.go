@@ -1,6 +1,11 @@
 package server
 
 import (
+	"fmt"
+	"slices"
+
+	"worker-orcd/tokenizer"
+
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -221,6 +226,10 @@ func TestOpenAIErrors(t *testing.T) {
 		{"/v1/completions", `{"prompt":"a","stream_options":{"include_usage":true}}`, "stream_options", "invalid_request", 400},
 		{"/v1/completions", `{"prompt":"` + strings.Repeat("word ", 600) + `","max_tokens":1}`, "prompt", "context_length_exceeded", 400},
 		{"/v1/completions", `{"prompt":[999999]}`, "prompt", "invalid_request", 400},
+		{"/v1/completions", `{"prompt":"a","presence_penalty":2.5}`, "presence_penalty", "invalid_request", 400},
+		{"/v1/completions", `{"prompt":"a","logit_bias":{"x":1}}`, "logit_bias", "invalid_request", 400},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"logit_bias":{"5":-150}}`, "logit_bias", "invalid_request", 400},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"top_p":1.5}`, "top_p", "invalid_request", 400},
 		{"/v1/nothing", `{}`, "", "not_found", 404},
 	}
 	for _, c := range cases {
@@ -241,5 +250,59 @@ func TestOpenAIErrors(t *testing.T) {
 	resp := get(t, ts.URL+"/v1/chat/completions")
 	if b := readAll(t, resp); resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" || !strings.Contains(string(b), `"error"`) {
 		t.Errorf("GET /v1/chat/completions: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestOpenAIPenaltiesAndBias: logit_bias +100 forces its token and -100
+// bans it, top_p 0 is the most likely token whatever the seed, presence
+// and frequency penalties change a greedy run, user is accepted.
+func TestOpenAIPenaltiesAndBias(t *testing.T) {
+	ts := newTestServer(t, opts{})
+	tok := ts.m.Tokenizer()
+	complete := func(extra string) (string, []string) {
+		t.Helper()
+		resp := post(t, ts.URL+"/v1/completions", `{"prompt":"Once upon a time","max_tokens":8,"ignore_eos":true,"logprobs":0,"user":"u-1"`+extra+`}`)
+		b := readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", extra, resp.StatusCode, b)
+		}
+		var r completionResponse
+		decodeJSON(t, b, &r)
+		return r.Choices[0].Text, r.Choices[0].Logprobs.Tokens
+	}
+	greedyText, greedyToks := complete(`,"temperature":0`)
+	ids, err := tok.Encode("a", tokenizer.EncodeOptions{})
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("encode a: %v %v", ids, err)
+	}
+	a := ids[0]
+	piece, _ := pieceOf(tok, a)
+	for _, temp := range []string{"0", "1", "2"} {
+		text, _ := complete(fmt.Sprintf(`,"temperature":%s,"seed":5,"logit_bias":{"%d":100}`, temp, a))
+		if text != strings.Repeat(piece, 8) {
+			t.Errorf("temperature %s, +100 on %q: %q", temp, piece, text)
+		}
+	}
+	// Ban the greedy run's first token.
+	first := greedyToks[0]
+	firstIDs, _ := tok.Encode(first, tokenizer.EncodeOptions{})
+	if len(firstIDs) == 1 {
+		_, toks := complete(fmt.Sprintf(`,"temperature":0,"logit_bias":{"%d":-100}`, firstIDs[0]))
+		if slices.Contains(toks, first) {
+			t.Errorf("banned %q generated: %q", first, toks)
+		}
+	}
+	for _, seed := range []string{"1", "2", "3"} {
+		if text, _ := complete(`,"temperature":1.5,"top_p":0,"seed":` + seed); text != greedyText {
+			t.Errorf("top_p 0, seed %s: %q, greedy %q", seed, text, greedyText)
+		}
+	}
+	if text, _ := complete(`,"temperature":0,"presence_penalty":2,"frequency_penalty":2`); text == greedyText {
+		t.Errorf("penalties changed nothing: %q", text)
+	}
+	// Out of the vocabulary.
+	resp := post(t, ts.URL+"/v1/completions", fmt.Sprintf(`{"prompt":"x","logit_bias":{"%d":5}}`, tok.VocabSize()))
+	if b := readAll(t, resp); resp.StatusCode != 400 || !strings.Contains(string(b), `"param":"logit_bias"`) {
+		t.Errorf("bias outside the vocabulary: %d %s", resp.StatusCode, b)
 	}
 }

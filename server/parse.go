@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -222,6 +223,11 @@ type sampling struct {
 	Seed              *seedValue `json:"seed"`
 	Stop              stopList   `json:"stop"`
 	IgnoreEOS         bool       `json:"ignore_eos"`
+	PresencePenalty   *float64   `json:"presence_penalty"`
+	FrequencyPenalty  *float64   `json:"frequency_penalty"`
+	// LogitBias maps token ids (as decimal strings, OpenAI's shape) to a
+	// bias in [-100, 100].
+	LogitBias map[string]float64 `json:"logit_bias"`
 }
 
 // params checks the sampling fields and turns them into sample.Params,
@@ -235,8 +241,8 @@ func (s *sampling) params(defaults sample.Params) (sample.Params, *apiError) {
 		p.Temperature = *v
 	}
 	if v := s.TopP; v != nil {
-		if *v <= 0 || *v > 1 {
-			return p, badRequest("top_p", "%g is out of range: want more than 0 and at most 1 (1 = off)", *v)
+		if *v < 0 || *v > 1 {
+			return p, badRequest("top_p", "%g is out of range: want 0 to 1 (1 = off, 0 = only the most likely token)", *v)
 		}
 		p.TopP = *v
 	}
@@ -264,6 +270,31 @@ func (s *sampling) params(defaults sample.Params) (sample.Params, *apiError) {
 		}
 		p.RepeatLastN = *v
 	}
+	if p.TopP == 0 {
+		// Top-p 0 keeps the smallest set whose probability reaches 0: the
+		// most likely token alone (ties to the lower id), which is top-k 1
+		// at any place in the sampler's order.
+		p.TopP, p.TopK = 1, 1
+	}
+	if v := s.PresencePenalty; v != nil {
+		if !(*v >= -2 && *v <= 2) {
+			return p, badRequest("presence_penalty", "%g is out of range: want -2 to 2 (0 = off)", *v)
+		}
+		p.PresencePenalty = *v
+	}
+	if v := s.FrequencyPenalty; v != nil {
+		if !(*v >= -2 && *v <= 2) {
+			return p, badRequest("frequency_penalty", "%g is out of range: want -2 to 2 (0 = off)", *v)
+		}
+		p.FrequencyPenalty = *v
+	}
+	if len(s.LogitBias) > 0 {
+		bias, e := parseLogitBias(s.LogitBias)
+		if e != nil {
+			return p, e
+		}
+		p.LogitBias = bias
+	}
 	if s.Seed != nil && s.Seed.set {
 		seed := s.Seed.v
 		p.Seed = &seed
@@ -283,6 +314,51 @@ func (s *sampling) params(defaults sample.Params) (sample.Params, *apiError) {
 		return p, badRequest("stop", "%v", err)
 	}
 	return p, nil
+}
+
+// parseLogitBias reads OpenAI's logit_bias: token ids as decimal strings,
+// each with a bias in [-100, 100]. Errors name the smallest bad key, so
+// that the same request always gets the same answer.
+func parseLogitBias(in map[string]float64) (map[int32]float64, *apiError) {
+	if len(in) > sample.MaxLogitBias {
+		return nil, badRequest("logit_bias", "%d entries: want at most %d", len(in), sample.MaxLogitBias)
+	}
+	keys := make([]string, 0, len(in))
+	for k := range in {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make(map[int32]float64, len(in))
+	for _, k := range keys {
+		id, err := strconv.ParseInt(k, 10, 32)
+		if err != nil || id < 0 || (len(k) > 1 && k[0] == '0') || k[0] == '+' {
+			return nil, badRequest("logit_bias", "key %.40q is not a token id: want decimal integers from 0 (\"1234\": -100)", k)
+		}
+		v := in[k]
+		if !(v >= -100 && v <= 100) {
+			return nil, badRequest("logit_bias", "token %d has bias %g: want -100 to 100 (-100 bans the token, 100 forces it)", id, v)
+		}
+		if _, dup := out[int32(id)]; dup {
+			return nil, badRequest("logit_bias", "token %d is given twice", id)
+		}
+		out[int32(id)] = v
+	}
+	return out, nil
+}
+
+// checkBiasVocab refuses a logit_bias that names an id outside the
+// vocabulary (the smallest such id).
+func checkBiasVocab(p sample.Params, vocab int) *apiError {
+	bad := int32(-1)
+	for id := range p.LogitBias {
+		if int(id) >= vocab && (bad < 0 || id < bad) {
+			bad = id
+		}
+	}
+	if bad >= 0 {
+		return badRequest("logit_bias", "token %d is outside the vocabulary [0, %d)", bad, vocab)
+	}
+	return nil
 }
 
 // checkMaxTokens bounds max_tokens before the engine adds it to the prompt

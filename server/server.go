@@ -26,6 +26,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"worker-orcd/backend"
 	"worker-orcd/engine"
@@ -124,8 +125,8 @@ type modelInfo struct {
 type route struct {
 	method  string
 	handler func(http.ResponseWriter, *http.Request)
-	openAI  bool // errors in OpenAI's shape
-	public  bool // no API key needed
+	shape   errShape // how errors are answered
+	public  bool     // no API key needed
 }
 
 // job is a generation in progress, cancellable through POST /cancel.
@@ -164,9 +165,9 @@ func New(cfg Config) *Server {
 		"/execute":             {method: http.MethodPost, handler: s.handleExecute},
 		"/cancel":              {method: http.MethodPost, handler: s.handleCancel},
 		"/metrics":             {method: http.MethodGet, handler: s.met.handler().ServeHTTP},
-		"/v1/completions":      {method: http.MethodPost, handler: s.handleCompletions, openAI: true},
-		"/v1/chat/completions": {method: http.MethodPost, handler: s.handleChat, openAI: true},
-		"/v1/models":           {method: http.MethodGet, handler: s.handleModels, openAI: true},
+		"/v1/completions":      {method: http.MethodPost, handler: s.handleCompletions, shape: shapeOpenAI},
+		"/v1/chat/completions": {method: http.MethodPost, handler: s.handleChat, shape: shapeOpenAI},
+		"/v1/models":           {method: http.MethodGet, handler: s.handleModels, shape: shapeOpenAI},
 	}
 	return s
 }
@@ -269,6 +270,7 @@ type reqInfo struct {
 	outcome  string
 	log      *slog.Logger
 	tokens   int
+	user     string // OpenAI's user field, logged
 }
 
 type ctxKey struct{}
@@ -374,9 +376,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rt, known := s.mux[r.URL.Path]
 	endpoint := r.URL.Path
-	openAI := strings.HasPrefix(r.URL.Path, "/v1/")
+	shape := shapeOf(r.URL.Path)
 	if strings.HasPrefix(r.URL.Path, "/v1/models/") {
-		rt, known = route{method: http.MethodGet, handler: s.handleModel, openAI: true}, true
+		rt, known = route{method: http.MethodGet, handler: s.handleModel, shape: shapeOpenAI}, true
 		endpoint = "/v1/models/{id}"
 	}
 	if !known {
@@ -405,7 +407,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ri.log.Error("panic in handler", "panic", p, "stack", string(debug.Stack()))
 			ri.outcome = outcomeError
 			if sw.status == 0 {
-				writeError(sw, openAI, &apiError{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error (logged by the worker)"})
+				writeError(sw, shape, &apiError{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error (logged by the worker)"})
 			}
 		}
 		if ri.outcome == "" {
@@ -419,6 +421,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ri.jobID != "" {
 			attrs = append(attrs, "job_id", ri.jobID, "tokens", ri.tokens)
 		}
+		if ri.user != "" {
+			attrs = append(attrs, "user", logField(ri.user))
+		}
 		level := slog.LevelInfo
 		if endpoint == "/health" || endpoint == "/metrics" {
 			level = slog.LevelDebug
@@ -427,12 +432,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	if e := s.checkHost(r); e != nil {
-		writeError(sw, openAI, e)
+		writeError(sw, shape, e)
 		return
 	}
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if !s.originAllowed(origin) {
-			writeError(sw, openAI, &apiError{Status: http.StatusForbidden, Code: CodeForbidden,
+			writeError(sw, shape, &apiError{Status: http.StatusForbidden, Code: CodeForbidden,
 				Message: "requests from the web origin " + strconv.Quote(origin) + " are not allowed: start the worker with --allowed-origins " + origin + " to let pages from it call the API"})
 			return
 		}
@@ -450,18 +455,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !known {
-		writeError(sw, openAI, &apiError{Status: http.StatusNotFound, Code: CodeNotFound,
+		writeError(sw, shape, &apiError{Status: http.StatusNotFound, Code: CodeNotFound,
 			Message: "no endpoint " + r.URL.Path + " (endpoints: POST /execute, POST /cancel, GET /health, GET /metrics, POST /v1/completions, POST /v1/chat/completions, GET /v1/models)"})
 		return
 	}
 	if !rt.public && s.cfg.APIKey != "" && !s.authorized(r) {
-		writeError(sw, rt.openAI, &apiError{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+		writeError(sw, rt.shape, &apiError{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 			Message: "missing or wrong API key: send the header Authorization: Bearer <key>", OAICode: "invalid_api_key"})
 		return
 	}
 	if r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead) {
 		sw.Header().Set("Allow", rt.method)
-		writeError(sw, rt.openAI, &apiError{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
+		writeError(sw, rt.shape, &apiError{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
 			Message: r.Method + " " + r.URL.Path + " is not allowed: use " + rt.method})
 		return
 	}
@@ -469,7 +474,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Only JSON: a browser sends text/plain or form bodies cross-site
 		// without asking first, application/json never.
 		if e := checkJSONContentType(r); e != nil {
-			writeError(sw, rt.openAI, e)
+			writeError(sw, rt.shape, e)
 			return
 		}
 	}
@@ -685,3 +690,20 @@ func (s *Server) generate(r *http.Request, m *engine.Model, id string, req engin
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// maxLogField bounds a client-chosen string in a log line.
+const maxLogField = 256
+
+// logField is a client-chosen string as logged: valid UTF-8, at most
+// maxLogField bytes (the log handler quotes it).
+func logField(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	if len(v) > maxLogField {
+		cut := maxLogField
+		for cut > 0 && !utf8.RuneStart(v[cut]) {
+			cut--
+		}
+		v = v[:cut] + "…"
+	}
+	return v
+}

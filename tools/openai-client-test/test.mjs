@@ -103,6 +103,40 @@ await check("completions stream", async () => {
   assert.equal(usage?.completion_tokens, 8);
 });
 
+// WORKER_TOKEN_A: the id of the token "a" (its piece is "a").
+const tokenA = process.env.WORKER_TOKEN_A;
+await check("logit_bias +100 forces a token, -100 bans it", async () => {
+  assert.ok(tokenA, "WORKER_TOKEN_A is not set");
+  const forced = await client.completions.create({
+    model, prompt: "Once upon a time", max_tokens: 6, ignore_eos: true, temperature: 1, seed: 3,
+    logit_bias: { [tokenA]: 100 },
+  });
+  assert.equal(forced.choices[0].text, "a".repeat(6));
+  const banned = await client.chat.completions.create({
+    model, messages, max_tokens: 6, ignore_eos: true, temperature: 0, logprobs: true,
+    logit_bias: { [tokenA]: -100 },
+  });
+  assert.ok(!banned.choices[0].logprobs.content.some((t) => t.token === "a"));
+});
+
+await check("presence and frequency penalties, top_p 0, user", async () => {
+  const plain = await client.completions.create({ model, prompt: "Once upon a time", ...greedy });
+  const penalized = await client.completions.create({
+    model, prompt: "Once upon a time", ...greedy, presence_penalty: 2, frequency_penalty: 2, user: "client-test",
+  });
+  assert.notEqual(penalized.choices[0].text, plain.choices[0].text);
+  for (const seed of [1, 2]) {
+    const r = await client.completions.create({
+      model, prompt: "Once upon a time", max_tokens: 8, ignore_eos: true, temperature: 1.5, top_p: 0, seed,
+    });
+    assert.equal(r.choices[0].text, plain.choices[0].text);
+  }
+  await assert.rejects(
+    client.completions.create({ model, prompt: "x", presence_penalty: 3 }),
+    (err) => err instanceof OpenAI.BadRequestError && err.param === "presence_penalty",
+  );
+});
+
 await check("bad request is an APIError 400", async () => {
   await assert.rejects(
     client.chat.completions.create({ model, messages, n: 2 }),
