@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,7 +112,8 @@ type Server struct {
 	jobsMu sync.Mutex
 	jobs   map[string]*job
 
-	chatWarn sync.Once
+	chatWarn  sync.Once
+	endpoints string // "POST /execute, …", for 404 answers
 }
 
 // modelInfo is what /health and /v1/models report about the model; it does
@@ -168,7 +170,19 @@ func New(cfg Config) *Server {
 		"/v1/completions":      {method: http.MethodPost, handler: s.handleCompletions, shape: shapeOpenAI},
 		"/v1/chat/completions": {method: http.MethodPost, handler: s.handleChat, shape: shapeOpenAI},
 		"/v1/models":           {method: http.MethodGet, handler: s.handleModels, shape: shapeOpenAI},
+		"/tokenize":            {method: http.MethodPost, handler: s.handleTokenize},
+		"/detokenize":          {method: http.MethodPost, handler: s.handleDetokenize},
 	}
+	var eps []string
+	for path, rt := range s.mux {
+		eps = append(eps, rt.method+" "+path)
+	}
+	slices.SortFunc(eps, func(a, b string) int {
+		_, pa, _ := strings.Cut(a, " ")
+		_, pb, _ := strings.Cut(b, " ")
+		return strings.Compare(pa, pb)
+	})
+	s.endpoints = strings.Join(eps, ", ")
 	return s
 }
 
@@ -456,7 +470,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !known {
 		writeError(sw, shape, &apiError{Status: http.StatusNotFound, Code: CodeNotFound,
-			Message: "no endpoint " + r.URL.Path + " (endpoints: POST /execute, POST /cancel, GET /health, GET /metrics, POST /v1/completions, POST /v1/chat/completions, GET /v1/models)"})
+			Message: "no endpoint " + r.URL.Path + " (endpoints: " + s.endpoints + ")"})
 		return
 	}
 	if !rt.public && s.cfg.APIKey != "" && !s.authorized(r) {
