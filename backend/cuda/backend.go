@@ -21,6 +21,9 @@ type Options struct {
 	// NoCUBLAS computes prompt rows with the element-wise kernel instead of
 	// cuBLAS (also when libcublas is missing).
 	NoCUBLAS bool
+	// KVType is the KV cache's element type: "f16" (half the memory and
+	// attention traffic) or "f32"; "" takes WORKER_CUDA_KV_TYPE, else f16.
+	KVType string
 }
 
 // ErrBadInput reports a forward request that cannot run.
@@ -79,7 +82,8 @@ type Backend struct {
 	libDir                               string
 	noBLAS                               bool
 	gemm                                 gemmBuffers
-	mmtParts, mmtTok                     int // tests: force the mmt_ split and tokens a block (0: by shape)
+	mmtParts, mmtTok                     int    // tests: force the mmt_ split and tokens a block (0: by shape)
+	kvType                               string // KV cache elements: "f16" or "f32"
 }
 
 // New uploads a model to GPU opts.Device and compiles the kernels.
@@ -89,11 +93,21 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 		return nil, &model.Error{Code: "UnsupportedOperation", Kind: model.ErrUnsupported,
 			Msg: fmt.Sprintf("head dimension %d: the CUDA attention kernel handles up to 128; use --device cpu", c.HeadDim)}
 	}
+	kvType := opts.KVType
+	if kvType == "" {
+		kvType = os.Getenv("WORKER_CUDA_KV_TYPE")
+	}
+	if kvType == "" {
+		kvType = "f16"
+	}
+	if kvType != "f16" && kvType != "f32" {
+		return nil, fmt.Errorf("%w: KV cache type %q: want f16 or f32 (cuda.Options.KVType, WORKER_CUDA_KV_TYPE)", ErrBadInput, kvType)
+	}
 	dev, err := OpenDevice(opts.Device, opts.LibDir)
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{dev: dev, m: m, c: c, libDir: opts.LibDir, noBLAS: opts.NoCUBLAS || os.Getenv("WORKER_CUDA_NO_CUBLAS") == "1"}
+	b := &Backend{dev: dev, m: m, c: c, libDir: opts.LibDir, noBLAS: opts.NoCUBLAS || os.Getenv("WORKER_CUDA_NO_CUBLAS") == "1", kvType: kvType}
 	if err := dev.do(b.init); err != nil {
 		b.Close()
 		return nil, err
@@ -102,7 +116,8 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 }
 
 func kernelNames() []string {
-	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "attention_merge_f32", "topk_f32",
+	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "rope_store_f16", "attention_split_f16",
+		"attention_merge_f32", "topk_f32",
 		"to_f16_pad", "gemm_epilogue", "to_f16_rows"}
 	for _, s := range kernelSuffix {
 		names = append(names, "mm_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)
@@ -286,7 +301,8 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// kvCache is one sequence's cache: per layer K then V, each [cap, kvd] float32.
+// kvCache is one sequence's cache: per layer K then V, each [cap, kvd] of
+// the backend's KV type (F16 or float32).
 type kvCache struct {
 	b   *Backend
 	buf *Buffer
@@ -303,7 +319,18 @@ func (b *Backend) NewKVCache(maxLen int) (backend.KVCache, error) {
 	return kv, kv.Reserve(maxLen)
 }
 
-func (kv *kvCache) layerBytes() int64 { return int64(kv.cap) * int64(kv.b.c.KVDim()) * 4 }
+func (kv *kvCache) layerBytes() int64 { return int64(kv.cap) * int64(kv.b.c.KVDim()) * kv.b.kvElem() }
+
+// kvElem is the bytes of one KV cache element.
+func (b *Backend) kvElem() int64 {
+	if b.kvType == "f32" {
+		return 4
+	}
+	return 2
+}
+
+// KVType is the KV cache's element type, "f16" or "f32".
+func (b *Backend) KVType() string     { return b.kvType }
 func (kv *kvCache) k(l int) devicePtr { return kv.buf.Ptr + devicePtr(int64(2*l)*kv.layerBytes()) }
 func (kv *kvCache) v(l int) devicePtr { return kv.buf.Ptr + devicePtr(int64(2*l+1)*kv.layerBytes()) }
 
@@ -317,17 +344,17 @@ func (kv *kvCache) Reserve(n int) error {
 		return nil
 	}
 	b := kv.b
-	L, kvd := b.c.NLayer, int64(b.c.KVDim())
+	L, kvd := b.c.NLayer, int64(b.c.KVDim())*b.kvElem() // kvd: bytes a position
 	return b.dev.do(func() error {
-		nb, err := b.dev.alloc(int64(2*L)*int64(n)*kvd*4, PurposeKVCache)
+		nb, err := b.dev.alloc(int64(2*L)*int64(n)*kvd, PurposeKVCache)
 		if err != nil {
 			return err
 		}
 		if kv.buf != nil {
 			for l := range 2 * L {
 				src := kv.buf.Ptr + devicePtr(int64(l)*kv.layerBytes())
-				dst := nb.Ptr + devicePtr(int64(l)*int64(n)*kvd*4)
-				if err := check("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync_v2(dst, src, uint64(int64(kv.n)*kvd*4), b.dev.stream)); err != nil {
+				dst := nb.Ptr + devicePtr(int64(l)*int64(n)*kvd)
+				if err := check("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync_v2(dst, src, uint64(int64(kv.n)*kvd), b.dev.stream)); err != nil {
 					return err
 				}
 			}

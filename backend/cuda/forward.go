@@ -469,12 +469,12 @@ func (b *Backend) layersForward(T int) error {
 			},
 			func() error { return b.dump(fmt.Sprintf("Qcur-%d", l), b.q, T, qd) },
 			func() error {
-				return b.dev.launch("rope_store_f32", dims(uint32(T), 1, 1), dims(1024, 1, 1), 0,
+				return b.dev.launch("rope_store_"+b.kvType, dims(uint32(T), 1, 1), dims(1024, 1, 1), 0,
 					p(b.q), p(b.k), p(b.v), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)), p(b.invFreq),
 					p(c.NHead), p(c.NHeadKV), p(c.HeadDim), p(c.RopeDim), p(neox))
 			},
 			func() error {
-				return b.dev.launch("attention_split_f32", dims(uint32(T), uint32(c.NHead), uint32(splits)), dims(128, 1, 1), 0,
+				return b.dev.launch("attention_split_"+b.kvType, dims(uint32(T), uint32(c.NHead), uint32(splits)), dims(128, 1, 1), 0,
 					p(b.q), p(b.attPart), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)),
 					p(c.NHead), p(c.NHeadKV), p(c.HeadDim), p(c.SlidingWindow), p(scale), p(splits))
 			},

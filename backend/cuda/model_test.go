@@ -370,6 +370,62 @@ func TestEngineOnGPU(t *testing.T) {
 	}
 }
 
+// TestEngineUnderLoadOnGPU (issue 10): 64 greedy requests and 64 seeded
+// temperature-0.8 top-k requests over different prompts, all 128 at once
+// on 64 slots (decode steps of up to 64 rows beside prompt chunks), each
+// equal token for token to the same request run alone.
+func TestEngineUnderLoadOnGPU(t *testing.T) {
+	needGPU(t)
+	m := writeModel(t, "qwen2-micro", testmodel.Q4_K_M)
+	gpu := gpuBackend(t, m)
+	tok, err := tokenizer.FromGGUF(m.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(gpu, tok, engine.Options{Parallel: 64, QueueSize: 128, BatchTokens: 256, CtxLen: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	const n = 64
+	vocab := m.Config.VocabSize
+	reqs := make([]engine.Request, 2*n)
+	for i := range reqs {
+		prompt := make([]int32, 3+i%13)
+		for j := range prompt {
+			prompt[j] = int32((i*37 + j*11 + 1) % vocab)
+		}
+		params := sample.GreedyParams()
+		if i >= n {
+			seed := uint64(1000 + i)
+			params.Temperature, params.TopK, params.Seed = 0.8, 40, &seed
+		}
+		reqs[i] = engine.Request{Prompt: prompt, Params: params, MaxTokens: 16, IgnoreEOS: true}
+	}
+	alone := make([][]int32, len(reqs))
+	for i, r := range reqs {
+		res, err := e.Generate(context.Background(), r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone[i] = res.IDs
+	}
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() {
+			res, err := e.Generate(context.Background(), r, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if !slices.Equal(res.IDs, alone[i]) {
+				t.Errorf("request %d (temperature %g): %v under load, %v alone", i, r.Params.Temperature, res.IDs, alone[i])
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // TestBatchInvariance: a sequence's logits are bit-identical whether its
 // prompt is read in one piece or in chunks, and whether other sequences
 // share its steps (decoding or reading their own prompts).

@@ -409,64 +409,94 @@ func TestNormRopeAttentionParity(t *testing.T) {
 		q := randRow(r, Tq*nh*hd)
 		pos := []int32{0, 700, int32(L - 1)}
 		kb, vb := h.uploadF32(K), h.uploadF32(V)
-		qb, ob := h.uploadF32(q), h.poisoned(Tq*nh*hd)
-		ptrs := make([]uint64, 2*Tq)
-		for i := range Tq {
-			ptrs[i], ptrs[Tq+i] = uint64(kb.Ptr), uint64(vb.Ptr)
-		}
-		pb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&ptrs[0])), 16*Tq))
-		posb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&pos[0])), 4*Tq))
-		scale := float32(1 / math.Sqrt(float64(hd)))
-		// 16 splits leave most empty for the row at position 0; 1 split
-		// is the plain online softmax.
-		splits := map[int]int{0: 16, 7: 3, 2: 1}[window]
-		part := h.poisoned(Tq * nh * splits * (hd + 2))
-		err := h.d.do(func() error {
-			if err := h.d.launch("attention_split_f32", dims(uint32(Tq), uint32(nh), uint32(splits)), dims(128, 1, 1), 0,
-				p(qb.Ptr), p(part.Ptr), p(pb.Ptr), p(pb.Ptr+devicePtr(8*Tq)), p(posb.Ptr), p(nh), p(nkv), p(hd), p(window), p(scale), p(splits)); err != nil {
-				return err
-			}
-			return h.d.launch("attention_merge_f32", dims(uint32(Tq), uint32(nh), 1), dims(128, 1, 1), 0,
-				p(part.Ptr), p(ob.Ptr), p(nh), p(hd), p(splits), p(devicePtr(0)))
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := make([]float64, Tq*nh*hd)
-		for tt := range Tq {
-			for hh := range nh {
-				kh := hh / (nh / nkv)
-				first := 0
-				if window > 0 {
-					first = max(0, int(pos[tt])-window+1)
+		// The cache in float32, then in F16 (the reference then uses the
+		// F16 values the kernel reads).
+		for _, kvt := range []string{"f32", "f16"} {
+			kPtr, vPtr := kb.Ptr, vb.Ptr
+			if kvt == "f16" {
+				k16, v16 := h.poisoned((L*kvd+1)/2), h.poisoned((L*kvd+1)/2)
+				err := h.d.do(func() error {
+					for _, c := range [][2]devicePtr{{kb.Ptr, k16.Ptr}, {vb.Ptr, v16.Ptr}} {
+						if err := h.d.launch("to_f16_rows", dims(blocks(L*kvd/4, 256), 1, 1), dims(256, 1, 1), 0, p(c[0]), p(c[1]), p(int64(L*kvd))); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
 				}
-				var sc []float64
-				mx := math.Inf(-1)
-				for pp := first; pp <= int(pos[tt]); pp++ {
-					var s float64
+				for _, c := range []struct {
+					buf *Buffer
+					dst []float32
+				}{{k16, K}, {v16, V}} {
+					raw := h.download(c.buf, (L*kvd+1)/2)
+					hs := unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), L*kvd)
+					for i, v := range hs {
+						c.dst[i] = halfToFloat(v)
+					}
+				}
+				kPtr, vPtr = k16.Ptr, v16.Ptr
+			}
+			qb, ob := h.uploadF32(q), h.poisoned(Tq*nh*hd)
+			ptrs := make([]uint64, 2*Tq)
+			for i := range Tq {
+				ptrs[i], ptrs[Tq+i] = uint64(kPtr), uint64(vPtr)
+			}
+			pb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&ptrs[0])), 16*Tq))
+			posb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&pos[0])), 4*Tq))
+			scale := float32(1 / math.Sqrt(float64(hd)))
+			// 16 splits leave most empty for the row at position 0; 1 split
+			// is the plain online softmax.
+			splits := map[int]int{0: 16, 7: 3, 2: 1}[window]
+			part := h.poisoned(Tq * nh * splits * (hd + 2))
+			err := h.d.do(func() error {
+				if err := h.d.launch("attention_split_"+kvt, dims(uint32(Tq), uint32(nh), uint32(splits)), dims(128, 1, 1), 0,
+					p(qb.Ptr), p(part.Ptr), p(pb.Ptr), p(pb.Ptr+devicePtr(8*Tq)), p(posb.Ptr), p(nh), p(nkv), p(hd), p(window), p(scale), p(splits)); err != nil {
+					return err
+				}
+				return h.d.launch("attention_merge_f32", dims(uint32(Tq), uint32(nh), 1), dims(128, 1, 1), 0,
+					p(part.Ptr), p(ob.Ptr), p(nh), p(hd), p(splits), p(devicePtr(0)))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]float64, Tq*nh*hd)
+			for tt := range Tq {
+				for hh := range nh {
+					kh := hh / (nh / nkv)
+					first := 0
+					if window > 0 {
+						first = max(0, int(pos[tt])-window+1)
+					}
+					var sc []float64
+					mx := math.Inf(-1)
+					for pp := first; pp <= int(pos[tt]); pp++ {
+						var s float64
+						for i := range hd {
+							s += float64(q[(tt*nh+hh)*hd+i]) * float64(K[pp*kvd+kh*hd+i])
+						}
+						s *= float64(scale)
+						sc = append(sc, s)
+						mx = math.Max(mx, s)
+					}
+					var sum float64
+					for i := range sc {
+						sc[i] = math.Exp(sc[i] - mx)
+						sum += sc[i]
+					}
 					for i := range hd {
-						s += float64(q[(tt*nh+hh)*hd+i]) * float64(K[pp*kvd+kh*hd+i])
+						var a float64
+						for j, pp := 0, first; pp <= int(pos[tt]); j, pp = j+1, pp+1 {
+							a += sc[j] * float64(V[pp*kvd+kh*hd+i])
+						}
+						want[(tt*nh+hh)*hd+i] = a / sum
 					}
-					s *= float64(scale)
-					sc = append(sc, s)
-					mx = math.Max(mx, s)
-				}
-				var sum float64
-				for i := range sc {
-					sc[i] = math.Exp(sc[i] - mx)
-					sum += sc[i]
-				}
-				for i := range hd {
-					var a float64
-					for j, pp := 0, first; pp <= int(pos[tt]); j, pp = j+1, pp+1 {
-						a += sc[j] * float64(V[pp*kvd+kh*hd+i])
-					}
-					want[(tt*nh+hh)*hd+i] = a / sum
 				}
 			}
-		}
-		if e := relErr(h.download(ob, Tq*nh*hd), want); e > 1e-5 {
-			t.Errorf("attention window %d: relative error %.3g", window, e)
+			if e := relErr(h.download(ob, Tq*nh*hd), want); e > 1e-5 {
+				t.Errorf("attention (%s cache) window %d: relative error %.3g", kvt, window, e)
+			}
 		}
 	}
 }

@@ -3,8 +3,9 @@
 // Data: activations are float32, row-major [T, n] (T = tokens in the batch).
 // Weights stay in their GGUF encoding on the device: a matrix is `rows`
 // rows of `cols` elements, each row `row_bytes` bytes of blocks (ggml
-// layouts; see the deq_* functions). The KV cache is float32: for each
-// sequence and layer, K and V are [capacity, n_kv_head*head_dim].
+// layouts; see the deq_* functions). The KV cache is float32 or F16 (the
+// _f32/_f16 kernels): for each sequence and layer, K and V are
+// [capacity, n_kv_head*head_dim].
 //
 // Kernels and launch shapes:
 //   embed_<type>    x[t, :] = dequant(W row ids[t])            grid T, block 256
@@ -24,9 +25,9 @@
 //                                                                grid (ceil(rows/8), ceil(T/8)), block 256
 //   rms_norm_f32    out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w  grid T, block 1024
 //   swiglu_f32      g[i] = silu(g[i]) * u[i] (when gate and up differ in type)   grid ceil(n/256), block 256
-//   rope_store_f32  rotate q in place, rotate k and store k, v into the cache     grid T, block 1024
+//   rope_store_<kv> rotate q in place, rotate k and store k, v into the cache     grid T, block 1024
 //                   (rotation by pos[t]*inv_freq[i]: NeoX pairs (i, i+rot/2), normal pairs (2i, 2i+1))
-//   attention_split_f32  out[t, h] = softmax(q[t,h]·K[first..pos[t]]ᵀ·scale) · V, GQA head h/(n_head/n_kv),
+//   attention_split_<kv>  out[t, h] = softmax(q[t,h]·K[first..pos[t]]ᵀ·scale) · V, GQA head h/(n_head/n_kv),
 //                   split over the positions: online softmax per warp, partial (max, sum, acc)
 //                   per split                                   grid (T, n_head, nsplit), block 128
 //   attention_merge_f32  combine the splits                       grid (T, n_head), block 128
@@ -882,23 +883,30 @@ extern "C" __global__ void swiglu_f32(float* g, const float* u, int total, ushor
     }
 }
 
-// rope_store_f32: rotates q (in place) and k, and writes k and v into each
-// row's cache at its position.                                 grid T, block 128
-extern "C" __global__ void rope_store_f32(float* q, const float* k, const float* v, const u64* kptr, const u64* vptr,
-                                          const int* pos, const double* inv_freq, int n_head, int n_kv, int hd, int rot, int neox) {
+// KV cache elements: float32 or F16 (rounded to nearest when stored).
+__device__ __forceinline__ float kv_ld(const float* p, long i) { return p[i]; }
+__device__ __forceinline__ float kv_ld(const ushort* p, long i) { return h2f(p[i]); }
+__device__ __forceinline__ void kv_st(float* p, long i, float v) { p[i] = v; }
+__device__ __forceinline__ void kv_st(ushort* p, long i, float v) { p[i] = f2h_rn(v); }
+
+// rope_store_<kv>: rotates q (in place) and k, and writes k and v into each
+// row's cache (elements KT) at its position.                   grid T, block 1024
+template <typename KT>
+__device__ __forceinline__ void rope_store(float* q, const float* k, const float* v, const u64* kptr, const u64* vptr,
+                                           const int* pos, const double* inv_freq, int n_head, int n_kv, int hd, int rot, int neox) {
     int t = blockIdx.x;
     int half = rot / 2;
     int kvd = n_kv * hd;
     double p = (double)pos[t];
     float* qr = q + (long)t * n_head * hd;
     const float* kr = k + (long)t * kvd;
-    float* K = (float*)kptr[t] + (long)pos[t] * kvd;
-    float* V = (float*)vptr[t] + (long)pos[t] * kvd;
+    KT* K = (KT*)kptr[t] + (long)pos[t] * kvd;
+    KT* V = (KT*)vptr[t] + (long)pos[t] * kvd;
     // Elements outside the rotated pairs: copied as they are.
     for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
         int e = i % hd;
-        V[i] = v[(long)t * kvd + i];
-        if (e >= rot) K[i] = kr[i];
+        kv_st(V, i, v[(long)t * kvd + i]);
+        if (e >= rot) kv_st(K, i, kr[i]);
     }
     for (int w = threadIdx.x; w < (n_head + n_kv) * half; w += blockDim.x) {
         int h = w / half, i = w % half;
@@ -914,10 +922,18 @@ extern "C" __global__ void rope_store_f32(float* q, const float* k, const float*
             qr[b] = x0 * fs + x1 * fc;
         } else {
             float x0 = kr[a], x1 = kr[b];
-            K[a] = x0 * fc - x1 * fs;
-            K[b] = x0 * fs + x1 * fc;
+            kv_st(K, a, x0 * fc - x1 * fs);
+            kv_st(K, b, x0 * fs + x1 * fc);
         }
     }
+}
+extern "C" __global__ void rope_store_f32(float* q, const float* k, const float* v, const u64* kptr, const u64* vptr,
+                                          const int* pos, const double* inv_freq, int n_head, int n_kv, int hd, int rot, int neox) {
+    rope_store<float>(q, k, v, kptr, vptr, pos, inv_freq, n_head, n_kv, hd, rot, neox);
+}
+extern "C" __global__ void rope_store_f16(float* q, const float* k, const float* v, const u64* kptr, const u64* vptr,
+                                          const int* pos, const double* inv_freq, int n_head, int n_kv, int hd, int rot, int neox) {
+    rope_store<ushort>(q, k, v, kptr, vptr, pos, inv_freq, n_head, n_kv, hd, rot, neox);
 }
 
 // Attention, split over the sequence (flash-decoding): block (t, h, split)
@@ -928,16 +944,17 @@ extern "C" __global__ void rope_store_f32(float* q, const float* k, const float*
 // (max, sum, acc[hd]) that attention_merge_f32 combines across splits.
 #define ATT_WARPS 4
 #define MAX_HD 128
-extern "C" __global__ void attention_split_f32(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
-                                               int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+template <typename KT>
+__device__ __forceinline__ void attention_split(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+                                                int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
     __shared__ float wm[ATT_WARPS], ws[ATT_WARPS];
     __shared__ float wacc[ATT_WARPS][MAX_HD];
     int t = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int kvh = h / (n_head / n_kv);
     int kvd = n_kv * hd;
-    const float* K = (const float*)kptr[t] + kvh * hd;
-    const float* V = (const float*)vptr[t] + kvh * hd;
+    const KT* K = (const KT*)kptr[t] + kvh * hd;
+    const KT* V = (const KT*)vptr[t] + kvh * hd;
     const float* qr = q + ((long)t * n_head + h) * hd;
     int last = pos[t];
     int first = window > 0 ? max(0, last - window + 1) : 0;
@@ -954,22 +971,22 @@ extern "C" __global__ void attention_split_f32(const float* q, float* part, cons
     }
     float m = NEG_INF, sum = 0.f;
     for (int p = lo + warp; p < hi; p += ATT_WARPS) {
-        const float* kr = K + (long)p * kvd;
+        const KT* kr = K + (long)p * kvd;
         float sdot = 0.f;
 #pragma unroll
         for (int e = 0; e < E; e++) {
             int i = lane + 32 * e;
-            if (i < hd) sdot += qv[e] * kr[i];
+            if (i < hd) sdot += qv[e] * kv_ld(kr, i);
         }
         for (int o = 16; o > 0; o >>= 1) sdot += __shfl_xor_sync(0xffffffffu, sdot, o);
         float mnew = fmaxf(m, sdot);
         float corr = expf(m - mnew), w = expf(sdot - mnew);
         sum = sum * corr + w;
-        const float* vr = V + (long)p * kvd;
+        const KT* vr = V + (long)p * kvd;
 #pragma unroll
         for (int e = 0; e < E; e++) {
             int i = lane + 32 * e;
-            acc[e] = acc[e] * corr + (i < hd ? w * vr[i] : 0.f);
+            acc[e] = acc[e] * corr + (i < hd ? w * kv_ld(vr, i) : 0.f);
         }
         m = mnew;
     }
@@ -994,6 +1011,14 @@ extern "C" __global__ void attention_split_f32(const float* q, float* part, cons
         out[0] = M;
         out[1] = S;
     }
+}
+extern "C" __global__ void attention_split_f32(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+                                               int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+    attention_split<float>(q, part, kptr, vptr, pos, n_head, n_kv, hd, window, scale, nsplit);
+}
+extern "C" __global__ void attention_split_f16(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+                                               int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+    attention_split<ushort>(q, part, kptr, vptr, pos, n_head, n_kv, hd, window, scale, nsplit);
 }
 
 // Combines the nsplit partials of each (t, h): out = Σ acc_s e^(m_s-M) / Σ sum_s e^(m_s-M).
