@@ -50,6 +50,13 @@ type Seq struct {
 	Top    []sample.Candidate
 	LSE    float64
 	HasTop bool
+
+	// Embed asks ForwardEmbed (backends that implement Embedder) for the
+	// final hidden states of every token of Tokens — the output norm's
+	// result, before the LM head — in Hidden (len(Tokens) × n_embd,
+	// row-major) instead of Logits.
+	Embed  bool
+	Hidden []float32
 }
 
 // Backend runs one model. Forward is not safe for concurrent use: the
@@ -85,6 +92,15 @@ type DumpFunc func(name string, rows, cols int, data []float32)
 // bytes written (the rate a decode step can stream weights at).
 type BandwidthMeter interface {
 	MeasureBandwidth() (float64, error)
+}
+
+// Embedder is implemented by backends that can hand back final hidden
+// states (for embeddings). ForwardEmbed is Forward where a Seq with Embed
+// set gets Hidden filled and no logits; other sequences of the batch are
+// computed as Forward computes them. A row's hidden state depends only on
+// its own tokens, as its logits do.
+type Embedder interface {
+	ForwardEmbed(batch []*Seq) error
 }
 
 // ResidencyChecker is implemented by backends that can check that the

@@ -179,6 +179,11 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 	if err != nil {
 		return nil, err
 	}
+	return e.wait(ctx, s, onToken)
+}
+
+// wait follows a submitted sequence to its end (see Generate).
+func (e *Engine) wait(ctx context.Context, s *seq, onToken func(Token) error) (*Result, error) {
 	var cbErr error
 	for {
 		select {
@@ -226,17 +231,22 @@ func (e *Engine) submit(req Request) (*seq, error) {
 		return nil, err
 	}
 	s := newSeq(e.tok, req, maxTokens)
+	return s, e.enqueue(s)
+}
+
+// enqueue puts s in the queue, or says why it cannot wait there.
+func (e *Engine) enqueue(s *seq) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if len(e.queue) >= e.opts.QueueSize+e.opts.Parallel-int(e.active.Load()) {
-		return nil, fmt.Errorf("%w: %d requests are waiting for %d slots; retry shortly", ErrQueueFull, len(e.queue), e.opts.Parallel)
+		return fmt.Errorf("%w: %d requests are waiting for %d slots; retry shortly", ErrQueueFull, len(e.queue), e.opts.Parallel)
 	}
 	e.queue = append(e.queue, s)
 	e.signal()
-	return s, nil
+	return nil
 }
 
 // loop is the scheduler: admit, step, repeat.
@@ -383,7 +393,7 @@ func (e *Engine) step() {
 		s.bseq.Prefill = true
 		s.bseq.KV = sl.kv
 		s.bseq.TopK = 0
-		if s.prefilled+n == len(s.req.Prompt) {
+		if s.prefilled+n == len(s.req.Prompt) && s.pool == "" {
 			s.bseq.TopK = s.topK() // this chunk's last row gives the first token
 		}
 		batch = append(batch, &s.bseq)
@@ -393,8 +403,15 @@ func (e *Engine) step() {
 	if len(batch) == 0 {
 		return
 	}
+	forward := e.be.Forward
+	for _, b := range batch {
+		if b.Embed {
+			forward = e.be.(backend.Embedder).ForwardEmbed // checked by Embed
+			break
+		}
+	}
 	e.fwdMu.Lock()
-	err := e.be.Forward(batch)
+	err := forward(batch)
 	e.fwdMu.Unlock()
 	if err != nil {
 		for _, sl := range owners {
@@ -409,9 +426,17 @@ func (e *Engine) step() {
 	for _, sl := range owners {
 		s := sl.seq
 		if s.prefilled < len(s.req.Prompt) {
+			if s.pool != "" {
+				s.addHidden(s.bseq.Hidden, len(s.bseq.Tokens), e.be.Config().NEmbd)
+			}
 			s.prefilled += len(s.bseq.Tokens)
 			if s.prefilled < len(s.req.Prompt) {
 				continue // more prompt to read before the first token
+			}
+			if s.pool != "" {
+				s.result.Embedding = s.embedding()
+				e.release(sl, StopEmbedded, nil)
+				continue
 			}
 		}
 		ready = append(ready, sl)
@@ -457,6 +482,10 @@ type seq struct {
 	history   []int32
 	text      []byte
 	cands     []sample.Candidate
+
+	pool    Pooling   // an embedding request: how its hidden states are pooled ("" otherwise)
+	poolSum []float64 // [n_embd] sum (mean) or the last row (last) of the hidden states so far
+	poolN   int       // hidden states summed
 
 	submitted, admitted, first time.Time
 	cancelled                  atomic.Bool

@@ -41,6 +41,7 @@ const (
 	StopLength    StopReason = "length"    // max_tokens (or the context) reached
 	StopCancelled StopReason = "cancelled" // the caller cancelled
 	StopError     StopReason = "error"     // the backend failed
+	StopEmbedded  StopReason = "embedded"  // an embedding request read all its input (Engine.Embed)
 )
 
 // Timings of one request.
@@ -61,6 +62,7 @@ type Result struct {
 	StopString   string // the stop string that matched, for StopString
 	Seed         uint64 // the sampler's seed (generated when the request gave none)
 	Timings      Timings
+	Embedding    []float32 // Engine.Embed: the pooled, L2-normalised final hidden state
 }
 
 func (r *Request) validate(vocab, ctxLen int) (maxTokens int, err error) {

@@ -31,6 +31,7 @@ const (
 	CodeMethodNotAllowed     = "METHOD_NOT_ALLOWED"
 	CodeForbidden            = "FORBIDDEN"              // 403: a Host or Origin this worker does not serve
 	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE" // 415: a POST body not sent as application/json
+	CodeUnsupported          = "UNSUPPORTED_OPERATION"  // 501: the backend cannot do it (embeddings on a backend without them)
 )
 
 // apiError is an error answered to a client. It renders in the native shape
@@ -179,6 +180,9 @@ func engineError(err error, cause error, promptParam string) *apiError {
 		return &apiError{Status: http.StatusInsufficientStorage, Code: CodeVRAMOOM, Message: err.Error(), Retriable: true}
 	case errors.As(err, &cerr):
 		return &apiError{Status: http.StatusInternalServerError, Code: CodeCUDAError, Message: cerr.Error()}
+	case errors.Is(err, engine.ErrUnsupported):
+		return &apiError{Status: http.StatusNotImplemented, Code: CodeUnsupported, Message: err.Error(),
+			OAIType: "invalid_request_error", OAICode: "unsupported_operation"}
 	case errors.As(err, &cle):
 		return &apiError{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: cle.Error(),
 			Param: promptParam, OAICode: "context_length_exceeded"}

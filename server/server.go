@@ -84,6 +84,9 @@ type Config struct {
 	// AllowedHosts are further host names (without port) accepted in the
 	// Host header on a loopback bind; "*" accepts any.
 	AllowedHosts []string
+	// Pooling is how /v1/embeddings and /api/embed pool a text's final
+	// hidden states: engine.PoolMean ("" too) or engine.PoolLast.
+	Pooling engine.Pooling
 	// AllowedOrigins are the browser origins ("https://app.example",
 	// scheme://host[:port]) allowed to call the API, with CORS headers;
 	// "*" allows any. Loopback origins (http://localhost:PORT, …) are always
@@ -160,6 +163,9 @@ func New(cfg Config) *Server {
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = DefaultMaxConnections
 	}
+	if cfg.Pooling == "" {
+		cfg.Pooling = engine.PoolMean
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, start: time.Now(), jobs: map[string]*job{}}
 	s.met = newMetrics(s)
 	s.mux = map[string]route{
@@ -170,6 +176,7 @@ func New(cfg Config) *Server {
 		"/v1/completions":      {method: http.MethodPost, handler: s.handleCompletions, shape: shapeOpenAI},
 		"/v1/chat/completions": {method: http.MethodPost, handler: s.handleChat, shape: shapeOpenAI},
 		"/v1/models":           {method: http.MethodGet, handler: s.handleModels, shape: shapeOpenAI},
+		"/v1/embeddings":       {method: http.MethodPost, handler: s.handleEmbeddings, shape: shapeOpenAI},
 		"/tokenize":            {method: http.MethodPost, handler: s.handleTokenize},
 		"/detokenize":          {method: http.MethodPost, handler: s.handleDetokenize},
 	}
@@ -590,7 +597,11 @@ func randomHex(n int) string {
 // acquire admits a generation request: the model must be loaded, the
 // server not draining, and fewer than parallel+queue requests in flight (so
 // that the engine's queue cannot be full when the request reaches it).
-func (s *Server) acquire() (*engine.Model, func(), *apiError) {
+func (s *Server) acquire() (*engine.Model, func(), *apiError) { return s.acquireN(1) }
+
+// acquireN is acquire for a request that runs n sequences at once on the
+// engine (an embeddings request with several inputs): it takes n places.
+func (s *Server) acquireN(n int) (*engine.Model, func(), *apiError) {
 	m := s.model.Load()
 	if m == nil {
 		return nil, nil, s.notReady()
@@ -602,8 +613,8 @@ func (s *Server) acquire() (*engine.Model, func(), *apiError) {
 	o := m.Options()
 	limit := int64(o.Parallel + o.QueueSize)
 	s.admitted.Add(1)
-	if n := s.inflight.Add(1); n > limit {
-		s.inflight.Add(-1)
+	if k := s.inflight.Add(int64(n)); k > limit {
+		s.inflight.Add(-int64(n))
 		return nil, nil, &apiError{Status: http.StatusServiceUnavailable, Code: CodeQueueFull, Retriable: true,
 			Message: "every slot is busy and the queue is full (" + itoa(o.Parallel) + " slots, queue " + itoa(o.QueueSize) + "); retry after a second",
 			OAIType: "server_error", OAICode: "queue_full"}
@@ -612,7 +623,7 @@ func (s *Server) acquire() (*engine.Model, func(), *apiError) {
 	// written (a client slow to read it must not hold a place), or when the
 	// handler returns, whichever comes first.
 	var once sync.Once
-	return m, func() { once.Do(func() { s.inflight.Add(-1) }) }, nil
+	return m, func() { once.Do(func() { s.inflight.Add(-int64(n)) }) }, nil
 }
 
 func (s *Server) notReady() *apiError {

@@ -124,7 +124,14 @@ type rowInfo struct {
 // tokens go through all layers together (one matrix product per weight for
 // the whole batch), their keys and values are appended to their caches, and
 // each sequence's Logits are filled.
-func (b *Backend) Forward(batch []*backend.Seq) error {
+func (b *Backend) Forward(batch []*backend.Seq) error { return b.forward(batch, false) }
+
+// ForwardEmbed is Forward where the sequences with Embed set get the final
+// hidden state of each of their tokens (the output norm's result) in
+// Hidden, and no logits (backend.Embedder).
+func (b *Backend) ForwardEmbed(batch []*backend.Seq) error { return b.forward(batch, true) }
+
+func (b *Backend) forward(batch []*backend.Seq, embed bool) error {
 	c := b.c
 	rows := make([]rowInfo, 0, 16)
 	kvs := make([]*KVCache, len(batch))
@@ -219,7 +226,7 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 	var sel []int
 	t = 0
 	for _, s := range batch {
-		if s.AllLogits {
+		if s.AllLogits || (s.Embed && embed) {
 			for i := range s.Tokens {
 				sel = append(sel, t+i)
 			}
@@ -239,6 +246,13 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 		n := 1
 		if s.AllLogits {
 			n = len(s.Tokens)
+		}
+		if s.Embed && embed {
+			n = len(s.Tokens)
+			s.Hidden = grow(s.Hidden, n*d)
+			copy(s.Hidden, b.h[i*d:(i+n)*d])
+			i += n
+			continue
 		}
 		if cap(s.Logits) < n*V {
 			s.Logits = make([]float32, n*V)

@@ -137,6 +137,25 @@ await check("presence and frequency penalties, top_p 0, user", async () => {
   );
 });
 
+await check("embeddings: float and base64 agree; alone or batched", async () => {
+  const text = "The quick brown fox";
+  const asFloat = await client.embeddings.create({ model, input: text, encoding_format: "float" });
+  // Without encoding_format the client asks for base64 and decodes it.
+  const asBase64 = await client.embeddings.create({ model, input: text });
+  const batched = await client.embeddings.create({ model, input: ["other", text, text], encoding_format: "float" });
+  const v = asFloat.data[0].embedding;
+  assert.ok(v.length > 0);
+  // JSON carries each float32 in its shortest form, base64 its exact bits:
+  // the same float32 values.
+  assert.deepEqual(Array.from(asBase64.data[0].embedding, Math.fround), v.map(Math.fround));
+  assert.deepEqual(batched.data[1].embedding, v);
+  assert.deepEqual(batched.data[2].embedding, v);
+  assert.notDeepEqual(batched.data[0].embedding, v);
+  assert.equal(batched.data.length, 3);
+  assert.ok(Math.abs(v.reduce((s, x) => s + x * x, 0) - 1) < 1e-5);
+  assert.ok(asFloat.usage.prompt_tokens > 0);
+});
+
 await check("bad request is an APIError 400", async () => {
   await assert.rejects(
     client.chat.completions.create({ model, messages, n: 2 }),
