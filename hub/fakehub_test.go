@@ -1,230 +1,21 @@
 package hub
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
-	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"worker-orcd/hub/hubtest"
 )
 
-// fakeHub behaves like the hub for the client: a file listing per
-// revision, "resolve" URLs that redirect to a CDN on another host name
-// (localhost instead of 127.0.0.1, so that the client must not forward its
-// token), Range requests, X-Repo-Commit / X-Linked-Etag headers, 401 for a
-// gated repository without the token, and connections dropped mid-file.
-type fakeHub struct {
-	t        *testing.T
-	hub, cdn *httptest.Server
-	token    string
-
-	mu       sync.Mutex
-	repos    map[string]*fakeRepo
-	served   map[string]int64 // body bytes the CDN sent, by file name
-	ranges   []string         // Range headers the CDN received
-	requests int              // requests to the hub and the CDN
-	drops    map[string][]int64
-}
-
-type fakeRepo struct {
-	commit    string
-	gated     bool
-	files     map[string][]byte
-	published map[string]string // a SHA-256 to publish instead of the real one
-	noRange   bool              // the CDN ignores Range
-}
-
-func newFakeHub(t *testing.T) *fakeHub {
-	h := &fakeHub{t: t, token: "hf_good", repos: map[string]*fakeRepo{}, served: map[string]int64{}, drops: map[string][]int64{}}
-	h.cdn = httptest.NewServer(http.HandlerFunc(h.serveCDN))
-	h.hub = httptest.NewServer(http.HandlerFunc(h.serveHub))
-	t.Cleanup(func() { h.hub.Close(); h.cdn.Close() })
-	return h
-}
-
-func (h *fakeHub) addRepo(name string, r *fakeRepo) *fakeRepo {
-	if r.commit == "" {
-		sum := sha256.Sum256([]byte(name))
-		r.commit = hex.EncodeToString(sum[:20])
-	}
-	if r.published == nil {
-		r.published = map[string]string{}
-	}
-	h.mu.Lock()
-	h.repos[name] = r
-	h.mu.Unlock()
-	return r
-}
-
-// dropAfter makes the CDN cut the connection after n bytes of the file's
-// body, once per value given.
-func (h *fakeHub) dropAfter(file string, n ...int64) {
-	h.mu.Lock()
-	h.drops[file] = append(h.drops[file], n...)
-	h.mu.Unlock()
-}
-
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
-func (h *fakeHub) serveHub(w http.ResponseWriter, r *http.Request) {
-	h.mu.Lock()
-	h.requests++
-	h.mu.Unlock()
-	p := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	authorized := r.Header.Get("Authorization") == "Bearer "+h.token
-	// /api/models/OWNER/REPO/revision/REV
-	if len(p) == 6 && p[0] == "api" && p[1] == "models" && p[4] == "revision" {
-		repo := h.repos[p[2]+"/"+p[3]]
-		if repo == nil || (p[5] != "main" && p[5] != repo.commit) {
-			http.Error(w, `{"error":"Repository not found"}`, http.StatusNotFound)
-			return
-		}
-		if r.URL.Query().Get("blobs") != "true" {
-			h.t.Errorf("listing without blobs=true: %s", r.URL)
-		}
-		type lfs struct {
-			SHA256 string `json:"sha256"`
-			Size   int64  `json:"size"`
-		}
-		type sib struct {
-			Name string `json:"rfilename"`
-			Size int64  `json:"size"`
-			LFS  *lfs   `json:"lfs,omitempty"`
-		}
-		doc := struct {
-			ID       string `json:"id"`
-			SHA      string `json:"sha"`
-			Gated    any    `json:"gated"`
-			Siblings []sib  `json:"siblings"`
-		}{ID: p[2] + "/" + p[3], SHA: repo.commit, Gated: repo.gated}
-		for name, b := range repo.files {
-			sum := sha(b)
-			if s, ok := repo.published[name]; ok {
-				sum = s
-			}
-			doc.Siblings = append(doc.Siblings, sib{Name: name, Size: int64(len(b)), LFS: &lfs{SHA256: sum, Size: int64(len(b))}})
-		}
-		json.NewEncoder(w).Encode(doc)
-		return
-	}
-	// /OWNER/REPO/resolve/REV/PATH
-	if len(p) >= 5 && p[2] == "resolve" {
-		repo := h.repos[p[0]+"/"+p[1]]
-		file := strings.Join(p[4:], "/")
-		if repo == nil || repo.files[file] == nil || (p[3] != "main" && p[3] != repo.commit) {
-			http.Error(w, "Entry not found", http.StatusNotFound)
-			return
-		}
-		if repo.gated && !authorized {
-			http.Error(w, "Access to model "+p[0]+"/"+p[1]+" is restricted. You must have access to it and be authenticated to access it.", http.StatusUnauthorized)
-			return
-		}
-		b := repo.files[file]
-		w.Header().Set("X-Repo-Commit", repo.commit)
-		w.Header().Set("X-Linked-Etag", `"`+sha(b)+`"`)
-		w.Header().Set("X-Linked-Size", fmt.Sprint(len(b)))
-		cdn := strings.Replace(h.cdn.URL, "127.0.0.1", "localhost", 1)
-		http.Redirect(w, r, cdn+"/blob/"+p[0]+"/"+p[1]+"?file="+url.QueryEscape(file), http.StatusFound)
-		return
-	}
-	http.NotFound(w, r)
-}
-
-func (h *fakeHub) serveCDN(w http.ResponseWriter, r *http.Request) {
-	if a := r.Header.Get("Authorization"); a != "" {
-		h.t.Errorf("the CDN (another host) received the token: Authorization %q", a)
-	}
-	p := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	file := r.URL.Query().Get("file")
-	h.mu.Lock()
-	h.requests++
-	repo := h.repos[p[1]+"/"+p[2]]
-	var limit int64 = -1
-	if d := h.drops[file]; len(d) > 0 {
-		limit, h.drops[file] = d[0], d[1:]
-	}
-	if rg := r.Header.Get("Range"); rg != "" {
-		h.ranges = append(h.ranges, rg)
-	}
-	h.mu.Unlock()
-	b := repo.files[file]
-	if repo.noRange {
-		r.Header.Del("Range")
-	}
-	cw := &countingWriter{ResponseWriter: w, h: h, file: file, limit: limit}
-	http.ServeContent(cw, r, "", time.Time{}, bytes.NewReader(b))
-}
-
-// countingWriter counts the body bytes sent and, past limit (>= 0), drops
-// the connection.
-type countingWriter struct {
-	http.ResponseWriter
-	h     *fakeHub
-	file  string
-	limit int64
-	sent  int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	if c.limit >= 0 && c.sent+int64(len(p)) > c.limit {
-		p = p[:c.limit-c.sent]
-		c.ResponseWriter.Write(p)
-		c.count(len(p))
-		c.ResponseWriter.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler) // the connection is closed mid-body
-	}
-	n, err := c.ResponseWriter.Write(p)
-	c.count(n)
-	return n, err
-}
-
-func (c *countingWriter) count(n int) {
-	c.sent += int64(n)
-	c.h.mu.Lock()
-	c.h.served[c.file] += int64(n)
-	c.h.mu.Unlock()
-}
-
-func (h *fakeHub) servedBytes(file string) int64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.served[file]
-}
-
-func (h *fakeHub) requestCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.requests
-}
-
-// client is a client of this hub with a cache in a temporary folder.
-func (h *fakeHub) client(t *testing.T, cacheDir string) (*Client, *[]Progress) {
+// client is a client of the fake hub with a cache in cacheDir; it records
+// the progress events.
+func client(t *testing.T, h *hubtest.Hub, cacheDir string) (*Client, *[]Progress) {
 	var events []Progress
 	var mu sync.Mutex
-	c := &Client{Endpoint: h.hub.URL, Cache: Cache{Dir: cacheDir}, Retries: 3,
+	c := &Client{Endpoint: h.Hub.URL, Cache: Cache{Dir: cacheDir}, Retries: 3,
 		Progress: func(p Progress) { mu.Lock(); events = append(events, p); mu.Unlock() },
 		Note:     func(msg string) { t.Log("note:", msg) }}
 	return c, &events
-}
-
-func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, 1))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
 }
 
 func mustRef(t *testing.T, s string) Ref {
@@ -235,3 +26,8 @@ func mustRef(t *testing.T, s string) Ref {
 	}
 	return r
 }
+
+var (
+	sha         = hubtest.SHA256
+	randomBytes = hubtest.RandomBytes
+)

@@ -8,39 +8,40 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"worker-orcd/hub/hubtest"
 )
 
 const q4 = "model-q4_k_m.gguf"
 
-func oneModelHub(t *testing.T, size int) (*fakeHub, []byte) {
-	h := newFakeHub(t)
+func oneModelHub(t *testing.T, size int) (*hubtest.Hub, []byte) {
+	h := hubtest.New(t)
 	b := randomBytes(size, 1)
-	h.addRepo("org/model-GGUF", &fakeRepo{files: map[string][]byte{q4: b, "model-q8_0.gguf": randomBytes(size/2, 2), "README.md": []byte("# model")}})
+	h.AddRepo("org/model-GGUF", &hubtest.Repo{Files: map[string][]byte{q4: b, "model-q8_0.gguf": randomBytes(size/2, 2), "README.md": []byte("# model")}})
 	return h, b
 }
 
 func TestPullLayoutAndProgress(t *testing.T) {
 	h, b := oneModelHub(t, 3<<20+123)
 	dir := t.TempDir()
-	c, events := h.client(t, dir)
+	c, events := client(t, h, dir)
 	m, err := c.Pull(context.Background(), mustRef(t, "hf.co/org/model-GGUF:Q4_K_M"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo := h.repos["org/model-GGUF"]
+	repo := h.Repo("org/model-GGUF")
 	// The hub's layout: blob by SHA-256, relative link in the snapshot, ref.
 	blob := filepath.Join(dir, "models--org--model-GGUF", "blobs", sha(b))
-	snap := filepath.Join(dir, "models--org--model-GGUF", "snapshots", repo.commit, q4)
+	snap := filepath.Join(dir, "models--org--model-GGUF", "snapshots", repo.Commit, q4)
 	if got, _ := os.ReadFile(blob); !slices.Equal(got, b) {
 		t.Fatalf("blob %s does not hold the file", blob)
 	}
 	if target, err := os.Readlink(snap); err != nil || target != filepath.Join("..", "..", "blobs", sha(b)) {
 		t.Fatalf("snapshot link %s -> %q, %v", snap, target, err)
 	}
-	if ref, _ := os.ReadFile(filepath.Join(dir, "models--org--model-GGUF", "refs", "main")); string(ref) != repo.commit {
-		t.Fatalf("refs/main = %q, want %q", ref, repo.commit)
+	if ref, _ := os.ReadFile(filepath.Join(dir, "models--org--model-GGUF", "refs", "main")); string(ref) != repo.Commit {
+		t.Fatalf("refs/main = %q, want %q", ref, repo.Commit)
 	}
-	if m.Path() != snap || m.Size != int64(len(b)) || m.Commit != repo.commit || !slices.Equal(m.Files, []string{q4}) {
+	if m.Path() != snap || m.Size != int64(len(b)) || m.Commit != repo.Commit || !slices.Equal(m.Files, []string{q4}) {
 		t.Fatalf("model %+v", m)
 	}
 	// Progress: from 0 to the size, never backwards, finished once at the end.
@@ -54,13 +55,13 @@ func TestPullLayoutAndProgress(t *testing.T) {
 		}
 	}
 	// Pulled again: nothing is fetched, the listing only.
-	served := h.servedBytes(q4)
+	served := h.ServedBytes(q4)
 	*events = nil
 	if _, err := c.Pull(context.Background(), mustRef(t, "hf.co/org/model-GGUF:Q4_K_M")); err != nil {
 		t.Fatal(err)
 	}
-	if h.servedBytes(q4) != served || len(*events) != 1 || !(*events)[0].Cached {
-		t.Fatalf("second pull fetched %d more bytes; events %+v", h.servedBytes(q4)-served, *events)
+	if h.ServedBytes(q4) != served || len(*events) != 1 || !(*events)[0].Cached {
+		t.Fatalf("second pull fetched %d more bytes; events %+v", h.ServedBytes(q4)-served, *events)
 	}
 	// A file reference to the same file links the same blob.
 	m2, err := c.Pull(context.Background(), mustRef(t, "hf.co/org/model-GGUF/"+q4))
@@ -72,9 +73,9 @@ func TestPullLayoutAndProgress(t *testing.T) {
 func TestPullResumesInterrupted(t *testing.T) {
 	h, b := oneModelHub(t, 2<<20)
 	dir := t.TempDir()
-	c, events := h.client(t, dir)
+	c, events := client(t, h, dir)
 	c.Retries = 0 // the first pull gives up at the first drop, as a killed process would
-	h.dropAfter(q4, 700_000)
+	h.DropAfter(q4, 700_000)
 	ref := mustRef(t, "hf.co/org/model-GGUF")
 	_, err := c.Pull(context.Background(), ref)
 	if !errors.Is(err, ErrDownload) || !strings.Contains(err.Error(), "resumes") {
@@ -95,11 +96,11 @@ func TestPullResumesInterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := h.servedBytes(q4); got != int64(len(b)) {
+	if got := h.ServedBytes(q4); got != int64(len(b)) {
 		t.Fatalf("the CDN sent %d bytes in all for a file of %d: bytes were fetched twice", got, len(b))
 	}
-	if !slices.Contains(h.ranges, "bytes=700000-") {
-		t.Fatalf("no Range request from the partial's end: %v", h.ranges)
+	if !slices.Contains(h.Ranges(), "bytes=700000-") {
+		t.Fatalf("no Range request from the partial's end: %v", h.Ranges())
 	}
 	if (*events)[0].Resumed != 700_000 {
 		t.Fatalf("progress does not report the resumed bytes: %+v", (*events)[0])
@@ -114,8 +115,8 @@ func TestPullResumesInterrupted(t *testing.T) {
 
 func TestPullRetriesDroppedConnections(t *testing.T) {
 	h, b := oneModelHub(t, 1<<20)
-	c, _ := h.client(t, t.TempDir())
-	h.dropAfter(q4, 100_000, 0, 300_000) // three drops, the second before any byte
+	c, _ := client(t, h, t.TempDir())
+	h.DropAfter(q4, 100_000, 0, 300_000) // three drops, the second before any byte
 	m, err := c.Pull(context.Background(), mustRef(t, "hf.co/org/model-GGUF:Q4_K_M"))
 	if err != nil {
 		t.Fatal(err)
@@ -123,14 +124,14 @@ func TestPullRetriesDroppedConnections(t *testing.T) {
 	if got, _ := os.ReadFile(m.Path()); !slices.Equal(got, b) {
 		t.Fatal("file differs after retries")
 	}
-	if got := h.servedBytes(q4); got != int64(len(b)) {
+	if got := h.ServedBytes(q4); got != int64(len(b)) {
 		t.Fatalf("sent %d bytes for %d", got, len(b))
 	}
 	// More drops than retries: a clear failure, the bytes kept.
 	h2, _ := oneModelHub(t, 1<<20)
-	c2, _ := h2.client(t, t.TempDir())
+	c2, _ := client(t, h2, t.TempDir())
 	c2.Retries = 1
-	h2.dropAfter(q4, 10, 20, 30)
+	h2.DropAfter(q4, 10, 20, 30)
 	if _, err := c2.Pull(context.Background(), mustRef(t, "hf.co/org/model-GGUF:Q4_K_M")); !errors.Is(err, ErrDownload) || !strings.Contains(err.Error(), "after 2 attempts") {
 		t.Fatalf("pull past the retries: %v", err)
 	}
@@ -138,9 +139,9 @@ func TestPullRetriesDroppedConnections(t *testing.T) {
 
 func TestPullServerWithoutRange(t *testing.T) {
 	h, b := oneModelHub(t, 1<<20)
-	h.repos["org/model-GGUF"].noRange = true
-	c, _ := h.client(t, t.TempDir())
-	h.dropAfter(q4, 500_000)
+	h.Repo("org/model-GGUF").NoRange = true
+	c, _ := client(t, h, t.TempDir())
+	h.DropAfter(q4, 500_000)
 	m, err := c.Pull(context.Background(), mustRef(t, "hf.co/org/model-GGUF:Q4_K_M"))
 	if err != nil {
 		t.Fatal(err)
@@ -152,9 +153,9 @@ func TestPullServerWithoutRange(t *testing.T) {
 
 func TestPullChecksumMismatch(t *testing.T) {
 	h, _ := oneModelHub(t, 1<<20)
-	h.repos["org/model-GGUF"].published[q4] = strings.Repeat("ab", 32)
+	h.Repo("org/model-GGUF").Published[q4] = strings.Repeat("ab", 32)
 	dir := t.TempDir()
-	c, _ := h.client(t, dir)
+	c, _ := client(t, h, dir)
 	ref := mustRef(t, "hf.co/org/model-GGUF:Q4_K_M")
 	_, err := c.Pull(context.Background(), ref)
 	if !errors.Is(err, ErrChecksum) || !strings.HasPrefix(err.Error(), "ChecksumMismatch: ") || !strings.Contains(err.Error(), strings.Repeat("ab", 32)) {
@@ -171,10 +172,10 @@ func TestPullChecksumMismatch(t *testing.T) {
 }
 
 func TestPullGated(t *testing.T) {
-	h := newFakeHub(t)
+	h := hubtest.New(t)
 	b := randomBytes(4096, 3)
-	h.addRepo("corp/gated", &fakeRepo{gated: true, files: map[string][]byte{"g-Q4_K_M.gguf": b}})
-	c, _ := h.client(t, t.TempDir())
+	h.AddRepo("corp/gated", &hubtest.Repo{Gated: true, Files: map[string][]byte{"g-Q4_K_M.gguf": b}})
+	c, _ := client(t, h, t.TempDir())
 	ref := mustRef(t, "hf.co/corp/gated")
 	_, err := c.Pull(context.Background(), ref)
 	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "HF_TOKEN") || !strings.Contains(err.Error(), "401") {
@@ -184,7 +185,7 @@ func TestPullGated(t *testing.T) {
 	if _, err := c.Pull(context.Background(), ref); !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "lacks access") {
 		t.Fatalf("gated with a bad token: %v", err)
 	}
-	c.Token = h.token // the CDN handler fails the test if the token reaches it
+	c.Token = h.Token // the CDN handler fails the test if the token reaches it
 	m, err := c.Pull(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +197,7 @@ func TestPullGated(t *testing.T) {
 
 func TestPullNotFound(t *testing.T) {
 	h, _ := oneModelHub(t, 1000)
-	c, _ := h.client(t, t.TempDir())
+	c, _ := client(t, h, t.TempDir())
 	for ref, want := range map[string]error{
 		"hf.co/org/nothing":               ErrNotFound,
 		"hf.co/org/model-GGUF:Q2_K":       ErrNotFound,
@@ -213,18 +214,18 @@ func TestPullNotFound(t *testing.T) {
 func TestOffline(t *testing.T) {
 	h, b := oneModelHub(t, 5000)
 	dir := t.TempDir()
-	c, _ := h.client(t, dir)
+	c, _ := client(t, h, dir)
 	if _, err := c.Pull(context.Background(), mustRef(t, "hf.co/org/model-GGUF:Q4_K_M")); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("HF_HUB_CACHE", dir)
 	t.Setenv("HF_HUB_OFFLINE", "1")
-	t.Setenv("HF_ENDPOINT", h.hub.URL)
+	t.Setenv("HF_ENDPOINT", h.Hub.URL)
 	off := NewClientFromEnv()
-	if !off.Offline || off.Cache.Dir != dir || off.Endpoint != h.hub.URL {
+	if !off.Offline || off.Cache.Dir != dir || off.Endpoint != h.Hub.URL {
 		t.Fatalf("client from the environment: %+v", off)
 	}
-	before := h.requestCount()
+	before := h.Requests()
 	for _, s := range []string{"hf.co/org/model-GGUF:Q4_K_M", "hf.co/org/model-GGUF:q4_k_m", "hf.co/org/model-GGUF", "hf.co/org/model-GGUF/" + q4} {
 		m, err := off.Pull(context.Background(), mustRef(t, s))
 		if err != nil {
@@ -234,7 +235,7 @@ func TestOffline(t *testing.T) {
 			t.Fatalf("offline %s: %+v", s, m)
 		}
 	}
-	if h.requestCount() != before {
+	if h.Requests() != before {
 		t.Fatal("the offline client used the network")
 	}
 	for _, s := range []string{"hf.co/org/model-GGUF:Q8_0", "hf.co/other/repo", "https://example.test/m.gguf"} {
@@ -244,7 +245,7 @@ func TestOffline(t *testing.T) {
 		}
 	}
 	// The hub unreachable while online: the cached snapshot serves.
-	h.hub.Close()
+	h.Hub.Close()
 	var notes []string
 	c.Note = func(s string) { notes = append(notes, s) }
 	if _, err := c.Pull(context.Background(), mustRef(t, "hf.co/org/model-GGUF:Q4_K_M")); err != nil || len(notes) == 0 {
@@ -256,14 +257,14 @@ func TestOffline(t *testing.T) {
 }
 
 func TestPullSplit(t *testing.T) {
-	h := newFakeHub(t)
+	h := hubtest.New(t)
 	parts := map[string][]byte{}
 	for i := 1; i <= 3; i++ {
 		parts[filepathName(i)] = randomBytes(10_000+i, uint64(i))
 	}
 	parts["m-F16.gguf"] = randomBytes(10, 9)
-	h.addRepo("org/split", &fakeRepo{files: parts})
-	c, events := h.client(t, t.TempDir())
+	h.AddRepo("org/split", &hubtest.Repo{Files: parts})
+	c, events := client(t, h, t.TempDir())
 	for _, s := range []string{"hf.co/org/split:Q8_0", "hf.co/org/split/" + filepathName(2)} {
 		m, err := c.Pull(context.Background(), mustRef(t, s))
 		if err != nil {
@@ -288,9 +289,9 @@ func filepathName(i int) string { return "m-Q8_0-0000" + string(rune('0'+i)) + "
 func TestPullURL(t *testing.T) {
 	h, b := oneModelHub(t, 70_000)
 	dir := t.TempDir()
-	c, _ := h.client(t, dir)
-	u := h.cdn.URL + "/blob/org/model-GGUF/" + q4 + "?file=" + q4
-	h.dropAfter(q4, 1000)
+	c, _ := client(t, h, dir)
+	u := h.CDN.URL + "/blob/org/model-GGUF/" + q4 + "?file=" + q4
+	h.DropAfter(q4, 1000)
 	r := mustRef(t, u)
 	m, err := c.Pull(context.Background(), r)
 	if err != nil {
@@ -307,7 +308,7 @@ func TestPullURL(t *testing.T) {
 func TestListAndRemove(t *testing.T) {
 	h, b := oneModelHub(t, 9000)
 	dir := t.TempDir()
-	c, _ := h.client(t, dir)
+	c, _ := client(t, h, dir)
 	for _, s := range []string{"hf.co/org/model-GGUF:Q4_K_M", "hf.co/org/model-GGUF:Q8_0"} {
 		if _, err := c.Pull(context.Background(), mustRef(t, s)); err != nil {
 			t.Fatal(err)

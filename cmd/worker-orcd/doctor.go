@@ -21,6 +21,7 @@ import (
 	"worker-orcd/backend/cpu"
 	"worker-orcd/engine"
 	"worker-orcd/gguf"
+	"worker-orcd/hub"
 	"worker-orcd/model"
 	"worker-orcd/sample"
 	"worker-orcd/tokenizer"
@@ -83,11 +84,11 @@ generation run twice that must give the same, non-degenerate tokens.
 		RunE: func(cmd *cobra.Command, args []string) error { return runDoctor(cmd, f) },
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.model, "model", "", "GGUF model file to check (without it, only the GPU is checked)")
+	fs.StringVar(&f.model, "model", "", modelHelp+" (without it, only the GPU is checked)")
 	fs.StringVar(&f.device, "device", "auto", "device the worker will use: auto, cpu or cuda[:N]")
 	fs.StringVar(&f.sha, "sha256", "", "expected SHA-256 of the model file (hex)")
 	fs.IntVar(&f.ctx, "ctx", 0, "context length the worker will run with (0 = the model's)")
-	fs.IntVar(&f.parallel, "parallel", 1, "sequences decoded together (each holds a KV cache of --ctx positions)")
+	fs.IntVar(&f.parallel, "parallel", 4, "sequences decoded together, as serve's --parallel (each holds a KV cache of --ctx positions)")
 	fs.StringVar(&f.cudaLib, "cuda-lib", "", "directory or file of libcuda to try first (default: $WORKER_CUDA_LIB_PATH, then the loader's search)")
 	fs.BoolVar(&f.noSmoke, "no-smoke", false, "skip the smoke generation")
 	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
@@ -99,6 +100,18 @@ func runDoctor(cmd *cobra.Command, f *doctorFlags) error {
 		f.parallel = 1
 	}
 	d := &doctor{flags: f}
+	if hub.LooksLikeRef(f.model) {
+		// A reference is pulled (or found in the cache) first; the checks
+		// then run on the file.
+		path, err := resolveModel(context.Background(), f.model, cmd.ErrOrStderr())
+		if err != nil {
+			d.add("file.pull", statusFail, err.Error(), "check the reference with worker-orcd pull REF (worker-orcd list shows the cached models), HF_TOKEN for a gated repository, or pass a local file")
+			f.model = ""
+		} else {
+			d.add("file.pull", statusOK, fmt.Sprintf("%s is %s", f.model, path), "")
+			f.model = path
+		}
+	}
 	d.run()
 	rep := doctorReport{Checks: d.checks, OK: true}
 	for _, c := range d.checks {

@@ -321,15 +321,16 @@ func TestDoctorCPUKVBudget(t *testing.T) {
 		msg, fix     string
 		exitStatus   int
 	}{
-		{"fits", "1MiB", nil, statusOK, "within the CPU KV budget of 1.0 MiB (set by WORKER_CPU_KV_BUDGET)", "", 0},
+		{"fits", "1MiB", []string{"--parallel", "1"}, statusOK, "within the CPU KV budget of 1.0 MiB (set by WORKER_CPU_KV_BUDGET)", "", 0},
 		{"two sequences fit", "1MiB", []string{"--parallel", "2"}, statusOK, "within the CPU KV budget", "", 0},
-		{"exceeds", "100KiB", nil, statusWarn, "KV cache 256.0 KiB for 512 positions x 1 sequence(s) exceeds the CPU KV budget of 100.0 KiB (set by WORKER_CPU_KV_BUDGET)",
+		{"exceeds", "100KiB", []string{"--parallel", "1"}, statusWarn, "KV cache 256.0 KiB for 512 positions x 1 sequence(s) exceeds the CPU KV budget of 100.0 KiB (set by WORKER_CPU_KV_BUDGET)",
 			"--ctx 200", 0},
-		{"exceeds, as a sentence", "100KiB", nil, statusWarn, "with 1 sequence(s) at once, requests longer than 200 positions will fail with AllocationFailed", "WORKER_CPU_KV_BUDGET", 0},
+		{"exceeds, as a sentence", "100KiB", []string{"--parallel", "1"}, statusWarn, "with 1 sequence(s) at once, requests longer than 200 positions will fail with AllocationFailed", "WORKER_CPU_KV_BUDGET", 0},
 		{"exceeds with parallel", "300KiB", []string{"--parallel", "2"}, statusWarn, "exceeds the CPU KV budget of 300.0 KiB", "--ctx 300", 0},
-		{"not one position", "100", nil, statusFail, "not one position fits", "raise WORKER_CPU_KV_BUDGET", 1},
-		{"no budget", "none", nil, statusOK, "no CPU KV budget", "", 0},
-		{"bad budget", "lots", nil, statusFail, `WORKER_CPU_KV_BUDGET="lots"`, "WORKER_CPU_KV_BUDGET", 1},
+		{"serve's default of 4 sequences", "900KiB", nil, statusWarn, "512 positions x 4 sequence(s) exceeds", "--ctx 450", 0},
+		{"not one position", "100", []string{"--parallel", "1"}, statusFail, "not one position fits", "raise WORKER_CPU_KV_BUDGET", 1},
+		{"no budget", "none", []string{"--parallel", "1"}, statusOK, "no CPU KV budget", "", 0},
+		{"bad budget", "lots", []string{"--parallel", "1"}, statusFail, `WORKER_CPU_KV_BUDGET="lots"`, "WORKER_CPU_KV_BUDGET", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -38,10 +38,12 @@ type generateFlags struct {
 func newGenerateCmd() *cobra.Command {
 	f := &generateFlags{params: sample.DefaultParams()}
 	cmd := &cobra.Command{
-		Use:   "generate --model M.gguf (--prompt TEXT | --prompt-file F)",
+		Use:   "generate --model M.gguf|REF [--prompt TEXT | --prompt-file F | --prompt-ids 1,2 | < prompt.txt]",
 		Short: "Generate text from a prompt and stream it to standard output",
 		Long: `Generate a continuation of a prompt. Text streams to standard output as it is
 produced; --json prints one JSON document at the end instead (format in the README).
+Without --prompt, --prompt-file or --prompt-ids the prompt is read from standard
+input. With -v the seed and a timing line go to standard error.
 
 Sampling applies, in order: repetition penalty, top-k, top-p, min-p, temperature.
 --temperature 0 is greedy decoding. The same --seed, parameters, model and
@@ -71,7 +73,7 @@ build give the same output.`,
 	return cmd
 }
 
-func readPrompt(prompt, file string) (string, error) {
+func readPrompt(prompt, file string, stdin io.Reader, stderr io.Writer) (string, error) {
 	switch {
 	case prompt != "" && file != "":
 		return "", errors.New("give --prompt or --prompt-file, not both")
@@ -87,7 +89,20 @@ func readPrompt(prompt, file string) (string, error) {
 	case prompt != "":
 		return prompt, nil
 	}
-	return "", errors.New("the prompt is empty: give --prompt TEXT or --prompt-file F")
+	if isTerminal(stdin) {
+		fmt.Fprintln(stderr, "worker-orcd: reading the prompt from standard input (Ctrl-D to end; or give --prompt TEXT)")
+	}
+	b, err := io.ReadAll(stdin)
+	if err != nil {
+		return "", fmt.Errorf("reading the prompt from standard input: %w", err)
+	}
+	if !utf8.Valid(b) {
+		return "", errors.New("the prompt on standard input is not valid UTF-8 text")
+	}
+	if len(b) == 0 {
+		return "", errors.New("the prompt is empty: give --prompt TEXT, --prompt-file F or text on standard input")
+	}
+	return string(b), nil
 }
 
 // generateJSON is what `generate --json` prints; the README documents it.
@@ -142,7 +157,9 @@ func runGenerate(cmd *cobra.Command, f *generateFlags) error {
 		if givenIDs, err = parseIDs("generate: --prompt-ids", f.promptIDs); err != nil {
 			return err
 		}
-	} else if text, err = readPrompt(f.prompt, f.promptFile); err != nil {
+	} else if cmd.Flags().Changed("prompt") && f.prompt == "" {
+		return errors.New("generate: the prompt is empty: give --prompt TEXT, --prompt-file F or text on standard input")
+	} else if text, err = readPrompt(f.prompt, f.promptFile, cmd.InOrStdin(), cmd.ErrOrStderr()); err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
 	if f.seed != "-1" {
@@ -157,6 +174,7 @@ func runGenerate(cmd *cobra.Command, f *generateFlags) error {
 	}
 	start := time.Now()
 	var dumper *npyDumper
+	f.stderr = cmd.ErrOrStderr()
 	m, err := f.load("generate", func(o *engine.LoadOptions) {
 		if f.dumpDir != "" {
 			dumper = &npyDumper{dir: f.dumpDir}
@@ -207,6 +225,11 @@ func runGenerate(cmd *cobra.Command, f *generateFlags) error {
 	}
 	if !f.asJSON {
 		fmt.Fprintln(out)
+		if globals.verbose {
+			tm := res.Timings
+			fmt.Fprintf(cmd.ErrOrStderr(), "worker-orcd: seed %d; load %.0f ms; prompt %d tokens in %.1f ms (%.1f tokens/s); generated %d tokens in %.1f ms (%.1f tokens/s); stop %s\n",
+				res.Seed, ms(loadTime), res.PromptTokens, ms(tm.Prefill), tm.PromptTPS, len(res.IDs), ms(tm.Decode), tm.GenerateTPS, res.StopReason)
+		}
 		return nil
 	}
 	doc.Text = res.Text

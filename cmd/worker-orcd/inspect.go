@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -25,20 +26,34 @@ const summaryItems = 8
 
 func newInspectCmd() *cobra.Command {
 	var asJSON, full, withSHA bool
+	var modelFlag string
 	cmd := &cobra.Command{
-		Use:   "inspect M.gguf",
+		Use:   "inspect (M.gguf | --model M.gguf|REF)",
 		Short: "Print a GGUF file's header, metadata and tensors",
 		Long: `Print a GGUF file's version, architecture, metadata (long arrays summarised
 unless --full), tensors (name, type, shape, offset, bytes) and totals.
 The file is validated first: a damaged file gives a one-line GGUFError and exit status 1.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := gguf.Open(args[0])
+			name := modelFlag
+			switch {
+			case len(args) == 1 && modelFlag != "":
+				return fmt.Errorf("inspect: give the model as an argument or as --model, not both")
+			case len(args) == 1:
+				name = args[0]
+			case modelFlag == "":
+				return fmt.Errorf("inspect: which model? give a GGUF file (inspect M.gguf) or --model M.gguf|REF")
+			}
+			path, err := resolveModel(context.Background(), name, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			f, err := gguf.Open(path)
+			if err != nil {
+				return explainFileError(path, err)
+			}
 			defer f.Close()
-			rep := buildInspectReport(args[0], f, full)
+			rep := buildInspectReport(path, f, full)
 			if withSHA {
 				sum := sha256.Sum256(f.Bytes())
 				rep.SHA256 = hex.EncodeToString(sum[:])
@@ -53,6 +68,7 @@ The file is validated first: a damaged file gives a one-line GGUFError and exit 
 			return printInspectText(out, rep)
 		},
 	}
+	cmd.Flags().StringVar(&modelFlag, "model", "", modelHelp+" (instead of the argument)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (format in the README)")
 	cmd.Flags().BoolVar(&full, "full", false, "print long metadata arrays whole")
 	cmd.Flags().BoolVar(&withSHA, "sha256", false, "also print the file's SHA-256")

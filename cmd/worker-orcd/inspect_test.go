@@ -67,7 +67,7 @@ func readmeTensors(t *testing.T) map[string][]inspectTensor {
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
-	code = run(args, &o, &e)
+	code = runIO(args, strings.NewReader(""), &o, &e)
 	return code, o.String(), e.String()
 }
 

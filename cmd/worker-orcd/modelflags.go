@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -17,20 +19,21 @@ type modelFlags struct {
 	threads  int
 	ctx      int
 	parallel int
-	verbose  bool
+	// stderr receives what resolving a model reference prints (pull
+	// progress); nil: os.Stderr.
+	stderr io.Writer
 }
 
 func (m *modelFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&m.path, "model", "", "GGUF model file (required)")
+	fs.StringVar(&m.path, "model", "", modelHelp)
 	fs.StringVar(&m.device, "device", "auto", "where to run: auto, cpu or cuda[:N]")
 	fs.IntVar(&m.threads, "threads", 0, "CPU worker threads (0 = all cores)")
 	fs.IntVar(&m.ctx, "ctx", 0, "context length per sequence (0 = the model's)")
-	fs.BoolVarP(&m.verbose, "verbose", "v", false, "log progress to stderr")
 }
 
 func (m *modelFlags) logger() *slog.Logger {
 	level := slog.LevelWarn
-	if m.verbose {
+	if globals.verbose {
 		level = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
@@ -39,7 +42,15 @@ func (m *modelFlags) logger() *slog.Logger {
 // load opens the model with these flags.
 func (m *modelFlags) load(cmdName string, extra func(*engine.LoadOptions)) (*engine.Model, error) {
 	if m.path == "" {
-		return nil, fmt.Errorf("%s: --model is required (a GGUF file)", cmdName)
+		return nil, fmt.Errorf("%s: --model is required (a GGUF file or a reference such as %s)", cmdName, DefaultModelRef)
+	}
+	stderr := m.stderr
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	path, err := resolveModel(context.Background(), m.path, stderr)
+	if err != nil {
+		return nil, err
 	}
 	o := engine.LoadOptions{Device: m.device, Threads: m.threads, Logger: m.logger(),
 		Engine: engine.Options{CtxLen: m.ctx, Parallel: m.parallel}}
@@ -49,5 +60,9 @@ func (m *modelFlags) load(cmdName string, extra func(*engine.LoadOptions)) (*eng
 	if extra != nil {
 		extra(&o)
 	}
-	return engine.Load(m.path, o)
+	m2, err := engine.Load(path, o)
+	if err != nil {
+		return nil, explainFileError(path, err)
+	}
+	return m2, nil
 }

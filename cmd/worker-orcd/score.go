@@ -58,6 +58,7 @@ perplexity of the whole sequence. --text-file is tokenized as generate does
 				}
 			}
 			var rows [][]float32
+			mf.stderr = cmd.ErrOrStderr()
 			m, err := mf.load("score", func(o *engine.LoadOptions) {
 				if logitsOut != "" {
 					o.Logits = func(r []float32) { rows = append(rows, r) }

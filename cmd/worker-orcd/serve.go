@@ -4,7 +4,6 @@ import (
 	"worker-orcd/memwatch"
 
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 
 	"worker-orcd/engine"
 	"worker-orcd/server"
+	"worker-orcd/tokenizer"
 )
 
 func init() { register(newServeCmd) }
@@ -42,7 +42,7 @@ type serveFlags struct {
 func newServeCmd() *cobra.Command {
 	f := &serveFlags{}
 	cmd := &cobra.Command{
-		Use:   "serve --model M.gguf [--host 127.0.0.1] [--port 8080]",
+		Use:   "serve [--model M.gguf|REF] [--host 127.0.0.1] [--port 8080]",
 		Short: "Serve a model over HTTP: native SSE API, OpenAI-compatible API, health and metrics",
 		Long: `Load a GGUF model and serve it over HTTP.
 
@@ -51,12 +51,23 @@ until the model is ready. Endpoints: POST /execute (SSE), POST /cancel,
 GET /health, GET /metrics, POST /v1/completions, POST /v1/chat/completions,
 GET /v1/models (see the README).
 
-With --api-key (or the WORKER_API_KEY environment variable) every endpoint but
-/health needs "Authorization: Bearer <key>". SIGTERM or SIGINT stop accepting
-requests, let those in flight finish for up to --shutdown-timeout, cancel the
-rest, and exit 0.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd, f) },
+--model takes a file or a reference (hf.co/OWNER/REPO:QUANT, ...), pulled into
+the Hugging Face cache on first use while /health says "loading". Without
+--model (or WORKER_MODEL) the worker serves ` + DefaultModelRef + `
+(about 400 MB, pulled on first use: this needs access to the hub, or the model
+already in the cache).
+
+Every flag can also be set in the environment: WORKER_ and the flag's name in
+capitals with '_' for '-' (WORKER_PORT=9000, WORKER_PARALLEL=8,
+WORKER_ALLOWED_HOSTS=a,b); a flag on the command line wins over the
+environment, which wins over the default. Each flag's variable is listed below.
+
+With --api-key every endpoint but /health needs "Authorization: Bearer <key>".
+SIGTERM or SIGINT stop accepting requests, let those in flight finish for up to
+--shutdown-timeout, cancel the rest, and exit 0.`,
+		Args:    cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, args []string) error { return flagsFromEnv(cmd, "serve") },
+		RunE:    func(cmd *cobra.Command, args []string) error { return runServe(cmd, f) },
 	}
 	fs := cmd.Flags()
 	f.modelFlags.add(fs)
@@ -65,7 +76,7 @@ rest, and exit 0.`,
 	fs.IntVar(&f.parallel, "parallel", 4, "slots: sequences decoded together")
 	fs.IntVar(&f.queue, "queue", 64, "requests that may wait for a slot before 503 QUEUE_FULL (at least 1)")
 	fs.IntVar(&f.batch, "batch", 0, "tokens per forward step, prompt chunks included (0 = the engine's default)")
-	fs.StringVar(&f.apiKey, "api-key", "", "require Authorization: Bearer <key> (default $WORKER_API_KEY)")
+	fs.StringVar(&f.apiKey, "api-key", "", "require Authorization: Bearer <key>")
 	fs.StringVar(&f.workerID, "worker-id", "", "this worker's name in /health and the logs (default the host name)")
 	fs.StringVar(&f.modelID, "model-id", "", "the model's id in /v1/models and responses (default the file name without .gguf)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -81,6 +92,8 @@ rest, and exit 0.`,
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "browser origins allowed to call the API, with CORS (e.g. https://app.example; * for any); loopback origins always are")
 	fs.DurationVar(&f.memInterval, "mem-check-interval", memwatch.DefaultInterval, "how often the memory self-check samples (resident set on the CPU, VRAM on a GPU)")
 	fs.Int64Var(&f.memThreshold, "mem-check-threshold", 512<<20, "growth in bytes above the warmed-up baseline that, while still rising, makes /health unhealthy")
+	fs.Lookup("model").Usage = modelHelp + "; default " + DefaultModelRef
+	documentEnv(cmd)
 	return cmd
 }
 
@@ -89,7 +102,7 @@ func (f *serveFlags) newLogger(w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return nil, fmt.Errorf("serve: --log-level %q: want debug, info, warn or error", f.logLevel)
 	}
-	if f.verbose && level > slog.LevelDebug {
+	if globals.verbose && level > slog.LevelDebug {
 		level = slog.LevelDebug
 	}
 	opts := &slog.HandlerOptions{Level: level}
@@ -108,16 +121,14 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return err
 	}
 	if f.path == "" {
-		return errors.New("serve: --model is required (a GGUF file)")
+		f.path = DefaultModelRef
+		log.Info("no --model or WORKER_MODEL: serving the default model (pulled into the Hugging Face cache on first use)", "model", f.path)
 	}
 	if f.maxConns < 1 {
 		return fmt.Errorf("serve: --max-connections %d: want at least 1", f.maxConns)
 	}
 	if f.parallel < 1 || f.queue < 1 {
 		return fmt.Errorf("serve: --parallel %d and --queue %d: want at least 1 slot and a queue of at least 1", f.parallel, f.queue)
-	}
-	if f.apiKey == "" {
-		f.apiKey = os.Getenv("WORKER_API_KEY")
 	}
 	if f.workerID == "" {
 		f.workerID, _ = os.Hostname()
@@ -156,7 +167,15 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	go func() {
 		o := engine.LoadOptions{Device: f.device, Threads: f.threads, Logger: log,
 			Engine: engine.Options{Parallel: f.parallel, QueueSize: f.queue, CtxLen: f.ctx, BatchTokens: f.batch}}
-		m, err := loadModel(f.path, o, log)
+		path, err := resolveModel(ctx, f.path, cmd.ErrOrStderr())
+		if err != nil {
+			loadDone <- loaded{nil, err}
+			return
+		}
+		m, err := loadModel(path, o, log)
+		if err != nil {
+			err = explainFileError(path, err)
+		}
 		loadDone <- loaded{m, err}
 	}()
 	var m *engine.Model
@@ -176,6 +195,12 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer m.Close()
+	// Say once, at start, when the chat endpoints will use a built-in
+	// format instead of the model's own chat template.
+	if _, p, _ := m.Tokenizer().EncodeChat([]tokenizer.Message{{Role: "user", Content: "Hi"}},
+		tokenizer.ChatOptions{AddGenerationPrompt: true}); p.Warning != "" {
+		log.Warn("chat template: "+p.Warning, "using", "the built-in "+p.Source+" format")
+	}
 	srv.SetModel(m)
 	// The memory self-check: the process's resident set on the CPU, the
 	// device memory the backend holds on a GPU.

@@ -205,16 +205,31 @@ func TestServeSIGTERM(t *testing.T) {
 func TestServeFlagErrors(t *testing.T) {
 	for _, c := range []struct {
 		args []string
+		env  map[string]string
 		want string
 	}{
-		{[]string{"serve"}, "--model is required"},
-		{[]string{"serve", "--model", "x.gguf", "--log-format", "xml"}, "--log-format"},
-		{[]string{"serve", "--model", "x.gguf", "--parallel", "0"}, "--parallel"},
-		{[]string{"serve", "--model", "/nonexistent/m.gguf", "--port", "0"}, "m.gguf"},
+		// Without --model: the default model, here not in the (empty) cache
+		// and offline.
+		{[]string{"serve", "--offline", "--port", "0"}, nil, "OfflineNotCached: " + DefaultModelRef},
+		{[]string{"serve", "--port", "0"}, map[string]string{"HF_HUB_OFFLINE": "1"}, "OfflineNotCached: " + DefaultModelRef},
+		{[]string{"serve", "--model", "x.gguf", "--log-format", "xml"}, nil, "--log-format"},
+		{[]string{"serve", "--model", "x.gguf", "--parallel", "0"}, nil, "--parallel"},
+		{[]string{"serve", "--model", "/nonexistent/m.gguf", "--port", "0"}, nil, "m.gguf"},
+		// The environment sets what the command line does not.
+		{[]string{"serve", "--model", "x.gguf"}, map[string]string{"WORKER_PARALLEL": "0"}, "--parallel 0"},
+		{[]string{"serve", "--model", "x.gguf"}, map[string]string{"WORKER_PORT": "eighty"}, `serve: WORKER_PORT="eighty": invalid argument`},
+		{[]string{"serve", "--port", "0"}, map[string]string{"WORKER_MODEL": "/nonexistent/env.gguf"}, "env.gguf"},
+		// The command line wins over the environment.
+		{[]string{"serve", "--model", "/nonexistent/m.gguf", "--port", "0", "--log-format", "text"}, map[string]string{"WORKER_LOG_FORMAT": "xml"}, "m.gguf"},
 	} {
-		var out, errb bytes.Buffer
-		if code := run(c.args, &out, &errb); code == 0 || !strings.Contains(errb.String(), c.want) {
-			t.Errorf("%v: exit %d, stderr %q; want non-zero and %q", c.args, code, errb.String(), c.want)
-		}
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			var out, errb bytes.Buffer
+			if code := run(c.args, &out, &errb); code == 0 || !strings.Contains(errb.String(), c.want) {
+				t.Errorf("%v %v: exit %d, stderr %q; want non-zero and %q", c.env, c.args, code, errb.String(), c.want)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -47,9 +48,13 @@ character split over byte tokens).`,
 				}
 				text = string(b)
 			}
-			tok, err := tokenizer.Load(model)
+			path, err := resolveModel(context.Background(), model, cmd.ErrOrStderr())
 			if err != nil {
 				return err
+			}
+			tok, err := tokenizer.Load(path)
+			if err != nil {
+				return explainFileError(path, err)
 			}
 			ids, err := tok.Encode(text, tokenizer.EncodeOptions{AddSpecial: !noSpecial, ParseSpecial: parseSpecial})
 			if err != nil {
@@ -66,7 +71,7 @@ character split over byte tokens).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&model, "model", "", "GGUF file whose tokenizer to use")
+	cmd.Flags().StringVar(&model, "model", "", "GGUF model whose tokenizer to use: a file or a reference (hf.co/OWNER/REPO:QUANT, ...)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"ids":[...],"pieces":[...]}`)
 	cmd.Flags().BoolVar(&noSpecial, "no-special", false, "add no BOS/EOS")
 	cmd.Flags().BoolVar(&parseSpecial, "parse-special", false, "recognise special-token text such as <|im_start|>")
