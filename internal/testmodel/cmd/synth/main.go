@@ -7,10 +7,13 @@
 // (qwen2.gguf or phi3.gguf) when that file is found next to the current
 // directory or the repository root, and otherwise uses the built-in
 // synthetic tokenizer padded to the shape's vocabulary size. --vocab builtin
-// forces the latter.
+// forces the latter. synth gives the padding tokens visible made-up words
+// (" kalomi"), so that the random model's gibberish shows as text instead
+// of decoding to nothing.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -19,12 +22,16 @@ import (
 	"strings"
 	"time"
 
+	"worker-orcd/gguf"
 	"worker-orcd/internal/testmodel"
 	"worker-orcd/quant"
 )
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // --help: the usage was printed
+		}
 		fmt.Fprintln(os.Stderr, "synth:", err)
 		os.Exit(1)
 	}
@@ -89,6 +96,23 @@ func run(args []string) error {
 		vocabNote = "tokenizer copied from " + *vocab
 	}
 
+	if s.VocabFile == "" {
+		// The built-in tokenizer, with visible padding tokens.
+		dir, err := os.MkdirTemp("", "synth-vocab-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		n, err := writeVisibleVocab(s, filepath.Join(dir, "vocab.gguf"))
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			s.VocabFile = filepath.Join(dir, "vocab.gguf")
+			vocabNote += fmt.Sprintf(", %d padding tokens as made-up words", n)
+		}
+	}
+
 	start := time.Now()
 	ts, err := s.Tensors()
 	if err != nil {
@@ -123,7 +147,7 @@ func run(args []string) error {
 	if vocabSize == 0 {
 		vocabSize = int(ts[slices.IndexFunc(ts, func(t testmodel.Tensor) bool { return t.Name == "token_embd.weight" })].Dims[1])
 	}
-	fmt.Printf("wrote %s: %s %s, %d layers, %d bytes (%.1f MiB), %d tensors (%s), %d parameters\n",
+	fmt.Printf("wrote %s (random weights: its text is gibberish): %s %s, %d layers, %d bytes (%.1f MiB), %d tensors (%s), %d parameters\n",
 		*out, *shape, s.Type, s.Layers, st.Size(), float64(st.Size())/(1<<20), len(ts), strings.Join(mix, ", "), params)
 	fmt.Printf("vocab: %d tokens, %s\n", vocabSize, vocabNote)
 	fmt.Printf("seed %d, %.2fs\n", s.Seed, elapsed.Seconds())
@@ -158,4 +182,86 @@ func findVocab(name string) string {
 		}
 	}
 	return ""
+}
+
+// syllables make up the padding words: distinct indices give distinct words.
+var syllables = [16]string{"ka", "lo", "mi", "ne", "su", "ta", "ri", "vo", "ba", "de", "fu", "go", "ji", "pe", "zu", "wa"}
+
+// padWord is the made-up word of padding token i.
+func padWord(i int) string {
+	var b strings.Builder
+	for {
+		b.WriteString(syllables[i%16])
+		i /= 16
+		if i == 0 {
+			return b.String()
+		}
+	}
+}
+
+// writeVisibleVocab writes a vocabulary-only GGUF with the spec's built-in
+// tokenizer in which every padding token ("[PADn]", type unused, which
+// decodes to nothing) is a normal token with a made-up word and a leading
+// space (byte-level "Ġ" for BPE, "▁" for SentencePiece). It returns how many
+// tokens it changed (0: none, and nothing is written).
+func writeVisibleVocab(s testmodel.Spec, path string) (int, error) {
+	kvs, _, err := s.TokenizerKV()
+	if err != nil {
+		return 0, err
+	}
+	space := "▁"
+	for _, kv := range kvs {
+		if kv.Key == "tokenizer.ggml.model" && kv.Value.String() == "gpt2" {
+			space = testmodel.ByteLevel(" ")
+		}
+	}
+	var tokens []string
+	var types []int32
+	for _, kv := range kvs {
+		switch kv.Key {
+		case "tokenizer.ggml.tokens":
+			for i := range kv.Value.Len() {
+				tokens = append(tokens, kv.Value.Index(i).Any().(string))
+			}
+		case "tokenizer.ggml.token_type":
+			for i := range kv.Value.Len() {
+				types = append(types, kv.Value.Index(i).Any().(int32))
+			}
+		}
+	}
+	if len(tokens) != len(types) {
+		return 0, fmt.Errorf("built-in tokenizer: %d tokens but %d token types", len(tokens), len(types))
+	}
+	seen := make(map[string]bool, len(tokens))
+	for _, t := range tokens {
+		seen[t] = true
+	}
+	changed := 0
+	for i, t := range tokens {
+		if types[i] != testmodel.TokenUnused || !strings.HasPrefix(t, "[PAD") {
+			continue
+		}
+		w := space + padWord(changed)
+		for seen[w] {
+			w += "s"
+		}
+		seen[w] = true
+		tokens[i], types[i] = w, testmodel.TokenNormal
+		changed++
+	}
+	if changed == 0 {
+		return 0, nil
+	}
+	b := gguf.NewBuilder()
+	for _, kv := range kvs {
+		switch kv.Key {
+		case "tokenizer.ggml.tokens":
+			b.Set(kv.Key, tokens)
+		case "tokenizer.ggml.token_type":
+			b.Set(kv.Key, types)
+		default:
+			b.Set(kv.Key, kv.Value)
+		}
+	}
+	return changed, b.WriteFile(path)
 }

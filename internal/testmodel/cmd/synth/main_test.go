@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"worker-orcd/engine"
 	"worker-orcd/gguf"
+	"worker-orcd/sample"
+	"worker-orcd/tokenizer"
 )
 
 func TestRun(t *testing.T) {
@@ -45,4 +52,45 @@ func TestRun(t *testing.T) {
 			t.Errorf("%v: no error", bad)
 		}
 	}
+}
+
+// TestVisibleText: with the built-in tokenizer (a fresh clone has no
+// ../shared), the model's greedy gibberish is visible text: the padding
+// tokens that fill the shape's vocabulary are made-up words, not tokens
+// that decode to nothing.
+func TestVisibleText(t *testing.T) {
+	for _, shape := range []string{"qwen2-tiny", "llama-tiny"} {
+		out := filepath.Join(t.TempDir(), "m.gguf")
+		if err := run([]string{"--shape", shape, "--type", "Q8_0", "--layers", "1", "--vocab", "builtin", "-o", out}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := engine.Load(out, engine.LoadOptions{Device: "cpu", Engine: engine.Options{Parallel: 1, CtxLen: 64}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := m.Tokenizer().Encode("Hello, my name is", tokenizer.EncodeOptions{AddSpecial: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := m.Generate(context.Background(), engine.Request{Prompt: ids, MaxTokens: 8, Params: greedy(), IgnoreEOS: true}, func(engine.Token) error { return nil })
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(strings.TrimSpace(res.Text)) < 8 {
+			t.Errorf("%s: 8 greedy tokens gave the text %q (ids %v): want visible gibberish", shape, res.Text, res.IDs)
+		}
+	}
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	if err := run([]string{"--help"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v (main exits 0 only on flag.ErrHelp)", err)
+	}
+}
+
+func greedy() sample.Params {
+	p := sample.DefaultParams()
+	p.Temperature = 0
+	return p
 }
