@@ -49,7 +49,7 @@ func newServeCmd() *cobra.Command {
 The worker listens first and loads second: GET /health answers 503 "loading"
 until the model is ready. Endpoints: POST /execute (SSE), POST /cancel,
 GET /health, GET /metrics, POST /v1/completions, POST /v1/chat/completions,
-GET /v1/models (see the README).
+GET /v1/models, GET /v1/models/{id} (see the README).
 
 --model takes a file or a reference (hf.co/OWNER/REPO:QUANT, ...), pulled into
 the Hugging Face cache on first use while /health says "loading". Without
