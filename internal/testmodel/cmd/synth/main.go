@@ -211,7 +211,7 @@ func writeVisibleVocab(s testmodel.Spec, path string) (int, error) {
 	}
 	space := "▁"
 	for _, kv := range kvs {
-		if kv.Key == "tokenizer.ggml.model" && kv.Value.String() == "gpt2" {
+		if m, _ := kv.Value.Any().(string); kv.Key == "tokenizer.ggml.model" && m == "gpt2" {
 			space = testmodel.ByteLevel(" ")
 		}
 	}

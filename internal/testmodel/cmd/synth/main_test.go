@@ -77,8 +77,8 @@ func TestVisibleText(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(strings.TrimSpace(res.Text)) < 8 {
-			t.Errorf("%s: 8 greedy tokens gave the text %q (ids %v): want visible gibberish", shape, res.Text, res.IDs)
+		if len(strings.TrimSpace(res.Text)) < 8 || !strings.Contains(res.Text, " ") || strings.ContainsAny(res.Text, "▁Ġ") {
+			t.Errorf("%s: 8 greedy tokens gave the text %q (ids %v): want visible gibberish, words with spaces", shape, res.Text, res.IDs)
 		}
 	}
 }
