@@ -18,7 +18,6 @@ import (
 
 	"worker-orcd/engine"
 	"worker-orcd/server"
-	"worker-orcd/tokenizer"
 )
 
 func init() { register(newServeCmd) }
@@ -195,12 +194,6 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer m.Close()
-	// Say once, at start, when the chat endpoints will use a built-in
-	// format instead of the model's own chat template.
-	if _, p, _ := m.Tokenizer().EncodeChat([]tokenizer.Message{{Role: "user", Content: "Hi"}},
-		tokenizer.ChatOptions{AddGenerationPrompt: true}); p.Warning != "" {
-		log.Warn("chat template: "+p.Warning, "using", "the built-in "+p.Source+" format")
-	}
 	srv.SetModel(m)
 	// The memory self-check: the process's resident set on the CPU, the
 	// device memory the backend holds on a GPU.
