@@ -194,7 +194,6 @@ func (p *progressPrinter) update(ev hub.Progress) {
 				progressbar.OptionThrottle(100*time.Millisecond),
 				progressbar.OptionShowCount(),
 				progressbar.OptionSetPredictTime(true),
-				progressbar.OptionFullWidth(),
 				progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
 			)
 			p.bar.Set64(ev.Done)

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/creack/pty"
 
 	"worker-orcd/gguf"
 	"worker-orcd/hub/hubtest"
@@ -197,5 +203,52 @@ func TestPullErrors(t *testing.T) {
 	t.Setenv("HF_TOKEN", h.Token)
 	if code, _, errOut := runCLI("pull", "hf.co/corp/gated"); code != 0 {
 		t.Errorf("gated with HF_TOKEN: exit %d: %s", code, errOut)
+	}
+}
+
+// TestServeModelRef: serve pulls a reference while /health says "loading",
+// then serves it; WORKER_MODEL gives the same from the environment.
+func TestServeModelRef(t *testing.T) {
+	onlineHub(t)
+	t.Setenv("WORKER_MODEL", "hf.co/org/tiny-GGUF:Q8_0")
+	_, url, logs := startServe(t, "--port", "0", "--device", "cpu", "--parallel", "1")
+	resp, err := http.Get(url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"ready"`) {
+		t.Fatalf("/health: %d %s", resp.StatusCode, b)
+	}
+	if !strings.Contains(logs.String(), "tiny-Q8_0.gguf: downloading") {
+		t.Fatalf("serve logs lack the pull:\n%s", logs)
+	}
+}
+
+// TestPullProgressBar: on a terminal, pull draws a progress bar.
+func TestPullProgressBar(t *testing.T) {
+	onlineHub(t)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatalf("no pseudo-terminal on this machine: %v", err)
+	}
+	defer ptmx.Close()
+	var screen bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		io.Copy(&screen, ptmx)
+		close(done)
+	}()
+	var out bytes.Buffer
+	code := runIO([]string{"pull", "hf.co/org/tiny-GGUF:Q8_0"}, strings.NewReader(""), &out, tty)
+	tty.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	s := screen.String()
+	if code != 0 || !strings.Contains(s, "100%") || !strings.Contains(s, "tiny-Q8_0.gguf") || !strings.Contains(s, "111/111 kB") || !strings.Contains(s, "|██████████") {
+		t.Fatalf("exit %d; terminal:\n%q", code, s)
 	}
 }
