@@ -120,7 +120,7 @@ func kernelNames() []string {
 		"attention_merge_f32", "topk_f32",
 		"to_f16_pad", "gemm_epilogue", "to_f16_rows"}
 	for _, s := range kernelSuffix {
-		names = append(names, "mm_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)
+		names = append(names, "mmu_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)
 		if mmtSuffix[s] {
 			names = append(names, "mmt_"+s)
 		}
@@ -130,7 +130,7 @@ func kernelNames() []string {
 
 func (b *Backend) init() error {
 	d, c, w := b.dev, b.c, b.m.Weights
-	if err := d.loadModule("decoder", kernels.Decoder, kernelNames()); err != nil {
+	if err := d.loadModule("decoder", kernels.Source(), kernelNames()); err != nil {
 		return err
 	}
 	if err := d.prepareMMT(); err != nil {

@@ -299,26 +299,3 @@ func (d *Device) kernelResources(name string) (regs, local, shared int, err erro
 	}
 	return int(v[0]), int(v[1]), int(v[2]), nil
 }
-
-// launch runs a kernel on the device stream; args are pointers to each
-// parameter value. Call inside do.
-func (d *Device) launch(name string, grid, block [3]uint32, shared uint32, args ...unsafe.Pointer) error {
-	f, ok := d.funcs[name]
-	if !ok {
-		return fmt.Errorf("cuda: kernel %s not loaded (a bug)", name)
-	}
-	var params unsafe.Pointer
-	if len(args) > 0 {
-		params = unsafe.Pointer(&args[0])
-	}
-	if err := check("cuLaunchKernel("+name+")", drv.cuLaunchKernel(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, d.stream, params, nil)); err != nil {
-		return err
-	}
-	if d.syncEach {
-		if err := check("kernel "+name+" (WORKER_CUDA_SYNC=1)", drv.cuStreamSynchronize(d.stream)); err != nil {
-			return err
-		}
-	}
-	runtime.KeepAlive(args)
-	return nil
-}

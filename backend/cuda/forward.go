@@ -57,8 +57,6 @@ func (b *Backend) grow(T, nsel int) error {
 	return nil
 }
 
-func blocks(n, per int) uint32 { return uint32((n + per - 1) / per) }
-
 // Forward runs one step over a batch (see backend.Backend).
 func (b *Backend) Forward(batch []*backend.Seq) error {
 	c := b.c
@@ -146,8 +144,6 @@ func (b *Backend) idsPtr() devicePtr        { return b.meta }
 func (b *Backend) posPtr(T int) devicePtr   { return b.meta + devicePtr(4*T) }
 func (b *Backend) kPtrs(T, l int) devicePtr { return b.meta + devicePtr(8*T+8*l*T) }
 func (b *Backend) vPtrs(T, l int) devicePtr { return b.meta + devicePtr(8*T+8*b.c.NLayer*T+8*l*T) }
-func p(v any) unsafe.Pointer                { return argPtr(v) }
-func dims(x, y, z uint32) [3]uint32         { return [3]uint32{x, y, z} }
 func (b *Backend) dump(name string, ptr devicePtr, rows, cols int) error {
 	if b.Dump == nil {
 		return nil
@@ -160,289 +156,15 @@ func (b *Backend) dump(name string, ptr devicePtr, rows, cols int) error {
 	return nil
 }
 
-// argPtr returns a pointer to a heap copy of a kernel argument.
-func argPtr(v any) unsafe.Pointer {
-	switch x := v.(type) {
-	case devicePtr:
-		q := new(devicePtr)
-		*q = x
-		return unsafe.Pointer(q)
-	case int:
-		q := new(int32)
-		*q = int32(x)
-		return unsafe.Pointer(q)
-	case int64:
-		q := new(int64)
-		*q = x
-		return unsafe.Pointer(q)
-	case float32:
-		q := new(float32)
-		*q = x
-		return unsafe.Pointer(q)
-	}
-	panic(fmt.Sprintf("cuda: kernel argument of type %T", v))
-}
-
-// mmJob and mmArgs mirror decoder.cu's MMJob and MMArgs (same layout).
-type mmJob struct {
-	W          devicePtr
-	RowBytes   int64
-	Out        devicePtr
-	Bias       devicePtr
-	Rows       int32
-	Accumulate int32
-}
-
-type mmArgs struct {
-	Job   [3]mmJob
-	NJobs int32
-	_     int32
-	X     devicePtr
-	X16   devicePtr // mmt_ only: X rounded to F16
-	Out16 devicePtr // mmt_ only, with glu: F16 copy of the output (0: none)
-	Cols  int32
-	T     int32
-	GLU   int32
-	Parts int32 // mmt_ only
-	Tok   int32 // mmt_ only
-	_     int32
-}
-
-// mmOut is one matrix of a fused product: where its rows go.
-type mmOut struct {
-	m          *dmat
-	out, bias  devicePtr
-	accumulate bool
-	out16      devicePtr // with glu, decode rows on the tensor cores: also an F16 copy of out (0: none)
-}
-
-// segment is a run of consecutive batch rows of one kind: decode rows (one
-// token of a decoding sequence) or prefill rows (prompt or scored text).
-type segment struct {
-	start, n int
-	prefill  bool
-}
-
-// mmLaunch runs out = x·mᵀ for one to three matrices of the same type and
-// width over the same activations (with glu, two: gate, up →
-// silu(gate)·up), for the T rows of x. Rows are computed by kind (b.segs):
-// decode rows with the unit kernel, prefill rows with the element-wise one,
-// so that a row's result never depends on what else is in the batch. With
-// no segments set (kernel tests), T ≤ 8 counts as decode.
-func (b *Backend) mmLaunch(x devicePtr, T int, glu bool, outs ...mmOut) error {
-	return b.mmLaunch16(x, 0, T, glu, outs...)
-}
-
-// mmLaunch16 is mmLaunch with x16, an F16 copy of x (0: none; decode rows on
-// the tensor cores then convert x first).
-func (b *Backend) mmLaunch16(x, x16 devicePtr, T int, glu bool, outs ...mmOut) error {
-	segs := b.segs
-	if segs == nil {
-		segs = []segment{{0, T, T > 8}}
-	}
-	for _, sg := range segs {
-		shifted := make([]mmOut, len(outs))
-		for i, o := range outs {
-			shifted[i] = o
-			shifted[i].out = o.out + devicePtr(4*sg.start*o.m.rows)
-			if o.out16 != 0 {
-				shifted[i].out16 = o.out16 + devicePtr(2*sg.start*o.m.rows)
-			}
-		}
-		sx16 := x16
-		if x16 != 0 {
-			sx16 = x16 + devicePtr(2*sg.start*outs[0].m.cols)
-		}
-		if err := b.mmSegment(x+devicePtr(4*sg.start*outs[0].m.cols), sx16, sg.n, sg.prefill, glu, shifted...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (b *Backend) mmSegment(x, x16 devicePtr, T int, prefill, glu bool, outs ...mmOut) error {
-	same := true
-	for _, o := range outs[1:] {
-		same = same && o.m.suffix == outs[0].m.suffix && o.m.cols == outs[0].m.cols
-	}
-	if !same {
-		if glu {
-			return fmt.Errorf("cuda: gate and up have different types (%s, %s): a bug in the caller", outs[0].m.suffix, outs[1].m.suffix)
-		}
-		for _, o := range outs {
-			if err := b.mmSegment(x, x16, T, prefill, false, o); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	a := new(mmArgs)
-	rows := 0
-	for i, o := range outs {
-		acc := int32(0)
-		if o.accumulate {
-			acc = 1
-		}
-		a.Job[i] = mmJob{W: o.m.ptr, RowBytes: o.m.rowBytes, Out: o.out, Bias: o.bias, Rows: int32(o.m.rows), Accumulate: acc}
-		rows += o.m.rows
-	}
-	a.NJobs, a.X, a.Cols, a.T = int32(len(outs)), x, int32(outs[0].m.cols), int32(T)
-	if glu {
-		a.GLU, rows = 1, outs[0].m.rows
-	}
-	if prefill && b.blas != 0 {
-		return b.gemmSegment(x, T, glu, outs...)
-	}
-	const warps = 8
-	if prefill {
-		return b.dev.launch("mme_"+outs[0].m.suffix, dims(blocks(rows, warps), blocks(T, 8), 1), dims(32*warps, 1, 1), 0, unsafe.Pointer(a))
-	}
-	if b.tensorCoreDecode(outs[0].m.suffix) {
-		// Tiles of 16 weight rows (glu: 8 gate + 8 up), 8/parts tiles a block.
-		tiles := blocks(rows, 16)
-		if glu {
-			tiles = blocks(rows, 8)
-		}
-		parts := b.mmtParts
-		if parts == 0 {
-			parts = mmtPartsFor(int(tiles))
-		}
-		rowBlocks := blocks(int(tiles), mmtWarps/parts)
-		tok := mmtTokensFor(int(rowBlocks), parts, T)
-		if b.mmtTok != 0 {
-			tok = b.mmtTok
-		}
-		a.Parts, a.Tok = int32(parts), int32(tok)
-		if x16 == 0 {
-			var err error
-			if x16, err = b.toF16(x, T*outs[0].m.cols); err != nil {
-				return err
-			}
-		}
-		a.X16 = x16
-		if glu {
-			a.Out16 = outs[0].out16
-		}
-		return b.dev.launch("mmt_"+outs[0].m.suffix, dims(rowBlocks, blocks(T, tok), 1), dims(32*mmtWarps, 1, 1),
-			uint32(mmtShared(parts, tok)), unsafe.Pointer(a))
-	}
-	// Two rows a warp (with glu: a gate row and its up row).
-	perWarp := 2
-	if glu {
-		perWarp = 1
-	}
-	return b.dev.launch("mm_"+outs[0].m.suffix, dims(blocks(rows, warps*perWarp), blocks(T, unitTile), 1), dims(32*warps, 1, 1), 0, unsafe.Pointer(a))
-}
-
-// unitTile is TILE_U of decoder.cu: tokens a block of the unit kernel takes.
-const unitTile = 4
-
-// mmtTokens and mmtWarps are MMT_TOK and MMT_WARPS of decoder.cu: the most
-// tokens a block of the tensor-core decode kernel takes, and its warps.
-const (
-	mmtTokens = 64
-	mmtWarps  = 8
-)
-
-// mmtPartsFor is how many warps split each row tile of a matrix with this
-// many 16-row tiles (1, 2, 4 or 8): a function of the shape alone, since it
-// sets the order of the row's sums. As few as still give a single decode
-// row 2048 warps (measured on an H200: fewer parts are faster per warp, but
-// a small matrix needs the split to fill the card).
-func mmtPartsFor(tiles int) int {
-	for _, p := range []int{1, 2, 4} {
-		if tiles*p >= 2048 {
-			return p
-		}
-	}
-	return 8
-}
-
-// mmtTokensFor is how many tokens a block of the tensor-core kernel takes (a
-// multiple of 8): at most mmtTokens and 256/parts (the staged activations
-// must fit in shared memory), no more than the batch needs, and fewer when
-// the matrix has few row blocks, so that a batch still fills the card. It
-// changes no result.
-func mmtTokensFor(rowBlocks, parts, T int) int {
-	tok := min(mmtTokens, 256/parts, (T+7)/8*8)
-	for tok > 16 && rowBlocks*((T+tok-1)/tok) < 264 {
-		tok = (tok/2 + 7) / 8 * 8
-	}
-	return tok
-}
-
-// mmtShared is the dynamic shared memory of an mmt_ block: the staged F16
-// activations (16-byte pieces, 4·parts units of 4·tok+1 pieces), at least
-// the 32 KiB of partial sums that reuse it.
-func mmtShared(parts, tok int) int {
-	return max(64*parts*(4*tok+1), 32768)
-}
-
-// toF16 writes x's n float32 values (n a multiple of 4) as F16 into a
-// workspace and returns it.
-func (b *Backend) toF16(x devicePtr, n int) (devicePtr, error) {
-	ptr, err := b.need(&b.gemm.x16, int64(2*n))
-	if err != nil {
-		return 0, err
-	}
-	return ptr, b.dev.launch("to_f16_rows", dims(blocks(n/4, 256), 1, 1), dims(256, 1, 1), 0, p(x), p(ptr), p(int64(n)))
-}
-
-// mmtMaxShared is the most mmtShared can ask for (parts·tok ≤ 256).
-const mmtMaxShared = 80 << 10
-
-// prepareMMT lets each loaded mmt_ kernel use mmtMaxShared bytes of dynamic
-// shared memory (above the default 48 KiB); call inside do, after loadModule.
-func (d *Device) prepareMMT() error {
-	const attrMaxDynamicShared = 8
-	if d.Arch() < 80 {
-		return nil
-	}
-	for s := range mmtSuffix {
-		f, ok := d.funcs["mmt_"+s]
-		if !ok {
-			continue
-		}
-		if err := check("cuFuncSetAttribute(mmt_"+s+")", drv.cuFuncSetAttribute(f, attrMaxDynamicShared, mmtMaxShared)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// mmtSuffix lists the weight types whose decode rows run on the tensor
-// cores (mmt_<suffix>): their dequantized values and the activations are
-// rounded to F16, float32 accumulation. F32 and BF16 weights keep the
-// float32 unit kernel (F16 would round or overflow them).
-var mmtSuffix = map[string]bool{"f16": true, "q4_0": true, "q4_1": true, "q5_0": true, "q5_1": true,
-	"q8_0": true, "q4_k": true, "q5_k": true, "q6_k": true}
-
-// tensorCoreDecode reports whether decode rows of this weight type use
-// mmt_<suffix>: the type is listed and the card has mma.m16n8k16 (sm_80+).
-// The choice depends on the type and the card only, never on the batch.
-func (b *Backend) tensorCoreDecode(suffix string) bool {
-	return mmtSuffix[suffix] && b.dev.Arch() >= 80
-}
-
-// mm launches out[T, m.rows] = x[T, m.cols] · mᵀ.
-func (b *Backend) mm(m *dmat, x, out devicePtr, T int) error {
-	return b.mmLaunch(x, T, false, mmOut{m: m, out: out})
-}
-
 // rmsNorm writes out (and, when out16 is set, an F16 copy of it).
 func (b *Backend) rmsNorm(x, w, out, out16 devicePtr, T, n int) error {
-	return b.dev.launch("rms_norm_f32", dims(uint32(T), 1, 1), dims(1024, 1, 1), 0, p(x), p(w), p(out), p(n), p(b.c.RMSEps), p(out16))
-}
-
-func (b *Backend) elementwise(name string, total int, args ...unsafe.Pointer) error {
-	return b.dev.launch(name, dims(blocks(total, 256), 1, 1), dims(256, 1, 1), 0, args...)
+	return b.dev.rmsNorm(x, w, out, out16, T, n, b.c.RMSEps)
 }
 
 func (b *Backend) layersForward(T int) error {
 	c := b.c
 	d, qd, ff := c.NEmbd, c.QDim(), c.NFF
-	if err := b.dev.launch("embed_"+b.embd.suffix, dims(uint32(T), 1, 1), dims(256, 1, 1), 0,
-		p(b.embd.ptr), p(b.embd.rowBytes), p(b.idsPtr()), p(b.x), p(d)); err != nil {
+	if err := b.dev.embed(&b.embd, b.idsPtr(), b.x, T); err != nil {
 		return err
 	}
 	if err := b.dump("inp_embd", b.x, T, d); err != nil {
@@ -454,12 +176,10 @@ func (b *Backend) layersForward(T int) error {
 	// batch: it changes the summation order, so a row's result would
 	// otherwise depend on the batch.
 	splits := maxSplits
+	heads := headShape{nHead: c.NHead, nKV: c.NHeadKV, headDim: c.HeadDim}
 	for l := range b.layers {
 		ly := &b.layers[l]
-		neox := 0
-		if c.Arch.Rope == model.RopeNeoX {
-			neox = 1
-		}
+		neox := c.Arch.Rope == model.RopeNeoX
 		steps := []func() error{
 			func() error { return b.rmsNorm(b.x, ly.attnNorm, b.h, b.h16, T, d) },
 			func() error { return b.dump(fmt.Sprintf("attn_norm-%d", l), b.h, T, d) },
@@ -469,18 +189,13 @@ func (b *Backend) layersForward(T int) error {
 			},
 			func() error { return b.dump(fmt.Sprintf("Qcur-%d", l), b.q, T, qd) },
 			func() error {
-				return b.dev.launch("rope_store_"+b.kvType, dims(uint32(T), 1, 1), dims(1024, 1, 1), 0,
-					p(b.q), p(b.k), p(b.v), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)), p(b.invFreq),
-					p(c.NHead), p(c.NHeadKV), p(c.HeadDim), p(c.RopeDim), p(neox))
+				return b.dev.ropeStore(b.kvType, b.q, b.k, b.v, b.kPtrs(T, l), b.vPtrs(T, l), b.posPtr(T), b.invFreq, T, heads, c.RopeDim, neox)
 			},
 			func() error {
-				return b.dev.launch("attention_split_"+b.kvType, dims(uint32(T), uint32(c.NHead), uint32(splits)), dims(128, 1, 1), 0,
-					p(b.q), p(b.attPart), p(b.kPtrs(T, l)), p(b.vPtrs(T, l)), p(b.posPtr(T)),
-					p(c.NHead), p(c.NHeadKV), p(c.HeadDim), p(c.SlidingWindow), p(scale), p(splits))
+				return b.dev.attentionSplit(b.kvType, b.q, b.attPart, b.kPtrs(T, l), b.vPtrs(T, l), b.posPtr(T), T, heads, c.SlidingWindow, scale, splits)
 			},
 			func() error {
-				return b.dev.launch("attention_merge_f32", dims(uint32(T), uint32(c.NHead), 1), dims(128, 1, 1), 0,
-					p(b.attPart), p(b.att), p(c.NHead), p(c.HeadDim), p(splits), p(b.att16))
+				return b.dev.attentionMerge(b.attPart, b.att, b.att16, T, c.NHead, c.HeadDim, splits)
 			},
 			func() error { return b.dump(fmt.Sprintf("kqv_out-%d", l), b.att, T, qd) },
 			// Output projection added into the residual stream.
@@ -499,7 +214,7 @@ func (b *Backend) layersForward(T int) error {
 				if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.up, out: b.up}); err != nil {
 					return err
 				}
-				return b.elementwise("swiglu_f32", T*ff, p(b.gate), p(b.up), p(T*ff), p(b.gate16))
+				return b.dev.swiglu(b.gate, b.up, b.gate16, T*ff)
 			},
 			func() error { return b.dump(fmt.Sprintf("ffn_act-%d", l), b.gate, T, ff) },
 			func() error {
@@ -583,9 +298,8 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 	}
 	for _, r := range runs {
 		rec := b.topBuf + devicePtr(r.ntop*topStride)
-		if err := b.dev.launch("topk_f32", dims(uint32(r.n), 1, 1), dims(1024, 1, 1), 0,
-			p(b.logits+devicePtr(4*r.off*V)), p(V), p(r.k), p(rec), p(rec+devicePtr(4*sample.MaxTop)), p(rec+devicePtr(8*sample.MaxTop)),
-			p(int64(V)), p(int64(topStride))); err != nil {
+		if err := b.dev.topK(b.logits+devicePtr(4*r.off*V), r.n, V, r.k, rec, rec+devicePtr(4*sample.MaxTop), rec+devicePtr(8*sample.MaxTop),
+			int64(V), int64(topStride)); err != nil {
 			return err
 		}
 	}

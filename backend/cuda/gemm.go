@@ -37,8 +37,12 @@ func (b *Backend) dequantF16(m *dmat, buf **Buffer) (devicePtr, error) {
 		return 0, err
 	}
 	units := m.rows * (m.cols / 32)
+	if m.cols%32 != 0 {
+		return 0, fmt.Errorf("%w: dequant_f16_%s: cols %d is not a multiple of 32", ErrLaunch, m.suffix, m.cols)
+	}
+	// One thread a 32-element unit.          grid ceil(rows·cols/32 / 256), block 256
 	return ptr, b.dev.launch("dequant_f16_"+m.suffix, dims(blocks(units, 256), 1, 1), dims(256, 1, 1), 0,
-		p(m.ptr), p(m.rowBytes), p(m.rows), p(m.cols), p(ptr))
+		newArgs().dev("W", m.ptr).i64("row_bytes", m.rowBytes).i32("rows", m.rows).i32("cols", m.cols).dev("out", ptr))
 }
 
 // gemmSegment computes prompt rows with cuBLAS: each matrix is dequantized
@@ -96,8 +100,9 @@ func (b *Backend) gemmTiles(x devicePtr, T, rows, cols int, f func(xh devicePtr,
 	}
 	for t0 := 0; t0 < T; t0 += gemmTile {
 		n := min(gemmTile, T-t0)
+		// x's rows t0 … t0+n as F16, zero rows up to gemmTile.   grid ceil(gemmTile·cols/256), block 256
 		if err := b.dev.launch("to_f16_pad", dims(blocks(gemmTile*cols, 256), 1, 1), dims(256, 1, 1), 0,
-			p(x+devicePtr(4*t0*cols)), p(n), p(cols), p(xh), p(gemmTile)); err != nil {
+			newArgs().dev("x", x+devicePtr(4*t0*cols)).i32("T", n).i32("cols", cols).dev("out", xh).i32("tile", gemmTile)); err != nil {
 			return err
 		}
 		if err := f(xh, t0, n); err != nil {
@@ -133,8 +138,9 @@ func (b *Backend) epilogue(c, up devicePtr, T, rows int, out, bias devicePtr, ac
 	if accumulate {
 		acc = 1
 	}
+	// out (+)= c (+ bias), or silu(c)·up.   grid ceil(T·rows/256), block 256
 	return b.dev.launch("gemm_epilogue", dims(blocks(T*rows, 256), 1, 1), dims(256, 1, 1), 0,
-		p(c), p(up), p(T), p(rows), p(out), p(bias), p(acc))
+		newArgs().dev("c", c).ptr("up", up).i32("T", T).i32("rows", rows).dev("out", out).ptr("bias", bias).i32("accumulate", acc))
 }
 
 func (b *Backend) freeGemm() {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"unsafe"
@@ -99,11 +100,19 @@ func compile(name, src string, arch int) ([]byte, error) {
 		return nil, fmt.Errorf("CUDA_ERROR: nvrtcCreateProgram(%s): %s", name, goString(nvrtc.nvrtcGetErrorString(r)))
 	}
 	defer nvrtc.nvrtcDestroyProgram(&prog)
+	// An array of C strings: the array and each string pinned while NVRTC
+	// reads them.
 	cOpts := make([]*byte, len(opts))
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	pin.Pin(&cOpts[0])
 	for i, o := range opts {
 		cOpts[i] = cstr(o)
+		pin.Pin(cOpts[i])
 	}
-	if r := nvrtc.nvrtcCompileProgram(prog, int32(len(cOpts)), unsafe.Pointer(&cOpts[0])); r != 0 {
+	r := nvrtc.nvrtcCompileProgram(prog, int32(len(cOpts)), unsafe.Pointer(&cOpts[0]))
+	pin.Unpin()
+	if r != 0 {
 		var n uint64
 		nvrtc.nvrtcGetProgramLogSize(prog, &n)
 		log := make([]byte, n+1)

@@ -233,8 +233,7 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 			idb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&ids[0])), 12))
 			eb := h.poisoned(3 * shape.cols)
 			err = h.d.do(func() error {
-				return h.d.launch("embed_"+kernelSuffix[typ], dims(3, 1, 1), dims(256, 1, 1), 0,
-					p(wb.Ptr), p(int64(rb)), p(idb.Ptr), p(eb.Ptr), p(shape.cols))
+				return h.d.embed(&m, idb.Ptr, eb.Ptr, 3)
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -417,7 +416,7 @@ func TestNormRopeAttentionParity(t *testing.T) {
 				k16, v16 := h.poisoned((L*kvd+1)/2), h.poisoned((L*kvd+1)/2)
 				err := h.d.do(func() error {
 					for _, c := range [][2]devicePtr{{kb.Ptr, k16.Ptr}, {vb.Ptr, v16.Ptr}} {
-						if err := h.d.launch("to_f16_rows", dims(blocks(L*kvd/4, 256), 1, 1), dims(256, 1, 1), 0, p(c[0]), p(c[1]), p(int64(L*kvd))); err != nil {
+						if err := h.d.toF16Rows(c[0], c[1], L*kvd); err != nil {
 							return err
 						}
 					}
@@ -451,12 +450,11 @@ func TestNormRopeAttentionParity(t *testing.T) {
 			splits := map[int]int{0: 16, 7: 3, 2: 1}[window]
 			part := h.poisoned(Tq * nh * splits * (hd + 2))
 			err := h.d.do(func() error {
-				if err := h.d.launch("attention_split_"+kvt, dims(uint32(Tq), uint32(nh), uint32(splits)), dims(128, 1, 1), 0,
-					p(qb.Ptr), p(part.Ptr), p(pb.Ptr), p(pb.Ptr+devicePtr(8*Tq)), p(posb.Ptr), p(nh), p(nkv), p(hd), p(window), p(scale), p(splits)); err != nil {
+				if err := h.d.attentionSplit(kvt, qb.Ptr, part.Ptr, pb.Ptr, pb.Ptr+devicePtr(8*Tq), posb.Ptr, Tq,
+					headShape{nHead: nh, nKV: nkv, headDim: hd}, window, scale, splits); err != nil {
 					return err
 				}
-				return h.d.launch("attention_merge_f32", dims(uint32(Tq), uint32(nh), 1), dims(128, 1, 1), 0,
-					p(part.Ptr), p(ob.Ptr), p(nh), p(hd), p(splits), p(devicePtr(0)))
+				return h.d.attentionMerge(part.Ptr, ob.Ptr, 0, Tq, nh, hd, splits)
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -527,8 +525,7 @@ func TestTopKParity(t *testing.T) {
 		xb := h.uploadF32(x)
 		out := h.poisoned(2*c.K + 1)
 		err := h.d.do(func() error {
-			return h.d.launch("topk_f32", dims(1, 1, 1), dims(1024, 1, 1), 0, p(xb.Ptr), p(c.V), p(c.K),
-				p(out.Ptr), p(out.Ptr+devicePtr(4*c.K)), p(out.Ptr+devicePtr(8*c.K)), p(int64(0)), p(int64(0)))
+			return h.d.topK(xb.Ptr, 1, c.V, c.K, out.Ptr, out.Ptr+devicePtr(4*c.K), out.Ptr+devicePtr(8*c.K), 0, 0)
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -621,7 +618,7 @@ func TestDecodeKernelTiming(t *testing.T) {
 			m := dmat{ptr: wb.Ptr, rows: c.rows, cols: c.cols, rowBytes: int64(rb), suffix: sfx}
 			// Variants: the unit kernel, mmt_ with the split chosen by shape,
 			// and mmt_ with each split forced.
-			names := []string{"mm_", "mmt", "P=1", "P=2", "P=4", "P=8"}
+			names := []string{"mmu_", "mmt", "P=1", "P=2", "P=4", "P=8"}
 			res := make([]float64, len(names))
 			for k, name := range names {
 				h.b.mmtParts = []int{0, 0, 1, 2, 4, 8}[k]
@@ -637,8 +634,8 @@ func TestDecodeKernelTiming(t *testing.T) {
 					for i := range reps + warm {
 						drv.cuEventRecord(start, h.d.stream)
 						var err error
-						if name == "mm_" {
-							err = h.d.launch("mm_"+sfx, dims(blocks(c.rows, 16), blocks(T, unitTile), 1), dims(256, 1, 1), 0, unsafe.Pointer(a))
+						if name == "mmu_" {
+							err = h.d.mmu(sfx, a, c.rows)
 						} else {
 							err = h.b.mmLaunch16(xb.Ptr, x16, T, false, mmOut{m: &m, out: ob.Ptr})
 						}

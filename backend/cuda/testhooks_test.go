@@ -5,7 +5,7 @@ import (
 	"worker-orcd/model"
 )
 
-func kernelsDecoder() string { return kernels.Decoder }
+func kernelsDecoder() string { return kernels.Source() }
 
 func testConfig() *model.Config {
 	return &model.Config{RMSEps: 1e-6}

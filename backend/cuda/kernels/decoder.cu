@@ -439,7 +439,7 @@ __device__ __forceinline__ void mmu_kernel(const MMArgs& a) {
 
 // One warp per output row (of all jobs together); grid.y tiles the tokens.
 template <void (*ROWS)(const uchar*, const float*, int, int, float*)>
-__device__ __forceinline__ void mm_kernel(const MMArgs& a) {
+__device__ __forceinline__ void mme_kernel(const MMArgs& a) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int r = blockIdx.x * (blockDim.x >> 5) + warp;
     int total = a.glu ? a.job[0].rows : a.job[0].rows + (a.njobs > 1 ? a.job[1].rows : 0) + (a.njobs > 2 ? a.job[2].rows : 0);
@@ -799,8 +799,8 @@ extern "C" __global__ void gemm_epilogue(const float* c, const float* up, int T,
     extern "C" __global__ void embed_##NAME(const uchar* W, long row_bytes, const int* ids, float* x, int cols) { \
         embed_impl<deq_##NAME>(W, row_bytes, ids, x, cols);                                                 \
     }                                                                                                       \
-    extern "C" __global__ void mm_##NAME(MMArgs a) { mmu_kernel<unit_##NAME>(a); }                         \
-    extern "C" __global__ void mme_##NAME(MMArgs a) { mm_kernel<mme_rows<deq_##NAME>>(a); }               \
+    extern "C" __global__ void mmu_##NAME(MMArgs a) { mmu_kernel<unit_##NAME>(a); }                         \
+    extern "C" __global__ void mme_##NAME(MMArgs a) { mme_kernel<mme_rows<deq_##NAME>>(a); }               \
     extern "C" __global__ void dequant_f16_##NAME(const uchar* W, long row_bytes, int rows, int cols, ushort* out) { \
         dequant_f16_impl<unit_##NAME>(W, row_bytes, rows, cols, out);                                       \
     }

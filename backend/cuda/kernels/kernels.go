@@ -8,3 +8,8 @@ import _ "embed"
 //
 //go:embed decoder.cu
 var Decoder string
+
+// Source is the translation unit NVRTC compiles: every source file in
+// order, each after a #line directive so that compiler messages name the
+// file and line.
+func Source() string { return "#line 1 \"decoder.cu\"\n" + Decoder }

@@ -1,0 +1,61 @@
+package cuda
+
+import "fmt"
+
+// Launchers of kernels/attention.cu: attention split over the positions
+// (flash-decoding) and the merge of the splits.
+
+// maxHeadDim is MAX_HD of attention.cu: a lane holds head elements lane,
+// lane+32, … in registers, four at most.
+const maxHeadDim = 128
+
+// attWarps is ATT_WARPS of attention.cu: the warps of an attention_split block.
+const attWarps = 4
+
+// maxMergeSplits is the most splits attention_merge_f32 combines (its
+// shared scale[64]).
+const maxMergeSplits = 64
+
+func checkSplits(kernel string, n int) error {
+	if n < 1 || n > maxMergeSplits {
+		return fmt.Errorf("%w: %s: %d splits (want 1 … %d)", ErrLaunch, kernel, n, maxMergeSplits)
+	}
+	return nil
+}
+
+// attentionSplit launches attention_split_<kvType>: for each row t and head
+// h, split s of the positions first..pos[t] (first = pos[t]-window+1 with a
+// sliding window, else 0) gives a partial (max, sum, acc[hd]) in part
+// [T, n_head, splits, hd+2].
+//
+//	grid (T, n_head, splits), block 128
+func (d *Device) attentionSplit(kvType string, q, part, kptr, vptr, pos devicePtr, T int, s headShape, window int, scale float32, splits int) error {
+	kernel := "attention_split_" + kvType
+	if err := s.check(kernel); err != nil {
+		return err
+	}
+	if err := checkSplits(kernel, splits); err != nil {
+		return err
+	}
+	if window < 0 {
+		return fmt.Errorf("%w: %s: sliding window %d", ErrLaunch, kernel, window)
+	}
+	return d.launch(kernel, dims(T, s.nHead, splits), dims(32*attWarps, 1, 1), 0,
+		newArgs().dev("q", q).dev("part", part).dev("kptr", kptr).dev("vptr", vptr).dev("pos", pos).
+			i32("n_head", s.nHead).i32("n_kv", s.nKV).i32("hd", s.headDim).i32("window", window).f32("scale", scale).i32("nsplit", splits))
+}
+
+// attentionMerge launches attention_merge_f32: out[t, h] combines the splits'
+// partials of part (and an F16 copy into out16 when set).
+//
+//	grid (T, n_head), block 128
+func (d *Device) attentionMerge(part, out, out16 devicePtr, T, nHead, headDim, splits int) error {
+	if err := checkSplits("attention_merge_f32", splits); err != nil {
+		return err
+	}
+	if headDim < 1 || headDim > maxHeadDim {
+		return fmt.Errorf("%w: attention_merge_f32: head dimension %d (want 1 … %d)", ErrLaunch, headDim, maxHeadDim)
+	}
+	return d.launch("attention_merge_f32", dims(T, nHead, 1), dims(128, 1, 1), 0,
+		newArgs().dev("part", part).dev("out", out).i32("n_head", nHead).i32("hd", headDim).i32("nsplit", splits).ptr("out16", out16))
+}
