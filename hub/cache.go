@@ -315,6 +315,7 @@ func (c Cache) Remove(r Ref) ([]string, error) {
 		if err := os.RemoveAll(c.RepoDir(m.Repo)); err != nil {
 			return removed, err
 		}
+		os.RemoveAll(filepath.Join(c.Dir, ".locks", repoFolder(m.Repo)))
 	}
 	return removed, nil
 }

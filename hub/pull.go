@@ -354,6 +354,11 @@ func (c *Client) fetch(ctx context.Context, repo, commit string, s sibling, part
 			return nil
 		}
 	}
+	unlock, err := c.Cache.lockBlob(ctx, repo, blob)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	dest := c.Cache.blobPath(repo, blob)
 	if st, err := os.Stat(dest); err == nil && st.Mode().IsRegular() && (p.Total < 0 || st.Size() == p.Total) {
 		p.Done, p.Resumed, p.Cached, p.Finished = st.Size(), st.Size(), true, true
@@ -594,6 +599,14 @@ func (c *Client) pullURL(ctx context.Context, r Ref) (*Model, error) {
 		return m, nil
 	}
 	sum := sha256.Sum256([]byte(r.URL))
+	unlock, err := c.Cache.lockBlob(ctx, repo, "url-"+hex.EncodeToString(sum[:]))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if c.Cache.complete(repo, commit, []string{file}) { // pulled by another process meanwhile
+		return c.Cache.model(r, repo, commit, []string{file}), nil
+	}
 	partial := c.Cache.blobPath(repo, "url-"+hex.EncodeToString(sum[:])+".incomplete")
 	p := &Progress{File: file, Part: 1, Parts: 1, Total: -1}
 	got, err := c.download(ctx, Ref{URL: r.URL, File: file}, r.URL, partial, "", p)

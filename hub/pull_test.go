@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"worker-orcd/hub/hubtest"
 )
 
@@ -381,5 +382,34 @@ func TestTokenFromEnv(t *testing.T) {
 	t.Setenv("HF_ENDPOINT", "http://mirror.test/")
 	if c := NewClientFromEnv(); c.Token != "hf_env" || c.Endpoint != "http://mirror.test" {
 		t.Fatalf("HF_TOKEN: %+v", c)
+	}
+}
+
+// TestConcurrentPulls: processes sharing a cache (here two clients) pulling
+// the same file at once download it once; both get the verified file.
+func TestConcurrentPulls(t *testing.T) {
+	h, b := oneModelHub(t, 1<<20)
+	h.Repo("org/model-GGUF").Slow = time.Millisecond
+	dir := t.TempDir()
+	errs := make(chan error, 2)
+	for range 2 {
+		c, _ := client(t, h, dir)
+		go func() {
+			m, err := c.Pull(context.Background(), mustRef(t, "hf.co/org/model-GGUF:Q4_K_M"))
+			if err == nil {
+				if got, _ := os.ReadFile(m.Path()); !slices.Equal(got, b) {
+					err = errors.New("file differs")
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := h.ServedBytes(q4); got != int64(len(b)) {
+		t.Fatalf("the CDN sent %d bytes for a file of %d: both pulls downloaded", got, len(b))
 	}
 }

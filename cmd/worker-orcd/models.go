@@ -88,17 +88,22 @@ func joinedDir() string {
 	return filepath.Join(d, "worker-orcd", "joined")
 }
 
+// joinedPath is where joinSplit puts a split model's one file.
+func joinedPath(m *hub.Model) string {
+	base := filepath.Base(m.Files[0])
+	if i := strings.LastIndex(base, "-00001-of-"); i > 0 {
+		base = base[:i] + ".gguf"
+	}
+	return filepath.Join(joinedDir(), strings.ReplaceAll(m.Repo, "/", "--"), m.Commit, base)
+}
+
 // joinSplit writes the parts of a split GGUF model (NAME-0000k-of-0000N.gguf,
 // as llama.cpp's gguf-split writes them) as one GGUF file and returns its
 // path; a join made before is reused. The loader maps one file, so a split
 // model needs its size again on disk.
 func joinSplit(m *hub.Model, stderr io.Writer) (string, error) {
-	base := filepath.Base(m.Files[0])
-	if i := strings.LastIndex(base, "-00001-of-"); i > 0 {
-		base = base[:i] + ".gguf"
-	}
-	dir := filepath.Join(joinedDir(), strings.ReplaceAll(m.Repo, "/", "--"), m.Commit)
-	out := filepath.Join(dir, base)
+	out := joinedPath(m)
+	dir := filepath.Dir(out)
 	if st, err := os.Stat(out); err == nil && st.Mode().IsRegular() {
 		return out, nil
 	}

@@ -158,7 +158,8 @@ func newRmCmd() *cobra.Command {
 		Aliases: []string{"remove"},
 		Short:   "Remove models from the Hugging Face cache",
 		Long: `Remove models from the Hugging Face hub cache: their snapshot links, the
-blobs no other snapshot uses, and the repository's folder once empty. REF is
+blobs no other snapshot uses, the repository's folder once empty, and the
+joined copy of a split model. REF is
 as for pull, or a ref that worker-orcd list prints.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -168,9 +169,15 @@ as for pull, or a ref that worker-orcd list prints.`,
 				if err != nil {
 					return err
 				}
+				m, _ := c.Local(r)
 				removed, err := c.Remove(r)
 				if err != nil {
 					return err
+				}
+				if m != nil && len(m.Paths) > 1 { // the joined copy of a split model
+					if os.Remove(joinedPath(m)) == nil {
+						removed = append(removed, joinedPath(m))
+					}
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "removed %s (%d files)\n", r, len(removed))
 			}

@@ -168,6 +168,10 @@ func TestPullListRmAndModelRefs(t *testing.T) {
 		!strings.HasSuffix(lines[1], "(+1 part)") {
 		t.Fatalf("list:\n%s", out)
 	}
+	joined := filepath.Join(os.Getenv("WORKER_CACHE_DIR"), "joined", "org--tiny-GGUF")
+	if js, _ := filepath.Glob(filepath.Join(joined, "*", "tiny-F16.gguf")); len(js) != 1 {
+		t.Fatalf("joined copy of the split model: %v", js)
+	}
 	// rm by a ref that list printed, and by quantization.
 	for _, ref := range []string{rows[1].Ref, "hf.co/org/tiny-GGUF:F16"} {
 		if code, out, errOut := runCLI("rm", ref); code != 0 || !strings.Contains(out, "removed") {
@@ -176,6 +180,9 @@ func TestPullListRmAndModelRefs(t *testing.T) {
 	}
 	if code, out, _ := runCLI("list"); code != 0 || !strings.Contains(out, "no models") {
 		t.Fatalf("list after rm:\n%s", out)
+	}
+	if js, _ := filepath.Glob(filepath.Join(joined, "*", "tiny-F16.gguf")); len(js) != 0 {
+		t.Fatalf("rm left the joined copy: %v", js)
 	}
 	if code, _, errOut := runCLI("rm", "hf.co/org/tiny-GGUF:Q8_0"); code == 0 || !strings.Contains(errOut, "ModelNotFound") {
 		t.Fatalf("rm twice: exit %d: %s", code, errOut)

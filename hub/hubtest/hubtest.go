@@ -44,6 +44,7 @@ type Repo struct {
 	Files     map[string][]byte
 	Published map[string]string // a SHA-256 to publish instead of the real one
 	NoRange   bool              // the CDN ignores Range
+	Slow      time.Duration     // the CDN pauses this long before each write
 }
 
 // New starts a fake hub; it stops when the test ends. Its URL (h.Hub.URL) is
@@ -178,7 +179,7 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	if repo.NoRange {
 		r.Header.Del("Range")
 	}
-	cw := &countingWriter{ResponseWriter: w, h: h, file: file, limit: limit}
+	cw := &countingWriter{ResponseWriter: w, h: h, file: file, limit: limit, slow: repo.Slow}
 	http.ServeContent(cw, r, "", time.Time{}, bytes.NewReader(b))
 }
 
@@ -190,9 +191,11 @@ type countingWriter struct {
 	file  string
 	limit int64
 	sent  int64
+	slow  time.Duration
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
+	time.Sleep(c.slow)
 	if c.limit >= 0 && c.sent+int64(len(p)) > c.limit {
 		p = p[:c.limit-c.sent]
 		c.ResponseWriter.Write(p)
