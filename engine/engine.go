@@ -64,6 +64,7 @@ type Stats struct {
 	Active      int   // slots holding a sequence
 	Queued      int   // requests waiting for a slot
 	KVCacheSize int64 // bytes held by the slots' KV caches
+	KVPositions int   // positions the active sequences hold in their caches (at most Slots × CtxLen)
 }
 
 // Engine schedules requests onto a backend. All methods are safe for
@@ -84,6 +85,7 @@ type Engine struct {
 	slots     []*slot
 	active    atomic.Int32
 	kvSize    atomic.Int64
+	kvUsed    atomic.Int64 // positions the active sequences hold (noteKV)
 }
 
 type slot struct {
@@ -119,7 +121,8 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	q := len(e.queue)
 	e.mu.Unlock()
-	return Stats{Slots: e.opts.Parallel, Active: int(e.active.Load()), Queued: q, KVCacheSize: e.kvSize.Load()}
+	return Stats{Slots: e.opts.Parallel, Active: int(e.active.Load()), Queued: q, KVCacheSize: e.kvSize.Load(),
+		KVPositions: int(e.kvUsed.Load())}
 }
 
 // Memory reports the backend's memory by purpose, with the KV cache bytes
@@ -282,11 +285,25 @@ func (e *Engine) loop() {
 				}
 				return
 			}
+			e.kvUsed.Store(0)
 			<-e.wake
 			continue
 		}
 		e.step()
+		e.noteKV()
 	}
+}
+
+// noteKV records the positions the active sequences hold, for Stats; on
+// the scheduler's goroutine, which alone touches the caches.
+func (e *Engine) noteKV() {
+	var n int64
+	for _, sl := range e.slots {
+		if sl.seq != nil && sl.kv != nil {
+			n += int64(sl.kv.Len())
+		}
+	}
+	e.kvUsed.Store(n)
 }
 
 // dequeue ends s with StopCancelled if it is still waiting in the queue

@@ -70,8 +70,20 @@ func (in *embedInput) UnmarshalJSON(b []byte) error {
 func (in *embedInput) len() int { return len(in.texts) + len(in.ids) }
 
 // tokens encodes the inputs (BOS/EOS as the model asks, as llama.cpp does
-// for embeddings) and checks them; param names the field for errors.
-func (in *embedInput) tokens(tok *tokenizer.Tokenizer, ctxLen int, param string) ([][]int32, *apiError) {
+// for embeddings) and checks them; an input longer than the context is
+// refused.
+func (in *embedInput) tokens(tok *tokenizer.Tokenizer, ctxLen int) ([][]int32, *apiError) {
+	return in.encode(tok, ctxLen, false)
+}
+
+// truncated is tokens, but with truncate an input longer than the context
+// keeps its first tokens instead (Ollama's truncate).
+func (in *embedInput) truncated(tok *tokenizer.Tokenizer, ctxLen int, truncate bool) ([][]int32, *apiError) {
+	return in.encode(tok, ctxLen, truncate)
+}
+
+func (in *embedInput) encode(tok *tokenizer.Tokenizer, ctxLen int, truncate bool) ([][]int32, *apiError) {
+	const param = "input"
 	n := in.len()
 	switch {
 	case n == 0:
@@ -105,7 +117,9 @@ func (in *embedInput) tokens(tok *tokenizer.Tokenizer, ctxLen int, param string)
 		out = append(out, ids)
 	}
 	for i, ids := range out {
-		if len(ids) > ctxLen {
+		if len(ids) > ctxLen && truncate {
+			out[i] = ids[:ctxLen]
+		} else if len(ids) > ctxLen {
 			e := &engine.ContextLengthError{Length: len(ids), Max: ctxLen, PromptTokens: len(ids)}
 			return nil, &apiError{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Param: param, OAICode: "context_length_exceeded",
 				Message: "input " + itoa(i) + ": " + e.Error()}
@@ -172,8 +186,8 @@ feed:
 	for _, x := range ids {
 		tokens += len(x)
 	}
-	s.met.prompt.Add(float64(tokens))
-	s.met.duration.WithLabelValues(ri.endpoint).Observe(time.Since(start).Seconds())
+	s.met.prompt.WithLabelValues(s.modelLabel()).Add(float64(tokens))
+	s.met.duration.WithLabelValues(ri.endpoint, s.modelLabel()).Observe(time.Since(start).Seconds())
 	fail := func(err error) ([][]float32, int, *apiError) {
 		ae := engineError(err, context.Cause(r.Context()), "input")
 		ri.outcome = outcomeFor(ae.Status)
@@ -245,7 +259,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		if d := m.Model.Config.NEmbd; body.Dimensions != nil && *body.Dimensions != d {
 			return nil, badRequest("dimensions", "%d: this model's embeddings have %d dimensions (no other size is offered)", *body.Dimensions, d)
 		}
-		return body.Input.tokens(m.Tokenizer(), m.Options().CtxLen, "input")
+		return body.Input.tokens(m.Tokenizer(), m.Options().CtxLen)
 	})
 	if e != nil {
 		writeError(w, shapeOpenAI, e)

@@ -32,17 +32,20 @@ type generation struct {
 }
 
 // serveGeneration is the skeleton of every generation endpoint: B is the
-// endpoint's request body, setup checks it and says how to answer.
-func serveGeneration[B any](s *Server, w http.ResponseWriter, r *http.Request, shape errShape,
+// endpoint's request body, read here (strictly) unless the handler passes
+// it already read; setup checks it and says how to answer.
+func serveGeneration[B any](s *Server, w http.ResponseWriter, r *http.Request, shape errShape, body *B,
 	setup func(m *engine.Model, body *B) (*generation, *apiError)) {
 	if s.model.Load() == nil {
 		writeError(w, shape, s.notReady())
 		return
 	}
-	var body B
-	if e := s.decodeBody(w, r, &body); e != nil {
-		writeError(w, shape, e)
-		return
+	if body == nil {
+		body = new(B)
+		if e := s.decodeBody(w, r, body); e != nil {
+			writeError(w, shape, e)
+			return
+		}
 	}
 	m, release, e := s.acquire()
 	if e != nil {
@@ -50,7 +53,7 @@ func serveGeneration[B any](s *Server, w http.ResponseWriter, r *http.Request, s
 		return
 	}
 	defer release()
-	g, e := setup(m, &body)
+	g, e := setup(m, body)
 	if e != nil {
 		writeError(w, shape, e)
 		return

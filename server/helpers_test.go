@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -320,12 +321,17 @@ func (ts *testServer) health(t testing.TB) healthResponse {
 	return h
 }
 
+var modelLabelRE = regexp.MustCompile(`model="[^"]*",?`)
+
 // metric returns the value of one sample line of /metrics ("name{labels}").
 func (ts *testServer) metric(t testing.TB, series string, hdr ...string) float64 {
 	t.Helper()
 	b := readAll(t, get(t, ts.URL+"/metrics", hdr...))
 	for _, line := range bytes.Split(b, []byte("\n")) {
-		if name, val, ok := strings.Cut(string(line), " "); ok && name == series {
+		// The model label is left out of the series the tests name.
+		l := modelLabelRE.ReplaceAllString(string(line), "")
+		l = strings.Replace(l, "{}", "", 1)
+		if name, val, ok := strings.Cut(l, " "); ok && name == series {
 			var v float64
 			fmt.Sscan(val, &v)
 			return v

@@ -179,6 +179,9 @@ func TestBodyNeverSent(t *testing.T) {
 		status     int
 	}{
 		{"execute", "POST /execute HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"pro", http.StatusRequestTimeout},
+		{"api/chat", "POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"pro", http.StatusRequestTimeout},
+		{"v1/embeddings", "POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"pro", http.StatusRequestTimeout},
+		{"tokenize", "POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"pro", http.StatusRequestTimeout},
 		{"health", "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n", http.StatusOK},
 		{"health chunked", "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc", http.StatusOK},
 		{"404", "POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n", http.StatusNotFound},

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"worker-orcd/backend"
+	"worker-orcd/engine"
 )
 
 // Request outcomes, the values of the outcome label of
@@ -26,15 +28,56 @@ const (
 // so that several servers can live in one process (tests).
 type metrics struct {
 	reg       *prometheus.Registry
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	prompt    prometheus.Counter
-	generated prometheus.Counter
+	requests  *prometheus.CounterVec   // endpoint, model, outcome
+	duration  *prometheus.HistogramVec // endpoint, model
+	prompt    *prometheus.CounterVec   // model
+	generated *prometheus.CounterVec   // model
 	ttft      prometheus.Histogram
 	itl       prometheus.Histogram
 	// connLimitHits counts the connections that had to wait because
 	// MaxConnections were open.
 	connLimitHits prometheus.Counter
+	rates         throughput
+}
+
+// throughput sums the tokens and the time spent reading prompts and
+// decoding, over every finished request, for the tokens-per-second gauges.
+type throughput struct {
+	mu                       sync.Mutex
+	promptTokens, promptTime float64
+	decodeTokens, decodeTime float64
+}
+
+// add records one finished request.
+func (t *throughput) add(res *engine.Result) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d := res.Timings.Prefill.Seconds(); d > 0 {
+		t.promptTokens += float64(res.PromptTokens)
+		t.promptTime += d
+	}
+	if d := res.Timings.Decode.Seconds(); d > 0 && len(res.IDs) > 1 {
+		t.decodeTokens += float64(len(res.IDs) - 1) // the first token ends the prefill
+		t.decodeTime += d
+	}
+}
+
+func (t *throughput) prompt() float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.promptTime == 0 {
+		return 0
+	}
+	return t.promptTokens / t.promptTime
+}
+
+func (t *throughput) generated() float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.decodeTime == 0 {
+		return 0
+	}
+	return t.decodeTokens / t.decodeTime
 }
 
 func newMetrics(s *Server) *metrics {
@@ -42,15 +85,15 @@ func newMetrics(s *Server) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
-			Help: "HTTP requests by endpoint and outcome (ok, cancelled, client_error, unauthorized, rejected, error)."},
-			[]string{"endpoint", "outcome"}),
+			Help: "HTTP requests by endpoint, model and outcome (ok, cancelled, client_error, unauthorized, rejected, error)."},
+			[]string{"endpoint", "model", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "request_duration_seconds",
-			Help:    "Time from a generation request's arrival to its last byte.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12)}, []string{"endpoint"}),
-		prompt: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "prompt_tokens_total",
-			Help: "Prompt tokens of the requests that reached the engine."}),
-		generated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "generated_tokens_total",
-			Help: "Tokens generated."}),
+			Help:    "Time from a generation (or embeddings) request's arrival to the end of its work.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12)}, []string{"endpoint", "model"}),
+		prompt: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "prompt_tokens_total",
+			Help: "Prompt (and embedding input) tokens of the requests that reached the engine."}, []string{"model"}),
+		generated: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "generated_tokens_total",
+			Help: "Tokens generated."}, []string{"model"}),
 		ttft: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "time_to_first_token_seconds",
 			Help:    "Time from a generation request's arrival to its first generated token (queue and prefill included).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}),
@@ -85,6 +128,23 @@ func newMetrics(s *Server) *metrics {
 		gauge("connections_open", "HTTP connections open (accepted through Listen or LimitListener).",
 			func() float64 { return float64(s.openConns.Load()) }),
 		gauge("queue_depth", "Requests waiting for a slot.", stats(func(_, q, _ int) float64 { return float64(q) })),
+		gauge("requests_deferred", "Requests waiting for a slot (llama-server's requests_deferred; the same as queue_depth).",
+			stats(func(_, q, _ int) float64 { return float64(q) })),
+		gauge("requests_processing", "Requests holding a slot (llama-server's requests_processing; the same as slots_active).",
+			stats(func(a, _, _ int) float64 { return float64(a) })),
+		gauge("kv_cache_usage_ratio", "Positions held in the slots' KV caches over what the slots can hold (--parallel × --ctx), 0 to 1.",
+			func() float64 {
+				mdl := s.model.Load()
+				if mdl == nil {
+					return 0
+				}
+				st, o := mdl.Stats(), mdl.Options()
+				return float64(st.KVPositions) / float64(o.Parallel*o.CtxLen)
+			}),
+		gauge("prompt_tokens_per_second", "Prompt tokens read per second of prompt processing, over the requests so far (llama-server's prompt_tokens_seconds).",
+			func() float64 { return m.rates.prompt() }),
+		gauge("generated_tokens_per_second", "Tokens generated per second of decoding, over the requests so far (llama-server's predicted_tokens_seconds).",
+			func() float64 { return m.rates.generated() }),
 		gauge("slots_active", "Slots decoding a sequence.", stats(func(a, _, _ int) float64 { return float64(a) })),
 		gauge("slots_total", "Configured slots (--parallel).", stats(func(_, _, n int) float64 { return float64(n) })),
 		gauge("requests_in_flight", "Generation requests admitted by the HTTP layer and not yet finished.",

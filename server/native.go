@@ -114,7 +114,7 @@ func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // handleExecute is POST /execute: one generation streamed as SSE events
 // started → token* → metrics → end, or → error.
 func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
-	serveGeneration(s, w, r, shapeNative, func(m *engine.Model, body *executeRequest) (*generation, *apiError) {
+	serveGeneration(s, w, r, shapeNative, nil, func(m *engine.Model, body *executeRequest) (*generation, *apiError) {
 		req, e := s.executeToEngine(m, body)
 		if e != nil {
 			return nil, e

@@ -300,7 +300,7 @@ func (s *Server) fingerprint() string { return "worker-orcd-" + s.cfg.Version }
 
 // handleCompletions is POST /v1/completions.
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
-	serveGeneration(s, w, r, shapeOpenAI, func(m *engine.Model, body *completionRequest) (*generation, *apiError) {
+	serveGeneration(s, w, r, shapeOpenAI, nil, func(m *engine.Model, body *completionRequest) (*generation, *apiError) {
 		req, e := s.completionToEngine(r, m, body)
 		if e != nil {
 			return nil, e
@@ -488,7 +488,7 @@ func (s *Server) completionToEngine(r *http.Request, m *engine.Model, b *complet
 
 // handleChat is POST /v1/chat/completions.
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	serveGeneration(s, w, r, shapeOpenAI, func(m *engine.Model, body *chatRequest) (*generation, *apiError) {
+	serveGeneration(s, w, r, shapeOpenAI, nil, func(m *engine.Model, body *chatRequest) (*generation, *apiError) {
 		req, e := s.chatToEngine(r, m, body)
 		if e != nil {
 			return nil, e

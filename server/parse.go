@@ -66,13 +66,28 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, dst any) *ap
 	return parseJSON(data, dst)
 }
 
-// parseJSON decodes one JSON object into dst strictly (see decodeBody).
+// decodeBodyLoose is decodeBody for Ollama's API, whose server ignores
+// fields it does not know (clients written for it send some).
+func (s *Server) decodeBodyLoose(w http.ResponseWriter, r *http.Request, dst any) *apiError {
+	return s.decodeBody(w, r, &looseBody{dst})
+}
+
+// looseBody marks a destination that parseJSON decodes without refusing
+// unknown fields.
+type looseBody struct{ v any }
+
+// parseJSON decodes one JSON object into dst strictly (see decodeBody),
+// or without refusing unknown fields when dst is a *looseBody.
 func parseJSON(data []byte, dst any) *apiError {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return badRequest("", "the request body is empty: want a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
+	if lb, ok := dst.(*looseBody); ok {
+		dst = lb.v
+	} else {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err, dst)
 	}

@@ -2,7 +2,9 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"os"
 	"runtime"
@@ -145,8 +147,10 @@ func TestMetricsExposition(t *testing.T) {
 	ts.execute(t, `{"prompt":"Hello","max_tokens":4,"ignore_eos":true}`)
 	b := string(readAll(t, get(t, ts.URL+"/metrics")))
 	for _, name := range []string{
-		`worker_orcd_requests_total{endpoint="/execute",outcome="ok"} 1`,
-		"worker_orcd_prompt_tokens_total ", "worker_orcd_generated_tokens_total 4",
+		`worker_orcd_requests_total{endpoint="/execute",model="micro",outcome="ok"} 1`,
+		`worker_orcd_prompt_tokens_total{model="micro"} `, `worker_orcd_generated_tokens_total{model="micro"} 4`,
+		"worker_orcd_requests_processing 0", "worker_orcd_requests_deferred 0", "worker_orcd_kv_cache_usage_ratio 0",
+		"worker_orcd_prompt_tokens_per_second ", "worker_orcd_generated_tokens_per_second ",
 		"worker_orcd_time_to_first_token_seconds_count 1", "worker_orcd_inter_token_latency_seconds_count 3",
 		"worker_orcd_queue_depth 0", "worker_orcd_slots_active 0", "worker_orcd_slots_total 2",
 		`worker_orcd_memory_bytes{purpose="weights"}`, `worker_orcd_memory_bytes{purpose="kv_cache"}`,
@@ -157,6 +161,35 @@ func TestMetricsExposition(t *testing.T) {
 		if !strings.Contains(b, name) {
 			t.Errorf("/metrics lacks %q", name)
 		}
+	}
+	// Throughput: 4 prompt-and-generated tokens over positive times.
+	for _, name := range []string{"worker_orcd_prompt_tokens_per_second", "worker_orcd_generated_tokens_per_second"} {
+		if v := ts.metric(t, name); !(v > 0) {
+			t.Errorf("%s = %v, want > 0", name, v)
+		}
+	}
+}
+
+// TestKVCacheUsageRatio: while a long generation runs, the ratio is the
+// positions it holds over what the slots can hold; 0 once it ends.
+func TestKVCacheUsageRatio(t *testing.T) {
+	ts := newTestServer(t, opts{model: "slow", parallel: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, _ := startLong(t, ts, ctx, "ratio")
+	defer stream.Body.Close()
+	capacity := float64(2 * ts.m.Options().CtxLen)
+	if _, ok := waitFor(10*time.Second, func() bool {
+		v := ts.metric(t, "worker_orcd_kv_cache_usage_ratio")
+		return v > 0 && v < 1 && v*capacity == math.Round(v*capacity)
+	}); !ok {
+		t.Fatalf("ratio %v while a generation runs", ts.metric(t, "worker_orcd_kv_cache_usage_ratio"))
+	}
+	if ts.metric(t, "worker_orcd_requests_processing") != 1 {
+		t.Error("requests_processing is not 1")
+	}
+	cancel()
+	if _, ok := waitFor(5*time.Second, func() bool { return ts.metric(t, "worker_orcd_kv_cache_usage_ratio") == 0 }); !ok {
+		t.Errorf("ratio %v after the end", ts.metric(t, "worker_orcd_kv_cache_usage_ratio"))
 	}
 }
 

@@ -1,7 +1,9 @@
 // Package server is worker-orcd's HTTP interface: the native API (POST
-// /execute streaming Server-Sent Events, POST /cancel, GET /health), an
-// OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models)
-// and Prometheus metrics (GET /metrics), over one engine.Model.
+// /execute streaming Server-Sent Events, POST /cancel, GET /health, POST
+// /tokenize and /detokenize), an OpenAI-compatible API (/v1/completions,
+// /v1/chat/completions, /v1/embeddings, /v1/models), Ollama's API (/api/…)
+// and Prometheus metrics (GET /metrics), over one engine.Model. Every
+// generation endpoint runs through one skeleton (serveGeneration).
 //
 // A Server exists before its model: it answers /health with 503 "loading"
 // until SetModel is called, so that a process can listen first and load
@@ -19,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -125,6 +128,9 @@ type modelInfo struct {
 	id, name, arch, quant, tokKind, device string
 	vocab, ctxLen, modelCtxLen             int
 	created                                int64
+	params                                 uint64    // parameters (tensor elements)
+	fileSize                               int64     // bytes of the model file
+	modified                               time.Time // the model file's modification time (load time if unknown)
 }
 
 type route struct {
@@ -178,6 +184,15 @@ func New(cfg Config) *Server {
 		"/v1/models":           {method: http.MethodGet, handler: s.handleModels, shape: shapeOpenAI},
 		"/v1/embeddings":       {method: http.MethodPost, handler: s.handleEmbeddings, shape: shapeOpenAI},
 		"/tokenize":            {method: http.MethodPost, handler: s.handleTokenize},
+		"/":                    {method: http.MethodGet, handler: s.handleOllamaRoot, public: true},
+		"/api/generate":        {method: http.MethodPost, handler: s.handleOllamaGenerate, shape: shapeOllama},
+		"/api/chat":            {method: http.MethodPost, handler: s.handleOllamaChat, shape: shapeOllama},
+		"/api/embed":           {method: http.MethodPost, handler: s.handleOllamaEmbed, shape: shapeOllama},
+		"/api/embeddings":      {method: http.MethodPost, handler: s.handleOllamaEmbeddings, shape: shapeOllama},
+		"/api/show":            {method: http.MethodPost, handler: s.handleOllamaShow, shape: shapeOllama},
+		"/api/tags":            {method: http.MethodGet, handler: s.handleOllamaTags, shape: shapeOllama},
+		"/api/ps":              {method: http.MethodGet, handler: s.handleOllamaPS, shape: shapeOllama},
+		"/api/version":         {method: http.MethodGet, handler: s.handleOllamaVersion, shape: shapeOllama},
 		"/detokenize":          {method: http.MethodPost, handler: s.handleDetokenize},
 	}
 	var eps []string
@@ -202,6 +217,13 @@ func (s *Server) SetModel(m *engine.Model) {
 		id: s.cfg.ModelID, name: cfg.Name, arch: cfg.Arch.Name, quant: model.QuantKind(m.Model.File),
 		tokKind: string(tok.Model()), device: m.Backend().Name(), vocab: tok.VocabSize(),
 		ctxLen: m.Options().CtxLen, modelCtxLen: cfg.CtxLen, created: time.Now().Unix(),
+		fileSize: m.Model.File.Size, modified: time.Now(),
+	}
+	for i := range m.Model.File.Tensors {
+		info.params += m.Model.File.Tensors[i].Elements()
+	}
+	if st, err := os.Stat(s.cfg.ModelPath); err == nil {
+		info.modified = st.ModTime()
 	}
 	if info.id == "" {
 		info.id = strings.TrimSuffix(filepath.Base(s.cfg.ModelPath), ".gguf")
@@ -291,7 +313,8 @@ type reqInfo struct {
 	outcome  string
 	log      *slog.Logger
 	tokens   int
-	user     string // OpenAI's user field, logged
+	user     string    // OpenAI's user field, logged
+	start    time.Time // arrival
 }
 
 type ctxKey struct{}
@@ -409,7 +432,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !validJobID(rid) {
 		rid = "req-" + randomHex(8)
 	}
-	ri := &reqInfo{id: rid, endpoint: endpoint}
+	ri := &reqInfo{id: rid, endpoint: endpoint, start: start}
 	ri.log = s.log.With("request_id", rid)
 	w.Header().Set("X-Request-Id", rid)
 	sw := &statusWriter{ResponseWriter: w, writeTimeout: s.cfg.WriteTimeout}
@@ -435,7 +458,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ri.outcome = outcomeFor(sw.status)
 		}
 		if endpoint != "/health" && endpoint != "/metrics" {
-			s.met.requests.WithLabelValues(endpoint, ri.outcome).Inc()
+			s.met.requests.WithLabelValues(endpoint, s.modelLabel(), ri.outcome).Inc()
 		}
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", sw.status, "outcome", ri.outcome,
 			"duration_ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr}
@@ -693,11 +716,14 @@ func (s *Server) generate(r *http.Request, m *engine.Model, id string, req engin
 		return emitErr
 	})
 	if res != nil {
-		s.met.prompt.Add(float64(res.PromptTokens))
-		s.met.generated.Add(float64(len(res.IDs)))
+		s.met.prompt.WithLabelValues(s.modelLabel()).Add(float64(res.PromptTokens))
+		s.met.generated.WithLabelValues(s.modelLabel()).Add(float64(len(res.IDs)))
+		if err == nil {
+			s.met.rates.add(res)
+		}
 		ri.tokens = len(res.IDs)
 	}
-	s.met.duration.WithLabelValues(ri.endpoint).Observe(time.Since(start).Seconds())
+	s.met.duration.WithLabelValues(ri.endpoint, s.modelLabel()).Observe(time.Since(start).Seconds())
 	if err != nil {
 		if emitErr != nil && err == emitErr {
 			err = engine.ErrCancelled // the client stopped reading
@@ -715,6 +741,15 @@ func (s *Server) generate(r *http.Request, m *engine.Model, id string, req engin
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// modelLabel is the model label of the metrics: the model's id, "" before
+// it has loaded.
+func (s *Server) modelLabel() string {
+	if inf := s.info.Load(); inf != nil {
+		return inf.id
+	}
+	return ""
+}
 
 // maxLogField bounds a client-chosen string in a log line.
 const maxLogField = 256
