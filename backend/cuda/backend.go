@@ -149,29 +149,60 @@ func (b *Backend) init() error {
 		}
 	}
 	f := b.m.File
-	data := f.Bytes()[f.DataOffset:]
-	var err error
-	if b.weights, err = d.alloc(int64(len(data)), PurposeWeights); err != nil {
-		return err
+	all := f.Bytes()
+	if f.DataOffset < 0 || f.DataOffset >= int64(len(all)) {
+		return &model.Error{Code: "WeightMappingError", Kind: model.ErrMapping,
+			Msg: fmt.Sprintf("the tensor data section starts at %d in a file of %d bytes: the file is truncated; download it again", f.DataOffset, len(all))}
 	}
-	if err := b.uploadPinned(b.weights.Ptr, data); err != nil {
-		return err
-	}
-	base := uintptr(unsafe.Pointer(&data[0]))
+	data := all[f.DataOffset:]
+	// Where every matrix lies in the section, checked before anything is
+	// uploaded.
 	mat := func(mm *model.Matrix) (dmat, error) {
 		suffix, ok := kernelSuffix[mm.Type]
 		if !ok {
 			return dmat{}, &model.Error{Code: "UnsupportedOperation", Kind: model.ErrUnsupported,
 				Msg: fmt.Sprintf("tensor %q has type %s, which the CUDA backend cannot multiply yet: use --device cpu or a Q4_K_M/Q8_0/F16 file", mm.Name, mm.Type)}
 		}
-		off := uintptr(unsafe.Pointer(&mm.Data[0])) - base
-		return dmat{ptr: b.weights.Ptr + devicePtr(off), rows: mm.Rows, cols: mm.Cols, rowBytes: int64(mm.RowBytes), suffix: suffix}, nil
+		off, err := tensorOffset(data, mm)
+		if err != nil {
+			return dmat{}, err
+		}
+		return dmat{ptr: devicePtr(off), rows: mm.Rows, cols: mm.Cols, rowBytes: int64(mm.RowBytes), suffix: suffix}, nil
+	}
+	var err error
+	if b.embd, err = mat(&w.TokenEmbd); err != nil {
+		return err
+	}
+	if b.out, err = mat(&w.Output); err != nil {
+		return err
+	}
+	b.layers = make([]dlayer, len(w.Layers))
+	for i := range w.Layers {
+		l, dl := &w.Layers[i], &b.layers[i]
+		for _, p := range []struct {
+			dst *dmat
+			src *model.Matrix
+		}{{&dl.q, &l.Q}, {&dl.k, &l.K}, {&dl.v, &l.V}, {&dl.o, &l.O}, {&dl.gate, &l.Gate}, {&dl.up, &l.Up}, {&dl.down, &l.Down}} {
+			if *p.dst, err = mat(p.src); err != nil {
+				return err
+			}
+		}
+	}
+	if b.weights, err = d.alloc(int64(len(data)), PurposeWeights); err != nil {
+		return err
+	}
+	if err := b.uploadPinned(b.weights.Ptr, data); err != nil {
+		return err
+	}
+	// The offsets become device pointers into the uploaded section.
+	for _, m := range b.matrices() {
+		m.ptr += b.weights.Ptr
 	}
 	// Small float vectors: norms, biases, RoPE inverse frequencies.
 	var host []byte
 	offsets := map[*float32]int{}
 	addVec := func(v []float32) {
-		if v == nil {
+		if len(v) == 0 {
 			return
 		}
 		offsets[&v[0]] = len(host)
@@ -206,46 +237,41 @@ func (b *Backend) init() error {
 		return err
 	}
 	vec := func(v []float32) devicePtr {
-		if v == nil {
+		if len(v) == 0 {
 			return 0
 		}
 		return b.small.Ptr + devicePtr(offsets[&v[0]])
 	}
 	b.invFreq = b.small.Ptr + devicePtr(invOff)
 	b.outputNorm = vec(w.OutputNorm)
-	if b.embd, err = mat(&w.TokenEmbd); err != nil {
-		return err
-	}
-	if b.out, err = mat(&w.Output); err != nil {
-		return err
-	}
-	b.layers = make([]dlayer, len(w.Layers))
 	for i := range w.Layers {
 		l, dl := &w.Layers[i], &b.layers[i]
 		dl.attnNorm, dl.ffnNorm = vec(l.AttnNorm), vec(l.FFNNorm)
 		dl.qBias, dl.kBias, dl.vBias = vec(l.QBias), vec(l.KBias), vec(l.VBias)
-		for _, p := range []struct {
-			dst *dmat
-			src *model.Matrix
-		}{{&dl.q, &l.Q}, {&dl.k, &l.K}, {&dl.v, &l.V}, {&dl.o, &l.O}, {&dl.gate, &l.Gate}, {&dl.up, &l.Up}, {&dl.down, &l.Down}} {
-			if *p.dst, err = mat(p.src); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
 
+// matrices lists every weight matrix of the backend.
+func (b *Backend) matrices() []*dmat {
+	ms := []*dmat{&b.embd, &b.out}
+	for i := range b.layers {
+		l := &b.layers[i]
+		ms = append(ms, &l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down)
+	}
+	return ms
+}
+
 // uploadPinned copies host bytes to the device through two 16 MiB pinned
 // staging buffers.
-func (b *Backend) uploadPinned(dst devicePtr, src []byte) error {
+func (b *Backend) uploadPinned(dst devicePtr, src []byte) (err error) {
 	const stageSize = 16 << 20
 	var stage [2]unsafe.Pointer
 	for i := range stage {
 		if err := check("cuMemAllocHost", drv.cuMemAllocHost_v2(&stage[i], stageSize)); err != nil {
 			return err
 		}
-		defer drv.cuMemFreeHost(stage[i])
+		defer func() { err = errors.Join(err, check("cuMemFreeHost", drv.cuMemFreeHost(stage[i]))) }()
 	}
 	return b.dev.upload(dst, src, stage, stageSize)
 }
@@ -283,22 +309,21 @@ func (b *Backend) Memory() backend.Memory {
 	return backend.Memory{Weights: u[PurposeWeights], KVCache: u[PurposeKVCache], Activations: u[PurposeActivations], Workspace: u[PurposeWorkspace]}
 }
 
-// Close frees everything and releases the device.
+// Close frees everything and releases the device. Later calls on the
+// backend and its KV caches return ErrDeviceClosed (Free is a no-op);
+// closing again does nothing more.
 func (b *Backend) Close() error {
 	if b.dev == nil {
 		return nil
 	}
-	b.dev.do(func() error {
+	err := b.dev.do(func() error {
 		b.dropGraphs()
-		b.freeGemm()
-		b.dev.free(b.weights)
-		b.dev.free(b.small)
-		b.dev.free(b.scratch)
-		return nil
+		return errors.Join(b.freeGemm(), b.dev.free(b.weights), b.dev.free(b.small), b.dev.free(b.scratch))
 	})
-	b.dev.Close()
-	b.dev = nil
-	return nil
+	if errors.Is(err, ErrDeviceClosed) {
+		err = nil // closed before
+	}
+	return errors.Join(err, b.dev.Close())
 }
 
 // kvCache is one sequence's cache: per layer K then V, each [cap, kvd] of
@@ -336,7 +361,12 @@ func (kv *kvCache) v(l int) devicePtr { return kv.buf.Ptr + devicePtr(int64(2*l+
 
 func (kv *kvCache) Len() int     { return kv.n }
 func (kv *kvCache) Cap() int     { return kv.cap }
-func (kv *kvCache) Bytes() int64 { return kv.buf.Bytes }
+func (kv *kvCache) Bytes() int64 {
+	if kv.buf == nil {
+		return 0
+	}
+	return kv.buf.Bytes
+}
 
 // Reserve grows the cache to n positions, keeping what it holds.
 func (kv *kvCache) Reserve(n int) error {
@@ -361,7 +391,10 @@ func (kv *kvCache) Reserve(n int) error {
 			if err := check("cuStreamSynchronize", drv.cuStreamSynchronize(b.dev.stream)); err != nil {
 				return err
 			}
-			b.dev.free(kv.buf)
+			if err := b.dev.free(kv.buf); err != nil {
+				kv.buf, kv.cap = nb, n // the copy is done: keep the new buffer
+				return err
+			}
 		}
 		kv.buf, kv.cap = nb, n
 		return nil
@@ -377,9 +410,12 @@ func (kv *kvCache) Truncate(n int) error {
 	return nil
 }
 
-// Free releases the cache's device memory.
+// Free releases the cache's device memory. After the backend's Close it
+// only forgets the cache (the memory went with the device's context).
 func (kv *kvCache) Free() {
-	kv.b.dev.Free(kv.buf)
+	if kv.buf != nil && kv.b.dev != nil {
+		_ = kv.b.dev.Free(kv.buf) // ErrDeviceClosed after Close; a driver error leaves nothing to do
+	}
 	kv.buf, kv.cap, kv.n = nil, 0, 0
 }
 

@@ -1,40 +1,45 @@
 package cuda
 
+import "errors"
+
 // MeasureBandwidth times a 1 GiB device-to-device copy (best of 5, after a
 // warm-up) and returns bytes read plus bytes written per second.
-func (b *Backend) MeasureBandwidth() (float64, error) {
+func (b *Backend) MeasureBandwidth() (rate float64, err error) {
 	const n = 1 << 30
-	var rate float64
-	err := b.dev.do(func() error {
+	err = b.dev.do(func() (err error) {
 		src, err := b.dev.alloc(n, PurposeWorkspace)
 		if err != nil {
 			return err
 		}
-		defer b.dev.free(src)
+		defer func() { err = errors.Join(err, b.dev.free(src)) }()
 		dst, err := b.dev.alloc(n, PurposeWorkspace)
 		if err != nil {
 			return err
 		}
-		defer b.dev.free(dst)
+		defer func() { err = errors.Join(err, b.dev.free(dst)) }()
 		var start, end cuEvent
 		if err := check("cuEventCreate", drv.cuEventCreate(&start, 0)); err != nil {
 			return err
 		}
-		defer drv.cuEventDestroy_v2(start)
+		defer func() { err = errors.Join(err, check("cuEventDestroy", drv.cuEventDestroy_v2(start))) }()
 		if err := check("cuEventCreate", drv.cuEventCreate(&end, 0)); err != nil {
 			return err
 		}
-		defer drv.cuEventDestroy_v2(end)
+		defer func() { err = errors.Join(err, check("cuEventDestroy", drv.cuEventDestroy_v2(end))) }()
 		if err := check("cuMemsetD32Async", drv.cuMemsetD32Async(src.Ptr, 0x3f800001, n/4, b.dev.stream)); err != nil {
 			return err
 		}
 		best := float32(1e30)
 		for i := range 6 {
-			drv.cuEventRecord(start, b.dev.stream)
+			if err := check("cuEventRecord", drv.cuEventRecord(start, b.dev.stream)); err != nil {
+				return err
+			}
 			if err := check("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync_v2(dst.Ptr, src.Ptr, n, b.dev.stream)); err != nil {
 				return err
 			}
-			drv.cuEventRecord(end, b.dev.stream)
+			if err := check("cuEventRecord", drv.cuEventRecord(end, b.dev.stream)); err != nil {
+				return err
+			}
 			if err := check("cuEventSynchronize", drv.cuEventSynchronize(end)); err != nil {
 				return err
 			}

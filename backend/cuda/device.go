@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -23,8 +24,13 @@ type Device struct {
 	ctx      cuContext
 	stream   cuStream
 	calls    chan func()
-	quit     chan struct{}
-	syncEach bool // WORKER_CUDA_SYNC=1: synchronize and check after every launch
+	quit     chan struct{} // closed by Close: the device goroutine releases the context and exits
+	done     chan struct{} // closed when the device goroutine has exited
+	syncEach bool          // WORKER_CUDA_SYNC=1: synchronize and check after every launch
+	retained bool          // the primary context is retained (released on Close)
+
+	closeOnce sync.Once
+	closeErr  error
 
 	mu    sync.Mutex
 	used  map[string]int64 // bytes allocated, by purpose
@@ -39,6 +45,10 @@ const (
 	PurposeWorkspace   = "workspace"
 )
 
+// ErrDeviceClosed is returned by every call on a Device (and on a Backend
+// and its KV caches) after Close.
+var ErrDeviceClosed = errors.New("cuda: device closed")
+
 // OpenDevice loads the driver and NVRTC and opens GPU index.
 func OpenDevice(index int, libDir string) (*Device, error) {
 	if _, err := loadDriver(libDir); err != nil {
@@ -47,8 +57,7 @@ func OpenDevice(index int, libDir string) (*Device, error) {
 	if _, err := loadNVRTC(libDir); err != nil {
 		return nil, err
 	}
-	d := &Device{Index: index, calls: make(chan func()), quit: make(chan struct{}), used: map[string]int64{},
-		funcs: map[string]cuFunction{}, syncEach: os.Getenv("WORKER_CUDA_SYNC") == "1"}
+	d := newDevice(index)
 	started := make(chan error)
 	go d.run(started)
 	if err := <-started; err != nil {
@@ -57,24 +66,54 @@ func OpenDevice(index int, libDir string) (*Device, error) {
 	return d, nil
 }
 
+// newDevice returns a Device whose goroutine is not started yet.
+func newDevice(index int) *Device {
+	return &Device{Index: index, calls: make(chan func()), quit: make(chan struct{}), done: make(chan struct{}),
+		used: map[string]int64{}, funcs: map[string]cuFunction{}, syncEach: os.Getenv("WORKER_CUDA_SYNC") == "1"}
+}
+
 func (d *Device) run(started chan<- error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	err := d.init()
-	started <- err
-	if err != nil {
+	if err := d.init(); err != nil {
+		started <- errors.Join(err, d.release())
+		close(d.done)
 		return
 	}
+	started <- nil
+	d.serve()
+}
+
+// serve runs calls until Close, then releases the context.
+func (d *Device) serve() {
+	defer close(d.done)
 	for {
 		select {
 		case f := <-d.calls:
 			f()
 		case <-d.quit:
-			drv.cuStreamDestroy_v2(d.stream)
-			drv.cuDevicePrimaryCtxRelease_v2(d.dev)
+			d.closeErr = d.release()
 			return
 		}
 	}
+}
+
+// release destroys the stream and releases the primary context, as far as
+// they were created; the memory of the context goes with it.
+func (d *Device) release() error {
+	var errs []error
+	if d.stream != 0 {
+		errs = append(errs, check("cuStreamDestroy", drv.cuStreamDestroy_v2(d.stream)))
+		d.stream = 0
+	}
+	if d.retained {
+		errs = append(errs, check("cuDevicePrimaryCtxRelease", drv.cuDevicePrimaryCtxRelease_v2(d.dev)))
+		d.retained = false
+	}
+	d.mu.Lock()
+	clear(d.used)
+	d.mu.Unlock()
+	return errors.Join(errs...)
 }
 
 func (d *Device) init() error {
@@ -89,41 +128,63 @@ func (d *Device) init() error {
 		return err
 	}
 	name := make([]byte, 256)
-	drv.cuDeviceGetName(&name[0], int32(len(name)), d.dev)
+	if err := check("cuDeviceGetName", drv.cuDeviceGetName(&name[0], int32(len(name)), d.dev)); err != nil {
+		return err
+	}
 	d.Name = goString(&name[0])
-	var v int32
-	drv.cuDeviceGetAttribute(&v, attrComputeMajor, d.dev)
-	d.Major = int(v)
-	drv.cuDeviceGetAttribute(&v, attrComputeMinor, d.dev)
-	d.Minor = int(v)
-	drv.cuDeviceGetAttribute(&v, attrMultiprocessorCount, d.dev)
-	d.SMs = int(v)
+	for _, a := range []struct {
+		attr int32
+		dst  *int
+	}{{attrComputeMajor, &d.Major}, {attrComputeMinor, &d.Minor}, {attrMultiprocessorCount, &d.SMs}} {
+		var v int32
+		if err := check("cuDeviceGetAttribute", drv.cuDeviceGetAttribute(&v, a.attr, d.dev)); err != nil {
+			return err
+		}
+		*a.dst = int(v)
+	}
 	var total uint64
-	drv.cuDeviceTotalMem_v2(&total, d.dev)
+	if err := check("cuDeviceTotalMem", drv.cuDeviceTotalMem_v2(&total, d.dev)); err != nil {
+		return err
+	}
 	d.Total = int64(total)
 	if err := check("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(&d.ctx, d.dev)); err != nil {
 		return err
 	}
+	d.retained = true
 	if err := check("cuCtxSetCurrent", drv.cuCtxSetCurrent(d.ctx)); err != nil {
 		return err
 	}
 	return check("cuStreamCreate", drv.cuStreamCreate(&d.stream, 1 /* non-blocking */))
 }
 
-// do runs f on the device's thread and waits for it.
+// do runs f on the device's thread and waits for it; after Close it
+// returns ErrDeviceClosed without running f.
 func (d *Device) do(f func() error) error {
 	var err error
 	done := make(chan struct{})
-	d.calls <- func() {
+	call := func() {
 		defer close(done)
 		err = f()
+	}
+	select {
+	case d.calls <- call:
+	case <-d.quit:
+		return ErrDeviceClosed
 	}
 	<-done
 	return err
 }
 
-// Close releases the context's stream and the device goroutine.
-func (d *Device) Close() { close(d.quit) }
+// Close destroys the stream, releases the context and stops the device
+// goroutine, and waits for that; later calls return ErrDeviceClosed. It
+// may be called more than once.
+func (d *Device) Close() error {
+	d.closeOnce.Do(func() {
+		close(d.quit)
+		<-d.done
+	})
+	return d.closeErr
+}
 
 // Arch is the compute capability as an NVRTC arch number (90 for sm_90).
 func (d *Device) Arch() int { return d.Major*10 + d.Minor }
@@ -160,8 +221,12 @@ type AllocationError struct {
 }
 
 func (e *AllocationError) Error() string {
-	return fmt.Sprintf("AllocationFailed: %d bytes (free %d of %d on GPU %d) for %s: use a smaller model or quantization, a smaller --ctx or --parallel, or a GPU with more memory",
-		e.Bytes, e.Free, e.Total, e.GPU, e.Purpose)
+	free := fmt.Sprintf("free %d of %d", e.Free, e.Total)
+	if e.Total <= 0 {
+		free = "free memory unknown"
+	}
+	return fmt.Sprintf("AllocationFailed: %d bytes (%s on GPU %d) for %s: use a smaller model or quantization, a smaller --ctx or --parallel, or a GPU with more memory",
+		e.Bytes, free, e.GPU, e.Purpose)
 }
 
 // Buffer is a device allocation.
@@ -180,7 +245,9 @@ func (d *Device) alloc(n int64, purpose string) (*Buffer, error) {
 	if r := drv.cuMemAlloc_v2(&p, uint64(n)); r != 0 {
 		if r == cudaErrorOutOfMemory {
 			var f, t uint64
-			drv.cuMemGetInfo_v2(&f, &t)
+			if drv.cuMemGetInfo_v2(&f, &t) != 0 {
+				f, t = 0, 0 // the message then says the free memory is unknown
+			}
 			return nil, &AllocationError{Bytes: n, Free: int64(f), Total: int64(t), GPU: d.Index, Purpose: purpose}
 		}
 		return nil, check("cuMemAlloc", r)
@@ -198,29 +265,34 @@ func (d *Device) Alloc(n int64, purpose string) (*Buffer, error) {
 	return b, err
 }
 
-func (d *Device) free(b *Buffer) {
+// free releases a buffer on the device thread; call only inside do. The
+// buffer is forgotten (and no longer counted) even when the driver reports
+// an error, which is returned.
+func (d *Device) free(b *Buffer) error {
 	if b == nil || b.Ptr == 0 {
-		return
+		return nil
 	}
-	drv.cuMemFree_v2(b.Ptr)
+	err := check("cuMemFree", drv.cuMemFree_v2(b.Ptr))
 	d.mu.Lock()
 	d.used[b.purpose] -= b.Bytes
 	d.mu.Unlock()
 	b.Ptr = 0
+	return err
 }
 
-// Free releases a buffer.
-func (d *Device) Free(b *Buffer) { d.do(func() error { d.free(b); return nil }) }
+// Free releases a buffer. After Close it returns ErrDeviceClosed (the
+// memory went with the context).
+func (d *Device) Free(b *Buffer) error { return d.do(func() error { return d.free(b) }) }
 
 // upload copies host bytes to a device buffer in chunks through two pinned
 // staging buffers, so that reading the (mapped) source overlaps the copies.
-func (d *Device) upload(dst devicePtr, src []byte, stage [2]unsafe.Pointer, stageSize int) error {
+func (d *Device) upload(dst devicePtr, src []byte, stage [2]unsafe.Pointer, stageSize int) (err error) {
 	var events [2]cuEvent
 	for i := range events {
 		if err := check("cuEventCreate", drv.cuEventCreate(&events[i], 2 /* disable timing */)); err != nil {
 			return err
 		}
-		defer drv.cuEventDestroy_v2(events[i])
+		defer func() { err = errors.Join(err, check("cuEventDestroy", drv.cuEventDestroy_v2(events[i]))) }()
 	}
 	pending := [2]bool{}
 	for off, i := 0, 0; off < len(src); off, i = off+stageSize, i^1 {

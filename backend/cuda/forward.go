@@ -41,9 +41,10 @@ func (b *Backend) grow(T, nsel int) error {
 	if err != nil {
 		return err
 	}
+	var freeErr error // a driver error freeing the old buffer: reported once the new one is in place
 	if b.scratch != nil {
 		b.dropGraphs() // they point into the old buffers
-		b.dev.free(b.scratch)
+		freeErr = b.dev.free(b.scratch)
 	}
 	b.scratch = buf
 	p := buf.Ptr
@@ -54,7 +55,7 @@ func (b *Backend) grow(T, nsel int) error {
 	}
 	b.meta = p
 	b.capT, b.capSel = T, nsel
-	return nil
+	return freeErr
 }
 
 // Forward runs one step over a batch (see backend.Backend).

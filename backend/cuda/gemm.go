@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
 )
@@ -19,8 +20,11 @@ func (b *Backend) need(buf **Buffer, n int64) (devicePtr, error) {
 		return (*buf).Ptr, nil
 	}
 	if *buf != nil {
-		b.dev.free(*buf)
+		err := b.dev.free(*buf)
 		*buf = nil
+		if err != nil {
+			return 0, err
+		}
 	}
 	nb, err := b.dev.alloc(n, PurposeWorkspace)
 	if err != nil {
@@ -143,13 +147,17 @@ func (b *Backend) epilogue(c, up devicePtr, T, rows int, out, bias devicePtr, ac
 		newArgs().dev("c", c).ptr("up", up).i32("T", T).i32("rows", rows).dev("out", out).ptr("bias", bias).i32("accumulate", acc))
 }
 
-func (b *Backend) freeGemm() {
+func (b *Backend) freeGemm() error {
+	var errs []error
 	for _, buf := range []**Buffer{&b.gemm.wh, &b.gemm.wh2, &b.gemm.xh, &b.gemm.c, &b.gemm.c2, &b.gemm.x16} {
-		b.dev.free(*buf)
+		errs = append(errs, b.dev.free(*buf))
 		*buf = nil
 	}
 	if b.blas != 0 {
-		cublas.cublasDestroy_v2(b.blas)
+		if r := cublas.cublasDestroy_v2(b.blas); r != 0 {
+			errs = append(errs, fmt.Errorf("CUDA_ERROR: cublasDestroy failed with cuBLAS status %d", r))
+		}
 		b.blas = 0
 	}
+	return errors.Join(errs...)
 }

@@ -29,7 +29,7 @@ func testDevice(t testing.TB) *Device {
 		}
 		t.Skipf("no GPU: %v", err)
 	}
-	t.Cleanup(d.Close)
+	t.Cleanup(func() { d.Close() })
 	return d
 }
 

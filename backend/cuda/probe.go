@@ -50,7 +50,9 @@ func Probe(libDir string) (*ProbeResult, error) {
 			return res, fmt.Errorf("cuda: GPU %d: %w", i, err)
 		}
 		free, total, err := d.MemInfo()
-		d.Close()
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			return res, err
 		}
