@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"worker-orcd/backend"
 	"worker-orcd/backend/cpu"
+	"worker-orcd/backend/cuda"
 	"worker-orcd/internal/testmodel"
 	"worker-orcd/model"
 	"worker-orcd/sample"
@@ -24,26 +27,39 @@ import (
 // top candidates and log-sum-exp (see topBackend).
 type recorder struct {
 	backend.Backend
-	top    bool
+	top    bool // act like the GPU backend (a CPU backend inside)
+	full   bool // ask for whole rows only (a GPU backend inside)
 	mu     sync.Mutex
 	rows   [][]float32
 	topReq []int // TopK asked at each recorded row
 }
 
 func (r *recorder) Forward(batch []*backend.Seq) error {
+	if r.full {
+		for _, s := range batch {
+			s.TopK = 0
+		}
+	}
 	if err := r.Backend.Forward(batch); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range batch {
-		s.HasTop = false
 		if s.AllLogits {
 			continue
 		}
-		r.rows = append(r.rows, slices.Clone(s.Logits))
+		if s.HasTop { // the device sent candidates, not the row
+			r.rows = append(r.rows, nil)
+		} else {
+			r.rows = append(r.rows, slices.Clone(s.Logits))
+		}
 		r.topReq = append(r.topReq, s.TopK)
-		if r.top && s.TopK > 0 {
+		if !r.top {
+			continue
+		}
+		s.HasTop = false
+		if s.TopK > 0 {
 			s.Top, s.LSE, s.HasTop = sample.TopOf(s.Logits, s.TopK), sample.LogSumExp(s.Logits), true
 			s.Logits = s.Logits[:0]
 		}
@@ -102,6 +118,24 @@ func referenceNext(row []float32, p sample.Params, prompt, generated []int32) in
 	return int32(best)
 }
 
+// testBackend is the backend the penalty tests run on: the CPU's, or a
+// GPU's with WORKER_TEST_DEVICE=cuda (skipped without a GPU, failed with
+// WORKER_TEST_REQUIRE_GPU=1). gpu says which.
+func testBackend(t *testing.T, m *model.Model) (b backend.Backend, gpu bool) {
+	t.Helper()
+	if !strings.HasPrefix(os.Getenv("WORKER_TEST_DEVICE"), "cuda") {
+		return cpu.New(m, 2), false
+	}
+	cb, err := cuda.New(m, cuda.Options{})
+	if err != nil {
+		if os.Getenv("WORKER_TEST_REQUIRE_GPU") == "1" {
+			t.Fatalf("WORKER_TEST_REQUIRE_GPU=1 but no GPU: %v", err)
+		}
+		t.Skipf("no GPU: %v", err)
+	}
+	return cb, true
+}
+
 func penaltyModel(t *testing.T) (*model.Model, *tokenizer.Tokenizer) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "m.gguf")
@@ -155,8 +189,12 @@ func TestPenaltiesMatchReference(t *testing.T) {
 	m, tok := penaltyModel(t)
 	prompt := []int32{1, 20, 30, 40, 50}
 	const n = 24
+	// run generates with p: top false asks for whole rows, top true lets
+	// the engine ask for top candidates (the GPU backend selects them on
+	// the device; on the CPU a wrapper acts like it).
 	run := func(top bool, p sample.Params) ([]int32, *recorder) {
-		rec := &recorder{Backend: cpu.New(m, 1), top: top}
+		be, gpu := testBackend(t, m)
+		rec := &recorder{Backend: be, top: top && !gpu, full: !top && gpu}
 		e, err := New(rec, tok, Options{Parallel: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -179,6 +217,9 @@ func TestPenaltiesMatchReference(t *testing.T) {
 					t.Fatalf("top=%v: %d rows recorded for %d tokens", top, len(rec.rows), len(got))
 				}
 				for i, row := range rec.rows {
+					if len(row) == 0 {
+						continue // a row the device reduced to its candidates: checked by equality below
+					}
 					if want := referenceNext(row, p, prompt, got[:i]); got[i] != want {
 						t.Fatalf("top=%v step %d: generated %d, reference %d (params %+v)", top, i, got[i], want, p)
 					}
@@ -243,9 +284,12 @@ func TestPenaltiesUnderLoad(t *testing.T) {
 			Request{Prompt: append(slices.Clone(prompt), int32(60+i)), Params: q, MaxTokens: 20, IgnoreEOS: true})
 	}
 	for _, top := range []bool{false, true} {
-		var be backend.Backend = cpu.New(m, 2)
-		if top {
-			be = topBackend{cpu.New(m, 2)}
+		be, gpu := testBackend(t, m)
+		switch {
+		case top && !gpu:
+			be = topBackend{be.(*cpu.Backend)}
+		case !top && gpu:
+			be = &recorder{Backend: be, full: true}
 		}
 		e, err := New(be, tok, Options{Parallel: 6})
 		if err != nil {
