@@ -89,9 +89,8 @@ type Backend struct {
 // New uploads a model to GPU opts.Device and compiles the kernels.
 func New(m *model.Model, opts Options) (*Backend, error) {
 	c := &m.Config
-	if c.HeadDim > 128 {
-		return nil, &model.Error{Code: "UnsupportedOperation", Kind: model.ErrUnsupported,
-			Msg: fmt.Sprintf("head dimension %d: the CUDA attention kernel handles up to 128; use --device cpu", c.HeadDim)}
+	if err := checkModel(c, m.Weights); err != nil {
+		return nil, err
 	}
 	kvType := opts.KVType
 	if kvType == "" {
@@ -148,45 +147,9 @@ func (b *Backend) init() error {
 			}
 		}
 	}
-	f := b.m.File
-	all := f.Bytes()
-	if f.DataOffset < 0 || f.DataOffset >= int64(len(all)) {
-		return &model.Error{Code: "WeightMappingError", Kind: model.ErrMapping,
-			Msg: fmt.Sprintf("the tensor data section starts at %d in a file of %d bytes: the file is truncated; download it again", f.DataOffset, len(all))}
-	}
-	data := all[f.DataOffset:]
-	// Where every matrix lies in the section, checked before anything is
-	// uploaded.
-	mat := func(mm *model.Matrix) (dmat, error) {
-		suffix, ok := kernelSuffix[mm.Type]
-		if !ok {
-			return dmat{}, &model.Error{Code: "UnsupportedOperation", Kind: model.ErrUnsupported,
-				Msg: fmt.Sprintf("tensor %q has type %s, which the CUDA backend cannot multiply yet: use --device cpu or a Q4_K_M/Q8_0/F16 file", mm.Name, mm.Type)}
-		}
-		off, err := tensorOffset(data, mm)
-		if err != nil {
-			return dmat{}, err
-		}
-		return dmat{ptr: devicePtr(off), rows: mm.Rows, cols: mm.Cols, rowBytes: int64(mm.RowBytes), suffix: suffix}, nil
-	}
-	var err error
-	if b.embd, err = mat(&w.TokenEmbd); err != nil {
+	data, err := b.planWeights()
+	if err != nil {
 		return err
-	}
-	if b.out, err = mat(&w.Output); err != nil {
-		return err
-	}
-	b.layers = make([]dlayer, len(w.Layers))
-	for i := range w.Layers {
-		l, dl := &w.Layers[i], &b.layers[i]
-		for _, p := range []struct {
-			dst *dmat
-			src *model.Matrix
-		}{{&dl.q, &l.Q}, {&dl.k, &l.K}, {&dl.v, &l.V}, {&dl.o, &l.O}, {&dl.gate, &l.Gate}, {&dl.up, &l.Up}, {&dl.down, &l.Down}} {
-			if *p.dst, err = mat(p.src); err != nil {
-				return err
-			}
-		}
 	}
 	if b.weights, err = d.alloc(int64(len(data)), PurposeWeights); err != nil {
 		return err
@@ -250,6 +213,54 @@ func (b *Backend) init() error {
 		dl.qBias, dl.kBias, dl.vBias = vec(l.QBias), vec(l.KBias), vec(l.VBias)
 	}
 	return nil
+}
+
+// planWeights returns the file's tensor data section and sets every
+// matrix of the backend to its offset in it, checked (inside the section,
+// aligned for the kernels' loads) before anything is uploaded.
+func (b *Backend) planWeights() ([]byte, error) {
+	f, w := b.m.File, b.m.Weights
+	all := f.Bytes()
+	if f.DataOffset < 0 || f.DataOffset >= int64(len(all)) {
+		return nil, &model.Error{Code: "WeightMappingError", Kind: model.ErrMapping,
+			Msg: fmt.Sprintf("the tensor data section starts at %d in a file of %d bytes: the file is truncated; download it again", f.DataOffset, len(all))}
+	}
+	data := all[f.DataOffset:]
+	mat := func(mm *model.Matrix, embedOnly bool) (dmat, error) {
+		suffix, ok := kernelSuffix[mm.Type]
+		if !ok {
+			return dmat{}, &model.Error{Code: "UnsupportedOperation", Kind: model.ErrUnsupported,
+				Msg: fmt.Sprintf("tensor %q has type %s, which the CUDA backend cannot multiply yet: use --device cpu or a Q4_K_M/Q8_0/F16 file", mm.Name, mm.Type)}
+		}
+		off, err := tensorOffset(data, mm)
+		if err != nil {
+			return dmat{}, err
+		}
+		if err := checkAlign(mm.Name, suffix, off, int64(mm.RowBytes), embedOnly); err != nil {
+			return dmat{}, err
+		}
+		return dmat{ptr: devicePtr(off), rows: mm.Rows, cols: mm.Cols, rowBytes: int64(mm.RowBytes), suffix: suffix}, nil
+	}
+	var err error
+	if b.embd, err = mat(&w.TokenEmbd, !w.TiedOutput); err != nil {
+		return nil, err
+	}
+	if b.out, err = mat(&w.Output, false); err != nil {
+		return nil, err
+	}
+	b.layers = make([]dlayer, len(w.Layers))
+	for i := range w.Layers {
+		l, dl := &w.Layers[i], &b.layers[i]
+		for _, p := range []struct {
+			dst *dmat
+			src *model.Matrix
+		}{{&dl.q, &l.Q}, {&dl.k, &l.K}, {&dl.v, &l.V}, {&dl.o, &l.O}, {&dl.gate, &l.Gate}, {&dl.up, &l.Up}, {&dl.down, &l.Down}} {
+			if *p.dst, err = mat(p.src, false); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return data, nil
 }
 
 // matrices lists every weight matrix of the backend.
@@ -359,8 +370,8 @@ func (b *Backend) KVType() string     { return b.kvType }
 func (kv *kvCache) k(l int) devicePtr { return kv.buf.Ptr + devicePtr(int64(2*l)*kv.layerBytes()) }
 func (kv *kvCache) v(l int) devicePtr { return kv.buf.Ptr + devicePtr(int64(2*l+1)*kv.layerBytes()) }
 
-func (kv *kvCache) Len() int     { return kv.n }
-func (kv *kvCache) Cap() int     { return kv.cap }
+func (kv *kvCache) Len() int { return kv.n }
+func (kv *kvCache) Cap() int { return kv.cap }
 func (kv *kvCache) Bytes() int64 {
 	if kv.buf == nil {
 		return 0
