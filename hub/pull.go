@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,7 +41,13 @@ type Client struct {
 	// pull fails; RetryWait the pause before the first retry (doubling).
 	Retries   int
 	RetryWait time.Duration
+	// StallTimeout is how long a transfer may bring no byte before its
+	// connection is dropped and resumed (0: DefaultStallTimeout).
+	StallTimeout time.Duration
 }
+
+// DefaultStallTimeout is a Client's StallTimeout when it sets none.
+const DefaultStallTimeout = 60 * time.Second
 
 // Progress is the state of one file's download.
 type Progress struct {
@@ -534,9 +541,22 @@ func (c *Client) getRange(ctx context.Context, r Ref, u string, f *os.File, h ha
 		}
 		return have, false, c.statusError(r, r.File, resp)
 	}
+	// A connection that stops bringing bytes is closed, so the read fails
+	// and the transfer is resumed instead of hanging.
+	stallAfter := c.StallTimeout
+	if stallAfter <= 0 {
+		stallAfter = DefaultStallTimeout
+	}
+	var stalled atomic.Bool
+	watchdog := time.AfterFunc(stallAfter, func() { stalled.Store(true); resp.Body.Close() })
+	defer watchdog.Stop()
 	buf := make([]byte, 1<<20)
 	for {
 		n, rerr := resp.Body.Read(buf)
+		watchdog.Reset(stallAfter)
+		if rerr != nil && stalled.Load() {
+			rerr = fmt.Errorf("no data for %s: %w", stallAfter, rerr)
+		}
 		if n > 0 {
 			if _, err := f.Write(buf[:n]); err != nil {
 				return have, false, fmt.Errorf("writing %s: %w", f.Name(), err)

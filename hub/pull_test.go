@@ -413,3 +413,23 @@ func TestConcurrentPulls(t *testing.T) {
 		t.Fatalf("the CDN sent %d bytes for a file of %d: both pulls downloaded", got, len(b))
 	}
 }
+
+// TestPullStalledConnection: a transfer that stops bringing bytes is
+// dropped after StallTimeout and resumed.
+func TestPullStalledConnection(t *testing.T) {
+	h, b := oneModelHub(t, 1<<20)
+	c, _ := client(t, h, t.TempDir())
+	c.StallTimeout = 100 * time.Millisecond
+	h.StallAfter(q4, 200_000)
+	start := time.Now()
+	m, err := c.Pull(context.Background(), mustRef(t, "hf.co/org/model-GGUF:Q4_K_M"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(m.Path()); !slices.Equal(got, b) {
+		t.Fatal("file differs after a stalled transfer")
+	}
+	if !slices.Contains(h.Ranges(), "bytes=200000-") || time.Since(start) > 20*time.Second {
+		t.Fatalf("not resumed from the stall (ranges %v, %s)", h.Ranges(), time.Since(start))
+	}
+}

@@ -36,6 +36,7 @@ type Hub struct {
 	ranges   []string         // Range headers the CDN received
 	requests int              // requests to the hub and the CDN
 	drops    map[string][]int64
+	stalls   map[string][]int64
 }
 
 type Repo struct {
@@ -51,7 +52,7 @@ type Repo struct {
 // the endpoint; the CDN it redirects to is on "localhost" instead of
 // 127.0.0.1, so a client that forwards its token across hosts is caught.
 func New(t testing.TB) *Hub {
-	h := &Hub{t: t, Token: "hf_good", repos: map[string]*Repo{}, served: map[string]int64{}, drops: map[string][]int64{}}
+	h := &Hub{t: t, Token: "hf_good", repos: map[string]*Repo{}, served: map[string]int64{}, drops: map[string][]int64{}, stalls: map[string][]int64{}}
 	h.CDN = httptest.NewServer(http.HandlerFunc(h.serveCDN))
 	h.Hub = httptest.NewServer(http.HandlerFunc(h.serveHub))
 	t.Cleanup(func() { h.Hub.Close(); h.CDN.Close() })
@@ -171,6 +172,10 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	if d := h.drops[file]; len(d) > 0 {
 		limit, h.drops[file] = d[0], d[1:]
 	}
+	stall := false
+	if d := h.stalls[file]; len(d) > 0 && limit < 0 {
+		limit, h.stalls[file], stall = d[0], d[1:], true
+	}
 	if rg := r.Header.Get("Range"); rg != "" {
 		h.ranges = append(h.ranges, rg)
 	}
@@ -179,7 +184,7 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	if repo.NoRange {
 		r.Header.Del("Range")
 	}
-	cw := &countingWriter{ResponseWriter: w, h: h, file: file, limit: limit, slow: repo.Slow}
+	cw := &countingWriter{ResponseWriter: w, h: h, file: file, limit: limit, slow: repo.Slow, stall: stall, done: r.Context().Done()}
 	http.ServeContent(cw, r, "", time.Time{}, bytes.NewReader(b))
 }
 
@@ -192,6 +197,8 @@ type countingWriter struct {
 	limit int64
 	sent  int64
 	slow  time.Duration
+	stall bool            // at limit, stop sending and hold the connection open
+	done  <-chan struct{} // the request's end
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
@@ -201,6 +208,12 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 		c.ResponseWriter.Write(p)
 		c.count(len(p))
 		c.ResponseWriter.(http.Flusher).Flush()
+		if c.stall {
+			select { // silent until the client gives up
+			case <-c.done:
+			case <-time.After(time.Minute):
+			}
+		}
 		panic(http.ErrAbortHandler) // the connection is closed mid-body
 	}
 	n, err := c.ResponseWriter.Write(p)
@@ -220,6 +233,14 @@ func (h *Hub) ServedBytes(file string) int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.served[file]
+}
+
+// StallAfter makes the CDN stop sending a file after n bytes, once per value
+// given, and hold the connection open until the client closes it.
+func (h *Hub) StallAfter(file string, n ...int64) {
+	h.mu.Lock()
+	h.stalls[file] = append(h.stalls[file], n...)
+	h.mu.Unlock()
 }
 
 // Requests is how many requests the hub and the CDN have answered.
