@@ -56,6 +56,9 @@ func urlRepo(u string) string {
 	return "url/" + hex.EncodeToString(sum[:8])
 }
 
+// urlNote is the file in a URL's pseudo-repository folder that holds the URL.
+const urlNote = "url.txt"
+
 // urlFile is the file name a plain URL is cached as.
 func urlFile(u string) string {
 	pu, err := url.Parse(u)
@@ -266,6 +269,11 @@ func (c Cache) List() ([]Entry, error) {
 				r := Ref{Repo: repo, Revision: DefaultRevision, File: parts[0]}
 				if !current[s.Name()] {
 					r.Revision = s.Name()
+				}
+				if b, err := os.ReadFile(filepath.Join(c.Dir, d.Name(), urlNote)); err == nil && strings.HasPrefix(repo, "url/") {
+					if u, err := ParseRef(strings.TrimSpace(string(b))); err == nil && u.URL != "" && urlRepo(u.URL) == repo {
+						r = u
+					}
 				}
 				m := c.model(r, repo, s.Name(), parts)
 				out = append(out, Entry{Ref: r, Repo: repo, Model: *m})

@@ -642,5 +642,9 @@ func (c *Client) pullURL(ctx context.Context, r Ref) (*Model, error) {
 	if err := c.Cache.writeRef(repo, DefaultRevision, commit); err != nil {
 		return nil, err
 	}
+	// The URL itself, for List to name the model by it.
+	if err := writeFileAtomic(filepath.Join(c.Cache.RepoDir(repo), urlNote), []byte(r.URL+"\n")); err != nil {
+		return nil, err
+	}
 	return c.Cache.model(r, repo, commit, []string{file}), nil
 }

@@ -304,6 +304,16 @@ func TestPullURL(t *testing.T) {
 	if l, err := c.Cache.Local(r); err != nil || l.Path() != m.Path() {
 		t.Fatalf("URL in the cache: %v", err)
 	}
+	list, err := c.Cache.List()
+	if err != nil || len(list) != 1 || list[0].Ref != r {
+		t.Fatalf("list names the URL model %+v, %v; want %s", list, err, r)
+	}
+	if _, err := c.Cache.Remove(list[0].Ref); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := c.Cache.List(); len(list) != 0 {
+		t.Fatalf("after rm: %+v", list)
+	}
 }
 
 func TestListAndRemove(t *testing.T) {
