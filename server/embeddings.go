@@ -145,6 +145,7 @@ func (s *Server) embed(r *http.Request, inputs func(*engine.Model) ([][]int32, *
 		return nil, 0, e
 	}
 	workers := min(len(ids), m.Options().Parallel)
+	pool := s.info.Load().pooling
 	m, release, e := s.acquireN(workers)
 	if e != nil {
 		return nil, 0, e
@@ -161,7 +162,7 @@ func (s *Server) embed(r *http.Request, inputs func(*engine.Model) ([][]int32, *
 	for range workers {
 		wg.Go(func() {
 			for i := range next {
-				res, err := m.Embed(ctx, ids[i], s.cfg.Pooling)
+				res, err := m.Embed(ctx, ids[i], pool)
 				if err != nil {
 					errs[i] = err
 					cancel() // the request fails: stop the rest

@@ -218,3 +218,24 @@ func TestEmbeddingsUnsupported(t *testing.T) {
 		t.Errorf("%d places held", s.InFlight())
 	}
 }
+
+// TestEmbeddingsPooling: Config.Pooling picks the pooling (the model's
+// pooling_type or the mean when unset).
+func TestEmbeddingsPooling(t *testing.T) {
+	for _, pool := range []engine.Pooling{"", engine.PoolMean, engine.PoolLast} {
+		ts := newTestServer(t, opts{cfg: func(c *Config) { c.Pooling = pool }})
+		got := ts.embeddings(t, `{"input":"pooled text"}`).vectors(t)[0]
+		ids, _ := ts.m.Tokenizer().Encode("pooled text", tokenizer.EncodeOptions{AddSpecial: true})
+		want := pool
+		if want == "" {
+			want = engine.PoolMean // the synthetic model has no pooling_type
+		}
+		res, err := ts.m.Embed(t.Context(), ids, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, res.Embedding) {
+			t.Errorf("pooling %q: the vector is not the %s-pooled one", pool, want)
+		}
+	}
+}

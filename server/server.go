@@ -88,7 +88,9 @@ type Config struct {
 	// Host header on a loopback bind; "*" accepts any.
 	AllowedHosts []string
 	// Pooling is how /v1/embeddings and /api/embed pool a text's final
-	// hidden states: engine.PoolMean ("" too) or engine.PoolLast.
+	// hidden states: engine.PoolMean or engine.PoolLast; "" takes the
+	// model's <arch>.pooling_type (llama.cpp's: 1 mean, 3 last) where the
+	// file has one of those, else the mean.
 	Pooling engine.Pooling
 	// AllowedOrigins are the browser origins ("https://app.example",
 	// scheme://host[:port]) allowed to call the API, with CORS headers;
@@ -128,7 +130,8 @@ type modelInfo struct {
 	id, name, arch, quant, tokKind, device string
 	vocab, ctxLen, modelCtxLen             int
 	created                                int64
-	params                                 uint64    // parameters (tensor elements)
+	params                                 uint64 // parameters (tensor elements)
+	pooling                                engine.Pooling
 	fileSize                               int64     // bytes of the model file
 	modified                               time.Time // the model file's modification time (load time if unknown)
 }
@@ -168,9 +171,6 @@ func New(cfg Config) *Server {
 	orDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = DefaultMaxConnections
-	}
-	if cfg.Pooling == "" {
-		cfg.Pooling = engine.PoolMean
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, start: time.Now(), jobs: map[string]*job{}}
 	s.met = newMetrics(s)
@@ -221,6 +221,13 @@ func (s *Server) SetModel(m *engine.Model) {
 	}
 	for i := range m.Model.File.Tensors {
 		info.params += m.Model.File.Tensors[i].Elements()
+	}
+	info.pooling = s.cfg.Pooling
+	if info.pooling == "" {
+		info.pooling = engine.PoolMean
+		if pt, err := m.Model.File.Uint32(cfg.Arch.Name + ".pooling_type"); err == nil && pt == 3 {
+			info.pooling = engine.PoolLast
+		}
 	}
 	if st, err := os.Stat(s.cfg.ModelPath); err == nil {
 		info.modified = st.ModTime()
