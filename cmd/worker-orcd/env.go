@@ -10,9 +10,10 @@ import (
 )
 
 // envName is the environment variable of a flag: WORKER_ and the flag's name
-// in capitals with '_' for '-' (--max-body → WORKER_MAX_BODY).
+// in capitals with '_' for '-' (--max-body → WORKER_MAX_BODY; --worker-id →
+// WORKER_ID, not WORKER_WORKER_ID).
 func envName(flag string) string {
-	return "WORKER_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+	return "WORKER_" + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(flag, "worker-"), "-", "_"))
 }
 
 // envFlags are the flags a command takes from the environment: all but
