@@ -75,10 +75,9 @@ type Backend struct {
 	meta                                 devicePtr // ids, pos, kptr, vptr
 	capSel                               int
 	hostMeta                             []byte
-	graphs                               map[string]cuGraphExec // captured layer passes by batch rows
-	noGraphs                             bool                   // a capture failed: launch directly
-	segs                                 []segment              // runs of decode and prefill rows of the step in progress
-	blas                                 uintptr                // cuBLAS handle for prompt rows (0: element-wise kernel instead)
+	graphs                               graphCache // captured layer passes by layout of the batch's rows
+	segs                                 []segment  // runs of decode and prefill rows of the step in progress
+	blas                                 uintptr    // cuBLAS handle for prompt rows (0: element-wise kernel instead)
 	libDir                               string
 	noBLAS                               bool
 	gemm                                 gemmBuffers
@@ -328,8 +327,7 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	err := b.dev.do(func() error {
-		b.dropGraphs()
-		return errors.Join(b.freeGemm(), b.dev.free(b.weights), b.dev.free(b.small), b.dev.free(b.scratch))
+		return errors.Join(b.dropGraphs(), b.freeGemm(), b.dev.free(b.weights), b.dev.free(b.small), b.dev.free(b.scratch))
 	})
 	if errors.Is(err, ErrDeviceClosed) {
 		err = nil // closed before

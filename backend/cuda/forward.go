@@ -43,8 +43,8 @@ func (b *Backend) grow(T, nsel int) error {
 	}
 	var freeErr error // a driver error freeing the old buffer: reported once the new one is in place
 	if b.scratch != nil {
-		b.dropGraphs() // they point into the old buffers
-		freeErr = b.dev.free(b.scratch)
+		// The graphs point into the old buffers.
+		freeErr = errors.Join(b.dropGraphs(), b.dev.free(b.scratch))
 	}
 	b.scratch = buf
 	p := buf.Ptr
@@ -374,56 +374,6 @@ const topStride = 8*sample.MaxTop + 16
 // for decode-sized batches.
 const maxSplits = 16
 
-// runLayers runs every layer for T rows: from a captured CUDA graph when
-// the batch is small (one graph per T; the kernels read positions and KV
-// pointers from device memory, so a graph serves every step with that T),
-// directly otherwise, when tensors are being dumped, or with
-// WORKER_CUDA_SYNC=1. Call on the device thread.
-func (b *Backend) runLayers(T int) error {
-	if T > maxGraphT || b.Dump != nil || b.dev.syncEach || b.noGraphs || b.blas != 0 && hasPrefill(b.segs) {
-		// cuBLAS calls stay out of captured graphs.
-		return b.layersForward(T)
-	}
-	// One graph per layout of the batch's rows (decode and prefill runs).
-	key := fmt.Sprint(b.segs)
-	exec, ok := b.graphs[key]
-	if !ok {
-		var err error
-		if exec, err = b.capture(T); err != nil {
-			// Capture is an optimization: run directly from now on.
-			b.noGraphs = true
-			return b.layersForward(T)
-		}
-		if b.graphs == nil {
-			b.graphs = map[string]cuGraphExec{}
-		}
-		b.graphs[key] = exec
-	}
-	return check("cuGraphLaunch", drv.cuGraphLaunch(exec, b.dev.stream))
-}
-
-func (b *Backend) capture(T int) (cuGraphExec, error) {
-	const captureThreadLocal = 1
-	if err := check("cuStreamBeginCapture", drv.cuStreamBeginCapture_v2(b.dev.stream, captureThreadLocal)); err != nil {
-		return 0, err
-	}
-	runErr := b.layersForward(T)
-	var g cuGraph
-	endErr := check("cuStreamEndCapture", drv.cuStreamEndCapture(b.dev.stream, &g))
-	if runErr != nil || endErr != nil {
-		if g != 0 {
-			drv.cuGraphDestroy(g)
-		}
-		return 0, errors.Join(runErr, endErr)
-	}
-	defer drv.cuGraphDestroy(g)
-	var exec cuGraphExec
-	if err := check("cuGraphInstantiate", drv.cuGraphInstantiateWithFlags(&exec, g, 0)); err != nil {
-		return 0, err
-	}
-	return exec, nil
-}
-
 func hasPrefill(segs []segment) bool {
 	for _, s := range segs {
 		if s.prefill {
@@ -452,11 +402,4 @@ func segmentsOf(batch []*backend.Seq, headRows bool) []segment {
 		row += n
 	}
 	return segs
-}
-
-func (b *Backend) dropGraphs() {
-	for T, e := range b.graphs {
-		drv.cuGraphExecDestroy(e)
-		delete(b.graphs, T)
-	}
 }
