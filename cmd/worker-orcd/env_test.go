@@ -21,6 +21,9 @@ func TestEnvNames(t *testing.T) {
 	}
 	_, flags, _ := strings.Cut(out, "\nFlags:\n")
 	flags, _, _ = strings.Cut(flags, "\nGlobal Flags:")
+	if strings.Count(flags, "[$WORKER_") < 25 {
+		t.Fatalf("serve --help lists %d variables:\n%s", strings.Count(flags, "[$WORKER_"), out)
+	}
 	for _, line := range strings.Split(flags, "\n") {
 		line = strings.TrimSpace(line)
 		if strings.HasPrefix(line, "--") || strings.HasPrefix(line, "-") && !strings.HasPrefix(line, "-h,") && !strings.HasPrefix(line, "-v,") {
