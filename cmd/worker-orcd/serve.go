@@ -46,9 +46,12 @@ func newServeCmd() *cobra.Command {
 		Long: `Load a GGUF model and serve it over HTTP.
 
 The worker listens first and loads second: GET /health answers 503 "loading"
-until the model is ready. Endpoints: POST /execute (SSE), POST /cancel,
-GET /health, GET /metrics, POST /v1/completions, POST /v1/chat/completions,
-GET /v1/models, GET /v1/models/{id} (see the README).
+until the model is ready. Endpoints (see the README): POST /execute (SSE),
+POST /cancel, GET /health, GET /metrics; OpenAI's POST /v1/completions,
+POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models,
+GET /v1/models/{id}; POST /tokenize, POST /detokenize; Ollama's /api/generate,
+/api/chat, /api/embed, /api/embeddings, /api/show, /api/tags, /api/ps,
+/api/version.
 
 --model takes a file or a reference (hf.co/OWNER/REPO:QUANT, ...), pulled into
 the Hugging Face cache on first use while /health says "loading". Without
