@@ -17,6 +17,12 @@ import (
 // the bytes asked, the bytes available and what to do.
 var ErrOutOfMemory = errors.New("out of memory")
 
+// ErrDevice is matched (errors.Is) by every error a backend returns because
+// its device or the device's driver failed a call (a CUDA error): not the
+// request's fault, and the device may be unusable until the worker
+// restarts. The error's message names the call and the driver's error.
+var ErrDevice = errors.New("device error")
+
 // KVCache is one sequence's key/value cache on a backend.
 type KVCache interface {
 	Len() int             // positions stored

@@ -48,6 +48,18 @@ const (
 	cublasGemmDefault = -1
 )
 
+// cublasError is a failed cuBLAS call as an Error (CUDA_ERROR, matching
+// backend.ErrDevice).
+func cublasError(api string, status int32) error {
+	names := map[int32]string{1: "NOT_INITIALIZED", 3: "ALLOC_FAILED", 7: "INVALID_VALUE", 8: "ARCH_MISMATCH",
+		11: "MAPPING_ERROR", 13: "EXECUTION_FAILED", 14: "INTERNAL_ERROR", 15: "NOT_SUPPORTED", 16: "LICENSE_ERROR"}
+	name := "CUBLAS_STATUS_UNKNOWN"
+	if n, ok := names[status]; ok {
+		name = "CUBLAS_STATUS_" + n
+	}
+	return &Error{API: api, Code: int(status), Name: name}
+}
+
 // gemmTile is the number of prompt rows per GEMM call: every call has the
 // same shape (rows padded with zeros), so that a row's result does not
 // depend on how many rows came with it.

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"sync"
 	"unsafe"
+
+	"worker-orcd/backend"
 )
 
 // Device is one GPU with its primary context. Every driver call runs on the
@@ -228,6 +230,9 @@ func (e *AllocationError) Error() string {
 	return fmt.Sprintf("AllocationFailed: %d bytes (%s on GPU %d) for %s: use a smaller model or quantization, a smaller --ctx or --parallel, or a GPU with more memory",
 		e.Bytes, free, e.GPU, e.Purpose)
 }
+
+// Is makes an AllocationError match backend.ErrOutOfMemory.
+func (e *AllocationError) Is(target error) bool { return target == backend.ErrOutOfMemory }
 
 // Buffer is a device allocation.
 type Buffer struct {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"unsafe"
+
+	"worker-orcd/backend"
 )
 
 // cuResult is a CUresult.
@@ -130,6 +132,9 @@ type Error struct {
 	Name string
 	Hint string // what to do, when known
 }
+
+// Is makes an Error match backend.ErrDevice.
+func (e *Error) Is(target error) bool { return target == backend.ErrDevice }
 
 func (e *Error) Error() string {
 	s := fmt.Sprintf("CUDA_ERROR: %s failed: %s (%d)", e.API, e.Name, e.Code)

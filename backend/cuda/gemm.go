@@ -127,7 +127,7 @@ func (b *Backend) gemmTile(w, xh devicePtr, rows, cols int, cbuf **Buffer) (devi
 	if r := cublas.cublasGemmEx(b.blas, cublasOpT, cublasOpN, int32(rows), gemmTile, int32(cols),
 		unsafe.Pointer(&alpha), w, cudaR16F, int32(cols), xh, cudaR16F, int32(cols),
 		unsafe.Pointer(&beta), c, cudaR32F, int32(rows), cublasCompute32F, cublasGemmDefault); r != 0 {
-		return 0, fmt.Errorf("CUDA_ERROR: cublasGemmEx (%d×%d·%d) failed with cuBLAS status %d", rows, cols, gemmTile, r)
+		return 0, cublasError(fmt.Sprintf("cublasGemmEx (%d×%d·%d)", rows, cols, gemmTile), r)
 	}
 	if b.dev.syncEach {
 		if err := check("cublasGemmEx (WORKER_CUDA_SYNC=1)", drv.cuStreamSynchronize(b.dev.stream)); err != nil {
@@ -155,7 +155,7 @@ func (b *Backend) freeGemm() error {
 	}
 	if b.blas != 0 {
 		if r := cublas.cublasDestroy_v2(b.blas); r != 0 {
-			errs = append(errs, fmt.Errorf("CUDA_ERROR: cublasDestroy failed with cuBLAS status %d", r))
+			errs = append(errs, cublasError("cublasDestroy", r))
 		}
 		b.blas = 0
 	}

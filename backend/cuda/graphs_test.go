@@ -82,7 +82,8 @@ func TestGraphKey(t *testing.T) {
 		}
 		seen[k] = segs
 	}
-	if graphKey([]segment{{0, 3, false}, {3, 5, true}}) != graphKey([]segment{{0, 3, false}, {3, 5, true}}) {
+	a, b := []segment{{0, 3, false}, {3, 5, true}}, []segment{{0, 3, false}, {3, 5, true}}
+	if graphKey(a) != graphKey(b) {
 		t.Error("equal layouts, different keys")
 	}
 }

@@ -58,6 +58,12 @@ func nvrtcVersion() string {
 	return fmt.Sprintf("%d.%d", maj, min)
 }
 
+// nvrtcError is a failed NVRTC call as an Error (CUDA_ERROR, matching
+// backend.ErrDevice); hint carries the compiler's log.
+func nvrtcError(api string, r int32, hint string) error {
+	return &Error{API: api, Code: int(r), Name: goString(nvrtc.nvrtcGetErrorString(r)), Hint: hint}
+}
+
 func cstr(s string) *byte {
 	b := append([]byte(s), 0)
 	return &b[0]
@@ -97,7 +103,7 @@ func compile(name, src string, arch int) ([]byte, error) {
 	}
 	var prog nvrtcProgram
 	if r := nvrtc.nvrtcCreateProgram(&prog, cstr(src), cstr(name+".cu"), 0, nil, nil); r != 0 {
-		return nil, fmt.Errorf("CUDA_ERROR: nvrtcCreateProgram(%s): %s", name, goString(nvrtc.nvrtcGetErrorString(r)))
+		return nil, nvrtcError("nvrtcCreateProgram("+name+")", r, "")
 	}
 	defer nvrtc.nvrtcDestroyProgram(&prog)
 	// An array of C strings: the array and each string pinned while NVRTC
@@ -117,16 +123,15 @@ func compile(name, src string, arch int) ([]byte, error) {
 		nvrtc.nvrtcGetProgramLogSize(prog, &n)
 		log := make([]byte, n+1)
 		nvrtc.nvrtcGetProgramLog(prog, &log[0])
-		return nil, fmt.Errorf("CUDA_ERROR: NVRTC could not compile kernels %s.cu for sm_%d: %s: %s",
-			name, arch, goString(nvrtc.nvrtcGetErrorString(r)), strings.TrimSpace(goString(&log[0])))
+		return nil, nvrtcError(fmt.Sprintf("NVRTC compiling kernels %s for sm_%d", name, arch), r, strings.TrimSpace(goString(&log[0])))
 	}
 	var n uint64
 	if r := nvrtc.nvrtcGetCUBINSize(prog, &n); r != 0 || n == 0 {
-		return nil, fmt.Errorf("CUDA_ERROR: nvrtcGetCUBINSize(%s): %s", name, goString(nvrtc.nvrtcGetErrorString(r)))
+		return nil, nvrtcError("nvrtcGetCUBINSize("+name+")", r, fmt.Sprintf("%d bytes", n))
 	}
 	cubin := make([]byte, n)
 	if r := nvrtc.nvrtcGetCUBIN(prog, &cubin[0]); r != 0 {
-		return nil, fmt.Errorf("CUDA_ERROR: nvrtcGetCUBIN(%s): %s", name, goString(nvrtc.nvrtcGetErrorString(r)))
+		return nil, nvrtcError("nvrtcGetCUBIN("+name+")", r, "")
 	}
 	if path != "" {
 		if err := os.MkdirAll(dir, 0o755); err == nil {
