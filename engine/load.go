@@ -25,6 +25,10 @@ type LoadOptions struct {
 	// CUDALibDir is searched first for libcuda and libnvrtc
 	// ("" = WORKER_CUDA_LIB_PATH, then the defaults).
 	CUDALibDir string
+	// KVType is the KV cache's element type: "" (the backend's default:
+	// f16 on a GPU, f32 on the CPU), "f16" or "f32". The CPU backend keeps
+	// float32 only and refuses "f16".
+	KVType string
 	// Logits, when set, receives a copy of each row of logits Score
 	// computes, in order (for comparing with other implementations).
 	Logits func(row []float32)
@@ -46,6 +50,11 @@ func Load(path string, o LoadOptions) (*Model, error) {
 	dev, err := backend.ParseDevice(o.Device) // before reading a large file
 	if err != nil {
 		return nil, err
+	}
+	switch o.KVType {
+	case "", "f16", "f32":
+	default:
+		return nil, fmt.Errorf("engine: KV cache type %q: want f16 or f32 (or none for the backend's default)", o.KVType)
 	}
 	m, err := model.Open(path)
 	if err != nil {
@@ -83,13 +92,16 @@ func Load(path string, o LoadOptions) (*Model, error) {
 }
 
 func openBackend(m *model.Model, dev backend.Device, o LoadOptions, log *slog.Logger) (backend.Backend, error) {
-	newCPU := func() backend.Backend {
+	newCPU := func() (backend.Backend, error) {
+		if o.KVType == "f16" {
+			return nil, errors.New("engine: the CPU backend keeps its KV cache in float32: use --kv-type f32, or leave it unset")
+		}
 		b := cpu.New(m, o.Threads)
 		b.Dump = o.Dump
-		return b
+		return b, nil
 	}
 	newCUDA := func(index int) (backend.Backend, error) {
-		b, err := cuda.New(m, cuda.Options{Device: index, LibDir: o.CUDALibDir})
+		b, err := cuda.New(m, cuda.Options{Device: index, LibDir: o.CUDALibDir, KVType: o.KVType})
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +111,7 @@ func openBackend(m *model.Model, dev backend.Device, o LoadOptions, log *slog.Lo
 	}
 	switch dev.Kind {
 	case backend.DeviceCPU:
-		return newCPU(), nil
+		return newCPU()
 	case backend.DeviceCUDA:
 		return newCUDA(dev.Index)
 	}
@@ -116,7 +128,7 @@ func openBackend(m *model.Model, dev backend.Device, o LoadOptions, log *slog.Lo
 	} else {
 		log.Warn("device auto: the GPU could not be used, running on the CPU (slower)", "reason", err.Error())
 	}
-	return newCPU(), nil
+	return newCPU()
 }
 
 // Close stops the engine and unmaps the model file.

@@ -146,3 +146,23 @@ func TestGenerateBadModels(t *testing.T) {
 		}
 	}
 }
+
+// TestKVTypeFlag: --kv-type f32 runs anywhere, f16 is refused on the CPU
+// backend (which keeps float32 only) and anything else is refused by name.
+func TestKVTypeFlag(t *testing.T) {
+	path := writeSpec(t, "qwen2-micro", nil, nil)
+	for _, c := range []struct {
+		kv   string
+		code int
+		want string
+	}{
+		{"f32", 0, ""},
+		{"f16", 1, "the CPU backend keeps its KV cache in float32"},
+		{"q8", 1, `KV cache type "q8": want f16 or f32`},
+	} {
+		code, _, errOut := runCLI("generate", "--model", path, "--device", "cpu", "--prompt", "hi", "--max-tokens", "2", "--kv-type", c.kv)
+		if code != c.code || !strings.Contains(errOut, c.want) {
+			t.Errorf("--kv-type %s: exit %d, stderr %q; want %d and %q", c.kv, code, errOut, c.code, c.want)
+		}
+	}
+}

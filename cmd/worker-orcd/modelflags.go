@@ -19,6 +19,7 @@ type modelFlags struct {
 	threads  int
 	ctx      int
 	parallel int
+	kvType   string
 	// stderr receives what resolving a model reference prints (pull
 	// progress); nil: os.Stderr.
 	stderr io.Writer
@@ -29,6 +30,7 @@ func (m *modelFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&m.device, "device", "auto", "where to run: auto, cpu or cuda[:N]")
 	fs.IntVar(&m.threads, "threads", 0, "CPU worker threads (0 = all cores)")
 	fs.IntVar(&m.ctx, "ctx", 0, "context length per sequence (0 = the model's)")
+	fs.StringVar(&m.kvType, "kv-type", "", "KV cache element type: f16 or f32 (default: f16 on a GPU, f32 on the CPU)")
 }
 
 func (m *modelFlags) logger() *slog.Logger {
@@ -52,7 +54,7 @@ func (m *modelFlags) load(cmdName string, extra func(*engine.LoadOptions)) (*eng
 	if err != nil {
 		return nil, err
 	}
-	o := engine.LoadOptions{Device: m.device, Threads: m.threads, Logger: m.logger(),
+	o := engine.LoadOptions{Device: m.device, Threads: m.threads, Logger: m.logger(), KVType: m.kvType,
 		Engine: engine.Options{CtxLen: m.ctx, Parallel: m.parallel}}
 	if m.parallel == 0 {
 		o.Engine.Parallel = 1

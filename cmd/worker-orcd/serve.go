@@ -33,6 +33,7 @@ type serveFlags struct {
 	bodyTimeout, writeTimeout    time.Duration
 	maxConns                     int
 	allowedHosts, allowedOrigins []string
+	pooling                      string
 	memInterval                  time.Duration
 	memThreshold                 int64
 	modelID                      string
@@ -89,6 +90,7 @@ SIGTERM or SIGINT stop accepting requests, let those in flight finish for up to
 	fs.DurationVar(&f.idle, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection stays open")
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", server.DefaultBodyReadTimeout, "time a client has to send a request body (then 408 and the connection is closed)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "a client that takes no part of a response for this long is dropped (its job is cancelled)")
+	fs.StringVar(&f.pooling, "pooling", "", "how embeddings pool a text's tokens: mean or last (default: the model's pooling_type, else mean)")
 	fs.IntVar(&f.maxConns, "max-connections", server.DefaultMaxConnections, "connections open at once; beyond it new ones wait (logged)")
 	fs.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "on a loopback --host, further names accepted in the Host header (comma-separated; * for any)")
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "browser origins allowed to call the API, with CORS (e.g. https://app.example; * for any); loopback origins always are")
@@ -126,6 +128,12 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		f.path = DefaultModelRef
 		log.Info("no --model or WORKER_MODEL: serving the default model (pulled into the Hugging Face cache on first use)", "model", f.path)
 	}
+	var pooling engine.Pooling
+	if f.pooling != "" { // "" leaves the model's own pooling_type in charge
+		if pooling, err = engine.ParsePooling(f.pooling); err != nil {
+			return fmt.Errorf("serve: --pooling: %w", err)
+		}
+	}
 	if f.maxConns < 1 {
 		return fmt.Errorf("serve: --max-connections %d: want at least 1", f.maxConns)
 	}
@@ -141,6 +149,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		MaxBodyBytes: f.maxBody, Logger: log, Version: version,
 		ReadHeaderTimeout: f.readHeaderTimeout, BodyReadTimeout: f.bodyTimeout, WriteTimeout: f.writeTimeout,
 		IdleTimeout: f.idle, MaxConnections: f.maxConns,
+		Pooling:      pooling,
 		LoopbackOnly: isLoopback(f.host), AllowedHosts: f.allowedHosts, AllowedOrigins: f.allowedOrigins})
 	addr := net.JoinHostPort(f.host, strconv.Itoa(f.port))
 	ln, err := srv.Listen(addr)
@@ -167,7 +176,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	start := time.Now()
 	log.Info("loading model", "path", f.path, "device", f.device, "ctx", f.ctx, "parallel", f.parallel, "queue", f.queue)
 	go func() {
-		o := engine.LoadOptions{Device: f.device, Threads: f.threads, Logger: log,
+		o := engine.LoadOptions{Device: f.device, Threads: f.threads, Logger: log, KVType: f.kvType,
 			Engine: engine.Options{Parallel: f.parallel, QueueSize: f.queue, CtxLen: f.ctx, BatchTokens: f.batch}}
 		path, err := resolveModel(ctx, f.path, cmd.ErrOrStderr())
 		if err != nil {

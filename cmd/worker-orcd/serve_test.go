@@ -219,6 +219,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"serve", "--model", "x.gguf"}, map[string]string{"WORKER_PARALLEL": "0"}, "--parallel 0"},
 		{[]string{"serve", "--model", "x.gguf"}, map[string]string{"WORKER_PORT": "eighty"}, `serve: WORKER_PORT="eighty": invalid argument`},
 		{[]string{"serve", "--port", "0"}, map[string]string{"WORKER_MODEL": "/nonexistent/env.gguf"}, "env.gguf"},
+		{[]string{"serve", "--model", "x.gguf", "--pooling", "max"}, nil, "--pooling: pooling \"max\": want mean or last"},
 		// The command line wins over the environment.
 		{[]string{"serve", "--model", "/nonexistent/m.gguf", "--port", "0", "--log-format", "text"}, map[string]string{"WORKER_LOG_FORMAT": "xml"}, "m.gguf"},
 	} {
