@@ -237,7 +237,7 @@ func TestMalformed(t *testing.T) {
 		want string // substring of the message
 	}{
 		{"empty", nil, ErrBadMagic, "file is 0 bytes"},
-		{"bad magic", []byte{0, 0, 0, 0, 3, 0, 0, 0}, ErrBadMagic, `GGUFError: bad magic 0x00000000 (bytes 00 00 00 00) at offset 0 (want "GGUF" 47 47 55 46): file is not GGUF or is truncated`},
+		{"bad magic", []byte{0, 0, 0, 0, 3, 0, 0, 0}, ErrBadMagic, `GGUFError: bad magic 0x00000000 (bytes 00 00 00 00) at offset 0 (want "GGUF" 47 47 55 46): the file is not a GGUF model`},
 		{"version 1", header(1, 0, 0), ErrVersion, "version 1 is not supported"},
 		{"version 4", header(4, 0, 0), ErrVersion, "unsupported GGUF version 4"},
 		{"big endian", header(0x03000000, 0, 0), ErrVersion, "byte-swapped"},

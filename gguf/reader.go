@@ -214,7 +214,7 @@ func (f *File) parse() error {
 			len(found), found)
 	}
 	if string(f.data[:4]) != Magic {
-		return errNoOffset(ErrBadMagic, "bad magic 0x%08x (bytes % x) at offset 0 (want \"GGUF\" 47 47 55 46): file is not GGUF or is truncated",
+		return errNoOffset(ErrBadMagic, "bad magic 0x%08x (bytes % x) at offset 0 (want \"GGUF\" 47 47 55 46): the file is not a GGUF model",
 			binary.BigEndian.Uint32(f.data[:4]), f.data[:4])
 	}
 	r.off = 4
