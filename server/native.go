@@ -229,28 +229,31 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 
 // healthResponse is the body of GET /health.
 type healthResponse struct {
-	Status        string           `json:"status"` // loading, ready, draining, unhealthy, failed
-	MemoryCheck   *memwatch.Status `json:"memory_check,omitempty"`
-	WorkerID      string           `json:"worker_id,omitempty"`
-	Version       string           `json:"version"`
-	UptimeS       float64          `json:"uptime_s"`
-	Error         string           `json:"error,omitempty"`
-	Model         string           `json:"model,omitempty"`
-	ModelName     string           `json:"model_name,omitempty"`
-	ModelPath     string           `json:"model_path,omitempty"`
-	Architecture  string           `json:"architecture,omitempty"`
-	QuantKind     string           `json:"quant_kind,omitempty"`
-	Resident      bool             `json:"resident"`
-	Device        string           `json:"device,omitempty"`
-	VRAMBytesUsed *memoryJSON      `json:"vram_bytes_used,omitempty"`
-	MemoryKind    string           `json:"memory_kind,omitempty"` // "device" or "host": where vram_bytes_used lives
-	TokenizerKind string           `json:"tokenizer_kind,omitempty"`
-	VocabSize     int              `json:"vocab_size,omitempty"`
-	ContextLength int              `json:"context_length,omitempty"`
-	ModelContext  int              `json:"model_context_length,omitempty"`
-	Slots         *slotsJSON       `json:"slots,omitempty"`
-	Queue         *queueJSON       `json:"queue,omitempty"`
-	Requests      *inFlightHealth  `json:"requests,omitempty"`
+	Status       string           `json:"status"` // loading, ready, draining, unhealthy, failed
+	MemoryCheck  *memwatch.Status `json:"memory_check,omitempty"`
+	WorkerID     string           `json:"worker_id,omitempty"`
+	Version      string           `json:"version"`
+	UptimeS      float64          `json:"uptime_s"`
+	Error        string           `json:"error,omitempty"`
+	Model        string           `json:"model,omitempty"`
+	ModelName    string           `json:"model_name,omitempty"`
+	ModelPath    string           `json:"model_path,omitempty"`
+	Architecture string           `json:"architecture,omitempty"`
+	QuantKind    string           `json:"quant_kind,omitempty"`
+	Resident     bool             `json:"resident"`
+	Device       string           `json:"device,omitempty"`
+	// MemoryBytesUsed is the backend's memory by purpose, wherever it
+	// lives (MemoryKind); VRAMBytesUsed repeats it on a GPU only.
+	MemoryBytesUsed *memoryJSON     `json:"memory_bytes_used,omitempty"`
+	VRAMBytesUsed   *memoryJSON     `json:"vram_bytes_used,omitempty"`
+	MemoryKind      string          `json:"memory_kind,omitempty"` // "device" or "host": where memory_bytes_used lives
+	TokenizerKind   string          `json:"tokenizer_kind,omitempty"`
+	VocabSize       int             `json:"vocab_size,omitempty"`
+	ContextLength   int             `json:"context_length,omitempty"`
+	ModelContext    int             `json:"model_context_length,omitempty"`
+	Slots           *slotsJSON      `json:"slots,omitempty"`
+	Queue           *queueJSON      `json:"queue,omitempty"`
+	Requests        *inFlightHealth `json:"requests,omitempty"`
 }
 
 type memoryJSON struct {
@@ -316,8 +319,11 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		if inf.device == "cpu" {
 			h.MemoryKind = "host"
 		}
-		h.VRAMBytesUsed = &memoryJSON{Weights: mem.Weights, KVCache: mem.KVCache, Activations: mem.Activations,
+		h.MemoryBytesUsed = &memoryJSON{Weights: mem.Weights, KVCache: mem.KVCache, Activations: mem.Activations,
 			Workspace: mem.Workspace, Total: mem.Weights + mem.KVCache + mem.Activations + mem.Workspace}
+		if h.MemoryKind == "device" {
+			h.VRAMBytesUsed = h.MemoryBytesUsed
+		}
 		h.Slots = &slotsJSON{Total: st.Slots, Active: st.Active, Idle: st.Slots - st.Active}
 		h.Queue = &queueJSON{Depth: st.Queued, Capacity: m.Options().QueueSize}
 		h.Requests = &inFlightHealth{InFlight: s.InFlight()}

@@ -88,7 +88,8 @@ func TestHealth(t *testing.T) {
 	}
 	if h.Status != "ready" || h.Architecture != "qwen2" || h.QuantKind == "" || !h.Resident || h.Device != wantDevice ||
 		h.TokenizerKind != "gpt2" || h.VocabSize == 0 || h.ContextLength != 512 || h.Slots.Total != 3 || h.Queue.Capacity != 5 ||
-		h.VRAMBytesUsed == nil || h.VRAMBytesUsed.Weights == 0 || h.MemoryKind != wantKind || h.Model != "micro" {
+		h.MemoryBytesUsed == nil || h.MemoryBytesUsed.Weights == 0 || (h.VRAMBytesUsed != nil) != (wantKind == "device") ||
+		h.MemoryKind != wantKind || h.Model != "micro" {
 		t.Errorf("health %+v", h)
 	}
 	// kv_cache comes from engine.Stats().KVCacheSize, which the engine
