@@ -29,7 +29,7 @@ type Options struct {
 // ErrBadInput reports a forward request that cannot run.
 var ErrBadInput = errors.New("cuda: bad forward input")
 
-// kernelSuffix names each weight type's kernels (mm_<suffix>, embed_<suffix>).
+// kernelSuffix names each weight type's kernels (mmu_<suffix>, mme_<suffix>, mmt_<suffix>, embed_<suffix>, dequant_f16_<suffix>).
 var kernelSuffix = map[quant.Type]string{
 	quant.F32: "f32", quant.F16: "f16", quant.BF16: "bf16", quant.Q4_0: "q4_0", quant.Q4_1: "q4_1",
 	quant.Q5_0: "q5_0", quant.Q5_1: "q5_1", quant.Q8_0: "q8_0", quant.Q4_K: "q4_k", quant.Q5_K: "q5_k", quant.Q6_K: "q6_k",
@@ -128,7 +128,7 @@ func kernelNames() []string {
 
 func (b *Backend) init() error {
 	d, c, w := b.dev, b.c, b.m.Weights
-	if err := d.loadModule("decoder", kernels.Source(), kernelNames()); err != nil {
+	if err := d.loadModule("decoder", kernels.Source(), kernelDefines(), kernelNames()); err != nil {
 		return err
 	}
 	if err := d.prepareMMT(); err != nil {

@@ -340,8 +340,8 @@ func (d *Device) copyToDevice(dst devicePtr, src unsafe.Pointer, n int64) error 
 
 // loadModule compiles (or fetches from the cache) a kernel source and loads
 // its functions; call inside do.
-func (d *Device) loadModule(name, src string, kernels []string) error {
-	cubin, err := compile(name, src, d.Arch())
+func (d *Device) loadModule(name, src string, defines, kernels []string) error {
+	cubin, err := compile(name, src, defines, d.Arch())
 	if err != nil {
 		return err
 	}

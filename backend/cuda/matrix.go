@@ -4,7 +4,8 @@ import (
 	"fmt"
 )
 
-// mmJob and mmArgs mirror decoder.cu's MMJob and MMArgs (same layout).
+// mmJob and mmArgs mirror MMJob and MMArgs of kernels/matrix.cu (same
+// layout: TestMMArgsLayout checks it against the source).
 type mmJob struct {
 	W          devicePtr
 	RowBytes   int64
@@ -282,6 +283,18 @@ func (d *Device) toF16Rows(x, out devicePtr, n int) error {
 		newArgs().dev("x", x).dev("out", out).i64("n", int64(n)))
 }
 
+// kernelDefines are the -D options every compilation of the kernels gets:
+// the launch constants that Go and the kernels must agree on, defined here
+// once (the sources refuse to compile without them).
+func kernelDefines() []string {
+	return []string{
+		fmt.Sprintf("--define-macro=TILE_U=%d", unitTile), fmt.Sprintf("--define-macro=TILE_T=%d", elemTile),
+		fmt.Sprintf("--define-macro=MMT_WARPS=%d", mmtWarps), fmt.Sprintf("--define-macro=MMT_TOK=%d", mmtTokens),
+		fmt.Sprintf("--define-macro=ATT_WARPS=%d", attWarps), fmt.Sprintf("--define-macro=MAX_HD=%d", maxHeadDim), fmt.Sprintf("--define-macro=MAX_SPLITS=%d", maxMergeSplits),
+		fmt.Sprintf("--define-macro=TOPK_THREADS=%d", topkThreads),
+	}
+}
+
 // unitTile (TILE_U in matrix.cu) is the tokens a block of the unit kernel
 // takes, and elemTile (TILE_T) those of the element-wise kernel: passed to
 // NVRTC as -D options (kernelDefines), so the two sides cannot disagree.
@@ -290,7 +303,7 @@ const (
 	elemTile = 8
 )
 
-// mmtTokens and mmtWarps are MMT_TOK and MMT_WARPS of decoder.cu: the most
+// mmtTokens and mmtWarps are MMT_TOK and MMT_WARPS of matrix.cu: the most
 // tokens a block of the tensor-core decode kernel takes, and its warps.
 const (
 	mmtTokens = 64

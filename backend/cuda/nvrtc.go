@@ -58,6 +58,14 @@ func nvrtcVersion() string {
 	return fmt.Sprintf("%d.%d", maj, min)
 }
 
+// cacheKey names a compiled cubin: a hash of the whole translation unit
+// (every kernel file), the compiler options (arch and -D defines) and the
+// NVRTC version.
+func cacheKey(src string, opts []string, version string) string {
+	sum := sha256.Sum256([]byte(src + "\x00" + strings.Join(opts, " ") + "\x00" + version))
+	return hex.EncodeToString(sum[:16])
+}
+
 // nvrtcError is a failed NVRTC call as an Error (CUDA_ERROR, matching
 // backend.ErrDevice); hint carries the compiler's log.
 func nvrtcError(api string, r int32, hint string) error {
@@ -87,12 +95,12 @@ func kernelCacheDir() string {
 	return filepath.Join(base, "worker-orcd", "kernels")
 }
 
-// compile turns CUDA C source into a cubin for sm_<arch>, from the disk
-// cache when the same source, arch and NVRTC version were compiled before.
-func compile(name, src string, arch int) ([]byte, error) {
-	opts := []string{fmt.Sprintf("--gpu-architecture=sm_%d", arch), "--std=c++17", "-default-device"}
-	sum := sha256.Sum256([]byte(src + "\x00" + strings.Join(opts, " ") + "\x00" + nvrtcVersion()))
-	key := hex.EncodeToString(sum[:16])
+// compile turns CUDA C source into a cubin for sm_<arch> (defines are -D
+// options), from the disk cache when the same source, options and NVRTC
+// version were compiled before.
+func compile(name, src string, defines []string, arch int) ([]byte, error) {
+	opts := append([]string{fmt.Sprintf("--gpu-architecture=sm_%d", arch), "--std=c++17", "-default-device"}, defines...)
+	key := cacheKey(src, opts, nvrtcVersion())
 	dir := kernelCacheDir()
 	path := ""
 	if dir != "" {

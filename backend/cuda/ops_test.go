@@ -55,7 +55,7 @@ func newOpHarness(t *testing.T) *opHarness {
 	d := testDevice(t)
 	h := &opHarness{t: t, d: d, b: &Backend{dev: d}}
 	if err := d.do(func() error {
-		if err := d.loadModule("decoder", kernelsDecoder(), kernelNames()); err != nil {
+		if err := d.loadModule("decoder", kernelsDecoder(), kernelDefines(), kernelNames()); err != nil {
 			return err
 		}
 		return d.prepareMMT()
@@ -140,7 +140,7 @@ func sortedTypes() []quant.Type {
 	return ts
 }
 
-// TestMatMulAndEmbedParity: every weight type's mm_ and embed_ kernels
+// TestMatMulAndEmbedParity: every weight type's matrix (mmu_/mmt_, mme_, cuBLAS) and embed_ kernels
 // against the CPU's dequantization in float64, on fresh random data, with
 // the outputs poisoned first. Bounds: embed is exact up to float rounding
 // (1e-6 relative); mm sums float32 products (1e-5 relative).
@@ -187,7 +187,7 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 				tol = 3e-3
 			}
 			if e := relErr(h.download(ob, shape.T*shape.rows), want); e > tol {
-				t.Errorf("mm_%s %dx%d T=%d: relative error %.3g > %g", kernelSuffix[typ], shape.rows, shape.cols, shape.T, e, tol)
+				t.Errorf("mm %s %dx%d T=%d: relative error %.3g > %g", kernelSuffix[typ], shape.rows, shape.cols, shape.T, e, tol)
 			}
 			// Prompt rows through cuBLAS (F16 weights and activations, float32
 			// accumulation): within 3e-3 of the float64 reference.
@@ -223,10 +223,10 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 				wantGLU[i] = y / (1 + math.Exp(-y)) * y
 			}
 			if e := relErr(h.download(accb, len(want)), wantAcc); e > tol {
-				t.Errorf("mm_%s bias+accumulate T=%d: relative error %.3g", kernelSuffix[typ], shape.T, e)
+				t.Errorf("mm %s bias+accumulate T=%d: relative error %.3g", kernelSuffix[typ], shape.T, e)
 			}
 			if e := relErr(h.download(glub, len(want)), wantGLU); e > tol {
-				t.Errorf("mm_%s glu T=%d: relative error %.3g", kernelSuffix[typ], shape.T, e)
+				t.Errorf("mm %s glu T=%d: relative error %.3g", kernelSuffix[typ], shape.T, e)
 			}
 			// Embedding: gather rows 3, 0, last.
 			ids := []int32{3 % int32(shape.rows), 0, int32(shape.rows - 1)}
@@ -575,7 +575,7 @@ func TestTopKParity(t *testing.T) {
 
 // TestDecodeKernelTiming (WORKER_TEST_TIMING=1) times the decode matrix
 // kernels on real-shape matrices filled with random bytes: the float32 unit
-// kernel mm_ (4 tokens a block) against the tensor-core mmt_ (64 tokens a
+// kernel mmu_ (4 tokens a block) against the tensor-core mmt_ (64 tokens a
 // block) at 1, 8 and 64 decode rows, median of 20 launches by device events
 // (WORKER_TEST_TIMING=ncu: one launch of each, for the profiler),
 // and the weight bytes over that time.

@@ -1,0 +1,145 @@
+// attention.cu — causal GQA attention over the KV cache, split over the
+// positions (flash-decoding).
+//
+// Math: out[t, h] = softmax(q[t, h]·K[first..pos[t]]ᵀ·scale)·V[first..pos[t]]
+// with K and V of KV head h/(n_head/n_kv) and first = pos[t]−window+1 with
+// a sliding window (window > 0), else 0.
+//
+// Kernels and launch shapes (ATT_WARPS, MAX_HD and MAX_SPLITS are -D
+// options from Go):
+//   attention_split_<kv>  block (t, h, s) takes share s of the positions;
+//                    its ATT_WARPS warps walk them with an online softmax, lanes
+//                    holding head elements lane, lane+32, … (hd ≤ MAX_HD), and
+//                    the block writes a partial (max, sum, acc[hd])
+//                    grid (T, n_head, nsplit), block 32·ATT_WARPS
+//   attention_merge_f32   combines the nsplit (≤ MAX_SPLITS) partials of each
+//                    (t, h), and an F16 copy in out16 when set   grid (T, n_head), block 128
+//
+// Layout: q [T, n_head·hd] float32; part [T, n_head, nsplit, hd+2] float32;
+// kptr, vptr [T] pointers to [capacity, n_kv·hd] (float32 or F16); pos int [T];
+// out [T, n_head·hd].
+
+#ifndef ATT_WARPS
+#error "ATT_WARPS is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
+#endif
+#ifndef MAX_HD
+#error "MAX_HD is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
+#endif
+#ifndef MAX_SPLITS
+#error "MAX_SPLITS is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
+#endif
+
+// Attention, split over the sequence (flash-decoding): block (t, h, split)
+// takes a contiguous share of the positions first..pos[t] (the share is
+// computed here from pos, so a captured graph serves every step). Each of
+// its 4 warps walks its positions with an online softmax, lanes holding head
+// elements lane, lane+32, …; the block merges its warps and writes a partial
+// (max, sum, acc[hd]) that attention_merge_f32 combines across splits.
+template <typename KT>
+__device__ __forceinline__ void attention_split(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+                                                int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+    __shared__ float wm[ATT_WARPS], ws[ATT_WARPS];
+    __shared__ float wacc[ATT_WARPS][MAX_HD];
+    int t = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int kvh = h / (n_head / n_kv);
+    int kvd = n_kv * hd;
+    const KT* K = (const KT*)kptr[t] + kvh * hd;
+    const KT* V = (const KT*)vptr[t] + kvh * hd;
+    const float* qr = q + ((long)t * n_head + h) * hd;
+    int last = pos[t];
+    int first = window > 0 ? max(0, last - window + 1) : 0;
+    int n = last + 1 - first;
+    int per = (n + nsplit - 1) / nsplit;
+    int lo = first + split * per, hi = min(last + 1, lo + per);
+    const int E = MAX_HD / 32; // elements per lane (hd ≤ 128)
+    float qv[E], acc[E];
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+        int i = lane + 32 * e;
+        qv[e] = i < hd ? qr[i] * scale : 0.f;
+        acc[e] = 0.f;
+    }
+    float m = NEG_INF, sum = 0.f;
+    for (int p = lo + warp; p < hi; p += ATT_WARPS) {
+        const KT* kr = K + (long)p * kvd;
+        float sdot = 0.f;
+#pragma unroll
+        for (int e = 0; e < E; e++) {
+            int i = lane + 32 * e;
+            if (i < hd) sdot += qv[e] * kv_ld(kr, i);
+        }
+        for (int o = 16; o > 0; o >>= 1) sdot += __shfl_xor_sync(0xffffffffu, sdot, o);
+        float mnew = fmaxf(m, sdot);
+        float corr = expf(m - mnew), w = expf(sdot - mnew);
+        sum = sum * corr + w;
+        const KT* vr = V + (long)p * kvd;
+#pragma unroll
+        for (int e = 0; e < E; e++) {
+            int i = lane + 32 * e;
+            acc[e] = acc[e] * corr + (i < hd ? w * kv_ld(vr, i) : 0.f);
+        }
+        m = mnew;
+    }
+    if (lane == 0) { wm[warp] = m; ws[warp] = sum; }
+#pragma unroll
+    for (int e = 0; e < E; e++) wacc[warp][lane + 32 * e] = acc[e];
+    __syncthreads();
+    // Merge the warps: threads take head elements.
+    float M = NEG_INF;
+    for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, wm[w]);
+    float* out = part + (((long)t * n_head + h) * nsplit + split) * (hd + 2);
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float a = 0.f;
+        for (int w = 0; w < ATT_WARPS; w++)
+            if (ws[w] > 0.f) a += wacc[w][i] * expf(wm[w] - M);
+        out[2 + i] = a;
+    }
+    if (threadIdx.x == 0) {
+        float S = 0.f;
+        for (int w = 0; w < ATT_WARPS; w++)
+            if (ws[w] > 0.f) S += ws[w] * expf(wm[w] - M);
+        out[0] = M;
+        out[1] = S;
+    }
+}
+extern "C" __global__ void attention_split_f32(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+                                               int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+    attention_split<float>(q, part, kptr, vptr, pos, n_head, n_kv, hd, window, scale, nsplit);
+}
+extern "C" __global__ void attention_split_f16(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+                                               int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+    attention_split<ushort>(q, part, kptr, vptr, pos, n_head, n_kv, hd, window, scale, nsplit);
+}
+
+// Combines the nsplit partials of each (t, h): out = Σ acc_s e^(m_s-M) / Σ sum_s e^(m_s-M).
+extern "C" __global__ void attention_merge_f32(const float* part, float* out, int n_head, int hd, int nsplit, ushort* out16) {
+    __shared__ float scale[MAX_SPLITS]; // e^(m_s - M) / S for each split
+    int t = blockIdx.x, h = blockIdx.y;
+    const float* pp = part + ((long)t * n_head + h) * nsplit * (hd + 2);
+    if (threadIdx.x < 32) {
+        int lane = threadIdx.x;
+        float m = NEG_INF, s = 0.f;
+        for (int sp = lane; sp < nsplit; sp += 32) {
+            if (pp[sp * (hd + 2) + 1] > 0.f) m = fmaxf(m, pp[sp * (hd + 2)]);
+        }
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        for (int sp = lane; sp < nsplit; sp += 32) {
+            float ss = pp[sp * (hd + 2) + 1];
+            if (ss > 0.f) s += ss * expf(pp[sp * (hd + 2)] - m);
+        }
+        s = warp_sum(s);
+        for (int sp = lane; sp < nsplit; sp += 32) {
+            float ss = pp[sp * (hd + 2) + 1];
+            scale[sp] = ss > 0.f ? expf(pp[sp * (hd + 2)] - m) / s : 0.f;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float a = 0.f;
+        for (int sp = 0; sp < nsplit; sp++)
+            if (scale[sp] != 0.f) a += pp[sp * (hd + 2) + 2 + i] * scale[sp];
+        out[((long)t * n_head + h) * hd + i] = a;
+        if (out16) out16[((long)t * n_head + h) * hd + i] = f2h(a);
+    }
+}
