@@ -62,7 +62,7 @@ func openLibrary(names []string, dirs []string, attempts *[]LibraryAttempt) (uin
 			a := LibraryAttempt{Name: name, Path: path}
 			if err != nil {
 				a.Err = err.Error()
-				tried = append(tried, path)
+				tried = append(tried, path+": "+a.Err)
 				*attempts = append(*attempts, a)
 				continue
 			}
@@ -77,8 +77,12 @@ func openLibrary(names []string, dirs []string, attempts *[]LibraryAttempt) (uin
 		}
 		where = append(where, d)
 	}
-	return 0, fmt.Errorf("%w: none of %s could be loaded from %s (set WORKER_CUDA_LIB_PATH to the directory that holds it)",
-		ErrLibraryNotFound, strings.Join(names, ", "), strings.Join(where, ", "))
+	failed := ""
+	if len(tried) > 0 {
+		failed = " (found but not loadable: " + strings.Join(tried, "; ") + ")"
+	}
+	return 0, fmt.Errorf("%w: none of %s could be loaded from %s%s (set WORKER_CUDA_LIB_PATH to the directory that holds it)",
+		ErrLibraryNotFound, strings.Join(names, ", "), strings.Join(where, ", "), failed)
 }
 
 // bind sets each function pointer in fns to the symbol of the same name.
