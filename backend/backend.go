@@ -109,6 +109,25 @@ type Embedder interface {
 	ForwardEmbed(batch []*Seq) error
 }
 
+// GraphStats counts what a backend that replays captured launch graphs
+// (the CUDA backend's CUDA graphs) did since it started.
+type GraphStats struct {
+	Cached          int    // graphs held now
+	Captures        int64  // steps captured into a graph
+	Replays         int64  // steps run from a graph
+	Direct          int64  // steps launched kernel by kernel
+	Evictions       int64  // graphs dropped to bound the cache
+	CaptureFailures int64  // captures that failed (the step then ran directly)
+	Disabled        bool   // a capture failed: graphs are off
+	LastFailure     string // why the last capture failed
+}
+
+// GraphReporter is implemented by backends that report GraphStats (safe to
+// call concurrently with Forward).
+type GraphReporter interface {
+	GraphStats() GraphStats
+}
+
 // ResidencyChecker is implemented by backends that can check that the
 // model's weights are in the memory they compute from (device memory).
 type ResidencyChecker interface {

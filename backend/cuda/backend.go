@@ -428,4 +428,7 @@ func (kv *kvCache) Free() {
 	kv.buf, kv.cap, kv.n = nil, 0, 0
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend       = (*Backend)(nil)
+	_ backend.GraphReporter = (*Backend)(nil)
+)

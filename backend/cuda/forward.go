@@ -164,7 +164,7 @@ func (b *Backend) rmsNorm(x, w, out, out16 devicePtr, T, n int) error {
 
 func (b *Backend) layersForward(T int) error {
 	c := b.c
-	d, qd, ff := c.NEmbd, c.QDim(), c.NFF
+	d := c.NEmbd
 	if err := b.dev.embed(&b.embd, b.idsPtr(), b.x, T); err != nil {
 		return err
 	}
@@ -179,57 +179,86 @@ func (b *Backend) layersForward(T int) error {
 	splits := maxSplits
 	heads := headShape{nHead: c.NHead, nKV: c.NHeadKV, headDim: c.HeadDim}
 	for l := range b.layers {
-		ly := &b.layers[l]
-		neox := c.Arch.Rope == model.RopeNeoX
-		steps := []func() error{
-			func() error { return b.rmsNorm(b.x, ly.attnNorm, b.h, b.h16, T, d) },
-			func() error { return b.dump(fmt.Sprintf("attn_norm-%d", l), b.h, T, d) },
-			func() error {
-				return b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.q, out: b.q, bias: ly.qBias},
-					mmOut{m: &ly.k, out: b.k, bias: ly.kBias}, mmOut{m: &ly.v, out: b.v, bias: ly.vBias})
-			},
-			func() error { return b.dump(fmt.Sprintf("Qcur-%d", l), b.q, T, qd) },
-			func() error {
-				return b.dev.ropeStore(b.kvType, b.q, b.k, b.v, b.kPtrs(T, l), b.vPtrs(T, l), b.posPtr(T), b.invFreq, T, heads, c.RopeDim, neox)
-			},
-			func() error {
-				return b.dev.attentionSplit(b.kvType, b.q, b.attPart, b.kPtrs(T, l), b.vPtrs(T, l), b.posPtr(T), T, heads, c.SlidingWindow, scale, splits)
-			},
-			func() error {
-				return b.dev.attentionMerge(b.attPart, b.att, b.att16, T, c.NHead, c.HeadDim, splits)
-			},
-			func() error { return b.dump(fmt.Sprintf("kqv_out-%d", l), b.att, T, qd) },
-			// Output projection added into the residual stream.
-			func() error {
-				return b.mmLaunch16(b.att, b.att16, T, false, mmOut{m: &ly.o, out: b.x, accumulate: true})
-			},
-			func() error { return b.dump(fmt.Sprintf("ffn_inp-%d", l), b.x, T, d) },
-			func() error { return b.rmsNorm(b.x, ly.ffnNorm, b.h, b.h16, T, d) },
-			func() error {
-				if ly.gate.suffix == ly.up.suffix {
-					return b.mmLaunch16(b.h, b.h16, T, true, mmOut{m: &ly.gate, out: b.gate, out16: b.gate16}, mmOut{m: &ly.up, out: b.up})
-				}
-				if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.gate, out: b.gate}); err != nil {
-					return err
-				}
-				if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.up, out: b.up}); err != nil {
-					return err
-				}
-				return b.dev.swiglu(b.gate, b.up, b.gate16, T*ff)
-			},
-			func() error { return b.dump(fmt.Sprintf("ffn_act-%d", l), b.gate, T, ff) },
-			func() error {
-				return b.mmLaunch16(b.gate, b.gate16, T, false, mmOut{m: &ly.down, out: b.x, accumulate: true})
-			},
-			func() error { return b.dump(fmt.Sprintf("l_out-%d", l), b.x, T, d) },
-		}
-		for _, step := range steps {
-			if err := step(); err != nil {
-				return err
-			}
+		if err := b.layerForward(l, T, heads, scale, splits); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// layerForward runs layer l for T rows: x += attention(norm(x)), then
+// x += ffn(norm(x)): its kernels in order (what a CUDA graph captures).
+func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits int) error {
+	c, ly := b.c, &b.layers[l]
+	d, qd, ff := c.NEmbd, c.QDim(), c.NFF
+	neox := c.Arch.Rope == model.RopeNeoX
+	if err := b.rmsNorm(b.x, ly.attnNorm, b.h, b.h16, T, d); err != nil {
+		return err
+	}
+	if err := b.dumpf("attn_norm-%d", l, b.h, T, d); err != nil {
+		return err
+	}
+	// Q, K and V in one launch, with their biases.
+	if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.q, out: b.q, bias: ly.qBias},
+		mmOut{m: &ly.k, out: b.k, bias: ly.kBias}, mmOut{m: &ly.v, out: b.v, bias: ly.vBias}); err != nil {
+		return err
+	}
+	if err := b.dumpf("Qcur-%d", l, b.q, T, qd); err != nil {
+		return err
+	}
+	if err := b.dev.ropeStore(b.kvType, b.q, b.k, b.v, b.kPtrs(T, l), b.vPtrs(T, l), b.posPtr(T), b.invFreq, T, heads, c.RopeDim, neox); err != nil {
+		return err
+	}
+	if err := b.dev.attentionSplit(b.kvType, b.q, b.attPart, b.kPtrs(T, l), b.vPtrs(T, l), b.posPtr(T), T, heads, c.SlidingWindow, scale, splits); err != nil {
+		return err
+	}
+	if err := b.dev.attentionMerge(b.attPart, b.att, b.att16, T, c.NHead, c.HeadDim, splits); err != nil {
+		return err
+	}
+	if err := b.dumpf("kqv_out-%d", l, b.att, T, qd); err != nil {
+		return err
+	}
+	// Output projection added into the residual stream.
+	if err := b.mmLaunch16(b.att, b.att16, T, false, mmOut{m: &ly.o, out: b.x, accumulate: true}); err != nil {
+		return err
+	}
+	if err := b.dumpf("ffn_inp-%d", l, b.x, T, d); err != nil {
+		return err
+	}
+	if err := b.rmsNorm(b.x, ly.ffnNorm, b.h, b.h16, T, d); err != nil {
+		return err
+	}
+	// Gate and up with SwiGLU in one launch when they share a type.
+	if ly.gate.suffix == ly.up.suffix {
+		if err := b.mmLaunch16(b.h, b.h16, T, true, mmOut{m: &ly.gate, out: b.gate, out16: b.gate16}, mmOut{m: &ly.up, out: b.up}); err != nil {
+			return err
+		}
+	} else {
+		if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.gate, out: b.gate}); err != nil {
+			return err
+		}
+		if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.up, out: b.up}); err != nil {
+			return err
+		}
+		if err := b.dev.swiglu(b.gate, b.up, b.gate16, T*ff); err != nil {
+			return err
+		}
+	}
+	if err := b.dumpf("ffn_act-%d", l, b.gate, T, ff); err != nil {
+		return err
+	}
+	if err := b.mmLaunch16(b.gate, b.gate16, T, false, mmOut{m: &ly.down, out: b.x, accumulate: true}); err != nil {
+		return err
+	}
+	return b.dumpf("l_out-%d", l, b.x, T, d)
+}
+
+// dumpf is dump with the name formatted from layer l (only when dumping).
+func (b *Backend) dumpf(format string, l int, ptr devicePtr, rows, cols int) error {
+	if b.Dump == nil {
+		return nil
+	}
+	return b.dump(fmt.Sprintf(format, l), ptr, rows, cols)
 }
 
 // head applies the final norm and LM head to the rows whose logits are

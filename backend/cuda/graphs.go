@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+
+	"worker-orcd/backend"
 )
 
 // GraphCacheSize is the most captured layer passes a backend keeps (least
@@ -16,17 +18,8 @@ import (
 const GraphCacheSize = 128
 
 // GraphStats counts what the CUDA graph cache did since the backend
-// started. A server exports them as counters and gauges (see Backend.GraphStats).
-type GraphStats struct {
-	Cached          int    // graphs held now (at most GraphCacheSize)
-	Captures        int64  // layer passes captured into a graph
-	Replays         int64  // steps run from a cached graph
-	Direct          int64  // steps launched kernel by kernel (long batches, dumps, WORKER_CUDA_SYNC, cuBLAS rows, graphs disabled)
-	Evictions       int64  // graphs dropped to stay within GraphCacheSize
-	CaptureFailures int64  // captures that failed (each one: the step ran directly)
-	Disabled        bool   // a capture failed: graphs are off for this backend's life
-	LastFailure     string // why the last capture failed
-}
+// started (Backend.GraphStats).
+type GraphStats = backend.GraphStats
 
 // graphCache is the backend's captured layer passes by row layout, an LRU
 // bounded by GraphCacheSize. Only the device goroutine changes it; the
@@ -133,8 +126,10 @@ func (g *graphCache) disabled() bool {
 	return g.stats.Disabled
 }
 
-// GraphStats returns the CUDA graph cache's counts; safe to call at any
-// time, concurrently with Forward.
+// GraphStats returns the CUDA graph cache's counts (Cached ≤
+// GraphCacheSize; Direct counts long batches, dumps, WORKER_CUDA_SYNC,
+// steps with cuBLAS rows and steps after a failed capture); safe to call at
+// any time, concurrently with Forward.
 func (b *Backend) GraphStats() GraphStats {
 	b.graphs.mu.Lock()
 	defer b.graphs.mu.Unlock()

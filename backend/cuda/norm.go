@@ -27,7 +27,7 @@ func (d *Device) swiglu(g, u, g16 devicePtr, n int) error {
 		newArgs().dev("g", g).dev("u", u).i32("total", n).ptr("g16", g16))
 }
 
-// ropeArgs are the shape parameters of rope_store_<kv> and attention_split_<kv>.
+// headShape is the attention shape rope_store_<kv> and attention_split_<kv> take.
 type headShape struct {
 	nHead, nKV, headDim int
 }
