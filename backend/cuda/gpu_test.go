@@ -44,9 +44,10 @@ func TestGraphCacheOnGPU(t *testing.T) {
 	if st.CaptureFailures != 0 || st.Disabled {
 		t.Fatalf("a capture failed: %s", st.LastFailure)
 	}
-	// Layouts: 1, 2 and 3 decode rows (prompts of 5 rows may be graphs too
-	// without cuBLAS).
-	if st.Captures < 3 || st.Replays < 6+3+3+3 || st.Cached < 3 || st.Cached > cuda.GraphCacheSize {
+	// Layouts: 1, 2 and 3 decode rows (prompts may be graphs too without
+	// cuBLAS); growing the scratch buffers for a longer batch drops the
+	// graphs, so some are captured again and fewer stay cached.
+	if st.Captures < 3 || st.Replays < 6+3+3+3 || st.Cached < 1 || st.Cached > cuda.GraphCacheSize {
 		t.Errorf("stats %+v: want ≥ 3 captures, ≥ 15 replays", st)
 	}
 }
