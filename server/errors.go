@@ -1,8 +1,6 @@
 package server
 
 import (
-	"worker-orcd/backend/cuda"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -167,19 +165,15 @@ var (
 func engineError(err error, cause error, promptParam string) *apiError {
 	var ae *apiError
 	var cle *engine.ContextLengthError
-	var oom *cuda.AllocationError
-	var cerr *cuda.Error
 	switch {
 	case errors.As(err, &ae):
 		return ae
-	case errors.As(err, &oom):
-		return &apiError{Status: http.StatusInsufficientStorage, Code: CodeVRAMOOM, Message: oom.Error(), Retriable: true}
 	case errors.Is(err, backend.ErrOutOfMemory):
-		// Another backend's memory (the CPU backend's KV budget): the same
-		// answer, the message says which memory.
+		// Device memory, or the CPU backend's KV budget: the message says
+		// which memory, how much was asked and how much was free.
 		return &apiError{Status: http.StatusInsufficientStorage, Code: CodeVRAMOOM, Message: err.Error(), Retriable: true}
-	case errors.As(err, &cerr):
-		return &apiError{Status: http.StatusInternalServerError, Code: CodeCUDAError, Message: cerr.Error()}
+	case errors.Is(err, backend.ErrDevice):
+		return &apiError{Status: http.StatusInternalServerError, Code: CodeCUDAError, Message: err.Error()}
 	case errors.Is(err, engine.ErrUnsupported):
 		return &apiError{Status: http.StatusNotImplemented, Code: CodeUnsupported, Message: err.Error(),
 			OAIType: "invalid_request_error", OAICode: "unsupported_operation"}
