@@ -160,6 +160,7 @@ func newMetrics(s *Server) *metrics {
 		memGauge("kv_cache", mem(func(m backend.Memory) int64 { return m.KVCache })),
 		memGauge("activations", mem(func(m backend.Memory) int64 { return m.Activations })),
 		memGauge("workspace", mem(func(m backend.Memory) int64 { return m.Workspace })),
+		newGraphCollector(s),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -168,4 +169,56 @@ func newMetrics(s *Server) *metrics {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// graphCollector exposes the CUDA graph counts of a backend that keeps
+// them (backend.GraphReporter); it exposes nothing for other backends.
+type graphCollector struct {
+	s                                                  *Server
+	cached, captures, replays, direct, evicted, failed *prometheus.Desc
+	disabled                                           *prometheus.Desc
+}
+
+func newGraphCollector(s *Server) *graphCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("worker_orcd_cuda_"+name, help, nil, nil)
+	}
+	return &graphCollector{s: s,
+		cached:   d("graphs_cached", "Captured launch graphs held (one per batch layout, bounded)."),
+		captures: d("graph_captures_total", "Decode steps captured into a new graph."),
+		replays:  d("graph_replays_total", "Decode steps replayed from a captured graph."),
+		direct:   d("graph_direct_steps_total", "Steps launched kernel by kernel (prompt steps, or graphs off)."),
+		evicted:  d("graph_evictions_total", "Graphs dropped to keep the cache bounded."),
+		failed:   d("graph_capture_failures_total", "Graph captures that failed (the step then ran directly; the log says why)."),
+		disabled: d("graphs_disabled", "1 when a failed capture turned graphs off."),
+	}
+}
+
+func (c *graphCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.cached, c.captures, c.replays, c.direct, c.evicted, c.failed, c.disabled} {
+		ch <- d
+	}
+}
+
+func (c *graphCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.s.model.Load()
+	if m == nil {
+		return
+	}
+	gr, ok := m.Backend().(backend.GraphReporter)
+	if !ok {
+		return
+	}
+	st := gr.GraphStats()
+	disabled := 0.0
+	if st.Disabled {
+		disabled = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.cached, prometheus.GaugeValue, float64(st.Cached))
+	ch <- prometheus.MustNewConstMetric(c.captures, prometheus.CounterValue, float64(st.Captures))
+	ch <- prometheus.MustNewConstMetric(c.replays, prometheus.CounterValue, float64(st.Replays))
+	ch <- prometheus.MustNewConstMetric(c.direct, prometheus.CounterValue, float64(st.Direct))
+	ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(st.Evictions))
+	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(st.CaptureFailures))
+	ch <- prometheus.MustNewConstMetric(c.disabled, prometheus.GaugeValue, disabled)
 }
