@@ -14,7 +14,7 @@ var hasAVX2 = cpu.X86.HasAVX2
 func q4kSubSumsAVX2(q *byte, y *byte, out *[8]int32)
 
 func init() {
-	if hasAVX2 {
+	if hasAVX2 && !portable {
 		vecDotFuncs[Q4_K] = dotQ4_KAVX2
 		vecDotFuncs[Q6_K] = dotQ6_KAVX2
 	}

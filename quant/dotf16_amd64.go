@@ -8,7 +8,7 @@ func dotF16Asm(a, b *byte, n4 int, s *[4]float32)
 func hasF16C() bool
 
 func init() {
-	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && hasF16C() {
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && hasF16C() && !portable {
 		vecDotFuncs[F16] = dotF16AVX2
 	}
 }

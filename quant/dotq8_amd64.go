@@ -2,51 +2,133 @@ package quant
 
 import "golang.org/x/sys/cpu"
 
-// Q8_0-activation dot products in AVX2 (dotq8_amd64.s): bit-identical to
-// dotQ8_0, dotQ4_0 and dotQ5_0. With GOAMD64=v3/v4 (where the Go compiler
-// fuses the per-block multiply-add) the assembly uses FMA as well, which
-// such a build guarantees; the check below keeps that explicit.
+// Q8_0-activation dot products (dotq8_amd64.s) in AVX2 and in AVX-512 VNNI:
+// both bit-identical to dotQ8_0, dotQ4_0 and dotQ5_0 (the "eight lanes"
+// order, vecdot.go). The single-row kernels take nb > 0 blocks.
 
 //go:noescape
-func dotQ8_0Asm(x, y *byte, nb int, tab *[1 << 16]float32) float32
+func dotQ8_0AVX2Asm(x, y *byte, nb int, tab *[1 << 16]float32) float32
 
 //go:noescape
-func dotQ4_0Asm(x, y *byte, nb int, tab *[1 << 16]float32) float32
+func dotQ4_0AVX2Asm(x, y *byte, nb int, tab *[1 << 16]float32) float32
 
 //go:noescape
-func dotQ5_0Asm(x, y *byte, nb int, tab *[1 << 16]float32) float32
+func dotQ5_0AVX2Asm(x, y *byte, nb int, tab *[1 << 16]float32) float32
+
+//go:noescape
+func dotQ8_0VNNIAsm(x, y *byte, nb int, tab *[1 << 16]float32) float32
+
+//go:noescape
+func dotQ4_0VNNIAsm(x, y *byte, nb int, tab *[1 << 16]float32) float32
+
+//go:noescape
+func dotQ5_0VNNIAsm(x, y *byte, nb int, tab *[1 << 16]float32) float32
 
 // The x4 kernels compute four rows, stride bytes apart, against the same
 // activations: out[r] is bit-identical to the single-row result.
 //
 //go:noescape
-func dotQ8_0x4Asm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
+func dotQ8_0x4AVX2Asm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
 
 //go:noescape
-func dotQ4_0x4Asm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
+func dotQ4_0x4AVX2Asm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
 
 //go:noescape
-func dotQ5_0x4Asm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
+func dotQ5_0x4AVX2Asm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
 
-// hasQ8Asm: AVX2 (and FMA, which GOAMD64=v3 builds use in these kernels;
-// every AVX2 CPU known has it).
-var hasQ8Asm = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+//go:noescape
+func dotQ8_0x4VNNIAsm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
 
-func init() {
-	if !hasQ8Asm {
+//go:noescape
+func dotQ4_0x4VNNIAsm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
+
+//go:noescape
+func dotQ5_0x4VNNIAsm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
+
+// Tiles of 4 rows × 4 tokens (VNNI): out[4*t+r] is row r with token t.
+//
+//go:noescape
+func tileQ8_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[16]float32)
+
+//go:noescape
+func tileQ4_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[16]float32)
+
+//go:noescape
+func tileQ5_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[16]float32)
+
+// hasQ8Asm: AVX2 (the kernels use no FMA). hasVNNI: AVX-512 F, BW, VL and
+// VNNI (256-bit EVEX forms, K masks), which the OS must also save
+// (x/sys/cpu checks the OS support of the AVX-512 state).
+var (
+	hasQ8Asm = cpu.X86.HasAVX2
+	hasVNNI  = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI
+)
+
+type (
+	q8Kernel1 = func(x, y *byte, nb int, tab *[1 << 16]float32) float32
+	q8Kernel4 = func(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
+	q8Tile    = func(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[16]float32)
+)
+
+func init() { setQ8Kernels(hasQ8Asm && !portable, hasVNNI && !portable) }
+
+// setQ8Kernels installs the AVX2 kernels (avx2) or the VNNI ones (vnni, which
+// wins), or the portable Go ones if neither. Tests call it to run each level.
+func setQ8Kernels(avx2, vnni bool) {
+	type set struct {
+		t  Type
+		bs int
+		k1 q8Kernel1
+		k4 q8Kernel4
+		kt q8Tile
+	}
+	var sets []set
+	switch {
+	case vnni:
+		q8Level = "avx512vnni"
+		sets = []set{{Q8_0, 34, dotQ8_0VNNIAsm, dotQ8_0x4VNNIAsm, tileQ8_0VNNIAsm},
+			{Q4_0, 18, dotQ4_0VNNIAsm, dotQ4_0x4VNNIAsm, tileQ4_0VNNIAsm},
+			{Q5_0, 22, dotQ5_0VNNIAsm, dotQ5_0x4VNNIAsm, tileQ5_0VNNIAsm}}
+	case avx2:
+		q8Level = "avx2"
+		sets = []set{{Q8_0, 34, dotQ8_0AVX2Asm, dotQ8_0x4AVX2Asm, nil},
+			{Q4_0, 18, dotQ4_0AVX2Asm, dotQ4_0x4AVX2Asm, nil},
+			{Q5_0, 22, dotQ5_0AVX2Asm, dotQ5_0x4AVX2Asm, nil}}
+	default:
+		q8Level = "go"
+		for _, t := range []Type{Q8_0, Q4_0, Q5_0} {
+			vecDotFuncs[t] = genericDotFuncs[t]
+			delete(multiRowFuncs, t)
+			delete(tileFuncs, t)
+		}
 		return
 	}
-	vecDotFuncs[Q8_0] = dotQ8_0AVX2
-	vecDotFuncs[Q4_0] = dotQ4_0AVX2
-	vecDotFuncs[Q5_0] = dotQ5_0AVX2
-	multiRowFuncs[Q8_0] = rowsQ8_0AVX2
-	multiRowFuncs[Q4_0] = rowsQ4_0AVX2
-	multiRowFuncs[Q5_0] = rowsQ5_0AVX2
+	for _, s := range sets {
+		k1, k4, bs := s.k1, s.k4, s.bs
+		vecDotFuncs[s.t] = func(row, xq []byte, n int) float32 { return single(k1, bs, row, xq, n) }
+		multiRowFuncs[s.t] = func(w []byte, stride int, xq []byte, n int, out []float32) int {
+			return rows4(k4, bs, w, stride, xq, n, out)
+		}
+		if kt := s.kt; kt != nil {
+			tileFuncs[s.t] = func(w []byte, stride int, xq []byte, ab, n int, tile *[16]float32) {
+				nb := n / QK
+				if nb <= 0 {
+					clear(tile[:])
+					return
+				}
+				_ = w[3*stride+nb*bs-1]
+				_ = xq[3*ab+nb*34-1]
+				kt(&w[0], stride, &xq[0], ab, nb, f16Table, tile)
+			}
+		} else {
+			delete(tileFuncs, s.t)
+		}
+	}
 }
 
 // single checks the buffers' sizes (the assembly must not read past them)
 // and calls k.
-func single(k func(x, y *byte, nb int, tab *[1 << 16]float32) float32, bs int, row, xq []byte, n int) float32 {
+func single(k q8Kernel1, bs int, row, xq []byte, n int) float32 {
 	nb := n / QK
 	if nb <= 0 {
 		return 0
@@ -56,13 +138,8 @@ func single(k func(x, y *byte, nb int, tab *[1 << 16]float32) float32, bs int, r
 	return k(&row[0], &xq[0], nb, f16Table)
 }
 
-func dotQ8_0AVX2(row, xq []byte, n int) float32 { return single(dotQ8_0Asm, 34, row, xq, n) }
-func dotQ4_0AVX2(row, xq []byte, n int) float32 { return single(dotQ4_0Asm, 18, row, xq, n) }
-func dotQ5_0AVX2(row, xq []byte, n int) float32 { return single(dotQ5_0Asm, 22, row, xq, n) }
-
 // rows4 runs k over groups of four rows and returns how many rows it did.
-func rows4(k func(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32), bs int,
-	w []byte, stride int, xq []byte, n int, out []float32) int {
+func rows4(k q8Kernel4, bs int, w []byte, stride int, xq []byte, n int, out []float32) int {
 	nb := n / QK
 	if nb <= 0 {
 		return 0
@@ -74,16 +151,4 @@ func rows4(k func(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, o
 		k(&w[r*stride], stride, &xq[0], nb, f16Table, (*[4]float32)(out[r:]))
 	}
 	return r
-}
-
-func rowsQ8_0AVX2(w []byte, stride int, xq []byte, n int, out []float32) int {
-	return rows4(dotQ8_0x4Asm, 34, w, stride, xq, n, out)
-}
-
-func rowsQ4_0AVX2(w []byte, stride int, xq []byte, n int, out []float32) int {
-	return rows4(dotQ4_0x4Asm, 18, w, stride, xq, n, out)
-}
-
-func rowsQ5_0AVX2(w []byte, stride int, xq []byte, n int, out []float32) int {
-	return rows4(dotQ5_0x4Asm, 22, w, stride, xq, n, out)
 }

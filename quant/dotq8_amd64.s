@@ -1,20 +1,27 @@
 #include "textflag.h"
 
-// AVX2 dot products of Q8_0, Q4_0 and Q5_0 weight rows with Q8_0
-// activations. The integer sum of each block is exact (no saturating
-// instruction can overflow, whatever the bytes); the float part repeats the
-// Go code's operations in its order, per block b:
-//	sum += (dx_b*dy_b) * float32(isum_b)
-// with the f16 scales read through the Go f16Table, so the result is
-// bit-identical to dotQ8_0/dotQ4_0/dotQ5_0. With GOAMD64=v3 or v4 the Go
-// compiler fuses that multiply-add into one VFMADD231SS, so then we do too.
+// Dot products of Q8_0, Q4_0 and Q5_0 weight rows with Q8_0 activations,
+// in AVX2 and in AVX-512 VNNI (VPDPBUSD on 256-bit registers, K masks for
+// Q5_0's fifth bits). Both compute vecdot.go's "eight lanes" order exactly:
+// lane l of a block is the exact int32 sum over elements 4l..4l+3 of w*y,
+// then per block and lane s[l] += float32(d*float32(isum_l)), d = dx*dy
+// (f16 scales read through the Go f16Table; separate multiply and add, as
+// the Go code's explicit conversion asks), and at the end
+// ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)). So every kernel here is
+// bit-identical to dotQ8_0/dotQ4_0/dotQ5_0.
+//
+// Integer parts (exact whatever the bytes):
+//	Q4_0/Q5_0, AVX2: VPMADDUBSW(q, y) with q in 0..31 (pairs ≤ 7936), minus
+//	  off*(y pair sums) in int16, VPMADDWD with ones → lanes of 4.
+//	Q4_0/Q5_0, VNNI: VPDPBUSD(q, y) starting from -off*(y sums of 4).
+//	Q8_0, VNNI: VPDPBUSD(x^0x80, y) = Σ(x+128)*y, from -128*(y sums of 4).
+//	Q8_0, AVX2: x and y sign-extended to int16, VPMADDWD, VPHADDD: lanes in
+//	  the order 0,1,4,5 | 2,3,6,7, put back by one VPERMQ at the end.
+//
+// Each row is prefetched PF bytes ahead: the weights stream from memory and
+// a core's own prefetch keeps more misses in flight than the hardware's.
 
-#ifdef GOAMD64_v3
-#define FUSED
-#endif
-#ifdef GOAMD64_v4
-#define FUSED
-#endif
+#define PF 4096
 
 DATA q8nib<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA q8nib<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
@@ -28,11 +35,23 @@ DATA q8one16<>+16(SB)/8, $0x0001000100010001
 DATA q8one16<>+24(SB)/8, $0x0001000100010001
 GLOBL q8one16<>(SB), RODATA|NOPTR, $32
 
-DATA q8one8<>+0(SB)/8, $0x0101010101010101
-DATA q8one8<>+8(SB)/8, $0x0101010101010101
-DATA q8one8<>+16(SB)/8, $0x0101010101010101
-DATA q8one8<>+24(SB)/8, $0x0101010101010101
-GLOBL q8one8<>(SB), RODATA|NOPTR, $32
+DATA q8x08<>+0(SB)/8, $0x0808080808080808
+DATA q8x08<>+8(SB)/8, $0x0808080808080808
+DATA q8x08<>+16(SB)/8, $0x0808080808080808
+DATA q8x08<>+24(SB)/8, $0x0808080808080808
+GLOBL q8x08<>(SB), RODATA|NOPTR, $32
+
+DATA q8x10<>+0(SB)/8, $0x1010101010101010
+DATA q8x10<>+8(SB)/8, $0x1010101010101010
+DATA q8x10<>+16(SB)/8, $0x1010101010101010
+DATA q8x10<>+24(SB)/8, $0x1010101010101010
+GLOBL q8x10<>(SB), RODATA|NOPTR, $32
+
+DATA q8x80<>+0(SB)/8, $0x8080808080808080
+DATA q8x80<>+8(SB)/8, $0x8080808080808080
+DATA q8x80<>+16(SB)/8, $0x8080808080808080
+DATA q8x80<>+24(SB)/8, $0x8080808080808080
+GLOBL q8x80<>(SB), RODATA|NOPTR, $32
 
 // VPSHUFB indices spreading byte k of a broadcast dword over bytes 8k..8k+7
 // (each 128-bit lane indexes its own copy of the dword).
@@ -50,129 +69,164 @@ DATA q8bits<>+16(SB)/8, $0x7fbfdfeff7fbfdfe
 DATA q8bits<>+24(SB)/8, $0x7fbfdfeff7fbfdfe
 GLOBL q8bits<>(SB), RODATA|NOPTR, $32
 
-DATA q8x10<>+0(SB)/8, $0x1010101010101010
-DATA q8x10<>+8(SB)/8, $0x1010101010101010
-DATA q8x10<>+16(SB)/8, $0x1010101010101010
-DATA q8x10<>+24(SB)/8, $0x1010101010101010
-GLOBL q8x10<>(SB), RODATA|NOPTR, $32
+// Registers, all kernels:
+//	SI: row 0 (advanced a block at a time)  R8: row stride  R10: 3*stride
+//	DI: activation block   CX: blocks left   R9: f16 table   DX: out
+//	Y0..Y3: the rows' eight float32 lane sums
+//	Y4: weight quants (unsigned)   Y5: per-block activation offset term
+//	Y6: dy broadcast   Y7: lane int sums   Y8: d   Y9: scratch
+//	AVX2: Y10 all ones, Y11 q8bits, Y12 q8spread (Q8_0: y low int16),
+//	      Y13 offset bytes (Q8_0: y high int16), Y14 nibble mask, Y15 int16 ones
+//	VNNI: Y13 offset bytes, Y14 nibble mask, K1 fifth bits
 
-// Register use, all kernels:
-//	Y0: float accumulator(s)        Y12, Y13: activation block (prepared)
-//	Y5, Y6: scratch                 Y7: bytes of 1
-//	Y8: q8spread  Y9: 0x10 bytes  Y10: all ones  Y11: q8bits
-//	Y14: nibble mask  Y15: int16 ones
-#define CONSTS \
-	VMOVDQU q8one8<>(SB), Y7; \
-	VMOVDQU q8spread<>(SB), Y8; \
-	VMOVDQU q8x10<>(SB), Y9; \
+#define CONSTS_AVX2(offb) \
 	VPCMPEQB Y10, Y10, Y10; \
 	VMOVDQU q8bits<>(SB), Y11; \
+	VMOVDQU q8spread<>(SB), Y12; \
+	VMOVDQU offb, Y13; \
 	VMOVDQU q8nib<>(SB), Y14; \
 	VMOVDQU q8one16<>(SB), Y15
 
-// Q8_0 weights: the activation quants sign-extended to int16 in Y12 (0..15)
-// and Y13 (16..31); a row's int32 partial sums (8 lanes) in Yd.
-#define Y_Q8(y) \
-	VPMOVSXBW 2(y), Y12; \
-	VPMOVSXBW 18(y), Y13
+#define CONSTS_VNNI(offb) \
+	VMOVDQU offb, Y13; \
+	VMOVDQU q8nib<>(SB), Y14
 
-#define ROW_Q8(lo, hi, Yd) \
-	VPMOVSXBW lo, Yd; \
-	VPMOVSXBW hi, Y5; \
-	VPMADDWD Y12, Yd, Yd; \
-	VPMADDWD Y13, Y5, Y5; \
-	VPADDD Y5, Yd, Yd
+#define ZERO4 \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3
 
-// Q4_0/Q5_0 weights: Y12 = the activation quants, Y13 = 8 (Q4_0) or 16
-// (Q5_0) times the sums of adjacent pairs of them (int16, |.| ≤ 4096).
-// VPMADDUBSW(q, y) pairs are ≤ 2*31*128 in magnitude: no saturation.
-// Then Yd = int32 partial sums of (q - offset)*y.
-#define Y_Q4(y, shift) \
-	VMOVDQU 2(y), Y12; \
-	VPMADDUBSW Y12, Y7, Y13; \
-	VPSLLW $shift, Y13, Y13
-
-// The 16 quant bytes at qs, nibbles to [low nibbles | high nibbles] in Yd.
-#define NIBBLES(qs, Xd, Yd) \
-	VMOVDQU qs, Xd; \
-	VPSRLW $4, Xd, X6; \
-	VINSERTI128 $1, X6, Yd, Yd; \
-	VPAND Y14, Yd, Yd
-
-#define MADD_Q4(Yd) \
-	VPMADDUBSW Y12, Yd, Yd; \
-	VPSUBW Y13, Yd, Yd; \
-	VPMADDWD Y15, Yd, Yd
-
-#define ROW_Q4(qs, Xd, Yd) \
-	NIBBLES(qs, Xd, Yd); \
-	MADD_Q4(Yd)
-
-// Q5_0: the 32 high bits at qh become 0x10 in byte j where bit j is set.
-#define ROW_Q5(qh, qs, Xd, Yd) \
-	NIBBLES(qs, Xd, Yd); \
-	VPBROADCASTD qh, Y5; \
-	VPSHUFB Y8, Y5, Y5; \
-	VPOR Y11, Y5, Y5; \
-	VPCMPEQB Y10, Y5, Y5; \
-	VPAND Y9, Y5, Y5; \
-	VPOR Y5, Yd, Yd; \
-	MADD_Q4(Yd)
-
-// One row: X0 += (dx*dy) * float32(Σ lanes of Y1), dx at (x), dy at (y).
-#define ACC1(x, y) \
-	VEXTRACTI128 $1, Y1, X2; \
-	VPADDD X2, X1, X1; \
-	VPSHUFD $0x4e, X1, X2; \
-	VPADDD X2, X1, X1; \
-	VPSHUFD $0xb1, X1, X2; \
-	VPADDD X2, X1, X1; \
-	VCVTDQ2PS X1, X1; \
-	MOVWLZX (x), AX; \
-	MOVWLZX (y), DX; \
-	VMOVSS (R9)(AX*4), X2; \
-	VMULSS (R9)(DX*4), X2, X2; \
-	MULADD1
-
-#ifdef FUSED
-#define MULADD1 VFMADD231SS X1, X2, X0
-#define MULADD4 VFMADD231PS X1, X2, X0
-#else
-#define MULADD1 VMULSS X1, X2, X2; VADDSS X2, X0, X0
-#define MULADD4 VMULPS X1, X2, X2; VADDPS X2, X0, X0
-#endif
-
-// Four rows at SI, SI+R8, SI+2*R8, SI+R10 (R10 = 3*R8), partial sums in
-// Y1..Y4: lane r of X0 += (dx_r*dy) * float32(Σ Y(r+1)). Each lane does
-// exactly the single-row operations.
-#define ACC4 \
-	VPHADDD Y2, Y1, Y1; \
-	VPHADDD Y4, Y3, Y3; \
-	VPHADDD Y3, Y1, Y1; \
-	VEXTRACTI128 $1, Y1, X2; \
-	VPADDD X2, X1, X1; \
-	VCVTDQ2PS X1, X1; \
-	MOVWLZX (SI), AX; \
-	VMOVSS (R9)(AX*4), X2; \
-	MOVWLZX (SI)(R8*1), AX; \
-	VINSERTPS $0x10, (R9)(AX*4), X2, X2; \
-	MOVWLZX (SI)(R8*2), AX; \
-	VINSERTPS $0x20, (R9)(AX*4), X2, X2; \
-	MOVWLZX (SI)(R10*1), AX; \
-	VINSERTPS $0x30, (R9)(AX*4), X2, X2; \
+// dy for the block at DI.
+#define DY \
 	MOVWLZX (DI), AX; \
-	VBROADCASTSS (R9)(AX*4), X3; \
-	VMULPS X3, X2, X2; \
-	MULADD4
+	VBROADCASTSS (R9)(AX*4), Y6
+
+// Per-block activation terms.
+#define ACT_Q4_AVX2 \
+	DY; \
+	VPMADDUBSW 2(DI), Y13, Y5
+
+#define ACT_Q4_VNNI \
+	DY; \
+	VPXOR Y9, Y9, Y9; \
+	VPXOR Y5, Y5, Y5; \
+	VPDPBUSD 2(DI), Y13, Y5; \
+	VPSUBD Y5, Y9, Y5
+
+#define ACT_Q8_AVX2 \
+	DY; \
+	VPMOVSXBW 2(DI), Y12; \
+	VPMOVSXBW 18(DI), Y13
+
+#define ACT_Q8_VNNI ACT_Q4_VNNI
+
+// 16 quant bytes at qs: nibbles to [low nibbles | high nibbles] in Y4.
+#define NIBBLES(qs) \
+	VMOVDQU qs, X4; \
+	VPSRLW $4, X4, X9; \
+	VINSERTI128 $1, X9, Y4, Y4; \
+	VPAND Y14, Y4, Y4
+
+// Q5_0 fifth bits (32 at qh) as 0x10 in byte j where bit j is set.
+#define HIBITS_AVX2(qh) \
+	VPBROADCASTD qh, Y9; \
+	VPSHUFB Y12, Y9, Y9; \
+	VPOR Y11, Y9, Y9; \
+	VPCMPEQB Y10, Y9, Y9; \
+	VPAND Y13, Y9, Y9; \
+	VPOR Y9, Y4, Y4
+
+#define HIBITS_VNNI(qh) \
+	KMOVD qh, K1; \
+	VPADDB Y13, Y4, K1, Y4
+
+// Y7 = lane sums of (q - off)*y, q in Y4.
+#define IDOT_Q4_AVX2 \
+	VPMADDUBSW 2(DI), Y4, Y7; \
+	VPSUBW Y5, Y7, Y7; \
+	VPMADDWD Y15, Y7, Y7
+
+#define IDOT_VNNI \
+	VMOVDQA Y5, Y7; \
+	VPDPBUSD 2(DI), Y4, Y7
+
+// Q8_0 rows: Y7 = lane sums of x*y.
+#define IDOT_Q8_AVX2(r) \
+	VPMOVSXBW 2 r, Y4; \
+	VPMOVSXBW 18 r, Y7; \
+	VPMADDWD Y12, Y4, Y4; \
+	VPMADDWD Y13, Y7, Y7; \
+	VPHADDD Y7, Y4, Y7
+
+#define IDOT_Q8_VNNI(r) \
+	VPXOR 2 r, Y13, Y4; \
+	IDOT_VNNI
+
+// acc += float32(dx*dy * float32(Y7)), lane by lane; dx at d.
+#define FACC(d, acc) \
+	MOVWLZX d, AX; \
+	VBROADCASTSS (R9)(AX*4), Y8; \
+	VMULPS Y6, Y8, Y8; \
+	VCVTDQ2PS Y7, Y7; \
+	VMULPS Y8, Y7, Y7; \
+	VADDPS Y7, acc, acc
+
+#define ROW_Q4_AVX2(r, acc) \
+	PREFETCHT0 PF r; \
+	NIBBLES(2 r); \
+	IDOT_Q4_AVX2; \
+	FACC(r, acc)
+
+#define ROW_Q4_VNNI(r, acc) \
+	PREFETCHT0 PF r; \
+	NIBBLES(2 r); \
+	IDOT_VNNI; \
+	FACC(r, acc)
+
+#define ROW_Q5_AVX2(r, acc) \
+	PREFETCHT0 PF r; \
+	NIBBLES(6 r); \
+	HIBITS_AVX2(2 r); \
+	IDOT_Q4_AVX2; \
+	FACC(r, acc)
+
+#define ROW_Q5_VNNI(r, acc) \
+	PREFETCHT0 PF r; \
+	NIBBLES(6 r); \
+	HIBITS_VNNI(2 r); \
+	IDOT_VNNI; \
+	FACC(r, acc)
+
+#define ROW_Q8_AVX2(r, acc) \
+	PREFETCHT0 PF r; \
+	IDOT_Q8_AVX2(r); \
+	FACC(r, acc)
+
+#define ROW_Q8_VNNI(r, acc) \
+	PREFETCHT0 PF r; \
+	IDOT_Q8_VNNI(r); \
+	FACC(r, acc)
+
+// Lane 0 of Xr = ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)) of Yr.
+#define REDUCE(Yr, Xr) \
+	VEXTRACTF128 $1, Yr, X9; \
+	VADDPS X9, Xr, Xr; \
+	VPERMILPS $0x4e, Xr, X9; \
+	VADDPS X9, Xr, Xr; \
+	VPERMILPS $0xb1, Xr, X9; \
+	VADDPS X9, Xr, Xr
+
+// The AVX2 Q8_0 lanes come in the order 0,1,4,5 | 2,3,6,7.
+#define UNPERM(Yr) VPERMQ $0xd8, Yr, Yr
+#define NOPERM(Yr)
 
 #define PROLOGUE1 \
 	MOVQ x+0(FP), SI; \
 	MOVQ y+8(FP), DI; \
 	MOVQ nb+16(FP), CX; \
 	MOVQ tab+24(FP), R9; \
-	CONSTS; \
-	VXORPS X0, X0, X0; \
-	TESTQ CX, CX
+	VXORPS Y0, Y0, Y0
 
 #define PROLOGUE4 \
 	MOVQ x+0(FP), SI; \
@@ -182,117 +236,158 @@ GLOBL q8x10<>(SB), RODATA|NOPTR, $32
 	MOVQ nb+24(FP), CX; \
 	MOVQ tab+32(FP), R9; \
 	MOVQ out+40(FP), DX; \
-	CONSTS; \
-	VXORPS X0, X0, X0; \
-	TESTQ CX, CX
+	ZERO4
 
-// func dotQ8_0Asm(x, y *byte, nb int, tab *[1 << 16]float32) float32
-TEXT ·dotQ8_0Asm(SB), NOSPLIT, $0-36
-	PROLOGUE1
-	JLE done1
-loop1:
-	Y_Q8(DI)
-	ROW_Q8(2(SI), 18(SI), Y1)
-	ACC1(SI, DI)
-	ADDQ $34, SI
-	ADDQ $34, DI
-	DECQ CX
-	JNZ loop1
-done1:
-	VZEROUPPER
-	MOVSS X0, ret+32(FP)
+// One-row kernel: func(x, y *byte, nb int, tab *[1 << 16]float32) float32
+// (nb > 0).
+#define KERNEL1(name, consts, act, row, perm, bs) \
+TEXT name(SB), NOSPLIT, $0-36; \
+	PROLOGUE1; \
+	consts; \
+loop:; \
+	act; \
+	row((SI), Y0); \
+	ADDQ $bs, SI; \
+	ADDQ $34, DI; \
+	DECQ CX; \
+	JNZ loop; \
+	perm(Y0); \
+	REDUCE(Y0, X0); \
+	VZEROUPPER; \
+	MOVSS X0, ret+32(FP); \
 	RET
 
-// func dotQ4_0Asm(x, y *byte, nb int, tab *[1 << 16]float32) float32
-TEXT ·dotQ4_0Asm(SB), NOSPLIT, $0-36
-	PROLOGUE1
-	JLE done2
-loop2:
-	Y_Q4(DI, 3)
-	ROW_Q4(2(SI), X1, Y1)
-	ACC1(SI, DI)
-	ADDQ $18, SI
-	ADDQ $34, DI
-	DECQ CX
-	JNZ loop2
-done2:
-	VZEROUPPER
-	MOVSS X0, ret+32(FP)
+// Four rows, stride bytes apart: func(x *byte, stride int, y *byte, nb int,
+// tab *[1 << 16]float32, out *[4]float32) (nb > 0).
+#define KERNEL4(name, consts, act, row, perm, bs) \
+TEXT name(SB), NOSPLIT, $0-48; \
+	PROLOGUE4; \
+	consts; \
+loop:; \
+	act; \
+	row((SI), Y0); \
+	row((SI)(R8*1), Y1); \
+	row((SI)(R8*2), Y2); \
+	row((SI)(R10*1), Y3); \
+	ADDQ $bs, SI; \
+	ADDQ $34, DI; \
+	DECQ CX; \
+	JNZ loop; \
+	perm(Y0); \
+	perm(Y1); \
+	perm(Y2); \
+	perm(Y3); \
+	REDUCE(Y0, X0); \
+	REDUCE(Y1, X1); \
+	REDUCE(Y2, X2); \
+	REDUCE(Y3, X3); \
+	VMOVSS X0, (DX); \
+	VMOVSS X1, 4(DX); \
+	VMOVSS X2, 8(DX); \
+	VMOVSS X3, 12(DX); \
+	VZEROUPPER; \
 	RET
 
-// func dotQ5_0Asm(x, y *byte, nb int, tab *[1 << 16]float32) float32
-TEXT ·dotQ5_0Asm(SB), NOSPLIT, $0-36
-	PROLOGUE1
-	JLE done3
-loop3:
-	Y_Q4(DI, 4)
-	ROW_Q5(2(SI), 6(SI), X1, Y1)
-	ACC1(SI, DI)
-	ADDQ $22, SI
-	ADDQ $34, DI
-	DECQ CX
-	JNZ loop3
-done3:
-	VZEROUPPER
-	MOVSS X0, ret+32(FP)
+KERNEL1(·dotQ8_0AVX2Asm, CONSTS_AVX2(q8x80<>(SB)), ACT_Q8_AVX2, ROW_Q8_AVX2, UNPERM, 34)
+KERNEL1(·dotQ4_0AVX2Asm, CONSTS_AVX2(q8x08<>(SB)), ACT_Q4_AVX2, ROW_Q4_AVX2, NOPERM, 18)
+KERNEL1(·dotQ5_0AVX2Asm, CONSTS_AVX2(q8x10<>(SB)), ACT_Q4_AVX2, ROW_Q5_AVX2, NOPERM, 22)
+KERNEL1(·dotQ8_0VNNIAsm, CONSTS_VNNI(q8x80<>(SB)), ACT_Q8_VNNI, ROW_Q8_VNNI, NOPERM, 34)
+KERNEL1(·dotQ4_0VNNIAsm, CONSTS_VNNI(q8x08<>(SB)), ACT_Q4_VNNI, ROW_Q4_VNNI, NOPERM, 18)
+KERNEL1(·dotQ5_0VNNIAsm, CONSTS_VNNI(q8x10<>(SB)), ACT_Q4_VNNI, ROW_Q5_VNNI, NOPERM, 22)
+
+KERNEL4(·dotQ8_0x4AVX2Asm, CONSTS_AVX2(q8x80<>(SB)), ACT_Q8_AVX2, ROW_Q8_AVX2, UNPERM, 34)
+KERNEL4(·dotQ4_0x4AVX2Asm, CONSTS_AVX2(q8x08<>(SB)), ACT_Q4_AVX2, ROW_Q4_AVX2, NOPERM, 18)
+KERNEL4(·dotQ5_0x4AVX2Asm, CONSTS_AVX2(q8x10<>(SB)), ACT_Q4_AVX2, ROW_Q5_AVX2, NOPERM, 22)
+KERNEL4(·dotQ8_0x4VNNIAsm, CONSTS_VNNI(q8x80<>(SB)), ACT_Q8_VNNI, ROW_Q8_VNNI, NOPERM, 34)
+KERNEL4(·dotQ4_0x4VNNIAsm, CONSTS_VNNI(q8x08<>(SB)), ACT_Q4_VNNI, ROW_Q4_VNNI, NOPERM, 18)
+KERNEL4(·dotQ5_0x4VNNIAsm, CONSTS_VNNI(q8x10<>(SB)), ACT_Q4_VNNI, ROW_Q5_VNNI, NOPERM, 22)
+
+// Tiles of 4 rows × 4 tokens (VNNI only): func(x *byte, stride int, y *byte,
+// ystride int, nb int, tab *[1 << 16]float32, out *[16]float32), out[4*t+r]
+// bit-identical to the single-row result of row r with token t. Each weight
+// block is unpacked once for the four tokens.
+//	SI, R8, R10: rows as above   DI: token 0's block, R11: token stride,
+//	R12: 3*R11   Y0..Y3: tokens' -off*(y sums)   Y5, Y6, Y10, Y11: tokens' dy
+//	Y16 + 4r + t: lane sums of row r, token t   Y4, Y7, Y8, Y9: as above
+#define TACT(y, neg, dy) \
+	MOVWLZX y, AX; \
+	VBROADCASTSS (R9)(AX*4), dy; \
+	VPXOR Y9, Y9, Y9; \
+	VPXOR neg, neg, neg; \
+	VPDPBUSD 2 y, Y13, neg; \
+	VPSUBD neg, Y9, neg
+
+#define TACT4 \
+	TACT((DI), Y0, Y5); \
+	TACT((DI)(R11*1), Y1, Y6); \
+	TACT((DI)(R11*2), Y2, Y10); \
+	TACT((DI)(R12*1), Y3, Y11)
+
+// One token against the unpacked row in Y4, dx in Y8.
+#define TDOT(y, neg, dy, acc) \
+	VMOVDQA neg, Y7; \
+	VPDPBUSD 2 y, Y4, Y7; \
+	VCVTDQ2PS Y7, Y7; \
+	VMULPS dy, Y8, Y9; \
+	VMULPS Y9, Y7, Y7; \
+	VADDPS Y7, acc, acc
+
+#define TROW(a0, a1, a2, a3) \
+	TDOT((DI), Y0, Y5, a0); \
+	TDOT((DI)(R11*1), Y1, Y6, a1); \
+	TDOT((DI)(R11*2), Y2, Y10, a2); \
+	TDOT((DI)(R12*1), Y3, Y11, a3)
+
+#define LDX(r) \
+	MOVWLZX r, AX; \
+	VBROADCASTSS (R9)(AX*4), Y8
+
+#define UNPACK_Q4(r) NIBBLES(2 r)
+#define UNPACK_Q5(r) NIBBLES(6 r); HIBITS_VNNI(2 r)
+#define UNPACK_Q8(r) VPXOR 2 r, Y13, Y4
+
+#define TREDUCE(Yr, Xr, off) \
+	VEXTRACTF32X4 $1, Yr, X9; \
+	VADDPS X9, Xr, Xr; \
+	VPERMILPS $0x4e, Xr, X9; \
+	VADDPS X9, Xr, Xr; \
+	VPERMILPS $0xb1, Xr, X9; \
+	VADDPS X9, Xr, Xr; \
+	VMOVSS Xr, off(DX)
+
+#define TILE(name, offb, unpack, bs) \
+TEXT name(SB), NOSPLIT, $0-56; \
+	MOVQ x+0(FP), SI; \
+	MOVQ stride+8(FP), R8; \
+	LEAQ (R8)(R8*2), R10; \
+	MOVQ y+16(FP), DI; \
+	MOVQ ystride+24(FP), R11; \
+	LEAQ (R11)(R11*2), R12; \
+	MOVQ nb+32(FP), CX; \
+	MOVQ tab+40(FP), R9; \
+	MOVQ out+48(FP), DX; \
+	CONSTS_VNNI(offb); \
+	VPXORD Y16, Y16, Y16; VMOVDQA64 Y16, Y17; VMOVDQA64 Y16, Y18; VMOVDQA64 Y16, Y19; \
+	VMOVDQA64 Y16, Y20; VMOVDQA64 Y16, Y21; VMOVDQA64 Y16, Y22; VMOVDQA64 Y16, Y23; \
+	VMOVDQA64 Y16, Y24; VMOVDQA64 Y16, Y25; VMOVDQA64 Y16, Y26; VMOVDQA64 Y16, Y27; \
+	VMOVDQA64 Y16, Y28; VMOVDQA64 Y16, Y29; VMOVDQA64 Y16, Y30; VMOVDQA64 Y16, Y31; \
+loop:; \
+	TACT4; \
+	unpack((SI)); LDX((SI)); TROW(Y16, Y17, Y18, Y19); \
+	unpack((SI)(R8*1)); LDX((SI)(R8*1)); TROW(Y20, Y21, Y22, Y23); \
+	unpack((SI)(R8*2)); LDX((SI)(R8*2)); TROW(Y24, Y25, Y26, Y27); \
+	unpack((SI)(R10*1)); LDX((SI)(R10*1)); TROW(Y28, Y29, Y30, Y31); \
+	ADDQ $bs, SI; \
+	ADDQ $34, DI; \
+	DECQ CX; \
+	JNZ loop; \
+	TREDUCE(Y16, X16, 0); TREDUCE(Y17, X17, 16); TREDUCE(Y18, X18, 32); TREDUCE(Y19, X19, 48); \
+	TREDUCE(Y20, X20, 4); TREDUCE(Y21, X21, 20); TREDUCE(Y22, X22, 36); TREDUCE(Y23, X23, 52); \
+	TREDUCE(Y24, X24, 8); TREDUCE(Y25, X25, 24); TREDUCE(Y26, X26, 40); TREDUCE(Y27, X27, 56); \
+	TREDUCE(Y28, X28, 12); TREDUCE(Y29, X29, 28); TREDUCE(Y30, X30, 44); TREDUCE(Y31, X31, 60); \
+	VZEROUPPER; \
 	RET
 
-// func dotQ8_0x4Asm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
-TEXT ·dotQ8_0x4Asm(SB), NOSPLIT, $0-48
-	PROLOGUE4
-	JLE done4
-loop4:
-	Y_Q8(DI)
-	ROW_Q8(2(SI), 18(SI), Y1)
-	ROW_Q8(2(SI)(R8*1), 18(SI)(R8*1), Y2)
-	ROW_Q8(2(SI)(R8*2), 18(SI)(R8*2), Y3)
-	ROW_Q8(2(SI)(R10*1), 18(SI)(R10*1), Y4)
-	ACC4
-	ADDQ $34, SI
-	ADDQ $34, DI
-	DECQ CX
-	JNZ loop4
-done4:
-	VMOVUPS X0, (DX)
-	VZEROUPPER
-	RET
-
-// func dotQ4_0x4Asm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
-TEXT ·dotQ4_0x4Asm(SB), NOSPLIT, $0-48
-	PROLOGUE4
-	JLE done5
-loop5:
-	Y_Q4(DI, 3)
-	ROW_Q4(2(SI), X1, Y1)
-	ROW_Q4(2(SI)(R8*1), X2, Y2)
-	ROW_Q4(2(SI)(R8*2), X3, Y3)
-	ROW_Q4(2(SI)(R10*1), X4, Y4)
-	ACC4
-	ADDQ $18, SI
-	ADDQ $34, DI
-	DECQ CX
-	JNZ loop5
-done5:
-	VMOVUPS X0, (DX)
-	VZEROUPPER
-	RET
-
-// func dotQ5_0x4Asm(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
-TEXT ·dotQ5_0x4Asm(SB), NOSPLIT, $0-48
-	PROLOGUE4
-	JLE done6
-loop6:
-	Y_Q4(DI, 4)
-	ROW_Q5(2(SI), 6(SI), X1, Y1)
-	ROW_Q5(2(SI)(R8*1), 6(SI)(R8*1), X2, Y2)
-	ROW_Q5(2(SI)(R8*2), 6(SI)(R8*2), X3, Y3)
-	ROW_Q5(2(SI)(R10*1), 6(SI)(R10*1), X4, Y4)
-	ACC4
-	ADDQ $22, SI
-	ADDQ $34, DI
-	DECQ CX
-	JNZ loop6
-done6:
-	VMOVUPS X0, (DX)
-	VZEROUPPER
-	RET
+TILE(·tileQ8_0VNNIAsm, q8x80<>(SB), UNPACK_Q8, 34)
+TILE(·tileQ4_0VNNIAsm, q8x08<>(SB), UNPACK_Q4, 18)
+TILE(·tileQ5_0VNNIAsm, q8x10<>(SB), UNPACK_Q5, 22)

@@ -176,6 +176,10 @@ func TestDotRowsPanicsOnBadSizes(t *testing.T) {
 	}
 }
 
+// fuzzQ8Alt, where set (amd64), is a second kernel level's dot product that
+// FuzzVecDotQ8Act also checks.
+var fuzzQ8Alt func(typ Type, row, xq []byte, n int) float32
+
 // FuzzVecDotQ8Act: arbitrary bytes as weight blocks and activations; the
 // selected dot product and DotRows match the Go one bit for bit.
 func FuzzVecDotQ8Act(f *testing.F) {
@@ -192,6 +196,11 @@ func FuzzVecDotQ8Act(f *testing.F) {
 		if got := VecDotFunc(typ)(row, xq, n); !sameFloat(got, want) {
 			t.Fatalf("%s n=%d: fast %g, generic %g", typ, n, got, want)
 		}
+		if fuzzQ8Alt != nil {
+			if got := fuzzQ8Alt(typ, row, xq, n); !sameFloat(got, want) {
+				t.Fatalf("%s n=%d: other kernel level %g, generic %g", typ, n, got, want)
+			}
+		}
 		w := append(append(append(append([]byte(nil), row...), row...), row...), row...)
 		out := make([]float32, 4)
 		DotRows(typ, w, len(row), xq, n, out)
@@ -200,5 +209,58 @@ func FuzzVecDotQ8Act(f *testing.F) {
 				t.Fatalf("%s n=%d row %d: DotRows %g, generic %g", typ, n, r, v, want)
 			}
 		}
+		if n == 0 {
+			return
+		}
+		// Four rows × five tokens through MatMul (the tile kernel where the
+		// CPU has one), every result the same.
+		xs := append(append(append(append(append([]byte(nil), xq...), xq...), xq...), xq...), xq...)
+		mm := make([]float32, 20)
+		MatMul(typ, w, len(row), 4, xs, len(xq), 5, n, mm, 4)
+		for i, v := range mm {
+			if !sameFloat(v, want) {
+				t.Fatalf("%s n=%d result %d: MatMul %g, generic %g", typ, n, i, v, want)
+			}
+		}
 	})
+}
+
+// MatMul gives VecDot's result for every row and token, for any numbers of
+// rows and tokens and padded strides, for every type with a dot product.
+func TestMatMul(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, typ := range dotTypes {
+		n := 512
+		if typ.BlockSize() == 32 {
+			n = 896
+		}
+		rb, _ := RowBytes(typ, n)
+		vb := ActivationBytes(typ, n)
+		for _, rows := range []int{1, 4, 7, 12} {
+			for _, T := range []int{1, 3, 4, 5, 9} {
+				pad := rows % 3 * 5
+				stride, ab, os := rb+pad, vb+pad, rows+pad
+				w := make([]byte, rows*stride)
+				for r := 0; r < rows; r++ {
+					copy(w[r*stride:], weightRow(t, typ, rng.Uint64(), n))
+				}
+				xq := make([]byte, T*ab)
+				for tok := range T {
+					if err := QuantizeActivations(typ, gaussRow(rng.Uint64(), n, 1), xq[tok*ab:tok*ab+vb]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				out := make([]float32, T*os)
+				MatMul(typ, w, stride, rows, xq, ab, T, n, out, os)
+				for tok := range T {
+					for r := range rows {
+						want := VecDot(typ, w[r*stride:r*stride+rb], xq[tok*ab:tok*ab+vb], n)
+						if got := out[tok*os+r]; !sameFloat(got, want) {
+							t.Fatalf("%s rows %d T %d: row %d token %d: MatMul %g, VecDot %g", typ, rows, T, r, tok, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
 }

@@ -47,3 +47,58 @@ func DotRows(t Type, w []byte, rowBytes int, xq []byte, n int, out []float32) {
 // (sizes already checked) and return how many rows they did; the rest go
 // through vecDotFuncs. Filled by the architecture files.
 var multiRowFuncs = map[Type]func(w []byte, rowBytes int, xq []byte, n int, out []float32) int{}
+
+// MatMul computes out[tok*outStride+r] = VecDot(t, row r, xq[tok*ab:tok*ab+ActivationBytes(t, n)], n)
+// for r < rows and tok < T: rows weight rows of n elements of type t,
+// rowBytes apart, against T activation rows converted by
+// QuantizeActivations, ab bytes apart. Every result is bit-identical to
+// VecDot's. Where the CPU has a tile kernel for t (AVX-512 VNNI: Q4_0, Q5_0,
+// Q8_0), each weight block is unpacked once for four tokens; otherwise the
+// tokens go through DotRows one by one. It panics on bad sizes.
+func MatMul(t Type, w []byte, rowBytes, rows int, xq []byte, ab, T, n int, out []float32, outStride int) {
+	if rows <= 0 || T <= 0 {
+		return
+	}
+	vb := ActivationBytes(t, n)
+	if vb < 0 || ab < vb || len(xq) < (T-1)*ab+vb {
+		panic(fmt.Sprintf("quant: MatMul: %d activation rows of %d %s elements, %d bytes apart, in %d bytes",
+			T, n, VecDotType(t), ab, len(xq)))
+	}
+	if outStride < rows || len(out) < (T-1)*outStride+rows {
+		panic(fmt.Sprintf("quant: MatMul: out of %d for %d×%d results, stride %d", len(out), T, rows, outStride))
+	}
+	r := 0
+	if k := tileFuncs[t]; k != nil && T >= 4 {
+		rb, err := RowBytes(t, n)
+		if err != nil || rowBytes < rb || len(w) < (rows-1)*rowBytes+rb {
+			panic(fmt.Sprintf("quant: MatMul: %d rows of %d %s, %d bytes apart, in %d bytes", rows, n, t, rowBytes, len(w)))
+		}
+		var tile [16]float32
+		for ; r+4 <= rows; r += 4 {
+			tok := 0
+			for ; tok+4 <= T; tok += 4 {
+				k(w[r*rowBytes:(r+3)*rowBytes+rb], rowBytes, xq[tok*ab:(tok+3)*ab+vb], ab, n, &tile)
+				for i := range 4 {
+					copy(out[(tok+i)*outStride+r:(tok+i)*outStride+r+4], tile[4*i:4*i+4])
+				}
+			}
+			for ; tok < T; tok++ {
+				o := tok*outStride + r
+				DotRows(t, w[r*rowBytes:], rowBytes, xq[tok*ab:tok*ab+vb], n, out[o:o+4])
+			}
+		}
+		if r == rows {
+			return
+		}
+	}
+	for tok := range T {
+		o := tok * outStride
+		DotRows(t, w[r*rowBytes:], rowBytes, xq[tok*ab:tok*ab+vb], n, out[o+r:o+rows])
+	}
+}
+
+// tileFuncs are optional kernels for 4 rows × 4 tokens (MatMul): w holds
+// the four rows (rowBytes apart), xq the four tokens' activations (ab bytes
+// apart); tile[4*tok+r] is the result. Sizes are checked by the kernel's
+// wrapper. Filled by the architecture files.
+var tileFuncs = map[Type]func(w []byte, rowBytes int, xq []byte, ab, n int, tile *[16]float32){}

@@ -263,27 +263,48 @@ func dotNibbles16(q *[16]byte, y *[32]byte) (lo, hi int32) {
 	return
 }
 
-// sum32 returns the sum of 32 int8 values.
-func sum32(y *[32]byte) int32 {
-	var s int32
-	for j := 0; j < 32; j += 4 {
-		s += i8(y[j]) + i8(y[j+1]) + i8(y[j+2]) + i8(y[j+3])
+// The weight types with Q8_0 activations (Q4_0, Q5_0, Q8_0) share one
+// summation order, "eight lanes", chosen so that SIMD kernels (AVX2, and
+// AVX-512 VNNI with its 4-byte integer multiply-add) compute exactly the same
+// float32 operations: within block b, lane l (0..7) holds the exact integer
+// sum over the four elements 4l..4l+3 of w*y (w the signed weight value);
+// each lane keeps its own float32 sum over the blocks,
+//
+//	s[l] += float32(d_b * float32(isum_l))   (d_b = d_x*d_y, no fused multiply-add)
+//
+// and the row's result is ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)).
+// dotLanes8 does the float part for one block.
+func dotLanes8(s *[8]float32, d float32, is *[8]int32) {
+	for l := range 8 {
+		s[l] += float32(d * float32(is[l]))
 	}
-	return s
 }
 
-// dotQ4_0: Σ_b d_x*d_y * Σ_j (q_j-8)*y_j, computed as Σ q*y - 8*Σ y.
+// sumLanes8 is the final reduction of the eight lanes.
+func sumLanes8(s *[8]float32) float32 {
+	return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))
+}
+
+// dotQ4_0: Σ_b d_x*d_y * Σ_j (q_j-8)*y_j, in eight lanes.
 func dotQ4_0(row, xq []byte, n int) float32 {
-	var sum float32
+	var s [8]float32
+	var is [8]int32
 	for b := 0; b < n/QK; b++ {
 		x := (*[18]byte)(row[b*18:])
 		y := (*[34]byte)(xq[b*34:])
+		q := (*[16]byte)(x[2:])
 		yq := (*[32]byte)(y[2:])
-		lo, hi := dotNibbles16((*[16]byte)(x[2:]), yq)
-		s := lo + hi - 8*sum32(yq)
-		sum += f16(x[0:]) * f16(y[0:]) * float32(s)
+		for l := range 4 {
+			var a, c int32
+			for k := 4 * l; k < 4*l+4; k++ {
+				a += (int32(q[k]&0xf) - 8) * i8(yq[k])
+				c += (int32(q[k]>>4) - 8) * i8(yq[k+16])
+			}
+			is[l], is[l+4] = a, c
+		}
+		dotLanes8(&s, f16(x[0:])*f16(y[0:]), &is)
 	}
-	return sum
+	return sumLanes8(&s)
 }
 
 // dotQ4_1: Σ_b d_x*d_y*Σ q*y + m_x*s_y (s_y = d_y*Σ y from Q8_1).
@@ -311,17 +332,27 @@ func dotNibbles5(q *[16]byte, qh uint32, y *[32]byte) int32 {
 	return s0 + s1
 }
 
-// dotQ5_0: Σ_b d_x*d_y * Σ (q-16)*y.
+// dotQ5_0: Σ_b d_x*d_y * Σ (q-16)*y, in eight lanes.
 func dotQ5_0(row, xq []byte, n int) float32 {
-	var sum float32
+	var s [8]float32
+	var is [8]int32
 	for b := 0; b < n/QK; b++ {
 		x := (*[22]byte)(row[b*22:])
 		y := (*[34]byte)(xq[b*34:])
+		qh := binary.LittleEndian.Uint32(x[2:])
+		q := (*[16]byte)(x[6:])
 		yq := (*[32]byte)(y[2:])
-		s := dotNibbles5((*[16]byte)(x[6:]), binary.LittleEndian.Uint32(x[2:]), yq) - 16*sum32(yq)
-		sum += f16(x[0:]) * f16(y[0:]) * float32(s)
+		for l := range 4 {
+			var a, c int32
+			for k := 4 * l; k < 4*l+4; k++ {
+				a += (int32(uint32(q[k]&0xf)|(qh>>k&1)<<4) - 16) * i8(yq[k])
+				c += (int32(uint32(q[k]>>4)|(qh>>(k+16)&1)<<4) - 16) * i8(yq[k+16])
+			}
+			is[l], is[l+4] = a, c
+		}
+		dotLanes8(&s, f16(x[0:])*f16(y[0:]), &is)
 	}
-	return sum
+	return sumLanes8(&s)
 }
 
 // dotQ5_1: Σ_b d_x*d_y*Σ q*y + m_x*s_y.
@@ -337,21 +368,22 @@ func dotQ5_1(row, xq []byte, n int) float32 {
 	return sum
 }
 
-// dotQ8_0: Σ_b d_x*d_y * Σ q_x*q_y.
+// dotQ8_0: Σ_b d_x*d_y * Σ q_x*q_y, in eight lanes.
 func dotQ8_0(row, xq []byte, n int) float32 {
-	var sum float32
+	var s [8]float32
+	var is [8]int32
 	for b := 0; b < n/QK; b++ {
 		x := (*[34]byte)(row[b*34:])
 		y := (*[34]byte)(xq[b*34:])
 		a := (*[32]byte)(x[2:])
 		c := (*[32]byte)(y[2:])
-		var s int32
-		for j := 0; j < 32; j += 4 {
-			s += i8(a[j])*i8(c[j]) + i8(a[j+1])*i8(c[j+1]) + i8(a[j+2])*i8(c[j+2]) + i8(a[j+3])*i8(c[j+3])
+		for l := range 8 {
+			j := 4 * l
+			is[l] = i8(a[j])*i8(c[j]) + i8(a[j+1])*i8(c[j+1]) + i8(a[j+2])*i8(c[j+2]) + i8(a[j+3])*i8(c[j+3])
 		}
-		sum += f16(x[0:]) * f16(y[0:]) * float32(s)
+		dotLanes8(&s, f16(x[0:])*f16(y[0:]), &is)
 	}
-	return sum
+	return sumLanes8(&s)
 }
 
 // q8kD returns the f32 scale of a Q8_K block.

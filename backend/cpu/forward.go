@@ -323,13 +323,13 @@ func (b *Backend) matmul(m *model.Matrix, x, out []float32, T int) {
 	b.pool.parallelFor(R, 16, func(lo, hi int) {
 		// Blocks of rows small enough to stay in cache while every token's
 		// activations pass over them.
+		// quant.MatMul takes four tokens at a time over each four rows
+		// where it has a tile kernel.
 		const blockRows = 64
 		for r0 := lo; r0 < hi; r0 += blockRows {
 			r1 := min(r0+blockRows, hi)
 			w := m.Data[r0*m.RowBytes : r1*m.RowBytes]
-			for t := range T {
-				quant.DotRows(m.Type, w, m.RowBytes, buf[t*ab:(t+1)*ab], n, out[t*R+r0:t*R+r1])
-			}
+			quant.MatMul(m.Type, w, m.RowBytes, r1-r0, buf, ab, T, n, out[r0:], R)
 		}
 	})
 }
