@@ -58,6 +58,9 @@ func TestGraphMetrics(t *testing.T) {
 	}
 
 	// The CPU backend keeps no graphs: no such series.
+	if testDevice() != "cpu" {
+		return
+	}
 	ts := newTestServer(t, opts{})
 	if b := string(readAll(t, get(t, ts.URL+"/metrics"))); strings.Contains(b, "worker_orcd_cuda_graph") {
 		t.Errorf("graph series on the CPU backend")

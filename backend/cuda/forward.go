@@ -88,9 +88,11 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 			rows = append(rows, row{kv: kv, pos: kv.n + i})
 			ids = append(ids, id)
 		}
-		if s.AllLogits {
+		switch {
+		case s.Embed: // hidden states, no logits
+		case s.AllLogits:
 			nsel += len(s.Tokens)
-		} else {
+		default:
 			nsel++
 		}
 	}
@@ -261,11 +263,47 @@ func (b *Backend) dumpf(format string, l int, ptr devicePtr, rows, cols int) err
 	return b.dump(fmt.Sprintf(format, l), ptr, rows, cols)
 }
 
+// ForwardEmbed is Forward where a sequence with Embed set gets the final
+// hidden states of all its tokens (the output norm's result) in Hidden and
+// no logits (backend.Embedder). Each row's hidden state is computed as in
+// Forward: it depends only on the row's own tokens.
+func (b *Backend) ForwardEmbed(batch []*backend.Seq) error { return b.Forward(batch) }
+
+// embedRows copies the final hidden states of the Embed sequences (rows of
+// x after the layers) to their Hidden, through the output norm; one norm
+// launch and one copy for each such sequence. h is free scratch here.
+func (b *Backend) embedRows(batch []*backend.Seq) error {
+	d := b.c.NEmbd
+	t := 0
+	for _, s := range batch {
+		n := len(s.Tokens)
+		if s.Embed {
+			if err := b.rmsNorm(b.x+devicePtr(4*t*d), b.outputNorm, b.h, b.h16, n, d); err != nil {
+				return err
+			}
+			if cap(s.Hidden) < n*d {
+				s.Hidden = make([]float32, n*d)
+			}
+			s.Hidden = s.Hidden[:n*d]
+			s.HasTop = false
+			if err := b.dev.copyToHost(unsafe.Pointer(&s.Hidden[0]), b.h, int64(4*n*d)); err != nil {
+				return err
+			}
+		}
+		t += n
+	}
+	return nil
+}
+
 // head applies the final norm and LM head to the rows whose logits are
-// wanted and copies the logits to each sequence.
+// wanted and copies the logits to each sequence (the hidden states to
+// each Embed sequence).
 func (b *Backend) head(batch []*backend.Seq, T int) error {
 	c := b.c
 	d, V := c.NEmbd, c.VocabSize
+	if err := b.embedRows(batch); err != nil {
+		return err
+	}
 	// Gather the wanted rows into h (contiguous), one copy for each run of
 	// rows that are contiguous in x too (a decode batch is one run).
 	t, nsel := 0, 0
@@ -278,6 +316,10 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 			uint64(4*runN*d), b.dev.stream))
 	}
 	for _, s := range batch {
+		if s.Embed {
+			t += len(s.Tokens)
+			continue
+		}
 		first, n := t+len(s.Tokens)-1, 1
 		if s.AllLogits {
 			first, n = t, len(s.Tokens)
@@ -298,6 +340,9 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 	if err := flush(); err != nil {
 		return err
 	}
+	if nsel == 0 {
+		return nil // only hidden states were wanted
+	}
 	if err := b.rmsNorm(b.h, b.outputNorm, b.h, b.h16, nsel, d); err != nil {
 		return err
 	}
@@ -312,6 +357,9 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 	var runs []topRun
 	for _, s := range batch {
 		s.HasTop = false
+		if s.Embed {
+			continue
+		}
 		if s.AllLogits {
 			off += len(s.Tokens)
 			continue
@@ -343,7 +391,7 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 		}
 		i := 0
 		for _, s := range batch {
-			if s.AllLogits || min(s.TopK, sample.MaxTop, V) <= 0 {
+			if s.Embed || s.AllLogits || min(s.TopK, sample.MaxTop, V) <= 0 {
 				continue
 			}
 			k := min(s.TopK, sample.MaxTop, V)
@@ -372,6 +420,9 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 	// The others get their whole rows.
 	off = 0
 	for _, s := range batch {
+		if s.Embed {
+			continue
+		}
 		n := 1
 		if s.AllLogits {
 			n = len(s.Tokens)
@@ -414,12 +465,16 @@ func hasPrefill(segs []segment) bool {
 
 // segmentsOf lists the runs of rows of one kind in a batch: every token of
 // each sequence (headRows false), or the rows whose logits are wanted
-// (headRows true: all of an AllLogits sequence, else its last).
+// (headRows true: all of an AllLogits sequence, none of an Embed one,
+// else its last).
 func segmentsOf(batch []*backend.Seq, headRows bool) []segment {
 	var segs []segment
 	row := 0
 	for _, s := range batch {
 		n := len(s.Tokens)
+		if headRows && s.Embed {
+			continue // no logits rows
+		}
 		if headRows && !s.AllLogits {
 			n = 1
 		}
