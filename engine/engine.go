@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"worker-orcd/backend"
+	"worker-orcd/grammar"
 	"worker-orcd/sample"
 	"worker-orcd/stop"
 	"worker-orcd/tokenizer"
@@ -86,6 +87,8 @@ type Engine struct {
 	active    atomic.Int32
 	kvSize    atomic.Int64
 	kvUsed    atomic.Int64 // positions the active sequences hold (noteKV)
+
+	grammars grammarCache
 }
 
 type slot struct {
@@ -391,8 +394,9 @@ func (e *Engine) step() {
 			continue
 		}
 		s.one[0] = s.last
-		s.bseq.Tokens = s.one[:] // never append into the prompt's array
-		s.bseq.Prefill = false
+		s.bseq.Tokens = s.one[:]       // never append into the prompt's array
+		s.bseq.Prefill = s.redoPrefill // a step read again as it was first read
+		s.redoPrefill = false
 		s.bseq.KV = sl.kv
 		s.bseq.TopK = s.topK()
 		batch = append(batch, &s.bseq)
@@ -470,8 +474,22 @@ func (e *Engine) step() {
 		wg.Wait()
 	}
 	for i, sl := range ready {
+		s := sl.seq
+		if s.redo {
+			// The grammar allowed too few of the backend's top candidates:
+			// read the same token at the same position again, this time for
+			// the whole row (see seq.accept).
+			s.redo = false
+			s.redoPrefill = s.bseq.Prefill
+			s.last = s.bseq.Tokens[len(s.bseq.Tokens)-1]
+			s.wholeRow = true
+			if err := sl.kv.Truncate(sl.kv.Len() - 1); err != nil {
+				e.release(sl, StopError, fmt.Errorf("%w: %w", ErrForward, err))
+			}
+			continue
+		}
 		if reasons[i] != "" {
-			e.release(sl, reasons[i], nil)
+			e.release(sl, reasons[i], s.err0)
 		}
 	}
 }
@@ -500,6 +518,13 @@ type seq struct {
 	text      []byte
 	cands     []sample.Candidate
 
+	gm          *grammar.Matcher // the request's grammar (nil: none)
+	masked      []float32        // [n_vocab] the row with the grammar's mask applied
+	redo        bool             // the step's candidates did not do: read it again for the whole row
+	redoPrefill bool             // … and the step read was a prompt row
+	wholeRow    bool             // the next step asks for the whole row
+	err0        error            // the error that goes with a StopError from accept
+
 	pool    Pooling   // an embedding request: how its hidden states are pooled ("" otherwise)
 	poolSum []float64 // [n_embd] sum (mean) or the last row (last) of the hidden states so far
 	poolN   int       // hidden states summed
@@ -525,6 +550,9 @@ func newSeq(tok *tokenizer.Tokenizer, req Request, maxTokens int) *seq {
 		notify:  make(chan struct{}, 1), submitted: time.Now(),
 	}
 	s.result = &Result{PromptTokens: len(req.Prompt), Seed: s.sampler.Seed()}
+	if req.Grammar != nil {
+		s.gm = req.Grammar.NewMatcher()
+	}
 	return s
 }
 
@@ -537,6 +565,10 @@ func newSeq(tok *tokenizer.Tokenizer, req Request, maxTokens int) *seq {
 // candidates would have drawn, so switching between the two changes no
 // token.
 func (s *seq) topK() int {
+	if s.wholeRow {
+		s.wholeRow = false
+		return 0
+	}
 	k := s.sampler.TopNeeded(s.history)
 	if k == 0 {
 		return 0
@@ -558,7 +590,19 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 	if b := &s.bseq; b.HasTop {
 		// The backend selected the candidates on its side: the same draw
 		// from far fewer numbers; logprobs from the row's log-sum-exp.
-		id = s.sampler.SampleTop(b.Top, s.history)
+		if s.gm != nil {
+			var ok bool
+			budget := s.maxTokens - len(s.result.IDs)
+			allowed := func(id int32) bool { return s.gm.AllowedWithin(id, budget) }
+			if id, ok = s.sampler.SampleTopAllowed(b.Top, s.history, allowed); !ok {
+				// Too few candidates are allowed to know the draw: the
+				// scheduler reads this step again for the whole row.
+				s.redo = true
+				return ""
+			}
+		} else {
+			id = s.sampler.SampleTop(b.Top, s.history)
+		}
 		tk = Token{Index: len(s.result.IDs), ID: id}
 		for _, c := range b.Top {
 			if c.ID == id {
@@ -573,7 +617,26 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 			}
 		}
 	} else {
-		id = s.sampler.Sample(logits, s.history)
+		if s.gm != nil {
+			// The model's distribution renormalised over the allowed ids:
+			// every other logit at -Inf.
+			mask := s.gm.MaskWithin(s.maxTokens - len(s.result.IDs))
+			s.masked = grow32(s.masked, len(logits))
+			applyMask(s.masked, logits, mask)
+			id = s.sampler.Sample(s.masked, s.history)
+			if !mask.Has(id) {
+				// Every allowed id is banned (a logit bias of -100), or the
+				// grammar ran past its bounds.
+				why := "no token the grammar allows has a finite logit (is every one banned by logit_bias?)"
+				if err := s.gm.Err(); err != nil {
+					why = err.Error()
+				}
+				s.err0 = fmt.Errorf("%w: %s", ErrInvalidRequest, why)
+				return StopError
+			}
+		} else {
+			id = s.sampler.Sample(logits, s.history)
+		}
 		tk = Token{Index: len(s.result.IDs), ID: id}
 		if s.req.TopLogprobs > 0 {
 			var top []sample.Candidate
@@ -593,6 +656,12 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 	s.last = id
 
 	var reason StopReason
+	if s.gm != nil {
+		if err := s.gm.Accept(id); err != nil {
+			s.err0 = fmt.Errorf("%w: %w", ErrInvalidRequest, err) // a bug: the sampler drew from the mask
+			return StopError
+		}
+	}
 	if !s.req.IgnoreEOS && s.tok.IsEOG(id) {
 		reason = StopEOS
 	} else {
@@ -603,6 +672,9 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 			reason = StopString
 			s.result.StopString = s.matcher.Matched()
 		}
+	}
+	if reason == "" && s.gm != nil && s.gm.Done() {
+		reason = StopGrammar
 	}
 	if reason == "" && (len(s.result.IDs) >= s.maxTokens || kvLen >= len(s.req.Prompt)+s.maxTokens) {
 		reason = StopLength

@@ -3,6 +3,7 @@ package engine
 import (
 	"time"
 
+	"worker-orcd/grammar"
 	"worker-orcd/sample"
 	"worker-orcd/stop"
 )
@@ -17,6 +18,12 @@ type Request struct {
 	Logprobs    bool          // report each token's log-probability (costs a pass over the vocabulary)
 	TopLogprobs int           // alternatives reported per token (0 = none); implies Logprobs
 	IgnoreEOS   bool          // keep going past end-of-generation tokens
+	// Grammar constrains the output to a language (Engine.Grammar compiles
+	// one): each step samples from the model's distribution renormalised
+	// over the tokens that keep the text a prefix of the language, and
+	// generation ends (StopGrammar) when the text is a sentence that
+	// nothing may extend. nil: unconstrained.
+	Grammar *grammar.Automaton
 }
 
 // MaxTopLogprobs bounds Request.TopLogprobs.
@@ -42,6 +49,7 @@ const (
 	StopCancelled StopReason = "cancelled" // the caller cancelled
 	StopError     StopReason = "error"     // the backend failed
 	StopEmbedded  StopReason = "embedded"  // an embedding request read all its input (Engine.Embed)
+	StopGrammar   StopReason = "grammar"   // the grammar's text is complete and nothing may follow it
 )
 
 // Timings of one request.

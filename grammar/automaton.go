@@ -15,6 +15,7 @@ type frame struct {
 	pos    int32
 	parent int32 // -1: the bottom
 	depth  int32
+	dist   int32 // fewest bytes that empty this stack: minSuf(pos) + the parent's
 }
 
 // state is a set of parse stacks (sorted frame ids) and whether the text so
@@ -22,8 +23,12 @@ type frame struct {
 type state struct {
 	stacks []int32
 	accept bool
-	trans  *[256]int32 // 0: not computed; -1: dead; else state id + 1
-	mask   Mask        // cached token mask (nil: not computed)
+	dist   int32 // fewest bytes to a complete text (0 when accepting)
+	// maxAfter is the largest dist of a state one allowed token leads to
+	// (known with mask): a budget at least one above it constrains nothing.
+	maxAfter int32
+	trans    *[256]int32 // 0: not computed; -1: dead; else state id + 1
+	mask     Mask        // cached token mask (nil: not computed)
 }
 
 // Automaton is a grammar bound to a vocabulary: the lazily built states of
@@ -95,12 +100,16 @@ func (a *Automaton) frameID(pos, parent int32) int32 {
 	if id, ok := a.frameIx[k]; ok {
 		return id
 	}
-	d := int32(0)
+	d, dist := int32(0), int64(0)
 	if parent >= 0 {
 		d = a.frames[parent].depth + 1
+		dist = int64(a.frames[parent].dist)
+	}
+	if a.g.minSuf != nil {
+		dist = min(dist+int64(a.g.minSuf[pos]), maxDist)
 	}
 	id := int32(len(a.frames))
-	a.frames = append(a.frames, frame{pos: pos, parent: parent, depth: d})
+	a.frames = append(a.frames, frame{pos: pos, parent: parent, depth: d, dist: int32(dist)})
 	a.frameIx[k] = id
 	return id
 }
@@ -193,7 +202,14 @@ func (a *Automaton) intern(_ bool) int32 {
 		return -1
 	}
 	id := int32(len(a.states))
-	a.states = append(a.states, state{stacks: slices.Clone(s), accept: accept})
+	dist := int32(maxDist)
+	if accept {
+		dist = 0
+	}
+	for _, f := range s {
+		dist = min(dist, a.frames[f].dist)
+	}
+	a.states = append(a.states, state{stacks: slices.Clone(s), accept: accept, dist: dist})
 	a.stateIx[string(key)] = id
 	a.scratch = a.scratch[:0]
 	return id

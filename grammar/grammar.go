@@ -105,7 +105,13 @@ type Grammar struct {
 	rules []rule
 	root  int32
 	src   string // the GBNF text it was compiled from (schemas: the generated text)
+	// minSuf[p] is the fewest bytes that finish the alternative from
+	// element p on (capped at maxDist).
+	minSuf []int32
 }
+
+// maxDist caps the shortest-completion lengths (in bytes).
+const maxDist = 1 << 30
 
 // String returns the GBNF text the grammar was compiled from (for a schema,
 // the grammar generated from it).
@@ -279,6 +285,7 @@ func (b *builder) finish(rootName string) (*Grammar, error) {
 	if err := g.checkLeftRecursion(); err != nil {
 		return nil, err
 	}
+	g.shortest()
 	if a := NewAutomaton(g, &Vocab{}); a.err != nil {
 		return nil, &Error{Msg: a.err.Error()}
 	}
@@ -391,5 +398,48 @@ func (g *Grammar) altNullable(a int32, nullable []bool) bool {
 				return false
 			}
 		}
+	}
+}
+
+// shortest computes each rule's shortest sentence and, per element, the
+// fewest bytes that finish its alternative from there.
+func (g *Grammar) shortest() {
+	minLen := make([]int64, len(g.rules))
+	for i := range minLen {
+		minLen[i] = maxDist
+	}
+	altLen := func(a int32) int64 {
+		var n int64
+		for p := a; g.elems[p].kind != eEnd; p++ {
+			if e := g.elems[p]; e.kind == eTerm {
+				n++
+			} else {
+				n += minLen[e.arg]
+			}
+		}
+		return min(n, maxDist)
+	}
+	for changed := true; changed; {
+		changed = false
+		for r := range g.rules {
+			for _, a := range g.rules[r].alts {
+				if n := altLen(a); n < minLen[r] {
+					minLen[r], changed = n, true
+				}
+			}
+		}
+	}
+	g.minSuf = make([]int32, len(g.elems))
+	var acc int64
+	for p := len(g.elems) - 1; p >= 0; p-- {
+		switch e := g.elems[p]; e.kind {
+		case eEnd:
+			acc = 0
+		case eTerm:
+			acc = min(acc+1, maxDist)
+		case eRef:
+			acc = min(acc+minLen[e.arg], maxDist)
+		}
+		g.minSuf[p] = int32(acc)
 	}
 }

@@ -225,3 +225,43 @@ y ::= "a"+`)
 	}
 	_ = m.Mask()
 }
+
+// TestBudget: under a token budget the mask keeps only tokens after which
+// the text can still be completed, so random walks of at most the budget
+// always end complete.
+func TestBudget(t *testing.T) {
+	v, pieces := toyVocab()
+	eos := int32(len(pieces) - 1)
+	g := mustGBNF(t, "root ::= json-object\n"+jsonCommon)
+	a := NewAutomaton(g, v)
+	for seed := range 50 {
+		m := a.NewMatcher()
+		rng := uint64(seed)
+		const budget = 12
+		text := ""
+		for left := budget; left > 0; left-- {
+			mask := m.MaskWithin(left)
+			var allowed []int32
+			for id := range int32(len(pieces)) {
+				if mask.Has(id) != m.AllowedWithin(id, left) {
+					t.Fatalf("after %q: MaskWithin and AllowedWithin disagree on %q", text, pieces[id])
+				}
+				if mask.Has(id) {
+					allowed = append(allowed, id)
+				}
+			}
+			rng = rng*6364136223846793005 + 1442695040888963407
+			id := allowed[(rng>>33)%uint64(len(allowed))]
+			if id == eos {
+				break
+			}
+			if err := m.Accept(id); err != nil {
+				t.Fatal(err)
+			}
+			text += string(pieces[id])
+		}
+		if !m.Complete() {
+			t.Fatalf("seed %d: %q is not complete after %d tokens", seed, text, budget)
+		}
+	}
+}

@@ -31,7 +31,7 @@ func (m *Matcher) Mask() Mask {
 			}
 			a.masks = 0
 		}
-		mask := a.computeMask(m.st)
+		mask := a.computeMask(m.st, -1)
 		a.states[m.st].mask = mask
 		a.masks++
 		return mask
@@ -52,7 +52,12 @@ func (m *Matcher) Allowed(id int32) bool {
 }
 
 func (a *Automaton) allowed(st, id int32) bool {
-	if mk := a.states[st].mask; mk != nil {
+	return a.allowedWithin(st, id, -1)
+}
+
+// allowedWithin is allowed with a budget (see MaskWithin); -1: none.
+func (a *Automaton) allowedWithin(st, id int32, budget int) bool {
+	if mk := a.states[st].mask; mk != nil && (budget < 0 || a.states[st].maxAfter <= int32(max(budget-1, 0))) {
 		return mk.Has(id)
 	}
 	p := a.v.piece[id]
@@ -71,7 +76,38 @@ func (a *Automaton) allowed(st, id int32) bool {
 			return false
 		}
 	}
-	return true
+	return budget < 0 || a.states[st].dist <= int32(max(budget-1, 0))
+}
+
+// MaskWithin is Mask for a generation that may add at most budget more
+// tokens: only the tokens after which the text can still be completed in
+// budget-1 tokens (one byte per token at worst) are allowed, so that a
+// constrained generation ends complete instead of being cut at its token
+// limit. It equals Mask while the budget is large enough to change
+// nothing; otherwise it is computed afresh (not cached).
+func (m *Matcher) MaskWithin(budget int) Mask {
+	mask := m.Mask()
+	a := m.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if m.st < 0 || a.states[m.st].maxAfter <= int32(max(budget-1, 0)) {
+		return mask
+	}
+	if within := a.computeMask(m.st, budget); within.Count() > 0 {
+		return within
+	}
+	return mask // no completion fits: the best that can be done is no budget
+}
+
+// AllowedWithin is Allowed under a token budget (see MaskWithin).
+func (m *Matcher) AllowedWithin(id int32, budget int) bool {
+	a := m.a
+	if id < 0 || int(id) >= a.v.n || m.st < 0 {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.allowedWithin(m.st, id, budget)
 }
 
 // Accept advances past id. An id the grammar does not allow is an error and
@@ -163,3 +199,6 @@ func (g *Grammar) PrefixOK(s string) bool {
 	}
 	return st >= 0
 }
+
+// Err reports the automaton's ErrTooComplex, if it ran past its bounds.
+func (m *Matcher) Err() error { return m.a.Err() }

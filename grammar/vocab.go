@@ -108,8 +108,10 @@ func (m Mask) Count() int {
 
 func (m Mask) set(id int32) { m[id>>6] |= 1 << (uint(id) & 63) }
 
-// computeMask walks the trie from state st (a.mu held).
-func (a *Automaton) computeMask(st int32) Mask {
+// computeMask walks the trie from state st (a.mu held). With budget ≥ 0
+// only tokens after which a complete text is at most budget-1 bytes away
+// are set; with budget < 0 all are, and the state's maxAfter is recorded.
+func (a *Automaton) computeMask(st int32, budget int) Mask {
 	v := a.v
 	m := make(Mask, (v.n+63)/64)
 	if a.states[st].accept {
@@ -120,7 +122,13 @@ func (a *Automaton) computeMask(st int32) Mask {
 		}
 	}
 	if len(a.states[st].stacks) == 0 {
+		a.states[st].maxAfter = 0
 		return m
+	}
+	maxAfter := int32(0)
+	limit := int32(maxDist)
+	if budget >= 0 {
+		limit = int32(max(budget-1, 0))
 	}
 	if cap(a.walkStack) < v.maxD+1 {
 		a.walkStack = make([]int32, v.maxD+1)
@@ -136,12 +144,21 @@ func (a *Automaton) computeMask(st int32) Mask {
 		}
 		at[d] = next
 		if t := v.ttok[i]; t >= 0 {
+			nd := a.states[next].dist
+			maxAfter = max(maxAfter, nd)
+			if nd > limit {
+				i++
+				continue
+			}
 			m.set(t)
 			for _, id := range v.dup[int32(i)] {
 				m.set(id)
 			}
 		}
 		i++
+	}
+	if budget < 0 {
+		a.states[st].maxAfter = maxAfter
 	}
 	return m
 }

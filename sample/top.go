@@ -125,3 +125,66 @@ func TopOf(logits []float32, k int) []Candidate {
 	sortDesc(top)
 	return top
 }
+
+// SampleTopAllowed is SampleTop restricted to the ids allowed says yes to:
+// it draws what Sample would draw from the whole row with every other id's
+// logit at -Inf (a grammar's mask), from the row's TopNeeded(history)
+// largest logits. That is exact when at least k of the candidates are
+// allowed and unadjusted (k: what top-k or greedy keeps): every allowed id
+// outside the candidates ranks below those, before and after the step's
+// adjustments. When fewer are, ok is false, the generator has not advanced,
+// and the caller must sample the whole row (with the mask applied) instead.
+// top is as for SampleTop and it panics in the same cases.
+func (s *Sampler) SampleTopAllowed(top []Candidate, history []int32, allowed func(int32) bool) (id int32, ok bool) {
+	need := s.TopNeeded(history)
+	if need == 0 {
+		panic("sample: SampleTopAllowed called on a sampler whose TopNeeded() is 0 (it needs the whole row: call Sample)")
+	}
+	whole := len(top) < need
+	if whole {
+		checkWholeVocabulary(top, need)
+	}
+	a := s.prepare(history)
+	k := need - len(a)
+	set := s.buf(need)[:0]
+	plain := 0 // allowed candidates no adjustment touches
+	for _, c := range top[:min(need, len(top))] {
+		if !allowed(c.ID) {
+			continue
+		}
+		if v := c.Logprob; v != v { // NaN counts as -Inf, as in topKHeap
+			c.Logprob = float32(math.Inf(-1))
+		}
+		e, adjusted := findAdj(a, c.ID)
+		if adjusted {
+			c.Logprob = s.adjust(e, c.Logprob)
+		} else {
+			plain++
+		}
+		set = append(set, c)
+	}
+	if len(set) == 0 || (!whole && plain < k) {
+		return 0, false
+	}
+	if len(a) > 0 {
+		sortDesc(set)
+	}
+	set = set[:min(k, len(set))]
+	if s.greedy {
+		return set[0].ID, true
+	}
+	u := float64(s.rng.Uint64()>>11) * 0x1p-53
+	m := float64(set[0].Logprob)
+	if math.IsInf(m, 0) || m != m {
+		return set[0].ID, true
+	}
+	if s.topP > 0 {
+		set = topPSorted(set, m, s.topP)
+	}
+	if s.lnMinP > math.Inf(-1) {
+		set = minPFilter(set, m, s.lnMinP)
+	}
+	s.w = grow(s.w, len(set))
+	w := s.w[:len(set)]
+	return set[pick(w, u*expSumSet(w, set, m, s.invT))].ID, true
+}

@@ -1,6 +1,7 @@
 package sample
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -268,6 +269,62 @@ func TestSampleTopWithAdjustmentsEqualsSample(t *testing.T) {
 		}
 		if pi == 3 && topSteps != 0 {
 			t.Errorf("params %d: a positive bias used the candidates %d times", pi, topSteps)
+		}
+	}
+}
+
+// TestSampleTopAllowedEqualsMaskedSample: with a grammar's mask, drawing
+// from the top candidates (when enough are allowed) gives what Sample
+// draws from the whole row with the other ids at -Inf; when too few are
+// allowed it says so without advancing the generator.
+func TestSampleTopAllowedEqualsMaskedSample(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	row := make([]float32, 3000)
+	for i := range row {
+		row[i] = float32(r.NormFloat64() * 2)
+		if r.IntN(300) == 0 {
+			row[i] += 8
+		}
+	}
+	params := []Params{
+		GreedyParams(),
+		{Temperature: 0.8, TopK: 40, TopP: 0.95, MinP: 0.05, RepeatPenalty: 1},
+		{Temperature: 1, TopK: 5, TopP: 1, RepeatPenalty: 1.3, RepeatLastN: 64, LogitBias: map[int32]float64{7: -3, 9: -100}},
+		{Temperature: 1.2, TopK: 100, TopP: 0.7, RepeatPenalty: 1, PresencePenalty: 0.5},
+	}
+	history := []int32{1, 2, 3, 7, 9}
+	for _, density := range []int{1, 2, 10, 1000} { // every id, half, a tenth, a few allowed
+		allowed := func(id int32) bool { return int(id)%density == 0 }
+		masked := make([]float32, len(row))
+		for i, v := range row {
+			masked[i] = v
+			if !allowed(int32(i)) {
+				masked[i] = float32(math.Inf(-1))
+			}
+		}
+		for pi, p := range params {
+			seed := uint64(pi + 40*density)
+			p.Seed = &seed
+			full, top := New(p), New(p)
+			cands := TopOf(row, top.TopNeeded(history))
+			fallbacks := 0
+			for draw := range 200 {
+				want := full.Sample(masked, history)
+				got, ok := top.SampleTopAllowed(cands, history, allowed)
+				if !ok {
+					fallbacks++
+					got = top.Sample(masked, history)
+				}
+				if got != want {
+					t.Fatalf("density %d params %d draw %d: got %d (top path %v), want %d", density, pi, draw, got, ok, want)
+				}
+			}
+			if density == 1 && fallbacks > 0 {
+				t.Errorf("params %d: %d fallbacks with every id allowed", pi, fallbacks)
+			}
+			if density == 1000 && fallbacks == 0 && pi > 0 {
+				t.Errorf("params %d: no fallback with almost nothing allowed", pi)
+			}
 		}
 	}
 }

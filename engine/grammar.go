@@ -1,0 +1,157 @@
+package engine
+
+import (
+	"container/list"
+	"fmt"
+	"math"
+	"sync"
+
+	"worker-orcd/grammar"
+	"worker-orcd/tokenizer"
+)
+
+// Grammar kinds for Engine.Grammar.
+const (
+	GrammarGBNF       = "gbnf"        // llama.cpp's GBNF
+	GrammarJSONSchema = "json_schema" // a JSON Schema
+	GrammarJSONObject = "json_object" // any JSON object (the source is ignored)
+)
+
+// grammarCacheSize bounds the compiled grammars an engine keeps, and
+// grammarMaxStates the states one may grow to before it is compiled afresh
+// (a long-lived automaton's tables only grow).
+const (
+	grammarCacheSize = 64
+	grammarMaxStates = 50000
+)
+
+type grammarCache struct {
+	mu    sync.Mutex
+	vocab *grammar.Vocab
+	once  sync.Once
+	lru   *list.List // of *grammarEntry, most recent first
+	byKey map[string]*list.Element
+}
+
+type grammarEntry struct {
+	key string
+	a   *grammar.Automaton
+}
+
+// Grammar compiles a constraint for Request.Grammar: kind is GrammarGBNF,
+// GrammarJSONSchema or GrammarJSONObject. Compiled grammars are cached by
+// kind and source (the last 64), so that a schema sent again costs a map
+// lookup and its token masks are already computed. A source that does not
+// compile returns a *grammar.Error (wrapped in ErrInvalidRequest) saying
+// where and why.
+func (e *Engine) Grammar(kind, src string) (*grammar.Automaton, error) {
+	c := &e.grammars
+	c.once.Do(func() {
+		c.vocab = grammarVocab(e.tok)
+		c.lru = list.New()
+		c.byKey = map[string]*list.Element{}
+	})
+	key := kind + "\x00" + src
+	c.mu.Lock()
+	if el, ok := c.byKey[key]; ok {
+		ent := el.Value.(*grammarEntry)
+		if st, _ := ent.a.Size(); st < grammarMaxStates && ent.a.Err() == nil {
+			c.lru.MoveToFront(el)
+			c.mu.Unlock()
+			return ent.a, nil
+		}
+		c.lru.Remove(el)
+		delete(c.byKey, key)
+	}
+	c.mu.Unlock()
+	var g *grammar.Grammar
+	var err error
+	switch kind {
+	case GrammarGBNF:
+		g, err = grammar.CompileGBNF(src)
+	case GrammarJSONSchema:
+		g, err = grammar.CompileSchema([]byte(src))
+	case GrammarJSONObject:
+		g = grammar.JSONObject()
+	default:
+		return nil, invalid("unknown grammar kind %q (want %s, %s or %s)", kind, GrammarGBNF, GrammarJSONSchema, GrammarJSONObject)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	a := grammar.NewAutomaton(g, c.vocab)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byKey[key]; ok { // compiled meanwhile by another request
+		return el.Value.(*grammarEntry).a, nil
+	}
+	c.byKey[key] = c.lru.PushFront(&grammarEntry{key: key, a: a})
+	for c.lru.Len() > grammarCacheSize {
+		old := c.lru.Remove(c.lru.Back()).(*grammarEntry)
+		delete(c.byKey, old.key)
+	}
+	return a, nil
+}
+
+// grammarVocab is the tokenizer's vocabulary as a grammar sees it: each
+// token's decoded bytes; control, unknown and unused tokens never allowed
+// (the end-of-generation ones only when the text is complete).
+func grammarVocab(tok *tokenizer.Tokenizer) *grammar.Vocab {
+	n := tok.VocabSize()
+	pieces := make([][]byte, n)
+	var eog []int32
+	for id := range int32(n) {
+		pieces[id], _ = tok.Piece(id)
+		if tok.IsEOG(id) {
+			eog = append(eog, id)
+		}
+	}
+	usable := func(id int32) bool {
+		switch tok.Type(id) {
+		case tokenizer.TypeControl, tokenizer.TypeUnknown, tokenizer.TypeUnused:
+			return false
+		}
+		return !tok.IsEOG(id)
+	}
+	return grammar.NewVocab(pieces, usable, eog)
+}
+
+// applyMask writes logits into dst with every id outside mask at -Inf.
+func applyMask(dst, logits []float32, mask grammar.Mask) {
+	inf := float32(negInf)
+	for w, bits := range mask {
+		lo := w * 64
+		hi := min(lo+64, len(logits))
+		if lo >= hi {
+			break
+		}
+		switch bits {
+		case ^uint64(0):
+			copy(dst[lo:hi], logits[lo:hi])
+		case 0:
+			for i := lo; i < hi; i++ {
+				dst[i] = inf
+			}
+		default:
+			for i := lo; i < hi; i++ {
+				if bits&(1<<uint(i-lo)) != 0 {
+					dst[i] = logits[i]
+				} else {
+					dst[i] = inf
+				}
+			}
+		}
+	}
+	for i := len(mask) * 64; i < len(logits); i++ {
+		dst[i] = inf
+	}
+}
+
+var negInf = math.Inf(-1)
+
+func grow32(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}

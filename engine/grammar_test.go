@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"worker-orcd/backend/cpu"
+	"worker-orcd/grammar"
+	"worker-orcd/internal/testmodel"
+	"worker-orcd/model"
+	"worker-orcd/sample"
+	"worker-orcd/tokenizer"
+)
+
+func microEngines(t *testing.T) (full, top *Engine) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	spec := testmodel.MustPreset("qwen2-micro")
+	spec.Seed = 9
+	if err := spec.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	tok, err := tokenizer.FromGGUF(m.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err = New(cpu.New(m, 1), tok, Options{Parallel: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { full.Close() })
+	top, err = New(topBackend{cpu.New(m, 1)}, tok, Options{Parallel: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { top.Close() })
+	return full, top
+}
+
+// TestGrammarOutputsValid: on a random-weight model at temperature 1 (only
+// the constraint can make the output valid), every output of a schema, of
+// json_object and of GBNF grammars is a sentence of the language, and
+// generation ends at the grammar's end, not at max_tokens.
+func TestGrammarOutputsValid(t *testing.T) {
+	full, _ := microEngines(t)
+	cases := []struct{ kind, src string }{
+		{GrammarJSONSchema, `{"type":"object","properties":{"name":{"type":"string","maxLength":8},"n":{"type":"integer"},"ok":{"type":"boolean"},"tags":{"type":"array","items":{"enum":["a","b","c"]},"maxItems":3}},"required":["name","n","ok","tags"],"additionalProperties":false}`},
+		{GrammarJSONObject, ""},
+		{GrammarGBNF, "root ::= expr\nexpr ::= term ((\"+\" | \"-\") term){0,3}\nterm ::= [0-9]{1,3} | \"(\" expr \")\"\n"},
+		{GrammarGBNF, "root ::= (\"- \" [a-z]{1,6} \"\\n\"){1,4}\n"},
+	}
+	for _, c := range cases {
+		a, err := full.Grammar(c.kind, c.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := a.Grammar()
+		ended := 0
+		const seeds = 20
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for seed := range uint64(seeds) {
+			wg.Go(func() {
+				p := sample.Params{Temperature: 1, TopP: 1, RepeatPenalty: 1, Seed: &seed}
+				res, err := full.Generate(context.Background(), Request{Prompt: []int32{1, 2, 3}, Params: p, MaxTokens: 400, Grammar: a}, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if res.StopReason == StopLength {
+					t.Logf("%s seed %d: ran to max_tokens: %q", c.kind, seed, res.Text)
+					return
+				}
+				ended++
+				if !g.MatchString(res.Text) {
+					t.Errorf("%s seed %d (%s): %q is not in the language", c.kind, seed, res.StopReason, res.Text)
+				}
+				if c.kind != GrammarGBNF && !json.Valid([]byte(res.Text)) {
+					t.Errorf("%s seed %d: %q is not JSON", c.kind, seed, res.Text)
+				}
+			})
+		}
+		wg.Wait()
+		if ended < seeds {
+			t.Errorf("%s %.30q: only %d of %d runs ended at the grammar's end", c.kind, c.src, ended, seeds)
+		}
+	}
+}
+
+// TestGrammarTopPathMatchesFullRows: with the backend returning only top
+// candidates (the GPU's path), constrained generation gives the same
+// tokens as with whole rows — the steps where too few candidates are
+// allowed are read again for the whole row — alone and under load.
+func TestGrammarTopPathMatchesFullRows(t *testing.T) {
+	full, top := microEngines(t)
+	schema := `{"type":"object","properties":{"a":{"type":"array","items":{"type":"integer"},"maxItems":4},"s":{"enum":["x","yy"]}},"required":["a","s"]}`
+	af, err := full.Grammar(GrammarJSONSchema, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := top.Grammar(GrammarJSONSchema, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var params []sample.Params
+	for i := range uint64(6) {
+		seed := i
+		params = append(params, sample.Params{Temperature: 1, TopK: 10, TopP: 0.95, RepeatPenalty: 1, Seed: &seed})
+	}
+	params = append(params, sample.GreedyParams())
+	run := func(e *Engine, a *grammar.Automaton, p sample.Params) []int32 {
+		res, err := e.Generate(context.Background(), Request{Prompt: []int32{5, 6}, Params: p, MaxTokens: 200, Grammar: a}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.IDs
+	}
+	want := make([][]int32, len(params))
+	for i, p := range params {
+		want[i] = run(full, af, p)
+	}
+	var wg sync.WaitGroup
+	for i, p := range params { // together: under load
+		wg.Go(func() {
+			if got := run(top, at, p); !slices.Equal(got, want[i]) {
+				t.Errorf("params %d: top path %v, whole rows %v", i, got, want[i])
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestGrammarErrors(t *testing.T) {
+	full, _ := microEngines(t)
+	for _, c := range []struct{ kind, src string }{
+		{GrammarGBNF, "root ::= (\"a\""},
+		{GrammarJSONSchema, `{"type":"string","not":{}}`},
+		{"regex", "a+"},
+	} {
+		_, err := full.Grammar(c.kind, c.src)
+		if err == nil || !isInvalid(err) {
+			t.Errorf("%s %q: %v, want an invalid-request error", c.kind, c.src, err)
+		}
+	}
+}
+
+func isInvalid(err error) bool {
+	return err != nil && fmt.Sprint(err) != "" && errorsIs(err, ErrInvalidRequest)
+}
+
+var errorsIs = func(err, target error) bool { return errors.Is(err, target) }
