@@ -208,6 +208,12 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 	if err := b.dumpf("Qcur-%d", l, b.q, T, qd); err != nil {
 		return err
 	}
+	if err := b.dumpf("Kcur-%d", l, b.k, T, c.KVDim()); err != nil {
+		return err
+	}
+	if err := b.dumpf("Vcur-%d", l, b.v, T, c.KVDim()); err != nil {
+		return err
+	}
 	if err := b.dev.ropeStore(b.kvType, b.q, b.k, b.v, b.kPtrs(T, l), b.vPtrs(T, l), b.posPtr(T), b.invFreq, T, heads, c.RopeDim, neox); err != nil {
 		return err
 	}
@@ -221,13 +227,23 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 		return err
 	}
 	// Output projection added into the residual stream.
+	before, err := b.snapshot(b.x, T*d)
+	if err != nil {
+		return err
+	}
 	if err := b.mmLaunch16(b.att, b.att16, T, false, mmOut{m: &ly.o, out: b.x, accumulate: true}); err != nil {
+		return err
+	}
+	if err := b.dumpDelta("attn_out-%d", l, before, b.x, T, d); err != nil {
 		return err
 	}
 	if err := b.dumpf("ffn_inp-%d", l, b.x, T, d); err != nil {
 		return err
 	}
 	if err := b.rmsNorm(b.x, ly.ffnNorm, b.h, b.h16, T, d); err != nil {
+		return err
+	}
+	if err := b.dumpf("ffn_norm-%d", l, b.h, T, d); err != nil {
 		return err
 	}
 	// Gate and up with SwiGLU in one launch when they share a type.
@@ -249,10 +265,44 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 	if err := b.dumpf("ffn_act-%d", l, b.gate, T, ff); err != nil {
 		return err
 	}
+	if before, err = b.snapshot(b.x, T*d); err != nil {
+		return err
+	}
 	if err := b.mmLaunch16(b.gate, b.gate16, T, false, mmOut{m: &ly.down, out: b.x, accumulate: true}); err != nil {
 		return err
 	}
+	if err := b.dumpDelta("ffn_out-%d", l, before, b.x, T, d); err != nil {
+		return err
+	}
 	return b.dumpf("l_out-%d", l, b.x, T, d)
+}
+
+// snapshot copies n floats at ptr to the host when dumping (nil otherwise):
+// the residual stream before a projection is added into it.
+func (b *Backend) snapshot(ptr devicePtr, n int) ([]float32, error) {
+	if b.Dump == nil {
+		return nil, nil
+	}
+	host := make([]float32, n)
+	return host, b.dev.copyToHost(unsafe.Pointer(&host[0]), ptr, int64(4*n))
+}
+
+// dumpDelta dumps what a fused projection added into the residual stream
+// (its value now minus the snapshot before): the tensor the kernels never
+// hold on their own (attn_out, ffn_out).
+func (b *Backend) dumpDelta(format string, l int, before []float32, ptr devicePtr, rows, cols int) error {
+	if b.Dump == nil {
+		return nil
+	}
+	after, err := b.snapshot(ptr, rows*cols)
+	if err != nil {
+		return err
+	}
+	for i := range after {
+		after[i] -= before[i]
+	}
+	b.Dump(fmt.Sprintf(format, l), rows, cols, after)
+	return nil
 }
 
 // dumpf is dump with the name formatted from layer l (only when dumping).
@@ -344,6 +394,9 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 		return nil // only hidden states were wanted
 	}
 	if err := b.rmsNorm(b.h, b.outputNorm, b.h, b.h16, nsel, d); err != nil {
+		return err
+	}
+	if err := b.dump("result_norm", b.h, nsel, d); err != nil {
 		return err
 	}
 	if err := b.mmLaunch16(b.h, b.h16, nsel, false, mmOut{m: &b.out, out: b.logits}); err != nil {
