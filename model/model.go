@@ -1,6 +1,8 @@
 package model
 
 import (
+	"math"
+
 	"worker-orcd/gguf"
 )
 
@@ -41,3 +43,21 @@ func FromFile(f *gguf.File) (*Model, error) {
 
 // Close releases the file mapping.
 func (m *Model) Close() error { return m.File.Close() }
+
+// RopeInvFreq returns the RoPE inverse frequencies of the rotated pairs,
+// the one definition both backends use: for pair i of rope_dim/2,
+// base^(−2i/rope_dim), divided by rope_freqs[i] where the file has that
+// tensor (Llama 3.1) and by the linear position scale. Pair i rotates by
+// pos·RopeInvFreq()[i].
+func (m *Model) RopeInvFreq() []float64 {
+	c := &m.Config
+	inv := make([]float64, c.RopeDim/2)
+	for i := range inv {
+		f := math.Pow(float64(c.RopeBase), -2*float64(i)/float64(c.RopeDim))
+		if m.Weights.RopeFreqs != nil {
+			f /= float64(m.Weights.RopeFreqs[i])
+		}
+		inv[i] = f / float64(c.RopeScale)
+	}
+	return inv
+}

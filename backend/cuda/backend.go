@@ -127,7 +127,7 @@ func kernelNames() []string {
 }
 
 func (b *Backend) init() error {
-	d, c, w := b.dev, b.c, b.m.Weights
+	d, w := b.dev, b.m.Weights
 	if err := d.loadModule("decoder", kernels.Source(), kernelDefines(), kernelNames()); err != nil {
 		return err
 	}
@@ -185,12 +185,8 @@ func (b *Backend) init() error {
 		addVec(l.VBias)
 	}
 	invOff := len(host)
-	for i := range c.RopeDim / 2 {
-		f := math.Pow(float64(c.RopeBase), -2*float64(i)/float64(c.RopeDim))
-		if w.RopeFreqs != nil {
-			f /= float64(w.RopeFreqs[i])
-		}
-		host = binary.LittleEndian.AppendUint64(host, math.Float64bits(f/float64(c.RopeScale)))
+	for _, f := range b.m.RopeInvFreq() {
+		host = binary.LittleEndian.AppendUint64(host, math.Float64bits(f))
 	}
 	if b.small, err = d.alloc(int64(len(host)), PurposeWeights); err != nil {
 		return err
