@@ -70,21 +70,17 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 	var ids []int32
 	nsel := 0
 	for si, s := range batch {
-		kv, ok := s.KV.(*kvCache)
-		if !ok || kv.b != b {
+		if kv, ok := s.KV.(*kvCache); !ok || kv.b != b {
 			return fmt.Errorf("%w: sequence %d has a %T, not a KV cache of this GPU backend", ErrBadInput, si, s.KV)
 		}
+	}
+	if err := backend.CheckBatch(batch, c.VocabSize); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	for si, s := range batch {
+		kv := s.KV.(*kvCache)
 		kvs[si] = kv
-		if len(s.Tokens) == 0 {
-			return fmt.Errorf("%w: sequence %d of the batch has no tokens", ErrBadInput, si)
-		}
-		if kv.n+len(s.Tokens) > kv.cap {
-			return fmt.Errorf("%w: sequence %d needs %d positions, its KV cache holds %d", ErrBadInput, si, kv.n+len(s.Tokens), kv.cap)
-		}
 		for i, id := range s.Tokens {
-			if id < 0 || int(id) >= c.VocabSize {
-				return fmt.Errorf("%w: token id %d out of range [0, %d)", ErrBadInput, id, c.VocabSize)
-			}
 			rows = append(rows, row{kv: kv, pos: kv.n + i})
 			ids = append(ids, id)
 		}
@@ -95,9 +91,6 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 		default:
 			nsel++
 		}
-	}
-	if len(rows) == 0 {
-		return fmt.Errorf("%w: empty batch", ErrBadInput)
 	}
 	T, L := len(rows), c.NLayer
 	// Host-side metadata: ids[T] int32, pos[T] int32, kptr[L][T] u64, vptr[L][T] u64.
