@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|sanitizer|server|reference|bench|bench-phi3|timing|conc|ncu|profile ...
+#   scripts/gpu-check.sh tests|sanitizer|server|reference|reference-llama|bench|bench-phi3|timing|conc|ncu|profile ...
 # GPU tests fail rather than skip here (WORKER_TEST_REQUIRE_GPU=1); fixtures
 # are read from $WORKER_FIXTURES, else $BIN/fixtures when present.
 # conc runs the issue-10 workload (-p 128 -n 128, 1..64 streams) on both
@@ -87,6 +87,17 @@ reference)
       --worker-generate "$out/$shape-gen.json" --steps 16; echo "reference $shape: exit $?"
     rm -rf "$m" "/tmp/$shape-hf"
   done ;;
+reference-llama)
+  # The Llama architecture (interleaved RoPE; the export undoes GGUF's Q/K
+  # permutation) against transformers, on the llama-tiny shape at F16.
+  ids=$(python3 -c "print(','.join(str((i*7919+13)%30000) for i in range(48)))")
+  m=/tmp/llama-tiny-F16.gguf
+  "$bin/synth" --shape llama-tiny --type F16 --vocab builtin -o "$m" | tail -1
+  "$bin/worker-orcd" score --model "$m" --device cuda --ids "$ids,0" --logits-out "$out/llama-logits.npy" --json >/dev/null || echo "score failed"
+  "$bin/worker-orcd" generate --model "$m" --device cuda --prompt-ids "$ids" --temperature 0 -n 16 --ignore-eos --json >"$out/llama-gen.json" || echo "generate failed"
+  python3 scripts/torch_reference.py export --gguf "$m" --out /tmp/llama-hf &&
+  python3 scripts/torch_reference.py compare --hf /tmp/llama-hf --ids "$ids" --worker-logits "$out/llama-logits.npy" \
+    --worker-generate "$out/llama-gen.json" --steps 16; echo "reference llama-tiny: exit $?" ;;
 server)
   # The serving tests with the model on the GPU.
   WORKER_TEST_DEVICE=cuda "$bin/server.test" -test.timeout 300s 2>&1 | tee "$out/server-tests.log" | grep -E "^(--- FAIL|FAIL|ok|PASS)" ;;

@@ -125,8 +125,18 @@ def export(gguf, out):
                    original_max_position_embeddings=g("rope.scaling.original_context_length", g("context_length")),
                    partial_rotary_factor=g("rope.dimension_count", d // heads) / (d // heads), pad_token_id=None)
     elif arch == "llama":
-        # GGUF llama tensors are permuted for interleaved RoPE; undo it for HF's rotate_half.
-        sys.exit("llama export is not supported by this script (the GGUF Q/K permutation is not undone)")
+        # GGUF stores Llama's Q and K rows permuted so that its interleaved
+        # RoPE (pairs 2i, 2i+1) equals HF's rotate_half (pairs i, i+hd/2) on
+        # the original rows: within each head, GGUF row 2j+s is HF row
+        # s*hd/2 + j. Undo it, head by head.
+        kv_heads = g("attention.head_count_kv", heads)
+        for i in range(n_layer):
+            for name, nh in (("q_proj", heads), ("k_proj", kv_heads)):
+                key = f"model.layers.{i}.self_attn.{name}.weight"
+                w = sd[key]
+                sd[key] = w.reshape(nh, w.shape[0] // nh // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+        cfg.update(architectures=["LlamaForCausalLM"], model_type="llama", attention_bias=False, mlp_bias=False,
+                   rope_scaling=None, head_dim=d // heads)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
