@@ -490,7 +490,8 @@ func dotQ4_K(row, xq []byte, n int) float32 {
 			summ += int32(m1)*(bsum(y, 4*c)+bsum(y, 4*c+1)) + int32(m2)*(bsum(y, 4*c+2)+bsum(y, 4*c+3))
 		}
 		yd := q8kD(y)
-		sum += f16(x[0:])*yd*float32(sumi) - f16(x[2:])*yd*float32(summ)
+		// Explicit conversions: no fused multiply-add (the assembly's order).
+		sum += float32(f16(x[0:])*yd*float32(sumi)) - float32(f16(x[2:])*yd*float32(summ))
 	}
 	return sum
 }
@@ -559,7 +560,7 @@ func dotQ6_K(row, xq []byte, n int) float32 {
 					i8(sc[k+4])*(a3-32*bsum(y, g+4)) + i8(sc[k+6])*(a4-32*bsum(y, g+6))
 			}
 		}
-		sum += f16(x[208:]) * q8kD(y) * float32(sumi)
+		sum += float32(f16(x[208:]) * q8kD(y) * float32(sumi))
 	}
 	return sum
 }
