@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,10 @@ type Options struct {
 	QueueSize   int // requests waiting for a slot before ErrQueueFull (default 64)
 	CtxLen      int // positions per sequence (default and maximum: the model's context length)
 	BatchTokens int // tokens per forward step, prompt chunks included (default 512)
+	// NoPrefixCache turns off the reuse of a slot's cached prompt: by
+	// default a request whose prompt starts with the prompt a free slot
+	// last read goes to that slot and reads only what follows (see admit).
+	NoPrefixCache bool
 }
 
 func (o *Options) fill(modelCtx int) error {
@@ -66,6 +71,9 @@ type Stats struct {
 	Queued      int   // requests waiting for a slot
 	KVCacheSize int64 // bytes held by the slots' KV caches
 	KVPositions int   // positions the active sequences hold in their caches (at most Slots × CtxLen)
+	// PrefixHitTokens counts the prompt tokens taken from a slot's cache
+	// instead of being computed, since the start.
+	PrefixHitTokens int64
 }
 
 // Engine schedules requests onto a backend. All methods are safe for
@@ -81,12 +89,13 @@ type Engine struct {
 	wake   chan struct{} // buffered(1): new work or a cancellation
 	done   chan struct{} // closed when the scheduler exits
 
-	fwdMu     sync.Mutex // serializes Forward between the scheduler and Score
-	logitsTap func(row []float32)
-	slots     []*slot
-	active    atomic.Int32
-	kvSize    atomic.Int64
-	kvUsed    atomic.Int64 // positions the active sequences hold (noteKV)
+	fwdMu      sync.Mutex // serializes Forward between the scheduler and Score
+	logitsTap  func(row []float32)
+	slots      []*slot
+	active     atomic.Int32
+	kvSize     atomic.Int64
+	prefixHits atomic.Int64 // prompt tokens taken from slot caches (Stats.PrefixHitTokens)
+	kvUsed     atomic.Int64 // positions the active sequences hold (noteKV)
 
 	grammars grammarCache
 }
@@ -94,6 +103,11 @@ type Engine struct {
 type slot struct {
 	kv  backend.KVCache
 	seq *seq
+	// prefix are the tokens whose keys and values kv holds at positions
+	// 0…len-1, computed as prompt rows (never generated rows: those are
+	// computed as decode rows, and a prompt's rows must be bitwise what a
+	// fresh read gives). Valid while the slot is free.
+	prefix []int32
 }
 
 // New starts an engine on a backend and the model's tokenizer.
@@ -125,7 +139,7 @@ func (e *Engine) Stats() Stats {
 	q := len(e.queue)
 	e.mu.Unlock()
 	return Stats{Slots: e.opts.Parallel, Active: int(e.active.Load()), Queued: q, KVCacheSize: e.kvSize.Load(),
-		KVPositions: int(e.kvUsed.Load())}
+		KVPositions: int(e.kvUsed.Load()), PrefixHitTokens: e.prefixHits.Load()}
 }
 
 // Memory reports the backend's memory by purpose, with the KV cache bytes
@@ -339,11 +353,17 @@ func (e *Engine) admit() {
 	}
 	clear(e.queue[len(live):]) // no references kept to finished requests
 	e.queue = live
-	for _, sl := range e.slots {
-		for sl.seq == nil && len(e.queue) > 0 {
-			s := e.queue[0]
-			e.queue[0] = nil
-			e.queue = e.queue[1:]
+	for len(e.queue) > 0 {
+		s := e.queue[0]
+		sl, reuse := e.pickSlot(s)
+		if sl == nil {
+			break // every slot busy
+		}
+		e.queue[0] = nil
+		e.queue = e.queue[1:]
+		prefix := sl.prefix
+		sl.prefix = nil // the slot's cache is about to be written
+		{
 			need := len(s.req.Prompt) + s.maxTokens
 			if sl.kv == nil {
 				kv, err := e.be.NewKVCache(need)
@@ -356,7 +376,16 @@ func (e *Engine) admit() {
 				s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
 				continue
 			}
-			sl.kv.Truncate(0)
+			if reuse > 0 && sl.kv.Len() >= reuse && len(prefix) >= reuse {
+				// The first reuse positions hold this prompt's own tokens,
+				// computed as prompt rows: read from there on.
+				sl.kv.Truncate(reuse)
+				s.prefilled = reuse
+				s.result.CachedTokens = reuse
+				e.prefixHits.Add(int64(reuse))
+			} else {
+				sl.kv.Truncate(0)
+			}
 			s.admitted = time.Now()
 			sl.seq = s
 			e.active.Add(1)
@@ -494,11 +523,45 @@ func (e *Engine) step() {
 	}
 }
 
-// release ends a slot's sequence and frees the slot.
+// release ends a slot's sequence and frees the slot, which remembers the
+// prompt tokens its cache holds (for pickSlot) unless the step failed.
 func (e *Engine) release(sl *slot, reason StopReason, err error) {
-	sl.seq.finish(reason, err)
+	s := sl.seq
+	s.finish(reason, err)
+	sl.prefix = nil
+	if reason != StopError && !e.opts.NoPrefixCache {
+		sl.prefix = slices.Clone(s.req.Prompt[:min(s.prefilled, len(s.req.Prompt))])
+	}
 	sl.seq = nil
 	e.active.Add(-1)
+}
+
+// pickSlot chooses the free slot for s: the one whose cached prompt shares
+// the longest start with s's prompt (reuse: how many positions to keep; at
+// least the prompt's last token is always read again, since its row gives
+// the first generated token), else the first free slot. nil when every
+// slot is busy. Which slot a request runs in never changes its result.
+func (e *Engine) pickSlot(s *seq) (best *slot, reuse int) {
+	for _, sl := range e.slots {
+		if sl.seq != nil {
+			continue
+		}
+		if best == nil {
+			best = sl
+		}
+		if e.opts.NoPrefixCache || s.req.NoPrefixCache || s.pool != "" || sl.kv == nil {
+			continue // an embedding needs the hidden states of every token
+		}
+		n := 0
+		limit := min(len(sl.prefix), len(s.req.Prompt)-1)
+		for n < limit && sl.prefix[n] == s.req.Prompt[n] {
+			n++
+		}
+		if n > reuse {
+			best, reuse = sl, n
+		}
+	}
+	return best, reuse
 }
 
 // seq is one request's state inside the engine.

@@ -18,6 +18,9 @@ type Request struct {
 	Logprobs    bool          // report each token's log-probability (costs a pass over the vocabulary)
 	TopLogprobs int           // alternatives reported per token (0 = none); implies Logprobs
 	IgnoreEOS   bool          // keep going past end-of-generation tokens
+	// NoPrefixCache makes the request read its whole prompt even when a
+	// free slot holds its start (the result is the same either way).
+	NoPrefixCache bool
 	// Grammar constrains the output to a language (Engine.Grammar compiles
 	// one): each step samples from the model's distribution renormalised
 	// over the tokens that keep the text a prefix of the language, and
@@ -71,6 +74,9 @@ type Result struct {
 	Seed         uint64 // the sampler's seed (generated when the request gave none)
 	Timings      Timings
 	Embedding    []float32 // Engine.Embed: the pooled, L2-normalised final hidden state
+	// CachedTokens are the prompt tokens taken from the slot's cache (the
+	// start of the prompt the slot read last) instead of being computed.
+	CachedTokens int
 }
 
 func (r *Request) validate(vocab, ctxLen int) (maxTokens int, err error) {

@@ -34,6 +34,7 @@ type serveFlags struct {
 	maxConns                     int
 	allowedHosts, allowedOrigins []string
 	pooling                      string
+	prefixCache                  bool
 	memInterval                  time.Duration
 	memThreshold                 int64
 	modelID                      string
@@ -90,6 +91,7 @@ SIGTERM or SIGINT stop accepting requests, let those in flight finish for up to
 	fs.DurationVar(&f.idle, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection stays open")
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", server.DefaultBodyReadTimeout, "time a client has to send a request body (then 408 and the connection is closed)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "a client that takes no part of a response for this long is dropped (its job is cancelled)")
+	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "reuse a free slot's cached prompt for a request that starts with it (same results; --prefix-cache=false reads every prompt whole)")
 	fs.StringVar(&f.pooling, "pooling", "", "how embeddings pool a text's tokens: mean or last (default: the model's pooling_type, else mean)")
 	fs.IntVar(&f.maxConns, "max-connections", server.DefaultMaxConnections, "connections open at once; beyond it new ones wait (logged)")
 	fs.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "on a loopback --host, further names accepted in the Host header (comma-separated; * for any)")
@@ -177,7 +179,8 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	log.Info("loading model", "path", f.path, "device", f.device, "ctx", f.ctx, "parallel", f.parallel, "queue", f.queue)
 	go func() {
 		o := engine.LoadOptions{Device: f.device, Threads: f.threads, Logger: log, KVType: f.kvType,
-			Engine: engine.Options{Parallel: f.parallel, QueueSize: f.queue, CtxLen: f.ctx, BatchTokens: f.batch}}
+			Engine: engine.Options{Parallel: f.parallel, QueueSize: f.queue, CtxLen: f.ctx, BatchTokens: f.batch,
+				NoPrefixCache: !f.prefixCache}}
 		path, err := resolveModel(ctx, f.path, cmd.ErrOrStderr())
 		if err != nil {
 			loadDone <- loaded{nil, err}
