@@ -78,6 +78,7 @@ type executeRequest struct {
 	ParseSpecial bool    `json:"parse_special"`
 	MaxTokens    *int    `json:"max_tokens"`
 	sampling
+	constraintFields
 }
 
 // SSE event payloads of /execute.
@@ -191,6 +192,9 @@ func (s *Server) executeToEngine(m *engine.Model, b *executeRequest) (engine.Req
 		req.MaxTokens = *b.MaxTokens
 	}
 	if e := checkMaxTokens("max_tokens", req.MaxTokens, len(req.Prompt), m.Options().CtxLen, "prompt"); e != nil {
+		return req, e
+	}
+	if req.Grammar, e = b.constraintFields.automaton(m); e != nil {
 		return req, e
 	}
 	req.Params = p

@@ -159,9 +159,6 @@ type ollamaRun struct {
 
 func (c *ollamaCommon) params(r *http.Request, vocab int) (ollamaRun, *apiError) {
 	var run ollamaRun
-	if f := string(bytes.TrimSpace(c.Format)); f != "" && f != "null" && f != `""` {
-		return run, badRequest("format", "structured output (format %.40s) is not supported by this worker yet", f)
-	}
 	if t := string(bytes.TrimSpace(c.Think)); t != "" && t != "null" && t != "false" {
 		return run, badRequest("think", "this worker does not separate thinking from the answer (think %.20s); leave think unset or false", t)
 	}
@@ -428,6 +425,9 @@ func (s *Server) ollamaGenerateToEngine(r *http.Request, m *engine.Model, b *oll
 	if len(req.Prompt) == 0 {
 		return req, badRequest("prompt", "is empty: give some text to continue")
 	}
+	if req.Grammar, e = ollamaFormat(m, b.Format); e != nil {
+		return req, e
+	}
 	return s.ollamaFinish(m, req, run, b.Logprobs, b.TopLogprobs)
 }
 
@@ -467,6 +467,9 @@ func (s *Server) ollamaChatToEngine(r *http.Request, m *engine.Model, b *ollamaC
 		s.chatWarn.Do(func() { info(r).log.Warn("chat template", "source", prompt.Source, "warning", prompt.Warning) })
 	}
 	req.Prompt = ids
+	if req.Grammar, e = ollamaFormat(m, b.Format); e != nil {
+		return req, e
+	}
 	return s.ollamaFinish(m, req, run, b.Logprobs, b.TopLogprobs)
 }
 

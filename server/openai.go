@@ -25,6 +25,7 @@ type oaiCommon struct {
 	// User is an end-user id for abuse monitoring: logged with the request.
 	User string `json:"user"`
 	sampling
+	constraintFields
 }
 
 type streamOptions struct {
@@ -133,10 +134,6 @@ type chatRequest struct {
 	// (enable_thinking, …), as other OpenAI-compatible servers accept them.
 	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs"`
 	oaiCommon
-}
-
-type responseFormat struct {
-	Type string `json:"type"`
 }
 
 type chatMessage struct {
@@ -435,6 +432,11 @@ func (s *Server) completionToEngine(r *http.Request, m *engine.Model, b *complet
 	if b.Suffix != nil && *b.Suffix != "" {
 		return req, badRequest("suffix", "is not supported")
 	}
+	ga, e := b.constraintFields.automaton(m)
+	if e != nil {
+		return req, e
+	}
+	req.Grammar = ga
 	p, e := b.params(oaiDefaults())
 	if e != nil {
 		return req, e
@@ -600,9 +602,19 @@ func (s *Server) chatToEngine(r *http.Request, m *engine.Model, b *chatRequest) 
 	if tc := string(bytes.TrimSpace(b.ToolChoice)); tc != "" && tc != "null" && tc != `"none"` && tc != `"auto"` {
 		return req, badRequest("tool_choice", "tool calling is not supported by this worker (only \"none\" or \"auto\")")
 	}
-	if b.ResponseFormat != nil && b.ResponseFormat.Type != "" && b.ResponseFormat.Type != "text" {
-		return req, badRequest("response_format", "type %q is not supported (only \"text\")", b.ResponseFormat.Type)
+	ga, e := b.ResponseFormat.automaton(m)
+	if e != nil {
+		return req, e
 	}
+	if ga != nil && (b.Grammar != nil || present(b.JSONSchema)) {
+		return req, badRequest("response_format", "give response_format or grammar/json_schema, not both")
+	}
+	if ga == nil {
+		if ga, e = b.constraintFields.automaton(m); e != nil {
+			return req, e
+		}
+	}
+	req.Grammar = ga
 	p, e := b.params(oaiDefaults())
 	if e != nil {
 		return req, e

@@ -110,7 +110,7 @@ func jsonError(err error, dst any) *apiError {
 		return badRequest("", "the body is not valid JSON: it ends before the object is complete")
 	case errors.As(err, &te):
 		field := te.Field
-		for _, embedded := range []string{"oaiCommon.", "sampling."} {
+		for _, embedded := range []string{"oaiCommon.", "sampling.", "constraintFields."} {
 			field = strings.TrimPrefix(field, embedded)
 		}
 		if field == "" {

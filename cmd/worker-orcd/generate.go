@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"worker-orcd/engine"
+	"worker-orcd/grammar"
 	"worker-orcd/sample"
 	"worker-orcd/tokenizer"
 )
@@ -33,6 +34,8 @@ type generateFlags struct {
 	chat, asJSON       bool
 	ignoreEOS          bool
 	dumpDir            string
+	grammarFile        string
+	schemaFile         string
 }
 
 func newGenerateCmd() *cobra.Command {
@@ -70,6 +73,8 @@ build give the same output.`,
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON document with ids, pieces, logprobs and timings")
 	fs.BoolVar(&f.ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens")
 	fs.StringVar(&f.dumpDir, "dump-tensors", "", "write intermediate tensors of every step as .npy files to this directory")
+	fs.StringVar(&f.grammarFile, "grammar-file", "", "constrain the output to this GBNF grammar (llama.cpp's notation)")
+	fs.StringVar(&f.schemaFile, "json-schema-file", "", "constrain the output to JSON valid under this JSON Schema")
 	return cmd
 }
 
@@ -200,6 +205,9 @@ func runGenerate(cmd *cobra.Command, f *generateFlags) error {
 	}
 	req := engine.Request{Prompt: ids, Params: f.params, MaxTokens: f.maxTokens, Stop: f.stops,
 		Logprobs: f.asJSON, TopLogprobs: f.topLogprobs, IgnoreEOS: f.ignoreEOS}
+	if req.Grammar, err = constraintFromFiles(m.Engine, f.grammarFile, f.schemaFile); err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -240,4 +248,27 @@ func runGenerate(cmd *cobra.Command, f *generateFlags) error {
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(doc)
+}
+
+// constraintFromFiles compiles --grammar-file or --json-schema-file (nil
+// when neither is given).
+func constraintFromFiles(e *engine.Engine, grammarFile, schemaFile string) (*grammar.Automaton, error) {
+	kind, file := engine.GrammarGBNF, grammarFile
+	switch {
+	case grammarFile != "" && schemaFile != "":
+		return nil, errors.New("give --grammar-file or --json-schema-file, not both")
+	case schemaFile != "":
+		kind, file = engine.GrammarJSONSchema, schemaFile
+	case grammarFile == "":
+		return nil, nil
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	a, err := e.Grammar(kind, string(src))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return a, nil
 }

@@ -126,9 +126,19 @@ await check("errors are ResponseErrors", async () => {
     (err) => err.name === "ResponseError" && err.status_code === 400 && /options\.temperature/.test(err.error),
   );
   await assert.rejects(
-    ollama.chat({ model, messages, format: "json" }),
-    (err) => err.name === "ResponseError" && err.status_code === 400,
+    ollama.chat({ model, messages, format: "yaml" }),
+    (err) => err.name === "ResponseError" && err.status_code === 400 && /format/.test(err.error),
   );
+});
+
+await check("format json and a JSON schema", async () => {
+  const r = await ollama.chat({ model, messages, format: "json", options: { seed: 5, num_predict: 200 } });
+  assert.equal(typeof JSON.parse(r.message.content), "object");
+  const schema = { type: "object", properties: { ok: { type: "boolean" }, n: { type: "integer" } }, required: ["ok", "n"] };
+  const g = await ollama.generate({ model, prompt: "x", format: schema, options: { seed: 5, num_predict: 200 } });
+  const v = JSON.parse(g.response);
+  assert.equal(typeof v.ok, "boolean");
+  assert.ok(Number.isInteger(v.n));
 });
 
 console.log(failed === 0 ? "all checks passed" : `${failed} checks failed`);
