@@ -59,6 +59,17 @@ func FuzzVecDotK(f *testing.F) {
 		if nb == 0 {
 			return
 		}
-		kDotCheck(t, typ, data[:nb*ts], data[nb*ts:nb*(ts+292)], nb*256)
+		row, xq, n := data[:nb*ts], data[nb*ts:nb*(ts+292)], nb*256
+		kDotCheck(t, typ, row, xq, n)
+		// One row × five tokens through MatMul (the four-token kernel).
+		want := genericDotFuncs[typ](row, xq, n)
+		xs := append(append(append(append(append([]byte(nil), xq...), xq...), xq...), xq...), xq...)
+		out := make([]float32, 5)
+		MatMul(typ, row, len(row), 1, xs, len(xq), 5, n, out, 1)
+		for i, v := range out {
+			if !sameFloat(v, want) {
+				t.Fatalf("%s n=%d token %d: MatMul %g, generic %g", typ, n, i, v, want)
+			}
+		}
 	})
 }

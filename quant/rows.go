@@ -53,8 +53,9 @@ var multiRowFuncs = map[Type]func(w []byte, rowBytes int, xq []byte, n int, out 
 // rowBytes apart, against T activation rows converted by
 // QuantizeActivations, ab bytes apart. Every result is bit-identical to
 // VecDot's. Where the CPU has a tile kernel for t (AVX-512 VNNI: Q4_0, Q5_0,
-// Q8_0), each weight block is unpacked once for four tokens; otherwise the
-// tokens go through DotRows one by one. It panics on bad sizes.
+// Q8_0, four rows × four tokens; AVX2: Q4_K, Q6_K, one row × four tokens),
+// each weight block is unpacked once for four tokens; otherwise the tokens
+// go through DotRows one by one. It panics on bad sizes.
 func MatMul(t Type, w []byte, rowBytes, rows int, xq []byte, ab, T, n int, out []float32, outStride int) {
 	if rows <= 0 || T <= 0 {
 		return
@@ -68,6 +69,28 @@ func MatMul(t Type, w []byte, rowBytes, rows int, xq []byte, ab, T, n int, out [
 		panic(fmt.Sprintf("quant: MatMul: out of %d for %d×%d results, stride %d", len(out), T, rows, outStride))
 	}
 	r := 0
+	if k := tok4Funcs[t]; k != nil && T >= 4 {
+		rb, err := RowBytes(t, n)
+		if err != nil || rowBytes < rb || len(w) < (rows-1)*rowBytes+rb {
+			panic(fmt.Sprintf("quant: MatMul: %d rows of %d %s, %d bytes apart, in %d bytes", rows, n, t, rowBytes, len(w)))
+		}
+		f := vecDotFuncs[t]
+		var o4 [4]float32
+		for ; r < rows; r++ {
+			row := w[r*rowBytes : r*rowBytes+rb]
+			tok := 0
+			for ; tok+4 <= T; tok += 4 {
+				k(row, xq[tok*ab:(tok+3)*ab+vb], ab, n, &o4)
+				for i, v := range o4 {
+					out[(tok+i)*outStride+r] = v
+				}
+			}
+			for ; tok < T; tok++ {
+				out[tok*outStride+r] = f(row, xq[tok*ab:tok*ab+vb], n)
+			}
+		}
+		return
+	}
 	if k := tileFuncs[t]; k != nil && T >= 4 {
 		rb, err := RowBytes(t, n)
 		if err != nil || rowBytes < rb || len(w) < (rows-1)*rowBytes+rb {
@@ -102,3 +125,7 @@ func MatMul(t Type, w []byte, rowBytes, rows int, xq []byte, ab, T, n int, out [
 // apart); tile[4*tok+r] is the result. Sizes are checked by the kernel's
 // wrapper. Filled by the architecture files.
 var tileFuncs = map[Type]func(w []byte, rowBytes int, xq []byte, ab, n int, tile *[16]float32){}
+
+// tok4Funcs are optional kernels for one row × four tokens (MatMul), ab
+// bytes apart in xq. Filled by the architecture files.
+var tok4Funcs = map[Type]func(row, xq []byte, ab, n int, out *[4]float32){}
