@@ -433,12 +433,7 @@ func (b *Backend) attention(rows []rowInfo, layer int) {
 			}
 			mx := float32(math.Inf(-1))
 			for p := start; p <= ri.pos; p++ {
-				k := K[p*kvd+kvh*hd : p*kvd+(kvh+1)*hd]
-				var s float32
-				for i, qv := range q {
-					s += qv * k[i]
-				}
-				s *= scale
+				s := dot8(q, K[p*kvd+kvh*hd:p*kvd+(kvh+1)*hd]) * scale
 				scores[p] = s
 				mx = max(mx, s)
 			}
@@ -452,11 +447,7 @@ func (b *Backend) attention(rows []rowInfo, layer int) {
 			out := b.att[r*c.QDim()+h*hd : r*c.QDim()+(h+1)*hd]
 			clear(out)
 			for p := start; p <= ri.pos; p++ {
-				w := scores[p] * inv
-				v := V[p*kvd+kvh*hd : p*kvd+(kvh+1)*hd]
-				for i := range out {
-					out[i] += w * v[i]
-				}
+				axpy(out, V[p*kvd+kvh*hd:p*kvd+(kvh+1)*hd], scores[p]*inv)
 			}
 		}
 	})
