@@ -45,13 +45,32 @@ type grammarEntry struct {
 // compile returns a *grammar.Error (wrapped in ErrInvalidRequest) saying
 // where and why.
 func (e *Engine) Grammar(kind, src string) (*grammar.Automaton, error) {
+	switch kind {
+	case GrammarGBNF, GrammarJSONSchema, GrammarJSONObject:
+	default:
+		return nil, invalid("unknown grammar kind %q (want %s, %s or %s)", kind, GrammarGBNF, GrammarJSONSchema, GrammarJSONObject)
+	}
+	return e.CompiledGrammar(kind+"\x00"+src, func() (*grammar.Grammar, error) {
+		switch kind {
+		case GrammarGBNF:
+			return grammar.CompileGBNF(src)
+		case GrammarJSONSchema:
+			return grammar.CompileSchema([]byte(src))
+		}
+		return grammar.JSONObject(), nil
+	})
+}
+
+// CompiledGrammar is Grammar for a grammar of the caller's making: compile
+// runs when key is not in the cache (keys of Grammar begin with its kind
+// and a NUL byte; choose others).
+func (e *Engine) CompiledGrammar(key string, compile func() (*grammar.Grammar, error)) (*grammar.Automaton, error) {
 	c := &e.grammars
 	c.once.Do(func() {
 		c.vocab = grammarVocab(e.tok)
 		c.lru = list.New()
 		c.byKey = map[string]*list.Element{}
 	})
-	key := kind + "\x00" + src
 	c.mu.Lock()
 	if el, ok := c.byKey[key]; ok {
 		ent := el.Value.(*grammarEntry)
@@ -64,18 +83,7 @@ func (e *Engine) Grammar(kind, src string) (*grammar.Automaton, error) {
 		delete(c.byKey, key)
 	}
 	c.mu.Unlock()
-	var g *grammar.Grammar
-	var err error
-	switch kind {
-	case GrammarGBNF:
-		g, err = grammar.CompileGBNF(src)
-	case GrammarJSONSchema:
-		g, err = grammar.CompileSchema([]byte(src))
-	case GrammarJSONObject:
-		g = grammar.JSONObject()
-	default:
-		return nil, invalid("unknown grammar kind %q (want %s, %s or %s)", kind, GrammarGBNF, GrammarJSONSchema, GrammarJSONObject)
-	}
+	g, err := compile()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}

@@ -213,6 +213,16 @@ type schemaCompiler struct {
 // texts produced are then still valid, only never with extra members).
 // Whitespace between tokens is bounded (see JSONObject).
 func CompileSchema(schema []byte) (*Grammar, error) {
+	return CompileSchemaWrapped(schema, nil)
+}
+
+// CompileSchemaWrapped is CompileSchema with the JSON value placed inside
+// a larger sentence: wrap receives the GBNF expression of the value and
+// returns the body of the grammar's root rule (for example
+// `"<tool_call>\n" ` + v + ` "\n</tool_call>"`); the rules ws (bounded
+// whitespace) and json-value are available to it. A nil wrap is the value
+// alone.
+func CompileSchemaWrapped(schema []byte, wrap func(value string) string) (*Grammar, error) {
 	if len(schema) > maxSourceLen {
 		return nil, &Error{Path: "#", Msg: fmt.Sprintf("the schema is %d bytes, more than the %d allowed", len(schema), maxSourceLen)}
 	}
@@ -224,6 +234,9 @@ func CompileSchema(schema []byte) (*Grammar, error) {
 	top, err := c.compile(root, "#")
 	if err != nil {
 		return nil, err
+	}
+	if wrap != nil {
+		top = wrap(top)
 	}
 	src := "root ::= " + top + "\n" + strings.Join(c.rules, "") + jsonCommon
 	g, err := CompileGBNF(src)

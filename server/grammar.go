@@ -112,3 +112,5 @@ func ollamaFormat(m *engine.Model, raw json.RawMessage) (*grammar.Automaton, *ap
 	}
 	return compileConstraint(m, "format", engine.GrammarJSONSchema, string(raw))
 }
+
+func asGrammarError(err error, target **grammar.Error) bool { return errors.As(err, target) }

@@ -211,9 +211,11 @@ type (
 	}
 
 	chatMessageOut struct {
-		Role    string  `json:"role"`
-		Content string  `json:"content"`
-		Refusal *string `json:"refusal"`
+		Role      string        `json:"role"`
+		Content   string        `json:"content"`
+		Refusal   *string       `json:"refusal"`
+		ToolCalls []oaiToolCall `json:"tool_calls,omitempty"`
+		noContent bool          // content is null (an answer of tool calls only)
 	}
 	chatChoice struct {
 		Index        int            `json:"index"`
@@ -231,8 +233,9 @@ type (
 		Usage             oaiUsage     `json:"usage"`
 	}
 	chatDelta struct {
-		Role    string  `json:"role,omitempty"`
-		Content *string `json:"content,omitempty"`
+		Role      string        `json:"role,omitempty"`
+		Content   *string       `json:"content,omitempty"`
+		ToolCalls []oaiToolCall `json:"tool_calls,omitempty"`
 	}
 	chatChunkChoice struct {
 		Index        int           `json:"index"`
@@ -491,17 +494,17 @@ func (s *Server) completionToEngine(r *http.Request, m *engine.Model, b *complet
 // handleChat is POST /v1/chat/completions.
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	serveGeneration(s, w, r, shapeOpenAI, nil, func(m *engine.Model, body *chatRequest) (*generation, *apiError) {
-		req, e := s.chatToEngine(r, m, body)
+		req, tools, e := s.chatToEngine(r, m, body)
 		if e != nil {
 			return nil, e
 		}
-		return s.chatAnswer(w, m, body, req), nil
+		return s.chatAnswer(w, m, body, req, tools), nil
 	})
 }
 
 // chatAnswer says how /v1/chat/completions answers req: one
 // chat.completion object, or chat.completion.chunk objects.
-func (s *Server) chatAnswer(w http.ResponseWriter, m *engine.Model, body *chatRequest, req engine.Request) *generation {
+func (s *Server) chatAnswer(w http.ResponseWriter, m *engine.Model, body *chatRequest, req engine.Request, tools *toolSetup) *generation {
 	tok := m.Tokenizer()
 	g := &generation{id: "chatcmpl-" + randomHex(12), req: req, promptParam: "messages"}
 	created := time.Now().Unix()
@@ -525,17 +528,41 @@ func (s *Server) chatAnswer(w http.ResponseWriter, m *engine.Model, body *chatRe
 		if wantProbs {
 			probs = &chatLogprobs{Content: []chatTokenLogprob{}}
 		}
+		var tp *toolParser
+		var content strings.Builder
+		var calls []oaiToolCall
+		if tools != nil && tools.parse {
+			tp = &toolParser{ts: tools}
+		}
 		g.token = func(t engine.Token) error {
 			if e, ok := entry(t); ok {
 				probs.Content = append(probs.Content, e)
 			}
+			if tp != nil {
+				c, cs := tp.feed(t.Text)
+				content.WriteString(c)
+				calls = append(calls, cs...)
+			}
 			return nil
 		}
 		g.done = func(res *engine.Result) {
+			msg := chatMessageOut{Role: "assistant", Content: res.Text}
+			fr := finishReason(res.StopReason)
+			if tp != nil {
+				content.WriteString(tp.flush())
+				msg.Content = content.String()
+				if len(calls) > 0 {
+					for i := range calls {
+						calls[i].Index = nil
+					}
+					msg.ToolCalls = calls
+					msg.noContent = msg.Content == ""
+				}
+				fr = tp.finish(fr)
+			}
 			writeJSON(w, http.StatusOK, chatResponse{ID: g.id, Object: "chat.completion", Created: created, Model: model,
 				SystemFingerprint: s.fingerprint(), Usage: usageOf(res),
-				Choices: []chatChoice{{Message: chatMessageOut{Role: "assistant", Content: res.Text}, Logprobs: probs,
-					FinishReason: finishReason(res.StopReason)}}})
+				Choices: []chatChoice{{Message: msg, Logprobs: probs, FinishReason: fr}}})
 		}
 		return g
 	}
@@ -562,20 +589,39 @@ func (s *Server) chatAnswer(w http.ResponseWriter, m *engine.Model, body *chatRe
 		empty := ""
 		return chunk(chatChunkChoice{Delta: chatDelta{Role: "assistant", Content: &empty}}, nil, false)
 	}
+	var tp *toolParser
+	if tools != nil && tools.parse {
+		tp = &toolParser{ts: tools}
+	}
 	g.token = func(t engine.Token) error {
 		c := chatChunkChoice{}
+		text := t.Text
+		var calls []oaiToolCall
+		if tp != nil {
+			text, calls = tp.feed(t.Text)
+		}
 		if e, ok := entry(t); ok {
 			c.Logprobs = &chatLogprobs{Content: []chatTokenLogprob{e}}
-		} else if t.Text == "" {
+		} else if text == "" && len(calls) == 0 {
 			return nil
 		}
-		text := t.Text
-		c.Delta.Content = &text
+		if text != "" || len(calls) == 0 {
+			c.Delta.Content = &text
+		}
+		c.Delta.ToolCalls = calls
 		return chunk(c, nil, false)
 	}
 	g.failed = func(e *apiError) { s.streamError(sse, e) }
 	g.done = func(res *engine.Result) {
 		fr := finishReason(res.StopReason)
+		if tp != nil {
+			if rest := tp.flush(); rest != "" {
+				if chunk(chatChunkChoice{Delta: chatDelta{Content: &rest}}, nil, false) != nil {
+					return
+				}
+			}
+			fr = tp.finish(fr)
+		}
 		if chunk(chatChunkChoice{FinishReason: &fr}, nil, false) != nil {
 			return
 		}
@@ -590,63 +636,69 @@ func (s *Server) chatAnswer(w http.ResponseWriter, m *engine.Model, body *chatRe
 	return g
 }
 
-func (s *Server) chatToEngine(r *http.Request, m *engine.Model, b *chatRequest) (engine.Request, *apiError) {
-	var req engine.Request
+func (s *Server) chatToEngine(r *http.Request, m *engine.Model, b *chatRequest) (req engine.Request, tools *toolSetup, _ *apiError) {
 	info(r).user = b.User
 	if e := b.check(); e != nil {
-		return req, e
+		return req, nil, e
 	}
-	if len(bytes.TrimSpace(b.Tools)) > 0 && string(bytes.TrimSpace(b.Tools)) != "null" && string(bytes.TrimSpace(b.Tools)) != "[]" {
-		return req, badRequest("tools", "tool calling is not supported by this worker")
-	}
-	if tc := string(bytes.TrimSpace(b.ToolChoice)); tc != "" && tc != "null" && tc != `"none"` && tc != `"auto"` {
-		return req, badRequest("tool_choice", "tool calling is not supported by this worker (only \"none\" or \"auto\")")
+	tools, e := parseTools(b.Tools, b.ToolChoice)
+	if e != nil {
+		return req, nil, e
 	}
 	ga, e := b.ResponseFormat.automaton(m)
 	if e != nil {
-		return req, e
+		return req, nil, e
+	}
+	if tools.constrained() {
+		if ga != nil || b.Grammar != nil || present(b.JSONSchema) {
+			return req, nil, badRequest("tool_choice", "%s asks for tool calls: leave out response_format, grammar and json_schema", tools.choice)
+		}
+		if ga, e = tools.automaton(m, b.ParallelToolCalls == nil || *b.ParallelToolCalls); e != nil {
+			return req, nil, e
+		}
 	}
 	if ga != nil && (b.Grammar != nil || present(b.JSONSchema)) {
-		return req, badRequest("response_format", "give response_format or grammar/json_schema, not both")
+		return req, nil, badRequest("response_format", "give response_format or grammar/json_schema, not both")
 	}
 	if ga == nil {
 		if ga, e = b.constraintFields.automaton(m); e != nil {
-			return req, e
+			return req, nil, e
 		}
 	}
 	req.Grammar = ga
 	p, e := b.params(oaiDefaults())
 	if e != nil {
-		return req, e
+		return req, nil, e
 	}
 	if e := checkBiasVocab(p, m.Tokenizer().VocabSize()); e != nil {
-		return req, e
+		return req, nil, e
 	}
 	if b.Logprobs != nil && *b.Logprobs {
 		req.Logprobs = true
 	}
 	if b.TopLogprobs != nil {
 		if !req.Logprobs {
-			return req, badRequest("top_logprobs", "needs logprobs: true")
+			return req, nil, badRequest("top_logprobs", "needs logprobs: true")
 		}
 		if *b.TopLogprobs < 0 || *b.TopLogprobs > engine.MaxTopLogprobs {
-			return req, badRequest("top_logprobs", "%d is out of range: want 0 to %d", *b.TopLogprobs, engine.MaxTopLogprobs)
+			return req, nil, badRequest("top_logprobs", "%d is out of range: want 0 to %d", *b.TopLogprobs, engine.MaxTopLogprobs)
 		}
 		req.TopLogprobs = *b.TopLogprobs
 	}
 	if len(b.Messages) == 0 {
-		return req, badRequest("messages", "missing or empty: give at least one message")
+		return req, nil, badRequest("messages", "missing or empty: give at least one message")
 	}
 	if len(b.Messages) > maxChatEntries {
-		return req, badRequest("messages", "%d messages: want at most %d", len(b.Messages), maxChatEntries)
+		return req, nil, badRequest("messages", "%d messages: want at most %d", len(b.Messages), maxChatEntries)
 	}
 	for _, name := range tokenizer.ReservedChatVars {
 		if _, ok := b.ChatTemplateKwargs[name]; ok {
-			return req, badRequest("chat_template_kwargs", "%q is set by the worker and cannot be given here (reserved: %s); send messages in the messages field",
+			return req, nil, badRequest("chat_template_kwargs", "%q is set by the worker and cannot be given here (reserved: %s); send messages in the messages field",
 				name, strings.Join(tokenizer.ReservedChatVars, ", "))
 		}
 	}
 	msgs := make([]tokenizer.Message, len(b.Messages))
+	toolTurns := false
 	for i, msg := range b.Messages {
 		role := msg.Role
 		switch role {
@@ -654,24 +706,36 @@ func (s *Server) chatToEngine(r *http.Request, m *engine.Model, b *chatRequest) 
 		case "developer":
 			role = "system"
 		default:
-			return req, badRequest("messages", "message %d has role %q: want system, developer, user, assistant or tool", i, strings.ToValidUTF8(role, "?"))
+			return req, nil, badRequest("messages", "message %d has role %q: want system, developer, user, assistant or tool", i, strings.ToValidUTF8(role, "?"))
 		}
 		if !utf8.ValidString(string(msg.Content)) {
-			return req, badRequest("messages", "message %d is not valid UTF-8", i)
+			return req, nil, badRequest("messages", "message %d is not valid UTF-8", i)
 		}
-		msgs[i] = tokenizer.Message{Role: role, Content: string(msg.Content)}
+		calls, e := parseMessageToolCalls(i, msg.ToolCalls)
+		if e != nil {
+			return req, nil, e
+		}
+		msgs[i] = tokenizer.Message{Role: role, Content: string(msg.Content), ToolCalls: calls, ToolCallID: msg.ToolCallID, Name: msg.Name}
+		toolTurns = toolTurns || len(calls) > 0 || role == "tool"
 	}
 	tok := m.Tokenizer()
-	ids, prompt, err := tok.EncodeChat(msgs, tokenizer.ChatOptions{AddGenerationPrompt: true, Vars: b.ChatTemplateKwargs})
+	chatOpts := tokenizer.ChatOptions{AddGenerationPrompt: true, Vars: b.ChatTemplateKwargs}
+	switch {
+	case templateRendersTools(tok.ChatTemplate()):
+		chatOpts.Tools = tools.render
+	case tools.render != nil || toolTurns:
+		msgs = withoutToolTemplate(msgs, tools.render)
+	}
+	ids, prompt, err := tok.EncodeChat(msgs, chatOpts)
 	if err != nil {
-		return req, badRequest("messages", "%v", err)
+		return req, nil, badRequest("messages", "%v", err)
 	}
 	if prompt.Warning != "" {
 		s.chatWarn.Do(func() { info(r).log.Warn("chat template", "source", prompt.Source, "warning", prompt.Warning) })
 	}
 	req.Prompt = ids
 	if b.MaxTokens != nil && b.MaxCompletionTokens != nil && *b.MaxTokens != *b.MaxCompletionTokens {
-		return req, badRequest("max_completion_tokens", "max_tokens and max_completion_tokens differ: give one")
+		return req, nil, badRequest("max_completion_tokens", "max_tokens and max_completion_tokens differ: give one")
 	}
 	name, mt := "max_tokens", b.MaxTokens
 	if b.MaxCompletionTokens != nil {
@@ -679,15 +743,15 @@ func (s *Server) chatToEngine(r *http.Request, m *engine.Model, b *chatRequest) 
 	}
 	if mt != nil {
 		if *mt < 1 {
-			return req, badRequest(name, "%d: want at least 1", *mt)
+			return req, nil, badRequest(name, "%d: want at least 1", *mt)
 		}
 		req.MaxTokens = *mt
 	}
 	if e := checkMaxTokens(name, req.MaxTokens, len(req.Prompt), m.Options().CtxLen, "messages"); e != nil {
-		return req, e
+		return req, nil, e
 	}
 	req.Params, req.Stop, req.IgnoreEOS = p, b.Stop, b.IgnoreEOS
-	return req, nil
+	return req, tools, nil
 }
 
 type modelObject struct {

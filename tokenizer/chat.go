@@ -19,6 +19,20 @@ import (
 type Message struct {
 	Role    string `json:"role"` // "system", "user", "assistant", "tool"
 	Content string `json:"content"`
+	// ToolCalls are the function calls of an assistant turn, rendered as
+	// the template's message.tool_calls ({"id", "type": "function",
+	// "function": {"name", "arguments"}}).
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ToolCallID and Name identify the call a "tool" turn answers.
+	ToolCallID string `json:"tool_call_id,omitempty"`
+	Name       string `json:"name,omitempty"`
+}
+
+// ToolCall is one function call of an assistant turn.
+type ToolCall struct {
+	ID        string
+	Name      string
+	Arguments any // a decoded JSON object (templates render it with tojson), or a string
 }
 
 // ChatOptions controls ApplyChatTemplate.
@@ -31,6 +45,10 @@ type ChatOptions struct {
 	// Vars are extra template variables (enable_thinking, …). They never
 	// replace the variables the renderer sets itself (ReservedChatVars).
 	Vars map[string]any
+	// Tools, when not nil, is the template's tools variable: OpenAI's
+	// tool definitions ({"type": "function", "function": {"name",
+	// "description", "parameters"}}) as decoded JSON.
+	Tools []any
 }
 
 // Chat template sources reported in ChatPrompt.Source.
@@ -182,6 +200,20 @@ func (t *Tokenizer) renderJinja(src string, msgs []Message, opts ChatOptions) (o
 	ms := make([]map[string]any, len(msgs))
 	for i, m := range msgs {
 		ms[i] = map[string]any{"role": m.Role, "content": m.Content}
+		if len(m.ToolCalls) > 0 {
+			calls := make([]any, len(m.ToolCalls))
+			for j, c := range m.ToolCalls {
+				calls[j] = map[string]any{"id": c.ID, "type": "function",
+					"function": map[string]any{"name": c.Name, "arguments": c.Arguments}}
+			}
+			ms[i]["tool_calls"] = calls
+		}
+		if m.ToolCallID != "" {
+			ms[i]["tool_call_id"] = m.ToolCallID
+		}
+		if m.Name != "" {
+			ms[i]["name"] = m.Name
+		}
 	}
 	data := map[string]any{
 		"messages":              ms,
@@ -191,6 +223,9 @@ func (t *Tokenizer) renderJinja(src string, msgs []Message, opts ChatOptions) (o
 		"raise_exception": func(msg string) (string, error) {
 			return "", fmt.Errorf("%w: %s", errRaised, msg)
 		},
+	}
+	if opts.Tools != nil {
+		data["tools"] = opts.Tools
 	}
 	for k, v := range opts.Vars {
 		if _, reserved := data[k]; !reserved && k != "tools" {
