@@ -56,6 +56,17 @@ func tileQ4_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 
 //go:noescape
 func tileQ5_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[16]float32)
 
+// Tiles of 4 rows × 8 tokens on 512-bit registers (VNNI): out[4*t+r].
+//
+//go:noescape
+func tile8Q8_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[32]float32)
+
+//go:noescape
+func tile8Q4_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[32]float32)
+
+//go:noescape
+func tile8Q5_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[32]float32)
+
 // hasQ8Asm: AVX2 (the kernels use no FMA). hasVNNI: AVX-512 F, BW, VL and
 // VNNI (256-bit EVEX forms, K masks), which the OS must also save
 // (x/sys/cpu checks the OS support of the AVX-512 state).
@@ -68,6 +79,7 @@ type (
 	q8Kernel1 = func(x, y *byte, nb int, tab *[1 << 16]float32) float32
 	q8Kernel4 = func(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
 	q8Tile    = func(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[16]float32)
+	q8Tile8   = func(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[32]float32)
 )
 
 func init() { setQ8Kernels(hasQ8Asm && !portable, hasVNNI && !portable) }
@@ -81,25 +93,27 @@ func setQ8Kernels(avx2, vnni bool) {
 		k1 q8Kernel1
 		k4 q8Kernel4
 		kt q8Tile
+		k8 q8Tile8
 	}
 	var sets []set
 	switch {
 	case vnni:
 		q8Level = "avx512vnni"
-		sets = []set{{Q8_0, 34, dotQ8_0VNNIAsm, dotQ8_0x4VNNIAsm, tileQ8_0VNNIAsm},
-			{Q4_0, 18, dotQ4_0VNNIAsm, dotQ4_0x4VNNIAsm, tileQ4_0VNNIAsm},
-			{Q5_0, 22, dotQ5_0VNNIAsm, dotQ5_0x4VNNIAsm, tileQ5_0VNNIAsm}}
+		sets = []set{{Q8_0, 34, dotQ8_0VNNIAsm, dotQ8_0x4VNNIAsm, tileQ8_0VNNIAsm, tile8Q8_0VNNIAsm},
+			{Q4_0, 18, dotQ4_0VNNIAsm, dotQ4_0x4VNNIAsm, tileQ4_0VNNIAsm, tile8Q4_0VNNIAsm},
+			{Q5_0, 22, dotQ5_0VNNIAsm, dotQ5_0x4VNNIAsm, tileQ5_0VNNIAsm, tile8Q5_0VNNIAsm}}
 	case avx2:
 		q8Level = "avx2"
-		sets = []set{{Q8_0, 34, dotQ8_0AVX2Asm, dotQ8_0x4AVX2Asm, nil},
-			{Q4_0, 18, dotQ4_0AVX2Asm, dotQ4_0x4AVX2Asm, nil},
-			{Q5_0, 22, dotQ5_0AVX2Asm, dotQ5_0x4AVX2Asm, nil}}
+		sets = []set{{Q8_0, 34, dotQ8_0AVX2Asm, dotQ8_0x4AVX2Asm, nil, nil},
+			{Q4_0, 18, dotQ4_0AVX2Asm, dotQ4_0x4AVX2Asm, nil, nil},
+			{Q5_0, 22, dotQ5_0AVX2Asm, dotQ5_0x4AVX2Asm, nil, nil}}
 	default:
 		q8Level = "go"
 		for _, t := range []Type{Q8_0, Q4_0, Q5_0} {
 			vecDotFuncs[t] = genericDotFuncs[t]
 			delete(multiRowFuncs, t)
 			delete(tileFuncs, t)
+			delete(tile8Funcs, t)
 		}
 		return
 	}
@@ -122,6 +136,20 @@ func setQ8Kernels(avx2, vnni bool) {
 			}
 		} else {
 			delete(tileFuncs, s.t)
+		}
+		if k8 := s.k8; k8 != nil {
+			tile8Funcs[s.t] = func(w []byte, stride int, xq []byte, ab, n int, tile *[32]float32) {
+				nb := n / QK
+				if nb <= 0 {
+					clear(tile[:])
+					return
+				}
+				_ = w[3*stride+nb*bs-1]
+				_ = xq[7*ab+nb*34-1]
+				k8(&w[0], stride, &xq[0], ab, nb, f16Table, tile)
+			}
+		} else {
+			delete(tile8Funcs, s.t)
 		}
 	}
 }

@@ -391,3 +391,155 @@ loop:; \
 TILE(·tileQ8_0VNNIAsm, q8x80<>(SB), UNPACK_Q8, 34)
 TILE(·tileQ4_0VNNIAsm, q8x08<>(SB), UNPACK_Q4, 18)
 TILE(·tileQ5_0VNNIAsm, q8x10<>(SB), UNPACK_Q5, 22)
+
+// Tiles of 4 rows × 8 tokens on 512-bit registers (VNNI only; the FP
+// multiply and add units do 16 lanes per instruction): func(x *byte,
+// stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32,
+// out *[32]float32), out[4*t+r] bit-identical to the single-row result of
+// row r with token t. A register holds tokens p and p+4 (p < 4) in its two
+// halves: eight lanes each, the same operations lane by lane.
+//	DI: token 0's block, R13: token 4's, R11: token stride, R12: 3*R11
+//	Z0..Z3: pairs' quants  Z5..Z8: pairs' -off*(y sums)  Z10..Z13: pairs' dy
+//	Z4: the row's quants in both halves  Z14: dx  Z15: d  Z9: scratch
+//	Z16 + 4r + p: lane sums of row r, pair p
+DATA q8x08z<>+0(SB)/8, $0x0808080808080808
+DATA q8x08z<>+8(SB)/8, $0x0808080808080808
+DATA q8x08z<>+16(SB)/8, $0x0808080808080808
+DATA q8x08z<>+24(SB)/8, $0x0808080808080808
+DATA q8x08z<>+32(SB)/8, $0x0808080808080808
+DATA q8x08z<>+40(SB)/8, $0x0808080808080808
+DATA q8x08z<>+48(SB)/8, $0x0808080808080808
+DATA q8x08z<>+56(SB)/8, $0x0808080808080808
+GLOBL q8x08z<>(SB), RODATA|NOPTR, $64
+
+DATA q8x10z<>+0(SB)/8, $0x1010101010101010
+DATA q8x10z<>+8(SB)/8, $0x1010101010101010
+DATA q8x10z<>+16(SB)/8, $0x1010101010101010
+DATA q8x10z<>+24(SB)/8, $0x1010101010101010
+DATA q8x10z<>+32(SB)/8, $0x1010101010101010
+DATA q8x10z<>+40(SB)/8, $0x1010101010101010
+DATA q8x10z<>+48(SB)/8, $0x1010101010101010
+DATA q8x10z<>+56(SB)/8, $0x1010101010101010
+GLOBL q8x10z<>(SB), RODATA|NOPTR, $64
+
+DATA q8x80z<>+0(SB)/8, $0x8080808080808080
+DATA q8x80z<>+8(SB)/8, $0x8080808080808080
+DATA q8x80z<>+16(SB)/8, $0x8080808080808080
+DATA q8x80z<>+24(SB)/8, $0x8080808080808080
+DATA q8x80z<>+32(SB)/8, $0x8080808080808080
+DATA q8x80z<>+40(SB)/8, $0x8080808080808080
+DATA q8x80z<>+48(SB)/8, $0x8080808080808080
+DATA q8x80z<>+56(SB)/8, $0x8080808080808080
+GLOBL q8x80z<>(SB), RODATA|NOPTR, $64
+
+#define ZPREP(ya, yb, Zy, Yy, Zneg, Zdy, Ydy, offz) \
+	VMOVDQU 2 ya, Yy; \
+	VINSERTI64X4 $1, 2 yb, Zy, Zy; \
+	VMOVDQU64 offz, Z9; \
+	VPXORD Zneg, Zneg, Zneg; \
+	VPDPBUSD Zy, Z9, Zneg; \
+	VPXORD Z9, Z9, Z9; \
+	VPSUBD Zneg, Z9, Zneg; \
+	MOVWLZX ya, AX; \
+	VBROADCASTSS (R9)(AX*4), Ydy; \
+	MOVWLZX yb, AX; \
+	VBROADCASTSS (R9)(AX*4), Y15; \
+	VINSERTF64X4 $1, Y15, Zdy, Zdy
+
+#define ZPREP4(offz) \
+	ZPREP((DI), (R13), Z0, Y0, Z5, Z10, Y10, offz); \
+	ZPREP((DI)(R11*1), (R13)(R11*1), Z1, Y1, Z6, Z11, Y11, offz); \
+	ZPREP((DI)(R11*2), (R13)(R11*2), Z2, Y2, Z7, Z12, Y12, offz); \
+	ZPREP((DI)(R12*1), (R13)(R12*1), Z3, Y3, Z8, Z13, Y13, offz)
+
+#define ZDOT(Zy, Zneg, Zdy, acc) \
+	VMOVDQA64 Zneg, Z9; \
+	VPDPBUSD Zy, Z4, Z9; \
+	VCVTDQ2PS Z9, Z9; \
+	VMULPS Zdy, Z14, Z15; \
+	VMULPS Z15, Z9, Z9; \
+	VADDPS Z9, acc, acc
+
+#define ZROW(a0, a1, a2, a3) \
+	VINSERTI64X4 $1, Y4, Z4, Z4; \
+	ZDOT(Z0, Z5, Z10, a0); \
+	ZDOT(Z1, Z6, Z11, a1); \
+	ZDOT(Z2, Z7, Z12, a2); \
+	ZDOT(Z3, Z8, Z13, a3)
+
+#define ZDX(r) \
+	MOVWLZX r, AX; \
+	VBROADCASTSS (R9)(AX*4), Z14
+
+#define ZNIB(qs) \
+	VMOVDQU qs, X4; \
+	VPSRLW $4, X4, X9; \
+	VINSERTI128 $1, X9, Y4, Y4; \
+	VPAND q8nib<>(SB), Y4, Y4
+
+#define ZUNPACK_Q4(r) ZNIB(2 r)
+#define ZUNPACK_Q5(r) ZNIB(6 r); KMOVD 2 r, K1; VPADDB q8x10<>(SB), Y4, K1, Y4
+#define ZUNPACK_Q8(r) VMOVDQU 2 r, Y4; VPXOR q8x80<>(SB), Y4, Y4
+
+// Both halves of Zacc (Yacc, Xacc): token p's sum to out[4p+r] (offlo),
+// token p+4's to out[4(p+4)+r] (offhi).
+#define ZREDUCE(Zacc, Yacc, Xacc, offlo, offhi) \
+	VEXTRACTF64X4 $1, Zacc, Y9; \
+	VEXTRACTF32X4 $1, Y9, X14; \
+	VADDPS X14, X9, X9; \
+	VPERMILPS $0x4e, X9, X14; \
+	VADDPS X14, X9, X9; \
+	VPERMILPS $0xb1, X9, X14; \
+	VADDPS X14, X9, X9; \
+	VMOVSS X9, offhi(DX); \
+	VEXTRACTF32X4 $1, Yacc, X9; \
+	VADDPS X9, Xacc, Xacc; \
+	VPERMILPS $0x4e, Xacc, X9; \
+	VADDPS X9, Xacc, Xacc; \
+	VPERMILPS $0xb1, Xacc, X9; \
+	VADDPS X9, Xacc, Xacc; \
+	VMOVSS Xacc, offlo(DX)
+
+#define ZREDUCE_ROW(r, a0, b0, c0, a1, b1, c1, a2, b2, c2, a3, b3, c3) \
+	ZREDUCE(a0, b0, c0, 4*0+r*4, 4*16+r*4); \
+	ZREDUCE(a1, b1, c1, 4*4+r*4, 4*20+r*4); \
+	ZREDUCE(a2, b2, c2, 4*8+r*4, 4*24+r*4); \
+	ZREDUCE(a3, b3, c3, 4*12+r*4, 4*28+r*4)
+
+#define ZTILE(name, offz, unpack, bs) \
+TEXT name(SB), NOSPLIT, $0-56; \
+	MOVQ x+0(FP), SI; \
+	MOVQ stride+8(FP), R8; \
+	LEAQ (R8)(R8*2), R10; \
+	MOVQ y+16(FP), DI; \
+	MOVQ ystride+24(FP), R11; \
+	LEAQ (R11)(R11*2), R12; \
+	LEAQ (DI)(R11*4), R13; \
+	MOVQ nb+32(FP), CX; \
+	MOVQ tab+40(FP), R9; \
+	MOVQ out+48(FP), DX; \
+	VPXORD Z16, Z16, Z16; VMOVDQA64 Z16, Z17; VMOVDQA64 Z16, Z18; VMOVDQA64 Z16, Z19; \
+	VMOVDQA64 Z16, Z20; VMOVDQA64 Z16, Z21; VMOVDQA64 Z16, Z22; VMOVDQA64 Z16, Z23; \
+	VMOVDQA64 Z16, Z24; VMOVDQA64 Z16, Z25; VMOVDQA64 Z16, Z26; VMOVDQA64 Z16, Z27; \
+	VMOVDQA64 Z16, Z28; VMOVDQA64 Z16, Z29; VMOVDQA64 Z16, Z30; VMOVDQA64 Z16, Z31; \
+loop:; \
+	ZPREP4(offz); \
+	unpack((SI)); ZDX((SI)); ZROW(Z16, Z17, Z18, Z19); \
+	unpack((SI)(R8*1)); ZDX((SI)(R8*1)); ZROW(Z20, Z21, Z22, Z23); \
+	unpack((SI)(R8*2)); ZDX((SI)(R8*2)); ZROW(Z24, Z25, Z26, Z27); \
+	unpack((SI)(R10*1)); ZDX((SI)(R10*1)); ZROW(Z28, Z29, Z30, Z31); \
+	ADDQ $bs, SI; \
+	ADDQ $34, DI; \
+	ADDQ $34, R13; \
+	DECQ CX; \
+	JNZ loop; \
+	ZREDUCE_ROW(0, Z16, Y16, X16, Z17, Y17, X17, Z18, Y18, X18, Z19, Y19, X19); \
+	ZREDUCE_ROW(1, Z20, Y20, X20, Z21, Y21, X21, Z22, Y22, X22, Z23, Y23, X23); \
+	ZREDUCE_ROW(2, Z24, Y24, X24, Z25, Y25, X25, Z26, Y26, X26, Z27, Y27, X27); \
+	ZREDUCE_ROW(3, Z28, Y28, X28, Z29, Y29, X29, Z30, Y30, X30, Z31, Y31, X31); \
+	VZEROUPPER; \
+	RET
+
+ZTILE(·tile8Q8_0VNNIAsm, q8x80z<>(SB), ZUNPACK_Q8, 34)
+ZTILE(·tile8Q4_0VNNIAsm, q8x08z<>(SB), ZUNPACK_Q4, 18)
+ZTILE(·tile8Q5_0VNNIAsm, q8x10z<>(SB), ZUNPACK_Q5, 22)

@@ -212,11 +212,14 @@ func FuzzVecDotQ8Act(f *testing.F) {
 		if n == 0 {
 			return
 		}
-		// Four rows × five tokens through MatMul (the tile kernel where the
-		// CPU has one), every result the same.
-		xs := append(append(append(append(append([]byte(nil), xq...), xq...), xq...), xq...), xq...)
-		mm := make([]float32, 20)
-		MatMul(typ, w, len(row), 4, xs, len(xq), 5, n, mm, 4)
+		// Four rows × 13 tokens through MatMul (the 8- and 4-token tile
+		// kernels where the CPU has them), every result the same.
+		var xs []byte
+		for range 13 {
+			xs = append(xs, xq...)
+		}
+		mm := make([]float32, 4*13)
+		MatMul(typ, w, len(row), 4, xs, len(xq), 13, n, mm, 4)
 		for i, v := range mm {
 			if !sameFloat(v, want) {
 				t.Fatalf("%s n=%d result %d: MatMul %g, generic %g", typ, n, i, v, want)
