@@ -24,7 +24,7 @@ func TestOpenAINpmClient(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "openai", "package.json")); err != nil {
 		t.Skipf("the openai npm package is not installed: run `npm ci` in %s to enable this test", dir)
 	}
-	ts := newTestServer(t, opts{parallel: 2, apiKey: "npm-key"})
+	ts := newTestServer(t, opts{parallel: 2, apiKey: "npm-key", model: micro4k(t)}) // room for tool instructions
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "test.mjs")

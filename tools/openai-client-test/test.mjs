@@ -156,6 +156,115 @@ await check("embeddings: float and base64 agree; alone or batched", async () => 
   assert.ok(asFloat.usage.prompt_tokens > 0);
 });
 
+const personSchema = {
+  type: "object",
+  properties: {
+    name: { type: "string", maxLength: 12 },
+    age: { type: "integer" },
+    role: { enum: ["admin", "user"] },
+    tags: { type: "array", items: { type: "string", maxLength: 5 }, maxItems: 3 },
+  },
+  required: ["name", "age", "role", "tags"],
+  additionalProperties: false,
+};
+
+// validPerson checks a value against personSchema by hand (independent of
+// the worker's grammar code).
+function validPerson(v) {
+  assert.equal(typeof v, "object");
+  assert.deepEqual(Object.keys(v).sort(), ["age", "name", "role", "tags"]);
+  assert.equal(typeof v.name, "string");
+  assert.ok([...v.name].length <= 12);
+  assert.ok(Number.isInteger(v.age));
+  assert.ok(["admin", "user"].includes(v.role));
+  assert.ok(Array.isArray(v.tags) && v.tags.length <= 3);
+  for (const t of v.tags) assert.ok(typeof t === "string" && [...t].length <= 5);
+}
+
+await check("response_format json_schema: valid JSON, stream and non-stream agree", async () => {
+  for (const seed of [1, 2, 3]) {
+    const req = {
+      model, messages: [{ role: "user", content: "A person as JSON." }], temperature: 1, seed, max_tokens: 200,
+      response_format: { type: "json_schema", json_schema: { name: "person", strict: true, schema: personSchema } },
+    };
+    const r = await client.chat.completions.create(req);
+    const text = r.choices[0].message.content;
+    validPerson(JSON.parse(text));
+    assert.equal(r.choices[0].finish_reason, "stop");
+    const stream = await client.chat.completions.create({ ...req, stream: true });
+    let streamed = "";
+    for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? "";
+    assert.equal(streamed, text);
+  }
+});
+
+await check("response_format json_object", async () => {
+  const r = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: "JSON." }], temperature: 1, seed: 4, max_tokens: 200,
+    response_format: { type: "json_object" },
+  });
+  const v = JSON.parse(r.choices[0].message.content);
+  assert.ok(v !== null && typeof v === "object" && !Array.isArray(v));
+});
+
+const tools = [
+  {
+    type: "function",
+    function: {
+      name: "get_weather", description: "Current weather of a city",
+      parameters: {
+        type: "object",
+        properties: { city: { type: "string", maxLength: 10 }, unit: { enum: ["c", "f"] } },
+        required: ["city", "unit"], additionalProperties: false,
+      },
+    },
+  },
+];
+
+await check("tools with tool_choice required: arguments validate, stream and non-stream agree", async () => {
+  for (const seed of [1, 2]) {
+    const req = {
+      model, messages: [{ role: "user", content: "Weather in Paris?" }], tools, tool_choice: "required",
+      temperature: 1, seed, max_tokens: 300,
+    };
+    const r = await client.chat.completions.create(req);
+    const msg = r.choices[0].message;
+    assert.equal(r.choices[0].finish_reason, "tool_calls");
+    assert.equal(msg.content, null);
+    assert.ok(msg.tool_calls.length >= 1);
+    for (const call of msg.tool_calls) {
+      assert.equal(call.type, "function");
+      assert.equal(call.function.name, "get_weather");
+      const args = JSON.parse(call.function.arguments);
+      assert.deepEqual(Object.keys(args).sort(), ["city", "unit"]);
+      assert.ok(typeof args.city === "string" && [...args.city].length <= 10);
+      assert.ok(["c", "f"].includes(args.unit));
+    }
+    // The stream: tool call deltas accumulated by index, as clients do.
+    const stream = await client.chat.completions.create({ ...req, stream: true });
+    const calls = [];
+    let finish = null;
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      if (!c) continue;
+      for (const d of c.delta?.tool_calls ?? []) {
+        calls[d.index] ??= { name: "", arguments: "" };
+        calls[d.index].name += d.function?.name ?? "";
+        calls[d.index].arguments += d.function?.arguments ?? "";
+      }
+      finish = c.finish_reason ?? finish;
+    }
+    assert.equal(finish, "tool_calls");
+    assert.deepEqual(calls, msg.tool_calls.map((c) => ({ name: c.function.name, arguments: c.function.arguments })));
+    // The call and its result go back into the conversation.
+    const next = await client.chat.completions.create({
+      model, temperature: 0, max_tokens: 4, tools,
+      messages: [...req.messages, msg, { role: "tool", tool_call_id: msg.tool_calls[0].id, content: "21 C" }],
+    });
+    assert.equal(next.choices[0].message.role, "assistant");
+  }
+});
+
 await check("bad request is an APIError 400", async () => {
   await assert.rejects(
     client.chat.completions.create({ model, messages, n: 2 }),
