@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 
 	"worker-orcd/backend"
@@ -40,6 +41,13 @@ type Backend struct {
 	// scratch, grown to the largest batch seen
 	x, h, q, k, v, att, gate, up []float32
 	act                          map[quant.Type][]byte
+
+	// the current matrix product and attention step, and the pool's loop
+	// bodies over them (bound once: no allocation per step)
+	mm                                mmArgs
+	at                                attArgs
+	mmQuantFn, mmRowsFn, attFn, gluFn func(lo, hi int)
+	scores                            sync.Pool // *[]float32 attention scratch
 }
 
 // New prepares a backend for m with the given number of worker goroutines
@@ -48,6 +56,7 @@ type Backend struct {
 func New(m *model.Model, threads int) *Backend {
 	c := &m.Config
 	b := &Backend{m: m, c: c, w: m.Weights, pool: newPool(threads), act: map[quant.Type][]byte{}, kv: newKVBudget()}
+	b.mmQuantFn, b.mmRowsFn, b.attFn, b.gluFn = b.mmQuant, b.mmRows, b.attend, b.glu
 	half := c.RopeDim / 2
 	b.inv = make([]float64, half)
 	for i := range half {
@@ -211,7 +220,8 @@ func (b *Backend) forward(batch []*backend.Seq, embed bool) error {
 		b.dumpL("ffn_norm", l, T, d, b.h)
 		b.matmul(&ly.Gate, b.h, b.gate, T)
 		b.matmul(&ly.Up, b.h, b.up, T)
-		swiglu(b.gate, b.up)
+		// Element by element: split over the workers in pieces of 1024.
+		b.pool.parallelFor((len(b.gate)+1023)/1024, 4, b.gluFn)
 		b.dumpL("ffn_act", l, T, c.NFF, b.gate)
 		b.matmul(&ly.Down, b.gate, b.h, T)
 		b.dumpL("ffn_out", l, T, d, b.h)
@@ -312,26 +322,45 @@ func (b *Backend) matmul(m *model.Matrix, x, out []float32, T int) {
 		b.act[vt] = buf
 	}
 	buf = buf[:T*ab]
-	b.pool.parallelFor(T, 1, func(lo, hi int) {
-		for t := lo; t < hi; t++ {
-			if err := quant.QuantizeActivations(m.Type, x[t*n:(t+1)*n], buf[t*ab:(t+1)*ab]); err != nil {
-				panic(err) // sizes are fixed by the model: a bug
-			}
+	// The loop bodies are methods reading b.mm, bound once in New: no
+	// closure is allocated per product.
+	b.mm = mmArgs{m: m, x: x, out: out, buf: buf, T: T, n: n, ab: ab}
+	b.pool.parallelFor(T, 1, b.mmQuantFn)
+	b.pool.parallelFor(m.Rows, 16, b.mmRowsFn)
+	b.mm = mmArgs{}
+}
+
+// mmArgs are one matrix product's operands, for the pool's loop bodies.
+type mmArgs struct {
+	m        *model.Matrix
+	x, out   []float32
+	buf      []byte
+	T, n, ab int
+}
+
+// mmQuant converts activation rows [lo, hi) to the weights' vec-dot type.
+func (b *Backend) mmQuant(lo, hi int) {
+	a := &b.mm
+	for t := lo; t < hi; t++ {
+		if err := quant.QuantizeActivations(a.m.Type, a.x[t*a.n:(t+1)*a.n], a.buf[t*a.ab:(t+1)*a.ab]); err != nil {
+			panic(err) // sizes are fixed by the model: a bug
 		}
-	})
-	R := m.Rows
-	b.pool.parallelFor(R, 16, func(lo, hi int) {
-		// Blocks of rows small enough to stay in cache while every token's
-		// activations pass over them.
-		// quant.MatMul takes four tokens at a time over each four rows
-		// where it has a tile kernel.
-		const blockRows = 64
-		for r0 := lo; r0 < hi; r0 += blockRows {
-			r1 := min(r0+blockRows, hi)
-			w := m.Data[r0*m.RowBytes : r1*m.RowBytes]
-			quant.MatMul(m.Type, w, m.RowBytes, r1-r0, buf, ab, T, n, out[r0:], R)
-		}
-	})
+	}
+}
+
+// mmRows computes weight rows [lo, hi) for every token.
+func (b *Backend) mmRows(lo, hi int) {
+	a := &b.mm
+	m := a.m
+	// Blocks of rows small enough to stay in cache while every token's
+	// activations pass over them; quant.MatMul takes four or eight tokens
+	// at a time over each four rows where it has a tile kernel.
+	const blockRows = 64
+	for r0 := lo; r0 < hi; r0 += blockRows {
+		r1 := min(r0+blockRows, hi)
+		w := m.Data[r0*m.RowBytes : r1*m.RowBytes]
+		quant.MatMul(m.Type, w, m.RowBytes, r1-r0, a.buf, a.ab, a.T, a.n, a.out[r0:], m.Rows)
+	}
 }
 
 // referenceMatmul is matmul in float64 over dequantized weight rows.
@@ -367,6 +396,12 @@ func addInPlace(dst, src []float32) {
 	for i := range dst {
 		dst[i] += src[i]
 	}
+}
+
+// glu runs swiglu on pieces [lo, hi) of 1024 elements of b.gate and b.up.
+func (b *Backend) glu(lo, hi int) {
+	e := min(hi*1024, len(b.gate))
+	swiglu(b.gate[lo*1024:e], b.up[lo*1024:e])
 }
 
 // swiglu: gate = silu(gate) * up, elementwise.
@@ -411,46 +446,66 @@ func (b *Backend) rope(rows []rowInfo, x []float32, heads int) {
 // window when the model has one) and the weighted sum of the values.
 // Query head h reads key/value head h / (n_head/n_head_kv).
 func (b *Backend) attention(rows []rowInfo, layer int) {
-	c := b.c
-	hd, nh, kvd := c.HeadDim, c.NHead, c.KVDim()
-	group := c.NHead / c.NHeadKV
-	scale := float32(1 / math.Sqrt(float64(hd)))
 	maxPos := 0
 	for _, ri := range rows {
 		maxPos = max(maxPos, ri.pos+1)
 	}
-	b.pool.parallelFor(len(rows)*nh, 1, func(lo, hi int) {
-		scores := make([]float32, maxPos)
-		for job := lo; job < hi; job++ {
-			r, h := job/nh, job%nh
-			ri := rows[r]
-			kvh := h / group
-			q := b.q[r*c.QDim()+h*hd : r*c.QDim()+(h+1)*hd]
-			K, V := ri.kv.K[layer], ri.kv.V[layer]
-			start := 0
-			if c.SlidingWindow > 0 {
-				start = max(0, ri.pos-c.SlidingWindow+1)
-			}
-			mx := float32(math.Inf(-1))
-			for p := start; p <= ri.pos; p++ {
-				s := dot8(q, K[p*kvd+kvh*hd:p*kvd+(kvh+1)*hd]) * scale
-				scores[p] = s
-				mx = max(mx, s)
-			}
-			var sum float64
-			for p := start; p <= ri.pos; p++ {
-				e := float32(math.Exp(float64(scores[p] - mx)))
-				scores[p] = e
-				sum += float64(e)
-			}
-			inv := float32(1 / sum)
-			out := b.att[r*c.QDim()+h*hd : r*c.QDim()+(h+1)*hd]
-			clear(out)
-			for p := start; p <= ri.pos; p++ {
-				axpy(out, V[p*kvd+kvh*hd:p*kvd+(kvh+1)*hd], scores[p]*inv)
-			}
+	b.at = attArgs{rows: rows, layer: layer, maxPos: maxPos}
+	b.pool.parallelFor(len(rows)*b.c.NHead, 1, b.attFn)
+	b.at = attArgs{}
+}
+
+// attArgs are one attention step's operands, for attend.
+type attArgs struct {
+	rows          []rowInfo
+	layer, maxPos int
+}
+
+// attend computes attention jobs [lo, hi) (row r, head h = job/nh, job%nh).
+func (b *Backend) attend(lo, hi int) {
+	c := b.c
+	rows, layer := b.at.rows, b.at.layer
+	hd, nh, kvd := c.HeadDim, c.NHead, c.KVDim()
+	group := c.NHead / c.NHeadKV
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	sp, _ := b.scores.Get().(*[]float32)
+	if sp == nil {
+		sp = new([]float32)
+	}
+	if cap(*sp) < b.at.maxPos {
+		*sp = make([]float32, b.at.maxPos)
+	}
+	scores := (*sp)[:b.at.maxPos]
+	defer b.scores.Put(sp)
+	for job := lo; job < hi; job++ {
+		r, h := job/nh, job%nh
+		ri := rows[r]
+		kvh := h / group
+		q := b.q[r*c.QDim()+h*hd : r*c.QDim()+(h+1)*hd]
+		K, V := ri.kv.K[layer], ri.kv.V[layer]
+		start := 0
+		if c.SlidingWindow > 0 {
+			start = max(0, ri.pos-c.SlidingWindow+1)
 		}
-	})
+		mx := float32(math.Inf(-1))
+		for p := start; p <= ri.pos; p++ {
+			s := dot8(q, K[p*kvd+kvh*hd:p*kvd+(kvh+1)*hd]) * scale
+			scores[p] = s
+			mx = max(mx, s)
+		}
+		var sum float64
+		for p := start; p <= ri.pos; p++ {
+			e := float32(math.Exp(float64(scores[p] - mx)))
+			scores[p] = e
+			sum += float64(e)
+		}
+		inv := float32(1 / sum)
+		out := b.att[r*c.QDim()+h*hd : r*c.QDim()+(h+1)*hd]
+		clear(out)
+		for p := start; p <= ri.pos; p++ {
+			axpy(out, V[p*kvd+kvh*hd:p*kvd+(kvh+1)*hd], scores[p]*inv)
+		}
+	}
 }
 
 var _ backend.Backend = (*Backend)(nil)

@@ -11,6 +11,7 @@ import (
 type pool struct {
 	workers int
 	tasks   chan *loop
+	l       loop // reused by every parallelFor (one at a time): no allocation
 }
 
 type loop struct {
@@ -50,7 +51,8 @@ func newPool(workers int) *pool {
 // close stops the workers.
 func (p *pool) close() { close(p.tasks) }
 
-// parallelFor calls fn on disjoint ranges covering [0, n), in parallel.
+// parallelFor calls fn on disjoint ranges covering [0, n), in parallel. It
+// is not reentrant: fn must not call parallelFor.
 // Ranges are at least minChunk long so that small loops stay on one core.
 func (p *pool) parallelFor(n, minChunk int, fn func(lo, hi int)) {
 	if n <= 0 {
@@ -63,11 +65,14 @@ func (p *pool) parallelFor(n, minChunk int, fn func(lo, hi int)) {
 	}
 	// About four chunks per worker balances uneven rows.
 	chunk := max(minChunk, (n+4*(helpers+1)-1)/(4*(helpers+1)))
-	l := &loop{n: n, chunk: chunk, fn: fn}
+	l := &p.l
+	l.n, l.chunk, l.fn = n, chunk, fn
+	l.next.Store(0)
 	l.wg.Add(helpers)
 	for range helpers {
 		p.tasks <- l
 	}
 	l.run()
 	l.wg.Wait()
+	l.fn = nil
 }
