@@ -632,6 +632,12 @@ func (s *seq) topK() int {
 		s.wholeRow = false
 		return 0
 	}
+	if s.gm != nil && s.gm.MaskWithin(s.maxTokens-len(s.result.IDs)).Count() < narrowMask {
+		// Few tokens are allowed (JSON punctuation, a keyword): they are
+		// unlikely to be among the top candidates, and a step read again
+		// costs a forward; the whole row costs a copy.
+		return 0
+	}
 	k := s.sampler.TopNeeded(s.history)
 	if k == 0 {
 		return 0
@@ -641,6 +647,10 @@ func (s *seq) topK() int {
 	}
 	return k
 }
+
+// narrowMask is the number of allowed tokens below which a constrained
+// step asks for the whole row instead of the top candidates.
+const narrowMask = 4096
 
 func (s *seq) cancel() { s.cancelled.Store(true) }
 

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"fmt"
 	"math"
+	mbits "math/bits"
 	"sync"
 
 	"worker-orcd/grammar"
@@ -21,7 +22,7 @@ const (
 // grammarMaxStates the states one may grow to before it is compiled afresh
 // (a long-lived automaton's tables only grow).
 const (
-	grammarCacheSize = 64
+	grammarCacheSize = 16
 	grammarMaxStates = 50000
 )
 
@@ -40,7 +41,7 @@ type grammarEntry struct {
 
 // Grammar compiles a constraint for Request.Grammar: kind is GrammarGBNF,
 // GrammarJSONSchema or GrammarJSONObject. Compiled grammars are cached by
-// kind and source (the last 64), so that a schema sent again costs a map
+// kind and source (the last 16), so that a schema sent again costs a map
 // lookup and its token masks are already computed. A source that does not
 // compile returns a *grammar.Error (wrapped in ErrInvalidRequest) saying
 // where and why.
@@ -137,15 +138,23 @@ func applyMask(dst, logits []float32, mask grammar.Mask) {
 		case ^uint64(0):
 			copy(dst[lo:hi], logits[lo:hi])
 		case 0:
-			for i := lo; i < hi; i++ {
-				dst[i] = inf
-			}
+			copy(dst[lo:hi], negInfs[:])
 		default:
-			for i := lo; i < hi; i++ {
-				if bits&(1<<uint(i-lo)) != 0 {
+			if hi-lo < 64 {
+				bits &= 1<<uint(hi-lo) - 1
+			}
+			if mbits.OnesCount64(bits) >= 32 { // copy, then clear the refused
+				copy(dst[lo:hi], logits[lo:hi])
+				for z := ^bits; z != 0; z &= z - 1 {
+					if i := lo + mbits.TrailingZeros64(z); i < hi {
+						dst[i] = inf
+					}
+				}
+			} else { // fill, then copy the allowed
+				copy(dst[lo:hi], negInfs[:])
+				for b := bits; b != 0; b &= b - 1 {
+					i := lo + mbits.TrailingZeros64(b)
 					dst[i] = logits[i]
-				} else {
-					dst[i] = inf
 				}
 			}
 		}
@@ -156,6 +165,14 @@ func applyMask(dst, logits []float32, mask grammar.Mask) {
 }
 
 var negInf = math.Inf(-1)
+
+// negInfs is a word's worth of -Inf logits, copied where a mask refuses.
+var negInfs = func() (a [64]float32) {
+	for i := range a {
+		a[i] = float32(negInf)
+	}
+	return
+}()
 
 func grow32(b []float32, n int) []float32 {
 	if cap(b) < n {

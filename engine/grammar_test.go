@@ -162,3 +162,28 @@ func isInvalid(err error) bool {
 }
 
 var errorsIs = func(err, target error) bool { return errors.Is(err, target) }
+
+// BenchmarkApplyMask: the per-step cost of masking a Qwen-sized row
+// (151 936 logits) where a JSON string's content is allowed (most ids) and
+// where only punctuation is (few).
+func BenchmarkApplyMask(b *testing.B) {
+	const n = 151936
+	logits := make([]float32, n)
+	dst := make([]float32, n)
+	for _, dense := range []bool{true, false} {
+		mask := make(grammar.Mask, (n+63)/64)
+		for i := range mask {
+			if dense {
+				mask[i] = ^uint64(0) &^ (1 << (i % 64))
+			} else if i%97 == 0 {
+				mask[i] = 1
+			}
+		}
+		b.Run(fmt.Sprint("dense=", dense), func(b *testing.B) {
+			for b.Loop() {
+				applyMask(dst, logits, mask)
+				_ = mask.Count()
+			}
+		})
+	}
+}

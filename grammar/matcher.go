@@ -25,12 +25,7 @@ func (m *Matcher) Mask() Mask {
 	}
 	s := &a.states[m.st]
 	if s.mask == nil {
-		if a.masks >= maxMasks {
-			for i := range a.states {
-				a.states[i].mask = nil
-			}
-			a.masks = 0
-		}
+		a.makeRoom()
 		mask := a.computeMask(m.st, -1)
 		a.states[m.st].mask = mask
 		a.masks++
@@ -59,6 +54,9 @@ func (a *Automaton) allowed(st, id int32) bool {
 func (a *Automaton) allowedWithin(st, id int32, budget int) bool {
 	if mk := a.states[st].mask; mk != nil && (budget < 0 || a.states[st].maxAfter <= int32(max(budget-1, 0))) {
 		return mk.Has(id)
+	}
+	if w, ok := a.states[st].within[int32(max(budget-1, 0))]; ok && budget >= 0 {
+		return w.Has(id)
 	}
 	p := a.v.piece[id]
 	if p == nil {
@@ -90,13 +88,36 @@ func (m *Matcher) MaskWithin(budget int) Mask {
 	a := m.a
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if m.st < 0 || a.states[m.st].maxAfter <= int32(max(budget-1, 0)) {
+	limit := int32(max(budget-1, 0))
+	if m.st < 0 || a.states[m.st].maxAfter <= limit {
 		return mask
 	}
-	if within := a.computeMask(m.st, budget); within.Count() > 0 {
-		return within
+	if w, ok := a.states[m.st].within[limit]; ok {
+		return w
 	}
-	return mask // no completion fits: the best that can be done is no budget
+	a.makeRoom()
+	within := a.computeMask(m.st, budget)
+	if within.Count() == 0 {
+		within = mask // no completion fits: the best that can be done is no budget
+	}
+	s := &a.states[m.st]
+	if s.within == nil {
+		s.within = map[int32]Mask{}
+	}
+	s.within[limit] = within
+	a.masks++
+	return within
+}
+
+// makeRoom empties the mask cache when it is full (a.mu held).
+func (a *Automaton) makeRoom() {
+	if (a.masks+1)*(a.v.n/8+8) <= maxMaskBytes {
+		return
+	}
+	for i := range a.states {
+		a.states[i].mask, a.states[i].within = nil, nil
+	}
+	a.masks = 0
 }
 
 // AllowedWithin is Allowed under a token budget (see MaskWithin).

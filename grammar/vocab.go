@@ -2,6 +2,7 @@ package grammar
 
 import (
 	"bytes"
+	"math/bits"
 	"slices"
 )
 
@@ -99,9 +100,7 @@ func (m Mask) Has(id int32) bool {
 func (m Mask) Count() int {
 	n := 0
 	for _, w := range m {
-		for ; w != 0; w &= w - 1 {
-			n++
-		}
+		n += bits.OnesCount64(w)
 	}
 	return n
 }

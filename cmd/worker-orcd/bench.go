@@ -36,6 +36,21 @@ type benchJSON struct {
 	DecodeTPS     float64      `json:"decode_tokens_per_s"`
 	DecodeOfFloor float64      `json:"decode_fraction_of_floor"`
 	Concurrency   []benchLevel `json:"concurrency"`
+	// Constrained is the decode of one request under --json-schema-file.
+	Constrained *benchConstrained `json:"constrained,omitempty"`
+}
+
+// benchConstrained measures constrained decoding: the same greedy decode as
+// decode_tokens_per_s with the output held to a JSON Schema.
+type benchConstrained struct {
+	VocabMs     float64 `json:"vocab_ms"`          // building the vocabulary's token trie (once per model)
+	CompileMs   float64 `json:"schema_compile_ms"` // compiling the schema into a grammar and automaton
+	GenTokens   int     `json:"generated_tokens"`  // tokens until the schema's end (or -n)
+	DecodeTPS   float64 `json:"decode_tokens_per_s"`
+	FirstTPS    float64 `json:"first_decode_tokens_per_s"`         // the first run, when every mask is computed afresh
+	Unconstrain float64 `json:"unconstrained_decode_tokens_per_s"` // the same request's length without the schema
+	Overhead    float64 `json:"overhead"`                          // 1 - constrained / unconstrained decode tokens/s
+	StopReason  string  `json:"stop_reason"`
 }
 
 type benchLevel struct {
@@ -56,7 +71,7 @@ func newBenchCmd() *cobra.Command {
 	var prompt, gen int
 	var levels string
 	var asJSON bool
-	var cpuProfile string
+	var cpuProfile, schemaFile string
 	cmd := &cobra.Command{
 		Use:   "bench --model M.gguf [-p 512] [-n 128] [--concurrency 1,8]",
 		Short: "Measure prefill and decode speed beside the memory-bandwidth floor",
@@ -108,6 +123,15 @@ weight bytes per token ÷ bandwidth.`,
 			if err != nil {
 				return err
 			}
+			if schemaFile != "" {
+				schema, err := os.ReadFile(schemaFile)
+				if err != nil {
+					return fmt.Errorf("bench: --json-schema-file: %w", err)
+				}
+				if res.Constrained, err = benchConstrainedRun(m, schema, prompt, gen); err != nil {
+					return fmt.Errorf("bench: --json-schema-file %s: %w", schemaFile, err)
+				}
+			}
 			res.Model = mf.path
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -123,6 +147,10 @@ weight bytes per token ÷ bandwidth.`,
 				fmt.Fprintf(out, "concurrency %3d      %9.1f tok/s total (%.1f while all decode), %.0f ms per request, TTFT p50 %.1f p99 %.1f ms, ITL p50 %.2f p99 %.2f ms\n",
 					l.Requests, l.TotalTPS, l.DecodeTPS, l.PerRequestMs, l.TTFTP50Ms, l.TTFTP99Ms, l.ITLP50Ms, l.ITLP99Ms)
 			}
+			if c := res.Constrained; c != nil {
+				fmt.Fprintf(out, "schema   %5d tokens  %9.1f tok/s  (unconstrained %.1f: %.1f%% overhead; first run %.1f tok/s; %s); compile %.2f ms, vocabulary trie %.0f ms\n",
+					c.GenTokens, c.DecodeTPS, c.Unconstrain, 100*c.Overhead, c.FirstTPS, c.StopReason, c.CompileMs, c.VocabMs)
+			}
 			return nil
 		},
 	}
@@ -133,6 +161,7 @@ weight bytes per token ÷ bandwidth.`,
 	fs.StringVar(&levels, "concurrency", "1", "comma-separated numbers of concurrent requests")
 	fs.BoolVar(&asJSON, "json", false, "print JSON (format in the README)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the measurements to this file")
+	fs.StringVar(&schemaFile, "json-schema-file", "", "also measure decoding constrained to this JSON Schema (greedy, one request)")
 	return cmd
 }
 
@@ -285,4 +314,51 @@ func memcpyBandwidth() float64 {
 		best = min(best, time.Since(t0))
 	}
 	return 2 * float64(size) / best.Seconds() / 1e9
+}
+
+// benchConstrainedRun decodes one greedy request of -p random prompt tokens
+// under the schema, and the same request without it for as many tokens,
+// and compares their decode speeds.
+func benchConstrainedRun(m *engine.Model, schema []byte, prompt, gen int) (*benchConstrained, error) {
+	c := &benchConstrained{}
+	t0 := time.Now()
+	if _, err := m.Grammar(engine.GrammarJSONObject, ""); err != nil { // builds the vocabulary's trie
+		return nil, err
+	}
+	c.VocabMs = float64(time.Since(t0).Microseconds()) / 1e3
+	t0 = time.Now()
+	a, err := m.Grammar(engine.GrammarJSONSchema, string(schema))
+	if err != nil {
+		return nil, err
+	}
+	c.CompileMs = float64(time.Since(t0).Microseconds()) / 1e3
+	vocab := m.Model.Config.VocabSize
+	rng := rand.New(rand.NewPCG(3, 4))
+	ids := make([]int32, prompt)
+	for i := range ids {
+		ids[i] = int32(rng.IntN(vocab))
+	}
+	ctx := context.Background()
+	req := engine.Request{Prompt: ids, Params: sample.GreedyParams(), MaxTokens: gen, Grammar: a}
+	r, err := m.Generate(ctx, req, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.FirstTPS = r.Timings.GenerateTPS
+	// Again: the masks of the states seen are cached now, as they are for
+	// a schema the server has seen before.
+	if r, err = m.Generate(ctx, req, nil); err != nil {
+		return nil, err
+	}
+	c.GenTokens, c.DecodeTPS, c.StopReason = len(r.IDs), r.Timings.GenerateTPS, string(r.StopReason)
+	req.Grammar, req.MaxTokens, req.IgnoreEOS = nil, max(len(r.IDs), 2), true
+	u, err := m.Generate(ctx, req, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.Unconstrain = u.Timings.GenerateTPS
+	if c.Unconstrain > 0 {
+		c.Overhead = 1 - c.DecodeTPS/c.Unconstrain
+	}
+	return c, nil
 }
