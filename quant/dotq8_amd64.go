@@ -1,6 +1,10 @@
 package quant
 
-import "golang.org/x/sys/cpu"
+import (
+	"sync"
+
+	"golang.org/x/sys/cpu"
+)
 
 // Q8_0-activation dot products (dotq8_amd64.s) in AVX2 and in AVX-512 VNNI:
 // both bit-identical to dotQ8_0, dotQ4_0 and dotQ5_0 (the "eight lanes"
@@ -56,16 +60,58 @@ func tileQ4_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 
 //go:noescape
 func tileQ5_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[16]float32)
 
-// Tiles of 4 rows × 8 tokens on 512-bit registers (VNNI): out[4*t+r].
+// packQ8PairsAsm prepares eight tokens (ystride bytes apart) for the tileP
+// kernels: nb blocks × 768 bytes at dst (off: the weight type's offset,
+// 8, 16 or 128).
 //
 //go:noescape
-func tile8Q8_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[32]float32)
+func packQ8PairsAsm(y *byte, ystride int, nb int, tab *[1 << 16]float32, off int, dst *byte)
+
+// 4 rows × 8 packed tokens: out[4*t+r].
+//
+//go:noescape
+func tilePQ8_0VNNIAsm(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
 
 //go:noescape
-func tile8Q4_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[32]float32)
+func tilePQ4_0VNNIAsm(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
 
 //go:noescape
-func tile8Q5_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[32]float32)
+func tilePQ5_0VNNIAsm(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+
+// packBufs holds the packed-token scratch of MatMul calls (*[]byte).
+var packBufs sync.Pool
+
+// packedTiles returns the MatMul body for 4-row × 8-token packed tiles of a
+// type with block size bs and offset off: rows [0, rows4) × tokens [0, T8).
+func packedTiles(k func(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32), bs, off int) packedFunc {
+	return func(w []byte, rowBytes, rows4 int, xq []byte, ab, T8, n int, out []float32, outStride int) {
+		nb := n / QK
+		if nb <= 0 || rows4 <= 0 || T8 <= 0 {
+			return
+		}
+		_ = w[(rows4-1)*rowBytes+nb*bs-1]
+		_ = xq[(T8-1)*ab+nb*34-1]
+		bp, _ := packBufs.Get().(*[]byte)
+		if bp == nil {
+			bp = new([]byte)
+		}
+		if cap(*bp) < nb*768 {
+			*bp = make([]byte, nb*768)
+		}
+		buf := (*bp)[:nb*768]
+		var tile [32]float32
+		for tok := 0; tok+8 <= T8; tok += 8 {
+			packQ8PairsAsm(&xq[tok*ab], ab, nb, f16Table, off, &buf[0])
+			for r := 0; r < rows4; r += 4 {
+				k(&w[r*rowBytes], rowBytes, &buf[0], nb, f16Table, &tile)
+				for i := range 8 {
+					copy(out[(tok+i)*outStride+r:(tok+i)*outStride+r+4], tile[4*i:4*i+4])
+				}
+			}
+		}
+		packBufs.Put(bp)
+	}
+}
 
 // hasQ8Asm: AVX2 (the kernels use no FMA). hasVNNI: AVX-512 F, BW, VL and
 // VNNI (256-bit EVEX forms, K masks), which the OS must also save
@@ -79,7 +125,6 @@ type (
 	q8Kernel1 = func(x, y *byte, nb int, tab *[1 << 16]float32) float32
 	q8Kernel4 = func(x *byte, stride int, y *byte, nb int, tab *[1 << 16]float32, out *[4]float32)
 	q8Tile    = func(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[16]float32)
-	q8Tile8   = func(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32, out *[32]float32)
 )
 
 func init() { setQ8Kernels(hasQ8Asm && !portable, hasVNNI && !portable) }
@@ -93,27 +138,26 @@ func setQ8Kernels(avx2, vnni bool) {
 		k1 q8Kernel1
 		k4 q8Kernel4
 		kt q8Tile
-		k8 q8Tile8
 	}
 	var sets []set
 	switch {
 	case vnni:
 		q8Level = "avx512vnni"
-		sets = []set{{Q8_0, 34, dotQ8_0VNNIAsm, dotQ8_0x4VNNIAsm, tileQ8_0VNNIAsm, tile8Q8_0VNNIAsm},
-			{Q4_0, 18, dotQ4_0VNNIAsm, dotQ4_0x4VNNIAsm, tileQ4_0VNNIAsm, tile8Q4_0VNNIAsm},
-			{Q5_0, 22, dotQ5_0VNNIAsm, dotQ5_0x4VNNIAsm, tileQ5_0VNNIAsm, tile8Q5_0VNNIAsm}}
+		sets = []set{{Q8_0, 34, dotQ8_0VNNIAsm, dotQ8_0x4VNNIAsm, tileQ8_0VNNIAsm},
+			{Q4_0, 18, dotQ4_0VNNIAsm, dotQ4_0x4VNNIAsm, tileQ4_0VNNIAsm},
+			{Q5_0, 22, dotQ5_0VNNIAsm, dotQ5_0x4VNNIAsm, tileQ5_0VNNIAsm}}
 	case avx2:
 		q8Level = "avx2"
-		sets = []set{{Q8_0, 34, dotQ8_0AVX2Asm, dotQ8_0x4AVX2Asm, nil, nil},
-			{Q4_0, 18, dotQ4_0AVX2Asm, dotQ4_0x4AVX2Asm, nil, nil},
-			{Q5_0, 22, dotQ5_0AVX2Asm, dotQ5_0x4AVX2Asm, nil, nil}}
+		sets = []set{{Q8_0, 34, dotQ8_0AVX2Asm, dotQ8_0x4AVX2Asm, nil},
+			{Q4_0, 18, dotQ4_0AVX2Asm, dotQ4_0x4AVX2Asm, nil},
+			{Q5_0, 22, dotQ5_0AVX2Asm, dotQ5_0x4AVX2Asm, nil}}
 	default:
 		q8Level = "go"
 		for _, t := range []Type{Q8_0, Q4_0, Q5_0} {
 			vecDotFuncs[t] = genericDotFuncs[t]
 			delete(multiRowFuncs, t)
 			delete(tileFuncs, t)
-			delete(tile8Funcs, t)
+			delete(packedFuncs, t)
 		}
 		return
 	}
@@ -137,19 +181,14 @@ func setQ8Kernels(avx2, vnni bool) {
 		} else {
 			delete(tileFuncs, s.t)
 		}
-		if k8 := s.k8; k8 != nil {
-			tile8Funcs[s.t] = func(w []byte, stride int, xq []byte, ab, n int, tile *[32]float32) {
-				nb := n / QK
-				if nb <= 0 {
-					clear(tile[:])
-					return
-				}
-				_ = w[3*stride+nb*bs-1]
-				_ = xq[7*ab+nb*34-1]
-				k8(&w[0], stride, &xq[0], ab, nb, f16Table, tile)
-			}
+		if s.t == Q8_0 && vnni {
+			packedFuncs[Q8_0] = packedTiles(tilePQ8_0VNNIAsm, 34, 128)
+		} else if s.t == Q4_0 && vnni {
+			packedFuncs[Q4_0] = packedTiles(tilePQ4_0VNNIAsm, 18, 8)
+		} else if s.t == Q5_0 && vnni {
+			packedFuncs[Q5_0] = packedTiles(tilePQ5_0VNNIAsm, 22, 16)
 		} else {
-			delete(tile8Funcs, s.t)
+			delete(packedFuncs, s.t)
 		}
 	}
 }

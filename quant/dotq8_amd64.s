@@ -393,80 +393,12 @@ TILE(·tileQ4_0VNNIAsm, q8x08<>(SB), UNPACK_Q4, 18)
 TILE(·tileQ5_0VNNIAsm, q8x10<>(SB), UNPACK_Q5, 22)
 
 // Tiles of 4 rows × 8 tokens on 512-bit registers (VNNI only; the FP
-// multiply and add units do 16 lanes per instruction): func(x *byte,
-// stride int, y *byte, ystride int, nb int, tab *[1 << 16]float32,
-// out *[32]float32), out[4*t+r] bit-identical to the single-row result of
-// row r with token t. A register holds tokens p and p+4 (p < 4) in its two
-// halves: eight lanes each, the same operations lane by lane.
-//	DI: token 0's block, R13: token 4's, R11: token stride, R12: 3*R11
-//	Z0..Z3: pairs' quants  Z5..Z8: pairs' -off*(y sums)  Z10..Z13: pairs' dy
+// multiply and add units do 16 lanes per instruction), out[4*t+r]
+// bit-identical to the single-row result of row r with token t. A register
+// holds tokens p and p+4 (p < 4) in its two halves: eight lanes each, the
+// same operations lane by lane. The tokens come packed (packQ8PairsAsm).
 //	Z4: the row's quants in both halves  Z14: dx  Z15: d  Z9: scratch
-//	Z16 + 4r + p: lane sums of row r, pair p
-DATA q8x08z<>+0(SB)/8, $0x0808080808080808
-DATA q8x08z<>+8(SB)/8, $0x0808080808080808
-DATA q8x08z<>+16(SB)/8, $0x0808080808080808
-DATA q8x08z<>+24(SB)/8, $0x0808080808080808
-DATA q8x08z<>+32(SB)/8, $0x0808080808080808
-DATA q8x08z<>+40(SB)/8, $0x0808080808080808
-DATA q8x08z<>+48(SB)/8, $0x0808080808080808
-DATA q8x08z<>+56(SB)/8, $0x0808080808080808
-GLOBL q8x08z<>(SB), RODATA|NOPTR, $64
-
-DATA q8x10z<>+0(SB)/8, $0x1010101010101010
-DATA q8x10z<>+8(SB)/8, $0x1010101010101010
-DATA q8x10z<>+16(SB)/8, $0x1010101010101010
-DATA q8x10z<>+24(SB)/8, $0x1010101010101010
-DATA q8x10z<>+32(SB)/8, $0x1010101010101010
-DATA q8x10z<>+40(SB)/8, $0x1010101010101010
-DATA q8x10z<>+48(SB)/8, $0x1010101010101010
-DATA q8x10z<>+56(SB)/8, $0x1010101010101010
-GLOBL q8x10z<>(SB), RODATA|NOPTR, $64
-
-DATA q8x80z<>+0(SB)/8, $0x8080808080808080
-DATA q8x80z<>+8(SB)/8, $0x8080808080808080
-DATA q8x80z<>+16(SB)/8, $0x8080808080808080
-DATA q8x80z<>+24(SB)/8, $0x8080808080808080
-DATA q8x80z<>+32(SB)/8, $0x8080808080808080
-DATA q8x80z<>+40(SB)/8, $0x8080808080808080
-DATA q8x80z<>+48(SB)/8, $0x8080808080808080
-DATA q8x80z<>+56(SB)/8, $0x8080808080808080
-GLOBL q8x80z<>(SB), RODATA|NOPTR, $64
-
-#define ZPREP(ya, yb, Zy, Yy, Zneg, Zdy, Ydy, offz) \
-	VMOVDQU 2 ya, Yy; \
-	VINSERTI64X4 $1, 2 yb, Zy, Zy; \
-	VMOVDQU64 offz, Z9; \
-	VPXORD Zneg, Zneg, Zneg; \
-	VPDPBUSD Zy, Z9, Zneg; \
-	VPXORD Z9, Z9, Z9; \
-	VPSUBD Zneg, Z9, Zneg; \
-	MOVWLZX ya, AX; \
-	VBROADCASTSS (R9)(AX*4), Ydy; \
-	MOVWLZX yb, AX; \
-	VBROADCASTSS (R9)(AX*4), Y15; \
-	VINSERTF64X4 $1, Y15, Zdy, Zdy
-
-#define ZPREP4(offz) \
-	ZPREP((DI), (R13), Z0, Y0, Z5, Z10, Y10, offz); \
-	ZPREP((DI)(R11*1), (R13)(R11*1), Z1, Y1, Z6, Z11, Y11, offz); \
-	ZPREP((DI)(R11*2), (R13)(R11*2), Z2, Y2, Z7, Z12, Y12, offz); \
-	ZPREP((DI)(R12*1), (R13)(R12*1), Z3, Y3, Z8, Z13, Y13, offz)
-
-#define ZDOT(Zy, Zneg, Zdy, acc) \
-	VMOVDQA64 Zneg, Z9; \
-	VPDPBUSD Zy, Z4, Z9; \
-	VCVTDQ2PS Z9, Z9; \
-	VMULPS Zdy, Z14, Z15; \
-	VMULPS Z15, Z9, Z9; \
-	VADDPS Z9, acc, acc
-
-#define ZROW(a0, a1, a2, a3) \
-	VINSERTI64X4 $1, Y4, Z4, Z4; \
-	ZDOT(Z0, Z5, Z10, a0); \
-	ZDOT(Z1, Z6, Z11, a1); \
-	ZDOT(Z2, Z7, Z12, a2); \
-	ZDOT(Z3, Z8, Z13, a3)
-
+//	Z16 + 4r + p: lane sums of row r, pair p  BX: the packed block
 #define ZDX(r) \
 	MOVWLZX r, AX; \
 	VBROADCASTSS (R9)(AX*4), Z14
@@ -506,31 +438,90 @@ GLOBL q8x80z<>(SB), RODATA|NOPTR, $64
 	ZREDUCE(a2, b2, c2, 4*8+r*4, 4*24+r*4); \
 	ZREDUCE(a3, b3, c3, 4*12+r*4, 4*28+r*4)
 
-#define ZTILE(name, offz, unpack, bs) \
-TEXT name(SB), NOSPLIT, $0-56; \
+
+// Packed activations for the 8-token tiles: MatMul prepares each group of
+// eight tokens once for all rows. Per block, per pair p (tokens p and p+4),
+// 192 bytes at 192p: the two tokens' 32 quants, their 16 int32 lanes of
+// -off*(y sums of 4), their dy broadcast over 8 lanes each.
+//
+#define PACKPAIR(ya, yb, po) \
+	VMOVDQU 2 ya, Y0; \
+	VINSERTI64X4 $1, 2 yb, Z0, Z0; \
+	VMOVDQU64 Z0, po(BX); \
+	VPXORD Z1, Z1, Z1; \
+	VPDPBUSD Z0, Z13, Z1; \
+	VPXORD Z2, Z2, Z2; \
+	VPSUBD Z1, Z2, Z1; \
+	VMOVDQU64 Z1, 64+po(BX); \
+	MOVWLZX ya, AX; \
+	VBROADCASTSS (R9)(AX*4), Y2; \
+	MOVWLZX yb, AX; \
+	VBROADCASTSS (R9)(AX*4), Y3; \
+	VINSERTF64X4 $1, Y3, Z2, Z2; \
+	VMOVUPS Z2, 128+po(BX)
+
+// func packQ8PairsAsm(y *byte, ystride int, nb int, tab *[1 << 16]float32, off int, dst *byte)
+TEXT ·packQ8PairsAsm(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), DI
+	MOVQ ystride+8(FP), R11
+	LEAQ (R11)(R11*2), R12
+	LEAQ (DI)(R11*4), R13
+	MOVQ nb+16(FP), CX
+	MOVQ tab+24(FP), R9
+	MOVQ off+32(FP), AX
+	VMOVD AX, X13
+	VPBROADCASTB X13, Z13
+	MOVQ dst+40(FP), BX
+packloop:
+	PACKPAIR((DI), (R13), 0)
+	PACKPAIR((DI)(R11*1), (R13)(R11*1), 192)
+	PACKPAIR((DI)(R11*2), (R13)(R11*2), 384)
+	PACKPAIR((DI)(R12*1), (R13)(R12*1), 576)
+	ADDQ $34, DI
+	ADDQ $34, R13
+	ADDQ $768, BX
+	DECQ CX
+	JNZ packloop
+	VZEROUPPER
+	RET
+
+#define ZDOTP(po, acc) \
+	VMOVDQU64 64+po(BX), Z9; \
+	VPDPBUSD po(BX), Z4, Z9; \
+	VCVTDQ2PS Z9, Z9; \
+	VMULPS 128+po(BX), Z14, Z15; \
+	VMULPS Z15, Z9, Z9; \
+	VADDPS Z9, acc, acc
+
+#define ZROWP(a0, a1, a2, a3) \
+	VINSERTI64X4 $1, Y4, Z4, Z4; \
+	ZDOTP(0, a0); \
+	ZDOTP(192, a1); \
+	ZDOTP(384, a2); \
+	ZDOTP(576, a3)
+
+// 4 rows × 8 packed tokens: func(x *byte, stride int, p *byte, nb int,
+// tab *[1 << 16]float32, out *[32]float32), out[4*t+r].
+#define ZTILEP(name, unpack, bs) \
+TEXT name(SB), NOSPLIT, $0-48; \
 	MOVQ x+0(FP), SI; \
 	MOVQ stride+8(FP), R8; \
 	LEAQ (R8)(R8*2), R10; \
-	MOVQ y+16(FP), DI; \
-	MOVQ ystride+24(FP), R11; \
-	LEAQ (R11)(R11*2), R12; \
-	LEAQ (DI)(R11*4), R13; \
-	MOVQ nb+32(FP), CX; \
-	MOVQ tab+40(FP), R9; \
-	MOVQ out+48(FP), DX; \
+	MOVQ p+16(FP), BX; \
+	MOVQ nb+24(FP), CX; \
+	MOVQ tab+32(FP), R9; \
+	MOVQ out+40(FP), DX; \
 	VPXORD Z16, Z16, Z16; VMOVDQA64 Z16, Z17; VMOVDQA64 Z16, Z18; VMOVDQA64 Z16, Z19; \
 	VMOVDQA64 Z16, Z20; VMOVDQA64 Z16, Z21; VMOVDQA64 Z16, Z22; VMOVDQA64 Z16, Z23; \
 	VMOVDQA64 Z16, Z24; VMOVDQA64 Z16, Z25; VMOVDQA64 Z16, Z26; VMOVDQA64 Z16, Z27; \
 	VMOVDQA64 Z16, Z28; VMOVDQA64 Z16, Z29; VMOVDQA64 Z16, Z30; VMOVDQA64 Z16, Z31; \
 loop:; \
-	ZPREP4(offz); \
-	unpack((SI)); ZDX((SI)); ZROW(Z16, Z17, Z18, Z19); \
-	unpack((SI)(R8*1)); ZDX((SI)(R8*1)); ZROW(Z20, Z21, Z22, Z23); \
-	unpack((SI)(R8*2)); ZDX((SI)(R8*2)); ZROW(Z24, Z25, Z26, Z27); \
-	unpack((SI)(R10*1)); ZDX((SI)(R10*1)); ZROW(Z28, Z29, Z30, Z31); \
+	unpack((SI)); ZDX((SI)); ZROWP(Z16, Z17, Z18, Z19); \
+	unpack((SI)(R8*1)); ZDX((SI)(R8*1)); ZROWP(Z20, Z21, Z22, Z23); \
+	unpack((SI)(R8*2)); ZDX((SI)(R8*2)); ZROWP(Z24, Z25, Z26, Z27); \
+	unpack((SI)(R10*1)); ZDX((SI)(R10*1)); ZROWP(Z28, Z29, Z30, Z31); \
 	ADDQ $bs, SI; \
-	ADDQ $34, DI; \
-	ADDQ $34, R13; \
+	ADDQ $768, BX; \
 	DECQ CX; \
 	JNZ loop; \
 	ZREDUCE_ROW(0, Z16, Y16, X16, Z17, Y17, X17, Z18, Y18, X18, Z19, Y19, X19); \
@@ -540,6 +531,6 @@ loop:; \
 	VZEROUPPER; \
 	RET
 
-ZTILE(·tile8Q8_0VNNIAsm, q8x80z<>(SB), ZUNPACK_Q8, 34)
-ZTILE(·tile8Q4_0VNNIAsm, q8x08z<>(SB), ZUNPACK_Q4, 18)
-ZTILE(·tile8Q5_0VNNIAsm, q8x10z<>(SB), ZUNPACK_Q5, 22)
+ZTILEP(·tilePQ8_0VNNIAsm, ZUNPACK_Q8, 34)
+ZTILEP(·tilePQ4_0VNNIAsm, ZUNPACK_Q4, 18)
+ZTILEP(·tilePQ5_0VNNIAsm, ZUNPACK_Q5, 22)

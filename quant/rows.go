@@ -53,7 +53,8 @@ var multiRowFuncs = map[Type]func(w []byte, rowBytes int, xq []byte, n int, out 
 // rowBytes apart, against T activation rows converted by
 // QuantizeActivations, ab bytes apart. Every result is bit-identical to
 // VecDot's. Where the CPU has a tile kernel for t (AVX-512 VNNI: Q4_0, Q5_0,
-// Q8_0, four rows × eight tokens, then × four; AVX2: Q4_K, Q6_K, one row × four tokens),
+// Q8_0, four rows × eight tokens (prepared once for all rows), then × four;
+// AVX2: Q4_K, Q6_K, one row × four tokens),
 // each weight block is unpacked once for four tokens; otherwise the tokens
 // go through DotRows one by one. It panics on bad sizes.
 func MatMul(t Type, w []byte, rowBytes, rows int, xq []byte, ab, T, n int, out []float32, outStride int) {
@@ -96,17 +97,16 @@ func MatMul(t Type, w []byte, rowBytes, rows int, xq []byte, ab, T, n int, out [
 		if err != nil || rowBytes < rb || len(w) < (rows-1)*rowBytes+rb {
 			panic(fmt.Sprintf("quant: MatMul: %d rows of %d %s, %d bytes apart, in %d bytes", rows, n, t, rowBytes, len(w)))
 		}
+		// Groups of eight tokens prepared once for all rows, where the CPU
+		// has that; the other tokens below.
+		tok0 := 0
+		if p := packedFuncs[t]; p != nil && T >= 8 && rows >= 4 {
+			tok0 = T &^ 7
+			p(w, rowBytes, rows&^3, xq, ab, tok0, n, out, outStride)
+		}
 		var tile [16]float32
-		var tile8 [32]float32
-		k8 := tile8Funcs[t]
 		for ; r+4 <= rows; r += 4 {
-			tok := 0
-			for ; k8 != nil && tok+8 <= T; tok += 8 {
-				k8(w[r*rowBytes:(r+3)*rowBytes+rb], rowBytes, xq[tok*ab:(tok+7)*ab+vb], ab, n, &tile8)
-				for i := range 8 {
-					copy(out[(tok+i)*outStride+r:(tok+i)*outStride+r+4], tile8[4*i:4*i+4])
-				}
-			}
+			tok := tok0
 			for ; tok+4 <= T; tok += 4 {
 				k(w[r*rowBytes:(r+3)*rowBytes+rb], rowBytes, xq[tok*ab:(tok+3)*ab+vb], ab, n, &tile)
 				for i := range 4 {
@@ -138,6 +138,10 @@ var tileFuncs = map[Type]func(w []byte, rowBytes int, xq []byte, ab, n int, tile
 // bytes apart in xq. Filled by the architecture files.
 var tok4Funcs = map[Type]func(row, xq []byte, ab, n int, out *[4]float32){}
 
-// tile8Funcs are optional kernels for 4 rows × 8 tokens (MatMul), like
-// tileFuncs; tile[4*tok+r] is the result.
-var tile8Funcs = map[Type]func(w []byte, rowBytes int, xq []byte, ab, n int, tile *[32]float32){}
+// packedFunc computes rows [0, rows4) × tokens [0, T8) of MatMul (rows4 a
+// multiple of 4, T8 of 8) with activations prepared once per eight tokens.
+type packedFunc = func(w []byte, rowBytes, rows4 int, xq []byte, ab, T8, n int, out []float32, outStride int)
+
+// packedFuncs: the packedFunc for a type, where the CPU has one (AVX-512
+// VNNI: Q4_0, Q5_0, Q8_0).
+var packedFuncs = map[Type]packedFunc{}
