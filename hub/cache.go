@@ -104,10 +104,24 @@ func (c Cache) writeRef(repo, rev, commit string) error {
 	return writeFileAtomic(filepath.Join(dir, rev), []byte(commit))
 }
 
+// writeFileAtomic replaces p with b through a temporary file of its own
+// (two processes sharing a cache never write the same temporary file).
 func writeFileAtomic(p string, b []byte) error {
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*.tmp")
+	if err != nil {
 		return err
+	}
+	tmp := f.Name()
+	_, werr := f.Write(b)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp, 0o644)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+		return werr
 	}
 	return os.Rename(tmp, p)
 }
@@ -115,6 +129,9 @@ func writeFileAtomic(p string, b []byte) error {
 // link makes snapshots/<commit>/<file> a relative symbolic link to the blob,
 // as the hub's tools do.
 func (c Cache) link(repo, commit, file, blob string) error {
+	if !filepath.IsLocal(filepath.FromSlash(file)) || !filepath.IsLocal(blob) {
+		return fmt.Errorf("hub: refusing to link %q to blob %q: the path would leave the cache", file, blob)
+	}
 	snap := c.snapshotPath(repo, commit, file)
 	if err := os.MkdirAll(filepath.Dir(snap), 0o755); err != nil {
 		return err
@@ -313,7 +330,14 @@ func (c Cache) Remove(r Ref) ([]string, error) {
 		}
 		return nil
 	})
+	// Only blobs of this repository's blobs/ folder are deleted: a link
+	// that points anywhere else (made by hand, or by another tool) never
+	// makes rm delete a file outside the cache.
+	blobDir, _ := filepath.EvalSymlinks(filepath.Join(c.RepoDir(m.Repo), "blobs"))
 	for b := range blobs {
+		if rel, err := filepath.Rel(blobDir, b); blobDir == "" || err != nil || !filepath.IsLocal(rel) {
+			continue
+		}
 		if os.Remove(b) == nil {
 			removed = append(removed, b)
 		}

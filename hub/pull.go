@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -104,16 +105,55 @@ func NewClientFromEnv() *Client {
 	return c
 }
 
+// defaultTransport is shared by every Client without its own HTTP: its
+// connections are reused across requests, retries and split parts.
+var defaultTransport = &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	ResponseHeaderTimeout: 60 * time.Second,
+	TLSHandshakeTimeout:   30 * time.Second,
+	IdleConnTimeout:       90 * time.Second,
+}
+
+// http returns the client requests go through. Whatever the caller's
+// client, a redirect never carries the token on: Go's own rule keeps it for
+// subdomains and for a downgrade to plain http on the same host, and the
+// hub redirects downloads to another host.
 func (c *Client) http() *http.Client {
+	hc := http.Client{Transport: defaultTransport}
 	if c.HTTP != nil {
-		return c.HTTP
+		hc = *c.HTTP
 	}
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		ResponseHeaderTimeout: 60 * time.Second,
-		TLSHandshakeTimeout:   30 * time.Second,
-		IdleConnTimeout:       90 * time.Second,
-	}}
+	next := hc.CheckRedirect
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if prev := via[len(via)-1]; !sameOrigin(req.URL, prev.URL) {
+			req.Header.Del("Authorization")
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+	return &hc
+}
+
+// sameOrigin reports whether a and b have the same scheme and host:port.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Host, b.Host)
+}
+
+// authFor reports whether a request to u may carry the token: only to the
+// hub's own endpoint (same scheme and host), never to a URL a user or the
+// hub's answer names elsewhere.
+func (c *Client) authFor(u string) bool {
+	if c.Token == "" {
+		return false
+	}
+	a, err1 := url.Parse(u)
+	b, err2 := url.Parse(c.Endpoint)
+	return err1 == nil && err2 == nil && sameOrigin(a, b)
 }
 
 func (c *Client) note(format string, args ...any) {
@@ -157,6 +197,9 @@ func (c *Client) Pull(ctx context.Context, r Ref) (*Model, error) {
 	names := make([]string, 0, len(info.Siblings))
 	byName := map[string]sibling{}
 	for _, s := range info.Siblings {
+		if !strings.HasSuffix(strings.ToLower(s.Name), ".gguf") || checkFile(s.Name) != "" {
+			continue // not a model, or a name that could leave the cache ("../x.gguf"): never used
+		}
 		names = append(names, s.Name)
 		byName[s.Name] = s
 	}
@@ -207,7 +250,7 @@ func (c *Client) newRequest(ctx context.Context, method, u string, auth bool) (*
 	if c.UserAgent != "" {
 		req.Header.Set("User-Agent", c.UserAgent)
 	}
-	if auth && c.Token != "" {
+	if auth && c.authFor(u) {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	return req, nil
@@ -382,6 +425,19 @@ func (c *Client) fetch(ctx context.Context, repo, commit string, s sibling, part
 		return &Error{Code: CodeChecksum, Kind: ErrChecksum,
 			Msg: fmt.Sprintf("hf.co/%s/%s: the download's SHA-256 is %s but the hub publishes %s; the download was deleted and not used (a proxy or mirror altered it, or the disk is failing): pull again", repo, s.Name, sum, want)}
 	}
+	if want == "" {
+		// Not an LFS file: the hub gives the git blob id, the SHA-1 of
+		// "blob <size>\x00" and the content.
+		got, err := gitBlobID(dest + ".incomplete")
+		if err != nil {
+			return err
+		}
+		if !strings.EqualFold(got, s.BlobID) {
+			os.Remove(dest + ".incomplete")
+			return &Error{Code: CodeChecksum, Kind: ErrChecksum,
+				Msg: fmt.Sprintf("hf.co/%s/%s: the download's git blob id is %s but the hub lists %s; the download was deleted and not used: pull again", repo, s.Name, got, s.BlobID)}
+		}
+	}
 	if err := os.Rename(dest+".incomplete", dest); err != nil {
 		return err
 	}
@@ -438,12 +494,31 @@ func (c *Client) download(ctx context.Context, r Ref, u, partial, want string, p
 		}
 		have = 0
 	}
+	// unverifiable: no checksum would catch a file that changed between
+	// attempts, and no validator lets the server say whether it did (If-Range):
+	// then a partial file is not resumed but fetched again.
+	unverifiable := func() bool {
+		_, err := os.Stat(partial + validatorSuffix)
+		return have > 0 && want == "" && err != nil
+	}
+	if unverifiable() {
+		if err := restart(f, h); err != nil {
+			return "", err
+		}
+		have = 0
+	}
 	p.Done, p.Resumed = have, have
 	c.progress(*p)
 	wait := c.RetryWait
 	for attempt := 0; ; attempt++ {
 		if p.Total >= 0 && have == p.Total && have > 0 {
 			break
+		}
+		if unverifiable() {
+			if err := restart(f, h); err != nil {
+				return "", err
+			}
+			have = 0
 		}
 		n, done, err := c.getRange(ctx, r, u, f, h, have, p)
 		have = n
@@ -477,6 +552,7 @@ func (c *Client) download(ctx context.Context, r Ref, u, partial, want string, p
 	if err := f.Sync(); err != nil {
 		return "", err
 	}
+	os.Remove(partial + validatorSuffix)
 	p.Done, p.Finished = have, true
 	c.progress(*p)
 	return hex.EncodeToString(h.Sum(nil)), nil
@@ -498,14 +574,30 @@ func (c *Client) getRange(ctx context.Context, r Ref, u string, f *os.File, h ha
 	if err != nil {
 		return have, false, err
 	}
+	validator := f.Name() + validatorSuffix
 	if have > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(have, 10)+"-")
+		if v, err := os.ReadFile(validator); err == nil && len(v) > 0 {
+			// Only the rest of the same file: a changed one comes whole (200).
+			req.Header.Set("If-Range", string(v))
+		}
 	}
 	resp, err := c.http().Do(req)
 	if err != nil {
 		return have, false, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		// A fresh start: remember what identifies this version of the file,
+		// for a later resume to ask for its rest only.
+		if v := resp.Header.Get("ETag"); v != "" && !strings.HasPrefix(v, "W/") {
+			writeFileAtomic(validator, []byte(v))
+		} else if v := resp.Header.Get("Last-Modified"); v != "" {
+			writeFileAtomic(validator, []byte(v))
+		} else {
+			os.Remove(validator)
+		}
+	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 		if have > 0 { // the server ignored the range: start over
@@ -558,7 +650,10 @@ func (c *Client) getRange(ctx context.Context, r Ref, u string, f *os.File, h ha
 			rerr = fmt.Errorf("no data for %s: %w", stallAfter, rerr)
 		}
 		if n > 0 {
-			if _, err := f.Write(buf[:n]); err != nil {
+			// At the byte the hash has reached, whatever an earlier failed
+			// write left: the file and the hash never disagree.
+			if _, err := f.WriteAt(buf[:n], have); err != nil {
+				f.Truncate(have)
 				return have, false, fmt.Errorf("writing %s: %w", f.Name(), err)
 			}
 			h.Write(buf[:n])
@@ -647,4 +742,28 @@ func (c *Client) pullURL(ctx context.Context, r Ref) (*Model, error) {
 		return nil, err
 	}
 	return c.Cache.model(r, repo, commit, []string{file}), nil
+}
+
+// validatorSuffix names the file beside a partial download that holds the
+// server's ETag (or Last-Modified) of the version being fetched.
+const validatorSuffix = ".validator"
+
+// gitBlobID is the git object id of the file at p: the SHA-1 of
+// "blob <size>\x00" followed by the content.
+func gitBlobID(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	h := sha1.New()
+	fmt.Fprintf(h, "blob %d\x00", st.Size())
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

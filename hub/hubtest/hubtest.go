@@ -6,6 +6,7 @@ package hubtest
 
 import (
 	"bytes"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -45,6 +46,10 @@ type Repo struct {
 	Files     map[string][]byte
 	Published map[string]string // a SHA-256 to publish instead of the real one
 	NoRange   bool              // the CDN ignores Range
+	// NoLFS lists files listed as plain git files: a blobId (their git
+	// object id, or BlobID's value) and no lfs entry.
+	NoLFS  map[string]bool
+	BlobID map[string]string // a blob id to list instead of the real one
 	Slow      time.Duration     // the CDN pauses this long before each write
 }
 
@@ -82,6 +87,14 @@ func (h *Hub) DropAfter(file string, n ...int64) {
 	h.mu.Unlock()
 }
 
+// GitBlobID is b's git object id: the hex SHA-1 of "blob <len>\x00" and b.
+func GitBlobID(b []byte) string {
+	h := sha1.New()
+	fmt.Fprintf(h, "blob %d\x00", len(b))
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // SHA256 is the hex SHA-256 of b, as the hub publishes it.
 func SHA256(b []byte) string {
 	s := sha256.Sum256(b)
@@ -116,9 +129,10 @@ func (h *Hub) serveHub(w http.ResponseWriter, r *http.Request) {
 			Size   int64  `json:"size"`
 		}
 		type sib struct {
-			Name string `json:"rfilename"`
-			Size int64  `json:"size"`
-			LFS  *lfs   `json:"lfs,omitempty"`
+			Name   string `json:"rfilename"`
+			Size   int64  `json:"size"`
+			BlobID string `json:"blobId,omitempty"`
+			LFS    *lfs   `json:"lfs,omitempty"`
 		}
 		doc := struct {
 			ID       string `json:"id"`
@@ -130,6 +144,14 @@ func (h *Hub) serveHub(w http.ResponseWriter, r *http.Request) {
 			sum := SHA256(b)
 			if s, ok := repo.Published[name]; ok {
 				sum = s
+			}
+			if repo.NoLFS[name] {
+				id := GitBlobID(b)
+				if v, ok := repo.BlobID[name]; ok {
+					id = v
+				}
+				doc.Siblings = append(doc.Siblings, sib{Name: name, Size: int64(len(b)), BlobID: id})
+				continue
 			}
 			doc.Siblings = append(doc.Siblings, sib{Name: name, Size: int64(len(b)), LFS: &lfs{SHA256: sum, Size: int64(len(b))}})
 		}
