@@ -50,7 +50,7 @@ type Repo struct {
 	// object id, or BlobID's value) and no lfs entry.
 	NoLFS  map[string]bool
 	BlobID map[string]string // a blob id to list instead of the real one
-	Slow      time.Duration     // the CDN pauses this long before each write
+	Slow   time.Duration     // the CDN pauses this long before each write
 }
 
 // New starts a fake hub; it stops when the test ends. Its URL (h.Hub.URL) is
