@@ -105,7 +105,14 @@ func joinSplit(m *hub.Model, stderr io.Writer) (string, error) {
 	out := joinedPath(m)
 	dir := filepath.Dir(out)
 	if st, err := os.Stat(out); err == nil && st.Mode().IsRegular() {
-		return out, nil
+		// Reused only when it parses as a whole GGUF file (a join cut short
+		// by a crash is never renamed into place, but a damaged disk or a
+		// hand-copied file could be anything).
+		if f, err := gguf.Open(out); err == nil {
+			f.Close()
+			return out, nil
+		}
+		os.Remove(out)
 	}
 	fmt.Fprintf(stderr, "worker-orcd: joining the %d parts of %s into %s (%s)\n", len(m.Paths), m.Ref, out, humanBytes(m.Size))
 	var files []*gguf.File
@@ -138,10 +145,21 @@ func joinSplit(m *hub.Model, stderr io.Writer) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	tmp := out + ".incomplete"
+	// A temporary file of this process's own: two workers joining the same
+	// model at once each write theirs, and the renames leave one whole file.
+	f, err := os.CreateTemp(dir, "."+filepath.Base(out)+".*.incomplete")
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	f.Close()
 	if err := b.WriteFile(tmp); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("joining the split model into %s: %w", out, err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		os.Remove(tmp)
+		return "", err
 	}
 	return out, os.Rename(tmp, out)
 }
