@@ -22,6 +22,10 @@ var fuzzSeeds = []string{
 	`{"prompt":"x","unknown":{"deep":[1,2,{"a":null}]}}`, `{"prompt":"\ud800","max_tokens":1}`, `{"prompt":"x"}garbage`,
 	`{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}`, `{"prompt":["a"],"max_tokens":1}`, `{"prompt":[[1,2]],"max_tokens":1}`,
 	`{"messages":[{"role":"user","content":[{"type":"text","text":"a"}]}],"logprobs":true,"top_logprobs":3,"max_tokens":2,"stream":true}`,
+	`{"prompt":"hi","max_tokens":4,"grammar":"root ::= [a-z]+ (\" \" [0-9]{1,3})?"}`,
+	`{"prompt":"hi","max_tokens":6,"json_schema":{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]}}`,
+	`{"messages":[{"role":"user","content":"hi"}],"max_tokens":8,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"enum":[1,"two"]}}}}`,
+	`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"1"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required","max_tokens":30,"stream":true}`,
 }
 
 // fuzzServer is one server shared by the fuzz inputs of a process.
