@@ -461,3 +461,42 @@ func TestMemoryReturnedWhenIdle(t *testing.T) {
 		t.Logf("returned within %v of the burst's end", d)
 	}
 }
+
+// TestIdleConnectionsYieldAtTheBound: keep-alive connections waiting
+// between requests do not keep a new client out: at the connection bound
+// the idle ones are closed (review finding: 1 024 idle clients held every
+// place for the 120 s idle timeout).
+func TestIdleConnectionsYieldAtTheBound(t *testing.T) {
+	ts := newTestServer(t, opts{cfg: func(c *Config) { c.MaxConnections = 4 }})
+	// Four clients, each with a connection kept alive after its request.
+	var keep []*http.Client
+	for range 4 {
+		c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+		resp, err := c.Get(ts.URL + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		keep = append(keep, c)
+	}
+	defer func() {
+		for _, c := range keep {
+			c.CloseIdleConnections()
+		}
+	}()
+	if _, ok := waitFor(5*time.Second, func() bool { return ts.openConns.Load() == 4 }); !ok {
+		t.Fatalf("%d connections open, want the 4 kept alive", ts.openConns.Load())
+	}
+	start := time.Now()
+	fresh := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{}}
+	resp, err := fresh.Get(ts.URL + "/health")
+	if err != nil {
+		t.Fatalf("a new client behind 4 idle keep-alive connections: %v", err)
+	}
+	readAll(t, resp)
+	// Immediate on an idle machine; the idle timeout (120 s) is what it
+	// waited before.
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("a new client waited %v behind idle connections", took)
+	}
+}
