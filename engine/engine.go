@@ -95,7 +95,12 @@ type Engine struct {
 	active     atomic.Int32
 	kvSize     atomic.Int64
 	prefixHits atomic.Int64 // prompt tokens taken from slot caches (Stats.PrefixHitTokens)
-	kvUsed     atomic.Int64 // positions the active sequences hold (noteKV)
+
+	resMu  sync.Mutex // the last residency answer (Resident)
+	resAt  time.Time
+	resOK  bool
+	resErr error
+	kvUsed atomic.Int64 // positions the active sequences hold (noteKV)
 
 	grammars grammarCache
 }
@@ -155,16 +160,33 @@ func (e *Engine) Memory() backend.Memory {
 
 // Resident reports whether the model's weights are where the backend runs
 // them (device memory on a GPU, checked with the driver; always true on the
-// CPU, which reads the mapped file).
+// CPU, which reads the mapped file). The driver is asked between steps, at
+// most every residentFresh; while a step runs, the last answer is given
+// rather than making a health probe wait for a long prompt step.
 func (e *Engine) Resident() (bool, error) {
 	rc, ok := e.be.(backend.ResidencyChecker)
 	if !ok {
 		return true, nil
 	}
-	e.fwdMu.Lock()
+	e.resMu.Lock()
+	defer e.resMu.Unlock()
+	if !e.resAt.IsZero() && time.Since(e.resAt) < residentFresh {
+		return e.resOK, e.resErr
+	}
+	if !e.fwdMu.TryLock() {
+		if !e.resAt.IsZero() {
+			return e.resOK, e.resErr // a step is running: the last answer
+		}
+		e.fwdMu.Lock() // never asked yet: wait once
+	}
 	defer e.fwdMu.Unlock()
-	return rc.Resident()
+	e.resOK, e.resErr = rc.Resident()
+	e.resAt = time.Now()
+	return e.resOK, e.resErr
 }
+
+// residentFresh is how long a residency answer is reused.
+const residentFresh = 2 * time.Second
 
 // Close stops accepting requests, cancels those queued or running, waits for
 // the scheduler to stop, and closes the backend.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +49,11 @@ func (g *gatedBackend) Forward(batch []*backend.Seq) error {
 // newGatedEngine starts an engine with one slot on a micro model whose
 // steps start held.
 func newGatedEngine(t *testing.T, queue int) (*Engine, *gatedBackend) {
+	return newWrappedGatedEngine(t, queue, func(g *gatedBackend) backend.Backend { return g })
+}
+
+// newWrappedGatedEngine is newGatedEngine with the gated backend wrapped.
+func newWrappedGatedEngine(t *testing.T, queue int, wrap func(*gatedBackend) backend.Backend) (*Engine, *gatedBackend) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "m.gguf")
 	if err := testmodel.MustPreset("qwen2-micro").Write(path); err != nil {
@@ -64,7 +70,7 @@ func newGatedEngine(t *testing.T, queue int) (*Engine, *gatedBackend) {
 	}
 	g := &gatedBackend{Backend: cpu.New(m, 1)}
 	g.hold()
-	e, err := New(g, tok, Options{Parallel: 1, QueueSize: queue})
+	e, err := New(wrap(g), tok, Options{Parallel: 1, QueueSize: queue})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,4 +218,49 @@ func TestAdmitSkipsDeadEntries(t *testing.T) {
 	if st := e.Stats(); st.Queued != 0 || st.Active != 0 {
 		t.Fatalf("after the run: %d active, %d queued, want 0 and 0", st.Active, st.Queued)
 	}
+}
+
+// residentGated is a gated backend that reports residency.
+type residentGated struct {
+	*gatedBackend
+	asked atomic.Int32
+}
+
+func (r *residentGated) Resident() (bool, error) { r.asked.Add(1); return true, nil }
+
+// TestResidentDoesNotWaitForAStep: once asked, Resident answers at once
+// while a step runs (a health probe must not wait for a long prompt step).
+func TestResidentDoesNotWaitForAStep(t *testing.T) {
+	var rg *residentGated
+	e, g := newWrappedGatedEngine(t, 4, func(g *gatedBackend) backend.Backend {
+		rg = &residentGated{gatedBackend: g}
+		return rg
+	})
+	if ok, err := e.Resident(); !ok || err != nil {
+		t.Fatalf("Resident: %v %v", ok, err)
+	}
+	// A step in progress: the gate is closed, so Forward waits holding the
+	// forward lock.
+	go e.Generate(context.Background(), Request{Prompt: []int32{1, 2, 3}, Params: greedyParams, MaxTokens: 2}, nil)
+	waitFor(t, "the step to start", func() bool {
+		if e.fwdMu.TryLock() {
+			e.fwdMu.Unlock()
+			return false
+		}
+		return true
+	})
+	e.resMu.Lock()
+	e.resAt = time.Now().Add(-time.Hour) // stale: the driver would be asked again
+	e.resMu.Unlock()
+	done := make(chan struct{})
+	go func() { e.Resident(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Resident waited for the step in progress")
+	}
+	if n := rg.asked.Load(); n != 1 {
+		t.Errorf("the backend was asked %d times, want 1 (during the step the last answer is given)", n)
+	}
+	g.release()
 }
