@@ -23,7 +23,7 @@ const (
 // (a long-lived automaton's tables only grow).
 const (
 	grammarCacheSize = 16
-	grammarMaxStates = 50000
+	grammarMaxStates = 20000
 )
 
 type grammarCache struct {
