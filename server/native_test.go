@@ -148,9 +148,9 @@ func TestCancelFreesSlot(t *testing.T) {
 	// Freed at the next step: well under 100 ms on an idle machine; the
 	// bound is generous so that a loaded machine does not fail it, while a
 	// cancel that waited for the generation's end (minutes here) still does.
-	took, ok := waitFor(5*time.Second, func() bool { return ts.m.Stats().Active == 0 })
-	if !ok || time.Since(start) > 2*time.Second {
-		t.Errorf("slot freed after %v (ok %v), want within 2 s", took, ok)
+	took, ok := waitFor(15*time.Second, func() bool { return ts.m.Stats().Active == 0 })
+	if !ok || time.Since(start) > 10*time.Second {
+		t.Errorf("slot freed after %v (ok %v), want within 10 s", took, ok)
 	}
 	if h := ts.health(t); h.Slots.Active != 0 {
 		t.Errorf("/health active %d after cancel", h.Slots.Active)
@@ -194,9 +194,9 @@ func TestDisconnectFreesSlot(t *testing.T) {
 	// machine); the bound is generous so that a loaded CI machine does not
 	// fail it, while a slot held until the generation's end (minutes on
 	// this model) still does.
-	_, ok := waitFor(5*time.Second, func() bool { return ts.metric(t, "worker_orcd_slots_active") == 0 })
-	if took := time.Since(start); !ok || took > 2*time.Second {
-		t.Errorf("slot freed after %v (ok %v), want within 2 s", took, ok)
+	_, ok := waitFor(15*time.Second, func() bool { return ts.metric(t, "worker_orcd_slots_active") == 0 })
+	if took := time.Since(start); !ok || took > 10*time.Second {
+		t.Errorf("slot freed after %v (ok %v), want within 10 s", took, ok)
 	}
 	// The server goes on serving.
 	ts.execute(t, `{"prompt":"x","max_tokens":2}`)

@@ -163,7 +163,7 @@ func TestSoakBrokenClients(t *testing.T) {
 	if r := ts.execute(t, `{"prompt":"x","max_tokens":2}`); r.end == nil {
 		t.Fatalf("a request after the soak: %+v", r.errEv)
 	}
-	if took := time.Since(start); took > 2*time.Second {
+	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("a request after the soak took %v", took)
 	}
 }
