@@ -508,3 +508,18 @@ func TestIdleConnectionsYieldAtTheBound(t *testing.T) {
 		t.Errorf("a new client waited %v behind idle connections", took)
 	}
 }
+
+// TestPrefixCacheMetric: a request that starts with the prompt a free slot
+// read last takes it from the cache, and /metrics counts those tokens.
+func TestPrefixCacheMetric(t *testing.T) {
+	ts := newTestServer(t, opts{parallel: 1})
+	long := `{"prompt_ids":[1,2,3,4,5,6,7,8,9,10,11,12],"max_tokens":2,"temperature":0}`
+	ts.execute(t, long)
+	if n := ts.metric(t, "worker_orcd_prefix_cache_hit_tokens_total"); n != 0 {
+		t.Fatalf("prefix hits %v after one request", n)
+	}
+	ts.execute(t, `{"prompt_ids":[1,2,3,4,5,6,7,8,9,10,11,12,13,14],"max_tokens":2,"temperature":0}`)
+	if n := ts.metric(t, "worker_orcd_prefix_cache_hit_tokens_total"); n != 12 {
+		t.Fatalf("prefix hits %v after a request extending the first, want 12", n)
+	}
+}

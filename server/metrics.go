@@ -141,6 +141,14 @@ func newMetrics(s *Server) *metrics {
 				st, o := mdl.Stats(), mdl.Options()
 				return float64(st.KVPositions) / float64(o.Parallel*o.CtxLen)
 			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "prefix_cache_hit_tokens_total",
+			Help: "Prompt tokens taken from a slot's cached prompt instead of being computed (--prefix-cache)."},
+			func() float64 {
+				if mdl := s.model.Load(); mdl != nil {
+					return float64(mdl.Stats().PrefixHitTokens)
+				}
+				return 0
+			}),
 		gauge("prompt_tokens_per_second", "Prompt tokens read per second of prompt processing, over the requests so far (llama-server's prompt_tokens_seconds).",
 			func() float64 { return m.rates.prompt() }),
 		gauge("generated_tokens_per_second", "Tokens generated per second of decoding, over the requests so far (llama-server's predicted_tokens_seconds).",
