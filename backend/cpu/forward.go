@@ -192,9 +192,7 @@ func (b *Backend) forward(batch []*backend.Seq, embed bool) error {
 		ly := &b.w.Layers[l]
 		b.rmsNorm(b.h, b.x, ly.AttnNorm, T, d)
 		b.dumpL("attn_norm", l, T, d, b.h)
-		b.matmul(&ly.Q, b.h, b.q, T)
-		b.matmul(&ly.K, b.h, b.k, T)
-		b.matmul(&ly.V, b.h, b.v, T)
+		b.matmulGroup(b.h, T, &ly.Q, b.q, &ly.K, b.k, &ly.V, b.v)
 		addBias(b.q, ly.QBias, T)
 		addBias(b.k, ly.KBias, T)
 		addBias(b.v, ly.VBias, T)
@@ -218,8 +216,7 @@ func (b *Backend) forward(batch []*backend.Seq, embed bool) error {
 
 		b.rmsNorm(b.h, b.x, ly.FFNNorm, T, d)
 		b.dumpL("ffn_norm", l, T, d, b.h)
-		b.matmul(&ly.Gate, b.h, b.gate, T)
-		b.matmul(&ly.Up, b.h, b.up, T)
+		b.matmulGroup(b.h, T, &ly.Gate, b.gate, &ly.Up, b.up, nil, nil)
 		// Element by element: split over the workers in pieces of 1024.
 		b.pool.parallelFor((len(b.gate)+1023)/1024, 4, b.gluFn)
 		b.dumpL("ffn_act", l, T, c.NFF, b.gate)
@@ -309,31 +306,75 @@ func (b *Backend) rmsNorm(dst, src, weight []float32, rows, n int) {
 // type's vec-dot type; then workers take ranges of weight rows and dot each
 // with every activation row, so a weight row is read once per batch.
 func (b *Backend) matmul(m *model.Matrix, x, out []float32, T int) {
+	b.matmulGroup(x, T, m, out, nil, nil, nil, nil)
+}
+
+// matmulGroup is matmul for up to three matrices (m2, m3 may be nil) that
+// read the same input x: where they share the row length and vec-dot type
+// (Q, K and V; gate and up), x is converted once and one parallel loop runs
+// over all their rows. Results are those of separate products.
+func (b *Backend) matmulGroup(x []float32, T int, m1 *model.Matrix, o1 []float32, m2 *model.Matrix, o2 []float32, m3 *model.Matrix, o3 []float32) {
+	type prod struct {
+		m   *model.Matrix
+		out []float32
+	}
+	all := [3]prod{{m1, o1}, {m2, o2}, {m3, o3}}
 	if b.ReferenceMatmul {
-		referenceMatmul(m, x, out, T)
+		for _, p := range all {
+			if p.m != nil {
+				referenceMatmul(p.m, x, p.out, T)
+			}
+		}
 		return
 	}
-	n := m.Cols
-	ab := quant.ActivationBytes(m.Type, n)
-	vt := quant.VecDotType(m.Type)
+	a := &b.mm
+	*a = mmArgs{}
+	var rest [3]prod // products that cannot share the first one's input
+	for i, p := range all {
+		if p.m == nil {
+			continue
+		}
+		if a.k > 0 && (p.m.Cols != a.ms[0].Cols || quant.VecDotType(p.m.Type) != quant.VecDotType(a.ms[0].Type)) {
+			rest[i] = p
+			continue
+		}
+		a.ms[a.k], a.outs[a.k] = p.m, p.out
+		a.starts[a.k+1] = a.starts[a.k] + p.m.Rows
+		a.k++
+	}
+	if a.k == 0 {
+		return
+	}
+	n := a.ms[0].Cols
+	ab := quant.ActivationBytes(a.ms[0].Type, n)
+	vt := quant.VecDotType(a.ms[0].Type)
 	buf := b.act[vt]
 	if cap(buf) < T*ab {
 		buf = make([]byte, T*ab)
 		b.act[vt] = buf
 	}
-	buf = buf[:T*ab]
+	a.x, a.buf, a.T, a.n, a.ab = x, buf[:T*ab], T, n, ab
 	// The loop bodies are methods reading b.mm, bound once in New: no
 	// closure is allocated per product.
-	b.mm = mmArgs{m: m, x: x, out: out, buf: buf, T: T, n: n, ab: ab}
 	b.pool.parallelFor(T, 1, b.mmQuantFn)
-	b.pool.parallelFor(m.Rows, 16, b.mmRowsFn)
-	b.mm = mmArgs{}
+	b.pool.parallelFor(a.starts[a.k], 16, b.mmRowsFn)
+	*a = mmArgs{}
+	for _, p := range rest {
+		if p.m != nil {
+			b.matmulGroup(x, T, p.m, p.out, nil, nil, nil, nil)
+		}
+	}
 }
 
-// mmArgs are one matrix product's operands, for the pool's loop bodies.
+// mmArgs are one group of matrix products' operands (k matrices reading the
+// same converted input; rows numbered on from one matrix to the next), for
+// the pool's loop bodies.
 type mmArgs struct {
-	m        *model.Matrix
-	x, out   []float32
+	ms       [3]*model.Matrix
+	outs     [3][]float32
+	starts   [4]int
+	k        int
+	x        []float32
 	buf      []byte
 	T, n, ab int
 }
@@ -342,24 +383,27 @@ type mmArgs struct {
 func (b *Backend) mmQuant(lo, hi int) {
 	a := &b.mm
 	for t := lo; t < hi; t++ {
-		if err := quant.QuantizeActivations(a.m.Type, a.x[t*a.n:(t+1)*a.n], a.buf[t*a.ab:(t+1)*a.ab]); err != nil {
+		if err := quant.QuantizeActivations(a.ms[0].Type, a.x[t*a.n:(t+1)*a.n], a.buf[t*a.ab:(t+1)*a.ab]); err != nil {
 			panic(err) // sizes are fixed by the model: a bug
 		}
 	}
 }
 
-// mmRows computes weight rows [lo, hi) for every token.
+// mmRows computes rows [lo, hi) of the group for every token.
 func (b *Backend) mmRows(lo, hi int) {
 	a := &b.mm
-	m := a.m
-	// Blocks of rows small enough to stay in cache while every token's
-	// activations pass over them; quant.MatMul takes four or eight tokens
-	// at a time over each four rows where it has a tile kernel.
-	const blockRows = 64
-	for r0 := lo; r0 < hi; r0 += blockRows {
-		r1 := min(r0+blockRows, hi)
-		w := m.Data[r0*m.RowBytes : r1*m.RowBytes]
-		quant.MatMul(m.Type, w, m.RowBytes, r1-r0, a.buf, a.ab, a.T, a.n, a.out[r0:], m.Rows)
+	for i := range a.k {
+		m := a.ms[i]
+		l, h := max(lo, a.starts[i])-a.starts[i], min(hi, a.starts[i+1])-a.starts[i]
+		// Blocks of rows small enough to stay in cache while every token's
+		// activations pass over them; quant.MatMul takes four or eight
+		// tokens at a time over each four rows where it has a tile kernel.
+		const blockRows = 64
+		for r0 := l; r0 < h; r0 += blockRows {
+			r1 := min(r0+blockRows, h)
+			w := m.Data[r0*m.RowBytes : r1*m.RowBytes]
+			quant.MatMul(m.Type, w, m.RowBytes, r1-r0, a.buf, a.ab, a.T, a.n, a.outs[i][r0:], m.Rows)
+		}
 	}
 }
 
