@@ -42,6 +42,12 @@ const (
 	MaxDepth     = 256     // rule frames on one parse stack (deeper stacks die)
 	MaxStacks    = 4096    // parse stacks in one state
 	MaxStates    = 1 << 18 // states one automaton interns before it reports ErrTooComplex
+	// MaxRules bounds the rules of a grammar, those a JSON Schema or the
+	// GBNF's groups and repetitions generate included: the checks at the
+	// end of compiling take time that grows with the square of the rule
+	// count in the worst case (about 0.1 s at this bound on one core), and
+	// the compile runs on a request's own time.
+	MaxRules = 4096
 	maxSourceLen = 1 << 20 // bytes of GBNF or JSON Schema text
 )
 
@@ -247,6 +253,9 @@ func (b *builder) fail(msg string) {
 func (b *builder) finish(rootName string) (*Grammar, error) {
 	if b.err != nil {
 		return nil, b.err
+	}
+	if n := len(b.g.rules); n > MaxRules {
+		return nil, &Error{Msg: fmt.Sprintf("the grammar has %d rules (groups, repetitions and schema parts included), more than the %d allowed: simplify it", n, MaxRules)}
 	}
 	g := &b.g
 	root, ok := b.byName[rootName]
