@@ -45,25 +45,55 @@ func (in *embedInput) UnmarshalJSON(b []byte) error {
 	}
 	switch bytes.TrimSpace(raw[0])[0] {
 	case '"':
-		var ss []string
+		var ss []*string
 		if json.Unmarshal(b, &ss) != nil {
 			return bad
 		}
-		*in = embedInput{texts: ss}
+		*in = embedInput{}
+		for _, p := range ss {
+			if p == nil {
+				return bad // a null is not an empty text
+			}
+			in.texts = append(in.texts, *p)
+		}
 	case '[':
-		var ids [][]int32
+		var ids [][]*int32
 		if json.Unmarshal(b, &ids) != nil {
 			return bad
 		}
-		*in = embedInput{ids: ids}
+		*in = embedInput{}
+		for _, row := range ids {
+			r, ok := derefIDs(row)
+			if !ok {
+				return bad
+			}
+			in.ids = append(in.ids, r)
+		}
 	default:
-		var ids []int32
+		var ids []*int32
 		if json.Unmarshal(b, &ids) != nil {
 			return bad
 		}
-		*in = embedInput{ids: [][]int32{ids}}
+		r, ok := derefIDs(ids)
+		if !ok {
+			return bad
+		}
+		*in = embedInput{ids: [][]int32{r}}
 	}
 	return nil
+}
+
+// derefIDs is ids without the pointers; false when one is null (a null id
+// is not token 0).
+func derefIDs(ids []*int32) ([]int32, bool) {
+	out := make([]int32, len(ids))
+	for i, p := range ids {
+		if p == nil {
+			return nil, false
+		}
+		out[i] = *p
+	}
+	return out, true
 }
 
 // len is the number of inputs.

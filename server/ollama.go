@@ -330,20 +330,24 @@ func (s *Server) ollamaLoaded(w http.ResponseWriter, chat bool) {
 
 // handleOllamaGenerate is POST /api/generate.
 func (s *Server) handleOllamaGenerate(w http.ResponseWriter, r *http.Request) {
+	// The body is read once the model is there (before, the answer is 503
+	// loading) and always read: the generation below takes it as read.
+	if s.model.Load() == nil {
+		writeError(w, shapeOllama, s.notReady())
+		return
+	}
 	var body ollamaGenerateRequest
-	if s.model.Load() != nil {
-		if e := s.decodeBodyLoose(w, r, &body); e != nil {
+	if e := s.decodeBodyLoose(w, r, &body); e != nil {
+		writeError(w, shapeOllama, e)
+		return
+	}
+	if body.Prompt == "" && len(body.Context) == 0 && body.Suffix == "" { // Ollama's way to load a model: answered as loaded
+		if _, e := body.params(r, math.MaxInt32); e != nil {
 			writeError(w, shapeOllama, e)
 			return
 		}
-		if body.Prompt == "" && len(body.Context) == 0 && body.Suffix == "" {
-			if _, e := body.params(r, math.MaxInt32); e != nil {
-				writeError(w, shapeOllama, e)
-				return
-			}
-			s.ollamaLoaded(w, false)
-			return
-		}
+		s.ollamaLoaded(w, false)
+		return
 	}
 	serveGeneration(s, w, r, shapeOllama, &body, func(m *engine.Model, _ *ollamaGenerateRequest) (*generation, *apiError) {
 		req, e := s.ollamaGenerateToEngine(r, m, &body)
@@ -356,20 +360,24 @@ func (s *Server) handleOllamaGenerate(w http.ResponseWriter, r *http.Request) {
 
 // handleOllamaChat is POST /api/chat.
 func (s *Server) handleOllamaChat(w http.ResponseWriter, r *http.Request) {
+	// The body is read once the model is there (before, the answer is 503
+	// loading) and always read: the generation below takes it as read.
+	if s.model.Load() == nil {
+		writeError(w, shapeOllama, s.notReady())
+		return
+	}
 	var body ollamaChatRequest
-	if s.model.Load() != nil {
-		if e := s.decodeBodyLoose(w, r, &body); e != nil {
+	if e := s.decodeBodyLoose(w, r, &body); e != nil {
+		writeError(w, shapeOllama, e)
+		return
+	}
+	if len(body.Messages) == 0 { // Ollama's way to load a model: answered as loaded
+		if _, e := body.params(r, math.MaxInt32); e != nil {
 			writeError(w, shapeOllama, e)
 			return
 		}
-		if len(body.Messages) == 0 {
-			if _, e := body.params(r, math.MaxInt32); e != nil {
-				writeError(w, shapeOllama, e)
-				return
-			}
-			s.ollamaLoaded(w, true)
-			return
-		}
+		s.ollamaLoaded(w, true)
+		return
 	}
 	serveGeneration(s, w, r, shapeOllama, &body, func(m *engine.Model, _ *ollamaChatRequest) (*generation, *apiError) {
 		req, e := s.ollamaChatToEngine(r, m, &body)

@@ -346,7 +346,7 @@ func parseLogitBias(in map[string]float64) (map[int32]float64, *apiError) {
 	out := make(map[int32]float64, len(in))
 	for _, k := range keys {
 		id, err := strconv.ParseInt(k, 10, 32)
-		if err != nil || id < 0 || (len(k) > 1 && k[0] == '0') || k[0] == '+' {
+		if err != nil || id < 0 || (len(k) > 1 && k[0] == '0') || k[0] == '+' || k[0] == '-' {
 			return nil, badRequest("logit_bias", "key %.40q is not a token id: want decimal integers from 0 (\"1234\": -100)", k)
 		}
 		v := in[k]

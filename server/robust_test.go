@@ -45,6 +45,7 @@ func TestMalformedBodies(t *testing.T) {
 		{"logit_bias key", `{"prompt":"x","logit_bias":{"abc":1}}`, 400, "logit_bias"},
 		{"logit_bias leading zero", `{"prompt":"x","logit_bias":{"01":1}}`, 400, "logit_bias"},
 		{"logit_bias negative id", `{"prompt":"x","logit_bias":{"-1":1}}`, 400, "logit_bias"},
+		{"logit_bias minus zero", `{"prompt":"x","logit_bias":{"-0":1}}`, 400, "logit_bias"},
 		{"logit_bias range", `{"prompt":"x","logit_bias":{"1":101}}`, 400, "logit_bias"},
 		{"logit_bias not a number", `{"prompt":"x","logit_bias":{"1":"x"}}`, 400, "logit_bias"},
 		{"negative top_k", `{"prompt":"x","top_k":-3}`, 400, "top_k"},
