@@ -37,17 +37,17 @@ import (
 
 // Limits on what a grammar may grow to.
 const (
-	MaxElems     = 1 << 20 // elements of all rules, repetitions unrolled
-	MaxRepeat    = 10000   // the largest bound of x{m,n}
-	MaxDepth     = 256     // rule frames on one parse stack (deeper stacks die)
-	MaxStacks    = 4096    // parse stacks in one state
-	MaxStates    = 1 << 18 // states one automaton interns before it reports ErrTooComplex
+	MaxElems  = 1 << 20 // elements of all rules, repetitions unrolled
+	MaxRepeat = 10000   // the largest bound of x{m,n}
+	MaxDepth  = 256     // rule frames on one parse stack (deeper stacks die)
+	MaxStacks = 4096    // parse stacks in one state
+	MaxStates = 1 << 18 // states one automaton interns before it reports ErrTooComplex
 	// MaxRules bounds the rules of a grammar, those a JSON Schema or the
 	// GBNF's groups and repetitions generate included: the checks at the
 	// end of compiling take time that grows with the square of the rule
 	// count in the worst case (about 0.1 s at this bound on one core), and
 	// the compile runs on a request's own time.
-	MaxRules = 4096
+	MaxRules     = 4096
 	maxSourceLen = 1 << 20 // bytes of GBNF or JSON Schema text
 )
 
