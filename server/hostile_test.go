@@ -522,4 +522,13 @@ func TestPrefixCacheMetric(t *testing.T) {
 	if n := ts.metric(t, "worker_orcd_prefix_cache_hit_tokens_total"); n != 12 {
 		t.Fatalf("prefix hits %v after a request extending the first, want 12", n)
 	}
+	// OpenAI's usage says how many prompt tokens came from the cache.
+	resp := post(t, ts.URL+"/v1/completions", `{"prompt":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15],"max_tokens":1,"temperature":0}`)
+	var cr struct {
+		Usage oaiUsage `json:"usage"`
+	}
+	decodeJSON(t, readAll(t, resp), &cr)
+	if cr.Usage.PromptTokens != 15 || cr.Usage.PromptTokensDetails.CachedTokens != 14 {
+		t.Errorf("usage %+v, want 15 prompt tokens of which 14 cached", cr.Usage)
+	}
 }

@@ -187,6 +187,11 @@ type (
 		PromptTokens     int `json:"prompt_tokens"`
 		CompletionTokens int `json:"completion_tokens"`
 		TotalTokens      int `json:"total_tokens"`
+		// PromptTokensDetails.CachedTokens: prompt tokens taken from a
+		// slot's cached prompt (--prefix-cache) instead of being computed.
+		PromptTokensDetails struct {
+			CachedTokens int `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
 	}
 	completionChoice struct {
 		Text         string       `json:"text"`
@@ -277,7 +282,9 @@ func finishReason(r engine.StopReason) string {
 }
 
 func usageOf(res *engine.Result) oaiUsage {
-	return oaiUsage{PromptTokens: res.PromptTokens, CompletionTokens: len(res.IDs), TotalTokens: res.PromptTokens + len(res.IDs)}
+	u := oaiUsage{PromptTokens: res.PromptTokens, CompletionTokens: len(res.IDs), TotalTokens: res.PromptTokens + len(res.IDs)}
+	u.PromptTokensDetails.CachedTokens = res.CachedTokens
+	return u
 }
 
 // pieceOf is a token's text for logprobs and its exact bytes.

@@ -108,6 +108,14 @@ func TestChatCompletion(t *testing.T) {
 			finish = *f
 		}
 	}
+	// The same counts; the stream ran second, so its prompt came from the
+	// slot's cache (all but its last token).
+	if usage != nil {
+		if want := cr.Usage.PromptTokens - 1; usage.PromptTokensDetails.CachedTokens != want {
+			t.Errorf("stream: %d cached prompt tokens, want %d (the request before had the same prompt)", usage.PromptTokensDetails.CachedTokens, want)
+		}
+		usage.PromptTokensDetails = cr.Usage.PromptTokensDetails
+	}
 	if text != c[0].Message.Content || finish != "length" || usage == nil || *usage != cr.Usage {
 		t.Errorf("stream: %q %q %+v; non-stream: %q %+v", text, finish, usage, c[0].Message.Content, cr.Usage)
 	}
