@@ -35,6 +35,12 @@ type benchJSON struct {
 	GenTokens     int          `json:"generated_tokens"`
 	DecodeTPS     float64      `json:"decode_tokens_per_s"`
 	DecodeOfFloor float64      `json:"decode_fraction_of_floor"`
+	// The prefill's time to first token, and that of a request whose prompt
+	// is the same prompt plus 16 tokens, answered from the slot's cached
+	// prompt (--prefix-cache): the time a chat's next turn waits.
+	TTFTMs             float64 `json:"ttft_ms"`
+	CachedPrefixTTFTMs float64 `json:"cached_prefix_ttft_ms"`
+	CachedPrefixTokens int     `json:"cached_prefix_tokens"`
 	Concurrency   []benchLevel `json:"concurrency"`
 	// Constrained is the decode of one request under --json-schema-file.
 	Constrained *benchConstrained `json:"constrained,omitempty"`
@@ -141,7 +147,8 @@ weight bytes per token ÷ bandwidth.`,
 			}
 			fmt.Fprintf(out, "model %s on %s: %.1f MB of weights per decode step; memcpy %.2f GB/s → floor %.1f tok/s\n",
 				res.Model, res.Device, float64(res.WeightBytes)/1e6, res.MemcpyGBs, res.FloorTPS)
-			fmt.Fprintf(out, "prefill  %5d tokens  %9.1f tok/s\n", res.PromptTokens, res.PrefillTPS)
+			fmt.Fprintf(out, "prefill  %5d tokens  %9.1f tok/s, first token after %.1f ms (%.1f ms with %d tokens from the prefix cache)\n",
+				res.PromptTokens, res.PrefillTPS, res.TTFTMs, res.CachedPrefixTTFTMs, res.CachedPrefixTokens)
 			fmt.Fprintf(out, "decode   %5d tokens  %9.1f tok/s  (%.0f%% of the floor)\n", res.GenTokens, res.DecodeTPS, 100*res.DecodeOfFloor)
 			for _, l := range res.Concurrency {
 				fmt.Fprintf(out, "concurrency %3d      %9.1f tok/s total (%.1f while all decode), %.0f ms per request, TTFT p50 %.1f p99 %.1f ms, ITL p50 %.2f p99 %.2f ms\n",
@@ -191,13 +198,22 @@ func runBench(m *engine.Model, prompt, gen int, levels []int) (*benchJSON, error
 	if _, err := m.Generate(ctx, engine.Request{Prompt: ids(8), Params: sample.GreedyParams(), MaxTokens: 2, IgnoreEOS: true}, nil); err != nil {
 		return nil, err
 	}
-	r, err := m.Generate(ctx, engine.Request{Prompt: ids(prompt), Params: sample.GreedyParams(), MaxTokens: gen, IgnoreEOS: true}, nil)
+	first := ids(prompt)
+	r, err := m.Generate(ctx, engine.Request{Prompt: first, Params: sample.GreedyParams(), MaxTokens: gen, IgnoreEOS: true}, nil)
 	if err != nil {
 		return nil, err
 	}
 	res.PrefillTPS = r.Timings.PromptTPS
 	res.DecodeTPS = r.Timings.GenerateTPS
 	res.DecodeOfFloor = res.DecodeTPS / res.FloorTPS
+	res.TTFTMs = msOf(r.Timings.Prefill)
+	if next := append(slices.Clone(first), ids(16)...); len(next)+1 <= m.Options().CtxLen {
+		rc, err := m.Generate(ctx, engine.Request{Prompt: next, Params: sample.GreedyParams(), MaxTokens: 1, IgnoreEOS: true}, nil)
+		if err != nil {
+			return nil, err
+		}
+		res.CachedPrefixTTFTMs, res.CachedPrefixTokens = msOf(rc.Timings.Prefill), rc.CachedTokens
+	}
 	for _, n := range levels {
 		lv, err := benchLevelRun(ctx, m, n, gen, func() []int32 { return ids(prompt) })
 		if err != nil {
@@ -362,3 +378,6 @@ func benchConstrainedRun(m *engine.Model, schema []byte, prompt, gen int) (*benc
 	}
 	return c, nil
 }
+
+// msOf is d in milliseconds, to 0.001.
+func msOf(d time.Duration) float64 { return math.Round(float64(d.Microseconds())) / 1000 }

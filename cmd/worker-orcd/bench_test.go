@@ -33,6 +33,10 @@ func TestBenchConcurrencyJSON(t *testing.T) {
 	if len(res.Concurrency) != 2 || res.Concurrency[1].Requests != 3 {
 		t.Fatalf("concurrency levels %+v, want 1 and 3", res.Concurrency)
 	}
+	if res.TTFTMs <= 0 || res.CachedPrefixTokens != 12 || res.CachedPrefixTTFTMs <= 0 {
+		t.Errorf("prefix cache figures: ttft %v ms, cached-prefix ttft %v ms with %d cached tokens (want the 12-token prompt cached)",
+			res.TTFTMs, res.CachedPrefixTTFTMs, res.CachedPrefixTokens)
+	}
 	for _, l := range res.Concurrency {
 		// Inter-token gaps can round to 0 ms on a micro model (tokens of one
 		// step reach the client together), so only their order is checked.
