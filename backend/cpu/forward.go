@@ -395,10 +395,12 @@ func (b *Backend) mmRows(lo, hi int) {
 	for i := range a.k {
 		m := a.ms[i]
 		l, h := max(lo, a.starts[i])-a.starts[i], min(hi, a.starts[i+1])-a.starts[i]
-		// Blocks of rows small enough to stay in cache while every token's
-		// activations pass over them; quant.MatMul takes four or eight
-		// tokens at a time over each four rows where it has a tile kernel.
-		const blockRows = 64
+		// Blocks of rows (~128 KiB, at least 64 rows) small enough to stay
+		// in the core's cache while every token's activations pass over
+		// them; quant.MatMul takes four or eight tokens at a time over each
+		// four rows where it has a tile kernel, and prepares each group of
+		// eight tokens once per block.
+		blockRows := max(64, (128<<10)/m.RowBytes&^3)
 		for r0 := l; r0 < h; r0 += blockRows {
 			r1 := min(r0+blockRows, h)
 			w := m.Data[r0*m.RowBytes : r1*m.RowBytes]
