@@ -21,7 +21,7 @@
 // Each row is prefetched PF bytes ahead: the weights stream from memory and
 // a core's own prefetch keeps more misses in flight than the hardware's.
 
-#define PF 4096
+#define PF 8192
 
 DATA q8nib<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA q8nib<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
