@@ -23,12 +23,13 @@ var ErrBadInput = errors.New("cpu: bad forward input")
 // Backend runs one model. It is not safe for concurrent use: one Forward at
 // a time (the engine batches sequences into one call instead).
 type Backend struct {
-	m    *model.Model
-	c    *model.Config
-	w    *model.Weights
-	pool *pool
-	inv  []float64        // RoPE inverse frequencies, rope_dim/2 of them
-	Dump backend.DumpFunc // optional tap on intermediate tensors
+	closeOnce sync.Once
+	m         *model.Model
+	c         *model.Config
+	w         *model.Weights
+	pool      *pool
+	inv       []float64        // RoPE inverse frequencies, rope_dim/2 of them (model.RopeInvFreq)
+	Dump      backend.DumpFunc // optional tap on intermediate tensors
 
 	actBytes, wsBytes atomic.Int64 // scratch sizes, for Memory
 	kv                *kvBudget    // what the KV caches may hold together
@@ -57,21 +58,13 @@ func New(m *model.Model, threads int) *Backend {
 	c := &m.Config
 	b := &Backend{m: m, c: c, w: m.Weights, pool: newPool(threads), act: map[quant.Type][]byte{}, kv: newKVBudget()}
 	b.mmQuantFn, b.mmRowsFn, b.attFn, b.gluFn = b.mmQuant, b.mmRows, b.attend, b.glu
-	half := c.RopeDim / 2
-	b.inv = make([]float64, half)
-	for i := range half {
-		f := math.Pow(float64(c.RopeBase), -2*float64(i)/float64(c.RopeDim))
-		if m.Weights.RopeFreqs != nil {
-			f /= float64(m.Weights.RopeFreqs[i])
-		}
-		b.inv[i] = f / float64(c.RopeScale)
-	}
+	b.inv = m.RopeInvFreq()
 	return b
 }
 
 // Close stops the worker goroutines.
 func (b *Backend) Close() error {
-	b.pool.close()
+	b.closeOnce.Do(b.pool.close) // a second Close is a no-op
 	return nil
 }
 
@@ -145,26 +138,19 @@ func (b *Backend) forward(batch []*backend.Seq, embed bool) error {
 	rows := make([]rowInfo, 0, 16)
 	kvs := make([]*KVCache, len(batch))
 	for si, s := range batch {
-		kv, ok := s.KV.(*KVCache)
-		if !ok {
+		if _, ok := s.KV.(*KVCache); !ok {
 			return fmt.Errorf("%w: sequence %d has a %T, not a CPU KV cache", ErrBadInput, si, s.KV)
 		}
+	}
+	if err := backend.CheckBatch(batch, c.VocabSize); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	for si, s := range batch {
+		kv := s.KV.(*KVCache)
 		kvs[si] = kv
-		if len(s.Tokens) == 0 {
-			return fmt.Errorf("%w: sequence %d of the batch has no tokens", ErrBadInput, si)
-		}
-		if kv.n+len(s.Tokens) > kv.maxLen {
-			return fmt.Errorf("%w: sequence %d needs %d positions, its KV cache holds %d", ErrBadInput, si, kv.n+len(s.Tokens), kv.maxLen)
-		}
-		for i, id := range s.Tokens {
-			if id < 0 || int(id) >= c.VocabSize {
-				return fmt.Errorf("%w: token id %d out of range [0, %d)", ErrBadInput, id, c.VocabSize)
-			}
+		for i := range s.Tokens {
 			rows = append(rows, rowInfo{kv: kv, pos: kv.n + i})
 		}
-	}
-	if len(rows) == 0 {
-		return fmt.Errorf("%w: empty batch", ErrBadInput)
 	}
 	T, d := len(rows), c.NEmbd
 	b.x = grow(b.x, T*d)

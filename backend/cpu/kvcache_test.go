@@ -271,3 +271,16 @@ func TestDefaultKVBudget(t *testing.T) {
 		t.Errorf("source %q, want it to say the share", src)
 	}
 }
+
+// TestCloseTwice: closing the backend twice is harmless (it panicked on a
+// closed channel, e.g. when two engines shared a backend in a test).
+func TestCloseTwice(t *testing.T) {
+	m := openMicro(t)
+	b := New(m, 2)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
