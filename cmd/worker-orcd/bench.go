@@ -25,23 +25,23 @@ func init() { register(newBenchCmd) }
 
 // benchJSON is what `bench --json` prints; the README documents it.
 type benchJSON struct {
-	Model         string       `json:"model"`
-	Device        string       `json:"device"`
-	WeightBytes   int64        `json:"weight_bytes_per_token"` // bytes of weights one decode step reads
-	MemcpyGBs     float64      `json:"memcpy_gb_per_s"`
-	FloorTPS      float64      `json:"decode_floor_tokens_per_s"` // memcpy bandwidth / weight bytes
-	PromptTokens  int          `json:"prompt_tokens"`
-	PrefillTPS    float64      `json:"prefill_tokens_per_s"`
-	GenTokens     int          `json:"generated_tokens"`
-	DecodeTPS     float64      `json:"decode_tokens_per_s"`
-	DecodeOfFloor float64      `json:"decode_fraction_of_floor"`
+	Model         string  `json:"model"`
+	Device        string  `json:"device"`
+	WeightBytes   int64   `json:"weight_bytes_per_token"` // bytes of weights one decode step reads
+	MemcpyGBs     float64 `json:"memcpy_gb_per_s"`
+	FloorTPS      float64 `json:"decode_floor_tokens_per_s"` // memcpy bandwidth / weight bytes
+	PromptTokens  int     `json:"prompt_tokens"`
+	PrefillTPS    float64 `json:"prefill_tokens_per_s"`
+	GenTokens     int     `json:"generated_tokens"`
+	DecodeTPS     float64 `json:"decode_tokens_per_s"`
+	DecodeOfFloor float64 `json:"decode_fraction_of_floor"`
 	// The prefill's time to first token, and that of a request whose prompt
 	// is the same prompt plus 16 tokens, answered from the slot's cached
 	// prompt (--prefix-cache): the time a chat's next turn waits.
-	TTFTMs             float64 `json:"ttft_ms"`
-	CachedPrefixTTFTMs float64 `json:"cached_prefix_ttft_ms"`
-	CachedPrefixTokens int     `json:"cached_prefix_tokens"`
-	Concurrency   []benchLevel `json:"concurrency"`
+	TTFTMs             float64      `json:"ttft_ms"`
+	CachedPrefixTTFTMs float64      `json:"cached_prefix_ttft_ms"`
+	CachedPrefixTokens int          `json:"cached_prefix_tokens"`
+	Concurrency        []benchLevel `json:"concurrency"`
 	// Constrained is the decode of one request under --json-schema-file.
 	Constrained *benchConstrained `json:"constrained,omitempty"`
 }
