@@ -2,11 +2,11 @@ package cuda
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"worker-orcd/internal/fixtures"
 	"worker-orcd/internal/testmodel"
 	"worker-orcd/model"
 	"worker-orcd/quant"
@@ -142,11 +142,13 @@ func TestRealShapesPassChecks(t *testing.T) {
 			paths = append(paths, path)
 		}
 	}
-	fixtures, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "fixtures", "models", "*.gguf"))
-	if d := os.Getenv("WORKER_FIXTURES"); d != "" {
-		fixtures, _ = filepath.Glob(filepath.Join(d, "models", "*.gguf"))
+	var real []string
+	if dir, err := fixtures.Dir(); err == nil { // the real files too, where the fixtures are
+		real, _ = filepath.Glob(filepath.Join(dir, "models", "*.gguf"))
+		paths = append(paths, real...)
+	} else if !errors.Is(err, fixtures.ErrAbsent) {
+		t.Fatal(err)
 	}
-	paths = append(paths, fixtures...)
 	for _, path := range paths {
 		m, err := model.Open(path)
 		if err != nil {
@@ -161,5 +163,5 @@ func TestRealShapesPassChecks(t *testing.T) {
 		}
 		m.Close()
 	}
-	t.Logf("%d models checked (%d fixtures)", len(paths), len(fixtures))
+	t.Logf("%d models checked (%d fixtures)", len(paths), len(real))
 }

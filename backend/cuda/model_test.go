@@ -2,7 +2,6 @@ package cuda_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"worker-orcd/backend/cpu"
 	"worker-orcd/backend/cuda"
 	"worker-orcd/engine"
+	"worker-orcd/internal/fixtures"
 	"worker-orcd/internal/testmodel"
 	"worker-orcd/model"
 	"worker-orcd/sample"
@@ -239,49 +239,20 @@ func firstDivergence(t *testing.T, m *model.Model, gpu *cuda.Backend, prompt []i
 	}
 }
 
-func fixtureDir() string {
-	if d := os.Getenv("WORKER_FIXTURES"); d != "" {
-		return d
-	}
-	return filepath.Join("..", "..", "..", "shared", "fixtures")
-}
-
 // TestGoldenOnGPU: the fixtures' teacher-forced top-5 logprobs within 0.1
 // nats of llama.cpp's, and free greedy ids equal up to the first near-tie.
+// The fixtures are found by internal/fixtures (skipped only when absent).
 func TestGoldenOnGPU(t *testing.T) {
 	for _, name := range []string{"qwen2-tiny-Q4_K_M", "qwen2-small-Q4_K_M", "phi3-small-Q4_K_M"} {
 		t.Run(name, func(t *testing.T) {
-			mp := filepath.Join(fixtureDir(), "models", name+".gguf")
-			gp := filepath.Join(fixtureDir(), "golden", name+".json")
-			for _, p := range []string{mp, gp} {
-				if _, err := os.Stat(p); err != nil {
-					t.Skipf("fixture %s not present", p)
-				}
-			}
+			mp := fixtures.ModelPath(t, name)
+			g := fixtures.ReadGolden(t, name)
 			m, err := model.Open(mp)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer m.Close()
 			gpu := gpuBackend(t, m)
-			raw, _ := os.ReadFile(gp)
-			var g struct {
-				Prompts []struct {
-					PromptIDs    []int32 `json:"prompt_ids"`
-					GeneratedIDs []int32 `json:"generated_ids"`
-					Steps        []struct {
-						ID  int32   `json:"id"`
-						Gap float64 `json:"gap_top1_top2"`
-						Top []struct {
-							ID      int32   `json:"id"`
-							Logprob float64 `json:"logprob"`
-						} `json:"top"`
-					} `json:"steps"`
-				} `json:"prompts"`
-			}
-			if err := json.Unmarshal(raw, &g); err != nil {
-				t.Fatal(err)
-			}
 			worst := 0.0
 			for _, p := range g.Prompts {
 				ids := append(slices.Clone(p.PromptIDs), p.GeneratedIDs...)
