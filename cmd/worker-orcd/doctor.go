@@ -454,6 +454,7 @@ func (d *doctor) contextCheck() {
 // memNeed is what a model needs at a context length.
 type memNeed struct {
 	weights, kvPerPos, kv, workspace, total int64
+	kvElem                                  int64 // bytes a key or value element takes (2: F16, 4: F32)
 	ctx                                     int
 }
 
@@ -471,13 +472,35 @@ func (d *doctor) need(ctx int) memNeed {
 			n.weights += int64(d.file.Tensors[i].Size)
 		}
 	}
-	// F32 keys and values: n_layer * 2 * n_head_kv * head_dim * 4 bytes per position.
-	n.kvPerPos = int64(c.NLayer) * 2 * int64(c.KVDim()) * 4
+	// Keys and values: n_layer * 2 * n_head_kv * head_dim elements per
+	// position, F16 on a GPU (the default --kv-type), F32 on the CPU.
+	n.kvElem = 4
+	if d.gpuDevice() != nil {
+		n.kvElem = 2
+	}
+	n.kvPerPos = int64(c.NLayer) * 2 * int64(c.KVDim()) * n.kvElem
 	n.kv = n.kvPerPos * int64(ctx) * int64(d.flags.parallel)
 	// Activations of one prompt chunk (residual, norms, q/k/v, attention out,
 	// gate/up/ffn out) in F32, plus one row of logits per sequence.
 	perTok := int64(4*c.NEmbd+c.QDim()+2*c.KVDim()+3*c.NFF) * 4
 	n.workspace = workspaceBatch*perTok + int64(c.VocabSize)*4*int64(d.flags.parallel)
+	if d.gpuDevice() != nil && d.weights != nil {
+		// The GPU's prompt rows go through cuBLAS on F16 copies of the
+		// weights: the largest matrix (often the LM head: 272 MB for
+		// Qwen2.5-0.5B) and an FFN up matrix beside it.
+		var largest, up int64
+		w := d.weights
+		mats := []*model.Matrix{&w.Output}
+		for i := range w.Layers {
+			l := &w.Layers[i]
+			mats = append(mats, &l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down)
+			up = max(up, int64(l.Up.Rows)*int64(l.Up.Cols)*2)
+		}
+		for _, m := range mats {
+			largest = max(largest, int64(m.Rows)*int64(m.Cols)*2)
+		}
+		n.workspace += largest + up
+	}
 	n.total = n.weights + n.kv + n.workspace
 	return n
 }
@@ -495,8 +518,12 @@ func (d *doctor) memoryCheck() {
 		return
 	}
 	n := d.need(d.ctxToRun())
-	msg := fmt.Sprintf("needs about %s: weights %s + KV cache %s (F32, %d positions x %d sequence(s), %s per position) + workspace %s (estimate: a %d-token prompt chunk and the logits)",
-		humanBytes(n.total), humanBytes(n.weights), humanBytes(n.kv), n.ctx, d.flags.parallel, humanBytes(n.kvPerPos), humanBytes(n.workspace), workspaceBatch)
+	kvType, ws := "F32", "a %d-token prompt chunk and the logits"
+	if n.kvElem == 2 {
+		kvType, ws = "F16", "a %d-token prompt chunk, the logits and the F16 weight copies of the prompt path"
+	}
+	msg := fmt.Sprintf("needs about %s: weights %s + KV cache %s (%s, %d positions x %d sequence(s), %s per position) + workspace %s (estimate: "+ws+")",
+		humanBytes(n.total), humanBytes(n.weights), humanBytes(n.kv), kvType, n.ctx, d.flags.parallel, humanBytes(n.kvPerPos), humanBytes(n.workspace), workspaceBatch)
 	dev := d.gpuDevice()
 	if dev == nil {
 		d.hostMemoryCheck(msg, n)
