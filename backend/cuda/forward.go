@@ -14,27 +14,31 @@ import (
 	"worker-orcd/sample"
 )
 
-// grow makes the scratch buffers hold T rows and nsel logits rows.
-func (b *Backend) grow(T, nsel int) error {
-	if T <= b.capT && nsel <= b.capSel {
-		return nil
-	}
-	c := b.c
-	T = max(T, b.capT)
-	nsel = max(nsel, b.capSel, 1)
-	sizes := []int64{
+// scratchLayout is the scratch buffer for T rows and nsel logits rows: the
+// float32 element count of each buffer (in the order grow assigns them)
+// and the bytes of the whole, metadata included.
+func scratchLayout(c *model.Config, T, nsel int) (sizes []int64, total int64) {
+	sizes = []int64{
 		int64(T * c.NEmbd), int64(T * c.NEmbd), int64(T * c.QDim()), int64(T * c.KVDim()), int64(T * c.KVDim()),
 		int64(T * c.QDim()), int64(T * c.NFF), int64(T * c.NFF), int64(nsel * c.VocabSize),
 		int64(T * c.NHead * maxSplits * (c.HeadDim + 2)),
 		int64(nsel * topStride / 4),
 		int64((T*c.NEmbd + 1) / 2), int64((T*c.QDim() + 1) / 2), int64((T*c.NFF + 1) / 2), // F16 copies: h16, att16, gate16
 	}
-	metaBytes := int64(T*4*2 + c.NLayer*T*8*2)
-	var total int64
 	for _, s := range sizes {
 		total += (s*4 + 255) &^ 255
 	}
-	total += metaBytes
+	return sizes, total + int64(T*4*2+c.NLayer*T*8*2) // ids, positions, K and V pointers
+}
+
+// grow makes the scratch buffers hold T rows and nsel logits rows.
+func (b *Backend) grow(T, nsel int) error {
+	if T <= b.capT && nsel <= b.capSel {
+		return nil
+	}
+	T = max(T, b.capT)
+	nsel = max(nsel, b.capSel, 1)
+	sizes, total := scratchLayout(b.c, T, nsel)
 	// Allocate the new buffer before freeing the old one: a failed
 	// allocation leaves the old scratch (and every pointer into it) valid.
 	buf, err := b.dev.alloc(total, PurposeActivations)

@@ -19,6 +19,7 @@ import (
 
 	"worker-orcd/backend"
 	"worker-orcd/backend/cpu"
+	"worker-orcd/backend/cuda"
 	"worker-orcd/engine"
 	"worker-orcd/gguf"
 	"worker-orcd/hub"
@@ -472,35 +473,30 @@ func (d *doctor) need(ctx int) memNeed {
 			n.weights += int64(d.file.Tensors[i].Size)
 		}
 	}
-	// Keys and values: n_layer * 2 * n_head_kv * head_dim elements per
-	// position, F16 on a GPU (the default --kv-type), F32 on the CPU.
-	n.kvElem = 4
-	if d.gpuDevice() != nil {
-		n.kvElem = 2
+	if d.gpuDevice() != nil && d.weights != nil {
+		// On a GPU, the backend's own layout (cuda.EstimateMemory): the F16
+		// KV cache (the default --kv-type), the step's scratch and the F16
+		// weight copies of the cuBLAS prompt path (the LM head alone is
+		// 272 MB for Qwen2.5-0.5B).
+		mem, err := cuda.EstimateMemory(&model.Model{File: d.file, Config: *c, Weights: d.weights}, ctx, d.flags.parallel, workspaceBatch, "")
+		if err == nil {
+			n.kvElem = 2
+			n.weights, n.kv = mem.Weights, mem.KVCache
+			n.kvPerPos = int64(c.NLayer) * 2 * int64(c.KVDim()) * n.kvElem
+			n.workspace = mem.Activations + mem.Workspace
+			n.total = n.weights + n.kv + n.workspace
+			return n
+		}
 	}
+	// On the CPU: F32 keys and values, n_layer * 2 * n_head_kv * head_dim
+	// elements per position.
+	n.kvElem = 4
 	n.kvPerPos = int64(c.NLayer) * 2 * int64(c.KVDim()) * n.kvElem
 	n.kv = n.kvPerPos * int64(ctx) * int64(d.flags.parallel)
 	// Activations of one prompt chunk (residual, norms, q/k/v, attention out,
 	// gate/up/ffn out) in F32, plus one row of logits per sequence.
 	perTok := int64(4*c.NEmbd+c.QDim()+2*c.KVDim()+3*c.NFF) * 4
 	n.workspace = workspaceBatch*perTok + int64(c.VocabSize)*4*int64(d.flags.parallel)
-	if d.gpuDevice() != nil && d.weights != nil {
-		// The GPU's prompt rows go through cuBLAS on F16 copies of the
-		// weights: the largest matrix (often the LM head: 272 MB for
-		// Qwen2.5-0.5B) and an FFN up matrix beside it.
-		var largest, up int64
-		w := d.weights
-		mats := []*model.Matrix{&w.Output}
-		for i := range w.Layers {
-			l := &w.Layers[i]
-			mats = append(mats, &l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down)
-			up = max(up, int64(l.Up.Rows)*int64(l.Up.Cols)*2)
-		}
-		for _, m := range mats {
-			largest = max(largest, int64(m.Rows)*int64(m.Cols)*2)
-		}
-		n.workspace += largest + up
-	}
 	n.total = n.weights + n.kv + n.workspace
 	return n
 }
@@ -520,7 +516,7 @@ func (d *doctor) memoryCheck() {
 	n := d.need(d.ctxToRun())
 	kvType, ws := "F32", "a %d-token prompt chunk and the logits"
 	if n.kvElem == 2 {
-		kvType, ws = "F16", "a %d-token prompt chunk, the logits and the F16 weight copies of the prompt path"
+		kvType, ws = "F16", "the CUDA backend's scratch for a %d-token prompt chunk and the logits, and the F16 weight copies of its prompt path"
 	}
 	msg := fmt.Sprintf("needs about %s: weights %s + KV cache %s (%s, %d positions x %d sequence(s), %s per position) + workspace %s (estimate: "+ws+")",
 		humanBytes(n.total), humanBytes(n.weights), humanBytes(n.kv), kvType, n.ctx, d.flags.parallel, humanBytes(n.kvPerPos), humanBytes(n.workspace), workspaceBatch)

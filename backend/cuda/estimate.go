@@ -1,0 +1,64 @@
+package cuda
+
+import (
+	"fmt"
+
+	"worker-orcd/backend"
+	"worker-orcd/model"
+)
+
+// EstimateMemory is the device memory the CUDA backend takes for model m
+// serving parallel sequences of ctx positions each, prompts read in chunks
+// of batch tokens, with a KV cache of kvType ("" or "f16": F16; "f32"),
+// by purpose, computed from the same layout the backend allocates:
+//
+//   - weights: the file's tensor data section, uploaded whole, and the
+//     norms, biases and RoPE frequencies;
+//   - KV cache: n_layer × 2 (K and V) × n_kv_head·head_dim elements a
+//     position, per sequence;
+//   - activations: the step's scratch buffer for batch rows and parallel
+//     logits rows (scratchLayout);
+//   - workspace: what cuBLAS multiplies prompt rows with — F16 copies of
+//     the largest matrix (often the LM head) and of an FFN up matrix beside
+//     it, a gemmTile-row F16 activation tile and two float32 result tiles.
+//
+// No GPU is needed: the doctor uses it before loading anything.
+func EstimateMemory(m *model.Model, ctx, parallel, batch int, kvType string) (backend.Memory, error) {
+	c, w := &m.Config, m.Weights
+	elem := int64(2)
+	switch kvType {
+	case "", "f16":
+	case "f32":
+		elem = 4
+	default:
+		return backend.Memory{}, fmt.Errorf("%w: KV cache type %q: want f16 or f32", ErrBadInput, kvType)
+	}
+	var mem backend.Memory
+	if f := m.File; f != nil {
+		mem.Weights = int64(len(f.Bytes())) - f.DataOffset
+	} else {
+		mem.Weights = w.Bytes()
+	}
+	small := 4 * int64(len(w.OutputNorm))
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		small += 4 * int64(len(l.AttnNorm)+len(l.FFNNorm)+len(l.QBias)+len(l.KBias)+len(l.VBias))
+	}
+	mem.Weights += small + 8*int64(c.RopeDim/2)
+	mem.KVCache = int64(c.NLayer) * 2 * int64(c.KVDim()) * elem * int64(ctx) * int64(parallel)
+	_, mem.Activations = scratchLayout(c, max(batch, parallel), max(parallel, 1))
+	var largest, up, cols, rows, upRows int64
+	mats := []*model.Matrix{&w.Output}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		mats = append(mats, &l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down)
+		up = max(up, int64(l.Up.Rows)*int64(l.Up.Cols)*2)
+		upRows = max(upRows, int64(l.Up.Rows))
+	}
+	for _, mm := range mats {
+		largest = max(largest, int64(mm.Rows)*int64(mm.Cols)*2)
+		cols, rows = max(cols, int64(mm.Cols)), max(rows, int64(mm.Rows))
+	}
+	mem.Workspace = largest + up + gemmTile*cols*2 + gemmTile*rows*4 + gemmTile*upRows*4
+	return mem, nil
+}
