@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"worker-orcd/grammar"
-	"worker-orcd/tokenizer"
 )
 
 // Grammar kinds for Engine.Grammar.
@@ -68,7 +67,7 @@ func (e *Engine) Grammar(kind, src string) (*grammar.Automaton, error) {
 func (e *Engine) CompiledGrammar(key string, compile func() (*grammar.Grammar, error)) (*grammar.Automaton, error) {
 	c := &e.grammars
 	c.once.Do(func() {
-		c.vocab = grammarVocab(e.tok)
+		c.vocab = grammar.VocabOf(e.tok)
 		c.lru = list.New()
 		c.byKey = map[string]*list.Element{}
 	})
@@ -100,29 +99,6 @@ func (e *Engine) CompiledGrammar(key string, compile func() (*grammar.Grammar, e
 		delete(c.byKey, old.key)
 	}
 	return a, nil
-}
-
-// grammarVocab is the tokenizer's vocabulary as a grammar sees it: each
-// token's decoded bytes; control, unknown and unused tokens never allowed
-// (the end-of-generation ones only when the text is complete).
-func grammarVocab(tok *tokenizer.Tokenizer) *grammar.Vocab {
-	n := tok.VocabSize()
-	pieces := make([][]byte, n)
-	var eog []int32
-	for id := range int32(n) {
-		pieces[id], _ = tok.Piece(id)
-		if tok.IsEOG(id) {
-			eog = append(eog, id)
-		}
-	}
-	usable := func(id int32) bool {
-		switch tok.Type(id) {
-		case tokenizer.TypeControl, tokenizer.TypeUnknown, tokenizer.TypeUnused:
-			return false
-		}
-		return !tok.IsEOG(id)
-	}
-	return grammar.NewVocab(pieces, usable, eog)
 }
 
 // applyMask writes logits into dst with every id outside mask at -Inf.

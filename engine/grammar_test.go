@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -13,29 +12,15 @@ import (
 	"worker-orcd/backend/cpu"
 	"worker-orcd/grammar"
 	"worker-orcd/internal/testmodel"
-	"worker-orcd/model"
 	"worker-orcd/sample"
-	"worker-orcd/tokenizer"
 )
 
 func microEngines(t *testing.T) (full, top *Engine) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "m.gguf")
 	spec := testmodel.MustPreset("qwen2-micro")
 	spec.Seed = 9
-	if err := spec.Write(path); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	full, err = New(cpu.New(m, 1), tok, Options{Parallel: 4})
+	m, tok := openSpec(t, spec)
+	full, err := New(cpu.New(m, 1), tok, Options{Parallel: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

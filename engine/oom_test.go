@@ -3,16 +3,13 @@ package engine
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"worker-orcd/backend"
 	"worker-orcd/backend/cpu"
 	"worker-orcd/backend/cuda"
 	"worker-orcd/internal/testmodel"
-	"worker-orcd/model"
 	"worker-orcd/sample"
-	"worker-orcd/tokenizer"
 )
 
 // tightBackend is the CPU backend with a device-like memory limit on KV
@@ -61,20 +58,7 @@ func (t *tightBackend) Forward(batch []*backend.Seq) error {
 // ends with the allocation error (the server answers VRAM_OOM) and the
 // engine goes on serving the next one.
 func TestOutOfMemoryEndsOnlyThatRequest(t *testing.T) {
-	spec := testmodel.MustPreset("qwen2-micro")
-	path := filepath.Join(t.TempDir(), "m.gguf")
-	if err := spec.Write(path); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tok := openSpec(t, testmodel.MustPreset("qwen2-micro"))
 	e, err := New(&tightBackend{Backend: cpu.New(m, 1), limit: 40}, tok, Options{Parallel: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -101,20 +85,7 @@ func TestOutOfMemoryEndsOnlyThatRequest(t *testing.T) {
 // backend.ErrOutOfMemory (not an allocation that kills the process), and
 // the engine goes on serving.
 func TestCPUKVBudgetEndsOnlyThatRequest(t *testing.T) {
-	spec := testmodel.MustPreset("qwen2-micro")
-	path := filepath.Join(t.TempDir(), "m.gguf")
-	if err := spec.Write(path); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tok := openSpec(t, testmodel.MustPreset("qwen2-micro"))
 	be := cpu.New(m, 1)
 	perPos := int64(m.Config.NLayer) * 2 * int64(m.Config.KVDim()) * 4
 	be.SetKVBudget(40 * perPos)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -138,22 +137,9 @@ func testBackend(t *testing.T, m *model.Model) (b backend.Backend, gpu bool) {
 
 func penaltyModel(t *testing.T) (*model.Model, *tokenizer.Tokenizer) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "m.gguf")
 	spec := testmodel.MustPreset("qwen2-micro")
 	spec.Type, spec.Seed = testmodel.Q8_0, 4
-	if err := spec.Write(path); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, tok
+	return openSpec(t, spec)
 }
 
 // penaltyCases are greedy requests whose penalties and biases change the

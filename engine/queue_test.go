@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,9 +11,7 @@ import (
 	"worker-orcd/backend"
 	"worker-orcd/backend/cpu"
 	"worker-orcd/internal/testmodel"
-	"worker-orcd/model"
 	"worker-orcd/sample"
-	"worker-orcd/tokenizer"
 )
 
 // gatedBackend is the CPU backend whose steps can be held: while the gate
@@ -55,19 +52,7 @@ func newGatedEngine(t *testing.T, queue int) (*Engine, *gatedBackend) {
 // newWrappedGatedEngine is newGatedEngine with the gated backend wrapped.
 func newWrappedGatedEngine(t *testing.T, queue int, wrap func(*gatedBackend) backend.Backend) (*Engine, *gatedBackend) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "m.gguf")
-	if err := testmodel.MustPreset("qwen2-micro").Write(path); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tok := openSpec(t, testmodel.MustPreset("qwen2-micro"))
 	g := &gatedBackend{Backend: cpu.New(m, 1)}
 	g.hold()
 	e, err := New(wrap(g), tok, Options{Parallel: 1, QueueSize: queue})

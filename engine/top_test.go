@@ -3,16 +3,13 @@ package engine
 import (
 	"context"
 	"math"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"worker-orcd/backend"
 	"worker-orcd/backend/cpu"
 	"worker-orcd/internal/testmodel"
-	"worker-orcd/model"
 	"worker-orcd/sample"
-	"worker-orcd/tokenizer"
 )
 
 // topBackend is the CPU backend acting like the GPU one: rows that ask for
@@ -37,19 +34,7 @@ func (t topBackend) Forward(batch []*backend.Seq) error {
 // candidates, the engine produces the same ids and logprobs as with whole
 // rows, greedy and seeded, with and without top-k.
 func TestTopCandidatePathMatchesFullRows(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "m.gguf")
-	if err := testmodel.MustPreset("qwen2-micro").Write(path); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tok := openSpec(t, testmodel.MustPreset("qwen2-micro"))
 	full, err := New(cpu.New(m, 1), tok, Options{Parallel: 2})
 	if err != nil {
 		t.Fatal(err)

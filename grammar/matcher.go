@@ -195,30 +195,29 @@ func (m *Matcher) Dead() bool { return m.st < 0 }
 // MatchString reports whether s is a sentence of g (for tests and tools;
 // it needs no vocabulary).
 func (g *Grammar) MatchString(s string) bool {
-	a := NewAutomaton(g, &Vocab{})
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	st := a.start
-	for i := 0; i < len(s); i++ {
-		if st = a.step(st, s[i]); st < 0 {
-			return false
-		}
-	}
-	return st >= 0 && a.states[st].accept
+	accept, ok := g.walk(s)
+	return ok && accept
 }
 
 // PrefixOK reports whether s can be continued into a sentence of g.
 func (g *Grammar) PrefixOK(s string) bool {
+	_, ok := g.walk(s)
+	return ok
+}
+
+// walk follows s's bytes from g's start: ok is false when a byte leaves the
+// language; accept says whether s is a sentence.
+func (g *Grammar) walk(s string) (accept, ok bool) {
 	a := NewAutomaton(g, &Vocab{})
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := a.start
 	for i := 0; i < len(s); i++ {
 		if st = a.step(st, s[i]); st < 0 {
-			return false
+			return false, false
 		}
 	}
-	return st >= 0
+	return st >= 0 && a.states[st].accept, st >= 0
 }
 
 // Err reports the automaton's ErrTooComplex, if it ran past its bounds.

@@ -14,20 +14,7 @@ func qwenVocab(tb testing.TB) *Vocab {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n := tok.VocabSize()
-	pieces := make([][]byte, n)
-	var eog []int32
-	for id := range int32(n) {
-		pieces[id], _ = tok.Piece(id)
-		if tok.IsEOG(id) {
-			eog = append(eog, id)
-		}
-	}
-	usable := func(id int32) bool {
-		ty := tok.Type(id)
-		return ty != tokenizer.TypeControl && ty != tokenizer.TypeUnknown && ty != tokenizer.TypeUnused
-	}
-	return NewVocab(pieces, usable, eog)
+	return VocabOf(tok) // the vocabulary the engine builds
 }
 
 // TestQwenMaskCost walks a schema's grammar over the real Qwen2 vocabulary

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math/bits"
 	"slices"
+
+	"worker-orcd/tokenizer"
 )
 
 // Vocab is a model's vocabulary as the matcher sees it: each token's bytes,
@@ -160,4 +162,27 @@ func (a *Automaton) computeMask(st int32, budget int) Mask {
 		a.states[st].maxAfter = maxAfter
 	}
 	return m
+}
+
+// VocabOf is a tokenizer's vocabulary as a grammar sees it: each token's
+// decoded bytes; control, unknown and unused tokens never allowed, and the
+// end-of-generation ones only when the text is complete.
+func VocabOf(tok *tokenizer.Tokenizer) *Vocab {
+	n := tok.VocabSize()
+	pieces := make([][]byte, n)
+	var eog []int32
+	for id := range int32(n) {
+		pieces[id], _ = tok.Piece(id)
+		if tok.IsEOG(id) {
+			eog = append(eog, id)
+		}
+	}
+	usable := func(id int32) bool {
+		switch tok.Type(id) {
+		case tokenizer.TypeControl, tokenizer.TypeUnknown, tokenizer.TypeUnused:
+			return false
+		}
+		return !tok.IsEOG(id)
+	}
+	return NewVocab(pieces, usable, eog)
 }

@@ -77,6 +77,13 @@ func (s *Sampler) SampleTop(top []Candidate, history []int32) int32 {
 		sortDesc(set)
 		set = set[:min(k, len(set))]
 	}
+	return s.drawSorted(set)
+}
+
+// drawSorted draws from candidates sorted by decreasing (adjusted) logit,
+// those top-k kept: greedy takes the first; otherwise top-p, min-p and the
+// temperature apply, then one draw from the generator.
+func (s *Sampler) drawSorted(set []Candidate) int32 {
 	if s.greedy {
 		return set[0].ID
 	}
@@ -170,21 +177,5 @@ func (s *Sampler) SampleTopAllowed(top []Candidate, history []int32, allowed fun
 		sortDesc(set)
 	}
 	set = set[:min(k, len(set))]
-	if s.greedy {
-		return set[0].ID, true
-	}
-	u := float64(s.rng.Uint64()>>11) * 0x1p-53
-	m := float64(set[0].Logprob)
-	if math.IsInf(m, 0) || m != m {
-		return set[0].ID, true
-	}
-	if s.topP > 0 {
-		set = topPSorted(set, m, s.topP)
-	}
-	if s.lnMinP > math.Inf(-1) {
-		set = minPFilter(set, m, s.lnMinP)
-	}
-	s.w = grow(s.w, len(set))
-	w := s.w[:len(set)]
-	return set[pick(w, u*expSumSet(w, set, m, s.invT))].ID, true
+	return s.drawSorted(set), true
 }

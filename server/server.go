@@ -343,6 +343,7 @@ type statusWriter struct {
 	status       int
 	body         *bodyTracker // nil when the request declared no body
 	writeTimeout time.Duration
+	rc           *http.ResponseController // of the ResponseWriter: deadlines
 }
 
 // writeChunk is the most a single write sends under one deadline: a large
@@ -351,7 +352,7 @@ const writeChunk = 64 << 10
 
 func (w *statusWriter) extendWrite() {
 	if w.writeTimeout > 0 {
-		http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.writeTimeout))
+		w.rc.SetWriteDeadline(time.Now().Add(w.writeTimeout))
 	}
 }
 
@@ -395,7 +396,7 @@ const unreadBodyGrace = 500 * time.Millisecond
 // a body that stopped arriving).
 func (w *statusWriter) limitUnreadBody() {
 	if w.body != nil && !w.body.done.Load() {
-		http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Now().Add(unreadBodyGrace))
+		w.rc.SetReadDeadline(time.Now().Add(unreadBodyGrace))
 	}
 }
 
@@ -442,7 +443,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ri := &reqInfo{id: rid, endpoint: endpoint, start: start}
 	ri.log = s.log.With("request_id", rid)
 	w.Header().Set("X-Request-Id", rid)
-	sw := &statusWriter{ResponseWriter: w, writeTimeout: s.cfg.WriteTimeout}
+	sw := &statusWriter{ResponseWriter: w, writeTimeout: s.cfg.WriteTimeout, rc: http.NewResponseController(w)}
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody { // declared or chunked
 		sw.body = &bodyTracker{ReadCloser: r.Body}
 		r.Body = sw.body
