@@ -1,12 +1,10 @@
 package cpu
 
 import (
-	"path/filepath"
 	"testing"
 
 	"worker-orcd/backend"
 	"worker-orcd/internal/testmodel"
-	"worker-orcd/model"
 )
 
 // A decode step allocates a few objects per step (the batch's row and cache
@@ -17,15 +15,7 @@ func TestDecodeAllocations(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec.Type, spec.Seed = testmodel.Q4_K_M, 5
-	path := filepath.Join(t.TempDir(), "m.gguf")
-	if err := spec.Write(path); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openSpec(t, spec)
 	b := New(m, 2)
 	defer b.Close()
 	kv := NewKVCache(&m.Config, 512)

@@ -18,8 +18,15 @@ import (
 // 512 bytes of cache per position).
 func openMicro(t *testing.T) *model.Model {
 	t.Helper()
+	return openSpec(t, testmodel.MustPreset("qwen2-micro"))
+}
+
+// openSpec writes spec's synthetic model into the test's temporary folder
+// and opens it; it is closed when the test ends.
+func openSpec(t *testing.T, spec testmodel.Spec) *model.Model {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "m.gguf")
-	if err := testmodel.MustPreset("qwen2-micro").Write(path); err != nil {
+	if err := spec.Write(path); err != nil {
 		t.Fatal(err)
 	}
 	m, err := model.Open(path)
