@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|sanitizer|server|reference|reference-llama|bench|bench-phi3|timing|conc|ncu|profile ...
+#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|pipeline|kprofile|ncu|profile ...
 # GPU tests fail rather than skip here (WORKER_TEST_REQUIRE_GPU=1); fixtures
 # are read from $WORKER_FIXTURES, else $BIN/fixtures when present.
 # conc runs the issue-10 workload (-p 128 -n 128, 1..64 streams) on both
@@ -98,6 +98,65 @@ reference-llama)
   python3 scripts/torch_reference.py export --gguf "$m" --out /tmp/llama-hf &&
   python3 scripts/torch_reference.py compare --hf /tmp/llama-hf --ids "$ids" --worker-logits "$out/llama-logits.npy" \
     --worker-generate "$out/llama-gen.json" --steps 16; echo "reference llama-tiny: exit $?" ;;
+engine)
+  # The scheduler tests with the model on the GPU.
+  WORKER_TEST_DEVICE=cuda "$bin/engine.test" -test.timeout 300s 2>&1 | tee "$out/engine-tests.log" | grep -E "^(--- FAIL|FAIL|ok|PASS)" ;;
+pipeline)
+  # mmt_'s staging (MMT_STAGES 1 or 2) and weight prefetch (MMT_PREFETCH 0
+  # or 1) side by side: T=64 kernel timings and the 64-stream workload.
+  synth qwen2.5-0.5b /tmp/q05.gguf
+  synth phi3-mini-4k /tmp/phi3.gguf
+  for cfg in ${PIPE_CFGS:-1,0 1,1 2,0 2,1}; do
+    st=${cfg%,*} pf=${cfg#*,}
+    export WORKER_CUDA_MMT_STAGES=$st WORKER_CUDA_MMT_PREFETCH=$pf
+    WORKER_TEST_TIMING=1 "$bin/cuda.test" -test.v -test.run TestDecodeKernelTiming 2>&1 | grep -E "T=(8|64)" | sed 's/.*timing //; s/ GB\/s//g' >"$out/timing-$st$pf.log"
+    for m in q05 phi3; do
+      "$bin/worker-orcd" bench --model /tmp/$m.gguf --device cuda -p 128 -n 128 --concurrency 64 --json >"$out/pipe-$st$pf-$m.json" 2>"$out/bench.err" ||
+        { echo "bench $cfg $m failed"; tail -3 "$out/bench.err"; }
+    done
+    unset WORKER_CUDA_MMT_STAGES WORKER_CUDA_MMT_PREFETCH
+  done
+  python3 - "$out" <<'PY'
+import glob, json, os, sys
+d = sys.argv[1]
+for f in sorted(glob.glob(d + "/timing-*.log")):
+    for line in open(f):
+        w = line.split()
+        # stages S prefetch P name… T=… (auto …)  mmu_ X µs G  mmt X µs G …
+        i = w.index("mmt")
+        print("%s %s  mmt %s µs" % (os.path.basename(f)[7:9], " ".join(w[4:w.index("(auto")]), w[i + 1]))
+for f in sorted(glob.glob(d + "/pipe-*.json")):
+    r = json.load(open(f))
+    l = r["concurrency"][-1]
+    print("%-16s decode %6.1f  64: %6.0f  all decoding %6.0f  itl p50 %.1f" % (os.path.basename(f)[5:-5], r["decode_tokens_per_s"], l["generated_tokens_per_s"], l.get("all_decoding_tokens_per_s", 0), l.get("itl_p50_ms", 0)))
+PY
+  ;;
+kprofile)
+  # Time per kernel and launch shape (WORKER_CUDA_PROFILE=1: events around
+  # every launch, graphs off) over the Phi-3 shape's 64-stream workload.
+  synth phi3-mini-4k /tmp/phi3.gguf
+  WORKER_CUDA_PROFILE=1 "$bin/worker-orcd" bench --model /tmp/phi3.gguf --device cuda -p 128 -n 64 --concurrency 64 >"$out/kprofile-bench.txt" 2>"$out/kprofile.txt"
+  grep -A40 "kernel profile" "$out/kprofile.txt" | cut -c1-150 ;;
+reference-window)
+  # Phi-3's sliding window against transformers (which applies it): the
+  # Phi-3-mini shape, 4 layers, F16, with W = 2047 (what Phi-3-mini-4k files
+  # carry) on 2 200 tokens and W = 64 on 256 tokens; as a control, the same
+  # logits against transformers without the window.
+  for c in "2047 2200" "64 256"; do
+    read -r W N <<<"$c"
+    ids=$(python3 -c "print(','.join(str((i*7919+13)%30000) for i in range($N)))")
+    m=/tmp/phi3-w$W.gguf
+    "$bin/synth" --shape phi3-mini-4k --type F16 --layers 4 --sliding-window "$W" --vocab builtin -o "$m" | tail -1
+    "$bin/worker-orcd" score --model "$m" --device cuda --ids "$ids,0" --logits-out "$out/w$W-logits.npy" --json >/dev/null || echo "score failed"
+    "$bin/worker-orcd" generate --model "$m" --device cuda --prompt-ids "$ids" --temperature 0 -n 8 --ignore-eos --json >"$out/w$W-gen.json" || echo "generate failed"
+    python3 scripts/torch_reference.py export --gguf "$m" --out "/tmp/w$W-hf" >/dev/null &&
+    python3 scripts/torch_reference.py compare --hf "/tmp/w$W-hf" --ids "$ids" --worker-logits "$out/w$W-logits.npy" \
+      --worker-generate "$out/w$W-gen.json" --steps 8 --from "$W"; echo "reference window $W, $N tokens: exit $?"
+    python3 scripts/torch_reference.py export --gguf "$m" --out "/tmp/w$W-nowin" --no-window >/dev/null &&
+    python3 scripts/torch_reference.py compare --hf "/tmp/w$W-nowin" --ids "$ids" --worker-logits "$out/w$W-logits.npy" \
+      --worker-generate "$out/w$W-gen.json" --steps 0 --from "$W" | sed 's/^/  control, transformers without the window: /'
+    rm -rf "$m" "/tmp/w$W-hf" "/tmp/w$W-nowin" "$out/w$W-logits.npy"
+  done ;;
 server)
   # The serving tests with the model on the GPU.
   WORKER_TEST_DEVICE=cuda "$bin/server.test" -test.timeout 300s 2>&1 | tee "$out/server-tests.log" | grep -E "^(--- FAIL|FAIL|ok|PASS)" ;;

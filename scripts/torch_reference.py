@@ -12,9 +12,14 @@ model.safetensors), loads it with transformers in float32, and compares:
      0.05 nats (random weights give near-flat distributions).
 
 Usage:
-  torch_reference.py export  --gguf M.gguf --out DIR
+  torch_reference.py export  --gguf M.gguf --out DIR [--no-window]
   torch_reference.py compare --hf DIR --ids 1,2,3 --worker-logits L.npy \
-                             --worker-generate G.json --steps 16
+                             --worker-generate G.json --steps 16 [--from P]
+
+A Phi-3 GGUF's phi3.attention.sliding_window is exported as the config's
+sliding_window (transformers then masks keys W or more positions back);
+--no-window leaves it out (a control). --from P also reports the worst
+position at or after P (past the window).
 Exit status 0 when both checks pass.
 """
 import argparse, json, math, os, struct, sys
@@ -84,7 +89,7 @@ def read_gguf(path):
     return meta, tensors
 
 
-def export(gguf, out):
+def export(gguf, out, no_window=False):
     import torch
     from safetensors.torch import save_file
 
@@ -121,7 +126,8 @@ def export(gguf, out):
     if arch == "qwen2":
         cfg.update(architectures=["Qwen2ForCausalLM"], model_type="qwen2", use_sliding_window=False)
     elif arch == "phi3":
-        cfg.update(architectures=["Phi3ForCausalLM"], model_type="phi3", rope_scaling=None, sliding_window=None,
+        window = None if no_window else g("attention.sliding_window")
+        cfg.update(architectures=["Phi3ForCausalLM"], model_type="phi3", rope_scaling=None, sliding_window=window,
                    original_max_position_embeddings=g("rope.scaling.original_context_length", g("context_length")),
                    partial_rotary_factor=g("rope.dimension_count", d // heads) / (d // heads), pad_token_id=None)
     elif arch == "llama":
@@ -145,9 +151,12 @@ def export(gguf, out):
     print(f"exported {arch}: {len(sd)} tensors to {out}")
 
 
-def compare(hf, ids, worker_logits, worker_generate, steps):
+def compare(hf, ids, worker_logits, worker_generate, steps, start=None):
     import torch
+    import transformers
     from transformers import AutoModelForCausalLM
+
+    print(f"transformers {transformers.__version__}, sliding_window {json.load(open(os.path.join(hf, 'config.json'))).get('sliding_window')}")
 
     model = AutoModelForCausalLM.from_pretrained(hf, torch_dtype=torch.float32).cuda().eval()
     x = torch.tensor([ids], device="cuda")
@@ -159,6 +168,10 @@ def compare(hf, ids, worker_logits, worker_generate, steps):
     worst = max(rel)
     ok = worst < 1e-2
     print(f"logits: {n} positions, worst ||Δ||/||ref|| = {worst:.3e} (bound 1e-2) -> {'ok' if ok else 'FAIL'}")
+    if start is not None and start < n:
+        late = max(rel[start:])
+        print(f"logits at positions {start}…{n - 1}: worst ||Δ||/||ref|| = {late:.3e}, median {float(np.median(rel[start:])):.3e}"
+              f" (positions before {start}: median {float(np.median(rel[:start])):.3e})")
     # Greedy continuation with transformers, one token at a time, recording gaps.
     got = [t["id"] for t in json.load(open(worker_generate))["tokens"]]
     seq = list(ids)
@@ -189,17 +202,19 @@ def main():
     e = sub.add_parser("export")
     e.add_argument("--gguf", required=True)
     e.add_argument("--out", required=True)
+    e.add_argument("--no-window", action="store_true", help="leave Phi-3's sliding window out (a control)")
     c = sub.add_parser("compare")
     c.add_argument("--hf", required=True)
     c.add_argument("--ids", required=True)
     c.add_argument("--worker-logits", required=True)
     c.add_argument("--worker-generate", required=True)
     c.add_argument("--steps", type=int, default=16)
+    c.add_argument("--from", dest="start", type=int, default=None, help="also report positions from here on")
     a = ap.parse_args()
     if a.cmd == "export":
-        export(a.gguf, a.out)
+        export(a.gguf, a.out, a.no_window)
         return 0
-    ok = compare(a.hf, [int(s) for s in a.ids.split(",")], a.worker_logits, a.worker_generate, a.steps)
+    ok = compare(a.hf, [int(s) for s in a.ids.split(",")], a.worker_logits, a.worker_generate, a.steps, a.start)
     return 0 if ok else 1
 
 

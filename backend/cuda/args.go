@@ -160,9 +160,19 @@ func (d *Device) launch(name string, grid, block dim3, shared int, a *kernelArgs
 	if a.n > 0 {
 		params = unsafe.Pointer(&a.ptrs[0])
 	}
+	if d.prof != nil {
+		if err := d.prof.begin(d.stream); err != nil {
+			return err
+		}
+	}
 	if err := check("cuLaunchKernel("+name+")", drv.cuLaunchKernel(f, uint32(grid[0]), uint32(grid[1]), uint32(grid[2]),
 		uint32(block[0]), uint32(block[1]), uint32(block[2]), uint32(shared), d.stream, params, nil)); err != nil {
 		return err
+	}
+	if d.prof != nil {
+		if err := d.prof.finish(d.stream, fmt.Sprintf("%s %v %v", name, grid, block)); err != nil {
+			return err
+		}
 	}
 	if d.syncEach {
 		if err := check("kernel "+name+" (WORKER_CUDA_SYNC=1)", drv.cuStreamSynchronize(d.stream)); err != nil {

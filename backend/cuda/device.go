@@ -26,10 +26,11 @@ type Device struct {
 	ctx      cuContext
 	stream   cuStream
 	calls    chan func()
-	quit     chan struct{} // closed by Close: the device goroutine releases the context and exits
-	done     chan struct{} // closed when the device goroutine has exited
-	syncEach bool          // WORKER_CUDA_SYNC=1: synchronize and check after every launch
-	retained bool          // the primary context is retained (released on Close)
+	quit     chan struct{}  // closed by Close: the device goroutine releases the context and exits
+	done     chan struct{}  // closed when the device goroutine has exited
+	syncEach bool           // WORKER_CUDA_SYNC=1: synchronize and check after every launch
+	prof     *kernelProfile // WORKER_CUDA_PROFILE=1: every launch timed (profile.go)
+	retained bool           // the primary context is retained (released on Close)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -104,6 +105,10 @@ func (d *Device) serve() {
 // they were created; the memory of the context goes with it.
 func (d *Device) release() error {
 	var errs []error
+	if d.prof != nil {
+		d.prof.report(os.Stderr)
+		d.prof = nil
+	}
 	if d.stream != 0 {
 		errs = append(errs, check("cuStreamDestroy", drv.cuStreamDestroy_v2(d.stream)))
 		d.stream = 0
@@ -156,7 +161,17 @@ func (d *Device) init() error {
 	if err := check("cuCtxSetCurrent", drv.cuCtxSetCurrent(d.ctx)); err != nil {
 		return err
 	}
-	return check("cuStreamCreate", drv.cuStreamCreate(&d.stream, 1 /* non-blocking */))
+	if err := check("cuStreamCreate", drv.cuStreamCreate(&d.stream, 1 /* non-blocking */)); err != nil {
+		return err
+	}
+	if profileEnabled() {
+		p, err := newKernelProfile()
+		if err != nil {
+			return err
+		}
+		d.prof = p
+	}
+	return nil
 }
 
 // do runs f on the device's thread and waits for it; after Close it

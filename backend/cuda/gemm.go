@@ -124,10 +124,20 @@ func (b *Backend) gemmTile(w, xh devicePtr, rows, cols int, cbuf **Buffer) (devi
 		return 0, err
 	}
 	alpha, beta := float32(1), float32(0)
+	if b.dev.prof != nil {
+		if err := b.dev.prof.begin(b.dev.stream); err != nil {
+			return 0, err
+		}
+	}
 	if r := cublas.cublasGemmEx(b.blas, cublasOpT, cublasOpN, int32(rows), gemmTile, int32(cols),
 		unsafe.Pointer(&alpha), w, cudaR16F, int32(cols), xh, cudaR16F, int32(cols),
 		unsafe.Pointer(&beta), c, cudaR32F, int32(rows), cublasCompute32F, cublasGemmDefault); r != 0 {
 		return 0, cublasError(fmt.Sprintf("cublasGemmEx (%d×%d·%d)", rows, cols, gemmTile), r)
+	}
+	if b.dev.prof != nil {
+		if err := b.dev.prof.finish(b.dev.stream, fmt.Sprintf("cublasGemmEx %d×%d·%d", rows, cols, gemmTile)); err != nil {
+			return 0, err
+		}
 	}
 	if b.dev.syncEach {
 		if err := check("cublasGemmEx (WORKER_CUDA_SYNC=1)", drv.cuStreamSynchronize(b.dev.stream)); err != nil {

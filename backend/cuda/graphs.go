@@ -156,7 +156,7 @@ func graphKey(segs []segment) string {
 // that layout), directly otherwise, when tensors are being dumped, or with
 // WORKER_CUDA_SYNC=1. Call on the device thread.
 func (b *Backend) runLayers(T int) error {
-	if T > maxGraphT || b.Dump != nil || b.dev.syncEach || b.graphs.disabled() || b.blas != 0 && hasPrefill(b.segs) {
+	if T > maxGraphT || b.Dump != nil || b.dev.syncEach || b.dev.prof != nil || b.graphs.disabled() || b.blas != 0 && hasPrefill(b.segs) {
 		// cuBLAS calls stay out of captured graphs.
 		b.graphs.direct()
 		return b.layersForward(T)

@@ -2,6 +2,9 @@ package cuda
 
 import (
 	"fmt"
+	"os"
+	"slices"
+	"strconv"
 )
 
 // mmJob and mmArgs mirror MMJob and MMArgs of kernels/matrix.cu (same
@@ -212,8 +215,8 @@ func (a *mmArgs) check(kind string) error {
 		if p := a.Parts; p != 1 && p != 2 && p != 4 && p != 8 {
 			return bad("parts %d (want 1, 2, 4 or 8)", p)
 		}
-		if a.Tok < 8 || a.Tok%8 != 0 || a.Tok > mmtTokens || a.Tok*a.Parts > 256 {
-			return bad("tok %d with parts %d (want a multiple of 8, at most %d and 256/parts)", a.Tok, a.Parts, mmtTokens)
+		if a.Tok < 8 || a.Tok%8 != 0 || a.Tok > mmtTokens || a.Tok*a.Parts*int32(mmtStages) > 256 {
+			return bad("tok %d with parts %d (want a multiple of 8, at most %d and 256/(%d·parts))", a.Tok, a.Parts, mmtTokens, mmtStages)
 		}
 	}
 	return nil
@@ -290,6 +293,7 @@ func kernelDefines() []string {
 	return []string{
 		fmt.Sprintf("--define-macro=TILE_U=%d", unitTile), fmt.Sprintf("--define-macro=TILE_T=%d", elemTile),
 		fmt.Sprintf("--define-macro=MMT_WARPS=%d", mmtWarps), fmt.Sprintf("--define-macro=MMT_TOK=%d", mmtTokens),
+		fmt.Sprintf("--define-macro=MMT_STAGES=%d", mmtStages), fmt.Sprintf("--define-macro=MMT_PREFETCH=%d", mmtPrefetch),
 		fmt.Sprintf("--define-macro=ATT_WARPS=%d", attWarps), fmt.Sprintf("--define-macro=MAX_HD=%d", maxHeadDim), fmt.Sprintf("--define-macro=MAX_SPLITS=%d", maxMergeSplits),
 		fmt.Sprintf("--define-macro=TOPK_THREADS=%d", topkThreads),
 	}
@@ -310,6 +314,25 @@ const (
 	mmtWarps  = 8
 )
 
+// mmtStages (MMT_STAGES) is how many buffers of staged activations an mmt_
+// block cycles through: with 2 the next iteration's columns are copied while
+// the warps multiply the current ones; 1 waits for each copy. mmtPrefetch
+// (MMT_PREFETCH, 0 or 1) says whether the staged kernel asks L2 for the
+// next iteration's weights ahead. Neither changes a result (the same values
+// reach the same instructions); WORKER_CUDA_MMT_STAGES and
+// WORKER_CUDA_MMT_PREFETCH override them to measure the difference.
+var mmtStages, mmtPrefetch = envChoice("WORKER_CUDA_MMT_STAGES", 2, 1, 2), envChoice("WORKER_CUDA_MMT_PREFETCH", 1, 0, 1)
+
+// envChoice is the integer in the environment variable when it is one of
+// the allowed values, else def.
+func envChoice(name string, def int, allowed ...int) int {
+	v, err := strconv.Atoi(os.Getenv(name))
+	if err == nil && slices.Contains(allowed, v) {
+		return v
+	}
+	return def
+}
+
 // mmtPartsFor is how many warps split each row tile of a matrix with this
 // many 16-row tiles (1, 2, 4 or 8): a function of the shape alone, since it
 // sets the order of the row's sums. As few as still give a single decode
@@ -325,12 +348,12 @@ func mmtPartsFor(tiles int) int {
 }
 
 // mmtTokensFor is how many tokens a block of the tensor-core kernel takes (a
-// multiple of 8): at most mmtTokens and 256/parts (the staged activations
-// must fit in shared memory), no more than the batch needs, and fewer when
+// multiple of 8): at most mmtTokens and 256/(mmtStages·parts) (the staged
+// activations must fit in shared memory), no more than the batch needs, and fewer when
 // the matrix has few row blocks, so that a batch still fills the card. It
 // changes no result.
 func mmtTokensFor(rowBlocks, parts, T int) int {
-	tok := min(mmtTokens, 256/parts, (T+7)/8*8)
+	tok := min(mmtTokens, 256/(mmtStages*parts), (T+7)/8*8)
 	for tok > 16 && rowBlocks*((T+tok-1)/tok) < 264 {
 		tok = (tok/2 + 7) / 8 * 8
 	}
@@ -338,10 +361,10 @@ func mmtTokensFor(rowBlocks, parts, T int) int {
 }
 
 // mmtShared is the dynamic shared memory of an mmt_ block: the staged F16
-// activations (16-byte pieces, 4·parts units of 4·tok+1 pieces), at least
-// the 32 KiB of partial sums that reuse it.
+// activations (mmtStages buffers of 16-byte pieces, 4·parts units of 4·tok+1
+// pieces), at least the 32 KiB of partial sums that reuse it.
 func mmtShared(parts, tok int) int {
-	return max(64*parts*(4*tok+1), 32768)
+	return max(mmtStages*64*parts*(4*tok+1), 32768)
 }
 
 // toF16 writes x's n float32 values (n a multiple of 4) as F16 into a
@@ -354,7 +377,7 @@ func (b *Backend) toF16(x devicePtr, n int) (devicePtr, error) {
 	return ptr, b.dev.toF16Rows(x, ptr, n)
 }
 
-// mmtMaxShared is the most mmtShared can ask for (parts·tok ≤ 256).
+// mmtMaxShared is the most mmtShared can ask for (stages·parts·tok ≤ 256).
 const mmtMaxShared = 80 << 10
 
 // prepareMMT lets each loaded mmt_ kernel use mmtMaxShared bytes of dynamic

@@ -11,8 +11,8 @@
 // Layout: W rows of row_bytes bytes in the file's encoding (quant.cuh);
 // x [T, cols] and out [T, rows] float32.
 //
-// Kernels and launch shapes (TILE_U, TILE_T, MMT_WARPS and MMT_TOK are -D
-// options from Go; each kernel has one Go launcher that checks MMArgs):
+// Kernels and launch shapes (TILE_U, TILE_T, MMT_WARPS, MMT_TOK, MMT_STAGES and
+// MMT_PREFETCH are -D options from Go; each kernel has one Go launcher that checks MMArgs):
 //   embed_<t>        x[t, :] = dequant(W row ids[t])             grid T, block 256
 //   mmu_<t>          unit kernel, decode rows in float32 (types without mmt_,
 //                    cards before sm_80): two output rows a warp (with glu a
@@ -27,7 +27,7 @@
 //                    weight rows × a.tok tokens, a.parts warps a row tile, F16
 //                    operands, float32 accumulation (see at the kernel)
 //                    grid (ceil(tiles/(MMT_WARPS/parts)), ceil(T/a.tok)), block 32·MMT_WARPS,
-//                    dynamic shared max(64·parts·(4·a.tok+1), 32768) bytes
+//                    dynamic shared max(MMT_STAGES·64·parts·(4·a.tok+1), 32768) bytes
 //   to_f16_rows      out[i] = F16(x[i]), 4 elements a thread    grid ceil(n/1024), block 256
 //   dequant_f16_<t>  W → F16 [rows, cols], a thread a unit      grid ceil(rows·cols/32/256), block 256
 //   to_f16_pad       x rows → F16 [tile, cols], rows ≥ T zero   grid ceil(tile·cols/256), block 256
@@ -35,7 +35,7 @@
 //
 // Preconditions (checked in Go): cols % 32 == 0 for the unit functions
 // (mmu_, mmt_, dequant_f16_), 1 ≤ njobs ≤ 3, glu jobs of equal rows,
-// parts ∈ {1, 2, 4, 8}, tok a multiple of 8 ≤ min(MMT_TOK, 256/parts).
+// parts ∈ {1, 2, 4, 8}, tok a multiple of 8 ≤ min(MMT_TOK, 256/(MMT_STAGES·parts)).
 
 #ifndef TILE_U
 #error "TILE_U is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
@@ -48,6 +48,12 @@
 #endif
 #ifndef MMT_TOK
 #error "MMT_TOK is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
+#endif
+#ifndef MMT_STAGES
+#error "MMT_STAGES is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
+#endif
+#ifndef MMT_PREFETCH
+#error "MMT_PREFETCH is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
 #endif
 
 template <float (*DEQ)(const uchar*, int)>
@@ -247,6 +253,10 @@ __device__ __forceinline__ void mme_kernel(const MMArgs& a) {
 // p + P·i, so the block needs columns 128·P·i … +128·P), and copies those
 // columns of its tokens' F16 activations into shared memory with cp.async
 // while the warps dequantize their weights; the 8/P tiles then share them.
+// With MMT_STAGES = 2 the copies go to two buffers in turn, and iteration
+// i+1's copy runs while the warps multiply iteration i's columns (1: each
+// iteration waits for its own copy). With MMT_PREFETCH each lane also asks
+// L2 for its weights of the next iteration before dequantizing this one's.
 // A block of fewer than 8 tokens skips the staging: each lane reads its
 // token's activations itself and prefetches its next weights into L2 (the
 // same values reach the same instructions either way). Shared layout:
@@ -256,7 +266,7 @@ __device__ __forceinline__ void mme_kernel(const MMArgs& a) {
 // memory holds the warps' partial sums red[warp][n][e][lane]. With glu,
 // out16 (when set) gets an F16 copy of the output, the next product's input.
 //   grid (ceil(tiles / (8/P)), ceil(T / a.tok)), block 256,
-//   dynamic shared max(64·P·(4·a.tok + 1), 32768) bytes; tiles = ceil(rows/16), with glu ceil(rows/8)
+//   dynamic shared max(MMT_STAGES·64·P·(4·a.tok + 1), 32768) bytes; tiles = ceil(rows/16), with glu ceil(rows/8)
 #define MMT_NT (MMT_TOK / 8)
 
 // to_f16_rows: out[i] = F16(x[i]) for n elements (n a multiple of 4), the
@@ -283,13 +293,40 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_b
     asm volatile("{ cp.async.cg.shared.global [%0], [%1], 16, %2; }" :: "r"(sa), "l"(src), "r"(src_bytes) : "memory");
 #endif
 }
-__device__ __forceinline__ void cp_async_wait_all() {
+__device__ __forceinline__ void cp_async_commit() {
 #if __CUDA_ARCH__ >= 800
-    asm volatile("{ cp.async.commit_group; cp.async.wait_group 0; }" ::: "memory");
+    asm volatile("{ cp.async.commit_group; }" ::: "memory");
+#endif
+}
+// Waits for every copy this thread committed.
+__device__ __forceinline__ void cp_async_wait0() {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("{ cp.async.wait_group 0; }" ::: "memory");
 #endif
 }
 
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("{ prefetch.global.L2 [%0]; }" :: "l"(p)); }
+
+// Asks L2 for unit un of rows pa and pb (row_bytes rba, rbb; units a row):
+// the two 32-byte sectors where the unit's bytes start.
+__device__ __forceinline__ void mmt_prefetch_unit(const uchar* pa, const uchar* pb, long rba, long rbb, int un, int units) {
+    if (un >= units) return;
+    if (pa) { long o = (long)un * rba / units; prefetch_l2(pa + o); prefetch_l2(pa + min(o + 32, rba - 1)); }
+    if (pb) { long o = (long)un * rbb / units; prefetch_l2(pb + o); prefetch_l2(pb + min(o + 32, rbb - 1)); }
+}
+
+// Copies columns col0 … col0+128·P of the block's nt tokens' F16
+// activations (pieces = nt·ppt 16-byte pieces, zeros past cols) into buf,
+// piece k of unit uc of token t at uc·U + 4t + k, as one cp.async group.
+__device__ __forceinline__ void mmt_stage(f4* buf, const ushort* xt, int cols, int col0, int pieces, int ppt, int U) {
+    for (int q = threadIdx.x; q < pieces; q += blockDim.x) {
+        int t = q / ppt, rem = q - t * ppt; // rem = uc*4 + k
+        int col = col0 + 8 * rem;
+        const ushort* src = xt + (long)t * cols + min(col, cols - 8);
+        cp_async16(buf + (rem >> 2) * U + 4 * t + (rem & 3), src, col < cols ? 16 : 0);
+    }
+    cp_async_commit();
+}
 
 // A operand of step u for tile rows g (row pointer pa) and g+8 (pb): unit u
 // of each dequantized and rounded to F16 (zeros for a missing row or unit).
@@ -343,6 +380,7 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
     int ja = mmt_row(a, tile, g, &rowa), jb = mmt_row(a, tile, g + 8, &rowb);
     const uchar* pa = ja >= 0 ? a.job[ja].W + (long)rowa * a.job[ja].row_bytes : 0;
     const uchar* pb = jb >= 0 ? a.job[jb].W + (long)rowb * a.job[jb].row_bytes : 0;
+    long rba = ja >= 0 ? a.job[ja].row_bytes : 0, rbb = jb >= 0 ? a.job[jb].row_bytes : 0;
     const ushort* xt = a.x16 + (long)t0 * a.cols;
     int units = a.cols >> 5;
     int iters = (units + 4 * P - 1) / (4 * P);
@@ -355,15 +393,10 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
         // Few tokens: each lane reads its token's activations directly (no
         // staging, no barriers), and asks L2 for its next step's weights
         // ahead. The same values reach the same mma as when staged.
-        long rba = ja >= 0 ? a.job[ja].row_bytes : 0, rbb = jb >= 0 ? a.job[jb].row_bytes : 0;
         for (int s = part; 4 * s < units; s += P) {
             int u = 4 * s + c;
             bool uok = u < units;
-            int un = u + 4 * P;
-            if (un < units) {
-                if (pa) { long o = (long)un * rba / units; prefetch_l2(pa + o); prefetch_l2(pa + min(o + 32, rba - 1)); }
-                if (pb) { long o = (long)un * rbb / units; prefetch_l2(pb + o); prefetch_l2(pb + min(o + 32, rbb - 1)); }
-            }
+            mmt_prefetch_unit(pa, pb, rba, rbb, u + 4 * P, units);
             uint A[8][4];
             mmt_load_a<UNIT>(pa, pb, u, uok, A);
             int t = g;
@@ -380,26 +413,32 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
             for (int j = 0; j < 8; j++) mma_16816(acc[0], A[j], B[2*j], B[2*j+1]);
         }
     } else {
+        // Staged: MMT_STAGES buffers of the block's activations, one an
+        // iteration. With 2, iteration it+1's columns are copied while the
+        // warps multiply iteration it's (the copy is issued after the
+        // barrier that ends every read of its buffer, iteration it−1's).
+        const int bufsz = 4 * P * U; // 16-byte pieces a buffer
+        if (MMT_STAGES == 2) mmt_stage(mmt_smem, xt, a.cols, 0, pieces, ppt, U);
         for (int it = 0; it < iters; it++) {
-            // Stage columns 128·P·it … of the block's tokens (zeros past cols).
-            int col0 = 128 * P * it;
-            __syncthreads();
-            for (int q = threadIdx.x; q < pieces; q += blockDim.x) {
-                int t = q / ppt, rem = q - t * ppt; // rem = uc*4 + k
-                int col = col0 + 8 * rem;
-                const ushort* src = xt + (long)t * a.cols + min(col, a.cols - 8);
-                cp_async16(mmt_smem + (rem >> 2) * U + 4 * t + (rem & 3), src, col < a.cols ? 16 : 0);
+            f4* buf = mmt_smem + (MMT_STAGES == 2 ? (it & 1) * bufsz : 0);
+            if (MMT_STAGES == 1) {
+                __syncthreads(); // every read of the buffer (previous iteration) done
+                mmt_stage(buf, xt, a.cols, 128 * P * it, pieces, ppt, U);
             }
-            // Meanwhile: this warp's weights for step s.
+            // Meanwhile: this warp's weights for step s, and L2 asked for
+            // the next iteration's.
             int s = part + P * it;
             int u = 4 * s + c;
             bool uok = u < units;
+            if (MMT_PREFETCH) mmt_prefetch_unit(pa, pb, rba, rbb, u + 4 * P, units);
             uint A[8][4];
             mmt_load_a<UNIT>(pa, pb, u, uok, A);
-            cp_async_wait_all();
+            cp_async_wait0();
             __syncthreads();
+            if (MMT_STAGES == 2 && it + 1 < iters)
+                mmt_stage(mmt_smem + ((it + 1) & 1) * bufsz, xt, a.cols, 128 * P * (it + 1), pieces, ppt, U);
             if (4 * s < units) {
-                const u4* xs = (const u4*)mmt_smem + (4 * part + c) * U;
+                const u4* xs = (const u4*)buf + (4 * part + c) * U;
 #pragma unroll
                 for (int n = 0; n < MMT_NT; n++) {
                     if (n < ntiles) {
