@@ -123,8 +123,8 @@ for f in sorted(glob.glob(d + "/timing-*.log")):
     for line in open(f):
         w = line.split()
         # stages S prefetch P name… T=… (auto …)  mmu_ X µs G  mmt X µs G …
-        i = w.index("mmt")
-        print("%s %s  mmt %s µs" % (os.path.basename(f)[7:9], " ".join(w[4:w.index("(auto")]), w[i + 1]))
+        i, j = w.index("mmt"), w.index("2tok")
+        print("%s %s  mmt %s µs  2tok %s µs" % (os.path.basename(f)[7:9], " ".join(w[4:w.index("(auto")]), w[i + 1], w[j + 1]))
 for f in sorted(glob.glob(d + "/pipe-*.json")):
     r = json.load(open(f))
     l = r["concurrency"][-1]

@@ -5,8 +5,8 @@ import "fmt"
 // Launchers of kernels/attention.cu: attention split over the positions
 // (flash-decoding) and the merge of the splits.
 
-// maxHeadDim is MAX_HD of attention.cu: a lane holds head elements lane,
-// lane+32, … in registers, four at most.
+// maxHeadDim is MAX_HD of attention.cu: a lane holds four head elements
+// (4·lane … 4·lane+3) in registers; head dimensions are multiples of 4.
 const maxHeadDim = 128
 
 // attWarps is ATT_WARPS of attention.cu: the warps of an attention_split block.
@@ -39,6 +39,9 @@ func (d *Device) attentionSplit(kvType string, q, part, kptr, vptr, pos devicePt
 	}
 	if window < 0 {
 		return fmt.Errorf("%w: %s: sliding window %d", ErrLaunch, kernel, window)
+	}
+	if s.headDim%4 != 0 {
+		return fmt.Errorf("%w: %s: head dimension %d is not a multiple of 4 (a lane reads four elements)", ErrLaunch, kernel, s.headDim)
 	}
 	return d.launch(kernel, dims(T, s.nHead, splits), dims(32*attWarps, 1, 1), 0,
 		newArgs().dev("q", q).dev("part", part).dev("kptr", kptr).dev("vptr", vptr).dev("pos", pos).

@@ -58,7 +58,7 @@ func mismatch(name string, what string, want, got int) error {
 //   - matrix kernels (mmu_, mmt_, dequant_f16_): a row is whole 32-element
 //     units, so every multiplied matrix has cols % 32 == 0;
 //   - rms_norm_f32 reads rows in 16-byte pieces: n_embd % 4 == 0;
-//   - attention: head_dim ≤ 128 (a lane holds 4 elements), KV heads divide
+//   - attention: head_dim a multiple of 4, ≤ 128 (a lane holds 4 elements), KV heads divide
 //     heads (GQA groups), a non-negative window;
 //   - rope_store: an even count of rotated elements, at most the head;
 //   - shapes: each matrix's rows and cols and each vector's length as the
@@ -66,8 +66,8 @@ func mismatch(name string, what string, want, got int) error {
 //     vocab rows (the logits buffer holds vocab a row), the embedding at
 //     least vocab rows (token ids are checked against vocab).
 func checkModel(c *model.Config, w *model.Weights) error {
-	if c.HeadDim < 1 || c.HeadDim > maxHeadDim {
-		return unsupported("head dimension %d: the CUDA attention kernel handles 1 … %d", c.HeadDim, maxHeadDim)
+	if c.HeadDim < 1 || c.HeadDim > maxHeadDim || c.HeadDim%4 != 0 {
+		return unsupported("head dimension %d: the CUDA attention kernel handles multiples of 4 up to %d", c.HeadDim, maxHeadDim)
 	}
 	if c.NHead < 1 || c.NHeadKV < 1 || c.NHead%c.NHeadKV != 0 {
 		return unsupported("%d attention heads and %d KV heads: the CUDA attention kernel needs the KV heads to divide the heads", c.NHead, c.NHeadKV)

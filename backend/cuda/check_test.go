@@ -54,6 +54,9 @@ func TestCheckModelRefuses(t *testing.T) {
 		{"head dimension above 128", func(c *model.Config, w *model.Weights) {
 			*c, *w = cw(func(c *model.Config) { c.NEmbd, c.HeadDim, c.RopeDim = 1024, 256, 256 })
 		}, model.ErrUnsupported, "head dimension 256"},
+		{"head dimension not a multiple of 4", func(c *model.Config, w *model.Weights) {
+			*c, *w = cw(func(c *model.Config) { c.HeadDim, c.RopeDim = 30, 30 })
+		}, model.ErrUnsupported, "head dimension 30"},
 		{"KV heads not dividing heads", func(c *model.Config, w *model.Weights) {
 			*c, *w = cw(func(c *model.Config) { c.NHead, c.NHeadKV = 4, 3 })
 		},

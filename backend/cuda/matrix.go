@@ -320,8 +320,10 @@ const (
 // (MMT_PREFETCH, 0 or 1) says whether the staged kernel asks L2 for the
 // next iteration's weights ahead. Neither changes a result (the same values
 // reach the same instructions); WORKER_CUDA_MMT_STAGES and
-// WORKER_CUDA_MMT_PREFETCH override them to measure the difference.
-var mmtStages, mmtPrefetch = envChoice("WORKER_CUDA_MMT_STAGES", 2, 1, 2), envChoice("WORKER_CUDA_MMT_PREFETCH", 1, 0, 1)
+// WORKER_CUDA_MMT_PREFETCH override them to measure the difference. Both
+// default off: on an H200 (docs/perf.md step 16) two stages, which halve the
+// tokens a block for 4 and 8 parts, and the prefetch were each slower.
+var mmtStages, mmtPrefetch = envChoice("WORKER_CUDA_MMT_STAGES", 1, 1, 2), envChoice("WORKER_CUDA_MMT_PREFETCH", 0, 0, 1)
 
 // envChoice is the integer in the environment variable when it is one of
 // the allowed values, else def.

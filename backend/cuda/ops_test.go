@@ -403,8 +403,11 @@ func TestNormRopeAttentionParity(t *testing.T) {
 	}
 	// Attention with GQA and a sliding window, through kv_store, against a
 	// float64 softmax.
-	for _, window := range []int{0, 7, 2} {
-		nh, nkv, hd, L := 4, 2, 64, 1500 // L > one 1024-position chunk
+	// 16 splits leave most empty for the row at position 0; 1 split is the
+	// plain online softmax; 96 is Phi-3's head dimension (24 of 32 lanes).
+	for _, c := range []struct{ window, hd, splits int }{{0, 64, 16}, {7, 64, 3}, {2, 64, 1}, {0, 96, 16}, {300, 96, 5}} {
+		window, splits := c.window, c.splits
+		nh, nkv, hd, L := 4, 2, c.hd, 1500 // L > one 1024-position chunk
 		kvd := nkv * hd
 		K, V := randRow(r, L*kvd), randRow(r, L*kvd)
 		Tq := 3
@@ -448,9 +451,6 @@ func TestNormRopeAttentionParity(t *testing.T) {
 			pb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&ptrs[0])), 16*Tq))
 			posb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&pos[0])), 4*Tq))
 			scale := float32(1 / math.Sqrt(float64(hd)))
-			// 16 splits leave most empty for the row at position 0; 1 split
-			// is the plain online softmax.
-			splits := map[int]int{0: 16, 7: 3, 2: 1}[window]
 			part := h.poisoned(Tq * nh * splits * (hd + 2))
 			err := h.d.do(func() error {
 				if err := h.d.attentionSplit(kvt, qb.Ptr, part.Ptr, pb.Ptr, pb.Ptr+devicePtr(8*Tq), posb.Ptr, Tq,
@@ -496,7 +496,7 @@ func TestNormRopeAttentionParity(t *testing.T) {
 				}
 			}
 			if e := relErr(h.download(ob, Tq*nh*hd), want); e > 1e-5 {
-				t.Errorf("attention (%s cache) window %d: relative error %.3g", kvt, window, e)
+				t.Errorf("attention (%s cache) window %d, head dimension %d: relative error %.3g", kvt, window, hd, e)
 			}
 		}
 	}
@@ -620,14 +620,20 @@ func TestDecodeKernelTiming(t *testing.T) {
 			a.Job[0] = mmJob{W: wb.Ptr, RowBytes: int64(rb), Out: ob.Ptr, Rows: int32(c.rows)}
 			m := dmat{ptr: wb.Ptr, rows: c.rows, cols: c.cols, rowBytes: int64(rb), suffix: sfx}
 			// Variants: the unit kernel, mmt_ with the split chosen by shape,
-			// and mmt_ with each split forced.
-			names := []string{"mmu_", "mmt", "P=1", "P=2", "P=4", "P=8"}
+			// the same with twice the launcher's tokens a block (where
+			// allowed), and mmt_ with each split forced.
+			parts := mmtPartsFor(int(blocks(c.rows, 16)))
+			autoTok := mmtTokensFor(int(blocks(int(blocks(c.rows, 16)), mmtWarps/parts)), parts, T)
+			names := []string{"mmu_", "mmt", "2tok", "P=1", "P=2", "P=4", "P=8"}
 			res := make([]float64, len(names))
 			for k, name := range names {
-				h.b.mmtParts = []int{0, 0, 1, 2, 4, 8}[k]
+				h.b.mmtParts = []int{0, 0, 0, 1, 2, 4, 8}[k]
+				if name == "2tok" {
+					h.b.mmtTok = min(2*autoTok, mmtTokens, 256/(mmtStages*parts), (T+7)/8*8)
+				}
 				err := h.d.do(func() error {
 					h.b.segs = []segment{{0, T, false}}
-					defer func() { h.b.segs, h.b.mmtParts = nil, 0 }()
+					defer func() { h.b.segs, h.b.mmtParts, h.b.mmtTok = nil, 0, 0 }()
 					var start, end cuEvent
 					drv.cuEventCreate(&start, 0)
 					drv.cuEventCreate(&end, 0)
@@ -663,8 +669,7 @@ func TestDecodeKernelTiming(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			parts := mmtPartsFor(int(blocks(c.rows, 16)))
-			line := fmt.Sprintf("timing stages %d prefetch %d %-14s %-5s T=%-2d (auto P=%d tok %d)", mmtStages, mmtPrefetch, c.name, sfx, T, parts, mmtTokensFor(int(blocks(int(blocks(c.rows, 16)), mmtWarps/parts)), parts, T))
+			line := fmt.Sprintf("timing stages %d prefetch %d %-14s %-5s T=%-2d (auto P=%d tok %d)", mmtStages, mmtPrefetch, c.name, sfx, T, parts, autoTok)
 			for k, name := range names {
 				line += fmt.Sprintf("  %s %.1f µs %.0f GB/s", name, 1000*res[k], float64(len(w))/res[k]/1e6)
 			}

@@ -8,8 +8,9 @@
 // Kernels and launch shapes (ATT_WARPS, MAX_HD and MAX_SPLITS are -D
 // options from Go):
 //   attention_split_<kv>  block (t, h, s) takes share s of the positions;
-//                    its ATT_WARPS warps walk them with an online softmax, lanes
-//                    holding head elements lane, lane+32, … (hd ≤ MAX_HD), and
+//                    its ATT_WARPS warps walk them with an online softmax,
+//                    ATT_UNROLL positions at a time, lane l holding head
+//                    elements 4l … 4l+3 (hd a multiple of 4, ≤ MAX_HD), and
 //                    the block writes a partial (max, sum, acc[hd])
 //                    grid (T, n_head, nsplit), block 32·ATT_WARPS
 //   attention_merge_f32   combines the nsplit (≤ MAX_SPLITS) partials of each
@@ -29,12 +30,27 @@
 #error "MAX_SPLITS is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
 #endif
 
+// Four head elements from a K or V row at p (p 4-element aligned).
+__device__ __forceinline__ f4 kv_ld4(const float* p) { return *(const f4*)p; }
+__device__ __forceinline__ f4 kv_ld4(const ushort* p) {
+    u2 r = *(const u2*)p;
+    return f4{h2f((ushort)(r.x & 0xffffu)), h2f((ushort)(r.x >> 16)), h2f((ushort)(r.y & 0xffffu)), h2f((ushort)(r.y >> 16))};
+}
+
+// ATT_UNROLL is how many positions a warp loads before it uses any (memory
+// requests in flight: a decode row's split holds few positions).
+#define ATT_UNROLL 4
+
 // Attention, split over the sequence (flash-decoding): block (t, h, split)
 // takes a contiguous share of the positions first..pos[t] (the share is
 // computed here from pos, so a captured graph serves every step). Each of
-// its 4 warps walks its positions with an online softmax, lanes holding head
-// elements lane, lane+32, …; the block merges its warps and writes a partial
-// (max, sum, acc[hd]) that attention_merge_f32 combines across splits.
+// its ATT_WARPS warps walks positions lo+warp, lo+warp+ATT_WARPS, … with an
+// online softmax, ATT_UNROLL positions at a time (their K and V rows loaded
+// together, then folded in position order); lane l holds head elements
+// 4l … 4l+3 (one 16- or 8-byte load a row; lanes past hd/4 idle). The block
+// merges its warps and writes a partial (max, sum, acc[hd]) that
+// attention_merge_f32 combines across splits. A row's result depends on its
+// own q, positions and cache only (never on the other rows of the launch).
 template <typename KT>
 __device__ __forceinline__ void attention_split(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
                                                 int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
@@ -44,46 +60,62 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int kvh = h / (n_head / n_kv);
     int kvd = n_kv * hd;
-    const KT* K = (const KT*)kptr[t] + kvh * hd;
-    const KT* V = (const KT*)vptr[t] + kvh * hd;
+    const KT* K = (const KT*)kptr[t] + kvh * hd + 4 * lane;
+    const KT* V = (const KT*)vptr[t] + kvh * hd + 4 * lane;
     const float* qr = q + ((long)t * n_head + h) * hd;
     int last = pos[t];
     int first = window > 0 ? max(0, last - window + 1) : 0;
     int n = last + 1 - first;
     int per = (n + nsplit - 1) / nsplit;
     int lo = first + split * per, hi = min(last + 1, lo + per);
-    const int E = MAX_HD / 32; // elements per lane (hd ≤ 128)
-    float qv[E], acc[E];
-#pragma unroll
-    for (int e = 0; e < E; e++) {
-        int i = lane + 32 * e;
-        qv[e] = i < hd ? qr[i] * scale : 0.f;
-        acc[e] = 0.f;
+    bool act = 4 * lane < hd;
+    f4 qv = {0.f, 0.f, 0.f, 0.f}, acc = {0.f, 0.f, 0.f, 0.f};
+    if (act) {
+        f4 x = *(const f4*)(qr + 4 * lane);
+        qv = f4{x.x * scale, x.y * scale, x.z * scale, x.w * scale};
     }
     float m = NEG_INF, sum = 0.f;
-    for (int p = lo + warp; p < hi; p += ATT_WARPS) {
-        const KT* kr = K + (long)p * kvd;
-        float sdot = 0.f;
+    for (int p0 = lo + warp; p0 < hi; p0 += ATT_WARPS * ATT_UNROLL) {
+        f4 kr[ATT_UNROLL], vr[ATT_UNROLL];
+        float s[ATT_UNROLL];
 #pragma unroll
-        for (int e = 0; e < E; e++) {
-            int i = lane + 32 * e;
-            if (i < hd) sdot += qv[e] * kv_ld(kr, i);
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            int p = p0 + u * ATT_WARPS;
+            if (act && p < hi) {
+                kr[u] = kv_ld4(K + (long)p * kvd);
+                vr[u] = kv_ld4(V + (long)p * kvd);
+            } else {
+                kr[u] = vr[u] = f4{0.f, 0.f, 0.f, 0.f};
+            }
         }
-        for (int o = 16; o > 0; o >>= 1) sdot += __shfl_xor_sync(0xffffffffu, sdot, o);
-        float mnew = fmaxf(m, sdot);
-        float corr = expf(m - mnew), w = expf(sdot - mnew);
-        sum = sum * corr + w;
-        const KT* vr = V + (long)p * kvd;
 #pragma unroll
-        for (int e = 0; e < E; e++) {
-            int i = lane + 32 * e;
-            acc[e] = acc[e] * corr + (i < hd ? w * kv_ld(vr, i) : 0.f);
+        for (int u = 0; u < ATT_UNROLL; u++) s[u] = qv.x * kr[u].x + qv.y * kr[u].y + qv.z * kr[u].z + qv.w * kr[u].w;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+            for (int u = 0; u < ATT_UNROLL; u++) s[u] += __shfl_xor_sync(0xffffffffu, s[u], o);
         }
-        m = mnew;
+#pragma unroll
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            if (p0 + u * ATT_WARPS < hi) { // the same for every lane
+                float mnew = fmaxf(m, s[u]);
+                float corr = expf(m - mnew), w = expf(s[u] - mnew);
+                sum = sum * corr + w;
+                acc.x = acc.x * corr + w * vr[u].x;
+                acc.y = acc.y * corr + w * vr[u].y;
+                acc.z = acc.z * corr + w * vr[u].z;
+                acc.w = acc.w * corr + w * vr[u].w;
+                m = mnew;
+            }
+        }
     }
     if (lane == 0) { wm[warp] = m; ws[warp] = sum; }
-#pragma unroll
-    for (int e = 0; e < E; e++) wacc[warp][lane + 32 * e] = acc[e];
+    if (act) {
+        wacc[warp][4 * lane] = acc.x;
+        wacc[warp][4 * lane + 1] = acc.y;
+        wacc[warp][4 * lane + 2] = acc.z;
+        wacc[warp][4 * lane + 3] = acc.w;
+    }
     __syncthreads();
     // Merge the warps: threads take head elements.
     float M = NEG_INF;
