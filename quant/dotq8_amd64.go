@@ -78,12 +78,31 @@ func tilePQ4_0VNNIAsm(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float3
 //go:noescape
 func tilePQ5_0VNNIAsm(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
 
+// 2 rows × 16 tokens, packed as two groups of eight (p: tokens 0–7, q:
+// 8–15): out[2*t+r].
+//
+//go:noescape
+func tile16Q8_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+
+//go:noescape
+func tile16Q4_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+
+//go:noescape
+func tile16Q5_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+
 // packBufs holds the packed-token scratch of MatMul calls (*[]byte).
 var packBufs sync.Pool
 
-// packedTiles returns the MatMul body for 4-row × 8-token packed tiles of a
-// type with block size bs and offset off: rows [0, rows4) × tokens [0, T8).
-func packedTiles(k func(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32), bs, off int) packedFunc {
+type (
+	tile8Kernel  = func(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+	tile16Kernel = func(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+)
+
+// packedTiles returns the MatMul body for packed tiles of a type with block
+// size bs and offset off: rows [0, rows4) × tokens [0, T8). Tokens go by
+// sixteen through k16 (2 rows × 16 tokens: each weight block unpacked once
+// for sixteen tokens), a last group of eight through k8 (4 rows × 8).
+func packedTiles(k8 tile8Kernel, k16 tile16Kernel, bs, off int) packedFunc {
 	return func(w []byte, rowBytes, rows4 int, xq []byte, ab, T8, n int, out []float32, outStride int) {
 		nb := n / QK
 		if nb <= 0 || rows4 <= 0 || T8 <= 0 {
@@ -95,15 +114,28 @@ func packedTiles(k func(x *byte, stride int, p *byte, nb int, tab *[1 << 16]floa
 		if bp == nil {
 			bp = new([]byte)
 		}
-		if cap(*bp) < nb*768 {
-			*bp = make([]byte, nb*768)
+		if cap(*bp) < 2*nb*768 {
+			*bp = make([]byte, 2*nb*768)
 		}
-		buf := (*bp)[:nb*768]
+		buf := (*bp)[:2*nb*768]
+		p, q := buf[:nb*768], buf[nb*768:]
 		var tile [32]float32
-		for tok := 0; tok+8 <= T8; tok += 8 {
-			packQ8PairsAsm(&xq[tok*ab], ab, nb, f16Table, off, &buf[0])
+		tok := 0
+		for ; tok+16 <= T8; tok += 16 {
+			packQ8PairsAsm(&xq[tok*ab], ab, nb, f16Table, off, &p[0])
+			packQ8PairsAsm(&xq[(tok+8)*ab], ab, nb, f16Table, off, &q[0])
+			for r := 0; r < rows4; r += 2 {
+				k16(&w[r*rowBytes], rowBytes, &p[0], &q[0], nb, f16Table, &tile)
+				for i := range 16 {
+					o := (tok+i)*outStride + r
+					out[o], out[o+1] = tile[2*i], tile[2*i+1]
+				}
+			}
+		}
+		if tok < T8 {
+			packQ8PairsAsm(&xq[tok*ab], ab, nb, f16Table, off, &p[0])
 			for r := 0; r < rows4; r += 4 {
-				k(&w[r*rowBytes], rowBytes, &buf[0], nb, f16Table, &tile)
+				k8(&w[r*rowBytes], rowBytes, &p[0], nb, f16Table, &tile)
 				for i := range 8 {
 					copy(out[(tok+i)*outStride+r:(tok+i)*outStride+r+4], tile[4*i:4*i+4])
 				}
@@ -113,12 +145,13 @@ func packedTiles(k func(x *byte, stride int, p *byte, nb int, tab *[1 << 16]floa
 	}
 }
 
-// hasQ8Asm: AVX2 (the kernels use no FMA). hasVNNI: AVX-512 F, BW, VL and
-// VNNI (256-bit EVEX forms, K masks), which the OS must also save
-// (x/sys/cpu checks the OS support of the AVX-512 state).
+// hasQ8Asm: AVX2 and FMA (the blocks' float sums are fused multiply-adds).
+// hasVNNI: also AVX-512 F, BW, VL and VNNI (256-bit EVEX forms, K masks),
+// which the OS must also save (x/sys/cpu checks the OS support of the
+// AVX-512 state).
 var (
-	hasQ8Asm = cpu.X86.HasAVX2
-	hasVNNI  = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI
+	hasQ8Asm = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	hasVNNI  = hasQ8Asm && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI
 )
 
 type (
@@ -182,11 +215,11 @@ func setQ8Kernels(avx2, vnni bool) {
 			delete(tileFuncs, s.t)
 		}
 		if s.t == Q8_0 && vnni {
-			packedFuncs[Q8_0] = packedTiles(tilePQ8_0VNNIAsm, 34, 128)
+			packedFuncs[Q8_0] = packedTiles(tilePQ8_0VNNIAsm, tile16Q8_0VNNIAsm, 34, 128)
 		} else if s.t == Q4_0 && vnni {
-			packedFuncs[Q4_0] = packedTiles(tilePQ4_0VNNIAsm, 18, 8)
+			packedFuncs[Q4_0] = packedTiles(tilePQ4_0VNNIAsm, tile16Q4_0VNNIAsm, 18, 8)
 		} else if s.t == Q5_0 && vnni {
-			packedFuncs[Q5_0] = packedTiles(tilePQ5_0VNNIAsm, 22, 16)
+			packedFuncs[Q5_0] = packedTiles(tilePQ5_0VNNIAsm, tile16Q5_0VNNIAsm, 22, 16)
 		} else {
 			delete(packedFuncs, s.t)
 		}

@@ -4,9 +4,9 @@
 // in AVX2 and in AVX-512 VNNI (VPDPBUSD on 256-bit registers, K masks for
 // Q5_0's fifth bits). Both compute vecdot.go's "eight lanes" order exactly:
 // lane l of a block is the exact int32 sum over elements 4l..4l+3 of w*y,
-// then per block and lane s[l] += float32(d*float32(isum_l)), d = dx*dy
-// (f16 scales read through the Go f16Table; separate multiply and add, as
-// the Go code's explicit conversion asks), and at the end
+// then per block and lane s[l] = fma(d, float32(isum_l), s[l]), d = dx*dy
+// (f16 scales read through the Go f16Table; VFMADD231PS rounds once, as the
+// Go code's fma32), and at the end
 // ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)). So every kernel here is
 // bit-identical to dotQ8_0/dotQ4_0/dotQ5_0.
 //
@@ -163,14 +163,13 @@ GLOBL q8bits<>(SB), RODATA|NOPTR, $32
 	VPXOR 2 r, Y13, Y4; \
 	IDOT_VNNI
 
-// acc += float32(dx*dy * float32(Y7)), lane by lane; dx at d.
+// acc = fma(dx*dy, float32(Y7), acc), lane by lane; dx at d.
 #define FACC(d, acc) \
 	MOVWLZX d, AX; \
 	VBROADCASTSS (R9)(AX*4), Y8; \
 	VMULPS Y6, Y8, Y8; \
 	VCVTDQ2PS Y7, Y7; \
-	VMULPS Y8, Y7, Y7; \
-	VADDPS Y7, acc, acc
+	VFMADD231PS Y8, Y7, acc
 
 #define ROW_Q4_AVX2(r, acc) \
 	PREFETCHT0 PF r; \
@@ -329,8 +328,7 @@ KERNEL4(·dotQ5_0x4VNNIAsm, CONSTS_VNNI(q8x10<>(SB)), ACT_Q4_VNNI, ROW_Q5_VNNI, 
 	VPDPBUSD 2 y, Y4, Y7; \
 	VCVTDQ2PS Y7, Y7; \
 	VMULPS dy, Y8, Y9; \
-	VMULPS Y9, Y7, Y7; \
-	VADDPS Y7, acc, acc
+	VFMADD231PS Y9, Y7, acc
 
 #define TROW(a0, a1, a2, a3) \
 	TDOT((DI), Y0, Y5, a0); \
@@ -490,8 +488,7 @@ packloop:
 	VPDPBUSD po(BX), Z4, Z9; \
 	VCVTDQ2PS Z9, Z9; \
 	VMULPS 128+po(BX), Z14, Z15; \
-	VMULPS Z15, Z9, Z9; \
-	VADDPS Z9, acc, acc
+	VFMADD231PS Z15, Z9, acc
 
 #define ZROWP(a0, a1, a2, a3) \
 	VINSERTI64X4 $1, Y4, Z4, Z4; \
@@ -534,3 +531,106 @@ loop:; \
 ZTILEP(·tilePQ8_0VNNIAsm, ZUNPACK_Q8, 34)
 ZTILEP(·tilePQ4_0VNNIAsm, ZUNPACK_Q4, 18)
 ZTILEP(·tilePQ5_0VNNIAsm, ZUNPACK_Q5, 22)
+
+// VPSRLVW counts for a 128-bit block broadcast over a 512-bit register:
+// the low nibbles stay in lanes 0 and 2, the high ones come down in 1 and 3.
+DATA q8shr<>+0(SB)/8, $0
+DATA q8shr<>+8(SB)/8, $0
+DATA q8shr<>+16(SB)/8, $0x0004000400040004
+DATA q8shr<>+24(SB)/8, $0x0004000400040004
+DATA q8shr<>+32(SB)/8, $0
+DATA q8shr<>+40(SB)/8, $0
+DATA q8shr<>+48(SB)/8, $0x0004000400040004
+DATA q8shr<>+56(SB)/8, $0x0004000400040004
+GLOBL q8shr<>(SB), RODATA|NOPTR, $64
+
+// Unpacking straight into both halves of Z4 (Z10: q8shr, Z11: nibble
+// mask, Z12: 0x10 bytes, Z13: 0x80 bytes; Q5_0's 32 fifth bits twice in K1).
+#define Z16UNPACK_Q4(r) \
+	VBROADCASTI32X4 2 r, Z4; \
+	VPSRLVW Z10, Z4, Z4; \
+	VPANDD Z11, Z4, Z4
+
+#define Z16UNPACK_Q5(r) \
+	VBROADCASTI32X4 6 r, Z4; \
+	VPSRLVW Z10, Z4, Z4; \
+	VPANDD Z11, Z4, Z4; \
+	MOVL 2 r, AX; \
+	MOVQ AX, R12; \
+	SHLQ $32, R12; \
+	ORQ R12, AX; \
+	KMOVQ AX, K1; \
+	VPADDB Z12, Z4, K1, Z4
+
+#define Z16UNPACK_Q8(r) \
+	VBROADCASTI64X4 2 r, Z4; \
+	VPXORD Z13, Z4, Z4
+
+// 2 rows × 16 packed tokens (two groups of eight, each packed as above at
+// p and q, the same offsets): each row's block is unpacked once for sixteen
+// tokens. out[2*t+r], t < 8 from p, 8 ≤ t < 16 from q.
+//	Z4: the row's quants  Z14: dx  Z9, Z15: scratch
+//	Z16 + 8r + p: row r, pair p of group p/4 (tokens (p&3) and (p&3)+4)
+#define ZDOTQ(po, acc) \
+	VMOVDQU64 64+po(R11), Z9; \
+	VPDPBUSD po(R11), Z4, Z9; \
+	VCVTDQ2PS Z9, Z9; \
+	VMULPS 128+po(R11), Z14, Z15; \
+	VFMADD231PS Z15, Z9, acc
+
+#define ZROW16(a0, a1, a2, a3, a4, a5, a6, a7) \
+	ZDOTP(0, a0); \
+	ZDOTP(192, a1); \
+	ZDOTP(384, a2); \
+	ZDOTP(576, a3); \
+	ZDOTQ(0, a4); \
+	ZDOTQ(192, a5); \
+	ZDOTQ(384, a6); \
+	ZDOTQ(576, a7)
+
+// ZREDUCE for the 2 × 16 layout: row r, pair p of group g → tokens
+// 8g+p (low half) and 8g+p+4 (high half), out[2*t+r].
+#define ZREDUCE2_ROW(r, a0, b0, c0, a1, b1, c1, a2, b2, c2, a3, b3, c3, a4, b4, c4, a5, b5, c5, a6, b6, c6, a7, b7, c7) \
+	ZREDUCE(a0, b0, c0, 4*(2*0+r), 4*(2*4+r)); \
+	ZREDUCE(a1, b1, c1, 4*(2*1+r), 4*(2*5+r)); \
+	ZREDUCE(a2, b2, c2, 4*(2*2+r), 4*(2*6+r)); \
+	ZREDUCE(a3, b3, c3, 4*(2*3+r), 4*(2*7+r)); \
+	ZREDUCE(a4, b4, c4, 4*(2*8+r), 4*(2*12+r)); \
+	ZREDUCE(a5, b5, c5, 4*(2*9+r), 4*(2*13+r)); \
+	ZREDUCE(a6, b6, c6, 4*(2*10+r), 4*(2*14+r)); \
+	ZREDUCE(a7, b7, c7, 4*(2*11+r), 4*(2*15+r))
+
+// func(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+#define ZTILE16(name, unpack, bs) \
+TEXT name(SB), NOSPLIT, $0-56; \
+	MOVQ x+0(FP), SI; \
+	MOVQ stride+8(FP), R8; \
+	MOVQ p+16(FP), BX; \
+	MOVQ q+24(FP), R11; \
+	MOVQ nb+32(FP), CX; \
+	MOVQ tab+40(FP), R9; \
+	MOVQ out+48(FP), DX; \
+	VMOVDQU64 q8shr<>(SB), Z10; \
+	VPBROADCASTD q8nib<>(SB), Z11; \
+	VPBROADCASTD q8x10<>(SB), Z12; \
+	VPBROADCASTD q8x80<>(SB), Z13; \
+	VPXORD Z16, Z16, Z16; VMOVDQA64 Z16, Z17; VMOVDQA64 Z16, Z18; VMOVDQA64 Z16, Z19; \
+	VMOVDQA64 Z16, Z20; VMOVDQA64 Z16, Z21; VMOVDQA64 Z16, Z22; VMOVDQA64 Z16, Z23; \
+	VMOVDQA64 Z16, Z24; VMOVDQA64 Z16, Z25; VMOVDQA64 Z16, Z26; VMOVDQA64 Z16, Z27; \
+	VMOVDQA64 Z16, Z28; VMOVDQA64 Z16, Z29; VMOVDQA64 Z16, Z30; VMOVDQA64 Z16, Z31; \
+loop:; \
+	unpack((SI)); ZDX((SI)); ZROW16(Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23); \
+	unpack((SI)(R8*1)); ZDX((SI)(R8*1)); ZROW16(Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31); \
+	ADDQ $bs, SI; \
+	ADDQ $768, BX; \
+	ADDQ $768, R11; \
+	DECQ CX; \
+	JNZ loop; \
+	ZREDUCE2_ROW(0, Z16, Y16, X16, Z17, Y17, X17, Z18, Y18, X18, Z19, Y19, X19, Z20, Y20, X20, Z21, Y21, X21, Z22, Y22, X22, Z23, Y23, X23); \
+	ZREDUCE2_ROW(1, Z24, Y24, X24, Z25, Y25, X25, Z26, Y26, X26, Z27, Y27, X27, Z28, Y28, X28, Z29, Y29, X29, Z30, Y30, X30, Z31, Y31, X31); \
+	VZEROUPPER; \
+	RET
+
+ZTILE16(·tile16Q8_0VNNIAsm, Z16UNPACK_Q8, 34)
+ZTILE16(·tile16Q4_0VNNIAsm, Z16UNPACK_Q4, 18)
+ZTILE16(·tile16Q5_0VNNIAsm, Z16UNPACK_Q5, 22)

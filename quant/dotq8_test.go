@@ -3,6 +3,7 @@ package quant
 import (
 	"encoding/binary"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"testing"
 )
@@ -212,14 +213,14 @@ func FuzzVecDotQ8Act(f *testing.F) {
 		if n == 0 {
 			return
 		}
-		// Four rows × 13 tokens through MatMul (the 8- and 4-token tile
-		// kernels where the CPU has them), every result the same.
+		// Four rows × 29 tokens through MatMul (the 16-, 8- and 4-token
+		// tile kernels where the CPU has them), every result the same.
 		var xs []byte
-		for range 13 {
+		for range 29 {
 			xs = append(xs, xq...)
 		}
-		mm := make([]float32, 4*13)
-		MatMul(typ, w, len(row), 4, xs, len(xq), 13, n, mm, 4)
+		mm := make([]float32, 4*29)
+		MatMul(typ, w, len(row), 4, xs, len(xq), 29, n, mm, 4)
 		for i, v := range mm {
 			if !sameFloat(v, want) {
 				t.Fatalf("%s n=%d result %d: MatMul %g, generic %g", typ, n, i, v, want)
@@ -240,7 +241,7 @@ func TestMatMul(t *testing.T) {
 		rb, _ := RowBytes(typ, n)
 		vb := ActivationBytes(typ, n)
 		for _, rows := range []int{1, 4, 7, 12} {
-			for _, T := range []int{1, 3, 4, 5, 9} {
+			for _, T := range []int{1, 3, 4, 5, 9, 16, 29, 40} {
 				pad := rows % 3 * 5
 				stride, ab, os := rb+pad, vb+pad, rows+pad
 				w := make([]byte, rows*stride)
@@ -267,3 +268,60 @@ func TestMatMul(t *testing.T) {
 		}
 	}
 }
+
+// fma32 is a*b+c rounded once to float32: checked against exact big.Float
+// arithmetic on random operands, on operands whose float64 sum lands on a
+// float32 halfway point (where rounding twice goes wrong), on overflow,
+// subnormal and special values.
+func TestFMA32(t *testing.T) {
+	exact := func(a, b, c float32) float32 {
+		if isSpecial(a) || isSpecial(b) || isSpecial(c) {
+			return float32(float64(a)*float64(b) + float64(c)) // Inf/NaN: as the hardware
+		}
+		x := new(big.Float).SetPrec(0).SetFloat64(float64(a))
+		x.SetPrec(200).Mul(x, new(big.Float).SetFloat64(float64(b)))
+		x.Add(x, new(big.Float).SetFloat64(float64(c)))
+		f, _ := x.Float32()
+		return f
+	}
+	check := func(a, b, c float32) {
+		t.Helper()
+		if got, want := fma32(a, b, c), exact(a, b, c); !sameFloat(got, want) {
+			t.Fatalf("fma32(%g, %g, %g) = %g (%#x), want %g (%#x)", a, b, c, got, math.Float32bits(got), want, math.Float32bits(want))
+		}
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 200000 {
+		a := math.Float32frombits(rng.Uint32())
+		b := math.Float32frombits(rng.Uint32())
+		c := math.Float32frombits(rng.Uint32())
+		check(a, b, c)
+		// Magnitudes close together, as in the dot products.
+		a = float32(rng.NormFloat64())
+		b = float32(rng.IntN(1<<17) - 1<<16)
+		c = float32(rng.NormFloat64() * math.Pow(2, float64(rng.IntN(40)-20)))
+		check(a, b, c)
+	}
+	// a*b exactly a float32 halfway point, c tiny: the float64 sum is the
+	// halfway point, the exact sum is not (float32(math.FMA(a, a, 1e-30))
+	// rounds to even, 0x3f801000; the exact sum rounds up, 0x3f801001).
+	for _, c := range []float32{1e-30, -1e-30, math.SmallestNonzeroFloat32, -math.SmallestNonzeroFloat32, 0} {
+		// (1 + 2^-12)² = 1 + 2^-11 + 2^-24: halfway between two float32.
+		a := float32(1 + 1.0/(1<<12))
+		check(a, a, c)
+		check(-a, a, c)
+	}
+	for _, v := range [][3]float32{
+		{math.MaxFloat32, 2, -math.MaxFloat32}, // product overflows, the sum does not
+		{math.MaxFloat32, 2, 0},
+		{1e-30, 1e-20, 0}, // subnormal result
+		{1e-30, 1e-20, 1e-45},
+		{float32(math.Inf(1)), 0, 1},
+		{float32(math.Inf(1)), 1, float32(math.Inf(-1))},
+		{float32(math.NaN()), 1, 1},
+	} {
+		check(v[0], v[1], v[2])
+	}
+}
+
+func isSpecial(f float32) bool { return math.IsInf(float64(f), 0) || f != f }

@@ -270,14 +270,41 @@ func dotNibbles16(q *[16]byte, y *[32]byte) (lo, hi int32) {
 // sum over the four elements 4l..4l+3 of w*y (w the signed weight value);
 // each lane keeps its own float32 sum over the blocks,
 //
-//	s[l] += float32(d_b * float32(isum_l))   (d_b = d_x*d_y, no fused multiply-add)
+//	s[l] = fma(d_b, float32(isum_l), s[l])   (d_b = float32(d_x*d_y); one rounding, as VFMADD231PS)
 //
 // and the row's result is ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)).
 // dotLanes8 does the float part for one block.
 func dotLanes8(s *[8]float32, d float32, is *[8]int32) {
 	for l := range 8 {
-		s[l] += float32(d * float32(is[l]))
+		s[l] = fma32(d, float32(is[l]), s[l])
 	}
+}
+
+// fma32 returns a*b+c rounded once to float32 (round to nearest even), as a
+// float32 fused multiply-add instruction does. math.FMA rounds to float64,
+// and rounding that again to float32 can differ (a float64 result on a
+// float32 halfway point); so the float64 sum is rounded to odd (its last
+// bit set where the sum was inexact) before the conversion, which makes the
+// conversion correctly rounded (53 ≥ 2·24+2 bits). The product is exact in
+// float64 (24+24 bits).
+func fma32(a, b, c float32) float32 {
+	p := float64(float64(a) * float64(b))
+	z := float64(c)
+	r := p + z
+	// Two-sum: e is the exact error of r (NaN when r is infinite or NaN).
+	bv := r - p
+	e := (p - (r - bv)) + (z - bv)
+	if e > 0 || e < 0 {
+		if u := math.Float64bits(r); u&1 == 0 {
+			if (e > 0) == (r > 0) {
+				u++ // exact value beyond r: round to odd away from zero
+			} else {
+				u-- // exact value short of r: toward zero
+			}
+			r = math.Float64frombits(u)
+		}
+	}
+	return float32(r)
 }
 
 // sumLanes8 is the final reduction of the eight lanes.
