@@ -52,10 +52,11 @@ var multiRowFuncs = map[Type]func(w []byte, rowBytes int, xq []byte, n int, out 
 // for r < rows and tok < T: rows weight rows of n elements of type t,
 // rowBytes apart, against T activation rows converted by
 // QuantizeActivations, ab bytes apart. Every result is bit-identical to
-// VecDot's. Where the CPU has a tile kernel for t (AVX-512 VNNI: Q4_0, Q5_0,
-// Q8_0, four rows × eight tokens (prepared once for all rows), then × four;
-// AVX2: Q4_K, Q6_K, one row × four tokens),
-// each weight block is unpacked once for four tokens; otherwise the tokens
+// VecDot's. Where the CPU has a tile kernel for t, each weight block is
+// unpacked once for several tokens: AVX-512 VNNI: Q4_0, Q5_0, Q8_0 two rows
+// × sixteen tokens, four rows × eight (tokens prepared once for all rows),
+// then four × four; Q4_K, Q6_K one row × sixteen tokens (prepared once for
+// all rows); AVX2: Q4_K, Q6_K one row × four tokens. Otherwise the tokens
 // go through DotRows one by one. It panics on bad sizes.
 func MatMul(t Type, w []byte, rowBytes, rows int, xq []byte, ab, T, n int, out []float32, outStride int) {
 	if rows <= 0 || T <= 0 {
@@ -75,11 +76,18 @@ func MatMul(t Type, w []byte, rowBytes, rows int, xq []byte, ab, T, n int, out [
 		if err != nil || rowBytes < rb || len(w) < (rows-1)*rowBytes+rb {
 			panic(fmt.Sprintf("quant: MatMul: %d rows of %d %s, %d bytes apart, in %d bytes", rows, n, t, rowBytes, len(w)))
 		}
+		// Groups of sixteen tokens, prepared once for all rows, where the
+		// CPU has that; the other tokens by four, then one by one.
+		tok0 := 0
+		if k16 := tok16Funcs[t]; k16 != nil && T >= 16 {
+			tok0 = T &^ 15
+			k16(w, rowBytes, rows, xq, ab, tok0, n, out, outStride)
+		}
 		f := vecDotFuncs[t]
 		var o4 [4]float32
 		for ; r < rows; r++ {
 			row := w[r*rowBytes : r*rowBytes+rb]
-			tok := 0
+			tok := tok0
 			for ; tok+4 <= T; tok += 4 {
 				k(row, xq[tok*ab:(tok+3)*ab+vb], ab, n, &o4)
 				for i, v := range o4 {
@@ -137,6 +145,14 @@ var tileFuncs = map[Type]func(w []byte, rowBytes int, xq []byte, ab, n int, tile
 // tok4Funcs are optional kernels for one row × four tokens (MatMul), ab
 // bytes apart in xq. Filled by the architecture files.
 var tok4Funcs = map[Type]func(row, xq []byte, ab, n int, out *[4]float32){}
+
+// kTok16Func computes rows [0, rows) × tokens [0, T16) of MatMul (T16 a
+// multiple of 16), sixteen tokens prepared once for all rows.
+type kTok16Func = func(w []byte, rowBytes, rows int, xq []byte, ab, T16, n int, out []float32, outStride int)
+
+// tok16Funcs: the kTok16Func for a type where the CPU has one (AVX-512
+// VNNI: Q4_K, Q6_K). Used only where tok4Funcs has the type too.
+var tok16Funcs = map[Type]kTok16Func{}
 
 // packedFunc computes rows [0, rows4) × tokens [0, T8) of MatMul (rows4 a
 // multiple of 4, T8 of 8) with activations prepared once per eight tokens.
