@@ -356,11 +356,18 @@ func mmtPartsFor(tiles int) int {
 // changes no result.
 func mmtTokensFor(rowBlocks, parts, T int) int {
 	tok := min(mmtTokens, 256/(mmtStages*parts), (T+7)/8*8)
-	for tok > 16 && rowBlocks*((T+tok-1)/tok) < 264 {
+	for tok > 16 && rowBlocks*((T+tok-1)/tok) < mmtFillBlocks {
 		tok = (tok/2 + 7) / 8 * 8
 	}
 	return tok
 }
+
+// mmtFillBlocks is how many blocks a launch needs before mmtTokensFor
+// stops halving the tokens a block: about two blocks per SM of an H100/H200
+// (132 SMs; two 256-thread blocks of 128 registers fit an SM). 240 rather
+// than 264: a 256-block launch (Phi-3's gate/up) ran 15 % faster with 64
+// tokens a block than split into 512 blocks of 32 (docs/perf.md step 16).
+const mmtFillBlocks = 240
 
 // mmtShared is the dynamic shared memory of an mmt_ block: the staged F16
 // activations (mmtStages buffers of 16-byte pieces, 4·parts units of 4·tok+1

@@ -7,7 +7,8 @@
 //
 // Kernels and launch shapes (ATT_WARPS, MAX_HD and MAX_SPLITS are -D
 // options from Go):
-//   attention_split_<kv>  block (t, h, s) takes share s of the positions;
+//   attention_split_<kv>  block (t, h, s) takes share s of the positions
+//                    (min(nsplit, ceil(n/ATT_MIN_SPLIT)) shares for n positions);
 //                    its ATT_WARPS warps walk them with an online softmax,
 //                    ATT_UNROLL positions at a time, lane l holding head
 //                    elements 4l … 4l+3 (hd a multiple of 4, ≤ MAX_HD), and
@@ -40,10 +41,14 @@ __device__ __forceinline__ f4 kv_ld4(const ushort* p) {
 // ATT_UNROLL is how many positions a warp loads before it uses any (memory
 // requests in flight: a decode row's split holds few positions).
 #define ATT_UNROLL 4
+// ATT_MIN_SPLIT is the fewest positions a split of a row takes: short
+// contexts use fewer, fuller blocks (the rest of the grid exits at once).
+#define ATT_MIN_SPLIT 64
 
 // Attention, split over the sequence (flash-decoding): block (t, h, split)
-// takes a contiguous share of the positions first..pos[t] (the share is
-// computed here from pos, so a captured graph serves every step). Each of
+// takes a contiguous share of the positions first..pos[t] (the shares are
+// computed here from pos: min(nsplit, ceil(n/ATT_MIN_SPLIT)) of them for n
+// positions, so a captured graph serves every step). Each of
 // its ATT_WARPS warps walks positions lo+warp, lo+warp+ATT_WARPS, … with an
 // online softmax, ATT_UNROLL positions at a time (their K and V rows loaded
 // together, then folded in position order); lane l holds head elements
@@ -66,7 +71,15 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
     int last = pos[t];
     int first = window > 0 ? max(0, last - window + 1) : 0;
     int n = last + 1 - first;
-    int per = (n + nsplit - 1) / nsplit;
+    // This row's splits: nsplit, or fewer so that each takes at least
+    // ATT_MIN_SPLIT positions (a function of the row's own position only).
+    int ns = min(nsplit, (n + ATT_MIN_SPLIT - 1) / ATT_MIN_SPLIT);
+    float* out = part + (((long)t * n_head + h) * nsplit + split) * (hd + 2);
+    if (split >= ns) { // an empty partial: the merge skips a zero sum
+        if (threadIdx.x == 0) { out[0] = NEG_INF; out[1] = 0.f; }
+        return;
+    }
+    int per = (n + ns - 1) / ns;
     int lo = first + split * per, hi = min(last + 1, lo + per);
     bool act = 4 * lane < hd;
     f4 qv = {0.f, 0.f, 0.f, 0.f}, acc = {0.f, 0.f, 0.f, 0.f};
@@ -120,7 +133,6 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
     // Merge the warps: threads take head elements.
     float M = NEG_INF;
     for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, wm[w]);
-    float* out = part + (((long)t * n_head + h) * nsplit + split) * (hd + 2);
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
         float a = 0.f;
         for (int w = 0; w < ATT_WARPS; w++)
