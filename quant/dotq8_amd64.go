@@ -67,7 +67,7 @@ func tileQ5_0VNNIAsm(x *byte, stride int, y *byte, ystride int, nb int, tab *[1 
 //go:noescape
 func packQ8PairsAsm(y *byte, ystride int, nb int, tab *[1 << 16]float32, off int, dst *byte)
 
-// 4 rows × 8 packed tokens: out[4*t+r].
+// 4 rows × 8 packed tokens: out in z8Lanes' order.
 //
 //go:noescape
 func tilePQ8_0VNNIAsm(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
@@ -79,7 +79,7 @@ func tilePQ4_0VNNIAsm(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float3
 func tilePQ5_0VNNIAsm(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
 
 // 2 rows × 16 tokens, packed as two groups of eight (p: tokens 0–7, q:
-// 8–15): out[2*t+r].
+// 8–15): out in z16Lanes' order.
 //
 //go:noescape
 func tile16Q8_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
@@ -89,6 +89,29 @@ func tile16Q4_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]fl
 
 //go:noescape
 func tile16Q5_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+
+// The packed tiles' results come out in their reduction tree's order: lane
+// l of out is row z8Lanes[l].r (z16Lanes) of the tile, token .t.
+var z8Lanes, z16Lanes = tileLanes(4), tileLanes(2)
+
+type tileLane struct{ r, t uint8 }
+
+// tileLanes returns the lane order of the packed tiles of rows rows (4: 4 ×
+// 8, 2: 2 × 16): out index rows*t+r per lane, as the tree in ZHSUM32 leaves
+// them (accumulator i holds row i/(16/rows), pair i%(16/rows)).
+func tileLanes(rows int) [32]tileLane {
+	var idx [32]int
+	if rows == 4 {
+		idx = [32]int{0, 1, 8, 9, 16, 17, 24, 25, 2, 3, 10, 11, 18, 19, 26, 27, 4, 5, 12, 13, 20, 21, 28, 29, 6, 7, 14, 15, 22, 23, 30, 31}
+	} else {
+		idx = [32]int{0, 16, 4, 20, 8, 24, 12, 28, 1, 17, 5, 21, 9, 25, 13, 29, 2, 18, 6, 22, 10, 26, 14, 30, 3, 19, 7, 23, 11, 27, 15, 31}
+	}
+	var l [32]tileLane
+	for i, x := range idx {
+		l[i] = tileLane{r: uint8(x % rows), t: uint8(x / rows)}
+	}
+	return l
+}
 
 // packBufs holds the packed-token scratch of MatMul calls (*[]byte).
 var packBufs sync.Pool
@@ -124,20 +147,21 @@ func packedTiles(k8 tile8Kernel, k16 tile16Kernel, bs, off int) packedFunc {
 		for ; tok+16 <= T8; tok += 16 {
 			packQ8PairsAsm(&xq[tok*ab], ab, nb, f16Table, off, &p[0])
 			packQ8PairsAsm(&xq[(tok+8)*ab], ab, nb, f16Table, off, &q[0])
+			o := out[tok*outStride:]
 			for r := 0; r < rows4; r += 2 {
 				k16(&w[r*rowBytes], rowBytes, &p[0], &q[0], nb, f16Table, &tile)
-				for i := range 16 {
-					o := (tok+i)*outStride + r
-					out[o], out[o+1] = tile[2*i], tile[2*i+1]
+				for l, v := range tile {
+					o[int(z16Lanes[l].t)*outStride+r+int(z16Lanes[l].r)] = v
 				}
 			}
 		}
 		if tok < T8 {
 			packQ8PairsAsm(&xq[tok*ab], ab, nb, f16Table, off, &p[0])
+			o := out[tok*outStride:]
 			for r := 0; r < rows4; r += 4 {
 				k8(&w[r*rowBytes], rowBytes, &p[0], nb, f16Table, &tile)
-				for i := range 8 {
-					copy(out[(tok+i)*outStride+r:(tok+i)*outStride+r+4], tile[4*i:4*i+4])
+				for l, v := range tile {
+					o[int(z8Lanes[l].t)*outStride+r+int(z8Lanes[l].r)] = v
 				}
 			}
 		}

@@ -411,32 +411,6 @@ TILE(·tileQ5_0VNNIAsm, q8x10<>(SB), UNPACK_Q5, 22)
 #define ZUNPACK_Q5(r) ZNIB(6 r); KMOVD 2 r, K1; VPADDB q8x10<>(SB), Y4, K1, Y4
 #define ZUNPACK_Q8(r) VMOVDQU 2 r, Y4; VPXOR q8x80<>(SB), Y4, Y4
 
-// Both halves of Zacc (Yacc, Xacc): token p's sum to out[4p+r] (offlo),
-// token p+4's to out[4(p+4)+r] (offhi).
-#define ZREDUCE(Zacc, Yacc, Xacc, offlo, offhi) \
-	VEXTRACTF64X4 $1, Zacc, Y9; \
-	VEXTRACTF32X4 $1, Y9, X14; \
-	VADDPS X14, X9, X9; \
-	VPERMILPS $0x4e, X9, X14; \
-	VADDPS X14, X9, X9; \
-	VPERMILPS $0xb1, X9, X14; \
-	VADDPS X14, X9, X9; \
-	VMOVSS X9, offhi(DX); \
-	VEXTRACTF32X4 $1, Yacc, X9; \
-	VADDPS X9, Xacc, Xacc; \
-	VPERMILPS $0x4e, Xacc, X9; \
-	VADDPS X9, Xacc, Xacc; \
-	VPERMILPS $0xb1, Xacc, X9; \
-	VADDPS X9, Xacc, Xacc; \
-	VMOVSS Xacc, offlo(DX)
-
-#define ZREDUCE_ROW(r, a0, b0, c0, a1, b1, c1, a2, b2, c2, a3, b3, c3) \
-	ZREDUCE(a0, b0, c0, 4*0+r*4, 4*16+r*4); \
-	ZREDUCE(a1, b1, c1, 4*4+r*4, 4*20+r*4); \
-	ZREDUCE(a2, b2, c2, 4*8+r*4, 4*24+r*4); \
-	ZREDUCE(a3, b3, c3, 4*12+r*4, 4*28+r*4)
-
-
 // Packed activations for the 8-token tiles: MatMul prepares each group of
 // eight tokens once for all rows. Per block, per pair p (tokens p and p+4),
 // 192 bytes at 192p: the two tokens' 32 quants, their 16 int32 lanes of
@@ -497,8 +471,31 @@ packloop:
 	ZDOTP(384, a2); \
 	ZDOTP(576, a3)
 
+// The sixteen accumulators Z16..Z31 (two tokens' eight lanes each) reduced
+// together: each token's lanes summed as ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7))
+// (sumLanes8) by a tree of shuffles and adds that leaves the 32 results in
+// Z16 and Z17, stored to out[0..31] in the tree's order (the Go side knows
+// which lane is which row and token: z8Lanes, z16Lanes).
+#define ZHSUM32 \
+	VSHUFI64X2 $0x88, Z24, Z16, Z0; VSHUFI64X2 $0xdd, Z24, Z16, Z1; VADDPS Z1, Z0, Z16; \
+	VSHUFI64X2 $0x88, Z25, Z17, Z2; VSHUFI64X2 $0xdd, Z25, Z17, Z3; VADDPS Z3, Z2, Z17; \
+	VSHUFI64X2 $0x88, Z26, Z18, Z0; VSHUFI64X2 $0xdd, Z26, Z18, Z1; VADDPS Z1, Z0, Z18; \
+	VSHUFI64X2 $0x88, Z27, Z19, Z2; VSHUFI64X2 $0xdd, Z27, Z19, Z3; VADDPS Z3, Z2, Z19; \
+	VSHUFI64X2 $0x88, Z28, Z20, Z0; VSHUFI64X2 $0xdd, Z28, Z20, Z1; VADDPS Z1, Z0, Z20; \
+	VSHUFI64X2 $0x88, Z29, Z21, Z2; VSHUFI64X2 $0xdd, Z29, Z21, Z3; VADDPS Z3, Z2, Z21; \
+	VSHUFI64X2 $0x88, Z30, Z22, Z0; VSHUFI64X2 $0xdd, Z30, Z22, Z1; VADDPS Z1, Z0, Z22; \
+	VSHUFI64X2 $0x88, Z31, Z23, Z2; VSHUFI64X2 $0xdd, Z31, Z23, Z3; VADDPS Z3, Z2, Z23; \
+	VPUNPCKLQDQ Z20, Z16, Z0; VPUNPCKHQDQ Z20, Z16, Z1; VADDPS Z1, Z0, Z16; \
+	VPUNPCKLQDQ Z21, Z17, Z2; VPUNPCKHQDQ Z21, Z17, Z3; VADDPS Z3, Z2, Z17; \
+	VPUNPCKLQDQ Z22, Z18, Z0; VPUNPCKHQDQ Z22, Z18, Z1; VADDPS Z1, Z0, Z18; \
+	VPUNPCKLQDQ Z23, Z19, Z2; VPUNPCKHQDQ Z23, Z19, Z3; VADDPS Z3, Z2, Z19; \
+	VSHUFPS $0x88, Z18, Z16, Z0; VSHUFPS $0xdd, Z18, Z16, Z1; VADDPS Z1, Z0, Z16; \
+	VSHUFPS $0x88, Z19, Z17, Z2; VSHUFPS $0xdd, Z19, Z17, Z3; VADDPS Z3, Z2, Z17; \
+	VMOVUPS Z16, (DX); \
+	VMOVUPS Z17, 64(DX)
+
 // 4 rows × 8 packed tokens: func(x *byte, stride int, p *byte, nb int,
-// tab *[1 << 16]float32, out *[32]float32), out[4*t+r].
+// tab *[1 << 16]float32, out *[32]float32), out in z8Lanes' order.
 #define ZTILEP(name, unpack, bs) \
 TEXT name(SB), NOSPLIT, $0-48; \
 	MOVQ x+0(FP), SI; \
@@ -521,10 +518,7 @@ loop:; \
 	ADDQ $768, BX; \
 	DECQ CX; \
 	JNZ loop; \
-	ZREDUCE_ROW(0, Z16, Y16, X16, Z17, Y17, X17, Z18, Y18, X18, Z19, Y19, X19); \
-	ZREDUCE_ROW(1, Z20, Y20, X20, Z21, Y21, X21, Z22, Y22, X22, Z23, Y23, X23); \
-	ZREDUCE_ROW(2, Z24, Y24, X24, Z25, Y25, X25, Z26, Y26, X26, Z27, Y27, X27); \
-	ZREDUCE_ROW(3, Z28, Y28, X28, Z29, Y29, X29, Z30, Y30, X30, Z31, Y31, X31); \
+	ZHSUM32; \
 	VZEROUPPER; \
 	RET
 
@@ -568,7 +562,7 @@ GLOBL q8shr<>(SB), RODATA|NOPTR, $64
 
 // 2 rows × 16 packed tokens (two groups of eight, each packed as above at
 // p and q, the same offsets): each row's block is unpacked once for sixteen
-// tokens. out[2*t+r], t < 8 from p, 8 ≤ t < 16 from q.
+// tokens. out in z16Lanes' order (tokens 0..7 from p, 8..15 from q).
 //	Z4: the row's quants  Z14: dx  Z9, Z15: scratch
 //	Z16 + 8r + p: row r, pair p of group p/4 (tokens (p&3) and (p&3)+4)
 #define ZDOTQ(po, acc) \
@@ -587,18 +581,6 @@ GLOBL q8shr<>(SB), RODATA|NOPTR, $64
 	ZDOTQ(192, a5); \
 	ZDOTQ(384, a6); \
 	ZDOTQ(576, a7)
-
-// ZREDUCE for the 2 × 16 layout: row r, pair p of group g → tokens
-// 8g+p (low half) and 8g+p+4 (high half), out[2*t+r].
-#define ZREDUCE2_ROW(r, a0, b0, c0, a1, b1, c1, a2, b2, c2, a3, b3, c3, a4, b4, c4, a5, b5, c5, a6, b6, c6, a7, b7, c7) \
-	ZREDUCE(a0, b0, c0, 4*(2*0+r), 4*(2*4+r)); \
-	ZREDUCE(a1, b1, c1, 4*(2*1+r), 4*(2*5+r)); \
-	ZREDUCE(a2, b2, c2, 4*(2*2+r), 4*(2*6+r)); \
-	ZREDUCE(a3, b3, c3, 4*(2*3+r), 4*(2*7+r)); \
-	ZREDUCE(a4, b4, c4, 4*(2*8+r), 4*(2*12+r)); \
-	ZREDUCE(a5, b5, c5, 4*(2*9+r), 4*(2*13+r)); \
-	ZREDUCE(a6, b6, c6, 4*(2*10+r), 4*(2*14+r)); \
-	ZREDUCE(a7, b7, c7, 4*(2*11+r), 4*(2*15+r))
 
 // func(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
 #define ZTILE16(name, unpack, bs) \
@@ -626,8 +608,7 @@ loop:; \
 	ADDQ $768, R11; \
 	DECQ CX; \
 	JNZ loop; \
-	ZREDUCE2_ROW(0, Z16, Y16, X16, Z17, Y17, X17, Z18, Y18, X18, Z19, Y19, X19, Z20, Y20, X20, Z21, Y21, X21, Z22, Y22, X22, Z23, Y23, X23); \
-	ZREDUCE2_ROW(1, Z24, Y24, X24, Z25, Y25, X25, Z26, Y26, X26, Z27, Y27, X27, Z28, Y28, X28, Z29, Y29, X29, Z30, Y30, X30, Z31, Y31, X31); \
+	ZHSUM32; \
 	VZEROUPPER; \
 	RET
 
