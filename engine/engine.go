@@ -604,6 +604,7 @@ type seq struct {
 	cands     []sample.Candidate
 
 	gm          *grammar.Matcher // the request's grammar (nil: none)
+	gnext       grammarNext      // what the grammar's next step is known to be (grammar.go)
 	masked      []float32        // [n_vocab] the row with the grammar's mask applied
 	redo        bool             // the step's candidates did not do: read it again for the whole row
 	redoPrefill bool             // … and the step read was a prompt row
@@ -654,7 +655,7 @@ func (s *seq) topK() int {
 		s.wholeRow = false
 		return 0
 	}
-	if s.gm != nil && s.gm.MaskWithin(s.maxTokens-len(s.result.IDs)).Count() < narrowMask {
+	if s.gm != nil && s.narrowStep() {
 		// Few tokens are allowed (JSON punctuation, a keyword): they are
 		// unlikely to be among the top candidates, and a step read again
 		// costs a forward; the whole row costs a copy.
@@ -773,6 +774,9 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 	}
 	if reason == "" && (len(s.result.IDs) >= s.maxTokens || kvLen >= len(s.req.Prompt)+s.maxTokens) {
 		reason = StopLength
+	}
+	if reason == "" && s.gm != nil {
+		s.grammarAhead()
 	}
 	if reason != "" && reason != StopString {
 		// The stream ends for another reason: release what was held back.

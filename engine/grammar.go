@@ -101,6 +101,38 @@ func (e *Engine) CompiledGrammar(key string, compile func() (*grammar.Grammar, e
 	return a, nil
 }
 
+// grammarNext is what a constrained sequence knows of its next step.
+type grammarNext struct {
+	known, narrow bool // narrow: the step allows fewer than narrowMask tokens
+}
+
+// narrowStep reports whether the next step allows so few tokens that it
+// asks for the whole row (topK). Either answer gives the same token (a step
+// whose top candidates hold too few allowed ids is read again), so this
+// only chooses the faster path.
+func (s *seq) narrowStep() bool {
+	if s.gnext.known {
+		s.gnext.known = false
+		return s.gnext.narrow
+	}
+	return s.gm.Narrow(s.maxTokens-len(s.result.IDs), narrowMask)
+}
+
+// grammarAhead runs when a constrained sequence has taken a token and goes
+// on: it decides now whether the next step is narrow (a walk of a few
+// thousand trie nodes at most), then computes the next step's mask on
+// another goroutine while the model computes its logits — a state's first
+// mask is a walk of the vocabulary's trie, up to a few milliseconds where
+// most tokens are allowed (inside a string). The mask is cached in the
+// automaton, where accept finds it (or waits for it: the automaton's lock).
+func (s *seq) grammarAhead() {
+	budget := s.maxTokens - len(s.result.IDs)
+	s.gnext = grammarNext{known: true, narrow: s.gm.Narrow(budget, narrowMask)}
+	if f := s.gm.Prefetch(budget); f != nil {
+		go f()
+	}
+}
+
 // applyMask writes logits into dst with every id outside mask at -Inf.
 func applyMask(dst, logits []float32, mask grammar.Mask) {
 	inf := float32(negInf)

@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
+	"worker-orcd/backend"
 	"worker-orcd/backend/cpu"
 	"worker-orcd/grammar"
 	"worker-orcd/internal/testmodel"
 	"worker-orcd/sample"
+	"worker-orcd/tokenizer"
 )
 
 func microEngines(t *testing.T) (full, top *Engine) {
@@ -170,5 +174,113 @@ func BenchmarkApplyMask(b *testing.B) {
 				_ = mask.Count()
 			}
 		})
+	}
+}
+
+// countBackend counts the forward passes that held more than one
+// sequence and calls hook (when set) before each.
+type countBackend struct {
+	*cpu.Backend
+	shared *atomic.Int32
+	hook   *func()
+}
+
+func (c countBackend) Forward(batch []*backend.Seq) error {
+	if len(batch) > 1 {
+		c.shared.Add(1)
+	}
+	if *c.hook != nil {
+		(*c.hook)()
+	}
+	return c.Backend.Forward(batch)
+}
+
+// TestGrammarLimitFailsOnlyItsRequest: two requests share a cached
+// grammar; one is driven (by its logit bias) down a path that runs past
+// the grammar's bounds while the other is generating. The first fails with
+// ErrTooComplex; the other, and one sent afterwards, complete with the
+// tokens of a solo run. (Before: the bound's error was stored in the shared
+// automaton, and the request in flight failed with it.)
+func TestGrammarLimitFailsOnlyItsRequest(t *testing.T) {
+	spec := testmodel.MustPreset("qwen2-micro")
+	spec.Seed = 9
+	m, tok := openSpec(t, spec)
+	var shared atomic.Int32
+	var hook func()
+	e, err := New(countBackend{cpu.New(m, 1), &shared, &hook}, tok, Options{Parallel: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	id := func(s string) int32 {
+		ids, err := tok.Encode(s, tokenizer.EncodeOptions{})
+		if err != nil || len(ids) != 1 {
+			t.Fatalf("%q is not one token: %v %v", s, ids, err)
+		}
+		return ids[0]
+	}
+	// "a" then c's: every c doubles the parses (past MaxStacks after a
+	// dozen); "b" then 40 to 60 letters and a dot.
+	const src = "root ::= \"a\" x | \"b\" [a-z]{40,60} \".\"\nx ::= \"c\" x \"d\" | \"c\" x \"e\" | \"c\" x | \"\"\n"
+	seed := uint64(5)
+	bReq := func(a *grammar.Automaton) Request {
+		return Request{Prompt: []int32{1, 2, 3}, MaxTokens: 100, Grammar: a,
+			Params: sample.Params{Temperature: 1, TopP: 1, RepeatPenalty: 1, Seed: &seed, LogitBias: map[int32]float64{id("b"): 6}}}
+	}
+	xReq := func(a *grammar.Automaton) Request {
+		return Request{Prompt: []int32{4, 5}, MaxTokens: 100, Grammar: a,
+			Params: sample.Params{Temperature: 0, TopP: 1, RepeatPenalty: 1, LogitBias: map[int32]float64{id("a"): 100, id("c"): 100}}}
+	}
+	// The solo run, on a grammar compiled for it alone.
+	solo, err := e.CompiledGrammar("solo", func() (*grammar.Grammar, error) { return grammar.CompileGBNF(src) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.Generate(context.Background(), bReq(solo), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.StopReason != StopGrammar || len(want.IDs) < 30 || want.Text[0] != 'b' {
+		t.Fatalf("solo run: %s %q: want a long b path that ends at the grammar's end", want.StopReason, want.Text)
+	}
+
+	a, err := e.Grammar(GrammarGBNF, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xDone := make(chan error, 1)
+	forwards := 0
+	hook = func() { // on the engine's goroutine: the other request arrives at B's third step
+		if forwards++; forwards == 3 {
+			sx, err := e.submit(xReq(a))
+			if err != nil {
+				xDone <- err
+				return
+			}
+			go func() {
+				_, err := e.wait(context.Background(), sx, nil)
+				xDone <- err
+			}()
+		}
+	}
+	got, err := e.Generate(context.Background(), bReq(a), nil)
+	if err != nil {
+		t.Fatalf("the request in flight failed: %v", err)
+	}
+	if xErr := <-xDone; xErr == nil || !strings.Contains(xErr.Error(), grammar.ErrTooComplex.Error()) {
+		t.Fatalf("the a-path request: %v, want ErrTooComplex", xErr)
+	}
+	if shared.Load() == 0 {
+		t.Fatal("the two requests never ran in the same step")
+	}
+	if !slices.Equal(got.IDs, want.IDs) {
+		t.Errorf("in flight: %q, solo %q", got.Text, want.Text)
+	}
+	if a2, err := e.Grammar(GrammarGBNF, src); err != nil || a2 != a {
+		t.Errorf("the cached grammar was not kept (%v)", err)
+	}
+	later, err := e.Generate(context.Background(), bReq(a), nil)
+	if err != nil || !slices.Equal(later.IDs, want.IDs) {
+		t.Errorf("later: %v %q, solo %q", err, later.Text, want.Text)
 	}
 }

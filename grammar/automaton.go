@@ -24,34 +24,62 @@ type state struct {
 	stacks []int32
 	accept bool
 	dist   int32 // fewest bytes to a complete text (0 when accepting)
-	// maxAfter is the largest dist of a state one allowed token leads to
-	// (known with mask): a budget at least one above it constrains nothing.
-	maxAfter int32
-	within   map[int32]Mask // masks under a budget, by limit (MaskWithin)
-	trans    *[256]int32    // 0: not computed; -1: dead; else state id + 1
-	mask     Mask           // cached token mask (nil: not computed)
+	// minAfter and maxAfter are the smallest and largest dist of a state
+	// one allowed token leads to (known with mask): a budget that leaves at
+	// least maxAfter bytes after the token constrains nothing, and one that
+	// leaves fewer than minAfter cannot be met by any token (MaskWithin).
+	minAfter, maxAfter int32
+	within             map[int32]Mask // masks under a budget, by limit (MaskWithin)
+	mask               Mask           // cached token mask (nil: not computed)
 }
+
+// Results of step besides a state id.
+const (
+	stDead    = -1 // the byte leaves the language
+	stFull    = -2 // the automaton's tables are full: the state cannot be interned
+	stComplex = -3 // the transition exceeds maxExpand or MaxStacks (a.why says which)
+	stCapped  = -4 // a mask's walk stopped at its node cap (Narrow)
+)
 
 // Automaton is a grammar bound to a vocabulary: the lazily built states of
 // its matcher and the masks computed so far, shared by every Matcher made
 // from it. It is safe for concurrent use (one mutex: states seen before
 // are a lookup away).
+//
+// Nothing a request does to a shared automaton can fail another request:
+// a transition that runs past the bounds (maxExpand parse positions,
+// MaxStacks stacks) is reported to the matcher that took it and cached
+// nowhere, and once the tables hold maxStates states a matcher that needs
+// a new one carries on in an automaton of its own (see Matcher). What is
+// cached — transitions, masks, the bounds of a mask's budgets — comes only
+// from complete computations, so it is the same whichever request made it.
 type Automaton struct {
-	g     *Grammar
-	v     *Vocab
-	start int32
+	g        *Grammar
+	v        *Vocab
+	start    int32
+	startErr error // the start itself is too complex (every matcher fails)
 
 	mu      sync.Mutex
 	frames  []frame
 	frameIx map[[2]int32]int32
 	states  []state
 	stateIx map[string]int32
-	masks   int   // masks cached
-	err     error // ErrTooComplex, once reached
+	// trans[st<<8|c] is the transition from state st by byte c: 0 not
+	// computed, -1 dead, k > 0 state k-1; dists[st] is states[st].dist.
+	// Flat, for the trie walk: one load a node.
+	trans     []int32
+	dists     []int32
+	masks     int // masks cached
+	maxStates int // states these tables may hold
+	maxFrames int // frames these tables may hold
+	private   bool
 
+	// Scratch of the computation under way (a.mu held).
 	scratch   []int32
 	seen      map[[2]int32]bool
-	work      int // expansions since the last intern (bounded by maxExpand)
+	work      int   // expansions since the last intern (bounded by maxExpand)
+	fail      int32 // stFull or stComplex: the expansion under way was abandoned
+	why       string
 	keyBuf    []byte
 	walkStack []int32
 }
@@ -64,16 +92,46 @@ const maxMaskBytes = 8 << 20
 // maxExpand bounds the (position, stack) pairs one transition may visit.
 const maxExpand = 1 << 16
 
+// SharedStates bounds the states of an automaton made by NewAutomaton
+// (its transition tables take up to 1 KiB a state). A matcher that needs a
+// state past it follows the grammar in tables of its own, bounded by
+// MaxStates, whose masks are computed for it alone.
+const SharedStates = 1 << 15
+
 // NewAutomaton binds g to a vocabulary.
 func NewAutomaton(g *Grammar, v *Vocab) *Automaton {
-	a := &Automaton{g: g, v: v, frameIx: map[[2]int32]int32{}, stateIx: map[string]int32{}, seen: map[[2]int32]bool{}}
-	a.scratch = a.scratch[:0]
+	return newAutomaton(g, v, SharedStates, false)
+}
+
+func newAutomaton(g *Grammar, v *Vocab, maxStates int, private bool) *Automaton {
+	a := newTables(g, v, maxStates, private)
 	root := g.rules[g.root]
 	for _, alt := range root.alts {
 		a.expand(alt, -1, 0)
 	}
-	a.start = a.intern(false) // state 0, or -1 when the grammar is too complex to start
+	a.start = a.intern()
+	if a.start < stDead {
+		// Too complex to start (a fresh table is never full).
+		a.startErr = fmt.Errorf("%w: %s", ErrTooComplex, a.why)
+		a.start = stDead
+	}
 	return a
+}
+
+func newTables(g *Grammar, v *Vocab, maxStates int, private bool) *Automaton {
+	return &Automaton{
+		g: g, v: v, start: stDead,
+		frameIx: map[[2]int32]int32{}, stateIx: map[string]int32{}, seen: map[[2]int32]bool{},
+		maxStates: maxStates, maxFrames: 8 * maxStates, private: private,
+	}
+}
+
+// setLimit sets the states (and 8× as many frames) the tables may hold
+// (tests).
+func (a *Automaton) setLimit(states int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.maxStates, a.maxFrames = states, 8*states
 }
 
 // Grammar returns the automaton's grammar.
@@ -82,13 +140,10 @@ func (a *Automaton) Grammar() *Grammar { return a.g }
 // Vocab returns the automaton's vocabulary.
 func (a *Automaton) Vocab() *Vocab { return a.v }
 
-// Err reports ErrTooComplex (wrapped) once the automaton has run past its
-// bounds; matchers then refuse every token.
-func (a *Automaton) Err() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.err
-}
+// Err reports ErrTooComplex (wrapped) when the grammar's start already
+// runs past the bounds: every matcher then refuses every token. A bound
+// reached later fails only the matcher that reached it (Matcher.Err).
+func (a *Automaton) Err() error { return a.startErr }
 
 // Size reports the states and stack frames interned so far.
 func (a *Automaton) Size() (states, frames int) {
@@ -97,10 +152,16 @@ func (a *Automaton) Size() (states, frames int) {
 	return len(a.states), len(a.frames)
 }
 
+// frameID interns the frame (pos, parent); -1 when the tables are full
+// (a.fail set).
 func (a *Automaton) frameID(pos, parent int32) int32 {
 	k := [2]int32{pos, parent}
 	if id, ok := a.frameIx[k]; ok {
 		return id
+	}
+	if len(a.frames) >= a.maxFrames {
+		a.abandon(stFull, fmt.Sprintf("more than %d parse frames", a.maxFrames))
+		return -1
 	}
 	d, dist := int32(0), int64(0)
 	if parent >= 0 {
@@ -116,17 +177,27 @@ func (a *Automaton) frameID(pos, parent int32) int32 {
 	return id
 }
 
+// abandon stops the expansion under way: intern will report code.
+func (a *Automaton) abandon(code int32, why string) {
+	if a.fail == 0 {
+		a.fail, a.why = code, why
+	}
+}
+
 // expand adds to a.scratch the stacks that reading from element pos, with
 // the frames below it given by parent, can be at before its next byte;
 // reaching the end of the root adds -1 (complete).
 func (a *Automaton) expand(pos, parent int32, guard int) {
+	if a.fail != 0 {
+		return
+	}
 	k := [2]int32{pos, parent}
 	if a.seen[k] {
 		return
 	}
 	a.seen[k] = true
 	if a.work++; a.work > maxExpand {
-		a.tooComplex(fmt.Sprintf("one step visits more than %d parse positions", maxExpand))
+		a.abandon(stComplex, fmt.Sprintf("one step visits more than %d parse positions", maxExpand))
 		return
 	}
 	g := a.g
@@ -143,14 +214,18 @@ func (a *Automaton) expand(pos, parent int32, guard int) {
 		if parent >= 0 && a.frames[parent].depth >= MaxDepth {
 			return // too deep: this parse dies
 		}
-		a.scratch = append(a.scratch, a.frameID(pos, parent))
+		if id := a.frameID(pos, parent); id >= 0 {
+			a.scratch = append(a.scratch, id)
+		}
 	case eRef:
 		np := parent
 		if g.elems[pos+1].kind != eEnd { // not a tail call: remember where to continue
 			if parent >= 0 && a.frames[parent].depth >= MaxDepth {
 				return
 			}
-			np = a.frameID(pos+1, parent)
+			if np = a.frameID(pos+1, parent); np < 0 {
+				return
+			}
 		}
 		for _, alt := range g.rules[e.arg].alts {
 			a.expand(alt, np, guard+1)
@@ -159,16 +234,18 @@ func (a *Automaton) expand(pos, parent int32, guard int) {
 }
 
 // intern turns a.scratch into a state (sorted, deduplicated; -1 marks
-// acceptance) and returns its id, or -1 when it has no stack and does not
-// accept. a.seen is reset.
-func (a *Automaton) intern(_ bool) int32 {
+// acceptance) and returns its id; stDead when it has no stack and does not
+// accept, stFull or stComplex when the expansion was abandoned or the
+// state cannot be kept (a.why says why). The scratch is reset.
+func (a *Automaton) intern() int32 {
 	clear(a.seen)
 	a.work = 0
-	if a.err != nil {
-		a.scratch = a.scratch[:0]
-		return -1
-	}
 	s := a.scratch
+	a.scratch = a.scratch[:0]
+	if code := a.fail; code != 0 {
+		a.fail = 0
+		return code
+	}
 	slices.Sort(s)
 	s = slices.Compact(s)
 	accept := len(s) > 0 && s[0] == -1
@@ -176,13 +253,11 @@ func (a *Automaton) intern(_ bool) int32 {
 		s = s[1:]
 	}
 	if len(s) == 0 && !accept {
-		a.scratch = a.scratch[:0]
-		return -1
+		return stDead
 	}
 	if len(s) > MaxStacks {
-		a.tooComplex(fmt.Sprintf("a state has %d parse stacks, more than %d (the grammar is too ambiguous)", len(s), MaxStacks))
-		a.scratch = a.scratch[:0]
-		return -1
+		a.why = fmt.Sprintf("a state has %d parse stacks, more than %d (the grammar is too ambiguous)", len(s), MaxStacks)
+		return stComplex
 	}
 	key := a.keyBuf[:0]
 	if accept {
@@ -195,13 +270,11 @@ func (a *Automaton) intern(_ bool) int32 {
 	}
 	a.keyBuf = key
 	if id, ok := a.stateIx[string(key)]; ok {
-		a.scratch = a.scratch[:0]
 		return id
 	}
-	if len(a.states) >= MaxStates {
-		a.tooComplex(fmt.Sprintf("more than %d states", MaxStates))
-		a.scratch = a.scratch[:0]
-		return -1
+	if len(a.states) >= a.maxStates {
+		a.why = fmt.Sprintf("more than %d states", a.maxStates)
+		return stFull
 	}
 	id := int32(len(a.states))
 	dist := int32(maxDist)
@@ -213,45 +286,63 @@ func (a *Automaton) intern(_ bool) int32 {
 	}
 	a.states = append(a.states, state{stacks: slices.Clone(s), accept: accept, dist: dist})
 	a.stateIx[string(key)] = id
-	a.scratch = a.scratch[:0]
+	a.trans = append(a.trans, make([]int32, 256)...)
+	a.dists = append(a.dists, dist)
 	return id
 }
 
-func (a *Automaton) tooComplex(why string) {
-	if a.err == nil {
-		a.err = fmt.Errorf("%w: %s", ErrTooComplex, why)
-	}
-}
-
-// step returns the state after byte c from state st, or -1 (a.mu held).
-// Transitions are cached: 0 not computed, -1 dead, k > 0 state k-1.
+// step returns the state after byte c from state st: a state id, stDead,
+// or (nothing cached) stFull or stComplex (a.mu held). Transitions are
+// cached: 0 not computed, -1 dead, k > 0 state k-1.
 func (a *Automaton) step(st int32, c byte) int32 {
 	if st < 0 {
-		return -1
+		return st
 	}
-	s := &a.states[st]
-	if s.trans == nil {
-		s.trans = new([256]int32)
-	}
-	switch t := s.trans[c]; {
+	switch t := a.trans[int(st)<<8|int(c)]; {
 	case t > 0:
 		return t - 1
 	case t < 0:
-		return -1
+		return stDead
 	}
 	next := a.computeStep(st, c)
+	if next < stDead {
+		return next // from an abandoned expansion: not cached
+	}
+	t := next + 1 // -1 → 0 below; dead is stored as -1
 	if next < 0 {
-		a.states[st].trans[c] = -1
-	} else {
-		a.states[st].trans[c] = next + 1
+		t = -1
+	}
+	// Every byte that the same stacks accept leads to the same state:
+	// fill their transitions too (inside a JSON string, one computation
+	// covers every plain character).
+	stacks := a.states[st].stacks
+	row := a.trans[int(st)<<8 : int(st)<<8+256]
+	row[c] = t
+	if len(stacks) <= 64 {
+		sig := a.byteSig(stacks, c)
+		for b := range 256 {
+			if row[b] == 0 && a.byteSig(stacks, byte(b)) == sig {
+				row[b] = t
+			}
+		}
 	}
 	return next
 }
 
-func (a *Automaton) computeStep(st int32, c byte) int32 {
-	if a.err != nil {
-		return -1
+// byteSig is the set of stacks (by index, at most 64) whose next element
+// accepts c.
+func (a *Automaton) byteSig(stacks []int32, c byte) uint64 {
+	g := a.g
+	var sig uint64
+	for i, fid := range stacks {
+		if g.sets[g.elems[a.frames[fid].pos].arg].has(c) {
+			sig |= 1 << uint(i)
+		}
 	}
+	return sig
+}
+
+func (a *Automaton) computeStep(st int32, c byte) int32 {
 	g := a.g
 	for _, fid := range a.states[st].stacks {
 		f := a.frames[fid]
@@ -259,5 +350,39 @@ func (a *Automaton) computeStep(st int32, c byte) int32 {
 			a.expand(f.pos+1, f.parent, 0)
 		}
 	}
-	return a.intern(false)
+	return a.intern()
+}
+
+// export returns state st as its stacks' positions, top first, each stack
+// ending in -1, and whether it accepts (a.mu held).
+func (a *Automaton) export(st int32) (chains []int32, accept bool) {
+	for _, f := range a.states[st].stacks {
+		for ; f >= 0; f = a.frames[f].parent {
+			chains = append(chains, a.frames[f].pos)
+		}
+		chains = append(chains, -1)
+	}
+	return chains, a.states[st].accept
+}
+
+// importState interns a state given by export (a.mu held): its id, or
+// stFull / stComplex.
+func (a *Automaton) importState(chains []int32, accept bool) int32 {
+	for len(chains) > 0 {
+		end := slices.Index(chains, -1)
+		parent := int32(-1)
+		for i := end - 1; i >= 0 && parent >= -1; i-- {
+			if parent = a.frameID(chains[i], parent); parent < 0 {
+				parent = -2
+			}
+		}
+		if parent >= 0 {
+			a.scratch = append(a.scratch, parent)
+		}
+		chains = chains[end+1:]
+	}
+	if accept {
+		a.scratch = append(a.scratch, -1)
+	}
+	return a.intern()
 }

@@ -295,8 +295,8 @@ func (b *builder) finish(rootName string) (*Grammar, error) {
 		return nil, err
 	}
 	g.shortest()
-	if a := NewAutomaton(g, &Vocab{}); a.err != nil {
-		return nil, &Error{Msg: a.err.Error()}
+	if a := NewAutomaton(g, &Vocab{}); a.startErr != nil {
+		return nil, &Error{Msg: a.startErr.Error()}
 	}
 	return g, nil
 }

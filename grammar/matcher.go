@@ -4,109 +4,268 @@ import "fmt"
 
 // Matcher follows one sequence's generated tokens through an automaton. It
 // is not safe for concurrent use (its automaton is).
+//
+// A matcher starts in the automaton it was made from, shared with other
+// matchers. When that automaton's tables are full and the matcher needs a
+// state they do not hold, it copies its state into tables of its own (up
+// to MaxStates states, masks computed for it alone) and carries on there:
+// slower, never wrong, and no other matcher notices. A transition past the
+// bounds (ErrTooComplex) fails this matcher alone: Err reports it, and
+// every token is refused from then on.
 type Matcher struct {
-	a  *Automaton
-	st int32 // current state; -1 after a refused token
+	a   *Automaton // where st lives: the shared automaton or the matcher's own
+	st  int32      // current state; -1 after a refused token or an error
+	err error
 }
 
 // NewMatcher returns a matcher at the start of the grammar.
-func (a *Automaton) NewMatcher() *Matcher { return &Matcher{a: a, st: a.start} }
+func (a *Automaton) NewMatcher() *Matcher { return &Matcher{a: a, st: a.start, err: a.startErr} }
+
+// lock locks the matcher's automaton and returns it, or nil (nothing
+// locked) when the matcher refuses everything.
+func (m *Matcher) lock() *Automaton {
+	if m.st < 0 {
+		return nil
+	}
+	m.a.mu.Lock()
+	return m.a
+}
+
+// retry handles a computation that ended in code < stDead (a.mu held; it
+// is unlocked): with a full shared table the matcher moves to tables of its
+// own and retry reports true (do it again there); otherwise the matcher
+// fails with the reason.
+func (m *Matcher) retry(a *Automaton, code int32) bool {
+	if code == stFull && !a.private {
+		chains, accept := a.export(m.st)
+		a.mu.Unlock()
+		p := newTables(a.g, a.v, MaxStates, true)
+		p.mu.Lock()
+		st := p.importState(chains, accept)
+		if st < 0 {
+			m.fail(p, st)
+			p.mu.Unlock()
+			return false
+		}
+		p.mu.Unlock()
+		m.a, m.st = p, st
+		return true
+	}
+	m.fail(a, code)
+	a.mu.Unlock()
+	return false
+}
+
+// fail records why the matcher stops (a.mu held).
+func (m *Matcher) fail(a *Automaton, code int32) {
+	why := a.why
+	if code == stFull { // the matcher's own tables are full
+		why = fmt.Sprintf("one generation needs %s", a.why)
+	}
+	m.err = fmt.Errorf("%w: %s", ErrTooComplex, why)
+	m.st = -1
+}
 
 // Mask returns the tokens that may come next: those whose bytes keep the
 // text a prefix of the language, and the end-of-generation ids when the
 // text is complete. The mask is shared (cached per state): do not modify
-// it.
+// it. A matcher that refused a token or failed (Err) allows nothing.
 func (m *Matcher) Mask() Mask {
-	a := m.a
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if m.st < 0 {
-		return make(Mask, (a.v.n+63)/64)
-	}
-	s := &a.states[m.st]
-	if s.mask == nil {
-		a.makeRoom()
-		mask := a.computeMask(m.st, -1)
-		a.states[m.st].mask = mask
-		a.masks++
+	for {
+		a := m.lock()
+		if a == nil {
+			return m.none()
+		}
+		mask, code := a.maskOf(m.st)
+		if code < stDead {
+			if m.retry(a, code) {
+				continue
+			}
+			return m.none()
+		}
+		a.mu.Unlock()
 		return mask
 	}
-	return s.mask
 }
 
-// Allowed reports whether id may come next (what Mask says of it, without
-// computing the whole mask).
-func (m *Matcher) Allowed(id int32) bool {
-	a := m.a
-	if id < 0 || int(id) >= a.v.n || m.st < 0 {
-		return false
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.allowed(m.st, id)
-}
+func (m *Matcher) none() Mask { return make(Mask, (m.a.v.n+63)/64) }
 
-func (a *Automaton) allowed(st, id int32) bool {
-	return a.allowedWithin(st, id, -1)
-}
-
-// allowedWithin is allowed with a budget (see MaskWithin); -1: none.
-func (a *Automaton) allowedWithin(st, id int32, budget int) bool {
-	if mk := a.states[st].mask; mk != nil && (budget < 0 || a.states[st].maxAfter <= int32(max(budget-1, 0))) {
-		return mk.Has(id)
+// maskOf is the mask of state st, cached (a.mu held).
+func (a *Automaton) maskOf(st int32) (Mask, int32) {
+	if mk := a.states[st].mask; mk != nil {
+		return mk, 0
 	}
-	if w, ok := a.states[st].within[int32(max(budget-1, 0))]; ok && budget >= 0 {
-		return w.Has(id)
+	a.makeRoom()
+	mask, code := a.computeMask(st, -1)
+	if code < stDead {
+		return nil, code
 	}
-	p := a.v.piece[id]
-	if p == nil {
-		if a.states[st].accept {
-			for _, e := range a.v.eog {
-				if e == id {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	for _, c := range p {
-		if st = a.step(st, c); st < 0 {
-			return false
-		}
-	}
-	return budget < 0 || a.states[st].dist <= int32(max(budget-1, 0))
+	a.states[st].mask = mask
+	a.masks++
+	return mask, 0
 }
 
 // MaskWithin is Mask for a generation that may add at most budget more
 // tokens: only the tokens after which the text can still be completed in
 // budget-1 tokens (one byte per token at worst) are allowed, so that a
 // constrained generation ends complete instead of being cut at its token
-// limit. It equals Mask while the budget is large enough to change
-// nothing; otherwise it is computed afresh (not cached).
+// limit. It is Mask itself — nothing but the grammar restricts — while
+// every allowed token leaves a completion within the budget, and also when
+// none does (no choice can finish the text in time: the grammar alone
+// decides). Masks under a budget are cached per state and limit.
 func (m *Matcher) MaskWithin(budget int) Mask {
-	mask := m.Mask()
-	a := m.a
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	limit := int32(max(budget-1, 0))
-	if m.st < 0 || a.states[m.st].maxAfter <= limit {
+	for {
+		a := m.lock()
+		if a == nil {
+			return m.none()
+		}
+		mask, code := a.maskWithin(m.st, int32(max(budget-1, 0)))
+		if code < stDead {
+			if m.retry(a, code) {
+				continue
+			}
+			return m.none()
+		}
+		a.mu.Unlock()
 		return mask
 	}
-	if w, ok := a.states[m.st].within[limit]; ok {
-		return w
+}
+
+// maskWithin is MaskWithin's mask for state st and the limit in bytes
+// (a.mu held).
+func (a *Automaton) maskWithin(st, limit int32) (Mask, int32) {
+	mask, code := a.maskOf(st)
+	if code < stDead {
+		return nil, code
+	}
+	s := &a.states[st]
+	if s.maxAfter <= limit || s.minAfter > limit {
+		return mask, 0
+	}
+	if w, ok := s.within[limit]; ok {
+		return w, 0
 	}
 	a.makeRoom()
-	within := a.computeMask(m.st, budget)
-	if within.Count() == 0 {
-		within = mask // no completion fits: the best that can be done is no budget
+	within, code := a.computeMask(st, limit)
+	if code < stDead {
+		return nil, code
 	}
-	s := &a.states[m.st]
+	s = &a.states[st]
 	if s.within == nil {
 		s.within = map[int32]Mask{}
 	}
 	s.within[limit] = within
 	a.masks++
-	return within
+	return within, 0
+}
+
+// Narrow reports whether fewer than n tokens are allowed under the budget
+// (what MaskWithin(budget).Count() < n says), cheaply: from the cached
+// masks, or by a walk of at most 4n trie nodes (a walk that finishes has
+// the mask and caches it). When the walk does not finish, most tokens are
+// likely allowed and Narrow reports false without knowing for sure; it is
+// the same answer for the same state and budget every time.
+func (m *Matcher) Narrow(budget, n int) bool {
+	a := m.lock()
+	if a == nil {
+		return true
+	}
+	defer a.mu.Unlock()
+	st, limit := m.st, int32(max(budget-1, 0))
+	s := &a.states[st]
+	if s.mask == nil {
+		a.makeRoom()
+		mask, code := a.computeMaskCapped(st, -1, 4*n)
+		if code < stDead {
+			return false // dense, full or failing: MaskWithin will tell
+		}
+		s = &a.states[st]
+		s.mask = mask
+		a.masks++
+	}
+	if s.mask.Count() < n {
+		return true // within ⊆ mask
+	}
+	if s.maxAfter <= limit || s.minAfter > limit {
+		return false
+	}
+	if w, ok := s.within[limit]; ok {
+		return w.Count() < n
+	}
+	return false
+}
+
+// Prefetch returns a function that computes and caches MaskWithin(budget)
+// for the matcher's current state, to be run on another goroutine while
+// the model computes the step's logits (the matcher may be used
+// meanwhile: the function works on the state it was made for). nil when
+// there is nothing to compute. The function gives up without a trace
+// where MaskWithin would move the matcher or fail it.
+func (m *Matcher) Prefetch(budget int) func() {
+	a := m.lock()
+	if a == nil {
+		return nil
+	}
+	defer a.mu.Unlock()
+	st, limit := m.st, int32(max(budget-1, 0))
+	s := &a.states[st]
+	if s.mask != nil && (s.maxAfter <= limit || s.minAfter > limit) {
+		return nil
+	}
+	if _, ok := s.within[limit]; ok {
+		return nil
+	}
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.maskWithin(st, limit)
+	}
+}
+
+// Allowed reports whether id may come next (what Mask says of it, without
+// computing the whole mask).
+func (m *Matcher) Allowed(id int32) bool {
+	if id < 0 || int(id) >= m.a.v.n {
+		return false
+	}
+	for {
+		a := m.lock()
+		if a == nil {
+			return false
+		}
+		next := a.walk(m.st, id)
+		if next < stDead {
+			if m.retry(a, next) {
+				continue
+			}
+			return false
+		}
+		a.mu.Unlock()
+		return next >= 0
+	}
+}
+
+// walk returns the state after token id from st: a state (the same one
+// for an end-of-generation id allowed there), stDead, stFull or stComplex
+// (a.mu held).
+func (a *Automaton) walk(st, id int32) int32 {
+	p := a.v.piece[id]
+	if p == nil {
+		if a.states[st].accept {
+			for _, e := range a.v.eog {
+				if e == id {
+					return st
+				}
+			}
+		}
+		return stDead
+	}
+	for _, c := range p {
+		if st = a.step(st, c); st < 0 {
+			return st
+		}
+	}
+	return st
 }
 
 // makeRoom empties the mask cache when it is full (a.mu held).
@@ -120,15 +279,10 @@ func (a *Automaton) makeRoom() {
 	a.masks = 0
 }
 
-// AllowedWithin is Allowed under a token budget (see MaskWithin).
+// AllowedWithin is Allowed under a token budget: what MaskWithin says of
+// id.
 func (m *Matcher) AllowedWithin(id int32, budget int) bool {
-	a := m.a
-	if id < 0 || int(id) >= a.v.n || m.st < 0 {
-		return false
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.allowedWithin(m.st, id, budget)
+	return m.MaskWithin(budget).Has(id)
 }
 
 // Accept advances past id. An id the grammar does not allow is an error and
@@ -136,35 +290,35 @@ func (m *Matcher) AllowedWithin(id int32, budget int) bool {
 // end-of-generation id is accepted when the text is complete and leaves
 // the state as it was.
 func (m *Matcher) Accept(id int32) error {
-	a := m.a
-	if id < 0 || int(id) >= a.v.n {
+	if id < 0 || int(id) >= m.a.v.n {
 		return fmt.Errorf("grammar: token id %d outside the vocabulary", id)
 	}
-	if m.st < 0 {
-		return fmt.Errorf("grammar: token %d after the text left the grammar", id)
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	p := a.v.piece[id]
-	if p == nil {
-		if a.allowed(m.st, id) {
-			return nil
-		}
-		m.st = -1
-		return fmt.Errorf("grammar: token %d (a control token) is not allowed here", id)
-	}
-	st := m.st
-	for _, c := range p {
-		if st = a.step(st, c); st < 0 {
-			m.st = -1
-			if a.err != nil {
-				return a.err
+	for {
+		a := m.lock()
+		if a == nil {
+			if m.err != nil {
+				return m.err
 			}
-			return fmt.Errorf("grammar: token %d (%q) does not continue the grammar", id, p)
+			return fmt.Errorf("grammar: token %d after the text left the grammar", id)
 		}
+		next := a.walk(m.st, id)
+		if next < stDead {
+			if m.retry(a, next) {
+				continue
+			}
+			return m.err
+		}
+		a.mu.Unlock()
+		if next < 0 {
+			m.st = -1
+			if p := a.v.piece[id]; p != nil {
+				return fmt.Errorf("grammar: token %d (%q) does not continue the grammar", id, p)
+			}
+			return fmt.Errorf("grammar: token %d (a control token) is not allowed here", id)
+		}
+		m.st = next
+		return nil
 	}
-	m.st = st
-	return nil
 }
 
 // Complete reports whether the text so far is a sentence of the language.
@@ -208,7 +362,7 @@ func (g *Grammar) PrefixOK(s string) bool {
 // walk follows s's bytes from g's start: ok is false when a byte leaves the
 // language; accept says whether s is a sentence.
 func (g *Grammar) walk(s string) (accept, ok bool) {
-	a := NewAutomaton(g, &Vocab{})
+	a := newAutomaton(g, &Vocab{}, MaxStates, true)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := a.start
@@ -220,5 +374,10 @@ func (g *Grammar) walk(s string) (accept, ok bool) {
 	return st >= 0 && a.states[st].accept, st >= 0
 }
 
-// Err reports the automaton's ErrTooComplex, if it ran past its bounds.
-func (m *Matcher) Err() error { return m.a.Err() }
+// Err reports ErrTooComplex (wrapped) when following the grammar ran past
+// its bounds for this matcher (or its automaton's start did).
+func (m *Matcher) Err() error { return m.err }
+
+// Private reports whether the matcher has moved to tables of its own (the
+// shared ones were full).
+func (m *Matcher) Private() bool { return m.a.private }

@@ -1,6 +1,8 @@
 package grammar
 
 import (
+	mbits "math/bits"
+	"os"
 	"testing"
 	"time"
 
@@ -86,4 +88,64 @@ func BenchmarkQwenAllowed(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		m.Allowed(int32(i % v.Size()))
 	}
+}
+
+// pickAllowed returns a pseudo-random id of mask (r chooses which).
+func pickAllowed(mask Mask, r uint64) int32 {
+	n := mask.Count()
+	if n == 0 {
+		return -1
+	}
+	k := int(r % uint64(n))
+	for w, bits := range mask {
+		c := mbits.OnesCount64(bits)
+		if k < c {
+			for ; k > 0; k-- {
+				bits &= bits - 1
+			}
+			return int32(w*64 + mbits.TrailingZeros64(bits))
+		}
+		k -= c
+	}
+	return -1
+}
+
+// BenchmarkQwenFirstRun: what the engine asks of a fresh automaton over a
+// 96-token constrained generation (the bench's schema, the Qwen
+// vocabulary): per step the mask under the remaining budget (twice, as
+// topK and accept do) and Accept, every state new. ns/op is one whole run.
+func BenchmarkQwenFirstRun(b *testing.B) {
+	v := qwenVocab(b)
+	src, err := os.ReadFile("testdata/bench-schema.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := CompileSchema(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 96
+	steps := 0
+	for i := 0; b.Loop(); i++ {
+		a := NewAutomaton(g, v)
+		m := a.NewMatcher()
+		rng := uint64(i%4 + 1)
+		for step := 0; step < n && !m.Done(); step++ {
+			_ = m.MaskWithin(n - step)
+			mask := m.MaskWithin(n - step)
+			rng = rng*6364136223846793005 + 1442695040888963407
+			id := pickAllowed(mask, rng>>20)
+			if id < 0 {
+				b.Fatal("no token allowed")
+			}
+			if v.piece[id] == nil {
+				break
+			}
+			if err := m.Accept(id); err != nil {
+				b.Fatal(err)
+			}
+			steps++
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(steps)/1e3, "µs/step")
 }

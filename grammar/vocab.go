@@ -14,17 +14,24 @@ import (
 type Vocab struct {
 	n   int
 	eog []int32
-	// The trie in depth-first order: node i has byte tb[i] at depth td[i]
-	// (1 for a first byte), its subtree ends before tnext[i], and ttok[i]
-	// is the token ending there (-1 none; further ids with the same bytes in
-	// dup).
-	tb    []byte
-	td    []uint16
-	tnext []int32
-	ttok  []int32
+	// The trie in depth-first order (see node); further ids with the same
+	// bytes as a node's token in dup.
+	nodes []node
 	dup   map[int32][]int32
 	maxD  int
 	piece [][]byte
+}
+
+// node is one trie node: byte b at depth d (1 for a first byte), its
+// subtree ends before node next, tok is the token ending here (the
+// vocabulary's size when none),
+// and dup says whether dup holds more ids with the same bytes.
+type node struct {
+	next int32
+	tok  int32
+	d    uint16
+	b    byte
+	dup  bool
 }
 
 // NewVocab builds the trie of a vocabulary. pieces[id] is the text id adds
@@ -60,26 +67,24 @@ func NewVocab(pieces [][]byte, usable func(id int32) bool, eog []int32) *Vocab {
 		if common == len(p) && len(p) == len(prev) { // same bytes as the previous token
 			last := path[len(p)-1]
 			v.dup[last] = append(v.dup[last], id)
+			v.nodes[last].dup = true
 			continue
 		}
 		// Close the subtrees deeper than the common prefix.
 		for d := len(path) - 1; d >= common; d-- {
-			v.tnext[path[d]] = int32(len(v.tb))
+			v.nodes[path[d]].next = int32(len(v.nodes))
 		}
 		path = path[:common]
 		for d := common; d < len(p); d++ {
-			path = append(path, int32(len(v.tb)))
-			v.tb = append(v.tb, p[d])
-			v.td = append(v.td, uint16(d+1))
-			v.tnext = append(v.tnext, 0)
-			v.ttok = append(v.ttok, -1)
+			path = append(path, int32(len(v.nodes)))
+			v.nodes = append(v.nodes, node{tok: int32(v.n), d: uint16(d + 1), b: p[d]})
 		}
-		v.ttok[path[len(p)-1]] = id
+		v.nodes[path[len(p)-1]].tok = id
 		v.maxD = max(v.maxD, len(p))
 		prev = p
 	}
 	for _, n := range path {
-		v.tnext[n] = int32(len(v.tb))
+		v.nodes[n].next = int32(len(v.nodes))
 	}
 	return v
 }
@@ -88,7 +93,7 @@ func NewVocab(pieces [][]byte, usable func(id int32) bool, eog []int32) *Vocab {
 func (v *Vocab) Size() int { return v.n }
 
 // Nodes is the number of trie nodes.
-func (v *Vocab) Nodes() int { return len(v.tb) }
+func (v *Vocab) Nodes() int { return len(v.nodes) }
 
 // Mask is a set of token ids: bit id%64 of word id/64.
 type Mask []uint64
@@ -109,12 +114,25 @@ func (m Mask) Count() int {
 
 func (m Mask) set(id int32) { m[id>>6] |= 1 << (uint(id) & 63) }
 
-// computeMask walks the trie from state st (a.mu held). With budget ≥ 0
-// only tokens after which a complete text is at most budget-1 bytes away
-// are set; with budget < 0 all are, and the state's maxAfter is recorded.
-func (a *Automaton) computeMask(st int32, budget int) Mask {
+// computeMask walks the trie from state st (a.mu held): the tokens after
+// which the text is still a prefix of the language, with limit ≥ 0 only
+// those after which a complete text is at most limit bytes away, and the
+// end-of-generation ids when the text is complete. With limit < 0 it also
+// records the state's minAfter and maxAfter. A walk that meets a
+// transition it cannot compute (stFull, stComplex) stops and returns that
+// code with no mask; nothing of it is recorded but the transitions it did
+// compute.
+func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
+	return a.computeMaskCapped(st, limit, -1)
+}
+
+// computeMaskCapped is computeMask that gives up (stCapped) after visiting
+// maxNodes trie nodes (< 0: no cap).
+func (a *Automaton) computeMaskCapped(st int32, limit int32, maxNodes int) (Mask, int32) {
 	v := a.v
-	m := make(Mask, (v.n+63)/64)
+	noTok := int32(v.n)
+	words := (v.n + 63) / 64
+	m := make(Mask, words+1) // bit n is set by nodes with no token (cleared at the end)
 	if a.states[st].accept {
 		for _, id := range v.eog {
 			if id >= 0 && int(id) < v.n {
@@ -123,45 +141,71 @@ func (a *Automaton) computeMask(st int32, budget int) Mask {
 		}
 	}
 	if len(a.states[st].stacks) == 0 {
-		a.states[st].maxAfter = 0
-		return m
+		if limit < 0 {
+			a.states[st].minAfter, a.states[st].maxAfter = 0, 0
+		}
+		return m[:words], 0
 	}
-	maxAfter := int32(0)
-	limit := int32(maxDist)
-	if budget >= 0 {
-		limit = int32(max(budget-1, 0))
+	minAfter, maxAfter := int32(maxDist), int32(0)
+	bound := int32(maxDist)
+	if limit >= 0 {
+		bound = limit
 	}
 	if cap(a.walkStack) < v.maxD+1 {
 		a.walkStack = make([]int32, v.maxD+1)
 	}
 	at := a.walkStack[:v.maxD+1] // at[d]: the state after the first d bytes of the current path
 	at[0] = st
-	for i := 0; i < len(v.tb); {
-		d := int(v.td[i])
-		next := a.step(at[d-1], v.tb[i])
+	nodes := v.nodes
+	dists := a.dists
+	cur := st // the state at the depth above node i
+	visits := 0
+	for i := 0; i < len(nodes); {
+		if visits++; visits == maxNodes {
+			return nil, stCapped
+		}
+		nd := &nodes[i]
+		next := a.trans[int(cur)<<8|int(nd.b)] - 1 // -2: dead; -1: not computed
+		if next == -1 {
+			if next = a.step(cur, nd.b); next < stDead {
+				return nil, next
+			}
+			dists = a.dists // step may have grown the tables
+		}
 		if next < 0 {
-			i = int(v.tnext[i]) // nothing below this prefix can match
-			continue
-		}
-		at[d] = next
-		if t := v.ttok[i]; t >= 0 {
-			nd := a.states[next].dist
-			maxAfter = max(maxAfter, nd)
-			if nd > limit {
-				i++
-				continue
+			i = int(nd.next) // nothing below this prefix can match
+		} else {
+			// Without branches on the token (they mispredict half the
+			// time): a node with no token sets bit n, past the mask.
+			t := nd.tok
+			dist := dists[next]
+			lo, hi := dist, dist
+			if t == noTok {
+				lo, hi = maxDist, 0
 			}
-			m.set(t)
-			for _, id := range v.dup[int32(i)] {
-				m.set(id)
+			minAfter, maxAfter = min(minAfter, lo), max(maxAfter, hi)
+			var bit uint64
+			if dist <= bound {
+				bit = 1
 			}
+			m[t>>6] |= bit << (uint(t) & 63)
+			if nd.dup && dist <= bound {
+				for _, id := range v.dup[int32(i)] {
+					m.set(id)
+				}
+			}
+			at[nd.d] = next
+			i++
 		}
-		i++
+		if i < len(nodes) {
+			cur = at[nodes[i].d-1]
+		}
 	}
-	if budget < 0 {
-		a.states[st].maxAfter = maxAfter
+	if limit < 0 {
+		a.states[st].minAfter, a.states[st].maxAfter = minAfter, maxAfter
 	}
-	return m
+	m[noTok>>6] &^= 1 << (uint(noTok) & 63)
+	return m[:words], 0
 }
 
 // VocabOf is a tokenizer's vocabulary as a grammar sees it: each token's
