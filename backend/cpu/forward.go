@@ -430,18 +430,10 @@ func addInPlace(dst, src []float32) {
 	}
 }
 
-// glu runs swiglu on pieces [lo, hi) of 1024 elements of b.gate and b.up.
+// glu runs swiglu (gate = silu(gate) * up, simd.go) on pieces [lo, hi) of 1024 elements of b.gate and b.up.
 func (b *Backend) glu(lo, hi int) {
 	e := min(hi*1024, len(b.gate))
 	swiglu(b.gate[lo*1024:e], b.up[lo*1024:e])
-}
-
-// swiglu: gate = silu(gate) * up, elementwise.
-func swiglu(gate, up []float32) {
-	up = up[:len(gate)]
-	for i, g := range gate {
-		gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
-	}
 }
 
 // rope rotates the first rope_dim elements of each head of x (heads per

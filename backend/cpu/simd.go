@@ -1,5 +1,7 @@
 package cpu
 
+import "math"
+
 // Attention's inner loops: a dot product of two float32 vectors and
 // out += w*v. The Go versions define the order (eight lanes, products
 // rounded before they are added: no fused multiply-add); the assembly
@@ -32,4 +34,48 @@ func axpyGo(out, v []float32, w float32) {
 	for i := range out {
 		out[i] += float32(w * v[i])
 	}
+}
+
+// swigluGo: gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + expf(-gate[i])) * up[i]
+// (len(up) ≥ len(gate)), in float32 operations that swigluAVX2 repeats
+// exactly.
+func swigluGo(gate, up []float32) {
+	up = up[:len(gate)]
+	for i, g := range gate {
+		gate[i] = float32(g/float32(1+expf(-g))) * up[i]
+	}
+}
+
+// expf constants (Cephes' expf: ln 2 split so that n·ln2Hi is exact, a
+// degree-7 polynomial on [-ln2/2, ln2/2]).
+const (
+	expLog2e float32 = 1.44269504088896341
+	expLn2Hi float32 = 0.693359375
+	expLn2Lo float32 = -2.12194440e-4
+	expC0    float32 = 1.9875691500e-4
+	expC1    float32 = 1.3981999507e-3
+	expC2    float32 = 8.3334519073e-3
+	expC3    float32 = 4.1665795894e-2
+	expC4    float32 = 1.6666665459e-1
+	expC5    float32 = 5.0000001201e-1
+)
+
+// expf returns e^x within ~2 ulp for x in [-87, 88], and e^-87 or e^88
+// beyond (silu's 1+e^-g is then 1, or its quotient below 1e-36 of g). Every
+// step is one rounded float32 operation, in the order swigluAVX2 uses.
+func expf(x float32) float32 {
+	x = min(max(x, -87), 88)
+	n := float32(math.RoundToEven(float64(float32(x * expLog2e))))
+	r := float32(x - float32(n*expLn2Hi))
+	r = float32(r - float32(n*expLn2Lo))
+	z := float32(r * r)
+	p := float32(float32(expC0*r) + expC1)
+	p = float32(float32(p*r) + expC2)
+	p = float32(float32(p*r) + expC3)
+	p = float32(float32(p*r) + expC4)
+	p = float32(float32(p*r) + expC5)
+	p = float32(p * z)
+	p = float32(p + r)
+	p = float32(p + 1)
+	return float32(p * math.Float32frombits(uint32(int32(n)+127)<<23))
 }

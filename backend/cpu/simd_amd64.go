@@ -12,9 +12,15 @@ func dot8AVX(a, b *float32, n8 int) float32
 //go:noescape
 func axpyAVX(out, v *float32, n8 int, w float32)
 
+//go:noescape
+func swigluAVX2(gate, up *float32, n8 int)
+
 // useAVX: the assembly versions run unless WORKER_CPU_PORTABLE=1 (as in
 // package quant).
-var useAVX = cpu.X86.HasAVX && os.Getenv("WORKER_CPU_PORTABLE") != "1"
+var (
+	useAVX  = cpu.X86.HasAVX && os.Getenv("WORKER_CPU_PORTABLE") != "1"
+	useAVX2 = useAVX && cpu.X86.HasAVX2
+)
 
 func dot8(a, b []float32) float32 {
 	if !useAVX || len(a) < 8 {
@@ -40,4 +46,15 @@ func axpy(out, v []float32, w float32) {
 	for i := n; i < len(out); i++ {
 		out[i] += float32(w * v[i])
 	}
+}
+
+func swiglu(gate, up []float32) {
+	if !useAVX2 || len(gate) < 8 {
+		swigluGo(gate, up)
+		return
+	}
+	up = up[:len(gate)]
+	n := len(gate) &^ 7
+	swigluAVX2(&gate[0], &up[0], n/8)
+	swigluGo(gate[n:], up[n:])
 }
