@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -282,5 +283,147 @@ func TestGrammarLimitFailsOnlyItsRequest(t *testing.T) {
 	later, err := e.Generate(context.Background(), bReq(a), nil)
 	if err != nil || !slices.Equal(later.IDs, want.IDs) {
 		t.Errorf("later: %v %q, solo %q", err, later.Text, want.Text)
+	}
+}
+
+// rowsBackend keeps a copy of each step's logits row (one sequence).
+type rowsBackend struct {
+	*cpu.Backend
+	rows *[][]float32
+}
+
+func (r rowsBackend) Forward(batch []*backend.Seq) error {
+	if err := r.Backend.Forward(batch); err != nil {
+		return err
+	}
+	*r.rows = append(*r.rows, slices.Clone(batch[0].Logits))
+	return nil
+}
+
+// renormalised is the model's distribution over the ids of mask: softmax
+// of the allowed logits, in float64 (0 elsewhere).
+func renormalised(row []float32, mask grammar.Mask) []float64 {
+	m := math.Inf(-1)
+	for id, l := range row {
+		if mask.Has(int32(id)) {
+			m = max(m, float64(l))
+		}
+	}
+	p := make([]float64, len(row))
+	sum := 0.0
+	for id, l := range row {
+		if mask.Has(int32(id)) {
+			p[id] = math.Exp(float64(l) - m)
+			sum += p[id]
+		}
+	}
+	for id := range p {
+		p[id] /= sum
+	}
+	return p
+}
+
+// TestGrammarSamplingExact: with max_tokens far from the grammar's end,
+// nothing but the grammar restricts the tokens (the mask under the budget
+// is the grammar's mask at every step), and each token is drawn from the
+// model's distribution renormalised over the allowed ids: a sampler of
+// the same seed, given each step's row with every other id at -Inf, draws
+// the same tokens; and over 10 000 seeds the first token's frequencies
+// match the renormalised probabilities computed by hand (chi-square).
+func TestGrammarSamplingExact(t *testing.T) {
+	spec := testmodel.MustPreset("qwen2-micro")
+	spec.Seed = 9
+	m, tok := openSpec(t, spec)
+	var rows [][]float32
+	e, err := New(rowsBackend{cpu.New(m, 1), &rows}, tok, Options{Parallel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+
+	a, err := e.Grammar(GrammarJSONSchema, `{"type":"object","properties":{"s":{"type":"string","maxLength":12},"n":{"type":"integer"}},"required":["s","n"],"additionalProperties":false}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxTokens = 400
+	for seed := range uint64(4) {
+		p := sample.Params{Temperature: 1, TopP: 1, RepeatPenalty: 1, Seed: &seed}
+		rows = rows[:0]
+		res, err := e.Generate(ctx, Request{Prompt: []int32{7, 8, 9}, Params: p, MaxTokens: maxTokens, Grammar: a}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StopReason != StopGrammar || len(rows) != len(res.IDs) {
+			t.Fatalf("seed %d: %s after %d tokens (%d rows)", seed, res.StopReason, len(res.IDs), len(rows))
+		}
+		replica := sample.New(p)
+		gm := a.NewMatcher()
+		masked := make([]float32, len(rows[0]))
+		for i, id := range res.IDs {
+			mask := gm.Mask()
+			if within := gm.MaskWithin(maxTokens - i); !slices.Equal(within, mask) {
+				t.Fatalf("seed %d step %d: the budget (%d tokens left) restricts the mask", seed, i, maxTokens-i)
+			}
+			for j, l := range rows[i] {
+				masked[j] = float32(math.Inf(-1))
+				if mask.Has(int32(j)) {
+					masked[j] = l
+				}
+			}
+			if want := replica.Sample(masked, nil); want != id {
+				t.Fatalf("seed %d step %d: the engine drew %d, the renormalised row gives %d", seed, i, id, want)
+			}
+			replica.Accept(id)
+			if pr := renormalised(rows[i], mask)[id]; !(pr > 0) {
+				t.Fatalf("seed %d step %d: token %d has renormalised probability %g", seed, i, id, pr)
+			}
+			if err := gm.Accept(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// One step, many seeds: the frequencies of the first token.
+	b, err := e.Grammar(GrammarGBNF, `root ::= [a-e]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10000
+	counts := map[int32]int{}
+	var row []float32
+	for seed := range uint64(n) {
+		rows = rows[:0]
+		p := sample.Params{Temperature: 1, TopP: 1, RepeatPenalty: 1, Seed: &seed}
+		res, err := e.Generate(ctx, Request{Prompt: []int32{7, 8, 9}, Params: p, MaxTokens: maxTokens, Grammar: b, NoPrefixCache: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row == nil {
+			row = slices.Clone(rows[0])
+		} else if !slices.Equal(row, rows[0]) {
+			t.Fatal("the first row changed between requests")
+		}
+		counts[res.IDs[0]]++
+	}
+	want := renormalised(row, b.NewMatcher().Mask())
+	chi2, cells := 0.0, 0
+	for id, pr := range want {
+		if pr == 0 {
+			if counts[int32(id)] != 0 {
+				t.Fatalf("token %d drawn %d times but not allowed", id, counts[int32(id)])
+			}
+			continue
+		}
+		exp := pr * n
+		d := float64(counts[int32(id)]) - exp
+		chi2 += d * d / exp
+		cells++
+		piece, _ := tok.Piece(int32(id))
+		t.Logf("token %q: p %.4f, expected %.1f, drawn %d", piece, pr, exp, counts[int32(id)])
+	}
+	// 5 cells, 4 degrees of freedom: P(chi2 > 18.47) = 0.001.
+	if cells != 5 || chi2 > 18.47 {
+		t.Errorf("%d allowed tokens, chi-square %.2f: the draws do not follow the renormalised distribution", cells, chi2)
 	}
 }
