@@ -275,8 +275,17 @@ func dotNibbles16(q *[16]byte, y *[32]byte) (lo, hi int32) {
 // and the row's result is ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)).
 // dotLanes8 does the float part for one block.
 func dotLanes8(s *[8]float32, d float32, is *[8]int32) {
+	dd := float64(d)
 	for l := range 8 {
-		s[l] = fma32(d, float32(is[l]), s[l])
+		// fma32(d, float32(is[l]), s[l]), its common case inline.
+		p := float64(dd * float64(is[l]))
+		z := float64(s[l])
+		r := p + z
+		if u := math.Float64bits(r); u&(1<<29-1) != 1<<28 && u>>52&0x7ff >= 0x381 {
+			s[l] = float32(r)
+		} else {
+			s[l] = fma32Slow(p, z, r)
+		}
 	}
 }
 
@@ -291,6 +300,20 @@ func fma32(a, b, c float32) float32 {
 	p := float64(float64(a) * float64(b))
 	z := float64(c)
 	r := p + z
+	// Rounding r again is wrong only where r is a float32 halfway point
+	// (low 29 bits 1<<28) or where float32 results are subnormal (fewer
+	// bits): elsewhere the conversion is that of the exact sum.
+	if u := math.Float64bits(r); u&(1<<29-1) != 1<<28 && u>>52&0x7ff >= 0x381 {
+		return float32(r)
+	}
+	return fma32Slow(p, z, r)
+}
+
+// fma32Slow rounds p+z (r = p+z rounded to float64) once to float32 (kept
+// out of line so that fma32 inlines).
+//
+//go:noinline
+func fma32Slow(p, z, r float64) float32 {
 	// Two-sum: e is the exact error of r (NaN when r is infinite or NaN).
 	bv := r - p
 	e := (p - (r - bv)) + (z - bv)
