@@ -33,6 +33,17 @@ type KVCache interface {
 	Free()                // release the memory now (unusable after)
 }
 
+// PrefixCopier is a KVCache that can take the first positions of another
+// cache of the same backend (prefix sharing between the engine's slots: a
+// request whose prompt starts like a running request's reads those rows
+// from its cache instead of computing them again).
+type PrefixCopier interface {
+	// CopyPrefix makes the cache hold src's first n positions and nothing
+	// else. The cache must have room for n (Reserve) and src must hold at
+	// least n; src is not changed.
+	CopyPrefix(src KVCache, n int) error
+}
+
 // Seq is one sequence's part of a forward batch: Tokens are appended at the
 // positions after what KV holds.
 type Seq struct {

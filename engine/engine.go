@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -381,6 +382,7 @@ func (e *Engine) admit() {
 		if sl == nil {
 			break // every slot busy
 		}
+		donor, shared := e.prefixDonor(s, sl)
 		e.queue[0] = nil
 		e.queue = e.queue[1:]
 		prefix := sl.prefix
@@ -398,7 +400,13 @@ func (e *Engine) admit() {
 				s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
 				continue
 			}
-			if reuse > 0 && sl.kv.Len() >= reuse && len(prefix) >= reuse {
+			if shared > reuse && e.copyPrefix(sl, donor, shared) {
+				// A running request's cache held a longer start of this
+				// prompt (its own prompt rows): copied, read from there on.
+				s.prefilled = shared
+				s.result.CachedTokens = shared
+				e.prefixHits.Add(int64(shared))
+			} else if reuse > 0 && sl.kv.Len() >= reuse && len(prefix) >= reuse {
 				// The first reuse positions hold this prompt's own tokens,
 				// computed as prompt rows: read from there on.
 				sl.kv.Truncate(reuse)
@@ -584,6 +592,46 @@ func (e *Engine) pickSlot(s *seq) (best *slot, reuse int) {
 		}
 	}
 	return best, reuse
+}
+
+// prefixDonor finds the busy slot (other than dst) whose cache holds the
+// longest start of s's prompt among the prompt rows its request has read so
+// far (those rows are what s would compute as prompt rows, bit for bit), and
+// how many of them s can take (at most its prompt less the last token).
+func (e *Engine) prefixDonor(s *seq, dst *slot) (donor *slot, n int) {
+	if e.opts.NoPrefixCache || s.req.NoPrefixCache || s.pool != "" {
+		return nil, 0
+	}
+	for _, sl := range e.slots {
+		o := sl.seq
+		if sl == dst || o == nil || o.pool != "" || sl.kv == nil {
+			continue
+		}
+		limit := min(o.prefilled, len(o.req.Prompt), sl.kv.Len(), len(s.req.Prompt)-1)
+		k := 0
+		for k < limit && o.req.Prompt[k] == s.req.Prompt[k] {
+			k++
+		}
+		if k > n {
+			donor, n = sl, k
+		}
+	}
+	return donor, n
+}
+
+// copyPrefix copies donor's first n positions into dst's cache (dst has
+// room: admit reserved it). False when the backend cannot or the copy
+// failed (then dst starts empty, as without a donor).
+func (e *Engine) copyPrefix(dst, donor *slot, n int) bool {
+	c, ok := dst.kv.(backend.PrefixCopier)
+	if !ok || donor == nil {
+		return false
+	}
+	if err := c.CopyPrefix(donor.kv, n); err != nil {
+		slog.Warn("prefix cache: copying positions from another slot failed; computing them instead", "positions", n, "err", err)
+		return false
+	}
+	return true
 }
 
 // seq is one request's state inside the engine.

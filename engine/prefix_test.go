@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 
 	"worker-orcd/sample"
@@ -77,5 +78,130 @@ func TestPrefixReuse(t *testing.T) {
 	res, err := cached.Generate(context.Background(), Request{Prompt: base, Params: sample.GreedyParams(), MaxTokens: 2, NoPrefixCache: true}, nil)
 	if err != nil || res.CachedTokens != 0 {
 		t.Errorf("a request with NoPrefixCache: %d cached tokens, err %v", res.CachedTokens, err)
+	}
+}
+
+// TestPrefixSharedBetweenSlots: a request whose prompt starts like the
+// prompt of a request still running in another slot copies those prompt
+// rows from that slot's cache (CachedTokens), and its tokens and logprobs
+// are bit for bit those of a run without the cache; on the CPU, or the GPU
+// with WORKER_TEST_DEVICE=cuda.
+func TestPrefixSharedBetweenSlots(t *testing.T) {
+	m, tok := penaltyModel(t)
+	newEngine := func(noCache bool) *Engine {
+		be, _ := testBackend(t, m)
+		e, err := New(be, tok, Options{Parallel: 2, NoPrefixCache: noCache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	cached, plain := newEngine(false), newEngine(true)
+	base := make([]int32, 48)
+	for i := range base {
+		base[i] = int32((i*53 + 7) % 300)
+	}
+	// A reads base and keeps generating; once its first token is out, its
+	// prompt rows are in its slot's cache.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := make(chan struct{})
+	aDone := make(chan error, 1)
+	go func() {
+		var once sync.Once
+		_, err := cached.Generate(ctx, Request{Prompt: base, Params: sample.GreedyParams(), MaxTokens: 400, IgnoreEOS: true},
+			func(Token) error { once.Do(func() { close(first) }); return nil })
+		aDone <- err
+	}()
+	select {
+	case <-first:
+	case err := <-aDone:
+		t.Fatalf("the long request ended before its first token: %v", err)
+	}
+	seed := uint64(3)
+	seeded := sample.DefaultParams()
+	seeded.Seed = &seed
+	for _, tc := range []struct {
+		name   string
+		prompt []int32
+		params sample.Params
+		cached int
+	}{
+		{"longer", append(slices.Clone(base), 9, 10, 11), sample.GreedyParams(), 48},
+		{"shares 30", append(slices.Clone(base[:30]), 1, 2), seeded, 30},
+	} {
+		req := Request{Prompt: tc.prompt, Params: tc.params, MaxTokens: 8, IgnoreEOS: true, Logprobs: true}
+		var got, want []Token
+		rc, err := cached.Generate(context.Background(), req, func(t Token) error { got = append(got, t); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plain.Generate(context.Background(), req, func(t Token) error { want = append(want, t); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if rc.CachedTokens != tc.cached {
+			t.Errorf("%s: %d prompt tokens from the other slot, want %d", tc.name, rc.CachedTokens, tc.cached)
+		}
+		if !slices.EqualFunc(got, want, func(a, b Token) bool { return a.ID == b.ID && a.Logprob == b.Logprob }) {
+			t.Errorf("%s: tokens with the shared prefix %v, without %v", tc.name, got, want)
+		}
+	}
+	select {
+	case err := <-aDone:
+		t.Fatalf("the long request ended while the others ran (%v): the test did not share a running slot's rows", err)
+	default:
+	}
+	cancel()
+	<-aDone
+}
+
+// TestChatReplay: ten chat turns, each resending the whole history (a
+// system prompt, the earlier turns' messages and answers, a new message):
+// with the prefix cache at least 80 % of the prompt tokens come from the
+// cache, and every answer is the one computed without it.
+func TestChatReplay(t *testing.T) {
+	m, tok := penaltyModel(t)
+	newEngine := func(noCache bool) *Engine {
+		be, _ := testBackend(t, m)
+		e, err := New(be, tok, Options{Parallel: 2, NoPrefixCache: noCache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	cached, plain := newEngine(false), newEngine(true)
+	history := make([]int32, 100) // the system prompt
+	for i := range history {
+		history[i] = int32((i*29 + 3) % 300)
+	}
+	total, fromCache := 0, 0
+	for turn := range 10 {
+		for i := range 10 { // the user's message
+			history = append(history, int32((turn*31+i*7+5)%300))
+		}
+		req := Request{Prompt: slices.Clone(history), Params: sample.GreedyParams(), MaxTokens: 16, IgnoreEOS: true, Logprobs: true}
+		var got, want []Token
+		rc, err := cached.Generate(context.Background(), req, func(t Token) error { got = append(got, t); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plain.Generate(context.Background(), req, func(t Token) error { want = append(want, t); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(got, want, func(a, b Token) bool { return a.ID == b.ID && a.Logprob == b.Logprob }) {
+			t.Fatalf("turn %d: answer with the cache %v, without %v", turn, got, want)
+		}
+		total += len(history)
+		fromCache += rc.CachedTokens
+		for _, g := range got {
+			history = append(history, g.ID)
+		}
+	}
+	if saved := float64(fromCache) / float64(total); saved < 0.8 {
+		t.Errorf("%d of %d prompt tokens from the cache (%.0f %%), want at least 80 %%", fromCache, total, 100*saved)
+	} else {
+		t.Logf("%d of %d prompt tokens from the cache (%.0f %%)", fromCache, total, 100*saved)
 	}
 }

@@ -200,6 +200,7 @@ func (s *Server) executeToEngine(m *engine.Model, b *executeRequest) (engine.Req
 	req.Params = p
 	req.Stop = b.Stop
 	req.IgnoreEOS = b.IgnoreEOS
+	req.NoPrefixCache = b.noPrefixCache()
 	return req, nil
 }
 

@@ -494,7 +494,7 @@ func (s *Server) completionToEngine(r *http.Request, m *engine.Model, b *complet
 	if e := checkMaxTokens("max_tokens", req.MaxTokens, len(req.Prompt), m.Options().CtxLen, "prompt"); e != nil {
 		return req, e
 	}
-	req.Params, req.Stop, req.IgnoreEOS = p, b.Stop, b.IgnoreEOS
+	req.Params, req.Stop, req.IgnoreEOS, req.NoPrefixCache = p, b.Stop, b.IgnoreEOS, b.noPrefixCache()
 	return req, nil
 }
 
@@ -757,7 +757,7 @@ func (s *Server) chatToEngine(r *http.Request, m *engine.Model, b *chatRequest) 
 	if e := checkMaxTokens(name, req.MaxTokens, len(req.Prompt), m.Options().CtxLen, "messages"); e != nil {
 		return req, nil, e
 	}
-	req.Params, req.Stop, req.IgnoreEOS = p, b.Stop, b.IgnoreEOS
+	req.Params, req.Stop, req.IgnoreEOS, req.NoPrefixCache = p, b.Stop, b.IgnoreEOS, b.noPrefixCache()
 	return req, tools, nil
 }
 

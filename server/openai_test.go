@@ -120,6 +120,16 @@ func TestChatCompletion(t *testing.T) {
 		t.Errorf("stream: %q %q %+v; non-stream: %q %+v", text, finish, usage, c[0].Message.Content, cr.Usage)
 	}
 
+	// "cache_prompt": false opts out of the prefix cache: the same prompt a
+	// third time, computed whole (and the same answer).
+	resp = post(t, ts.URL+"/v1/chat/completions", strings.Replace(body, `"ignore_eos":true`, `"ignore_eos":true,"cache_prompt":false`, 1))
+	b = readAll(t, resp)
+	var nc chatResponse
+	decodeJSON(t, b, &nc)
+	if resp.StatusCode != 200 || nc.Usage.PromptTokensDetails.CachedTokens != 0 || len(nc.Choices) != 1 || nc.Choices[0].Message.Content != c[0].Message.Content {
+		t.Errorf("cache_prompt false: %d %s, want no cached tokens and the answer %q", resp.StatusCode, b, c[0].Message.Content)
+	}
+
 	// max_completion_tokens; no include_usage → no usage key at all.
 	chunks = oaiStream(t, post(t, ts.URL+"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"Hi"}],"max_completion_tokens":3,"stream":true}`))
 	for _, raw := range chunks {

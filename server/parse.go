@@ -238,12 +238,18 @@ type sampling struct {
 	Seed              *seedValue `json:"seed"`
 	Stop              stopList   `json:"stop"`
 	IgnoreEOS         bool       `json:"ignore_eos"`
-	PresencePenalty   *float64   `json:"presence_penalty"`
-	FrequencyPenalty  *float64   `json:"frequency_penalty"`
+	// CachePrompt false opts the request out of the prefix cache: its
+	// whole prompt is computed (llama-server's field; default true).
+	CachePrompt      *bool    `json:"cache_prompt"`
+	PresencePenalty  *float64 `json:"presence_penalty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty"`
 	// LogitBias maps token ids (as decimal strings, OpenAI's shape) to a
 	// bias in [-100, 100].
 	LogitBias map[string]float64 `json:"logit_bias"`
 }
+
+// noPrefixCache says whether the request opted out of the prefix cache.
+func (s *sampling) noPrefixCache() bool { return s.CachePrompt != nil && !*s.CachePrompt }
 
 // params checks the sampling fields and turns them into sample.Params,
 // starting from defaults.

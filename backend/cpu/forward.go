@@ -532,4 +532,7 @@ func (b *Backend) attend(lo, hi int) {
 	}
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend      = (*Backend)(nil)
+	_ backend.PrefixCopier = (*KVCache)(nil)
+)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"worker-orcd/backend"
 	"worker-orcd/model"
 )
 
@@ -89,6 +90,24 @@ func (kv *KVCache) Free() {
 	kv.budget.give(kv.Bytes())
 	kv.K, kv.V = nil, nil
 	kv.maxLen, kv.n = 0, 0
+}
+
+// CopyPrefix makes the cache hold src's first n positions (src: a cache of
+// the same model's CPU backend).
+func (kv *KVCache) CopyPrefix(src backend.KVCache, n int) error {
+	o, ok := src.(*KVCache)
+	if !ok || len(o.K) != len(kv.K) || o.kvDim != kv.kvDim {
+		return fmt.Errorf("cpu: copy KV prefix: the source is not a cache of this model on the CPU (%T)", src)
+	}
+	if n < 0 || n > o.n || n > kv.maxLen {
+		return fmt.Errorf("cpu: copy %d KV positions: the source holds %d, this cache has room for %d", n, o.n, kv.maxLen)
+	}
+	for i := range kv.K {
+		copy(kv.K[i][:n*kv.kvDim], o.K[i][:n*kv.kvDim])
+		copy(kv.V[i][:n*kv.kvDim], o.V[i][:n*kv.kvDim])
+	}
+	kv.n = n
+	return nil
 }
 
 // Truncate forgets the positions from n on (to rewind a sequence).

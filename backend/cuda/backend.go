@@ -406,6 +406,38 @@ func (kv *kvCache) Reserve(n int) error {
 	})
 }
 
+// CopyPrefix makes the cache hold src's first n positions: a device copy of
+// each layer's K and V rows (src: a cache of the same backend).
+func (kv *kvCache) CopyPrefix(src backend.KVCache, n int) error {
+	o, ok := src.(*kvCache)
+	if !ok || o.b != kv.b {
+		return fmt.Errorf("%w: copy KV prefix: the source is not a cache of this backend (%T)", ErrBadInput, src)
+	}
+	if n < 0 || n > o.n || n > kv.cap {
+		return fmt.Errorf("%w: copy %d KV positions: the source holds %d, this cache has room for %d", ErrBadInput, n, o.n, kv.cap)
+	}
+	b := kv.b
+	kvd := int64(b.c.KVDim()) * b.kvElem() // bytes a position
+	err := b.dev.do(func() error {
+		if n == 0 {
+			return nil
+		}
+		for l := range 2 * b.c.NLayer {
+			from := o.buf.Ptr + devicePtr(int64(l)*o.layerBytes())
+			to := kv.buf.Ptr + devicePtr(int64(l)*kv.layerBytes())
+			if err := check("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync_v2(to, from, uint64(int64(n)*kvd), b.dev.stream)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	kv.n = n
+	return nil
+}
+
 // Truncate forgets positions from n on.
 func (kv *kvCache) Truncate(n int) error {
 	if n < 0 || n > kv.n {
@@ -427,4 +459,5 @@ func (kv *kvCache) Free() {
 var (
 	_ backend.Backend       = (*Backend)(nil)
 	_ backend.GraphReporter = (*Backend)(nil)
+	_ backend.PrefixCopier  = (*kvCache)(nil)
 )

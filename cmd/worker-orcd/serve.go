@@ -91,7 +91,7 @@ SIGTERM or SIGINT stop accepting requests, let those in flight finish for up to
 	fs.DurationVar(&f.idle, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection stays open")
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", server.DefaultBodyReadTimeout, "time a client has to send a request body (then 408 and the connection is closed)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "a client that takes no part of a response for this long is dropped (its job is cancelled)")
-	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "reuse a free slot's cached prompt for a request that starts with it (same results; --prefix-cache=false reads every prompt whole)")
+	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "reuse cached prompt rows for a request that starts with them: a free slot's last prompt, or a running request's prompt read so far (same results; --prefix-cache=false reads every prompt whole)")
 	fs.StringVar(&f.pooling, "pooling", "", "how embeddings pool a text's tokens: mean or last (default: the model's pooling_type, else mean)")
 	fs.IntVar(&f.maxConns, "max-connections", server.DefaultMaxConnections, "connections open at once; beyond it new ones wait (logged)")
 	fs.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "on a loopback --host, further names accepted in the Host header (comma-separated; * for any)")
