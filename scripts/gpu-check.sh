@@ -133,10 +133,12 @@ PY
   ;;
 kprofile)
   # Time per kernel and launch shape (WORKER_CUDA_PROFILE=1: events around
-  # every launch, graphs off) over the Phi-3 shape's 64-stream workload.
-  synth phi3-mini-4k /tmp/phi3.gguf
-  WORKER_CUDA_PROFILE=1 "$bin/worker-orcd" bench --model /tmp/phi3.gguf --device cuda -p 128 -n 64 --concurrency 64 >"$out/kprofile-bench.txt" 2>"$out/kprofile.txt"
-  grep -A40 "kernel profile" "$out/kprofile.txt" | cut -c1-150 ;;
+  # every launch, graphs off) over a workload: KPROFILE_SHAPE (phi3-mini-4k)
+  # with KPROFILE_CONC streams (64).
+  shape=${KPROFILE_SHAPE:-phi3-mini-4k} conc=${KPROFILE_CONC:-64}
+  synth "$shape" "/tmp/$shape.gguf"
+  WORKER_CUDA_PROFILE=1 "$bin/worker-orcd" bench --model "/tmp/$shape.gguf" --device cuda -p 128 -n 64 --concurrency "$conc" >"$out/kprofile-bench.txt" 2>"$out/kprofile-$shape-$conc.txt"
+  grep -A40 "kernel profile" "$out/kprofile-$shape-$conc.txt" | cut -c1-150 ;;
 reference-window)
   # Phi-3's sliding window against transformers (which applies it): the
   # Phi-3-mini shape, 4 layers, F16, with W = 2047 (what Phi-3-mini-4k files
