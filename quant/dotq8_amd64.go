@@ -143,15 +143,20 @@ func packedTiles(k8 tile8Kernel, k16 tile16Kernel, bs, off int) packedFunc {
 		buf := (*bp)[:2*nb*768]
 		p, q := buf[:nb*768], buf[nb*768:]
 		var tile [32]float32
+		var at [32]int // where each lane goes in out, from the tile's origin
+		for l, x := range z16Lanes {
+			at[l] = int(x.t)*outStride + int(x.r)
+		}
 		tok := 0
 		for ; tok+16 <= T8; tok += 16 {
 			packQ8PairsAsm(&xq[tok*ab], ab, nb, f16Table, off, &p[0])
 			packQ8PairsAsm(&xq[(tok+8)*ab], ab, nb, f16Table, off, &q[0])
-			o := out[tok*outStride:]
+			o := out[tok*outStride : tok*outStride+15*outStride+rows4]
 			for r := 0; r < rows4; r += 2 {
 				k16(&w[r*rowBytes], rowBytes, &p[0], &q[0], nb, f16Table, &tile)
+				or := o[r:]
 				for l, v := range tile {
-					o[int(z16Lanes[l].t)*outStride+r+int(z16Lanes[l].r)] = v
+					or[at[l]] = v
 				}
 			}
 		}
