@@ -49,13 +49,16 @@ for (i, name), m in seen.items():
 PY
   ;;
 profile)
-  # Full ncu sections for the T=64 launch of three decode kernels (LM head Q8_0,
-  # Qwen gate Q5_0, Phi-3 down Q6_K: the 11th launch of each in the timing test).
+  # Full ncu sections for one launch of three decode kernels (LM head Q8_0,
+  # Qwen gate Q5_0, Phi-3 down Q6_K). The timing test launches each mmt_
+  # kernel six times per T (auto, 2tok, P=1, 2, 4, 8) for T = 1, 8, 64:
+  # PROFILE_SKIP=12 (the default) is T=64 auto, 0 is T=1 auto.
   ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+  skip=${PROFILE_SKIP:-12}
   for k in mmt_q8_0 mmt_q5_0 mmt_q6_k; do
-    WORKER_TEST_TIMING=ncu timeout 120 "$ncu" --clock-control none --kernel-name "$k" --launch-skip 10 --launch-count 1 \
+    WORKER_TEST_TIMING=ncu timeout 120 "$ncu" --clock-control none --kernel-name "$k" --launch-skip "$skip" --launch-count 1 \
       --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
-      "$bin/cuda.test" -test.run TestDecodeKernelTiming >"$out/profile-$k.txt" 2>&1; echo "ncu $k exit $?"
+      "$bin/cuda.test" -test.run TestDecodeKernelTiming >"$out/profile-$k-$skip.txt" 2>&1; echo "ncu $k exit $?"
   done ;;
 conc)
   synth qwen2.5-0.5b /tmp/q05.gguf
