@@ -103,9 +103,9 @@ __device__ __forceinline__ float deq_q6_k(const uchar* row, int i) {
 
 // ---- 32-element units: unit u of a row dequantized into w[0..31] ----
 // Every row length is a multiple of 32, and for each type a unit's bytes
-// are found without reference to other units. Loads are as wide as the
-// block layout's alignment allows (blocks of 18, 22, 34 or 210 bytes are
-// only 2-byte aligned).
+// are found without reference to other units. Quant bytes are read with
+// aligned 4-byte loads (ld_words: blocks of 18, 22, 34 or 210 bytes start
+// only 2-byte aligned), wider ones where the layout allows.
 
 __device__ __forceinline__ void unit_f32(const uchar* row, int u, float* w) {
     const f4* p = (const f4*)(row + 128 * u);
@@ -132,62 +132,74 @@ __device__ __forceinline__ void unit_bf16(const uchar* row, int u, float* w) {
         for (int j = 0; j < 4; j++) { w[8*k+2*j] = __uint_as_float(a[j] << 16); w[8*k+2*j+1] = __uint_as_float(a[j] & 0xffff0000u); }
     }
 }
-// 16 quant bytes starting 2-byte aligned, as 8 ushorts.
-__device__ __forceinline__ void ld16_2(const uchar* p, uchar* q) {
-    const ushort* s = (const ushort*)p;
+// N little-endian words holding bytes p … p+4N−1 (p 2-byte aligned), from
+// aligned loads: N 4-byte loads when p is 4-byte aligned; else the N words
+// from p−2 on and a 2-byte load of the last two bytes, each output word
+// joining two halves. Nothing outside p−2 … p+4N−1 is read (for every unit
+// below that range lies inside the unit's block or the one before it).
+template <int N>
+__device__ __forceinline__ void ld_words(const uchar* p, uint* out) {
+    bool odd = ((unsigned long long)p & 2) != 0;
+    const uint* a = (const uint*)(p - (odd ? 2 : 0));
+    uint w[N + 1];
 #pragma unroll
-    for (int k = 0; k < 8; k++) { ushort v = s[k]; q[2*k] = (uchar)(v & 0xff); q[2*k+1] = (uchar)(v >> 8); }
+    for (int i = 0; i < N; i++) w[i] = a[i];
+    w[N] = odd ? (uint)*(const ushort*)(p + 4 * N - 2) : 0u;
+#pragma unroll
+    for (int i = 0; i < N; i++) out[i] = odd ? (w[i] >> 16) | (w[i + 1] << 16) : w[i];
 }
+// Byte j of a word array.
+__device__ __forceinline__ uint byte_of(const uint* x, int j) { return (x[j >> 2] >> (8 * (j & 3))) & 0xffu; }
+
 __device__ __forceinline__ void unit_q4_0(const uchar* row, int u, float* w) {
     const uchar* b = row + 18 * u;
     float d = ld_h(b);
-    uchar q[16];
-    ld16_2(b + 2, q);
+    uint x[4];
+    ld_words<4>(b + 2, x);
 #pragma unroll
-    for (int j = 0; j < 16; j++) { w[j] = ((q[j] & 15) - 8) * d; w[j + 16] = ((q[j] >> 4) - 8) * d; }
+    for (int j = 0; j < 16; j++) { uint q = byte_of(x, j); w[j] = ((int)(q & 15) - 8) * d; w[j + 16] = ((int)(q >> 4) - 8) * d; }
 }
 __device__ __forceinline__ void unit_q4_1(const uchar* row, int u, float* w) {
     const uchar* b = row + 20 * u;
     float d = ld_h(b), m = ld_h(b + 2);
-    uchar q[16];
-    ld16_2(b + 4, q);
+    uint x[4];
+    ld_words<4>(b + 4, x);
 #pragma unroll
-    for (int j = 0; j < 16; j++) { w[j] = (q[j] & 15) * d + m; w[j + 16] = (q[j] >> 4) * d + m; }
+    for (int j = 0; j < 16; j++) { uint q = byte_of(x, j); w[j] = (q & 15) * d + m; w[j + 16] = (q >> 4) * d + m; }
 }
 __device__ __forceinline__ void unit_q5_0(const uchar* row, int u, float* w) {
     const uchar* b = row + 22 * u;
     float d = ld_h(b);
-    uint qh = (uint)*(const ushort*)(b + 2) | ((uint)*(const ushort*)(b + 4) << 16);
-    uchar q[16];
-    ld16_2(b + 6, q);
+    uint x[5]; // qh, then the 16 quant bytes
+    ld_words<5>(b + 2, x);
+    uint qh = x[0];
 #pragma unroll
     for (int j = 0; j < 16; j++) {
-        w[j] = ((int)((q[j] & 15) | (((qh >> j) << 4) & 16)) - 16) * d;
-        w[j + 16] = ((int)((q[j] >> 4) | ((qh >> (j + 12)) & 16)) - 16) * d;
+        uint q = byte_of(x + 1, j);
+        w[j] = ((int)((q & 15) | (((qh >> j) << 4) & 16)) - 16) * d;
+        w[j + 16] = ((int)((q >> 4) | ((qh >> (j + 12)) & 16)) - 16) * d;
     }
 }
 __device__ __forceinline__ void unit_q5_1(const uchar* row, int u, float* w) {
     const uchar* b = row + 24 * u;
     float d = ld_h(b), m = ld_h(b + 2);
-    uint qh = *(const uint*)(b + 4);
-    uchar q[16];
-    ld16_2(b + 8, q);
+    uint x[5]; // qh, then the 16 quant bytes
+    ld_words<5>(b + 4, x);
+    uint qh = x[0];
 #pragma unroll
     for (int j = 0; j < 16; j++) {
-        w[j] = ((q[j] & 15) | (((qh >> j) << 4) & 16)) * d + m;
-        w[j + 16] = ((q[j] >> 4) | ((qh >> (j + 12)) & 16)) * d + m;
+        uint q = byte_of(x + 1, j);
+        w[j] = ((q & 15) | (((qh >> j) << 4) & 16)) * d + m;
+        w[j + 16] = ((q >> 4) | ((qh >> (j + 12)) & 16)) * d + m;
     }
 }
 __device__ __forceinline__ void unit_q8_0(const uchar* row, int u, float* w) {
     const uchar* b = row + 34 * u;
     float d = ld_h(b);
-    const ushort* s = (const ushort*)(b + 2);
+    uint x[8];
+    ld_words<8>(b + 2, x);
 #pragma unroll
-    for (int k = 0; k < 16; k++) {
-        ushort v = s[k];
-        w[2*k] = (float)(signed char)(v & 0xff) * d;
-        w[2*k+1] = (float)(signed char)(v >> 8) * d;
-    }
+    for (int j = 0; j < 32; j++) w[j] = (float)(signed char)byte_of(x, j) * d;
 }
 __device__ __forceinline__ void unit_q4_k(const uchar* row, int u, float* w) {
     const uchar* b = row + 144 * (u >> 3);
@@ -230,20 +242,16 @@ __device__ __forceinline__ void unit_q5_k(const uchar* row, int u, float* w) {
 __device__ __forceinline__ void unit_q6_k(const uchar* row, int u, float* w) {
     const uchar* b = row + 210 * (u >> 3);
     int j = u & 7, n = j >> 2, quarter = j & 3;
-    const ushort* ql = (const ushort*)(b + 64 * n + (quarter & 1) * 32);
-    const ushort* qh = (const ushort*)(b + 128 + 32 * n);
-    const signed char* sc = (const signed char*)(b + 192) + 8 * n + 2 * quarter;
+    uint ql[8], qh[8];
+    ld_words<8>(b + 64 * n + (quarter & 1) * 32, ql);
+    ld_words<8>(b + 128 + 32 * n, qh);
+    ushort scs = *(const ushort*)(b + 192 + 8 * n + 2 * quarter);
     float d = ld_h(b + 208);
-    float d0 = d * (float)sc[0], d1 = d * (float)sc[1];
+    float d0 = d * (float)(signed char)(scs & 0xff), d1 = d * (float)(signed char)(scs >> 8);
     int lshift = (quarter >> 1) * 4, hshift = 2 * quarter;
 #pragma unroll
-    for (int k = 0; k < 16; k++) {
-        ushort lv = ql[k], hv = qh[k];
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            int l = 2 * k + e;
-            int q = (((lv >> (8 * e)) >> lshift) & 15) | ((((hv >> (8 * e)) >> hshift) & 3) << 4);
-            w[l] = (l < 16 ? d0 : d1) * (float)(q - 32);
-        }
+    for (int l = 0; l < 32; l++) {
+        int q = (int)((byte_of(ql, l) >> lshift) & 15) | (int)(((byte_of(qh, l) >> hshift) & 3) << 4);
+        w[l] = (l < 16 ? d0 : d1) * (float)(q - 32);
     }
 }
