@@ -103,32 +103,43 @@ func (e *Engine) CompiledGrammar(key string, compile func() (*grammar.Grammar, e
 
 // grammarNext is what a constrained sequence knows of its next step.
 type grammarNext struct {
-	known, narrow bool // narrow: the step allows fewer than narrowMask tokens
+	known, narrow bool // narrow: ask for the whole row (see narrowStep)
 }
 
-// narrowStep reports whether the next step allows so few tokens that it
-// asks for the whole row (topK). Either answer gives the same token (a step
-// whose top candidates hold too few allowed ids is read again), so this
-// only chooses the faster path.
+// narrowStep reports whether the next step asks for the whole row rather
+// than the backend's top candidates (topK). The top candidates are asked
+// for only where the step's mask is known to allow nearly every token
+// (inside a string): elsewhere too few of them are likely to be allowed,
+// and a step read again for the whole row costs a forward, while the whole
+// row costs a copy. Either way the token is the same (a step whose
+// candidates hold too few allowed ids is read again), so this only
+// chooses the faster path.
 func (s *seq) narrowStep() bool {
 	if s.gnext.known {
 		s.gnext.known = false
 		return s.gnext.narrow
 	}
-	return s.gm.Narrow(s.maxTokens-len(s.result.IDs), narrowMask)
+	return s.wholeRowNext()
+}
+
+// wholeRowNext is narrowStep's answer from the masks known now: the whole
+// row unless the mask under the budget is cached (and the automaton not
+// busy) and allows at least 7/8 of the vocabulary.
+func (s *seq) wholeRowNext() bool {
+	n, ok := s.gm.CachedCount(s.maxTokens - len(s.result.IDs))
+	return !ok || n < s.tok.VocabSize()-s.tok.VocabSize()/8
 }
 
 // grammarAhead runs when a constrained sequence has taken a token and goes
-// on: it decides now whether the next step is narrow (a walk of a few
-// thousand trie nodes at most), then computes the next step's mask on
-// another goroutine while the model computes its logits — a state's first
-// mask is a walk of the vocabulary's trie, up to a few milliseconds where
-// most tokens are allowed (inside a string). The mask is cached in the
-// automaton, where accept finds it (or waits for it: the automaton's lock).
+// on: it decides now whether the next step asks for the whole row, then
+// computes the next step's mask on another goroutine while the model
+// computes its logits — a state's first mask is a walk of the vocabulary's
+// trie, up to a few milliseconds where most tokens are allowed (inside a
+// string). The mask is cached in the automaton, where accept finds it (or
+// waits for it: the automaton's lock).
 func (s *seq) grammarAhead() {
-	budget := s.maxTokens - len(s.result.IDs)
-	s.gnext = grammarNext{known: true, narrow: s.gm.Narrow(budget, narrowMask)}
-	if f := s.gm.Prefetch(budget); f != nil {
+	s.gnext = grammarNext{known: true, narrow: s.wholeRowNext()}
+	if f := s.gm.Prefetch(s.maxTokens - len(s.result.IDs)); f != nil {
 		go f()
 	}
 }

@@ -38,7 +38,6 @@ const (
 	stDead    = -1 // the byte leaves the language
 	stFull    = -2 // the automaton's tables are full: the state cannot be interned
 	stComplex = -3 // the transition exceeds maxExpand or MaxStacks (a.why says which)
-	stCapped  = -4 // a mask's walk stopped at its node cap (Narrow)
 )
 
 // Automaton is a grammar bound to a vocabulary: the lazily built states of

@@ -159,40 +159,31 @@ func (a *Automaton) maskWithin(st, limit int32) (Mask, int32) {
 	return within, 0
 }
 
-// Narrow reports whether fewer than n tokens are allowed under the budget
-// (what MaskWithin(budget).Count() < n says), cheaply: from the cached
-// masks, or by a walk of at most 4n trie nodes (a walk that finishes has
-// the mask and caches it). When the walk does not finish, most tokens are
-// likely allowed and Narrow reports false without knowing for sure; it is
-// the same answer for the same state and budget every time.
-func (m *Matcher) Narrow(budget, n int) bool {
-	a := m.lock()
-	if a == nil {
-		return true
+// CachedCount reports how many tokens MaskWithin(budget) allows, when
+// that mask is already computed and the automaton is not busy (ok false
+// otherwise): it neither computes nor waits, for decisions that only
+// choose a faster path.
+func (m *Matcher) CachedCount(budget int) (n int, ok bool) {
+	if m.st < 0 {
+		return 0, true
+	}
+	a := m.a
+	if !a.mu.TryLock() {
+		return 0, false
 	}
 	defer a.mu.Unlock()
 	st, limit := m.st, int32(max(budget-1, 0))
 	s := &a.states[st]
 	if s.mask == nil {
-		a.makeRoom()
-		mask, code := a.computeMaskCapped(st, -1, 4*n)
-		if code < stDead {
-			return false // dense, full or failing: MaskWithin will tell
-		}
-		s = &a.states[st]
-		s.mask = mask
-		a.masks++
-	}
-	if s.mask.Count() < n {
-		return true // within ⊆ mask
+		return 0, false
 	}
 	if s.maxAfter <= limit || s.minAfter > limit {
-		return false
+		return s.mask.Count(), true
 	}
 	if w, ok := s.within[limit]; ok {
-		return w.Count() < n
+		return w.Count(), true
 	}
-	return false
+	return 0, false
 }
 
 // Prefetch returns a function that computes and caches MaskWithin(budget)

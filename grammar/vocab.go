@@ -123,12 +123,6 @@ func (m Mask) set(id int32) { m[id>>6] |= 1 << (uint(id) & 63) }
 // code with no mask; nothing of it is recorded but the transitions it did
 // compute.
 func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
-	return a.computeMaskCapped(st, limit, -1)
-}
-
-// computeMaskCapped is computeMask that gives up (stCapped) after visiting
-// maxNodes trie nodes (< 0: no cap).
-func (a *Automaton) computeMaskCapped(st int32, limit int32, maxNodes int) (Mask, int32) {
 	v := a.v
 	noTok := int32(v.n)
 	words := (v.n + 63) / 64
@@ -159,11 +153,7 @@ func (a *Automaton) computeMaskCapped(st int32, limit int32, maxNodes int) (Mask
 	nodes := v.nodes
 	dists := a.dists
 	cur := st // the state at the depth above node i
-	visits := 0
 	for i := 0; i < len(nodes); {
-		if visits++; visits == maxNodes {
-			return nil, stCapped
-		}
 		nd := &nodes[i]
 		next := a.trans[int(cur)<<8|int(nd.b)] - 1 // -2: dead; -1: not computed
 		if next == -1 {
