@@ -400,20 +400,26 @@ func (e *Engine) admit() {
 				s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
 				continue
 			}
-			if shared > reuse && e.copyPrefix(sl, donor, shared) {
-				// A running request's cache held a longer start of this
+			switch {
+			case shared > reuse:
+				// A running request's cache holds a longer start of this
 				// prompt (its own prompt rows): copied, read from there on.
+				// A failed copy may have overwritten the slot's own rows.
+				if !e.copyPrefix(sl, donor, shared) {
+					sl.kv.Truncate(0)
+					break
+				}
 				s.prefilled = shared
 				s.result.CachedTokens = shared
 				e.prefixHits.Add(int64(shared))
-			} else if reuse > 0 && sl.kv.Len() >= reuse && len(prefix) >= reuse {
+			case reuse > 0 && sl.kv.Len() >= reuse && len(prefix) >= reuse:
 				// The first reuse positions hold this prompt's own tokens,
 				// computed as prompt rows: read from there on.
 				sl.kv.Truncate(reuse)
 				s.prefilled = reuse
 				s.result.CachedTokens = reuse
 				e.prefixHits.Add(int64(reuse))
-			} else {
+			default:
 				sl.kv.Truncate(0)
 			}
 			s.admitted = time.Now()
@@ -604,8 +610,11 @@ func (e *Engine) prefixDonor(s *seq, dst *slot) (donor *slot, n int) {
 	}
 	for _, sl := range e.slots {
 		o := sl.seq
-		if sl == dst || o == nil || o.pool != "" || sl.kv == nil {
+		if sl == dst || o == nil || o.pool != "" {
 			continue
+		}
+		if _, ok := sl.kv.(backend.PrefixCopier); !ok {
+			continue // this backend's caches cannot share rows
 		}
 		limit := min(o.prefilled, len(o.req.Prompt), sl.kv.Len(), len(s.req.Prompt)-1)
 		k := 0
@@ -621,7 +630,7 @@ func (e *Engine) prefixDonor(s *seq, dst *slot) (donor *slot, n int) {
 
 // copyPrefix copies donor's first n positions into dst's cache (dst has
 // room: admit reserved it). False when the backend cannot or the copy
-// failed (then dst starts empty, as without a donor).
+// failed (the caller then starts dst empty).
 func (e *Engine) copyPrefix(dst, donor *slot, n int) bool {
 	c, ok := dst.kv.(backend.PrefixCopier)
 	if !ok || donor == nil {
