@@ -488,15 +488,14 @@ func (d *doctor) need(ctx int) memNeed {
 			return n
 		}
 	}
-	// On the CPU: F32 keys and values, n_layer * 2 * n_head_kv * head_dim
-	// elements per position.
+	// On the CPU, the backend's own arithmetic (cpu.EstimateMemory): F32
+	// keys and values, the step's scratch for a prompt chunk, the quantized
+	// activations, the logits.
+	mem := cpu.EstimateMemory(c, d.weights, ctx, d.flags.parallel, workspaceBatch)
 	n.kvElem = 4
 	n.kvPerPos = int64(c.NLayer) * 2 * int64(c.KVDim()) * n.kvElem
-	n.kv = n.kvPerPos * int64(ctx) * int64(d.flags.parallel)
-	// Activations of one prompt chunk (residual, norms, q/k/v, attention out,
-	// gate/up/ffn out) in F32, plus one row of logits per sequence.
-	perTok := int64(4*c.NEmbd+c.QDim()+2*c.KVDim()+3*c.NFF) * 4
-	n.workspace = workspaceBatch*perTok + int64(c.VocabSize)*4*int64(d.flags.parallel)
+	n.kv = mem.KVCache
+	n.workspace = mem.Activations + mem.Workspace
 	n.total = n.weights + n.kv + n.workspace
 	return n
 }
@@ -514,7 +513,7 @@ func (d *doctor) memoryCheck() {
 		return
 	}
 	n := d.need(d.ctxToRun())
-	kvType, ws := "F32", "a %d-token prompt chunk and the logits"
+	kvType, ws := "F32", "the CPU backend's scratch for a %d-token prompt chunk, its quantized activations and the logits"
 	if n.kvElem == 2 {
 		kvType, ws = "F16", "the CUDA backend's scratch for a %d-token prompt chunk and the logits, and the F16 weight copies of its prompt path"
 	}

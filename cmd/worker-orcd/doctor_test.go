@@ -5,14 +5,17 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"worker-orcd/backend/cpu"
 	"worker-orcd/gguf"
 	"worker-orcd/internal/fixtures"
 	"worker-orcd/internal/testmodel"
+	"worker-orcd/model"
 )
 
 // writeSpec writes a micro model, after edit (if any) changes its builder.
@@ -347,5 +350,30 @@ func TestDoctorCPUKVBudget(t *testing.T) {
 					code, c.Status, c.Message, c.Fix, tc.exitStatus, tc.status, tc.msg, tc.fix)
 			}
 		})
+	}
+}
+
+// TestDoctorCPUEstimateFromBackend: on the CPU, model.memory's total is the
+// CPU backend's own estimate (cpu.EstimateMemory) for --ctx and --parallel.
+func TestDoctorCPUEstimateFromBackend(t *testing.T) {
+	p := writeSpec(t, "qwen2-micro", nil, nil)
+	m, err := model.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	fakeGPU(t, nil, errors.New("libcuda.so.1: not found"))
+	t.Setenv("WORKER_CPU_KV_BUDGET", "none")
+	for _, parallel := range []int{1, 3} {
+		_, rep := runDoctorJSON(t, "--model", p, "--no-smoke", "--device", "cpu", "--ctx", "256", "--parallel", fmt.Sprint(parallel))
+		c, ok := findCheck(rep, "model.memory")
+		if !ok {
+			t.Fatalf("no model.memory check in %+v", rep.Checks)
+		}
+		mem := cpu.EstimateMemory(&m.Config, m.Weights, 256, parallel, workspaceBatch)
+		want := "needs about " + humanBytes(mem.Weights+mem.KVCache+mem.Activations+mem.Workspace)
+		if !strings.Contains(c.Message, want) || !strings.Contains(c.Message, "CPU backend's scratch") {
+			t.Errorf("--parallel %d: model.memory %q, want %q (cpu.EstimateMemory)", parallel, c.Message, want)
+		}
 	}
 }
