@@ -780,11 +780,11 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 			if !mask.Has(id) {
 				// Every allowed id is banned (a logit bias of -100), or the
 				// grammar ran past its bounds.
-				why := "no token the grammar allows has a finite logit (is every one banned by logit_bias?)"
 				if err := s.gm.Err(); err != nil {
-					why = err.Error()
+					s.err0 = fmt.Errorf("%w: %w", ErrInvalidRequest, err) // errors.Is finds grammar.ErrTooComplex too
+				} else {
+					s.err0 = fmt.Errorf("%w: no token the grammar allows has a finite logit (is every one banned by logit_bias?)", ErrInvalidRequest)
 				}
-				s.err0 = fmt.Errorf("%w: %s", ErrInvalidRequest, why)
 				return StopError
 			}
 		} else {

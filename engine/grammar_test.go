@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -268,7 +267,7 @@ func TestGrammarLimitFailsOnlyItsRequest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the request in flight failed: %v", err)
 	}
-	if xErr := <-xDone; xErr == nil || !strings.Contains(xErr.Error(), grammar.ErrTooComplex.Error()) {
+	if xErr := <-xDone; !errors.Is(xErr, grammar.ErrTooComplex) || !errors.Is(xErr, ErrInvalidRequest) {
 		t.Fatalf("the a-path request: %v, want ErrTooComplex", xErr)
 	}
 	if shared.Load() == 0 {
