@@ -30,7 +30,10 @@ type Device struct {
 	done     chan struct{}  // closed when the device goroutine has exited
 	syncEach bool           // WORKER_CUDA_SYNC=1: synchronize and check after every launch
 	prof     *kernelProfile // WORKER_CUDA_PROFILE=1: every launch timed (profile.go)
-	retained bool           // the primary context is retained (released on Close)
+	// failAlloc (tests) is asked before each allocation; an error it
+	// returns is the allocation's, the driver is not called.
+	failAlloc func(n int64, purpose string) error
+	retained  bool // the primary context is retained (released on Close)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -260,6 +263,11 @@ type Buffer struct {
 func (d *Device) alloc(n int64, purpose string) (*Buffer, error) {
 	if n <= 0 {
 		n = 4
+	}
+	if d.failAlloc != nil {
+		if err := d.failAlloc(n, purpose); err != nil {
+			return nil, err
+		}
 	}
 	var p devicePtr
 	if r := drv.cuMemAlloc_v2(&p, uint64(n)); r != 0 {

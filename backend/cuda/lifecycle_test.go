@@ -138,3 +138,31 @@ func TestTensorOffsetBounds(t *testing.T) {
 		t.Errorf("empty data section: %v", err)
 	}
 }
+
+// TestGrowKeepsScratchWhenAllocationFails: when the larger scratch cannot be
+// allocated, grow fails and leaves the old buffer, the pointers into it and
+// the capacities as they were, so the next step still writes into live
+// memory (the old grow freed the old buffer first; after a failed
+// allocation the engine kept serving and the next step wrote into freed
+// VRAM). No GPU needed: the failure is injected before the driver is asked,
+// and freeing anything here would call an unloaded driver.
+func TestGrowKeepsScratchWhenAllocationFails(t *testing.T) {
+	d := newDevice(0)
+	d.failAlloc = func(n int64, purpose string) error {
+		return &AllocationError{Bytes: n, GPU: 0, Purpose: purpose}
+	}
+	c := &model.Config{NLayer: 2, NEmbd: 64, NFF: 128, NHead: 4, NHeadKV: 2, HeadDim: 16, VocabSize: 1000}
+	old := &Buffer{Ptr: 0x10000, Bytes: 1 << 20, purpose: PurposeActivations}
+	b := &Backend{dev: d, c: c, scratch: old, capT: 8, capSel: 1, x: 0x10000, logits: 0x20000, meta: 0x30000}
+	err := b.grow(64, 4)
+	if !errors.Is(err, backend.ErrOutOfMemory) {
+		t.Fatalf("grow with a failing allocation: %v, want an out-of-memory error", err)
+	}
+	if b.scratch != old || b.capT != 8 || b.capSel != 1 || b.x != 0x10000 || b.logits != 0x20000 || b.meta != 0x30000 {
+		t.Errorf("after the failed grow: scratch %p (old %p), capT %d, capSel %d, x %#x, logits %#x, meta %#x; want all unchanged",
+			b.scratch, old, b.capT, b.capSel, b.x, b.logits, b.meta)
+	}
+	if err := b.grow(8, 1); err != nil { // within the old capacity: nothing to do
+		t.Errorf("grow within the capacity: %v", err)
+	}
+}
