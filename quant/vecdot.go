@@ -72,11 +72,11 @@ func QuantizeActivations(t Type, x []float32, dst []byte) error {
 	}
 	switch vt {
 	case Q8_0:
-		quantActQ8_0(x, dst)
+		actQ8_0(x, dst)
 	case Q8_1:
 		quantActQ8_1(x, dst)
 	case Q8_K:
-		quantQ8_K(x, dst)
+		actQ8_K(x, dst)
 	case F32:
 		quantF32(x, dst)
 	case F16:
@@ -88,6 +88,11 @@ func QuantizeActivations(t Type, x []float32, dst []byte) error {
 	}
 	return nil
 }
+
+// actQ8_0 and actQ8_K quantize activations for QuantizeActivations: the Go
+// functions below, or bit-identical assembly where the CPU has it
+// (quantact_amd64.go).
+var actQ8_0, actQ8_K = quantActQ8_0, quantQ8_K
 
 func quantActQ8_0(src []float32, dst []byte) {
 	for b := 0; b < len(src)/QK; b++ {
