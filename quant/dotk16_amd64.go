@@ -2,6 +2,7 @@ package quant
 
 import (
 	"encoding/binary"
+	"math"
 	"sync"
 )
 
@@ -43,6 +44,32 @@ func packK16(xq []byte, ab, nb int, dst []byte) {
 	}
 }
 
+// packK16Asm is packK16 in AVX-512 (quantact_amd64.s), off[l] =
+// kperm[l]*ab; the kernels that read its output need AVX-512 too.
+//
+//go:noescape
+func packK16Asm(xq *byte, ab int, nb int, dst *byte, off *[16]int32)
+
+// packK16Fast is packK16 through packK16Asm (same bytes) where the tokens'
+// offsets fit the gathers' int32 indices.
+func packK16Fast(xq []byte, ab, nb int, dst []byte, off *[16]int32) {
+	_ = dst[nb*k16Block-1]
+	_ = xq[15*ab+nb*292-1]
+	if 15*ab+nb*292 > math.MaxInt32 {
+		packK16(xq, ab, nb, dst)
+		return
+	}
+	packK16Asm(&xq[0], ab, nb, &dst[0], off)
+}
+
+// k16Offsets returns kperm[l]*ab for packK16Asm.
+func k16Offsets(ab int) (off [16]int32) {
+	for l, t := range kperm {
+		off[l] = int32(t * ab)
+	}
+	return off
+}
+
 // k16Bufs holds packed-token scratch (*[]byte).
 var k16Bufs sync.Pool
 
@@ -65,8 +92,9 @@ func kTok16(k func(x, p *byte, nb int, tab *[1 << 16]float32, out *[16]float32),
 		}
 		buf := (*bp)[:nb*k16Block]
 		var res [16]float32
+		off := k16Offsets(ab)
 		for tok := 0; tok+16 <= T16; tok += 16 {
-			packK16(xq[tok*ab:], ab, nb, buf)
+			packK16Fast(xq[tok*ab:], ab, nb, buf, &off)
 			for r := range rows {
 				k(&w[r*rowBytes], &buf[0], nb, f16Table, &res)
 				for l, t := range kperm {
