@@ -540,6 +540,8 @@ func (e *Engine) step() {
 	}
 	for i, sl := range ready {
 		s := sl.seq
+		prefetch := s.prefetch
+		s.prefetch = nil
 		if s.redo {
 			// The grammar allowed too few of the backend's top candidates:
 			// read the same token at the same position again, this time for
@@ -555,6 +557,10 @@ func (e *Engine) step() {
 		}
 		if reasons[i] != "" {
 			e.release(sl, reasons[i], s.err0)
+			continue
+		}
+		if prefetch != nil && !s.cancelled.Load() {
+			go prefetch() // the next step's mask, while the forward runs
 		}
 	}
 }
@@ -662,6 +668,7 @@ type seq struct {
 
 	gm          *grammar.Matcher // the request's grammar (nil: none)
 	gnext       grammarNext      // what the grammar's next step is known to be (grammar.go)
+	prefetch    func()           // the next step's mask, to compute while the forward runs (grammarAhead)
 	masked      []float32        // [n_vocab] the row with the grammar's mask applied
 	redo        bool             // the step's candidates did not do: read it again for the whole row
 	redoPrefill bool             // … and the step read was a prompt row
@@ -712,10 +719,15 @@ func (s *seq) topK() int {
 		s.wholeRow = false
 		return 0
 	}
-	if s.gm != nil && s.narrowStep() {
+	if s.gm != nil && (s.req.Logprobs || s.req.TopLogprobs > 0 || s.narrowStep()) {
 		// Few tokens are allowed (JSON punctuation, a keyword): they are
 		// unlikely to be among the top candidates, and a step read again
-		// costs a forward; the whole row costs a copy.
+		// costs a forward; the whole row costs a copy. With logprobs the
+		// whole row always: narrowStep's choice depends on which masks
+		// are cached (other requests, timing), and the two paths compute
+		// a logprob's log-sum-exp differently (device or host), so the
+		// reported logprobs would change in their last bits from run to
+		// run; the tokens do not.
 		return 0
 	}
 	k := s.sampler.TopNeeded(s.history)
@@ -727,10 +739,6 @@ func (s *seq) topK() int {
 	}
 	return k
 }
-
-// narrowMask is the number of allowed tokens below which a constrained
-// step asks for the whole row instead of the top candidates.
-const narrowMask = 4096
 
 func (s *seq) cancel() { s.cancelled.Store(true) }
 

@@ -131,17 +131,17 @@ func (s *seq) wholeRowNext() bool {
 }
 
 // grammarAhead runs when a constrained sequence has taken a token and goes
-// on: it decides now whether the next step asks for the whole row, then
-// computes the next step's mask on another goroutine while the model
-// computes its logits — a state's first mask is a walk of the vocabulary's
+// on: it decides now whether the next step asks for the whole row, and
+// prepares the computation of the next step's mask, which the engine starts
+// on another goroutine once every sequence of the step has taken its token
+// (so that it runs while the model computes the next logits, not against
+// the other sequences' accepts on the same automaton) — a state's first mask is a walk of the vocabulary's
 // trie, up to a few milliseconds where most tokens are allowed (inside a
 // string). The mask is cached in the automaton, where accept finds it (or
 // waits for it: the automaton's lock).
 func (s *seq) grammarAhead() {
 	s.gnext = grammarNext{known: true, narrow: s.wholeRowNext()}
-	if f := s.gm.Prefetch(s.maxTokens - len(s.result.IDs)); f != nil {
-		go f()
-	}
+	s.prefetch = s.gm.Prefetch(s.maxTokens - len(s.result.IDs))
 }
 
 // applyMask writes logits into dst with every id outside mask at -Inf.

@@ -426,3 +426,26 @@ func TestGrammarSamplingExact(t *testing.T) {
 		t.Errorf("%d allowed tokens, chi-square %.2f: the draws do not follow the renormalised distribution", cells, chi2)
 	}
 }
+
+// TestGrammarBudgetEndsCompleteText: near max_tokens a complete text whose
+// every continuation is too long ends there (root ::= "a" | "abc" with two
+// tokens and "b" pushed up by its bias: "a" and the end, not "ab" cut off).
+func TestGrammarBudgetEndsCompleteText(t *testing.T) {
+	full, _ := microEngines(t)
+	id := func(s string) int32 {
+		ids, err := full.tok.Encode(s, tokenizer.EncodeOptions{})
+		if err != nil || len(ids) != 1 {
+			t.Fatalf("%q is not one token: %v %v", s, ids, err)
+		}
+		return ids[0]
+	}
+	a, err := full.CompiledGrammar("a-or-abc", func() (*grammar.Grammar, error) { return grammar.CompileGBNF(`root ::= "a" | "abc"`) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := full.Generate(context.Background(), Request{Prompt: []int32{1, 2}, MaxTokens: 2, Grammar: a,
+		Params: sample.Params{Temperature: 0, TopP: 1, RepeatPenalty: 1, LogitBias: map[int32]float64{id("a"): 100, id("b"): 100}}}, nil)
+	if err != nil || res.Text != "a" || res.StopReason == StopLength {
+		t.Errorf("max_tokens 2: %q (stop %v, err %v), want the complete \"a\" ended by the grammar", res.Text, res.StopReason, err)
+	}
+}

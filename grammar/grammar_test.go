@@ -226,6 +226,30 @@ y ::= "a"+`)
 	_ = m.Mask()
 }
 
+// TestBudgetKeepsEnding: in a complete state whose every continuation is
+// too long for the budget, the budget leaves only the end-of-generation
+// token (a complete answer ends rather than being cut mid-continuation).
+func TestBudgetKeepsEnding(t *testing.T) {
+	v, pieces := toyVocab()
+	eos := int32(len(pieces) - 1)
+	a := NewAutomaton(mustGBNF(t, `root ::= "yes" | "yes, sir"`), v)
+	m := a.NewMatcher()
+	for _, c := range "yes" {
+		if err := m.Accept(int32(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for budget := 1; budget <= 4; budget++ { // ", sir": 5 more tokens at one byte each
+		mask := m.MaskWithin(budget)
+		if !mask.Has(eos) || mask.Has(',') {
+			t.Errorf("after %q with %d tokens left: end-of-generation allowed %v, ',' allowed %v; want only the end", "yes", budget, mask.Has(eos), mask.Has(','))
+		}
+	}
+	if mask := m.MaskWithin(5); !mask.Has(eos) || !mask.Has(',') {
+		t.Errorf("with 5 tokens left both the end and ',' fit: %v %v", mask.Has(eos), mask.Has(','))
+	}
+}
+
 // TestBudget: under a token budget the mask keeps only tokens after which
 // the text can still be completed, so random walks of at most the budget
 // always end complete.

@@ -114,6 +114,16 @@ func (m Mask) Count() int {
 
 func (m Mask) set(id int32) { m[id>>6] |= 1 << (uint(id) & 63) }
 
+// hasEOG reports whether the vocabulary has an end-of-generation token.
+func (v *Vocab) hasEOG() bool {
+	for _, id := range v.eog {
+		if id >= 0 && int(id) < v.n {
+			return true
+		}
+	}
+	return false
+}
+
 // computeMask walks the trie from state st (a.mu held): the tokens after
 // which the text is still a prefix of the language, with limit ≥ 0 only
 // those after which a complete text is at most limit bytes away, and the
@@ -192,6 +202,11 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 		}
 	}
 	if limit < 0 {
+		if a.states[st].accept && v.hasEOG() {
+			// An end-of-generation token finishes a complete text now: a
+			// choice that always fits the budget.
+			minAfter = 0
+		}
 		a.states[st].minAfter, a.states[st].maxAfter = minAfter, maxAfter
 	}
 	m[noTok>>6] &^= 1 << (uint(noTok) & 63)
