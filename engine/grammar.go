@@ -23,6 +23,9 @@ const (
 const (
 	grammarCacheSize = 16
 	grammarMaxStates = 20000
+	// grammarMaxFrames: the same for the parse frames, at 5/8 of what a
+	// shared automaton holds (8 × grammar.SharedStates).
+	grammarMaxFrames = 5 * grammar.SharedStates
 )
 
 type grammarCache struct {
@@ -74,7 +77,10 @@ func (e *Engine) CompiledGrammar(key string, compile func() (*grammar.Grammar, e
 	c.mu.Lock()
 	if el, ok := c.byKey[key]; ok {
 		ent := el.Value.(*grammarEntry)
-		if st, _ := ent.a.Size(); st < grammarMaxStates && ent.a.Err() == nil {
+		// Compiled anew when its tables are mostly full: past that every
+		// request would need tables of its own. Frames fill too, also from
+		// expansions that were abandoned (a request past a bound).
+		if st, frames := ent.a.Size(); st < grammarMaxStates && frames < grammarMaxFrames && ent.a.Err() == nil {
 			c.lru.MoveToFront(el)
 			c.mu.Unlock()
 			return ent.a, nil

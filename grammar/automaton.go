@@ -94,8 +94,15 @@ const maxExpand = 1 << 16
 // SharedStates bounds the states of an automaton made by NewAutomaton
 // (its transition tables take up to 1 KiB a state). A matcher that needs a
 // state past it follows the grammar in tables of its own, bounded by
-// MaxStates, whose masks are computed for it alone.
+// PrivateStates, whose masks are computed for it alone.
 const SharedStates = 1 << 15
+
+// PrivateStates bounds the tables a matcher moves to when its shared
+// automaton is full: one request's own path through the grammar (a state
+// takes a few KiB, so at most ~200 MiB; a request that needs more fails
+// with ErrTooComplex). Smaller than MaxStates, since every request may
+// hold such tables at once.
+const PrivateStates = 1 << 16
 
 // NewAutomaton binds g to a vocabulary.
 func NewAutomaton(g *Grammar, v *Vocab) *Automaton {

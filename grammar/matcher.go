@@ -8,7 +8,7 @@ import "fmt"
 // A matcher starts in the automaton it was made from, shared with other
 // matchers. When that automaton's tables are full and the matcher needs a
 // state they do not hold, it copies its state into tables of its own (up
-// to MaxStates states, masks computed for it alone) and carries on there:
+// to PrivateStates states, masks computed for it alone) and carries on there:
 // slower, never wrong, and no other matcher notices. A transition past the
 // bounds (ErrTooComplex) fails this matcher alone: Err reports it, and
 // every token is refused from then on.
@@ -39,7 +39,7 @@ func (m *Matcher) retry(a *Automaton, code int32) bool {
 	if code == stFull && !a.private {
 		chains, accept := a.export(m.st)
 		a.mu.Unlock()
-		p := newTables(a.g, a.v, MaxStates, true)
+		p := newTables(a.g, a.v, PrivateStates, true)
 		p.mu.Lock()
 		st := p.importState(chains, accept)
 		if st < 0 {
