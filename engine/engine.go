@@ -571,7 +571,7 @@ func (e *Engine) release(sl *slot, reason StopReason, err error) {
 	s := sl.seq
 	s.finish(reason, err)
 	sl.prefix = nil
-	if reason != StopError && !e.opts.NoPrefixCache {
+	if reason != StopError && !e.opts.NoPrefixCache && !s.req.NoPrefixCache {
 		sl.prefix = slices.Clone(s.req.Prompt[:min(s.prefilled, len(s.req.Prompt))])
 	}
 	sl.seq = nil
@@ -616,8 +616,8 @@ func (e *Engine) prefixDonor(s *seq, dst *slot) (donor *slot, n int) {
 	}
 	for _, sl := range e.slots {
 		o := sl.seq
-		if sl == dst || o == nil || o.pool != "" {
-			continue
+		if sl == dst || o == nil || o.pool != "" || o.req.NoPrefixCache {
+			continue // an opted-out request's rows are not offered either
 		}
 		if _, ok := sl.kv.(backend.PrefixCopier); !ok {
 			continue // this backend's caches cannot share rows

@@ -74,10 +74,18 @@ func TestPrefixReuse(t *testing.T) {
 	if n := plain.Stats().PrefixHitTokens; n != 0 {
 		t.Errorf("with NoPrefixCache: PrefixHitTokens %d", n)
 	}
-	// A request may opt out.
-	res, err := cached.Generate(context.Background(), Request{Prompt: base, Params: sample.GreedyParams(), MaxTokens: 2, NoPrefixCache: true}, nil)
-	if err != nil || res.CachedTokens != 0 {
-		t.Errorf("a request with NoPrefixCache: %d cached tokens, err %v", res.CachedTokens, err)
+	// A request may opt out: it reads nothing from the cache and leaves
+	// nothing in it for the next one.
+	secret := []int32{201, 202, 203, 204, 205, 206, 207, 208}
+	for i, r := range []Request{
+		{Prompt: base, Params: sample.GreedyParams(), MaxTokens: 2, NoPrefixCache: true},
+		{Prompt: secret, Params: sample.GreedyParams(), MaxTokens: 2, NoPrefixCache: true},
+		{Prompt: append(slices.Clone(secret), 9), Params: sample.GreedyParams(), MaxTokens: 2},
+	} {
+		res, err := cached.Generate(context.Background(), r, nil)
+		if err != nil || res.CachedTokens != 0 {
+			t.Errorf("request %d after opted-out ones: %d cached tokens, err %v; want none", i, res.CachedTokens, err)
+		}
 	}
 }
 
