@@ -153,7 +153,9 @@ func checkModel(c *model.Config, w *model.Weights) error {
 
 // loadAlign is the alignment in bytes the unit functions' widest loads need
 // from a row of each type (16-byte vector loads of f32, f16, bf16, q4_k and
-// q5_k rows, a 4-byte load in q5_1 blocks, 2-byte loads elsewhere);
+// q5_k rows, a 4-byte load in q5_1 blocks, aligned 4-byte words joined in
+// registers from 2-byte-aligned blocks elsewhere: checkAlign also wants the
+// tensor to start 4-byte aligned);
 // embedAlign that of the element-wise deq_ functions of embed_ (a float, or
 // 2-byte halves).
 var loadAlign = map[string]int64{"f32": 16, "f16": 16, "bf16": 16, "q4_0": 2, "q4_1": 2, "q5_0": 2, "q5_1": 4,
@@ -176,6 +178,13 @@ func checkAlign(name, suffix string, off, rowBytes int64, embedOnly bool) error 
 	if off%a != 0 || rowBytes%a != 0 {
 		return unsupported("tensor %q (%s) starts at byte %d of the tensor data with rows of %d bytes: the CUDA kernels load its rows in %d-byte pieces and need both to be multiples of %d (a GGUF file written with general.alignment 32, the default, satisfies this)",
 			name, suffix, off, rowBytes, a, a)
+	}
+	if off%4 != 0 && !embedOnly {
+		// ld_words (quant.cuh) reads 4-byte words, from up to 2 bytes
+		// before a 2-byte-aligned unit: within the tensor only when the
+		// tensor itself starts 4-byte aligned.
+		return unsupported("tensor %q (%s) starts at byte %d of the tensor data: the CUDA kernels read its rows in aligned 4-byte words and need the tensor to start at a multiple of 4 (a GGUF file written with general.alignment 32, the default, satisfies this)",
+			name, suffix, off)
 	}
 	return nil
 }

@@ -106,7 +106,9 @@ func TestCheckAlign(t *testing.T) {
 	}{
 		{"f16", 32, 64, false, true}, {"f16", 8, 64, false, false}, {"f16", 8, 64, true, true},
 		{"q4_k", 144*3 + 8, 144, false, false}, {"q4_k", 288, 144, false, true}, {"q5_1", 2, 24, false, false},
-		{"q8_0", 34, 34, false, true}, {"f32", 4, 128, true, true}, {"f32", 2, 128, true, false},
+		{"q8_0", 68, 34, false, true}, {"q8_0", 34, 34, false, false}, // rows 2-byte aligned; the tensor's start 4-byte aligned (ld_words)
+		{"q6_k", 420, 210, false, true}, {"q6_k", 210, 210, false, false},
+		{"f32", 4, 128, true, true}, {"f32", 2, 128, true, false},
 	} {
 		err := checkAlign("t", c.suffix, c.off, c.rb, c.embedOnly)
 		if (err == nil) != c.ok {

@@ -105,7 +105,9 @@ __device__ __forceinline__ float deq_q6_k(const uchar* row, int i) {
 // Every row length is a multiple of 32, and for each type a unit's bytes
 // are found without reference to other units. Quant bytes are read with
 // aligned 4-byte loads (ld_words: blocks of 18, 22, 34 or 210 bytes start
-// only 2-byte aligned), wider ones where the layout allows.
+// only 2-byte aligned), wider ones where the layout allows. ld_words may
+// read 2 bytes before a unit's bytes: the block's own, or the end of the
+// row before (checkAlign wants every tensor to start 4-byte aligned).
 
 __device__ __forceinline__ void unit_f32(const uchar* row, int u, float* w) {
     const f4* p = (const f4*)(row + 128 * u);
@@ -135,8 +137,9 @@ __device__ __forceinline__ void unit_bf16(const uchar* row, int u, float* w) {
 // N little-endian words holding bytes p … p+4N−1 (p 2-byte aligned), from
 // aligned loads: N 4-byte loads when p is 4-byte aligned; else the N words
 // from p−2 on and a 2-byte load of the last two bytes, each output word
-// joining two halves. Nothing outside p−2 … p+4N−1 is read (for every unit
-// below that range lies inside the unit's block or the one before it).
+// joining two halves. Nothing outside p−2 … p+4N−1 is read (p−2 … p−1: the
+// unit's own block, or for Q6_K's first unit of a row the end of the row
+// before; never before the tensor, which starts 4-byte aligned).
 template <int N>
 __device__ __forceinline__ void ld_words(const uchar* p, uint* out) {
     bool odd = ((unsigned long long)p & 2) != 0;
