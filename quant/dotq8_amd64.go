@@ -1,6 +1,7 @@
 package quant
 
 import (
+	"math"
 	"sync"
 
 	"golang.org/x/sys/cpu"
@@ -79,16 +80,17 @@ func tilePQ4_0VNNIAsm(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float3
 func tilePQ5_0VNNIAsm(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
 
 // 2 rows × 16 tokens, packed as two groups of eight (p: tokens 0–7, q:
-// 8–15): out in z16Lanes' order.
+// 8–15): the result of lane l (z16Lanes' order) stored at out[at[l]]
+// (VSCATTERDPS: the caller checks every out[at[l]] lies in its slice).
 //
 //go:noescape
-func tile16Q8_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+func tile16Q8_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *float32, at *[32]int32)
 
 //go:noescape
-func tile16Q4_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+func tile16Q4_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *float32, at *[32]int32)
 
 //go:noescape
-func tile16Q5_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+func tile16Q5_0VNNIAsm(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *float32, at *[32]int32)
 
 // The packed tiles' results come out in their reduction tree's order: lane
 // l of out is row z8Lanes[l].r (z16Lanes) of the tile, token .t.
@@ -118,7 +120,7 @@ var packBufs sync.Pool
 
 type (
 	tile8Kernel  = func(x *byte, stride int, p *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
-	tile16Kernel = func(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+	tile16Kernel = func(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *float32, at *[32]int32)
 )
 
 // packedTiles returns the MatMul body for packed tiles of a type with block
@@ -143,9 +145,15 @@ func packedTiles(k8 tile8Kernel, k16 tile16Kernel, bs, off int) packedFunc {
 		buf := (*bp)[:2*nb*768]
 		p, q := buf[:nb*768], buf[nb*768:]
 		var tile [32]float32
-		var at [32]int // where each lane goes in out, from the tile's origin
+		// Where each lane goes in out, from the tile's origin: the kernels
+		// scatter their results there (rows4 is a multiple of four, so
+		// out[tok*outStride+r+at[l]] lies in o below for every r < rows4).
+		// Offsets past int32 (never with real shapes) go through tile.
+		var at, id [32]int32
+		direct := 15*outStride+rows4 <= scatterLimit
 		for l, x := range z16Lanes {
-			at[l] = int(x.t)*outStride + int(x.r)
+			at[l] = int32(int(x.t)*outStride + int(x.r))
+			id[l] = int32(l)
 		}
 		tok := 0
 		for ; tok+16 <= T8; tok += 16 {
@@ -153,10 +161,14 @@ func packedTiles(k8 tile8Kernel, k16 tile16Kernel, bs, off int) packedFunc {
 			packQ8PairsAsm(&xq[(tok+8)*ab], ab, nb, f16Table, off, &q[0])
 			o := out[tok*outStride : tok*outStride+15*outStride+rows4]
 			for r := 0; r < rows4; r += 2 {
-				k16(&w[r*rowBytes], rowBytes, &p[0], &q[0], nb, f16Table, &tile)
+				if direct {
+					k16(&w[r*rowBytes], rowBytes, &p[0], &q[0], nb, f16Table, &o[r], &at)
+					continue
+				}
+				k16(&w[r*rowBytes], rowBytes, &p[0], &q[0], nb, f16Table, &tile[0], &id)
 				or := o[r:]
 				for l, v := range tile {
-					or[at[l]] = v
+					or[int(z16Lanes[l].t)*outStride+int(z16Lanes[l].r)] = v
 				}
 			}
 		}
@@ -173,6 +185,10 @@ func packedTiles(k8 tile8Kernel, k16 tile16Kernel, bs, off int) packedFunc {
 		packBufs.Put(bp)
 	}
 }
+
+// scatterLimit bounds the output offsets the 2 × 16 tiles scatter to (their
+// indices are int32); tests lower it to run the other path.
+var scatterLimit = math.MaxInt32
 
 // hasQ8Asm: AVX2 and FMA (the blocks' float sums are fused multiply-adds).
 // hasVNNI: also AVX-512 F, BW, VL and VNNI (256-bit EVEX forms, K masks),

@@ -476,7 +476,7 @@ packloop:
 // (sumLanes8) by a tree of shuffles and adds that leaves the 32 results in
 // Z16 and Z17, stored to out[0..31] in the tree's order (the Go side knows
 // which lane is which row and token: z8Lanes, z16Lanes).
-#define ZHSUM32 \
+#define ZHSUM32R \
 	VSHUFI64X2 $0x88, Z24, Z16, Z0; VSHUFI64X2 $0xdd, Z24, Z16, Z1; VADDPS Z1, Z0, Z16; \
 	VSHUFI64X2 $0x88, Z25, Z17, Z2; VSHUFI64X2 $0xdd, Z25, Z17, Z3; VADDPS Z3, Z2, Z17; \
 	VSHUFI64X2 $0x88, Z26, Z18, Z0; VSHUFI64X2 $0xdd, Z26, Z18, Z1; VADDPS Z1, Z0, Z18; \
@@ -490,9 +490,23 @@ packloop:
 	VPUNPCKLQDQ Z22, Z18, Z0; VPUNPCKHQDQ Z22, Z18, Z1; VADDPS Z1, Z0, Z18; \
 	VPUNPCKLQDQ Z23, Z19, Z2; VPUNPCKHQDQ Z23, Z19, Z3; VADDPS Z3, Z2, Z19; \
 	VSHUFPS $0x88, Z18, Z16, Z0; VSHUFPS $0xdd, Z18, Z16, Z1; VADDPS Z1, Z0, Z16; \
-	VSHUFPS $0x88, Z19, Z17, Z2; VSHUFPS $0xdd, Z19, Z17, Z3; VADDPS Z3, Z2, Z17; \
+	VSHUFPS $0x88, Z19, Z17, Z2; VSHUFPS $0xdd, Z19, Z17, Z3; VADDPS Z3, Z2, Z17
+
+#define ZHSUM32 \
+	ZHSUM32R; \
 	VMOVUPS Z16, (DX); \
 	VMOVUPS Z17, 64(DX)
+
+// ZHSUM32 whose 32 results go straight to their places in the output: lane
+// l to DX + 4·at[l] (AX = at, 32 int32 offsets).
+#define ZHSUM32SCATTER \
+	ZHSUM32R; \
+	VMOVDQU32 (AX), Z0; \
+	VMOVDQU32 64(AX), Z1; \
+	KXNORW K1, K1, K1; \
+	KXNORW K2, K2, K2; \
+	VSCATTERDPS Z16, K1, (DX)(Z0*4); \
+	VSCATTERDPS Z17, K2, (DX)(Z1*4)
 
 // 4 rows × 8 packed tokens: func(x *byte, stride int, p *byte, nb int,
 // tab *[1 << 16]float32, out *[32]float32), out in z8Lanes' order.
@@ -582,9 +596,10 @@ GLOBL q8shr<>(SB), RODATA|NOPTR, $64
 	ZDOTQ(384, a6); \
 	ZDOTQ(576, a7)
 
-// func(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *[32]float32)
+// func(x *byte, stride int, p, q *byte, nb int, tab *[1 << 16]float32, out *float32, at *[32]int32):
+// lane l (z16Lanes' order) stored at out[at[l]].
 #define ZTILE16(name, unpack, bs) \
-TEXT name(SB), NOSPLIT, $0-56; \
+TEXT name(SB), NOSPLIT, $0-64; \
 	MOVQ x+0(FP), SI; \
 	MOVQ stride+8(FP), R8; \
 	MOVQ p+16(FP), BX; \
@@ -608,7 +623,8 @@ loop:; \
 	ADDQ $768, R11; \
 	DECQ CX; \
 	JNZ loop; \
-	ZHSUM32; \
+	MOVQ at+56(FP), AX; \
+	ZHSUM32SCATTER; \
 	VZEROUPPER; \
 	RET
 

@@ -33,6 +33,19 @@ func TestQ8KernelLevels(t *testing.T) {
 	}
 }
 
+// The 2 × 16 tiles' other output path (through a local tile, for offsets
+// past int32) gives the same results as their scatter.
+func TestMatMulTileCopyPath(t *testing.T) {
+	if !hasVNNI {
+		t.Skip("no AVX-512 VNNI")
+	}
+	defer restoreQ8()
+	defer func(l int) { scatterLimit = l }(scatterLimit)
+	setQ8Kernels(true, true)
+	scatterLimit = 0
+	TestMatMul(t)
+}
+
 func init() {
 	// FuzzVecDotQ8Act also checks the AVX2 kernels where VNNI is in use.
 	if hasQ8Asm {
