@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,9 +46,30 @@ func serveModel(t *testing.T) string {
 	return p
 }
 
+// serveLogs collects a child's stderr while it runs: safe to read at any
+// time; done is closed once the child's stderr reached its end (read all of
+// it before cmd.Wait, which closes the pipe and may drop unread lines).
+type serveLogs struct {
+	mu   sync.Mutex
+	b    bytes.Buffer
+	done chan struct{}
+}
+
+func (l *serveLogs) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(line + "\n")
+}
+
+func (l *serveLogs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // startServe runs `worker-orcd serve` in a child process and returns it with
 // the address it listens on once /health says ready.
-func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
+func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *serveLogs) {
 	t.Helper()
 	raw, _ := json.Marshal(append([]string{"serve"}, args...))
 	cmd := exec.Command(os.Args[0], "-test.run=^TestServeHelperProcess$")
@@ -60,14 +82,15 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *bytes.Buffer)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
-	logs := &bytes.Buffer{}
+	logs := &serveLogs{done: make(chan struct{})}
 	addrCh := make(chan string, 1)
 	go func() {
+		defer close(logs.done)
 		re := regexp.MustCompile(`msg=listening .*addr=([0-9.:]+)`)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
-			logs.WriteString(line + "\n")
+			logs.add(line)
 			if m := re.FindStringSubmatch(line); m != nil {
 				addrCh <- m[1]
 			}
@@ -78,6 +101,7 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, string, *bytes.Buffer)
 	select {
 	case a, ok := <-addrCh:
 		if !ok {
+			<-logs.done
 			cmd.Wait()
 			t.Fatalf("serve exited before listening:\n%s", logs)
 		}
@@ -186,7 +210,10 @@ func TestServeSIGTERM(t *testing.T) {
 		t.Errorf("%d terminal events: %v", terminal, events[max(0, len(events)-5):])
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() {
+		<-logs.done // every line read before Wait closes the pipe
+		done <- cmd.Wait()
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
