@@ -511,24 +511,29 @@ func (b *Backend) attend(lo, hi int) {
 		if c.SlidingWindow > 0 {
 			start = max(0, ri.pos-c.SlidingWindow+1)
 		}
+		// The same operations as a dot8 and an axpy a position, the
+		// positions in one call each (dotRows, axpyRows).
+		sc := scores[start : ri.pos+1]
+		dotRows(q, K[start*kvd+kvh*hd:], kvd, sc)
 		mx := float32(math.Inf(-1))
-		for p := start; p <= ri.pos; p++ {
-			s := dot8(q, K[p*kvd+kvh*hd:p*kvd+(kvh+1)*hd]) * scale
-			scores[p] = s
+		for i, s := range sc {
+			s *= scale
+			sc[i] = s
 			mx = max(mx, s)
 		}
 		var sum float64
-		for p := start; p <= ri.pos; p++ {
-			e := float32(math.Exp(float64(scores[p] - mx)))
-			scores[p] = e
+		for i, s := range sc {
+			e := float32(math.Exp(float64(s - mx)))
+			sc[i] = e
 			sum += float64(e)
 		}
 		inv := float32(1 / sum)
+		for i := range sc {
+			sc[i] *= inv
+		}
 		out := b.att[r*c.QDim()+h*hd : r*c.QDim()+(h+1)*hd]
 		clear(out)
-		for p := start; p <= ri.pos; p++ {
-			axpy(out, V[p*kvd+kvh*hd:p*kvd+(kvh+1)*hd], scores[p]*inv)
-		}
+		axpyRows(out, V[start*kvd+kvh*hd:], kvd, sc)
 	}
 }
 

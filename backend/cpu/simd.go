@@ -36,6 +36,20 @@ func axpyGo(out, v []float32, w float32) {
 	}
 }
 
+// dotRowsGo sets out[j] = dot8Go(q, k[j*stride:]) for j < len(out).
+func dotRowsGo(q, k []float32, stride int, out []float32) {
+	for j := range out {
+		out[j] = dot8Go(q, k[j*stride:])
+	}
+}
+
+// axpyRowsGo does axpyGo(out, v[j*stride:], w[j]) for j < len(w), in order.
+func axpyRowsGo(out, v []float32, stride int, w []float32) {
+	for j, wj := range w {
+		axpyGo(out, v[j*stride:], wj)
+	}
+}
+
 // swigluGo: gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + expf(-gate[i])) * up[i]
 // (len(up) ≥ len(gate)), in float32 operations that swigluAVX2 repeats
 // exactly.

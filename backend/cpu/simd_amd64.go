@@ -15,6 +15,12 @@ func axpyAVX(out, v *float32, n8 int, w float32)
 //go:noescape
 func swigluAVX2(gate, up *float32, n8 int)
 
+//go:noescape
+func dotRowsAVX(q, k *float32, stride, n, n8 int, out *float32)
+
+//go:noescape
+func axpyRowsAVX(out, v *float32, stride, n int, w *float32, n8 int)
+
 // useAVX: the assembly versions run unless WORKER_CPU_PORTABLE=1 (as in
 // package quant).
 var (
@@ -57,4 +63,48 @@ func swiglu(gate, up []float32) {
 	n := len(gate) &^ 7
 	swigluAVX2(&gate[0], &up[0], n/8)
 	swigluGo(gate[n:], up[n:])
+}
+
+// dotRows sets out[j] = dot8(q, k[j*stride:]) for j < len(out): the
+// scores of len(out) key rows stride elements apart, in one call.
+func dotRows(q, k []float32, stride int, out []float32) {
+	n := len(out)
+	if n == 0 {
+		return
+	}
+	_ = k[(n-1)*stride+len(q)-1] // every row in range
+	if !useAVX || len(q) < 8 {
+		dotRowsGo(q, k, stride, out)
+		return
+	}
+	n8 := len(q) / 8
+	dotRowsAVX(&q[0], &k[0], 4*stride, n, n8, &out[0])
+	for j := range out { // the tail, in order, as dot8 adds it
+		r := out[j]
+		for i := 8 * n8; i < len(q); i++ {
+			r += float32(q[i] * k[j*stride+i])
+		}
+		out[j] = r
+	}
+}
+
+// axpyRows does axpy(out, v[j*stride:], w[j]) for j < len(w) in order, in
+// one call.
+func axpyRows(out, v []float32, stride int, w []float32) {
+	n := len(w)
+	if n == 0 || len(out) == 0 {
+		return
+	}
+	_ = v[(n-1)*stride+len(out)-1] // every row in range
+	if !useAVX || len(out) < 8 {
+		axpyRowsGo(out, v, stride, w)
+		return
+	}
+	n8 := len(out) / 8
+	axpyRowsAVX(&out[0], &v[0], 4*stride, n, &w[0], n8)
+	for i := 8 * n8; i < len(out); i++ { // the tail, in the same order
+		for j, wj := range w {
+			out[i] += float32(wj * v[j*stride+i])
+		}
+	}
 }

@@ -132,3 +132,108 @@ swloop:
 	JNZ swloop
 	VZEROUPPER
 	RET
+
+// func dotRowsAVX(q, k *float32, stride, n, n8 int, out *float32)
+// out[j] = dot8AVX(q, k + j*stride bytes, n8) for j < n (n > 0, n8 > 0):
+// each row the same operations in the same order as dot8AVX.
+TEXT ·dotRowsAVX(SB), NOSPLIT, $0-48
+	MOVQ q+0(FP), SI
+	MOVQ k+8(FP), DI
+	MOVQ stride+16(FP), R8
+	MOVQ n+24(FP), R9
+	MOVQ n8+32(FP), R10
+	MOVQ out+40(FP), R11
+dotrow:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R10, CX
+	VXORPS Y0, Y0, Y0
+dotrowloop:
+	VMOVUPS (AX), Y1
+	VMULPS (BX), Y1, Y1
+	VADDPS Y1, Y0, Y0
+	ADDQ $32, AX
+	ADDQ $32, BX
+	DECQ CX
+	JNZ dotrowloop
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VADDPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VADDPS X1, X0, X0
+	VMOVSS X0, (R11)
+	ADDQ $4, R11
+	ADDQ R8, DI
+	DECQ R9
+	JNZ dotrow
+	VZEROUPPER
+	RET
+
+// func axpyRowsAVX(out, v *float32, stride, n int, w *float32, n8 int)
+// For each group of eight elements of out (n8 > 0 groups), for j < n
+// (n > 0) in order: out += w[j] * (v + j*stride bytes), VMULPS then VADDPS
+// as axpyAVX, so each element sees the same operations as n axpy calls;
+// four groups at a time while at least four are left.
+TEXT ·axpyRowsAVX(SB), NOSPLIT, $0-48
+	MOVQ out+0(FP), SI
+	MOVQ v+8(FP), DI
+	MOVQ stride+16(FP), R8
+	MOVQ n+24(FP), R9
+	MOVQ w+32(FP), R10
+	MOVQ n8+40(FP), R11
+axquad:
+	CMPQ R11, $4
+	JLT axsingle
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+	MOVQ DI, AX
+	MOVQ R10, BX
+	MOVQ R9, CX
+axquadrow:
+	VBROADCASTSS (BX), Y4
+	VMULPS (AX), Y4, Y5
+	VADDPS Y5, Y0, Y0
+	VMULPS 32(AX), Y4, Y5
+	VADDPS Y5, Y1, Y1
+	VMULPS 64(AX), Y4, Y5
+	VADDPS Y5, Y2, Y2
+	VMULPS 96(AX), Y4, Y5
+	VADDPS Y5, Y3, Y3
+	ADDQ R8, AX
+	ADDQ $4, BX
+	DECQ CX
+	JNZ axquadrow
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, 32(SI)
+	VMOVUPS Y2, 64(SI)
+	VMOVUPS Y3, 96(SI)
+	ADDQ $128, SI
+	ADDQ $128, DI
+	SUBQ $4, R11
+	JMP axquad
+axsingle:
+	TESTQ R11, R11
+	JZ axdone
+	VMOVUPS (SI), Y0
+	MOVQ DI, AX
+	MOVQ R10, BX
+	MOVQ R9, CX
+axsinglerow:
+	VBROADCASTSS (BX), Y4
+	VMULPS (AX), Y4, Y5
+	VADDPS Y5, Y0, Y0
+	ADDQ R8, AX
+	ADDQ $4, BX
+	DECQ CX
+	JNZ axsinglerow
+	VMOVUPS Y0, (SI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ R11
+	JMP axsingle
+axdone:
+	VZEROUPPER
+	RET

@@ -7,3 +7,7 @@ func dot8(a, b []float32) float32 { return dot8Go(a, b) }
 func axpy(out, v []float32, w float32) { axpyGo(out, v, w) }
 
 func swiglu(gate, up []float32) { swigluGo(gate, up) }
+
+func dotRows(q, k []float32, stride int, out []float32) { dotRowsGo(q, k, stride, out) }
+
+func axpyRows(out, v []float32, stride int, w []float32) { axpyRowsGo(out, v, stride, w) }

@@ -31,6 +31,51 @@ func TestSIMDMatchesGo(t *testing.T) {
 	}
 }
 
+// dotRows and axpyRows (assembly where the CPU has it) are bit-identical
+// to one dot8Go/axpyGo call a row, for head sizes with and without a tail,
+// strides wider than a row and 1 to 40 rows.
+func TestRowsMatchGo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, hd := range []int{1, 7, 8, 12, 32, 40, 64, 96, 100, 128} {
+		for _, stride := range []int{hd, hd + 3, 2*hd + 8} {
+			for _, n := range []int{1, 2, 5, 17, 40} {
+				q := make([]float32, hd)
+				k := make([]float32, (n-1)*stride+hd)
+				w := make([]float32, n)
+				for i := range q {
+					q[i] = float32(rng.NormFloat64())
+				}
+				for i := range k {
+					k[i] = float32(rng.NormFloat64() * 2)
+				}
+				for i := range w {
+					w[i] = float32(rng.Float64())
+				}
+				got, want := make([]float32, n), make([]float32, n)
+				dotRows(q, k, stride, got)
+				for j := range want {
+					want[j] = dot8Go(q, k[j*stride:])
+				}
+				o1, o2 := append([]float32(nil), q...), append([]float32(nil), q...)
+				axpyRows(o1, k, stride, w)
+				for j := range w {
+					axpyGo(o2, k[j*stride:], w[j])
+				}
+				for j := range got {
+					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+						t.Fatalf("hd %d stride %d n %d: dotRows[%d] = %g, dot8Go %g", hd, stride, n, j, got[j], want[j])
+					}
+				}
+				for i := range o1 {
+					if math.Float32bits(o1[i]) != math.Float32bits(o2[i]) {
+						t.Fatalf("hd %d stride %d n %d: axpyRows[%d] = %g, axpyGo calls %g", hd, stride, n, i, o1[i], o2[i])
+					}
+				}
+			}
+		}
+	}
+}
+
 // swiglu (assembly where the CPU has it) is bit-identical to swigluGo for
 // every length and for inputs across expf's range and beyond; expf is
 // within 3 ulp of e^x on [-87, 88].
