@@ -521,10 +521,9 @@ func (b *Backend) attend(lo, hi int) {
 			sc[i] = s
 			mx = max(mx, s)
 		}
+		expShift(sc, mx) // expf: float32, eight at a time where the CPU has AVX2
 		var sum float64
-		for i, s := range sc {
-			e := float32(math.Exp(float64(s - mx)))
-			sc[i] = e
+		for _, e := range sc {
 			sum += float64(e)
 		}
 		inv := float32(1 / sum)

@@ -50,6 +50,13 @@ func axpyRowsGo(out, v []float32, stride int, w []float32) {
 	}
 }
 
+// expShiftGo sets x[i] = expf(x[i] - mx) (float32 subtraction, then expf).
+func expShiftGo(x []float32, mx float32) {
+	for i, v := range x {
+		x[i] = expf(v - mx)
+	}
+}
+
 // swigluGo: gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + expf(-gate[i])) * up[i]
 // (len(up) ≥ len(gate)), in float32 operations that swigluAVX2 repeats
 // exactly.

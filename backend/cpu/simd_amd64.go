@@ -16,6 +16,9 @@ func axpyAVX(out, v *float32, n8 int, w float32)
 func swigluAVX2(gate, up *float32, n8 int)
 
 //go:noescape
+func expShiftAVX2(x *float32, n8 int, mx float32)
+
+//go:noescape
 func dotRowsAVX(q, k *float32, stride, n, n8 int, out *float32)
 
 //go:noescape
@@ -107,4 +110,15 @@ func axpyRows(out, v []float32, stride int, w []float32) {
 			out[i] += float32(wj * v[j*stride+i])
 		}
 	}
+}
+
+// expShift sets x[i] = expf(x[i] - mx).
+func expShift(x []float32, mx float32) {
+	if !useAVX2 || len(x) < 8 {
+		expShiftGo(x, mx)
+		return
+	}
+	n := len(x) &^ 7
+	expShiftAVX2(&x[0], n/8, mx)
+	expShiftGo(x[n:], mx)
 }

@@ -237,3 +237,59 @@ axsinglerow:
 axdone:
 	VZEROUPPER
 	RET
+
+// func expShiftAVX2(x *float32, n8 int, mx float32)
+// x[i] = expf(x[i] - mx) on n8 > 0 groups of eight: float32(x - mx), then
+// expf's float32 operations in expf's order, as in swigluAVX2.
+TEXT ·expShiftAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n8+8(FP), CX
+	VBROADCASTSS mx+16(FP), Y7
+	VBROADCASTSS swlo<>(SB), Y9
+	VBROADCASTSS swhi<>(SB), Y10
+	VBROADCASTSS swlog2e<>(SB), Y11
+	VBROADCASTSS swln2hi<>(SB), Y12
+	VBROADCASTSS swln2lo<>(SB), Y13
+	VBROADCASTSS swone<>(SB), Y14
+	VPBROADCASTD swbias<>(SB), Y15
+exloop:
+	VMOVUPS (SI), Y1
+	VSUBPS Y7, Y1, Y1
+	VMAXPS Y9, Y1, Y1
+	VMINPS Y10, Y1, Y1
+	VMULPS Y11, Y1, Y2
+	VROUNDPS $0, Y2, Y2
+	VMULPS Y12, Y2, Y3
+	VSUBPS Y3, Y1, Y1
+	VMULPS Y13, Y2, Y3
+	VSUBPS Y3, Y1, Y1
+	VMULPS Y1, Y1, Y4
+	VBROADCASTSS swc0<>(SB), Y5
+	VMULPS Y1, Y5, Y5
+	VBROADCASTSS swc1<>(SB), Y6
+	VADDPS Y6, Y5, Y5
+	VMULPS Y1, Y5, Y5
+	VBROADCASTSS swc2<>(SB), Y6
+	VADDPS Y6, Y5, Y5
+	VMULPS Y1, Y5, Y5
+	VBROADCASTSS swc3<>(SB), Y6
+	VADDPS Y6, Y5, Y5
+	VMULPS Y1, Y5, Y5
+	VBROADCASTSS swc4<>(SB), Y6
+	VADDPS Y6, Y5, Y5
+	VMULPS Y1, Y5, Y5
+	VBROADCASTSS swc5<>(SB), Y6
+	VADDPS Y6, Y5, Y5
+	VMULPS Y4, Y5, Y5
+	VADDPS Y1, Y5, Y5
+	VADDPS Y14, Y5, Y5
+	VCVTPS2DQ Y2, Y3
+	VPADDD Y15, Y3, Y3
+	VPSLLD $23, Y3, Y3
+	VMULPS Y3, Y5, Y5
+	VMOVUPS Y5, (SI)
+	ADDQ $32, SI
+	DECQ CX
+	JNZ exloop
+	VZEROUPPER
+	RET

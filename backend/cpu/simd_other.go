@@ -11,3 +11,5 @@ func swiglu(gate, up []float32) { swigluGo(gate, up) }
 func dotRows(q, k []float32, stride int, out []float32) { dotRowsGo(q, k, stride, out) }
 
 func axpyRows(out, v []float32, stride int, w []float32) { axpyRowsGo(out, v, stride, w) }
+
+func expShift(x []float32, mx float32) { expShiftGo(x, mx) }
