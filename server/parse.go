@@ -239,7 +239,8 @@ type sampling struct {
 	Stop              stopList   `json:"stop"`
 	IgnoreEOS         bool       `json:"ignore_eos"`
 	// CachePrompt false opts the request out of the prefix cache: its
-	// whole prompt is computed (llama-server's field; default true).
+	// whole prompt is computed, and its rows are offered to no other
+	// request (llama-server's field; default true).
 	CachePrompt      *bool    `json:"cache_prompt"`
 	PresencePenalty  *float64 `json:"presence_penalty"`
 	FrequencyPenalty *float64 `json:"frequency_penalty"`
