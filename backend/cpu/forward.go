@@ -519,7 +519,9 @@ func (b *Backend) attend(lo, hi int) {
 		for i, s := range sc {
 			s *= scale
 			sc[i] = s
-			mx = max(mx, s)
+			if s > mx { // a branch that settles (the builtin max also orders NaN and ±0, which expShift does not need)
+				mx = s
+			}
 		}
 		expShift(sc, mx) // expf: float32, eight at a time where the CPU has AVX2
 		var sum float64
