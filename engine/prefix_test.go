@@ -15,17 +15,7 @@ import (
 // seeded, with prompts sharing all, part or none of the earlier one — on
 // the CPU, or the GPU with WORKER_TEST_DEVICE=cuda.
 func TestPrefixReuse(t *testing.T) {
-	m, tok := penaltyModel(t)
-	newEngine := func(noCache bool) *Engine {
-		be, _ := testBackend(t, m)
-		e, err := New(be, tok, Options{Parallel: 2, NoPrefixCache: noCache})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
-		return e
-	}
-	cached, plain := newEngine(false), newEngine(true)
+	cached, plain := prefixEngines(t)
 	base := make([]int32, 40)
 	for i := range base {
 		base[i] = int32((i*37 + 11) % 300)
@@ -95,17 +85,7 @@ func TestPrefixReuse(t *testing.T) {
 // are bit for bit those of a run without the cache; on the CPU, or the GPU
 // with WORKER_TEST_DEVICE=cuda.
 func TestPrefixSharedBetweenSlots(t *testing.T) {
-	m, tok := penaltyModel(t)
-	newEngine := func(noCache bool) *Engine {
-		be, _ := testBackend(t, m)
-		e, err := New(be, tok, Options{Parallel: 2, NoPrefixCache: noCache})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
-		return e
-	}
-	cached, plain := newEngine(false), newEngine(true)
+	cached, plain := prefixEngines(t)
 	base := make([]int32, 48)
 	for i := range base {
 		base[i] = int32((i*53 + 7) % 300)
@@ -169,17 +149,7 @@ func TestPrefixSharedBetweenSlots(t *testing.T) {
 // with the prefix cache at least 80 % of the prompt tokens come from the
 // cache, and every answer is the one computed without it.
 func TestChatReplay(t *testing.T) {
-	m, tok := penaltyModel(t)
-	newEngine := func(noCache bool) *Engine {
-		be, _ := testBackend(t, m)
-		e, err := New(be, tok, Options{Parallel: 2, NoPrefixCache: noCache})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
-		return e
-	}
-	cached, plain := newEngine(false), newEngine(true)
+	cached, plain := prefixEngines(t)
 	history := make([]int32, 100) // the system prompt
 	for i := range history {
 		history[i] = int32((i*29 + 3) % 300)
@@ -212,4 +182,22 @@ func TestChatReplay(t *testing.T) {
 	} else {
 		t.Logf("%d of %d prompt tokens from the cache (%.0f %%)", fromCache, total, 100*saved)
 	}
+}
+
+// prefixEngines returns two engines of two slots on the same model (CPU, or
+// the GPU with WORKER_TEST_DEVICE=cuda): one with the prefix cache, one
+// without, whose answers the first must repeat bit for bit.
+func prefixEngines(t *testing.T) (cached, plain *Engine) {
+	t.Helper()
+	m, tok := penaltyModel(t)
+	newEngine := func(noCache bool) *Engine {
+		be, _ := testBackend(t, m)
+		e, err := New(be, tok, Options{Parallel: 2, NoPrefixCache: noCache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	return newEngine(false), newEngine(true)
 }
