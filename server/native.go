@@ -133,14 +133,15 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
 				sse = startSSE(w)
 				return sse.event("started", startedEvent{JobID: id, PromptTokens: len(req.Prompt), Model: s.info.Load().id})
 			},
-			token: func(t engine.Token) error {
+			token: func(_ int, t engine.Token) error {
 				if t.Text == "" {
 					return nil
 				}
 				return sse.event("token", tokenEvent{T: t.Text, I: t.Index})
 			},
 			failed: func(e *apiError) { sse.event("error", e.native()) },
-			done: func(res *engine.Result) {
+			done: func(rs []*engine.Result) {
+				res := rs[0]
 				t := res.Timings
 				sse.event("metrics", metricsEvent{PromptTokens: res.PromptTokens, TokensOut: len(res.IDs),
 					QueueMs: msf(t.Queue), PrefillMs: msf(t.Prefill), DecodeMs: msf(t.Decode),

@@ -535,20 +535,20 @@ func (s *Server) ollamaAnswer(w http.ResponseWriter, r *http.Request, m *engine.
 		return c
 	}
 	if !stream {
-		g.token = func(t engine.Token) error {
+		g.token = func(_ int, t engine.Token) error {
 			if lp, ok := ollamaTokenLogprob(tok, req, t); ok {
 				probs = append(probs, lp)
 			}
 			return nil
 		}
-		g.done = func(res *engine.Result) { writeJSON(w, http.StatusOK, line(res.Text, probs, true, res)) }
+		g.done = func(rs []*engine.Result) { writeJSON(w, http.StatusOK, line(rs[0].Text, probs, true, rs[0])) }
 		return g
 	}
 	g.begin = func() error {
 		out = startNDJSON(w)
 		return nil
 	}
-	g.token = func(t engine.Token) error {
+	g.token = func(_ int, t engine.Token) error {
 		lp, ok := ollamaTokenLogprob(tok, req, t)
 		if t.Text == "" && !ok {
 			return nil
@@ -560,7 +560,7 @@ func (s *Server) ollamaAnswer(w http.ResponseWriter, r *http.Request, m *engine.
 		return out.line(line(t.Text, lps, false, nil))
 	}
 	g.failed = func(e *apiError) { out.line(ollamaError{Error: e.Message}) }
-	g.done = func(res *engine.Result) { out.line(line("", nil, true, res)) }
+	g.done = func(rs []*engine.Result) { out.line(line("", nil, true, rs[0])) }
 	return g
 }
 

@@ -36,13 +36,22 @@ type streamOptions struct {
 }
 
 func (c *oaiCommon) check() *apiError {
-	if c.N != nil && *c.N != 1 {
-		return badRequest("n", "%d choices asked: this worker generates exactly one (n = 1); send n separate requests instead", *c.N)
+	if c.N != nil && (*c.N < 1 || *c.N > maxChoices) {
+		return badRequest("n", "%d choices asked: want 1 to %d", *c.N, maxChoices)
 	}
 	if c.StreamOptions != nil && !c.Stream {
 		return badRequest("stream_options", "is only allowed when stream is true")
 	}
 	return nil
+}
+
+// choices is n: the choices asked for (serveGeneration takes up to one
+// place per choice; check bounds it).
+func (c *oaiCommon) choices() int {
+	if c.N == nil {
+		return 1
+	}
+	return *c.N
 }
 
 // oaiDefaults are the sampling defaults of the OpenAI endpoints: OpenAI's
@@ -85,7 +94,7 @@ func (p *promptValue) UnmarshalJSON(b []byte) error {
 	switch t[0] {
 	case '"', '[':
 		if len(raw) > 1 {
-			return &fieldError{"prompt", "holds several prompts: this worker answers one prompt per request (n = 1)"}
+			return &fieldError{"prompt", "holds several prompts: this worker answers one prompt per request (send one request per prompt; n asks for several completions of one prompt)"}
 		}
 		if t[0] == '"' {
 			json.Unmarshal(t, &s)
@@ -281,9 +290,16 @@ func finishReason(r engine.StopReason) string {
 	return "stop"
 }
 
-func usageOf(res *engine.Result) oaiUsage {
-	u := oaiUsage{PromptTokens: res.PromptTokens, CompletionTokens: len(res.IDs), TotalTokens: res.PromptTokens + len(res.IDs)}
-	u.PromptTokensDetails.CachedTokens = res.CachedTokens
+// usageOf is the usage of a request's choices: the prompt counted once
+// (with the tokens the first choice took from a cache: the other choices
+// take the prompt from the first one's), the tokens of every choice.
+func usageOf(rs []*engine.Result) oaiUsage {
+	u := oaiUsage{PromptTokens: rs[0].PromptTokens}
+	for _, res := range rs {
+		u.CompletionTokens += len(res.IDs)
+	}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	u.PromptTokensDetails.CachedTokens = rs[0].CachedTokens
 	return u
 }
 
@@ -317,16 +333,17 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 }
 
 // completionAnswer says how /v1/completions answers req: one JSON object,
-// or chunks of text_completion objects.
+// or chunks of text_completion objects; each of the n choices has its index.
 func (s *Server) completionAnswer(w http.ResponseWriter, m *engine.Model, body *completionRequest, req engine.Request) *generation {
 	tok := m.Tokenizer()
-	g := &generation{id: "cmpl-" + randomHex(12), req: req, promptParam: "prompt"}
+	n := body.choices()
+	g := &generation{id: "cmpl-" + randomHex(12), req: req, promptParam: "prompt", n: n}
 	created := time.Now().Unix()
 	model := s.info.Load().id
 	wantProbs := body.Logprobs != nil
 
-	offset := 0
-	addProbs := func(lp *legacyProbs, t engine.Token) {
+	offsets := make([]int, n) // each choice's text offset so far
+	addProbs := func(lp *legacyProbs, choice int, t engine.Token) {
 		if !wantProbs || !reportable(tok, req, t) {
 			return
 		}
@@ -341,8 +358,8 @@ func (s *Server) completionAnswer(w http.ResponseWriter, m *engine.Model, body *
 			}
 		}
 		lp.TopLogprobs = append(lp.TopLogprobs, top)
-		lp.TextOffset = append(lp.TextOffset, offset)
-		offset += len(t.Text)
+		lp.TextOffset = append(lp.TextOffset, offsets[choice])
+		offsets[choice] += len(t.Text)
 	}
 	newProbs := func() *legacyProbs {
 		if !wantProbs {
@@ -352,19 +369,25 @@ func (s *Server) completionAnswer(w http.ResponseWriter, m *engine.Model, body *
 	}
 
 	if !body.Stream {
-		probs := newProbs()
-		g.token = func(t engine.Token) error {
-			if probs != nil {
-				addProbs(probs, t)
+		probs := make([]*legacyProbs, n)
+		for i := range probs {
+			probs[i] = newProbs()
+		}
+		g.token = func(i int, t engine.Token) error {
+			if probs[i] != nil {
+				addProbs(probs[i], i, t)
 			}
 			return nil
 		}
-		g.done = func(res *engine.Result) {
-			fr := finishReason(res.StopReason)
-			u := usageOf(res)
+		g.done = func(rs []*engine.Result) {
+			choices := make([]completionChoice, len(rs))
+			for i, res := range rs {
+				fr := finishReason(res.StopReason)
+				choices[i] = completionChoice{Text: res.Text, Index: i, Logprobs: probs[i], FinishReason: &fr}
+			}
+			u := usageOf(rs)
 			writeJSON(w, http.StatusOK, completionResponse{ID: g.id, Object: "text_completion", Created: created, Model: model,
-				SystemFingerprint: s.fingerprint(), Usage: &u,
-				Choices: []completionChoice{{Text: res.Text, Logprobs: probs, FinishReason: &fr}}})
+				SystemFingerprint: s.fingerprint(), Usage: &u, Choices: choices})
 		}
 		return g
 	}
@@ -390,26 +413,26 @@ func (s *Server) completionAnswer(w http.ResponseWriter, m *engine.Model, body *
 		sse = startSSE(w)
 		return nil
 	}
-	g.token = func(t engine.Token) error {
+	g.token = func(i int, t engine.Token) error {
 		lp := newProbs()
 		if lp != nil {
-			addProbs(lp, t)
+			addProbs(lp, i, t)
 			if len(lp.Tokens) == 0 && t.Text == "" {
 				return nil
 			}
 		} else if t.Text == "" {
 			return nil
 		}
-		return chunk(completionChoice{Text: t.Text, Logprobs: lp}, nil, false)
+		return chunk(completionChoice{Text: t.Text, Index: i, Logprobs: lp}, nil, false)
+	}
+	g.end = func(i int, res *engine.Result) error {
+		fr := finishReason(res.StopReason)
+		return chunk(completionChoice{Text: "", Index: i, FinishReason: &fr}, nil, false)
 	}
 	g.failed = func(e *apiError) { s.streamError(sse, e) }
-	g.done = func(res *engine.Result) {
-		fr := finishReason(res.StopReason)
-		if chunk(completionChoice{Text: "", FinishReason: &fr}, nil, false) != nil {
-			return
-		}
+	g.done = func(rs []*engine.Result) {
 		if includeUsage {
-			u := usageOf(res)
+			u := usageOf(rs)
 			if chunk(completionChoice{}, &u, true) != nil {
 				return
 			}
@@ -510,10 +533,12 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 }
 
 // chatAnswer says how /v1/chat/completions answers req: one
-// chat.completion object, or chat.completion.chunk objects.
+// chat.completion object, or chat.completion.chunk objects; each of the n
+// choices has its index, and its own tool-call parser.
 func (s *Server) chatAnswer(w http.ResponseWriter, m *engine.Model, body *chatRequest, req engine.Request, tools *toolSetup) *generation {
 	tok := m.Tokenizer()
-	g := &generation{id: "chatcmpl-" + randomHex(12), req: req, promptParam: "messages"}
+	n := body.choices()
+	g := &generation{id: "chatcmpl-" + randomHex(12), req: req, promptParam: "messages", n: n}
 	created := time.Now().Unix()
 	model := s.info.Load().id
 	wantProbs := req.Logprobs
@@ -529,47 +554,54 @@ func (s *Server) chatAnswer(w http.ResponseWriter, m *engine.Model, body *chatRe
 		}
 		return e, true
 	}
+	parsers := make([]*toolParser, n) // each choice's tool calls (nil: not parsed)
+	if tools != nil && tools.parse {
+		for i := range parsers {
+			parsers[i] = &toolParser{ts: tools}
+		}
+	}
 
 	if !body.Stream {
-		var probs *chatLogprobs
+		probs := make([]*chatLogprobs, n)
+		contents := make([]strings.Builder, n)
+		calls := make([][]oaiToolCall, n)
 		if wantProbs {
-			probs = &chatLogprobs{Content: []chatTokenLogprob{}}
-		}
-		var tp *toolParser
-		var content strings.Builder
-		var calls []oaiToolCall
-		if tools != nil && tools.parse {
-			tp = &toolParser{ts: tools}
-		}
-		g.token = func(t engine.Token) error {
-			if e, ok := entry(t); ok {
-				probs.Content = append(probs.Content, e)
+			for i := range probs {
+				probs[i] = &chatLogprobs{Content: []chatTokenLogprob{}}
 			}
-			if tp != nil {
+		}
+		g.token = func(i int, t engine.Token) error {
+			if e, ok := entry(t); ok {
+				probs[i].Content = append(probs[i].Content, e)
+			}
+			if tp := parsers[i]; tp != nil {
 				c, cs := tp.feed(t.Text)
-				content.WriteString(c)
-				calls = append(calls, cs...)
+				contents[i].WriteString(c)
+				calls[i] = append(calls[i], cs...)
 			}
 			return nil
 		}
-		g.done = func(res *engine.Result) {
-			msg := chatMessageOut{Role: "assistant", Content: res.Text}
-			fr := finishReason(res.StopReason)
-			if tp != nil {
-				content.WriteString(tp.flush())
-				msg.Content = content.String()
-				if len(calls) > 0 {
-					for i := range calls {
-						calls[i].Index = nil
+		g.done = func(rs []*engine.Result) {
+			choices := make([]chatChoice, len(rs))
+			for i, res := range rs {
+				msg := chatMessageOut{Role: "assistant", Content: res.Text}
+				fr := finishReason(res.StopReason)
+				if tp := parsers[i]; tp != nil {
+					contents[i].WriteString(tp.flush())
+					msg.Content = contents[i].String()
+					if cs := calls[i]; len(cs) > 0 {
+						for k := range cs {
+							cs[k].Index = nil
+						}
+						msg.ToolCalls = cs
+						msg.noContent = msg.Content == ""
 					}
-					msg.ToolCalls = calls
-					msg.noContent = msg.Content == ""
+					fr = tp.finish(fr)
 				}
-				fr = tp.finish(fr)
+				choices[i] = chatChoice{Index: i, Message: msg, Logprobs: probs[i], FinishReason: fr}
 			}
 			writeJSON(w, http.StatusOK, chatResponse{ID: g.id, Object: "chat.completion", Created: created, Model: model,
-				SystemFingerprint: s.fingerprint(), Usage: usageOf(res),
-				Choices: []chatChoice{{Message: msg, Logprobs: probs, FinishReason: fr}}})
+				SystemFingerprint: s.fingerprint(), Usage: usageOf(rs), Choices: choices})
 		}
 		return g
 	}
@@ -594,17 +626,18 @@ func (s *Server) chatAnswer(w http.ResponseWriter, m *engine.Model, body *chatRe
 	g.begin = func() error {
 		sse = startSSE(w)
 		empty := ""
-		return chunk(chatChunkChoice{Delta: chatDelta{Role: "assistant", Content: &empty}}, nil, false)
+		for i := range n {
+			if err := chunk(chatChunkChoice{Index: i, Delta: chatDelta{Role: "assistant", Content: &empty}}, nil, false); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	var tp *toolParser
-	if tools != nil && tools.parse {
-		tp = &toolParser{ts: tools}
-	}
-	g.token = func(t engine.Token) error {
-		c := chatChunkChoice{}
+	g.token = func(i int, t engine.Token) error {
+		c := chatChunkChoice{Index: i}
 		text := t.Text
 		var calls []oaiToolCall
-		if tp != nil {
+		if tp := parsers[i]; tp != nil {
 			text, calls = tp.feed(t.Text)
 		}
 		if e, ok := entry(t); ok {
@@ -618,22 +651,22 @@ func (s *Server) chatAnswer(w http.ResponseWriter, m *engine.Model, body *chatRe
 		c.Delta.ToolCalls = calls
 		return chunk(c, nil, false)
 	}
-	g.failed = func(e *apiError) { s.streamError(sse, e) }
-	g.done = func(res *engine.Result) {
+	g.end = func(i int, res *engine.Result) error {
 		fr := finishReason(res.StopReason)
-		if tp != nil {
+		if tp := parsers[i]; tp != nil {
 			if rest := tp.flush(); rest != "" {
-				if chunk(chatChunkChoice{Delta: chatDelta{Content: &rest}}, nil, false) != nil {
-					return
+				if err := chunk(chatChunkChoice{Index: i, Delta: chatDelta{Content: &rest}}, nil, false); err != nil {
+					return err
 				}
 			}
 			fr = tp.finish(fr)
 		}
-		if chunk(chatChunkChoice{FinishReason: &fr}, nil, false) != nil {
-			return
-		}
+		return chunk(chatChunkChoice{Index: i, FinishReason: &fr}, nil, false)
+	}
+	g.failed = func(e *apiError) { s.streamError(sse, e) }
+	g.done = func(rs []*engine.Result) {
 		if includeUsage {
-			u := usageOf(res)
+			u := usageOf(rs)
 			if chunk(chatChunkChoice{}, &u, true) != nil {
 				return
 			}

@@ -228,7 +228,7 @@ func TestOpenAIErrors(t *testing.T) {
 		path, body, param, code string
 		status                  int
 	}{
-		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"n":2}`, "n", "invalid_request", 400},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"n":17}`, "n", "invalid_request", 400},
 		{"/v1/chat/completions", `{"messages":[]}`, "messages", "invalid_request", 400},
 		{"/v1/chat/completions", `{"messages":[{"role":"wizard","content":"x"}]}`, "messages", "invalid_request", 400},
 		{"/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, "messages", "invalid_request", 400},
@@ -238,7 +238,7 @@ func TestOpenAIErrors(t *testing.T) {
 		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"temperature":3}`, "temperature", "invalid_request", 400},
 		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"frobnicate":1}`, "frobnicate", "invalid_request", 400},
 		{"/v1/completions", `{"prompt":["a","b"]}`, "prompt", "invalid_request", 400},
-		{"/v1/completions", `{"prompt":"a","n":3}`, "n", "invalid_request", 400},
+		{"/v1/completions", `{"prompt":"a","n":0}`, "n", "invalid_request", 400},
 		{"/v1/completions", `{"prompt":"a","max_tokens":"lots"}`, "max_tokens", "invalid_request", 400},
 		{"/v1/completions", `{"prompt":"a","logprobs":50}`, "logprobs", "invalid_request", 400},
 		{"/v1/completions", `{"prompt":"a","stream_options":{"include_usage":true}}`, "stream_options", "invalid_request", 400},

@@ -265,9 +265,30 @@ await check("tools with tool_choice required: arguments validate, stream and non
   }
 });
 
+await check("n = 2: choices by index, stream helper and non-stream agree, seeded choice i is seed + i", async () => {
+  const r = await client.chat.completions.create({ model, messages, ...greedy, n: 2 });
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1]);
+  for (const c of r.choices) {
+    assert.equal(c.message.content, chatText);
+    assert.equal(c.finish_reason, "length");
+  }
+  assert.equal(r.usage.completion_tokens, 16);
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + 16);
+  const runner = client.chat.completions.stream({ model, messages, ...greedy, n: 2 });
+  const final = await runner.finalChatCompletion();
+  assert.deepEqual(final.choices.map((c) => [c.index, c.message.content, c.finish_reason]),
+    [[0, chatText, "length"], [1, chatText, "length"]]);
+  const seeded = { model, prompt: "Once upon a time", max_tokens: 6, temperature: 1, ignore_eos: true };
+  const two = await client.completions.create({ ...seeded, seed: 9, n: 2 });
+  const alone = await client.completions.create({ ...seeded, seed: 10 });
+  assert.equal(two.choices.length, 2);
+  assert.equal(two.choices[1].text, alone.choices[0].text);
+  assert.notEqual(two.choices[0].text, two.choices[1].text);
+});
+
 await check("bad request is an APIError 400", async () => {
   await assert.rejects(
-    client.chat.completions.create({ model, messages, n: 2 }),
+    client.chat.completions.create({ model, messages, n: 17 }),
     (err) => err instanceof OpenAI.BadRequestError && err.status === 400 && err.param === "n",
   );
 });
