@@ -3,6 +3,7 @@ package grammar
 import (
 	"encoding/binary"
 	"fmt"
+	mbits "math/bits"
 	"slices"
 	"sync"
 )
@@ -81,6 +82,8 @@ type Automaton struct {
 	why       string
 	keyBuf    []byte
 	walkStack []int32
+	sigs      [256]uint64
+	sigsOf    int32 // sigs are byteSigs(sigsOf-1); 0: none
 }
 
 // maxMaskBytes bounds the memory of the masks one automaton caches (8 MiB:
@@ -292,7 +295,14 @@ func (a *Automaton) intern() int32 {
 	}
 	a.states = append(a.states, state{stacks: slices.Clone(s), accept: accept, dist: dist})
 	a.stateIx[string(key)] = id
-	a.trans = append(a.trans, make([]int32, 256)...)
+	if len(a.trans)+256 > cap(a.trans) {
+		// Doubling: append grows a large slice by a quarter, which copies
+		// the table over and over while a first run interns its states.
+		t := make([]int32, len(a.trans), max(2*cap(a.trans), 64*256))
+		copy(t, a.trans)
+		a.trans = t
+	}
+	a.trans = a.trans[:len(a.trans)+256] // a fresh row: zeros
 	a.dists = append(a.dists, dist)
 	return id
 }
@@ -321,13 +331,12 @@ func (a *Automaton) step(st int32, c byte) int32 {
 	// Every byte that the same stacks accept leads to the same state:
 	// fill their transitions too (inside a JSON string, one computation
 	// covers every plain character).
-	stacks := a.states[st].stacks
 	row := a.trans[int(st)<<8 : int(st)<<8+256]
 	row[c] = t
-	if len(stacks) <= 64 {
-		sig := a.byteSig(stacks, c)
+	if sigs := a.byteSigs(st); sigs != nil {
+		sig := sigs[c]
 		for b := range 256 {
-			if row[b] == 0 && a.byteSig(stacks, byte(b)) == sig {
+			if row[b] == 0 && sigs[b] == sig {
 				row[b] = t
 			}
 		}
@@ -335,17 +344,30 @@ func (a *Automaton) step(st int32, c byte) int32 {
 	return next
 }
 
-// byteSig is the set of stacks (by index, at most 64) whose next element
-// accepts c.
-func (a *Automaton) byteSig(stacks []int32, c byte) uint64 {
+// byteSigs returns, for each byte, the set of st's stacks (by index) whose
+// next element accepts it; nil when st has more than 64 stacks (a.mu
+// held). The sets of the last state asked for are kept (a walk steps
+// from one state many times in a row).
+func (a *Automaton) byteSigs(st int32) *[256]uint64 {
+	if a.sigsOf == st+1 {
+		return &a.sigs
+	}
+	stacks := a.states[st].stacks
+	if len(stacks) > 64 {
+		return nil
+	}
 	g := a.g
-	var sig uint64
+	a.sigs = [256]uint64{}
 	for i, fid := range stacks {
-		if g.sets[g.elems[a.frames[fid].pos].arg].has(c) {
-			sig |= 1 << uint(i)
+		set := &g.sets[g.elems[a.frames[fid].pos].arg]
+		for w, bits := range set {
+			for ; bits != 0; bits &= bits - 1 {
+				a.sigs[w<<6|mbits.TrailingZeros64(bits)] |= 1 << uint(i)
+			}
 		}
 	}
-	return sig
+	a.sigsOf = st + 1
+	return &a.sigs
 }
 
 func (a *Automaton) computeStep(st int32, c byte) int32 {
