@@ -70,6 +70,7 @@ type Backend struct {
 	x, h, q, k, v, att, gate, up, logits devicePtr
 	attPart                              devicePtr // attention partials [T, n_head, splits, hd+2]
 	topBuf                               devicePtr // top-k results, topStride bytes a row
+	topScratch                           devicePtr // top-k stage-1 keys and chunk sums, topkScratchBytes(V) a row
 	h16, att16, gate16                   devicePtr // F16 copies of h, att and gate (inputs of decode products on the tensor cores)
 	hostTop                              []byte
 	meta                                 devicePtr // ids, pos, kptr, vptr
@@ -115,7 +116,7 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 
 func kernelNames() []string {
 	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "rope_store_f16", "attention_split_f16",
-		"attention_merge_f32", "topk_f32",
+		"attention_merge_f32", "topk_chunk_f32", "topk_merge_f32",
 		"to_f16_pad", "gemm_epilogue", "to_f16_rows"}
 	for _, s := range kernelSuffix {
 		names = append(names, "mmu_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)

@@ -22,7 +22,7 @@ func scratchLayout(c *model.Config, T, nsel int) (sizes []int64, total int64) {
 		int64(T * c.NEmbd), int64(T * c.NEmbd), int64(T * c.QDim()), int64(T * c.KVDim()), int64(T * c.KVDim()),
 		int64(T * c.QDim()), int64(T * c.NFF), int64(T * c.NFF), int64(nsel * c.VocabSize),
 		int64(T * c.NHead * maxSplits * (c.HeadDim + 2)),
-		int64(nsel * topStride / 4),
+		int64(nsel * topStride / 4), int64(nsel) * topkScratchBytes(c.VocabSize) / 4,
 		int64((T*c.NEmbd + 1) / 2), int64((T*c.QDim() + 1) / 2), int64((T*c.NFF + 1) / 2), // F16 copies: h16, att16, gate16
 	}
 	for _, s := range sizes {
@@ -52,7 +52,7 @@ func (b *Backend) grow(T, nsel int) error {
 	}
 	b.scratch = buf
 	p := buf.Ptr
-	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.topBuf, &b.h16, &b.att16, &b.gate16}
+	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.topBuf, &b.topScratch, &b.h16, &b.att16, &b.gate16}
 	for i, s := range sizes {
 		*ptrs[i] = p
 		p += devicePtr((s*4 + 255) &^ 255)
@@ -400,8 +400,8 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 		return err
 	}
 	// Rows that asked for their top candidates: select on the device and
-	// bring back only those (one copy for all of them). One launch for each
-	// run of consecutive rows with the same k (a block a row).
+	// bring back only those (one copy for all of them). One selection for
+	// each run of consecutive rows with the same k.
 	off, ntop := 0, 0
 	type topRun struct{ off, ntop, n, k int }
 	var runs []topRun
@@ -427,7 +427,7 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 	for _, r := range runs {
 		rec := b.topBuf + devicePtr(r.ntop*topStride)
 		if err := b.dev.topK(b.logits+devicePtr(4*r.off*V), r.n, V, r.k, rec, rec+devicePtr(4*sample.MaxTop), rec+devicePtr(8*sample.MaxTop),
-			int64(V), int64(topStride)); err != nil {
+			int64(V), int64(topStride), b.topScratch); err != nil {
 			return err
 		}
 	}

@@ -179,7 +179,6 @@ func TestTypedLaunchShapes(t *testing.T) {
 			return d.attentionSplit("f32", X, O, W, W, X, 3, headShape{14, 2, 64}, 0, 0.125, 16)
 		}, "attention_split_f32", [3]uint32{3, 14, 16}, [3]uint32{128, 1, 1}, 0},
 		{func() error { return d.attentionMerge(X, O, 0, 3, 14, 64, 16) }, "attention_merge_f32", [3]uint32{3, 14, 1}, [3]uint32{128, 1, 1}, 0},
-		{func() error { return d.topK(X, 2, 151936, 40, O, O+4, O+8, 151936, 1040) }, "topk_f32", [3]uint32{2, 1, 1}, [3]uint32{1024, 1, 1}, 0},
 		{func() error { return d.toF16Rows(X, O, 4096) }, "to_f16_rows", [3]uint32{4, 1, 1}, [3]uint32{256, 1, 1}, 0},
 		{func() error { return d.embed(&dmat{ptr: W, rows: 10, cols: 64, rowBytes: 128, suffix: "f16"}, X, O, 7) }, "embed_f16", [3]uint32{7, 1, 1}, [3]uint32{256, 1, 1}, 0},
 	} {
@@ -196,6 +195,22 @@ func TestTypedLaunchShapes(t *testing.T) {
 		if name(g.kernel) != c.kernel || g.grid != c.grid || g.block != c.block || g.shared != c.shared {
 			t.Errorf("launched %s grid %v block %v shared %d; want %s grid %v block %v shared %d",
 				name(g.kernel), g.grid, g.block, g.shared, c.kernel, c.grid, c.block, c.shared)
+		}
+	}
+	// Top-k: two stages, the chunks of every row (Qwen's 151 936 logits in
+	// 38 chunks of 4 096), then a block a row.
+	*got = (*got)[:0]
+	if err := d.topK(X, 2, 151936, 40, O, O+4, O+8, 151936, 1040, W); err != nil {
+		t.Fatalf("topK: %v", err)
+	}
+	want := []launchRecord{{0, [3]uint32{38, 2, 1}, [3]uint32{256, 1, 1}, 0}, {0, [3]uint32{2, 1, 1}, [3]uint32{1024, 1, 1}, 0}}
+	if len(*got) != len(want) {
+		t.Fatalf("topK: %d launches, want %d", len(*got), len(want))
+	}
+	for i, k := range []string{"topk_chunk_f32", "topk_merge_f32"} {
+		g := (*got)[i]
+		if name(g.kernel) != k || g.grid != want[i].grid || g.block != want[i].block || g.shared != 0 {
+			t.Errorf("launched %s grid %v block %v shared %d; want %s grid %v block %v", name(g.kernel), g.grid, g.block, g.shared, k, want[i].grid, want[i].block)
 		}
 	}
 }
@@ -235,7 +250,9 @@ func TestTypedLaunchersRefuse(t *testing.T) {
 		{"attention head of 256", func() error { return d.attentionSplit("f32", X, O, W, W, X, 1, headShape{4, 2, 256}, 0, 1, 16) }},
 		{"attention KV heads not dividing", func() error { return d.attentionSplit("f32", X, O, W, W, X, 1, headShape{6, 4, 64}, 0, 1, 16) }},
 		{"merge of 65 splits", func() error { return d.attentionMerge(X, O, 0, 1, 4, 64, 65) }},
-		{"top 50 of 40", func() error { return d.topK(X, 1, 40, 50, O, O, O, 40, 0) }},
+		{"top 50 of 40", func() error { return d.topK(X, 1, 40, 50, O, O, O, 40, 0, W) }},
+		{"top 257", func() error { return d.topK(X, 1, 1000, 257, O, O, O, 1000, 0, W) }},
+		{"top-k without scratch", func() error { return d.topK(X, 1, 1000, 5, O, O, O, 1000, 0, 0) }},
 		{"to_f16_rows of 6", func() error { return d.toF16Rows(X, O, 6) }},
 		{"embed of 2^31 columns", func() error {
 			return d.embed(&dmat{ptr: W, rows: 1, cols: 1 << 31, rowBytes: 1 << 32, suffix: "f16"}, X, O, 1)

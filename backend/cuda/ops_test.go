@@ -502,18 +502,17 @@ func TestNormRopeAttentionParity(t *testing.T) {
 	}
 }
 
-// TestTopKParity: the device top-k (values, ids, tie order) and log-sum-exp
-// against the host's selection, on rows with many ties and with NaN.
+// TestTopKParity: the device top-k (values, ids, ties to the lower id) and
+// log-sum-exp against the host's selection, on rows with many ties, with
+// NaN, with a short last chunk and with vocabularies long enough to lengthen
+// the chunks; and a row's result bit for bit the same alone and between two
+// other rows (the chunking depends on V only).
 func TestTopKParity(t *testing.T) {
 	h := newOpHarness(t)
 	r := rand.New(rand.NewPCG(5, uint64(os.Getpid())))
-	for _, c := range []struct {
-		V, K int
-		kind string
-	}{{151936, 1, "normal"}, {151936, 40, "normal"}, {32064, 256, "ties"}, {1000, 7, "ties"}, {5000, 20, "nan"}} {
-		x := make([]float32, c.V)
+	fill := func(x []float32, kind string) {
 		for i := range x {
-			switch c.kind {
+			switch kind {
 			case "normal":
 				x[i] = float32(r.NormFloat64() * 3)
 			case "ties":
@@ -525,53 +524,72 @@ func TestTopKParity(t *testing.T) {
 				}
 			}
 		}
+	}
+	for _, c := range []struct {
+		V, K int
+		kind string
+	}{
+		{151936, 1, "normal"}, {151936, 40, "normal"}, {151936, 256, "normal"}, {32064, 256, "ties"},
+		{1000, 7, "ties"}, {5000, 20, "nan"}, {3*4096 + 5, 256, "ties"}, {300000, 50, "normal"}, {256, 256, "normal"},
+	} {
+		// Three rows: the case's row between two others.
+		x := make([]float32, 3*c.V)
+		fill(x, c.kind)
+		row := x[c.V : 2*c.V]
 		xb := h.uploadF32(x)
-		out := h.poisoned(2*c.K + 1)
-		err := h.d.do(func() error {
-			return h.d.topK(xb.Ptr, 1, c.V, c.K, out.Ptr, out.Ptr+devicePtr(4*c.K), out.Ptr+devicePtr(8*c.K), 0, 0)
-		})
-		if err != nil {
-			t.Fatal(err)
+		rec := 2*c.K + 1 // floats a row's result takes
+		scratch := h.poisoned(int(3 * topkScratchBytes(c.V) / 4))
+		run := func(first, rows int) []float32 {
+			out := h.poisoned(rows * rec)
+			err := h.d.do(func() error {
+				return h.d.topK(xb.Ptr+devicePtr(4*first*c.V), rows, c.V, c.K, out.Ptr, out.Ptr+devicePtr(4*c.K), out.Ptr+devicePtr(8*c.K),
+					int64(c.V), int64(4*rec), scratch.Ptr)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h.download(out, rows*rec)
 		}
-		got := h.download(out, 2*c.K+1)
+		alone := run(1, 1)
+		among := run(0, 3)[rec : 2*rec]
+		for i := range alone {
+			if math.Float32bits(alone[i]) != math.Float32bits(among[i]) {
+				t.Fatalf("V=%d K=%d %s: word %d of the row's result is %#x alone, %#x between two rows", c.V, c.K, c.kind, i,
+					math.Float32bits(alone[i]), math.Float32bits(among[i]))
+			}
+		}
 		cands := make([]sample.Candidate, c.K)
 		for i := range cands {
-			cands[i] = sample.Candidate{ID: int32(math.Float32bits(got[i])), Logprob: got[c.K+i]}
+			cands[i] = sample.Candidate{ID: int32(math.Float32bits(alone[i])), Logprob: alone[c.K+i]}
 		}
 		slices.SortFunc(cands, func(a, b sample.Candidate) int {
-			av, bv := a.Logprob, b.Logprob
-			if av != av {
-				av = float32(math.Inf(-1))
-			}
-			if bv != bv {
-				bv = float32(math.Inf(-1))
-			}
 			switch {
-			case av > bv:
+			case a.Logprob > b.Logprob:
 				return -1
-			case av < bv:
+			case a.Logprob < b.Logprob:
 				return 1
 			}
 			return int(a.ID - b.ID)
 		})
-		want := sample.TopOf(x, c.K)
+		want := sample.TopOf(row, c.K)
 		for i := range want {
-			if cands[i].ID != want[i].ID || cands[i].Logprob != want[i].Logprob {
+			wv := want[i].Logprob
+			if wv != wv {
+				wv = float32(math.Inf(-1)) // the device reports a NaN logit as −inf
+			}
+			if cands[i].ID != want[i].ID || cands[i].Logprob != wv {
 				t.Fatalf("V=%d K=%d %s: candidate %d is %+v, host %+v", c.V, c.K, c.kind, i, cands[i], want[i])
 			}
 		}
-		lse := sample.LogSumExp(x)
-		if c.kind == "nan" {
-			clean := make([]float32, 0, len(x))
-			for _, v := range x {
-				if v == v {
-					clean = append(clean, v)
-				}
+		clean := make([]float32, 0, len(row))
+		for _, v := range row {
+			if v == v {
+				clean = append(clean, v)
 			}
-			lse = sample.LogSumExp(clean)
 		}
-		if d := math.Abs(float64(got[2*c.K]) - lse); d > 1e-4 {
-			t.Errorf("V=%d %s: log-sum-exp %.6f, host %.6f", c.V, c.kind, got[2*c.K], lse)
+		lse := sample.LogSumExp(clean)
+		if d := math.Abs(float64(alone[2*c.K]) - lse); d > 1e-4 {
+			t.Errorf("V=%d %s: log-sum-exp %.6f, host %.6f", c.V, c.kind, alone[2*c.K], lse)
 		}
 	}
 }
