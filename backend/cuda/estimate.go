@@ -20,7 +20,8 @@ import (
 //     logits rows (scratchLayout);
 //   - workspace: what cuBLAS multiplies prompt rows with — F16 copies of
 //     the largest matrix (often the LM head) and of an FFN up matrix beside
-//     it, a gemmTile-row F16 activation tile and two float32 result tiles.
+//     it, a prompt chunk's F16 activations and two groups of float32
+//     result tiles (gemmGroup).
 //
 // No GPU is needed: the doctor uses it before loading anything.
 func EstimateMemory(m *model.Model, ctx, parallel, batch int, kvType string) (backend.Memory, error) {
@@ -47,18 +48,22 @@ func EstimateMemory(m *model.Model, ctx, parallel, batch int, kvType string) (ba
 	mem.Weights += small + 8*int64(c.RopeDim/2)
 	mem.KVCache = int64(c.NLayer) * 2 * int64(c.KVDim()) * elem * int64(ctx) * int64(parallel)
 	_, mem.Activations = scratchLayout(c, max(batch, parallel), max(parallel, 1))
-	var largest, up, cols, rows, upRows int64
+	// gemmSegment's buffers for a prompt chunk of batch rows: F16 copies of
+	// a matrix and of an up matrix, the chunk's F16 activations in whole
+	// tiles, and a group of float32 result tiles for a matrix and its up.
+	var largest, up, cols, res, upRes int64
 	mats := []*model.Matrix{&w.Output}
 	for i := range w.Layers {
 		l := &w.Layers[i]
 		mats = append(mats, &l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down)
 		up = max(up, int64(l.Up.Rows)*int64(l.Up.Cols)*2)
-		upRows = max(upRows, int64(l.Up.Rows))
+		upRes = max(upRes, int64(gemmGroup(batch, l.Up.Rows)*gemmTile*l.Up.Rows*4))
 	}
 	for _, mm := range mats {
 		largest = max(largest, int64(mm.Rows)*int64(mm.Cols)*2)
-		cols, rows = max(cols, int64(mm.Cols)), max(rows, int64(mm.Rows))
+		cols = max(cols, int64(mm.Cols))
+		res = max(res, int64(gemmGroup(batch, mm.Rows)*gemmTile*mm.Rows*4))
 	}
-	mem.Workspace = largest + up + gemmTile*cols*2 + gemmTile*rows*4 + gemmTile*upRows*4
+	mem.Workspace = largest + up + int64(blocks(max(batch, 1), gemmTile)*gemmTile)*cols*2 + res + upRes
 	return mem, nil
 }

@@ -49,102 +49,132 @@ func (b *Backend) dequantF16(m *dmat, buf **Buffer) (devicePtr, error) {
 		newArgs().dev("W", m.ptr).i64("row_bytes", m.rowBytes).i32("rows", m.rows).i32("cols", m.cols).dev("out", ptr))
 }
 
-// gemmSegment computes prompt rows with cuBLAS: each matrix is dequantized
-// to F16 once, then every tile of gemmTile rows (zero padded, so every call
-// has one shape and a row's result does not depend on its neighbours) is
-// multiplied on the tensor cores with float32 accumulation, and the
-// epilogue applies bias, accumulation into the residual, or SwiGLU.
-func (b *Backend) gemmSegment(x devicePtr, T int, glu bool, outs ...mmOut) error {
-	if glu {
-		gate, up := outs[0], outs[1]
-		wg, err := b.dequantF16(gate.m, &b.gemm.wh)
-		if err != nil {
-			return err
-		}
-		wu, err := b.dequantF16(up.m, &b.gemm.wh2)
-		if err != nil {
-			return err
-		}
-		return b.gemmTiles(x, T, gate.m.rows, gate.m.cols, func(xh devicePtr, t0, n int) error {
-			cg, err := b.gemmTile(wg, xh, gate.m.rows, gate.m.cols, &b.gemm.c)
-			if err != nil {
-				return err
-			}
-			cu, err := b.gemmTile(wu, xh, up.m.rows, up.m.cols, &b.gemm.c2)
-			if err != nil {
-				return err
-			}
-			return b.epilogue(cg, cu, n, gate.m.rows, gate.out+devicePtr(4*t0*gate.m.rows), 0, false)
-		})
-	}
-	for _, o := range outs {
-		w, err := b.dequantF16(o.m, &b.gemm.wh)
-		if err != nil {
-			return err
-		}
-		err = b.gemmTiles(x, T, o.m.rows, o.m.cols, func(xh devicePtr, t0, n int) error {
-			c, err := b.gemmTile(w, xh, o.m.rows, o.m.cols, &b.gemm.c)
-			if err != nil {
-				return err
-			}
-			return b.epilogue(c, 0, n, o.m.rows, o.out+devicePtr(4*t0*o.m.rows), o.bias, o.accumulate)
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+// gemmGroupBytes bounds a GEMM group's float32 result buffer: prompt rows
+// are multiplied in groups of 64-row tiles, up to this many bytes of output
+// (and at least one tile) a group.
+const gemmGroupBytes = 32 << 20
+
+// gemmGroup is the tiles a group takes for T prompt rows whose widest
+// product has rows output columns.
+func gemmGroup(T, rows int) int {
+	return max(1, min(blocks(T, gemmTile), gemmGroupBytes/(gemmTile*rows*4)))
 }
 
-// gemmTiles converts x's rows to F16 a tile at a time and calls f for each.
-func (b *Backend) gemmTiles(x devicePtr, T, rows, cols int, f func(xh devicePtr, t0, n int) error) error {
-	xh, err := b.need(&b.gemm.xh, int64(gemmTile*cols*2))
+// gemmWeights returns m as an F16 [rows, cols] matrix: F16 weights as they
+// are, others dequantized into *buf.
+func (b *Backend) gemmWeights(m *dmat, buf **Buffer) (devicePtr, error) {
+	if m.suffix == "f16" && m.rowBytes == int64(2*m.cols) {
+		return m.ptr, nil
+	}
+	return b.dequantF16(m, buf)
+}
+
+// gemmSegment computes prompt rows with cuBLAS: the activations converted
+// to F16 once for all the call's matrices (zero rows up to whole tiles of
+// gemmTile), each matrix as F16 (F16 weights in place, others dequantized
+// once), every tile multiplied on the tensor cores with float32
+// accumulation — one cuBLAS call a tile, so every call has one shape and a
+// row's result does not depend on its neighbours — and one epilogue a
+// group of tiles for bias, accumulation into the residual, or SwiGLU.
+func (b *Backend) gemmSegment(x devicePtr, T int, glu bool, outs ...mmOut) error {
+	cols, widest := outs[0].m.cols, 0
+	for _, o := range outs {
+		widest = max(widest, o.m.rows)
+	}
+	tiles := blocks(T, gemmTile)
+	xh, err := b.need(&b.gemm.xh, int64(tiles*gemmTile*cols*2))
 	if err != nil {
 		return err
 	}
-	for t0 := 0; t0 < T; t0 += gemmTile {
-		n := min(gemmTile, T-t0)
-		// x's rows t0 … t0+n as F16, zero rows up to gemmTile.   grid ceil(gemmTile·cols/256), block 256
-		if err := b.dev.launch("to_f16_pad", dims(blocks(gemmTile*cols, 256), 1, 1), dims(256, 1, 1), 0,
-			newArgs().dev("x", x+devicePtr(4*t0*cols)).i32("T", n).i32("cols", cols).dev("out", xh).i32("tile", gemmTile)); err != nil {
+	// x's T rows as F16, zero rows up to whole tiles.   grid ceil(tiles·gemmTile·cols/256), block 256
+	if err := b.dev.launch("to_f16_pad", dims(blocks(tiles*gemmTile*cols, 256), 1, 1), dims(256, 1, 1), 0,
+		newArgs().dev("x", x).i32("T", T).i32("cols", cols).dev("out", xh).i32("tile", tiles*gemmTile)); err != nil {
+		return err
+	}
+	group := gemmGroup(T, widest)
+	cBytes := int64(group * gemmTile * widest * 4)
+	c, err := b.need(&b.gemm.c, cBytes)
+	if err != nil {
+		return err
+	}
+	// products runs one matrix (and with glu the up matrix beside it) over
+	// every tile, a group at a time.
+	products := func(w, wu devicePtr, o mmOut, up *mmOut) error {
+		var cu devicePtr
+		if up != nil {
+			if cu, err = b.need(&b.gemm.c2, cBytes); err != nil {
+				return err
+			}
+		}
+		for g0 := 0; g0 < tiles; g0 += group {
+			ng := min(group, tiles-g0)
+			for i := range ng {
+				xt := xh + devicePtr(2*(g0+i)*gemmTile*cols)
+				if err := b.gemmTile(w, xt, o.m.rows, cols, c+devicePtr(4*i*gemmTile*o.m.rows)); err != nil {
+					return err
+				}
+				if up != nil {
+					if err := b.gemmTile(wu, xt, up.m.rows, cols, cu+devicePtr(4*i*gemmTile*up.m.rows)); err != nil {
+						return err
+					}
+				}
+			}
+			t0 := g0 * gemmTile
+			n := min(ng*gemmTile, T-t0)
+			if err := b.epilogue(c, cu, n, o.m.rows, o.out+devicePtr(4*t0*o.m.rows), o.bias, o.accumulate && up == nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if glu {
+		wg, err := b.gemmWeights(outs[0].m, &b.gemm.wh)
+		if err != nil {
 			return err
 		}
-		if err := f(xh, t0, n); err != nil {
+		wu, err := b.gemmWeights(outs[1].m, &b.gemm.wh2)
+		if err != nil {
+			return err
+		}
+		return products(wg, wu, outs[0], &outs[1])
+	}
+	for _, o := range outs {
+		w, err := b.gemmWeights(o.m, &b.gemm.wh)
+		if err != nil {
+			return err
+		}
+		if err := products(w, 0, o, nil); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// gemmTile computes C[gemmTile, rows] = Xh[gemmTile, cols] · Whᵀ (row-major;
-// in cuBLAS's column-major terms Cᵀ = W · Xᵀ).
-func (b *Backend) gemmTile(w, xh devicePtr, rows, cols int, cbuf **Buffer) (devicePtr, error) {
-	c, err := b.need(cbuf, int64(gemmTile*rows*4))
-	if err != nil {
-		return 0, err
-	}
+// gemmTile computes C[gemmTile, rows] = Xh[gemmTile, cols] · Whᵀ into c
+// (row-major; in cuBLAS's column-major terms Cᵀ = W · Xᵀ).
+func (b *Backend) gemmTile(w, xh devicePtr, rows, cols int, c devicePtr) error {
 	alpha, beta := float32(1), float32(0)
 	if b.dev.prof != nil {
 		if err := b.dev.prof.begin(b.dev.stream); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if r := cublas.cublasGemmEx(b.blas, cublasOpT, cublasOpN, int32(rows), gemmTile, int32(cols),
 		unsafe.Pointer(&alpha), w, cudaR16F, int32(cols), xh, cudaR16F, int32(cols),
 		unsafe.Pointer(&beta), c, cudaR32F, int32(rows), cublasCompute32F, cublasGemmDefault); r != 0 {
-		return 0, cublasError(fmt.Sprintf("cublasGemmEx (%d×%d·%d)", rows, cols, gemmTile), r)
+		return cublasError(fmt.Sprintf("cublasGemmEx (%d×%d·%d)", rows, cols, gemmTile), r)
 	}
 	if b.dev.prof != nil {
 		if err := b.dev.prof.finish(b.dev.stream, fmt.Sprintf("cublasGemmEx %d×%d·%d", rows, cols, gemmTile)); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if b.dev.syncEach {
 		if err := check("cublasGemmEx (WORKER_CUDA_SYNC=1)", drv.cuStreamSynchronize(b.dev.stream)); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	return c, nil
+	return nil
 }
 
 func (b *Backend) epilogue(c, up devicePtr, T, rows int, out, bias devicePtr, accumulate bool) error {
