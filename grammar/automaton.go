@@ -32,6 +32,10 @@ type state struct {
 	minAfter, maxAfter int32
 	within             map[int32]Mask // masks under a budget, by limit (MaskWithin)
 	mask               Mask           // cached token mask (nil: not computed)
+	// plainNext is the state after any one plain character (plain.go),
+	// once plainKnown.
+	plainNext  int32
+	plainKnown bool
 }
 
 // Results of step besides a state id.
@@ -67,12 +71,15 @@ type Automaton struct {
 	// trans[st<<8|c] is the transition from state st by byte c: 0 not
 	// computed, -1 dead, k > 0 state k-1; dists[st] is states[st].dist.
 	// Flat, for the trie walk: one load a node.
-	trans     []int32
-	dists     []int32
-	masks     int // masks cached
-	maxStates int // states these tables may hold
-	maxFrames int // frames these tables may hold
-	private   bool
+	trans []int32
+	dists []int32
+	masks int // masks cached
+	// plainMasks counts the masks that took plain-text tokens from the
+	// vocabulary's sets (plainPart), for tests.
+	plainMasks int
+	maxStates  int // states these tables may hold
+	maxFrames  int // frames these tables may hold
+	private    bool
 
 	// Scratch of the computation under way (a.mu held).
 	scratch   []int32
@@ -82,6 +89,8 @@ type Automaton struct {
 	why       string
 	keyBuf    []byte
 	walkStack []int32
+	chain     []int32 // plainPart's states after 0, 1, … plain characters
+	plainKeys [][2]int32
 	sigs      [256]uint64
 	sigsOf    int32 // sigs are byteSigs(sigsOf-1); 0: none
 }

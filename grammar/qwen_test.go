@@ -3,6 +3,7 @@ package grammar
 import (
 	mbits "math/bits"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -76,6 +77,123 @@ func TestQwenMaskCost(t *testing.T) {
 	if nWarm > 0 {
 		t.Logf("mask, cached: %d × %.2f µs", nWarm, float64(warm.Nanoseconds())/float64(nWarm)/1e3)
 	}
+}
+
+// TestQwenMaskMatchesBruteForce: with the real Qwen2 vocabulary, along
+// random paths through the bench's schema and some of the tests', every
+// new state's mask — from the plain-text sets inside strings — and its
+// masks under budgets around the state's distance equal checking each of
+// the 151 936 tokens on its own.
+func TestQwenMaskMatchesBruteForce(t *testing.T) {
+	v := qwenVocab(t)
+	bench, err := os.ReadFile("testdata/bench-schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas := map[string]string{"bench": string(bench)}
+	for _, c := range schemaCases {
+		switch c.name {
+		case "flat", "enum-const", "anyof-nullable", "formats", "nested":
+			schemas[c.name] = c.schema
+		}
+	}
+	for name, src := range schemas {
+		t.Run(name, func(t *testing.T) {
+			g, err := CompileSchema([]byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := NewAutomaton(g, v)
+			ref := NewAutomaton(g, &Vocab{})
+			steps := 0
+			for seed := range 2 {
+				m := a.NewMatcher()
+				text := ""
+				rng := uint64(seed + 11)
+				for step := 0; step < 40 && !m.Done(); step++ {
+					mask := m.Mask()
+					a.mu.Lock()
+					d := a.dists[m.st]
+					a.mu.Unlock()
+					after := bruteDists(ref, v, text)
+					if want := maskUnder(after, -1); !slices.Equal(mask, want) {
+						t.Fatalf("after %q: mask differs: %s", text, maskDiff(mask, want, v.piece))
+					}
+					for _, limit := range []int32{d - 1, d, d + 3} {
+						a.mu.Lock()
+						got, code := a.computeMask(m.st, max(limit, 0))
+						a.mu.Unlock()
+						if want := maskUnder(after, max(limit, 0)); code != 0 || !slices.Equal(got, want) {
+							t.Fatalf("after %q, limit %d: code %d, mask differs: %s", text, limit, code, maskDiff(got, want, v.piece))
+						}
+					}
+					steps++
+					rng = rng*6364136223846793005 + 1442695040888963407
+					id := pickAllowed(mask, rng>>20)
+					if id < 0 {
+						t.Fatalf("after %q: no token allowed", text)
+					}
+					if v.piece[id] == nil {
+						break
+					}
+					if err := m.Accept(id); err != nil {
+						t.Fatal(err)
+					}
+					text += string(v.piece[id])
+				}
+			}
+			a.mu.Lock()
+			plain := a.plainMasks
+			a.mu.Unlock()
+			t.Logf("%d steps, %d masks from the plain-text sets", steps, plain)
+		})
+	}
+}
+
+// bruteDists follows every token from the state text reaches in ref (an
+// automaton with no vocabulary): the distance to a complete text after
+// each token, -1 where it leaves the language; an end-of-generation id
+// gets 0 when the text is complete.
+func bruteDists(ref *Automaton, v *Vocab, text string) []int32 {
+	ref.mu.Lock()
+	defer ref.mu.Unlock()
+	st := ref.start
+	for i := 0; i < len(text) && st >= 0; i++ {
+		st = ref.step(st, text[i])
+	}
+	out := make([]int32, v.n)
+	for id, p := range v.piece {
+		out[id] = -1
+		if st < 0 {
+			continue
+		}
+		if p == nil {
+			if ref.states[st].accept && slices.Contains(v.eog, int32(id)) {
+				out[id] = 0
+			}
+			continue
+		}
+		s := st
+		for i := 0; i < len(p) && s >= 0; i++ {
+			s = ref.step(s, p[i])
+		}
+		if s >= 0 {
+			out[id] = ref.dists[s]
+		}
+	}
+	return out
+}
+
+// maskUnder is the mask of the ids whose distance (bruteDists) is at most
+// limit (any, limit < 0).
+func maskUnder(dists []int32, limit int32) Mask {
+	m := make(Mask, (len(dists)+63)/64)
+	for id, d := range dists {
+		if d >= 0 && (limit < 0 || d <= limit) {
+			m.set(int32(id))
+		}
+	}
+	return m
 }
 
 func BenchmarkQwenAllowed(b *testing.B) {

@@ -12,14 +12,20 @@ import (
 // arranged in a trie, and the end-of-generation ids. Build it once per
 // model (NewVocab) and share it.
 type Vocab struct {
-	n   int
-	eog []int32
-	// The trie in depth-first order (see node); further ids with the same
-	// bytes as a node's token in dup.
+	n     int
+	eog   []int32
+	all   trie        // every usable token
+	rest  trie        // the tokens that are not plain text (plain.go), and their prefixes
+	plain plainTokens // the plain-text tokens by their count of code points
+	piece [][]byte
+}
+
+// trie is a set of tokens in a trie, its nodes in depth-first order (see
+// node); further ids with the same bytes as a node's token in dup.
+type trie struct {
 	nodes []node
 	dup   map[int32][]int32
-	maxD  int
-	piece [][]byte
+	maxD  int // the longest token's bytes
 }
 
 // node is one trie node: byte b at depth d (1 for a first byte), its
@@ -39,7 +45,7 @@ type node struct {
 // empty pieces are never allowed by a grammar; eog are the ids that end
 // generation, allowed when the text is complete.
 func NewVocab(pieces [][]byte, usable func(id int32) bool, eog []int32) *Vocab {
-	v := &Vocab{n: len(pieces), eog: slices.Clone(eog), dup: map[int32][]int32{}, piece: make([][]byte, len(pieces))}
+	v := &Vocab{n: len(pieces), eog: slices.Clone(eog), piece: make([][]byte, len(pieces))}
 	ids := make([]int32, 0, len(pieces))
 	for i, p := range pieces {
 		if len(p) == 0 || len(p) > 0xFFFF || (usable != nil && !usable(int32(i))) {
@@ -54,8 +60,18 @@ func NewVocab(pieces [][]byte, usable func(id int32) bool, eog []int32) *Vocab {
 		}
 		return int(a - b)
 	})
-	// Build the trie from the sorted pieces: a path of nodes per piece,
-	// sharing the longest common prefix with the previous one.
+	v.all = buildTrie(pieces, ids, v.n)
+	v.plain, ids = plainSets(pieces, ids, v.n)
+	v.rest = buildTrie(pieces, ids, v.n)
+	return v
+}
+
+// buildTrie builds the trie of ids, sorted by their pieces (then by id);
+// nodes with no token hold noTok.
+func buildTrie(pieces [][]byte, ids []int32, noTok int) trie {
+	t := trie{dup: map[int32][]int32{}}
+	// A path of nodes per piece, sharing the longest common prefix with
+	// the previous one.
 	var path []int32 // node index at each depth-1
 	var prev []byte
 	for _, id := range ids {
@@ -66,34 +82,34 @@ func NewVocab(pieces [][]byte, usable func(id int32) bool, eog []int32) *Vocab {
 		}
 		if common == len(p) && len(p) == len(prev) { // same bytes as the previous token
 			last := path[len(p)-1]
-			v.dup[last] = append(v.dup[last], id)
-			v.nodes[last].dup = true
+			t.dup[last] = append(t.dup[last], id)
+			t.nodes[last].dup = true
 			continue
 		}
 		// Close the subtrees deeper than the common prefix.
 		for d := len(path) - 1; d >= common; d-- {
-			v.nodes[path[d]].next = int32(len(v.nodes))
+			t.nodes[path[d]].next = int32(len(t.nodes))
 		}
 		path = path[:common]
 		for d := common; d < len(p); d++ {
-			path = append(path, int32(len(v.nodes)))
-			v.nodes = append(v.nodes, node{tok: int32(v.n), d: uint16(d + 1), b: p[d]})
+			path = append(path, int32(len(t.nodes)))
+			t.nodes = append(t.nodes, node{tok: int32(noTok), d: uint16(d + 1), b: p[d]})
 		}
-		v.nodes[path[len(p)-1]].tok = id
-		v.maxD = max(v.maxD, len(p))
+		t.nodes[path[len(p)-1]].tok = id
+		t.maxD = max(t.maxD, len(p))
 		prev = p
 	}
 	for _, n := range path {
-		v.nodes[n].next = int32(len(v.nodes))
+		t.nodes[n].next = int32(len(t.nodes))
 	}
-	return v
+	return t
 }
 
 // Size is the number of token ids (the mask's length in bits).
 func (v *Vocab) Size() int { return v.n }
 
 // Nodes is the number of trie nodes.
-func (v *Vocab) Nodes() int { return len(v.nodes) }
+func (v *Vocab) Nodes() int { return len(v.all.nodes) }
 
 // Mask is a set of token ids: bit id%64 of word id/64.
 type Mask []uint64
@@ -128,13 +144,14 @@ func (v *Vocab) hasEOG() bool {
 // which the text is still a prefix of the language, with limit ≥ 0 only
 // those after which a complete text is at most limit bytes away, and the
 // end-of-generation ids when the text is complete. With limit < 0 it also
-// records the state's minAfter and maxAfter. A walk that meets a
-// transition it cannot compute (stFull, stComplex) stops and returns that
-// code with no mask; nothing of it is recorded but the transitions it did
-// compute.
+// records the state's minAfter and maxAfter. Where st treats every plain
+// character alike (inside a string), the plain-text tokens come from the
+// vocabulary's sets (plainPart) and only the other tokens are walked. A
+// computation that meets a transition it cannot compute (stFull,
+// stComplex) stops and returns that code with no mask; nothing of it is
+// recorded but the transitions it did compute.
 func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 	v := a.v
-	noTok := int32(v.n)
 	words := (v.n + 63) / 64
 	m := make(Mask, words+1) // bit n is set by nodes with no token (cleared at the end)
 	if a.states[st].accept {
@@ -150,17 +167,50 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 		}
 		return m[:words], 0
 	}
-	minAfter, maxAfter := int32(maxDist), int32(0)
 	bound := int32(maxDist)
 	if limit >= 0 {
 		bound = limit
 	}
-	if cap(a.walkStack) < v.maxD+1 {
-		a.walkStack = make([]int32, v.maxD+1)
+	t := &v.rest // the plain tokens come from plainPart
+	minAfter, maxAfter, code := a.plainPart(st, bound, m)
+	switch {
+	case code == stMixed:
+		t = &v.all
+	case code < stDead:
+		return nil, code
 	}
-	at := a.walkStack[:v.maxD+1] // at[d]: the state after the first d bytes of the current path
+	lo, hi, code := a.walkTrie(t, st, bound, m)
+	if code < stDead {
+		return nil, code
+	}
+	minAfter, maxAfter = min(minAfter, lo), max(maxAfter, hi)
+	if limit < 0 {
+		if a.states[st].accept && v.hasEOG() {
+			// An end-of-generation token finishes a complete text now: a
+			// choice that always fits the budget.
+			minAfter = 0
+		}
+		a.states[st].minAfter, a.states[st].maxAfter = minAfter, maxAfter
+	}
+	noTok := int32(v.n)
+	m[noTok>>6] &^= 1 << (uint(noTok) & 63)
+	return m[:words], 0
+}
+
+// walkTrie adds to m the tokens of t allowed from state st whose
+// distance after them is at most bound, and returns the smallest and
+// largest distance after any token of t allowed from st (a.mu held; code
+// stFull or stComplex: abandoned). m has a spare bit past the vocabulary,
+// which nodes with no token set.
+func (a *Automaton) walkTrie(t *trie, st, bound int32, m Mask) (minAfter, maxAfter, code int32) {
+	noTok := int32(a.v.n)
+	minAfter, maxAfter = maxDist, 0
+	if cap(a.walkStack) < t.maxD+1 {
+		a.walkStack = make([]int32, t.maxD+1)
+	}
+	at := a.walkStack[:t.maxD+1] // at[d]: the state after the first d bytes of the current path
 	at[0] = st
-	nodes := v.nodes
+	nodes := t.nodes
 	dists := a.dists
 	cur := st // the state at the depth above node i
 	for i := 0; i < len(nodes); {
@@ -168,7 +218,7 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 		next := a.trans[int(cur)<<8|int(nd.b)] - 1 // -2: dead; -1: not computed
 		if next == -1 {
 			if next = a.step(cur, nd.b); next < stDead {
-				return nil, next
+				return 0, 0, next
 			}
 			dists = a.dists // step may have grown the tables
 		}
@@ -177,10 +227,10 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 		} else {
 			// Without branches on the token (they mispredict half the
 			// time): a node with no token sets bit n, past the mask.
-			t := nd.tok
+			tok := nd.tok
 			dist := dists[next]
 			lo, hi := dist, dist
-			if t == noTok {
+			if tok == noTok {
 				lo, hi = maxDist, 0
 			}
 			minAfter, maxAfter = min(minAfter, lo), max(maxAfter, hi)
@@ -188,9 +238,9 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 			if dist <= bound {
 				bit = 1
 			}
-			m[t>>6] |= bit << (uint(t) & 63)
+			m[tok>>6] |= bit << (uint(tok) & 63)
 			if nd.dup && dist <= bound {
-				for _, id := range v.dup[int32(i)] {
+				for _, id := range t.dup[int32(i)] {
 					m.set(id)
 				}
 			}
@@ -201,16 +251,7 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 			cur = at[nodes[i].d-1]
 		}
 	}
-	if limit < 0 {
-		if a.states[st].accept && v.hasEOG() {
-			// An end-of-generation token finishes a complete text now: a
-			// choice that always fits the budget.
-			minAfter = 0
-		}
-		a.states[st].minAfter, a.states[st].maxAfter = minAfter, maxAfter
-	}
-	m[noTok>>6] &^= 1 << (uint(noTok) & 63)
-	return m[:words], 0
+	return minAfter, maxAfter, 0
 }
 
 // VocabOf is a tokenizer's vocabulary as a grammar sees it: each token's
