@@ -164,6 +164,13 @@ func askChoices(t *testing.T, ts *testServer, path, body string, n int, stream b
 	return out, *usage
 }
 
+// The OpenAI bodies say how many choices they ask, so that a request of n
+// choices runs them up to one per slot at once.
+var (
+	_ choices = (*chatRequest)(nil)
+	_ choices = (*completionRequest)(nil)
+)
+
 // withField adds "name":value to a JSON object body.
 func withField(body, name string, value any) string {
 	v, _ := json.Marshal(value)
