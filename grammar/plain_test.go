@@ -265,3 +265,52 @@ func checkPlainByStacks(t *testing.T, a *Automaton, st int32, text string) bool 
 	}
 	return ok && fast >= 0
 }
+
+// FuzzMaskPlain: for any grammar and any text it reaches, the mask (and
+// the mask under a budget of the state's own distance) equals checking
+// every token of plainVocab on its own.
+func FuzzMaskPlain(f *testing.F) {
+	for _, s := range [][2]string{
+		{"root ::= json-object\n" + jsonCommon, `{"a":"é`},
+		{`root ::= "\"" [^"\\]{0,4} "\""`, `"ab`},
+		{`root ::= "\n" c{0,6} "\n"` + "\nc ::= [ -@] | [A-\\U0010FFFF]", "\nx"},
+		{`root ::= "'" ([^'] | "é" "x")* "'"`, "'a"},
+		{`root ::= "x" [^\x00-\x1F]{2,3} ("\t" | "a")`, "x"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	v, pieces, eos := plainVocab()
+	f.Fuzz(func(t *testing.T, src, text string) {
+		if len(src) > 400 || len(text) > 40 {
+			return
+		}
+		g, err := CompileGBNF(src)
+		if err != nil {
+			return
+		}
+		a := NewAutomaton(g, v)
+		ref := NewAutomaton(g, &Vocab{})
+		a.mu.Lock()
+		st := a.start
+		for i := 0; i < len(text) && st >= 0; i++ {
+			st = a.step(st, text[i])
+		}
+		if st < 0 {
+			a.mu.Unlock()
+			return
+		}
+		d := a.dists[st]
+		got, code := a.computeMask(st, -1)
+		within, code2 := a.computeMask(st, d)
+		a.mu.Unlock()
+		if code != 0 || code2 != 0 {
+			return // past a bound: nothing to compare
+		}
+		if want := bruteMask(ref, v, text, -1, eos); !slices.Equal(got, want) {
+			t.Fatalf("after %q: mask differs: %s", text, maskDiff(got, want, pieces))
+		}
+		if want := bruteMask(ref, v, text, d, eos); !slices.Equal(within, want) {
+			t.Fatalf("after %q, limit %d: mask differs: %s", text, d, maskDiff(within, want, pieces))
+		}
+	})
+}

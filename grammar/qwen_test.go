@@ -22,16 +22,30 @@ func qwenVocab(tb testing.TB) *Vocab {
 
 // TestQwenMaskCost walks a schema's grammar over the real Qwen2 vocabulary
 // (151 936 tokens), taking random allowed tokens, and reports the cost of a
-// mask: the first time a state is seen and from the cache.
+// mask: the first time a state is seen (and among those, the states that
+// allow most tokens: inside strings) and from the cache.
 func TestQwenMaskCost(t *testing.T) {
 	v := qwenVocab(t)
-	g, err := CompileSchema([]byte(schemaCases[len(schemaCases)-1].schema))
+	bench, err := os.ReadFile("testdata/bench-schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, schema string }{
+		{"nested", schemaCases[len(schemaCases)-1].schema},
+		{"bench", string(bench)},
+	} {
+		t.Run(c.name, func(t *testing.T) { qwenMaskCost(t, v, c.schema) })
+	}
+}
+
+func qwenMaskCost(t *testing.T, v *Vocab, schema string) {
+	g, err := CompileSchema([]byte(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := NewAutomaton(g, v)
-	var cold, warm time.Duration
-	var nCold, nWarm int
+	var cold, warm, dense time.Duration
+	var nCold, nWarm, nDense int
 	for seed := range 5 {
 		m := a.NewMatcher()
 		rng := uint64(seed + 1)
@@ -43,10 +57,15 @@ func TestQwenMaskCost(t *testing.T) {
 			t0 := time.Now()
 			mask := m.Mask()
 			d := time.Since(t0)
-			if cached {
+			switch {
+			case cached:
 				warm += d
 				nWarm++
-			} else {
+			case mask.Count() >= v.Size()/2:
+				dense += d
+				nDense++
+				fallthrough
+			default:
 				cold += d
 				nCold++
 			}
@@ -73,6 +92,9 @@ func TestQwenMaskCost(t *testing.T) {
 	t.Logf("Qwen vocab: %d tokens, %d trie nodes; %d states, %d frames", v.Size(), v.Nodes(), states, frames)
 	if nCold > 0 {
 		t.Logf("mask, state first seen: %d × %.0f µs", nCold, float64(cold.Microseconds())/float64(nCold))
+	}
+	if nDense > 0 {
+		t.Logf("mask, state first seen allowing half the tokens or more: %d × %.0f µs", nDense, float64(dense.Microseconds())/float64(nDense))
 	}
 	if nWarm > 0 {
 		t.Logf("mask, cached: %d × %.2f µs", nWarm, float64(warm.Nanoseconds())/float64(nWarm)/1e3)
