@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|pipeline|kprofile|ncu|profile ...
+#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|pipeline|kprofile|ncu|profile ...
 # GPU tests fail rather than skip here (WORKER_TEST_REQUIRE_GPU=1); fixtures
 # are read from $WORKER_FIXTURES, else $BIN/fixtures when present.
 # conc runs the issue-10 workload (-p 128 -n 128, 1..64 streams) on both
@@ -165,6 +165,27 @@ reference-window)
 server)
   # The serving tests with the model on the GPU.
   WORKER_TEST_DEVICE=cuda "$bin/server.test" -test.timeout 300s 2>&1 | tee "$out/server-tests.log" | grep -E "^(--- FAIL|FAIL|ok|PASS)" ;;
+table)
+  # Issues 11 and 12's tables: prefill of a 512-token prompt and batch-1
+  # decode of 128 tokens (`bench -p 512 -n 128`) for both real shapes in
+  # Q4_K_M, Q8_0 and F16, with $OLD too when set; then the Phi-3 shape's time
+  # to first token for a 4 096-token prompt.
+  for shape in qwen2.5-0.5b phi3-mini-4k; do
+    for ty in Q4_K_M Q8_0 F16; do
+      m=/tmp/t-$shape-$ty.gguf
+      "$bin/synth" --shape "$shape" --type "$ty" --vocab builtin -o "$m" >/dev/null || { echo "synth $shape $ty failed"; continue; }
+      for b in ${OLD:-} "$bin/worker-orcd"; do
+        "$b" bench --model "$m" --device cuda -p 512 -n 128 --json >"$out/table-$(basename "$b")-$shape-$ty.json" 2>"$out/table.err" ||
+          { echo "bench $b $m failed"; tail -3 "$out/table.err"; continue; }
+        python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%-14s %-7s %-40s pp512 %8.0f  decode %6.1f tok/s" % (sys.argv[2], sys.argv[3], sys.argv[4], r["prefill_tokens_per_s"], r["decode_tokens_per_s"]))' \
+          "$out/table-$(basename "$b")-$shape-$ty.json" "$shape" "$ty" "$b"
+      done
+      [ "$shape-$ty" = phi3-mini-4k-Q4_K_M ] && for b in ${OLD:-} "$bin/worker-orcd"; do
+        "$b" bench --model "$m" --device cuda -p 4096 -n 4 --ctx 4200 2>&1 | grep -E "^prefill|rror" | sed "s|^|$b phi3 Q4_K_M 4096: |"
+      done
+      rm -f "$m"
+    done
+  done ;;
 bench)
   "$bin/synth" --shape qwen2.5-0.5b --type Q4_K_M --vocab builtin -o /tmp/q05.gguf | tail -1
   "$bin/worker-orcd" bench --model /tmp/q05.gguf --device cuda -p 512 -n 128 --concurrency 1,8,32 ;;

@@ -550,27 +550,34 @@ func TestTopKParity(t *testing.T) {
 			}
 			return h.download(out, rows*rec)
 		}
+		// The candidates come in no order: sorted as the host sorts them.
+		sorted := func(res []float32) []sample.Candidate {
+			cands := make([]sample.Candidate, c.K)
+			for i := range cands {
+				cands[i] = sample.Candidate{ID: int32(math.Float32bits(res[i])), Logprob: res[c.K+i]}
+			}
+			slices.SortFunc(cands, func(a, b sample.Candidate) int {
+				switch {
+				case a.Logprob > b.Logprob:
+					return -1
+				case a.Logprob < b.Logprob:
+					return 1
+				}
+				return int(a.ID - b.ID)
+			})
+			return cands
+		}
 		alone := run(1, 1)
 		among := run(0, 3)[rec : 2*rec]
-		for i := range alone {
-			if math.Float32bits(alone[i]) != math.Float32bits(among[i]) {
-				t.Fatalf("V=%d K=%d %s: word %d of the row's result is %#x alone, %#x between two rows", c.V, c.K, c.kind, i,
-					math.Float32bits(alone[i]), math.Float32bits(among[i]))
-			}
-		}
-		cands := make([]sample.Candidate, c.K)
+		cands, other := sorted(alone), sorted(among)
 		for i := range cands {
-			cands[i] = sample.Candidate{ID: int32(math.Float32bits(alone[i])), Logprob: alone[c.K+i]}
-		}
-		slices.SortFunc(cands, func(a, b sample.Candidate) int {
-			switch {
-			case a.Logprob > b.Logprob:
-				return -1
-			case a.Logprob < b.Logprob:
-				return 1
+			if cands[i].ID != other[i].ID || math.Float32bits(cands[i].Logprob) != math.Float32bits(other[i].Logprob) {
+				t.Fatalf("V=%d K=%d %s: candidate %d is %+v alone, %+v between two rows", c.V, c.K, c.kind, i, cands[i], other[i])
 			}
-			return int(a.ID - b.ID)
-		})
+		}
+		if a, b := math.Float32bits(alone[2*c.K]), math.Float32bits(among[2*c.K]); a != b {
+			t.Fatalf("V=%d K=%d %s: log-sum-exp %#x alone, %#x between two rows", c.V, c.K, c.kind, a, b)
+		}
 		want := sample.TopOf(row, c.K)
 		for i := range want {
 			wv := want[i].Logprob
