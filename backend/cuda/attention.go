@@ -62,3 +62,32 @@ func (d *Device) attentionMerge(part, out, out16 devicePtr, T, nHead, headDim, s
 	return d.launch("attention_merge_f32", dims(T, nHead, 1), dims(128, 1, 1), 0,
 		newArgs().dev("part", part).dev("out", out).i32("n_head", nHead).i32("hd", headDim).i32("nsplit", splits).ptr("out16", out16))
 }
+
+// faWarps is FA_WARPS of attention.cu: the warps of an attention_prompt
+// block, 16 rows each.
+const faWarps = 4
+
+// promptHeadDim reports whether attention_prompt_hd<headDim> exists.
+func promptHeadDim(headDim int) bool { return headDim == 64 || headDim == 96 || headDim == 128 }
+
+// attentionPrompt launches attention_prompt_hd<hd> (F16 cache, sm_80+):
+// for each of T prompt rows and head h, out[t, h] (and an F16 copy in
+// out16 when set) = softmax over positions first..pos[t] of the row's own
+// cache (kptr, vptr: a pointer a row), on the tensor cores.
+//
+//	grid (ceil(T/64), n_head), block 128
+func (d *Device) attentionPrompt(q, out, out16, kptr, vptr, pos devicePtr, T int, s headShape, window int, scale float32) error {
+	kernel := fmt.Sprintf("attention_prompt_hd%d", s.headDim)
+	if err := s.check(kernel); err != nil {
+		return err
+	}
+	if !promptHeadDim(s.headDim) {
+		return fmt.Errorf("%w: %s: head dimension %d (want 64, 96 or 128)", ErrLaunch, kernel, s.headDim)
+	}
+	if window < 0 || T < 1 {
+		return fmt.Errorf("%w: %s: %d rows, sliding window %d", ErrLaunch, kernel, T, window)
+	}
+	return d.launch(kernel, dims(blocks(T, 16*faWarps), s.nHead, 1), dims(32*faWarps, 1, 1), 0,
+		newArgs().dev("q", q).dev("out", out).ptr("out16", out16).dev("kptr", kptr).dev("vptr", vptr).dev("pos", pos).
+			i32("T", T).i32("n_head", s.nHead).i32("n_kv", s.nKV).i32("window", window).f32("scale", scale))
+}

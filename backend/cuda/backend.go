@@ -83,6 +83,7 @@ type Backend struct {
 	noBLAS                               bool
 	gemm                                 gemmBuffers
 	mmtParts, mmtTok                     int    // tests: force the mmt_ split and tokens a block (0: by shape)
+	noFlash                              bool   // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
 	kvType                               string // KV cache elements: "f16" or "f32"
 }
 
@@ -106,7 +107,8 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{dev: dev, m: m, c: c, libDir: opts.LibDir, noBLAS: opts.NoCUBLAS || os.Getenv("WORKER_CUDA_NO_CUBLAS") == "1", kvType: kvType}
+	b := &Backend{dev: dev, m: m, c: c, libDir: opts.LibDir, noBLAS: opts.NoCUBLAS || os.Getenv("WORKER_CUDA_NO_CUBLAS") == "1", kvType: kvType,
+		noFlash: os.Getenv("WORKER_CUDA_NO_FLASH") == "1"}
 	if err := dev.do(b.init); err != nil {
 		b.Close()
 		return nil, err
@@ -116,7 +118,7 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 
 func kernelNames() []string {
 	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "rope_store_f16", "attention_split_f16",
-		"attention_merge_f32", "topk_chunk_f32", "topk_merge_f32",
+		"attention_merge_f32", "attention_prompt_hd64", "attention_prompt_hd96", "attention_prompt_hd128", "topk_chunk_f32", "topk_merge_f32",
 		"to_f16_pad", "gemm_epilogue", "to_f16_rows"}
 	for _, s := range kernelSuffix {
 		names = append(names, "mmu_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)

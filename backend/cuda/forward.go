@@ -214,10 +214,7 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 	if err := b.dev.ropeStore(b.kvType, b.q, b.k, b.v, b.kPtrs(T, l), b.vPtrs(T, l), b.posPtr(T), b.invFreq, T, heads, c.RopeDim, neox); err != nil {
 		return err
 	}
-	if err := b.dev.attentionSplit(b.kvType, b.q, b.attPart, b.kPtrs(T, l), b.vPtrs(T, l), b.posPtr(T), T, heads, c.SlidingWindow, scale, splits); err != nil {
-		return err
-	}
-	if err := b.dev.attentionMerge(b.attPart, b.att, b.att16, T, c.NHead, c.HeadDim, splits); err != nil {
+	if err := b.attention(l, T, heads, scale, splits); err != nil {
 		return err
 	}
 	if err := b.dumpf("kqv_out-%d", l, b.att, T, qd); err != nil {
@@ -492,6 +489,46 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 }
 
 // maxGraphT is the largest batch whose layer pass is replayed from a CUDA
+// attention writes b.att and b.att16 for the T rows of layer l: prompt rows
+// on the tensor cores (attention_prompt) where the model and card allow it
+// (promptAttention: a property of the model and card, never of the batch),
+// the other rows split over the positions and merged.
+func (b *Backend) attention(l, T int, heads headShape, scale float32, splits int) error {
+	c := b.c
+	segs := b.segs
+	if segs == nil || !b.promptAttention() || !hasPrefill(segs) {
+		segs = []segment{{0, T, false}}
+	}
+	qd := c.QDim()
+	for _, sg := range segs {
+		o := sg.start
+		q, out, out16 := b.q+devicePtr(4*o*qd), b.att+devicePtr(4*o*qd), b.att16+devicePtr(2*o*qd)
+		kp, vp, pos := b.kPtrs(T, l)+devicePtr(8*o), b.vPtrs(T, l)+devicePtr(8*o), b.posPtr(T)+devicePtr(4*o)
+		if sg.prefill {
+			if err := b.dev.attentionPrompt(q, out, out16, kp, vp, pos, sg.n, heads, c.SlidingWindow, scale); err != nil {
+				return err
+			}
+			continue
+		}
+		part := b.attPart + devicePtr(4*o*c.NHead*splits*(c.HeadDim+2))
+		if err := b.dev.attentionSplit(b.kvType, q, part, kp, vp, pos, sg.n, heads, c.SlidingWindow, scale, splits); err != nil {
+			return err
+		}
+		if err := b.dev.attentionMerge(part, out, out16, sg.n, c.NHead, c.HeadDim, splits); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// promptAttention reports whether prompt rows take attention_prompt: an F16
+// cache, a card with tensor cores (sm_80+), a head dimension the kernel has,
+// and WORKER_CUDA_NO_FLASH unset (set, prompt rows are split and merged
+// like decode rows: to measure the difference).
+func (b *Backend) promptAttention() bool {
+	return !b.noFlash && b.kvType == "f16" && b.dev.Arch() >= 80 && promptHeadDim(b.c.HeadDim)
+}
+
 // graph: decode batches. Longer prompt chunks launch directly (their launch
 // cost is spread over many tokens, and each length would need its own graph).
 const maxGraphT = 64

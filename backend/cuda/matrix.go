@@ -295,6 +295,7 @@ func kernelDefines() []string {
 		fmt.Sprintf("--define-macro=MMT_WARPS=%d", mmtWarps), fmt.Sprintf("--define-macro=MMT_TOK=%d", mmtTokens),
 		fmt.Sprintf("--define-macro=MMT_STAGES=%d", mmtStages), fmt.Sprintf("--define-macro=MMT_PREFETCH=%d", mmtPrefetch),
 		fmt.Sprintf("--define-macro=ATT_WARPS=%d", attWarps), fmt.Sprintf("--define-macro=MAX_HD=%d", maxHeadDim), fmt.Sprintf("--define-macro=MAX_SPLITS=%d", maxMergeSplits),
+		fmt.Sprintf("--define-macro=FA_WARPS=%d", faWarps),
 	}
 }
 

@@ -502,6 +502,137 @@ func TestNormRopeAttentionParity(t *testing.T) {
 	}
 }
 
+// TestPromptAttentionParity: attention_prompt against a float64 softmax
+// (over the F16 cache values the kernel reads; Q and P are rounded to F16,
+// hence the tolerance) for head dimensions 64, 96 and 128 with GQA, with
+// and without a sliding window, over two sequences in one launch (one a
+// chunk after 40 cached positions; a warp holds rows of both), and each
+// row bit for bit the same when its sequence runs alone or in two chunks.
+func TestPromptAttentionParity(t *testing.T) {
+	h := newOpHarness(t)
+	if h.d.Arch() < 80 {
+		t.Skipf("attention_prompt needs tensor cores (sm_80+); this card is sm_%d", h.d.Arch())
+	}
+	r := rand.New(rand.NewPCG(13, uint64(os.Getpid())))
+	for _, c := range []struct{ hd, window int }{{64, 0}, {64, 20}, {96, 0}, {96, 33}, {128, 0}} {
+		nh, nkv, hd, L := 4, 2, c.hd, 128
+		kvd := nkv * hd
+		// Two sequences' caches in F16; the reference reads the rounded values.
+		type seqCache struct {
+			k, v   *Buffer
+			kf, vf []float32
+		}
+		caches := make([]seqCache, 2)
+		for i := range caches {
+			kf, vf := randRow(r, L*kvd), randRow(r, L*kvd)
+			kb, vb := h.uploadF32(kf), h.uploadF32(vf)
+			k16, v16 := h.poisoned((L*kvd+1)/2), h.poisoned((L*kvd+1)/2)
+			if err := h.d.do(func() error {
+				if err := h.d.toF16Rows(kb.Ptr, k16.Ptr, L*kvd); err != nil {
+					return err
+				}
+				return h.d.toF16Rows(vb.Ptr, v16.Ptr, L*kvd)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range []struct {
+				buf *Buffer
+				dst []float32
+			}{{k16, kf}, {v16, vf}} {
+				raw := h.download(x.buf, (L*kvd+1)/2)
+				for j, v := range unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), L*kvd) {
+					x.dst[j] = halfToFloat(v)
+				}
+			}
+			caches[i] = seqCache{k16, v16, kf, vf}
+		}
+		// Rows 0..36: sequence 0 at positions 40..76; rows 37..99: sequence 1 at 0..62.
+		var seqOf, pos []int32
+		for p := 40; p <= 76; p++ {
+			seqOf, pos = append(seqOf, 0), append(pos, int32(p))
+		}
+		for p := 0; p <= 62; p++ {
+			seqOf, pos = append(seqOf, 1), append(pos, int32(p))
+		}
+		T := len(pos)
+		q := randRow(r, T*nh*hd)
+		ptrs := make([]uint64, 2*T)
+		for i, s := range seqOf {
+			ptrs[i], ptrs[T+i] = uint64(caches[s].k.Ptr), uint64(caches[s].v.Ptr)
+		}
+		qb := h.uploadF32(q)
+		pb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&ptrs[0])), 16*T))
+		posb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&pos[0])), 4*T))
+		scale := float32(1 / math.Sqrt(float64(hd)))
+		shape := headShape{nHead: nh, nKV: nkv, headDim: hd}
+		// run launches rows from … from+n and returns the whole output.
+		out := h.poisoned(T * nh * hd)
+		run := func(chunks ...[2]int) []float32 {
+			err := h.d.do(func() error {
+				for _, ch := range chunks {
+					o := devicePtr(ch[0])
+					if err := h.d.attentionPrompt(qb.Ptr+4*o*devicePtr(nh*hd), out.Ptr+4*o*devicePtr(nh*hd), 0, pb.Ptr+8*o, pb.Ptr+devicePtr(8*T)+8*o,
+						posb.Ptr+4*o, ch[1], shape, c.window, scale); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h.download(out, T*nh*hd)
+		}
+		all := run([2]int{0, T})
+		want := make([]float64, T*nh*hd)
+		for tt := range T {
+			cc := caches[seqOf[tt]]
+			for hh := range nh {
+				kh := hh / (nh / nkv)
+				first := 0
+				if c.window > 0 {
+					first = max(0, int(pos[tt])-c.window+1)
+				}
+				var sc []float64
+				mx := math.Inf(-1)
+				for pp := first; pp <= int(pos[tt]); pp++ {
+					var s float64
+					for i := range hd {
+						s += float64(q[(tt*nh+hh)*hd+i]) * float64(cc.kf[pp*kvd+kh*hd+i])
+					}
+					s *= float64(scale)
+					sc = append(sc, s)
+					mx = math.Max(mx, s)
+				}
+				var sum float64
+				for i := range sc {
+					sc[i] = math.Exp(sc[i] - mx)
+					sum += sc[i]
+				}
+				for i := range hd {
+					var a float64
+					for j, pp := 0, first; pp <= int(pos[tt]); j, pp = j+1, pp+1 {
+						a += sc[j] * float64(cc.vf[pp*kvd+kh*hd+i])
+					}
+					want[(tt*nh+hh)*hd+i] = a / sum
+				}
+			}
+		}
+		if e := relErr(all, want); e > 5e-3 {
+			t.Errorf("attention_prompt head dimension %d window %d: relative error %.3g", hd, c.window, e)
+		}
+		// Sequence 1 alone, and in two chunks: the same bits.
+		for _, chunks := range [][][2]int{{{37, 63}}, {{37, 21}, {58, 42}}} {
+			got := run(chunks...)
+			for i := 37 * nh * hd; i < T*nh*hd; i++ {
+				if math.Float32bits(got[i]) != math.Float32bits(all[i]) {
+					t.Fatalf("head dimension %d window %d, launches %v: element %d is %g, %g in the launch of both sequences", hd, c.window, chunks, i, got[i], all[i])
+				}
+			}
+		}
+	}
+}
+
 // TestTopKParity: the device top-k (values, ids, ties to the lower id) and
 // log-sum-exp against the host's selection, on rows with many ties, with
 // NaN, with a short last chunk and with vocabularies long enough to lengthen

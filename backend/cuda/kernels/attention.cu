@@ -5,8 +5,8 @@
 // with K and V of KV head h/(n_head/n_kv) and first = pos[t]−window+1 with
 // a sliding window (window > 0), else 0.
 //
-// Kernels and launch shapes (ATT_WARPS, MAX_HD and MAX_SPLITS are -D
-// options from Go):
+// Kernels and launch shapes (ATT_WARPS, MAX_HD, MAX_SPLITS and FA_WARPS are
+// -D options from Go):
 //   attention_split_<kv>  block (t, h, s) takes share s of the positions
 //                    (min(nsplit, ceil(n/ATT_MIN_SPLIT)) shares for n positions);
 //                    its ATT_WARPS warps walk them with an online softmax,
@@ -16,6 +16,8 @@
 //                    grid (T, n_head, nsplit), block 32·ATT_WARPS
 //   attention_merge_f32   combines the nsplit (≤ MAX_SPLITS) partials of each
 //                    (t, h), and an F16 copy in out16 when set   grid (T, n_head), block 128
+//   attention_prompt_hd<HD>  prompt rows on the tensor cores (below)
+//                    grid (ceil(T/(16·FA_WARPS)), n_head), block 32·FA_WARPS
 //
 // Layout: q [T, n_head·hd] float32; part [T, n_head, nsplit, hd+2] float32;
 // kptr, vptr [T] pointers to [capacity, n_kv·hd] (float32 or F16); pos int [T];
@@ -29,6 +31,9 @@
 #endif
 #ifndef MAX_SPLITS
 #error "MAX_SPLITS is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
+#endif
+#ifndef FA_WARPS
+#error "FA_WARPS is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
 #endif
 
 // Four head elements from a K or V row at p (p 4-element aligned).
@@ -187,3 +192,206 @@ extern "C" __global__ void attention_merge_f32(const float* part, float* out, in
         if (out16) out16[((long)t * n_head + h) * hd + i] = f2h(a);
     }
 }
+
+// ---- prompt rows: flash attention on the tensor cores (F16 cache, sm_80+) ----
+//
+// attention_prompt_hd<HD> (HD = 64, 96, 128): the same attention as the
+// split kernels for a run of prompt rows, with the products on the tensor
+// cores. A warp takes 16 consecutive rows of one head (FA_WARPS warps a
+// block) and walks the positions in tiles of 16 aligned at multiples of 16
+// (k0 = 0, 16, 32, …): S = Q·Kᵀ by mma.m16n8k16 (Q rounded to F16, K from
+// the cache, float32 accumulation), scaled, masked to each row's
+// first..pos, an online softmax in float32 (running max m and sum l a row,
+// the output rescaled by e^(m_old − m_new)), then O += P·V by mma with P
+// rounded to F16 and V staged in shared memory (ldmatrix.trans gives the
+// B fragments). At the end out = O / l, and an F16 copy in out16 when set.
+//
+// A row's result depends only on its own q, position, window and cache:
+// rows do not interact inside an mma, its row max and sum come from the
+// four lanes holding it in a fixed order, and a tile outside its
+// first..pos is an exact no-op for it (scores −inf: P = 0, rescale 1). So
+// it is the same whatever rows share its warp, however a prompt is chunked
+// or batched. Rows of different sequences in one warp (different K/V
+// pointers) are taken in passes, one sequence at a time.
+//
+// Fragments (lane = 4g + c): Q's A operand holds rows g and g+8; its k
+// slots {2c, 2c+1, 2c+8, 2c+9} of step kk stand for head elements
+// 16kk+4c … 16kk+4c+3, and K's B operand (position k0+8j+g) the same
+// elements: one 8-byte load a K row. S's C fragment (rows g, g+8; positions
+// k0+8j+2c, +1) is P's A fragment as it stands.
+//   grid (ceil(T/(16·FA_WARPS)), n_head), block 32·FA_WARPS,
+//   static shared FA_WARPS·16·(HD+8)·2 bytes (a warp's V tile, rows padded
+//   by 16 bytes against bank conflicts)
+static_assert(32 * FA_WARPS == 128, "attention_prompt's __launch_bounds__(128) assumes FA_WARPS = 4");
+
+// Four 8×8 F16 matrices from shared memory, transposed (B fragments of mma).
+__device__ __forceinline__ void ldsm_x4_trans(uint* r, const ushort* p) {
+#if __CUDA_ARCH__ >= 800
+    uint a;
+    asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    asm volatile("{ ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4]; }"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+#endif
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+template <int HD>
+__device__ __forceinline__ void attention_prompt(const float* q, float* out, ushort* out16, const u64* kptr, const u64* vptr, const int* pos,
+                                                 int T, int n_head, int n_kv, int window, float scale) {
+    const int VS = HD + 8; // shared row stride, elements
+    __shared__ u4 vs_all[FA_WARPS * 16 * (HD + 8) / 8]; // 16-byte aligned
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    int h = blockIdx.y, kvh = h / (n_head / n_kv), kvd = n_kv * HD;
+    int r0 = (blockIdx.x * FA_WARPS + warp) * 16;
+    if (r0 >= T) return; // no block-wide barriers below
+    ushort* vs = (ushort*)vs_all + warp * 16 * VS;
+    int ra = r0 + g, rb = r0 + g + 8;
+    bool va = ra < T, vb = rb < T;
+    int pa = va ? pos[ra] : 0, pb = vb ? pos[rb] : 0;
+    int fa = window > 0 ? max(0, pa - window + 1) : 0, fb = window > 0 ? max(0, pb - window + 1) : 0;
+    u64 ka = va ? kptr[ra] : 0, kb = vb ? kptr[rb] : 0;
+    // Q as A fragments (see the slot mapping above).
+    uint qf[HD / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        f4 xa = va ? *(const f4*)(q + ((long)ra * n_head + h) * HD + 16 * kk + 4 * c) : f4{0.f, 0.f, 0.f, 0.f};
+        f4 xb = vb ? *(const f4*)(q + ((long)rb * n_head + h) * HD + 16 * kk + 4 * c) : f4{0.f, 0.f, 0.f, 0.f};
+        qf[kk][0] = pack_h2(xa.x, xa.y);
+        qf[kk][1] = pack_h2(xb.x, xb.y);
+        qf[kk][2] = pack_h2(xa.z, xa.w);
+        qf[kk][3] = pack_h2(xb.z, xb.w);
+    }
+    bool done_a = !va, done_b = !vb;
+    for (;;) {
+        // This pass's sequence: that of the warp's first row not yet done.
+        int first_row = !done_a ? g : (!done_b ? g + 8 : 32);
+        for (int o = 16; o > 0; o >>= 1) first_row = min(first_row, __shfl_xor_sync(0xffffffffu, first_row, o));
+        if (first_row == 32) break;
+        int src = 4 * (first_row & 7);
+        u64 mine = first_row < 8 ? ka : kb;
+        uint klo = __shfl_sync(0xffffffffu, (uint)mine, src), khi = __shfl_sync(0xffffffffu, (uint)(mine >> 32), src);
+        u64 key = ((u64)khi << 32) | klo;
+        u64 vmine = first_row < 8 ? (va ? vptr[ra] : 0) : (vb ? vptr[rb] : 0);
+        uint vlo = __shfl_sync(0xffffffffu, (uint)vmine, src), vhi = __shfl_sync(0xffffffffu, (uint)(vmine >> 32), src);
+        const ushort* K = (const ushort*)(((u64)khi << 32) | klo) + kvh * HD;
+        const ushort* V = (const ushort*)(((u64)vhi << 32) | vlo) + kvh * HD;
+        bool act_a = !done_a && ka == key, act_b = !done_b && kb == key;
+        // The pass's positions: the active rows' first..pos, in aligned tiles.
+        int lo = min(act_a ? fa : 0x7fffffff, act_b ? fb : 0x7fffffff);
+        int hi = max(act_a ? pa : -1, act_b ? pb : -1);
+        for (int o = 16; o > 0; o >>= 1) {
+            lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+            hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+        }
+        lo &= ~15;
+        float m_a = NEG_INF, m_b = NEG_INF, l_a = 0.f, l_b = 0.f;
+        float o_acc[HD / 8][4];
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++) o_acc[n][0] = o_acc[n][1] = o_acc[n][2] = o_acc[n][3] = 0.f;
+        for (int k0 = lo; k0 <= hi; k0 += 16) {
+            // S for positions k0 … k0+15 (n-tile j: k0+8j …; this lane's K row k0+8j+g).
+            float s[2][4];
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+                int p = k0 + 8 * j + g;
+                const ushort* kr = K + (long)min(p, hi) * kvd + 4 * c;
+#pragma unroll
+                for (int kk = 0; kk < HD / 16; kk++) {
+                    u2 kv = p <= hi ? *(const u2*)(kr + 16 * kk) : u2{0u, 0u};
+                    mma_16816(s[j], qf[kk], kv.x, kv.y);
+                }
+            }
+            // Scale and mask: element e of s[j] is row g (e < 2) or g+8, position k0+8j+2c+(e&1).
+            float mxa = NEG_INF, mxb = NEG_INF;
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int p = k0 + 8 * j + 2 * c + e;
+                    s[j][e] = act_a && p >= fa && p <= pa ? s[j][e] * scale : NEG_INF;
+                    s[j][2 + e] = act_b && p >= fb && p <= pb ? s[j][2 + e] * scale : NEG_INF;
+                    mxa = fmaxf(mxa, s[j][e]);
+                    mxb = fmaxf(mxb, s[j][2 + e]);
+                }
+            }
+            float na = fmaxf(m_a, quad_max(mxa)), nb = fmaxf(m_b, quad_max(mxb));
+            // Nothing seen yet (na = −inf): P = 0 and nothing to rescale.
+            float ca = na == NEG_INF ? 1.f : expf(m_a - na), cb = nb == NEG_INF ? 1.f : expf(m_b - nb);
+            float sa = 0.f, sb = 0.f;
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    s[j][e] = na == NEG_INF ? 0.f : expf(s[j][e] - na);
+                    s[j][2 + e] = nb == NEG_INF ? 0.f : expf(s[j][2 + e] - nb);
+                    sa += s[j][e];
+                    sb += s[j][2 + e];
+                }
+            }
+            l_a = l_a * ca + sa;
+            l_b = l_b * cb + sb;
+            m_a = na;
+            m_b = nb;
+            uint pf[4] = {pack_h2(s[0][0], s[0][1]), pack_h2(s[0][2], s[0][3]), pack_h2(s[1][0], s[1][1]), pack_h2(s[1][2], s[1][3])};
+            // V rows k0 … k0+15 into shared (zeros past hi), 16-byte pieces.
+            __syncwarp();
+            for (int i = lane; i < 2 * HD; i += 32) {
+                int pp = i / (HD / 8), piece = i % (HD / 8), p = k0 + pp;
+                u4 v = p <= hi ? *(const u4*)(V + (long)p * kvd + 8 * piece) : u4{0u, 0u, 0u, 0u};
+                *(u4*)(vs + pp * VS + 8 * piece) = v;
+            }
+            __syncwarp();
+#pragma unroll
+            for (int n = 0; n < HD / 8; n += 2) {
+                o_acc[n][0] *= ca; o_acc[n][1] *= ca; o_acc[n][2] *= cb; o_acc[n][3] *= cb;
+                o_acc[n + 1][0] *= ca; o_acc[n + 1][1] *= ca; o_acc[n + 1][2] *= cb; o_acc[n + 1][3] *= cb;
+                uint bf[4];
+                ldsm_x4_trans(bf, vs + ((lane & 7) + 8 * ((lane >> 3) & 1)) * VS + 8 * (n + (lane >> 4)));
+                mma_16816(o_acc[n], pf, bf[0], bf[1]);
+                mma_16816(o_acc[n + 1], pf, bf[2], bf[3]);
+            }
+        }
+        // out = O / l for the pass's rows: row g holds elements 8n+2c, +1 in o_acc[n][0..1], row g+8 in [2..3].
+        l_a = quad_sum(l_a);
+        l_b = quad_sum(l_b);
+        float ia = l_a > 0.f ? 1.f / l_a : 0.f, ib = l_b > 0.f ? 1.f / l_b : 0.f;
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++) {
+            int d = 8 * n + 2 * c;
+            if (act_a) {
+                long i = ((long)ra * n_head + h) * HD + d;
+                float x0 = o_acc[n][0] * ia, x1 = o_acc[n][1] * ia;
+                *(f2*)(out + i) = f2{x0, x1};
+                if (out16) *(uint*)(out16 + i) = pack_h2(x0, x1);
+            }
+            if (act_b) {
+                long i = ((long)rb * n_head + h) * HD + d;
+                float x0 = o_acc[n][2] * ib, x1 = o_acc[n][3] * ib;
+                *(f2*)(out + i) = f2{x0, x1};
+                if (out16) *(uint*)(out16 + i) = pack_h2(x0, x1);
+            }
+        }
+        done_a = done_a || act_a;
+        done_b = done_b || act_b;
+    }
+}
+
+// 128 threads: FA_WARPS warps.
+#define INSTANTIATE_PROMPT(NAME) \
+    extern "C" __global__ void __launch_bounds__(128) attention_prompt_hd##NAME(const float* q, float* out, ushort* out16, const u64* kptr, \
+                                                                            const u64* vptr, const int* pos, int T, int n_head, int n_kv, \
+                                                                            int window, float scale) { \
+        attention_prompt<NAME>(q, out, out16, kptr, vptr, pos, T, n_head, n_kv, window, scale); \
+    }
+INSTANTIATE_PROMPT(64)
+INSTANTIATE_PROMPT(96)
+INSTANTIATE_PROMPT(128)
