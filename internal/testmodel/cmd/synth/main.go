@@ -45,10 +45,11 @@ func run(args []string) error {
 	seed := fs.Uint64("seed", 1234, "random seed")
 	layers := fs.Int("layers", 0, "override the number of layers")
 	window := fs.Int("sliding-window", 0, "write <arch>.attention.sliding_window with this value (0: none)")
+	context := fs.Int("context", 0, "override <arch>.context_length (0: the shape's)")
 	out := fs.String("o", "", "output file (required)")
 	list := fs.Bool("list", false, "list the shapes and exit")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: synth --shape NAME --type TYPE [--vocab FILE|builtin] [--seed N] [--layers N] [--sliding-window N] -o OUT.gguf")
+		fmt.Fprintln(fs.Output(), "usage: synth --shape NAME --type TYPE [--vocab FILE|builtin] [--seed N] [--layers N] [--sliding-window N] [--context N] -o OUT.gguf")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -78,6 +79,12 @@ func run(args []string) error {
 		s.Layers = *layers
 	}
 	s.SlidingWindow = *window
+	if *context < 0 {
+		return fmt.Errorf("--context %d: want 0 (the shape's) or a positive length", *context)
+	}
+	if *context > 0 {
+		s.Context = *context
+	}
 	var vocabNote string
 	switch *vocab {
 	case "builtin", "none":
