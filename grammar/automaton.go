@@ -77,6 +77,9 @@ type Automaton struct {
 	// plainMasks counts the masks that took plain-text tokens from the
 	// vocabulary's sets (plainPart), for tests.
 	plainMasks int
+	// classMasks counts the masks that took a byte class's tokens from
+	// the vocabulary's sets (classPart), for tests.
+	classMasks int
 	maxStates  int // states these tables may hold
 	maxFrames  int // frames these tables may hold
 	private    bool

@@ -76,19 +76,29 @@ func isPlain(r rune) bool {
 // plain ones, by count of code points, and the others (rest, in the same
 // order).
 func plainSets(pieces [][]byte, ids []int32, n int) (p plainTokens, rest []int32) {
-	counts := make([]int32, len(ids))
-	most := 0
-	for i, id := range ids {
+	var plain, counts []int32
+	for _, id := range ids {
 		c, ok := plainCount(pieces[id])
 		if !ok {
 			rest = append(rest, id)
-			c = 0
+			continue
 		}
-		counts[i] = int32(c)
-		most = max(most, c)
+		plain = append(plain, id)
+		counts = append(counts, int32(c))
+	}
+	return countedSets(plain, counts, n, plainDense), rest
+}
+
+// countedSets sorts ids by their counts (counts[i] ≥ 1 is ids[i]'s) into
+// the sets of plainTokens: bitsets of "1 to c" for c ≤ dense, id lists
+// beyond; n is the vocabulary's size.
+func countedSets(ids, counts []int32, n, dense int) (p plainTokens) {
+	most := 0
+	for _, c := range counts {
+		most = max(most, int(c))
 	}
 	p.n = make([]int32, most+1)
-	dense := min(most, plainDense) + 1
+	dense = min(most, dense) + 1
 	words := (n + 63) / 64
 	p.cum = make([]Mask, dense)
 	for c := range p.cum {
@@ -97,9 +107,6 @@ func plainSets(pieces [][]byte, ids []int32, n int) (p plainTokens, rest []int32
 	p.long = make([][]int32, most+1-dense)
 	for i, id := range ids {
 		c := int(counts[i])
-		if c == 0 {
-			continue
-		}
 		p.n[c]++
 		if c < dense {
 			p.cum[c].set(id)
@@ -112,7 +119,7 @@ func plainSets(pieces [][]byte, ids []int32, n int) (p plainTokens, rest []int32
 			p.cum[c][w] |= bits
 		}
 	}
-	return p, rest
+	return p
 }
 
 // stMixed: the state does not take every plain character to one state.
@@ -302,8 +309,20 @@ func (a *Automaton) plainPart(st, bound int32, m Mask) (minAfter, maxAfter, code
 			break
 		}
 	}
+	minAfter, maxAfter = addCounted(m, p, at, bound, a.dists)
+	if at[1] >= 0 {
+		a.plainMasks++
+	}
+	return minAfter, maxAfter, 0
+}
+
+// addCounted adds to m the tokens of p whose count c leads to a state
+// at[c] at most bound bytes from a complete text (at[c] < 0: no token of
+// c or more), and returns the smallest and largest distance after any of
+// p's tokens that at allows.
+func addCounted(m Mask, p *plainTokens, at []int32, bound int32, dists []int32) (minAfter, maxAfter int32) {
 	minAfter, maxAfter = maxDist, 0
-	dists := a.dists
+	most := len(p.n) - 1
 	runLo, runHi := 0, 0 // the counts of a run of tokens in m, from cum (runLo 0: none)
 	for c := 1; c <= most && at[c] >= 0; c++ {
 		if p.n[c] == 0 {
@@ -332,10 +351,7 @@ func (a *Automaton) plainPart(st, bound int32, m Mask) (minAfter, maxAfter, code
 	if runLo != 0 {
 		orRun(m, p.cum, runLo, runHi)
 	}
-	if at[1] >= 0 {
-		a.plainMasks++
-	}
-	return minAfter, maxAfter, 0
+	return minAfter, maxAfter
 }
 
 // orRun adds to m the tokens of lo to hi code points.

@@ -91,6 +91,10 @@ func plainVocab() (v *Vocab, pieces [][]byte, eos int32) {
 		"dup", "dup", "日本", // duplicates
 		`a"`, `",`, `"}`, `", "`, `":`, `{"`, `\n`, `\"`, `\u00`, `\\`, "a\n", "\n  ", "\t", "x\x7F", `"abc`, `abc"def`, `é"`,
 		"\xC3", "\xA9", "\xE6\x97", "\xF0\x9F\x98", "a\xC3", "é\xE6", "\x80\x80", `",`,
+		// Byte classes (class.go): letters, digits, the email's bytes, and
+		// tokens that leave a class part of the way.
+		"abc123", "Z9", "9Z", "ab@", "@cd", "cd.ef", ".com", "abc,", "a_b", "00000", "12345", "123456", "deadbeef", "AB12",
+		strings.Repeat("q", 20), strings.Repeat("Ab", 9), "ab@cd.ef", "x@y", "abc\"", `1"`,
 		"<ctl>",
 	}
 	for _, w := range words {
@@ -161,24 +165,32 @@ func TestMaskPlainMatchesBruteForce(t *testing.T) {
 		schema    bool
 		plain     bool // some masks come from the plain-text sets
 		byStacks  bool // plainByStacks finds the next state somewhere
+		class     bool // some masks come from a byte class's sets
 	}{
-		{"json-object", "root ::= json-object\n" + jsonCommon, false, true, true},
-		{"schema-lengths", `{"type":"object","properties":{"s":{"type":"string","maxLength":5},"t":{"type":"string","minLength":2,"maxLength":40},"u":{"type":"string"},"v":{"type":"array","items":{"type":"string","maxLength":3}}},"required":["s","t","u","v"],"additionalProperties":false}`, true, true, true},
-		{"schema-formats", `{"type":"object","properties":{"m":{"type":"string","format":"email"},"p":{"type":"string","pattern":"^[A-Z]{2}-[0-9]+$"},"e":{"enum":["é","日本"]}},"required":["m","p","e"],"additionalProperties":false}`, true, false, false},
+		{"json-object", "root ::= json-object\n" + jsonCommon, false, true, true, true},
+		{"schema-lengths", `{"type":"object","properties":{"s":{"type":"string","maxLength":5},"t":{"type":"string","minLength":2,"maxLength":40},"u":{"type":"string"},"v":{"type":"array","items":{"type":"string","maxLength":3}}},"required":["s","t","u","v"],"additionalProperties":false}`, true, true, true, true},
+		{"schema-formats", `{"type":"object","properties":{"m":{"type":"string","format":"email"},"p":{"type":"string","pattern":"^[A-Z]{2}-[0-9]+$"},"e":{"enum":["é","日本"]}},"required":["m","p","e"],"additionalProperties":false}`, true, false, false, true},
+		{"schema-patterns", `{"type":"object","properties":{"z":{"type":"string","pattern":"^[0-9]{5}$"},"u":{"type":"string","format":"uuid"},"h":{"type":"string","pattern":"^[a-z]{3}[a-f0-9]*$"}},"required":["z","u","h"],"additionalProperties":false}`, true, false, false, true},
+		// The email format alone, the text its own.
+		{"email", `root ::= [a-zA-Z0-9] [a-zA-Z0-9._+-]{0,30} "@" [a-zA-Z0-9] [a-zA-Z0-9-]{0,30} ("." [a-zA-Z]{2,10}){1,3}`, false, false, false, true},
+		// A class that one state splits ([a-z] after three letters: only
+		// [a-f] goes on), and two halves of a class that lead to one state.
+		{"split-letters", `root ::= [a-z]{3} [a-f0-9]* "."?`, false, false, false, true},
+		{"halves", `root ::= ([a-m] | [n-z]){2,20} ("," | "@")`, false, false, false, true},
 		// A class of all but the controls (quote and backslash included):
 		// plain characters alike, a set that holds whole ranges.
-		{"not-controls", `root ::= "x" [^\x00-\x1F]{0,3} "\t"`, false, true, true},
+		{"not-controls", `root ::= "x" [^\x00-\x1F]{0,3} "\t"`, false, true, true, false},
 		// The same class split across alternatives at bytes inside
 		// plainSeqs' ranges: plainByStacks cannot tell, plainByBytes can.
 		{"split-class", `root ::= "\n" c{0,6} "\n"
-c ::= [ -@] | [A-\U0010FFFF]`, false, true, false},
+c ::= [ -@] | [A-\U0010FFFF]`, false, true, false, false},
 		// A class holding part of each of plainSeqs' ASCII ranges: some
 		// plain characters die.
-		{"partial-class", `root ::= "\n" [ !#-0\]-a\u0080-\U0010FFFF]{0,4} "\n"`, false, false, false},
+		{"partial-class", `root ::= "\n" [ !#-0\]-a\u0080-\U0010FFFF]{0,4} "\n"`, false, false, false, true},
 		// ASCII only: multi-byte characters die, ASCII ones do not.
-		{"ascii-only", `root ::= "\t" [\x20-\x7E]* "\t"`, false, false, false},
-		{"letters", `root ::= [a-z]+ ("," [a-z]+)*`, false, false, false},
-		{"unbounded-text", `root ::= "<" [^<>\n]* ">" "\n"?`, false, false, false},
+		{"ascii-only", `root ::= "\t" [\x20-\x7E]* "\t"`, false, false, false, true},
+		{"letters", `root ::= [a-z]+ ("," [a-z]+)*`, false, false, false, true},
+		{"unbounded-text", `root ::= "<" [^<>\n]* ">" "\n"?`, false, false, false, true},
 	}
 	v, pieces, eos := plainVocab()
 	for _, c := range cases {
@@ -240,10 +252,13 @@ c ::= [ -@] | [A-\U0010FFFF]`, false, true, false},
 				}
 			}
 			a.mu.Lock()
-			plain := a.plainMasks
+			plain, class := a.plainMasks, a.classMasks
 			a.mu.Unlock()
 			if (plain > 0) != c.plain {
 				t.Errorf("%d masks from the plain-text sets; want some: %v", plain, c.plain)
+			}
+			if (class > 0) != c.class {
+				t.Errorf("%d masks from byte classes' sets; want some: %v", class, c.class)
 			}
 			if byStacks != c.byStacks {
 				t.Errorf("plainByStacks found a next state: %v, want %v", byStacks, c.byStacks)
@@ -276,6 +291,9 @@ func FuzzMaskPlain(f *testing.F) {
 		{`root ::= "\n" c{0,6} "\n"` + "\nc ::= [ -@] | [A-\\U0010FFFF]", "\nx"},
 		{`root ::= "'" ([^'] | "é" "x")* "'"`, "'a"},
 		{`root ::= "x" [^\x00-\x1F]{2,3} ("\t" | "a")`, "x"},
+		{`root ::= [a-zA-Z0-9] [a-zA-Z0-9._+-]{0,30} "@" [a-zA-Z0-9] [a-zA-Z0-9-]{0,30} ("." [a-zA-Z]{2,10}){1,3}`, "ab"},
+		{`root ::= [a-z]{3} [a-f0-9]* "."?`, "a"},
+		{`root ::= ([a-m] | [n-z]){2,20} ("," | "@")`, "q"},
 	} {
 		f.Add(s[0], s[1])
 	}

@@ -103,7 +103,8 @@ func qwenMaskCost(t *testing.T, v *Vocab, schema string) {
 
 // TestQwenMaskMatchesBruteForce: with the real Qwen2 vocabulary, along
 // random paths through the bench's schema and some of the tests', every
-// new state's mask — from the plain-text sets inside strings — and its
+// new state's mask — from the plain-text sets inside strings, from a byte
+// class's sets in the email format and patterns — and its
 // masks under budgets around the state's distance equal checking each of
 // the 151 936 tokens on its own.
 func TestQwenMaskMatchesBruteForce(t *testing.T) {
@@ -112,13 +113,24 @@ func TestQwenMaskMatchesBruteForce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	schemas := map[string]string{"bench": string(bench)}
+	schemas := map[string]string{
+		"bench": string(bench),
+		"email": `{"type":"string","format":"email"}`,
+		"zip":   `{"type":"string","pattern":"^[0-9]{5}$"}`,
+		"uuid":  `{"type":"string","format":"uuid"}`,
+		"code":  `{"type":"string","pattern":"^[a-z]{3}_[A-Za-z0-9]{2,12}$"}`,
+		// [a-z] split after two letters: the letters' chain stops there
+		// (and [a-f0-9] has too few tokens of its own for sets).
+		"hex": `{"type":"string","pattern":"^[a-z]{2}[a-f0-9]{1,20}$"}`,
+	}
 	for _, c := range schemaCases {
 		switch c.name {
-		case "flat", "enum-const", "anyof-nullable", "formats", "nested":
+		case "flat", "enum-const", "anyof-nullable", "formats", "pattern", "nested":
 			schemas[c.name] = c.schema
 		}
 	}
+	// States whose byte class's tokens come from the class sets.
+	classes := map[string]bool{"email": true, "pattern": true, "code": true}
 	for name, src := range schemas {
 		t.Run(name, func(t *testing.T) {
 			g, err := CompileSchema([]byte(src))
@@ -165,9 +177,12 @@ func TestQwenMaskMatchesBruteForce(t *testing.T) {
 				}
 			}
 			a.mu.Lock()
-			plain := a.plainMasks
+			plain, class := a.plainMasks, a.classMasks
 			a.mu.Unlock()
-			t.Logf("%d steps, %d masks from the plain-text sets", steps, plain)
+			t.Logf("%s: %d steps, %d masks from the plain-text sets, %d from byte classes' sets", name, steps, plain, class)
+			if classes[name] && class == 0 {
+				t.Error("no mask from byte classes' sets")
+			}
 		})
 	}
 }

@@ -18,6 +18,9 @@ type Vocab struct {
 	rest  trie        // the tokens that are not plain text (plain.go), and their prefixes
 	plain plainTokens // the plain-text tokens by their count of code points
 	piece [][]byte
+	// classes are the tokens made only of a class's bytes, by class
+	// (class.go), worked out as grammars ask for them.
+	classes classCache
 }
 
 // trie is a set of tokens in a trie, its nodes in depth-first order (see
@@ -172,14 +175,21 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 		bound = limit
 	}
 	t := &v.rest // the plain tokens come from plainPart
+	var skip []uint64
 	minAfter, maxAfter, code := a.plainPart(st, bound, m)
 	switch {
 	case code == stMixed:
+		// The tokens of st's byte class, if it has one, come from
+		// classPart, and the walk skips the subtrees made only of them.
 		t = &v.all
+		minAfter, maxAfter, skip, code = a.classPart(st, bound, m)
+		if code < stDead && code != stMixed {
+			return nil, code
+		}
 	case code < stDead:
 		return nil, code
 	}
-	lo, hi, code := a.walkTrie(t, st, bound, m)
+	lo, hi, code := a.walkTrie(t, skip, st, bound, m)
 	if code < stDead {
 		return nil, code
 	}
@@ -201,8 +211,9 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 // distance after them is at most bound, and returns the smallest and
 // largest distance after any token of t allowed from st (a.mu held; code
 // stFull or stComplex: abandoned). m has a spare bit past the vocabulary,
-// which nodes with no token set.
-func (a *Automaton) walkTrie(t *trie, st, bound int32, m Mask) (minAfter, maxAfter, code int32) {
+// which nodes with no token set. The subtrees of the nodes in skip (nil:
+// none) are left out: their tokens are the caller's.
+func (a *Automaton) walkTrie(t *trie, skip []uint64, st, bound int32, m Mask) (minAfter, maxAfter, code int32) {
 	noTok := int32(a.v.n)
 	minAfter, maxAfter = maxDist, 0
 	if cap(a.walkStack) < t.maxD+1 {
@@ -215,6 +226,12 @@ func (a *Automaton) walkTrie(t *trie, st, bound int32, m Mask) (minAfter, maxAft
 	cur := st // the state at the depth above node i
 	for i := 0; i < len(nodes); {
 		nd := &nodes[i]
+		if skip != nil && skip[i>>6]&(1<<(uint(i)&63)) != 0 {
+			if i = int(nd.next); i < len(nodes) {
+				cur = at[nodes[i].d-1]
+			}
+			continue
+		}
 		next := a.trans[int(cur)<<8|int(nd.b)] - 1 // -2: dead; -1: not computed
 		if next == -1 {
 			if next = a.step(cur, nd.b); next < stDead {
