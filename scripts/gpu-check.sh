@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|pipeline|kprofile|ncu|profile ...
+#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|gemm-tile|pipeline|kprofile|ncu|profile ...
 # GPU tests fail rather than skip here (WORKER_TEST_REQUIRE_GPU=1); fixtures
 # are read from $WORKER_FIXTURES, else $BIN/fixtures when present.
 # conc runs the issue-10 workload (-p 128 -n 128, 1..64 streams) on both
@@ -190,6 +190,22 @@ table)
     "$b" bench --model "$m" --device cuda -p 4096 -n 4 --ctx 4200 2>&1 | grep -E "^prefill|orcd:" | sed "s|^|$b phi3-mini-4k Q4_K_M: |"
   done
   rm -f "$m" ;;
+gemm-tile)
+  # Prompt rows per cuBLAS call (WORKER_CUDA_GEMM_TILE 64, 128, 256): prefill
+  # of 512 and 2 048 tokens and the first token of a 32-token prompt, Qwen
+  # Q4_K_M and Phi-3 Q4_K_M/F16.
+  for mt in "qwen2.5-0.5b Q4_K_M" "phi3-mini-4k Q4_K_M" "phi3-mini-4k F16"; do
+    read -r shape ty <<<"$mt"
+    m=/tmp/g-$shape-$ty.gguf
+    "$bin/synth" --shape "$shape" --type "$ty" --vocab builtin -o "$m" >/dev/null
+    for tile in 64 128 256; do
+      for p in 32 512 2048; do
+        WORKER_CUDA_GEMM_TILE=$tile "$bin/worker-orcd" bench --model "$m" --device cuda -p $p -n 2 --ctx 4096 --json 2>/dev/null |
+          python3 -c 'import json,sys; r=json.load(sys.stdin); print("%-14s %-7s tile %3s  p %5s  prefill %8.0f tok/s  ttft %7.1f ms" % (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], r["prefill_tokens_per_s"], r.get("ttft_ms", 0)))' "$shape" "$ty" $tile $p
+      done
+    done
+    rm -f "$m"
+  done ;;
 bench)
   "$bin/synth" --shape qwen2.5-0.5b --type Q4_K_M --vocab builtin -o /tmp/q05.gguf | tail -1
   "$bin/worker-orcd" bench --model /tmp/q05.gguf --device cuda -p 512 -n 128 --concurrency 1,8,32 ;;

@@ -159,7 +159,7 @@ func (b *Backend) gemmTile(w, xh devicePtr, rows, cols int, c devicePtr) error {
 			return err
 		}
 	}
-	if r := cublas.cublasGemmEx(b.blas, cublasOpT, cublasOpN, int32(rows), gemmTile, int32(cols),
+	if r := cublas.cublasGemmEx(b.blas, cublasOpT, cublasOpN, int32(rows), int32(gemmTile), int32(cols),
 		unsafe.Pointer(&alpha), w, cudaR16F, int32(cols), xh, cudaR16F, int32(cols),
 		unsafe.Pointer(&beta), c, cudaR32F, int32(rows), cublasCompute32F, cublasGemmDefault); r != 0 {
 		return cublasError(fmt.Sprintf("cublasGemmEx (%d×%d·%d)", rows, cols, gemmTile), r)
