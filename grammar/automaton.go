@@ -36,6 +36,12 @@ type state struct {
 	// once plainKnown.
 	plainNext  int32
 	plainKnown bool
+	// class is the sets of the state's byte class (class.go; nil: none),
+	// once classKnown; leads its lead classes, once leadsKnown.
+	class      *classTokens
+	classKnown bool
+	leads      []leadClass
+	leadsKnown bool
 }
 
 // Results of step besides a state id.
@@ -77,12 +83,13 @@ type Automaton struct {
 	// plainMasks counts the masks that took plain-text tokens from the
 	// vocabulary's sets (plainPart), for tests.
 	plainMasks int
-	// classMasks counts the masks that took a byte class's tokens from
-	// the vocabulary's sets (classPart), for tests.
-	classMasks int
-	maxStates  int // states these tables may hold
-	maxFrames  int // frames these tables may hold
-	private    bool
+	// classMasks and leadMasks count the masks that took a byte class's
+	// tokens, or a lead class's, from the vocabulary's sets (classParts),
+	// for tests.
+	classMasks, leadMasks int
+	maxStates             int // states these tables may hold
+	maxFrames             int // frames these tables may hold
+	private               bool
 
 	// Scratch of the computation under way (a.mu held).
 	scratch   []int32
@@ -94,6 +101,7 @@ type Automaton struct {
 	walkStack []int32
 	chain     []int32 // plainPart's states after 0, 1, … plain characters
 	plainKeys [][2]int32
+	skips     [256]*classTokens // classParts' sets whose pure nodes the walk skips, by first byte
 	sigs      [256]uint64
 	sigsOf    int32 // sigs are byteSigs(sigsOf-1); 0: none
 }

@@ -27,36 +27,58 @@ func TestBuildClass(t *testing.T) {
 	cases := []struct {
 		name string
 		k    byteSet
+		lead int
 	}{
-		{"letters", classSet("azAZ", "")},
-		{"alnum", classSet("azAZ09", "")},
-		{"email-local", classSet("azAZ09", "._+-")},
-		{"digits", classSet("09", "")},
-		{"x", classSet("", "x")},
-		{"dash", classSet("", "-")},
-		{"é's bytes", classSet("", "\xC3\xA9")},
-		{"not-quote", classSet("\x20\x21\x23\xFF", "")},
+		{"letters", classSet("azAZ", ""), -1},
+		{"alnum", classSet("azAZ09", ""), -1},
+		{"email-local", classSet("azAZ09", "._+-"), -1},
+		{"digits", classSet("09", ""), -1},
+		{"x", classSet("", "x"), -1},
+		{"dash", classSet("", "-"), -1},
+		{"é's bytes", classSet("", "\xC3\xA9"), -1},
+		{"not-quote", classSet("\x20\x21\x23\xFF", ""), -1},
+		{"dot letters", classSet("azAZ", ""), '.'},
+		{"at letters", classSet("azAZ", ""), '@'},
+		{"space letters", classSet("azAZ", ""), ' '},
+		{"a then b and space", classSet("", "b "), 'a'},
+		{"dash dashes", classSet("", "-"), '-'},
+		{"é then é's bytes", classSet("", "\xA9\xC3"), 0xC3},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ct := buildClass(&v.all, &c.k, v.n)
+			ct := buildClass(&v.all, &c.k, c.lead, v.n)
 			if ct == nil {
 				t.Fatal("no class tokens")
 			}
+			if ct.k != c.k || len(ct.bytes) == 0 {
+				t.Fatalf("class %x, bytes %q", ct.k, ct.bytes)
+			}
+			for _, b := range ct.bytes {
+				if !c.k.has(b) {
+					t.Fatalf("byte %q outside the class", b)
+				}
+			}
+			start := 0 // the class's bytes start here
+			if c.lead >= 0 {
+				start = 1
+			}
 			only := func(p []byte) bool {
-				for _, b := range p {
+				if c.lead >= 0 && (len(p) == 0 || p[0] != byte(c.lead)) {
+					return false
+				}
+				for _, b := range p[start:] {
 					if !c.k.has(b) {
 						return false
 					}
 				}
-				return len(p) > 0
+				return len(p) > start
 			}
-			// The tokens by length.
+			// The tokens by count of the class's bytes.
 			p := &ct.byLen
 			most := 0
 			for _, piece := range v.piece {
 				if only(piece) {
-					most = max(most, len(piece))
+					most = max(most, len(piece)-start)
 				}
 			}
 			if len(p.n) != most+1 {
@@ -65,7 +87,7 @@ func TestBuildClass(t *testing.T) {
 			for l := 1; l <= most; l++ {
 				var want []int32
 				for id, piece := range v.piece {
-					if only(piece) && len(piece) == l {
+					if only(piece) && len(piece)-start == l {
 						want = append(want, int32(id))
 					}
 				}
@@ -93,7 +115,7 @@ func TestBuildClass(t *testing.T) {
 				t.Errorf("%d bitsets, want at most %d", len(p.cum), classDense+1)
 			}
 			// A node is pure when every token of its subtree is made of the
-			// class's bytes.
+			// class's bytes (after the lead), the lead's own node not.
 			nodes := v.all.nodes
 			pureCount := 0
 			for i, nd := range nodes {
@@ -108,7 +130,7 @@ func TestBuildClass(t *testing.T) {
 						}
 					}
 				}
-				if got := ct.pure[i>>6]&(1<<(uint(i)&63)) != 0; got != want {
+				if got := ct.pureAt(i); got != want {
 					t.Fatalf("node %d (%q…): pure %v, want %v", i, pieces[firstTok(nodes, i, v.n)], got, want)
 				}
 				if want {
@@ -152,37 +174,45 @@ func TestBuildClassTooFew(t *testing.T) {
 		{classSet("09", "<>"), true}, // all the <n>
 	}
 	for _, c := range cases {
-		if got := v.classTokens(&c.k) != nil; got != c.want {
+		if got := v.classTokens(&c.k, -1) != nil; got != c.want {
 			t.Errorf("class %x: sets %v, want %v", c.k, got, c.want)
 		}
 	}
 }
 
-// TestClassPart: which states take their class's tokens from the sets,
-// and which cannot (a class split on the way, no class).
-func TestClassPart(t *testing.T) {
+// TestClassParts: which states take their class's tokens, and which
+// their lead classes' tokens, from the sets, and which cannot (a class
+// split on the way, no class).
+func TestClassParts(t *testing.T) {
 	v, _, _ := plainVocab()
+	const email = `root ::= [a-zA-Z0-9] [a-zA-Z0-9._+-]{0,30} "@" [a-zA-Z0-9] [a-zA-Z0-9-]{0,30} ("." [a-zA-Z]{2,10}){1,3}`
 	cases := []struct {
 		src, text string
-		class     byteSet // the state's class
-		code      int32   // classPart's code: 0 or stMixed
+		class     byteSet // the state's class (classOf)
+		own       bool    // its tokens come from the sets
+		leads     string  // the first bytes whose lead class's tokens come from the sets
 	}{
-		{`root ::= [a-zA-Z0-9] [a-zA-Z0-9._+-]{0,30} "@"`, "", classSet("azAZ09", ""), 0},
-		{`root ::= [a-zA-Z0-9] [a-zA-Z0-9._+-]{0,30} "@"`, "a", classSet("azAZ09", "._+-"), 0},
-		{`root ::= [a-zA-Z0-9] [a-zA-Z0-9._+-]{0,30} "@"`, "a.b-c_d+e123456789012345678901", classSet("azAZ09", "._+-"), 0},
+		{email, "", classSet("azAZ09", ""), true, ""},
+		{email, "a", classSet("azAZ09", "._+-"), true, "@"},
+		{email, "a.b-c_d+e123456789012345678901", classSet("azAZ09", "._+-"), true, "@"},
+		{email, "a@b", classSet("azAZ09", "-"), true, "."},
+		{email, "a@b.c", classSet("azAZ", ""), true, ""},
+		{email, "a@b.cd", classSet("azAZ", ""), true, "."},
 		// [a-z] after three letters is split: [a-f] goes on, [g-z] dies.
-		{`root ::= [a-z]{3} [a-f0-9]*`, "", classSet("az", ""), stMixed},
-		{`root ::= [a-z]{3} [a-f0-9]*`, "ab", classSet("az", ""), stMixed},
-		{`root ::= [a-z]{3} [a-f0-9]*`, "abc", classSet("af09", ""), 0},
+		{`root ::= [a-z]{3} [a-f0-9]*`, "", classSet("az", ""), false, ""},
+		{`root ::= [a-z]{3} [a-f0-9]*`, "ab", classSet("az", ""), false, ""},
+		{`root ::= [a-z]{3} [a-f0-9]*`, "abc", classSet("af09", ""), true, ""},
 		// Two alternatives take different halves to one state: the
 		// class is one half (the first of equal size).
-		{`root ::= ([a-m] | [n-z]) "!"`, "", classSet("am", ""), 0},
-		// One byte alone is no class.
-		{`root ::= "x" [a-z]`, "", byteSet{}, stMixed},
-		{`root ::= "x" | "y"`, "", byteSet{}, stMixed},
+		{`root ::= ([a-m] | [n-z]) "!"`, "", classSet("am", ""), true, ""},
+		// One byte alone is no class; what follows it may be.
+		{`root ::= "x" [a-z]`, "", byteSet{}, false, "x"},
+		{`root ::= "x" | "y"`, "", byteSet{}, false, ""},
+		{`root ::= "." [a-z]+`, "", byteSet{}, false, "."},
+		{`root ::= "." [a-z]{2} [a-f]*`, "", byteSet{}, false, ""},
 	}
 	for _, c := range cases {
-		t.Run(fmt.Sprintf("%s/%q", c.src, c.text), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%.40s/%q", c.src, c.text), func(t *testing.T) {
 			a := NewAutomaton(mustGBNF(t, c.src), v)
 			a.mu.Lock()
 			defer a.mu.Unlock()
@@ -193,19 +223,31 @@ func TestClassPart(t *testing.T) {
 			if st < 0 {
 				t.Fatalf("text leaves the language: %d", st)
 			}
-			k, _ := a.classOf(st)
-			if c.class != (byteSet{}) && k != c.class {
-				t.Errorf("class %x, want %x", k, c.class)
+			k, ok := a.classOf(st)
+			if ok != (c.class != byteSet{}) || ok && k != c.class {
+				t.Errorf("class %x (%v), want %x", k, ok, c.class)
 			}
 			m := make(Mask, (v.n+63)/64+1)
-			_, _, skip, code := a.classPart(st, maxDist, m)
-			if code != c.code {
-				t.Errorf("code %d, want %d", code, c.code)
+			if _, _, code := a.classParts(st, maxDist, m); code != 0 {
+				t.Fatalf("code %d", code)
 			}
-			if (skip != nil) != (code == 0) {
-				t.Errorf("skip %v with code %d", skip != nil, code)
+			own := a.states[st].class
+			if got := own != nil && a.skips[own.bytes[0]] == own; got != c.own {
+				t.Errorf("own class's sets used: %v, want %v", got, c.own)
 			}
-			if code != 0 && m.Count() != 0 {
+			var leads []byte
+			for b, ct := range a.skips {
+				if ct != nil && ct != own {
+					leads = append(leads, byte(b))
+					if ct.k == (byteSet{}) || ct.off == 0 {
+						t.Errorf("lead %q: class %x, nodes from %d", byte(b), ct.k, ct.off)
+					}
+				}
+			}
+			if string(leads) != c.leads {
+				t.Errorf("lead classes' sets used for %q, want %q", leads, c.leads)
+			}
+			if !c.own && c.leads == "" && m.Count() != 0 {
 				t.Errorf("mask touched: %d tokens", m.Count())
 			}
 		})
@@ -222,18 +264,18 @@ func TestClassCacheBound(t *testing.T) {
 		k := classSet("az", "")
 		k.add(byte(i))
 		k.add(byte(i * 7))
-		got := v.classTokens(&k)
+		got := v.classTokens(&k, i%3-1)
 		v.classes.mu.Lock()
 		built, entries := v.classes.built, len(v.classes.m)
 		v.classes.mu.Unlock()
 		if built > maxClasses || entries > maxClassEntries {
 			t.Fatalf("after %d classes: %d built, %d entries", i+1, built, entries)
 		}
-		want := buildClass(&fresh.all, &k, fresh.n)
+		want := buildClass(&fresh.all, &k, i%3-1, fresh.n)
 		if (got == nil) != (want == nil) || got != nil && (!slices.Equal(got.pure, want.pure) || !slices.Equal(got.byLen.n, want.byLen.n)) {
 			t.Fatalf("class %x differs from a fresh build", k)
 		}
-		if again := v.classTokens(&k); again != got {
+		if again := v.classTokens(&k, i%3-1); again != got {
 			t.Fatalf("class %x: not kept", k)
 		}
 	}

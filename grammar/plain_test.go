@@ -252,8 +252,11 @@ c ::= [ -@] | [A-\U0010FFFF]`, false, true, false, false},
 				}
 			}
 			a.mu.Lock()
-			plain, class := a.plainMasks, a.classMasks
+			plain, class, leads := a.plainMasks, a.classMasks, a.leadMasks
 			a.mu.Unlock()
+			if c.name == "email" && leads == 0 {
+				t.Error("no mask from lead classes' sets")
+			}
 			if (plain > 0) != c.plain {
 				t.Errorf("%d masks from the plain-text sets; want some: %v", plain, c.plain)
 			}

@@ -177,11 +177,14 @@ func TestQwenMaskMatchesBruteForce(t *testing.T) {
 				}
 			}
 			a.mu.Lock()
-			plain, class := a.plainMasks, a.classMasks
+			plain, class, leads := a.plainMasks, a.classMasks, a.leadMasks
 			a.mu.Unlock()
-			t.Logf("%s: %d steps, %d masks from the plain-text sets, %d from byte classes' sets", name, steps, plain, class)
+			t.Logf("%s: %d steps, %d masks from the plain-text sets, %d from byte classes' sets, %d from lead classes'", name, steps, plain, class, leads)
 			if classes[name] && class == 0 {
 				t.Error("no mask from byte classes' sets")
+			}
+			if name == "email" && leads == 0 {
+				t.Error("no mask from lead classes' sets")
 			}
 		})
 	}

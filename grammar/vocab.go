@@ -19,8 +19,10 @@ type Vocab struct {
 	plain plainTokens // the plain-text tokens by their count of code points
 	piece [][]byte
 	// classes are the tokens made only of a class's bytes, by class
-	// (class.go), worked out as grammars ask for them.
+	// (class.go), worked out as grammars ask for them; roots are the
+	// first bytes of the tokens.
 	classes classCache
+	roots   []byte
 }
 
 // trie is a set of tokens in a trie, its nodes in depth-first order (see
@@ -64,6 +66,9 @@ func NewVocab(pieces [][]byte, usable func(id int32) bool, eog []int32) *Vocab {
 		return int(a - b)
 	})
 	v.all = buildTrie(pieces, ids, v.n)
+	for i := 0; i < len(v.all.nodes); i = int(v.all.nodes[i].next) {
+		v.roots = append(v.roots, v.all.nodes[i].b)
+	}
 	v.plain, ids = plainSets(pieces, ids, v.n)
 	v.rest = buildTrie(pieces, ids, v.n)
 	return v
@@ -175,21 +180,22 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 		bound = limit
 	}
 	t := &v.rest // the plain tokens come from plainPart
-	var skip []uint64
+	var skips *[256]*classTokens
 	minAfter, maxAfter, code := a.plainPart(st, bound, m)
 	switch {
 	case code == stMixed:
-		// The tokens of st's byte class, if it has one, come from
-		// classPart, and the walk skips the subtrees made only of them.
+		// The tokens of st's byte class and lead classes, where it has
+		// them, come from classParts, and the walk skips the subtrees
+		// made only of them.
 		t = &v.all
-		minAfter, maxAfter, skip, code = a.classPart(st, bound, m)
-		if code < stDead && code != stMixed {
+		if minAfter, maxAfter, code = a.classParts(st, bound, m); code < stDead {
 			return nil, code
 		}
+		skips = &a.skips
 	case code < stDead:
 		return nil, code
 	}
-	lo, hi, code := a.walkTrie(t, skip, st, bound, m)
+	lo, hi, code := a.walkTrie(t, skips, st, bound, m)
 	if code < stDead {
 		return nil, code
 	}
@@ -211,9 +217,10 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 // distance after them is at most bound, and returns the smallest and
 // largest distance after any token of t allowed from st (a.mu held; code
 // stFull or stComplex: abandoned). m has a spare bit past the vocabulary,
-// which nodes with no token set. The subtrees of the nodes in skip (nil:
+// which nodes with no token set. In the subtree of each first byte b,
+// the subtrees of the pure nodes of skips[b] (skips nil, or skips[b] nil:
 // none) are left out: their tokens are the caller's.
-func (a *Automaton) walkTrie(t *trie, skip []uint64, st, bound int32, m Mask) (minAfter, maxAfter, code int32) {
+func (a *Automaton) walkTrie(t *trie, skips *[256]*classTokens, st, bound int32, m Mask) (minAfter, maxAfter, code int32) {
 	noTok := int32(a.v.n)
 	minAfter, maxAfter = maxDist, 0
 	if cap(a.walkStack) < t.maxD+1 {
@@ -223,14 +230,20 @@ func (a *Automaton) walkTrie(t *trie, skip []uint64, st, bound int32, m Mask) (m
 	at[0] = st
 	nodes := t.nodes
 	dists := a.dists
-	cur := st // the state at the depth above node i
+	cur := st             // the state at the depth above node i
+	var skip *classTokens // skips[the first byte of node i]
 	for i := 0; i < len(nodes); {
 		nd := &nodes[i]
-		if skip != nil && skip[i>>6]&(1<<(uint(i)&63)) != 0 {
-			if i = int(nd.next); i < len(nodes) {
-				cur = at[nodes[i].d-1]
+		if skips != nil {
+			if nd.d == 1 {
+				skip = skips[nd.b]
 			}
-			continue
+			if skip != nil && skip.pureAt(i) {
+				if i = int(nd.next); i < len(nodes) {
+					cur = at[nodes[i].d-1]
+				}
+				continue
+			}
 		}
 		next := a.trans[int(cur)<<8|int(nd.b)] - 1 // -2: dead; -1: not computed
 		if next == -1 {
