@@ -71,12 +71,13 @@ const faWarps = 4
 func promptHeadDim(headDim int) bool { return headDim == 64 || headDim == 96 || headDim == 128 }
 
 // attentionPrompt launches attention_prompt_hd<hd> (F16 cache, sm_80+):
-// for each of T prompt rows and head h, out[t, h] (and an F16 copy in
-// out16 when set) = softmax over positions first..pos[t] of the row's own
-// cache (kptr, vptr: a pointer a row), on the tensor cores.
+// for each of T prompt rows and head h, the partials (max, sum, acc[hd])
+// of up to splits shares of the positions first..pos[t] of the row's own
+// cache (kptr, vptr: a pointer a row) into part [T, n_head, splits, hd+2],
+// on the tensor cores; attentionMerge combines them.
 //
-//	grid (ceil(T/64), n_head), block 128
-func (d *Device) attentionPrompt(q, out, out16, kptr, vptr, pos devicePtr, T int, s headShape, window int, scale float32) error {
+//	grid (ceil(T/64), n_head, splits), block 128
+func (d *Device) attentionPrompt(q, part, kptr, vptr, pos devicePtr, T int, s headShape, window int, scale float32, splits int) error {
 	kernel := fmt.Sprintf("attention_prompt_hd%d", s.headDim)
 	if err := s.check(kernel); err != nil {
 		return err
@@ -84,10 +85,13 @@ func (d *Device) attentionPrompt(q, out, out16, kptr, vptr, pos devicePtr, T int
 	if !promptHeadDim(s.headDim) {
 		return fmt.Errorf("%w: %s: head dimension %d (want 64, 96 or 128)", ErrLaunch, kernel, s.headDim)
 	}
+	if err := checkSplits(kernel, splits); err != nil {
+		return err
+	}
 	if window < 0 || T < 1 {
 		return fmt.Errorf("%w: %s: %d rows, sliding window %d", ErrLaunch, kernel, T, window)
 	}
-	return d.launch(kernel, dims(blocks(T, 16*faWarps), s.nHead, 1), dims(32*faWarps, 1, 1), 0,
-		newArgs().dev("q", q).dev("out", out).ptr("out16", out16).dev("kptr", kptr).dev("vptr", vptr).dev("pos", pos).
-			i32("T", T).i32("n_head", s.nHead).i32("n_kv", s.nKV).i32("window", window).f32("scale", scale))
+	return d.launch(kernel, dims(blocks(T, 16*faWarps), s.nHead, splits), dims(32*faWarps, 1, 1), 0,
+		newArgs().dev("q", q).dev("part", part).dev("kptr", kptr).dev("vptr", vptr).dev("pos", pos).
+			i32("T", T).i32("n_head", s.nHead).i32("n_kv", s.nKV).i32("window", window).f32("scale", scale).i32("nsplit", splits))
 }

@@ -62,7 +62,9 @@ func cublasError(api string, status int32) error {
 
 // gemmTile is the number of prompt rows per GEMM call: every call has the
 // same shape (rows padded with zeros), so that a row's result does not
-// depend on how many rows came with it. WORKER_CUDA_GEMM_TILE (128, 256)
-// changes it for a measurement: results then differ in their last bits
-// from the default's, and are again the same however a prompt is split.
-var gemmTile = envChoice("WORKER_CUDA_GEMM_TILE", 64, 64, 128, 256)
+// depend on how many rows came with it. 256 rows (H200, docs/perf.md step
+// 21): pp512 ×1.6–2.0 against 64 rows, a 32-token prompt's first token up
+// to 12 % later. WORKER_CUDA_GEMM_TILE (64, 128) changes it for a
+// measurement: results then differ in their last bits from the default's,
+// and are again the same however a prompt is split.
+var gemmTile = envChoice("WORKER_CUDA_GEMM_TILE", 256, 64, 128, 256)

@@ -504,14 +504,12 @@ func (b *Backend) attention(l, T int, heads headShape, scale float32, splits int
 		o := sg.start
 		q, out, out16 := b.q+devicePtr(4*o*qd), b.att+devicePtr(4*o*qd), b.att16+devicePtr(2*o*qd)
 		kp, vp, pos := b.kPtrs(T, l)+devicePtr(8*o), b.vPtrs(T, l)+devicePtr(8*o), b.posPtr(T)+devicePtr(4*o)
+		part := b.attPart + devicePtr(4*o*c.NHead*splits*(c.HeadDim+2))
 		if sg.prefill {
-			if err := b.dev.attentionPrompt(q, out, out16, kp, vp, pos, sg.n, heads, c.SlidingWindow, scale); err != nil {
+			if err := b.dev.attentionPrompt(q, part, kp, vp, pos, sg.n, heads, c.SlidingWindow, scale, splits); err != nil {
 				return err
 			}
-			continue
-		}
-		part := b.attPart + devicePtr(4*o*c.NHead*splits*(c.HeadDim+2))
-		if err := b.dev.attentionSplit(b.kvType, q, part, kp, vp, pos, sg.n, heads, c.SlidingWindow, scale, splits); err != nil {
+		} else if err := b.dev.attentionSplit(b.kvType, q, part, kp, vp, pos, sg.n, heads, c.SlidingWindow, scale, splits); err != nil {
 			return err
 		}
 		if err := b.dev.attentionMerge(part, out, out16, sg.n, c.NHead, c.HeadDim, splits); err != nil {

@@ -180,8 +180,8 @@ func TestTypedLaunchShapes(t *testing.T) {
 		}, "attention_split_f32", [3]uint32{3, 14, 16}, [3]uint32{128, 1, 1}, 0},
 		{func() error { return d.attentionMerge(X, O, 0, 3, 14, 64, 16) }, "attention_merge_f32", [3]uint32{3, 14, 1}, [3]uint32{128, 1, 1}, 0},
 		{func() error {
-			return d.attentionPrompt(X, O, 0, W, W, X, 130, headShape{32, 32, 96}, 2047, 0.1)
-		}, "attention_prompt_hd96", [3]uint32{3, 32, 1}, [3]uint32{128, 1, 1}, 0},
+			return d.attentionPrompt(X, O, W, W, X, 130, headShape{32, 32, 96}, 2047, 0.1, 16)
+		}, "attention_prompt_hd96", [3]uint32{3, 32, 16}, [3]uint32{128, 1, 1}, 0},
 		{func() error { return d.toF16Rows(X, O, 4096) }, "to_f16_rows", [3]uint32{4, 1, 1}, [3]uint32{256, 1, 1}, 0},
 		{func() error { return d.embed(&dmat{ptr: W, rows: 10, cols: 64, rowBytes: 128, suffix: "f16"}, X, O, 7) }, "embed_f16", [3]uint32{7, 1, 1}, [3]uint32{256, 1, 1}, 0},
 	} {
@@ -253,9 +253,10 @@ func TestTypedLaunchersRefuse(t *testing.T) {
 		{"attention head of 256", func() error { return d.attentionSplit("f32", X, O, W, W, X, 1, headShape{4, 2, 256}, 0, 1, 16) }},
 		{"attention KV heads not dividing", func() error { return d.attentionSplit("f32", X, O, W, W, X, 1, headShape{6, 4, 64}, 0, 1, 16) }},
 		{"merge of 65 splits", func() error { return d.attentionMerge(X, O, 0, 1, 4, 64, 65) }},
-		{"prompt attention, head dimension 80", func() error { return d.attentionPrompt(X, O, 0, W, W, X, 4, headShape{4, 2, 80}, 0, 1) }},
-		{"prompt attention, no rows", func() error { return d.attentionPrompt(X, O, 0, W, W, X, 0, headShape{4, 2, 64}, 0, 1) }},
-		{"prompt attention, window -1", func() error { return d.attentionPrompt(X, O, 0, W, W, X, 4, headShape{4, 2, 64}, -1, 1) }},
+		{"prompt attention, head dimension 80", func() error { return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 80}, 0, 1, 16) }},
+		{"prompt attention, no rows", func() error { return d.attentionPrompt(X, O, W, W, X, 0, headShape{4, 2, 64}, 0, 1, 16) }},
+		{"prompt attention, window -1", func() error { return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 64}, -1, 1, 16) }},
+		{"prompt attention, 65 splits", func() error { return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 64}, 0, 1, 65) }},
 		{"top 50 of 40", func() error { return d.topK(X, 1, 40, 50, O, O, O, 40, 0, W) }},
 		{"top 257", func() error { return d.topK(X, 1, 1000, 257, O, O, O, 1000, 0, W) }},
 		{"top-k without scratch", func() error { return d.topK(X, 1, 1000, 5, O, O, O, 1000, 0, 0) }},

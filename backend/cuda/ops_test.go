@@ -502,20 +502,21 @@ func TestNormRopeAttentionParity(t *testing.T) {
 	}
 }
 
-// TestPromptAttentionParity: attention_prompt against a float64 softmax
-// (over the F16 cache values the kernel reads; Q and P are rounded to F16,
-// hence the tolerance) for head dimensions 64, 96 and 128 with GQA, with
-// and without a sliding window, over two sequences in one launch (one a
-// chunk after 40 cached positions; a warp holds rows of both), and each
-// row bit for bit the same when its sequence runs alone or in two chunks.
+// TestPromptAttentionParity: attention_prompt and the merge against a
+// float64 softmax (over the F16 cache values the kernel reads; Q and P are
+// rounded to F16, hence the tolerance) for head dimensions 64, 96 and 128
+// with GQA, with and without a sliding window, over two sequences in one
+// launch (one a chunk after 600 cached positions, so its rows take three
+// shares of the positions; a warp holds rows of both), and each row bit for
+// bit the same when its sequence runs alone or in two chunks.
 func TestPromptAttentionParity(t *testing.T) {
 	h := newOpHarness(t)
 	if h.d.Arch() < 80 {
 		t.Skipf("attention_prompt needs tensor cores (sm_80+); this card is sm_%d", h.d.Arch())
 	}
 	r := rand.New(rand.NewPCG(13, uint64(os.Getpid())))
-	for _, c := range []struct{ hd, window int }{{64, 0}, {64, 20}, {96, 0}, {96, 33}, {128, 0}} {
-		nh, nkv, hd, L := 4, 2, c.hd, 128
+	for _, c := range []struct{ hd, window int }{{64, 0}, {64, 20}, {96, 0}, {96, 300}, {128, 0}} {
+		nh, nkv, hd, L, splits := 4, 2, c.hd, 700, maxSplits
 		kvd := nkv * hd
 		// Two sequences' caches in F16; the reference reads the rounded values.
 		type seqCache struct {
@@ -546,9 +547,9 @@ func TestPromptAttentionParity(t *testing.T) {
 			}
 			caches[i] = seqCache{k16, v16, kf, vf}
 		}
-		// Rows 0..36: sequence 0 at positions 40..76; rows 37..99: sequence 1 at 0..62.
+		// Rows 0..36: sequence 0 at positions 600..636; rows 37..99: sequence 1 at 0..62.
 		var seqOf, pos []int32
-		for p := 40; p <= 76; p++ {
+		for p := 600; p <= 636; p++ {
 			seqOf, pos = append(seqOf, 0), append(pos, int32(p))
 		}
 		for p := 0; p <= 62; p++ {
@@ -566,13 +567,17 @@ func TestPromptAttentionParity(t *testing.T) {
 		scale := float32(1 / math.Sqrt(float64(hd)))
 		shape := headShape{nHead: nh, nKV: nkv, headDim: hd}
 		// run launches rows from … from+n and returns the whole output.
-		out := h.poisoned(T * nh * hd)
+		out, part := h.poisoned(T*nh*hd), h.poisoned(T*nh*splits*(hd+2))
 		run := func(chunks ...[2]int) []float32 {
 			err := h.d.do(func() error {
 				for _, ch := range chunks {
 					o := devicePtr(ch[0])
-					if err := h.d.attentionPrompt(qb.Ptr+4*o*devicePtr(nh*hd), out.Ptr+4*o*devicePtr(nh*hd), 0, pb.Ptr+8*o, pb.Ptr+devicePtr(8*T)+8*o,
-						posb.Ptr+4*o, ch[1], shape, c.window, scale); err != nil {
+					pt := part.Ptr + 4*o*devicePtr(nh*splits*(hd+2))
+					if err := h.d.attentionPrompt(qb.Ptr+4*o*devicePtr(nh*hd), pt, pb.Ptr+8*o, pb.Ptr+devicePtr(8*T)+8*o,
+						posb.Ptr+4*o, ch[1], shape, c.window, scale, splits); err != nil {
+						return err
+					}
+					if err := h.d.attentionMerge(pt, out.Ptr+4*o*devicePtr(nh*hd), 0, ch[1], nh, hd, splits); err != nil {
 						return err
 					}
 				}

@@ -16,8 +16,9 @@
 //                    grid (T, n_head, nsplit), block 32·ATT_WARPS
 //   attention_merge_f32   combines the nsplit (≤ MAX_SPLITS) partials of each
 //                    (t, h), and an F16 copy in out16 when set   grid (T, n_head), block 128
-//   attention_prompt_hd<HD>  prompt rows on the tensor cores (below)
-//                    grid (ceil(T/(16·FA_WARPS)), n_head), block 32·FA_WARPS
+//   attention_prompt_hd<HD>  prompt rows on the tensor cores (below), partials
+//                    for attention_merge_f32 like attention_split's
+//                    grid (ceil(T/(16·FA_WARPS)), n_head, nsplit), block 32·FA_WARPS
 //
 // Layout: q [T, n_head·hd] float32; part [T, n_head, nsplit, hd+2] float32;
 // kptr, vptr [T] pointers to [capacity, n_kv·hd] (float32 or F16); pos int [T];
@@ -195,34 +196,41 @@ extern "C" __global__ void attention_merge_f32(const float* part, float* out, in
 
 // ---- prompt rows: flash attention on the tensor cores (F16 cache, sm_80+) ----
 //
-// attention_prompt_hd<HD> (HD = 64, 96, 128): the same attention as the
-// split kernels for a run of prompt rows, with the products on the tensor
-// cores. A warp takes 16 consecutive rows of one head (FA_WARPS warps a
-// block) and walks the positions in tiles of 16 aligned at multiples of 16
-// (k0 = 0, 16, 32, …): S = Q·Kᵀ by mma.m16n8k16 (Q rounded to F16, K from
-// the cache, float32 accumulation), scaled, masked to each row's
-// first..pos, an online softmax in float32 (running max m and sum l a row,
-// the output rescaled by e^(m_old − m_new)), then O += P·V by mma with P
-// rounded to F16 and V staged in shared memory (ldmatrix.trans gives the
-// B fragments). At the end out = O / l, and an F16 copy in out16 when set.
+// attention_prompt_hd<HD> (HD = 64, 96, 128): the same partials as
+// attention_split for a run of prompt rows (attention_merge_f32 combines
+// them), with the products on the tensor cores. A row of n positions
+// first..pos takes ns = min(nsplit, ceil(n/FA_MIN_SPLIT)) contiguous shares
+// of them (a function of its own position only; shares past ns are empty
+// partials), so that a few rows over a long cache (a prompt's suffix after a
+// cached prefix) still fill the card. Block (x, h, s): FA_WARPS warps, each
+// 16 consecutive rows of head h and their share s. A warp walks the
+// positions in tiles of 16 aligned at multiples of 16 (k0 = 0, 16, 32, …):
+// S = Q·Kᵀ by mma.m16n8k16 (Q rounded to F16, K from the cache, float32
+// accumulation), scaled, masked to each row's share, an online softmax in
+// float32 (running max m and sum l a row, the output rescaled by
+// e^(m_old − m_new)), then O += P·V by mma with P rounded to F16 and V staged
+// in shared memory (ldmatrix.trans gives the B fragments); it writes the
+// partial (m, l, O) of each of its rows.
 //
-// A row's result depends only on its own q, position, window and cache:
+// A row's partials depend only on its own q, position, window and cache:
 // rows do not interact inside an mma, its row max and sum come from the
-// four lanes holding it in a fixed order, and a tile outside its
-// first..pos is an exact no-op for it (scores −inf: P = 0, rescale 1). So
-// it is the same whatever rows share its warp, however a prompt is chunked
-// or batched. Rows of different sequences in one warp (different K/V
-// pointers) are taken in passes, one sequence at a time.
+// four lanes holding it in a fixed order, and a tile outside its share is an
+// exact no-op for it (scores −inf: P = 0, rescale 1). So they are the same
+// whatever rows share its warp, however a prompt is chunked or batched.
+// Rows of different sequences in one warp (different K/V pointers) are
+// taken in passes, one sequence at a time.
 //
 // Fragments (lane = 4g + c): Q's A operand holds rows g and g+8; its k
 // slots {2c, 2c+1, 2c+8, 2c+9} of step kk stand for head elements
 // 16kk+4c … 16kk+4c+3, and K's B operand (position k0+8j+g) the same
 // elements: one 8-byte load a K row. S's C fragment (rows g, g+8; positions
 // k0+8j+2c, +1) is P's A fragment as it stands.
-//   grid (ceil(T/(16·FA_WARPS)), n_head), block 32·FA_WARPS,
+//   grid (ceil(T/(16·FA_WARPS)), n_head, nsplit), block 32·FA_WARPS,
 //   static shared FA_WARPS·16·(HD+8)·2 bytes (a warp's V tile, rows padded
 //   by 16 bytes against bank conflicts)
 static_assert(32 * FA_WARPS == 128, "attention_prompt's __launch_bounds__(128) assumes FA_WARPS = 4");
+// FA_MIN_SPLIT is the fewest positions a share of a prompt row takes.
+#define FA_MIN_SPLIT 256
 
 // Four 8×8 F16 matrices from shared memory, transposed (B fragments of mma).
 __device__ __forceinline__ void ldsm_x4_trans(uint* r, const ushort* p) {
@@ -243,20 +251,32 @@ __device__ __forceinline__ float quad_sum(float v) {
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
+// prompt_share sets [*lo, *hi] to share s of the positions of a row at
+// position p (empty: *lo > *hi).
+__device__ __forceinline__ void prompt_share(int p, int window, int s, int nsplit, int* lo, int* hi) {
+    int first = window > 0 ? max(0, p - window + 1) : 0;
+    int n = p + 1 - first;
+    int ns = min(nsplit, (n + FA_MIN_SPLIT - 1) / FA_MIN_SPLIT);
+    int per = (n + ns - 1) / ns;
+    *lo = first + s * per;
+    *hi = s < ns ? min(p, *lo + per - 1) : *lo - 1;
+}
+
 template <int HD>
-__device__ __forceinline__ void attention_prompt(const float* q, float* out, ushort* out16, const u64* kptr, const u64* vptr, const int* pos,
-                                                 int T, int n_head, int n_kv, int window, float scale) {
+__device__ __forceinline__ void attention_prompt(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+                                                 int T, int n_head, int n_kv, int window, float scale, int nsplit) {
     const int VS = HD + 8; // shared row stride, elements
     __shared__ u4 vs_all[FA_WARPS * 16 * (HD + 8) / 8]; // 16-byte aligned
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    int h = blockIdx.y, kvh = h / (n_head / n_kv), kvd = n_kv * HD;
+    int h = blockIdx.y, split = blockIdx.z, kvh = h / (n_head / n_kv), kvd = n_kv * HD;
     int r0 = (blockIdx.x * FA_WARPS + warp) * 16;
     if (r0 >= T) return; // no block-wide barriers below
     ushort* vs = (ushort*)vs_all + warp * 16 * VS;
     int ra = r0 + g, rb = r0 + g + 8;
     bool va = ra < T, vb = rb < T;
-    int pa = va ? pos[ra] : 0, pb = vb ? pos[rb] : 0;
-    int fa = window > 0 ? max(0, pa - window + 1) : 0, fb = window > 0 ? max(0, pb - window + 1) : 0;
+    int la = 0, ha = -1, lb = 0, hb = -1; // this split's positions of rows ra and rb
+    if (va) prompt_share(pos[ra], window, split, nsplit, &la, &ha);
+    if (vb) prompt_share(pos[rb], window, split, nsplit, &lb, &hb);
     u64 ka = va ? kptr[ra] : 0, kb = vb ? kptr[rb] : 0;
     // Q as A fragments (see the slot mapping above).
     uint qf[HD / 16][4];
@@ -281,12 +301,12 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* out, ush
         u64 key = ((u64)khi << 32) | klo;
         u64 vmine = first_row < 8 ? (va ? vptr[ra] : 0) : (vb ? vptr[rb] : 0);
         uint vlo = __shfl_sync(0xffffffffu, (uint)vmine, src), vhi = __shfl_sync(0xffffffffu, (uint)(vmine >> 32), src);
-        const ushort* K = (const ushort*)(((u64)khi << 32) | klo) + kvh * HD;
+        const ushort* K = (const ushort*)key + kvh * HD;
         const ushort* V = (const ushort*)(((u64)vhi << 32) | vlo) + kvh * HD;
         bool act_a = !done_a && ka == key, act_b = !done_b && kb == key;
-        // The pass's positions: the active rows' first..pos, in aligned tiles.
-        int lo = min(act_a ? fa : 0x7fffffff, act_b ? fb : 0x7fffffff);
-        int hi = max(act_a ? pa : -1, act_b ? pb : -1);
+        // The pass's positions: the active rows' shares, in aligned tiles.
+        int lo = min(act_a && la <= ha ? la : 0x7fffffff, act_b && lb <= hb ? lb : 0x7fffffff);
+        int hi = max(act_a && la <= ha ? ha : -1, act_b && lb <= hb ? hb : -1); // ≤ the rows' positions: written cache
         for (int o = 16; o > 0; o >>= 1) {
             lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
             hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
@@ -317,8 +337,8 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* out, ush
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     int p = k0 + 8 * j + 2 * c + e;
-                    s[j][e] = act_a && p >= fa && p <= pa ? s[j][e] * scale : NEG_INF;
-                    s[j][2 + e] = act_b && p >= fb && p <= pb ? s[j][2 + e] * scale : NEG_INF;
+                    s[j][e] = act_a && p >= la && p <= ha ? s[j][e] * scale : NEG_INF;
+                    s[j][2 + e] = act_b && p >= lb && p <= hb ? s[j][2 + e] * scale : NEG_INF;
                     mxa = fmaxf(mxa, s[j][e]);
                     mxb = fmaxf(mxb, s[j][2 + e]);
                 }
@@ -360,25 +380,21 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* out, ush
                 mma_16816(o_acc[n + 1], pf, bf[2], bf[3]);
             }
         }
-        // out = O / l for the pass's rows: row g holds elements 8n+2c, +1 in o_acc[n][0..1], row g+8 in [2..3].
+        // The pass's rows' partials (m, l, O): row g holds elements 8n+2c, +1
+        // in o_acc[n][0..1], row g+8 in [2..3]. An empty share: (−inf, 0).
         l_a = quad_sum(l_a);
         l_b = quad_sum(l_b);
-        float ia = l_a > 0.f ? 1.f / l_a : 0.f, ib = l_b > 0.f ? 1.f / l_b : 0.f;
+        float* pa = part + (((long)ra * n_head + h) * nsplit + split) * (HD + 2);
+        float* pb = part + (((long)rb * n_head + h) * nsplit + split) * (HD + 2);
+        if (c == 0) {
+            if (act_a) { pa[0] = m_a; pa[1] = l_a; }
+            if (act_b) { pb[0] = m_b; pb[1] = l_b; }
+        }
 #pragma unroll
         for (int n = 0; n < HD / 8; n++) {
             int d = 8 * n + 2 * c;
-            if (act_a) {
-                long i = ((long)ra * n_head + h) * HD + d;
-                float x0 = o_acc[n][0] * ia, x1 = o_acc[n][1] * ia;
-                *(f2*)(out + i) = f2{x0, x1};
-                if (out16) *(uint*)(out16 + i) = pack_h2(x0, x1);
-            }
-            if (act_b) {
-                long i = ((long)rb * n_head + h) * HD + d;
-                float x0 = o_acc[n][2] * ib, x1 = o_acc[n][3] * ib;
-                *(f2*)(out + i) = f2{x0, x1};
-                if (out16) *(uint*)(out16 + i) = pack_h2(x0, x1);
-            }
+            if (act_a) { pa[2 + d] = o_acc[n][0]; pa[3 + d] = o_acc[n][1]; }
+            if (act_b) { pb[2 + d] = o_acc[n][2]; pb[3 + d] = o_acc[n][3]; }
         }
         done_a = done_a || act_a;
         done_b = done_b || act_b;
@@ -387,10 +403,10 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* out, ush
 
 // 128 threads: FA_WARPS warps.
 #define INSTANTIATE_PROMPT(NAME) \
-    extern "C" __global__ void __launch_bounds__(128) attention_prompt_hd##NAME(const float* q, float* out, ushort* out16, const u64* kptr, \
-                                                                            const u64* vptr, const int* pos, int T, int n_head, int n_kv, \
-                                                                            int window, float scale) { \
-        attention_prompt<NAME>(q, out, out16, kptr, vptr, pos, T, n_head, n_kv, window, scale); \
+    extern "C" __global__ void __launch_bounds__(128) attention_prompt_hd##NAME(const float* q, float* part, const u64* kptr, const u64* vptr, \
+                                                                            const int* pos, int T, int n_head, int n_kv, int window, \
+                                                                            float scale, int nsplit) { \
+        attention_prompt<NAME>(q, part, kptr, vptr, pos, T, n_head, n_kv, window, scale, nsplit); \
     }
 INSTANTIATE_PROMPT(64)
 INSTANTIATE_PROMPT(96)
