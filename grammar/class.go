@@ -51,16 +51,18 @@ type classKey struct {
 type classCache struct {
 	mu    sync.Mutex
 	m     map[classKey]*classTokens
-	built int // non-nil entries
+	bytes int // the non-nil entries' size (classTokens.size)
 }
 
 const (
 	// classDense bounds the lengths kept as bitsets (classTokens.byLen.cum):
-	// longer tokens of one class are rare.
+	// longer tokens of one class are rare. A class of fewer than 1/64 of
+	// the vocabulary's tokens keeps them all as id lists.
 	classDense = 16
-	// maxClasses and maxClassEntries bound the cache (~400 KiB a class
-	// for Qwen2); past them it is emptied and refilled.
-	maxClasses      = 16
+	// maxClassBytes and maxClassEntries bound the cache (a large class of
+	// Qwen2's is ~370 KiB, a small one ~20 KiB); past them it is emptied
+	// and refilled.
+	maxClassBytes   = 8 << 20
 	maxClassEntries = 256
 )
 
@@ -75,15 +77,29 @@ func (v *Vocab) classTokens(k *byteSet, lead int) *classTokens {
 	if ct, ok := c.m[key]; ok {
 		return ct
 	}
-	if c.m == nil || len(c.m) >= maxClassEntries || c.built >= maxClasses {
-		c.m, c.built = map[classKey]*classTokens{}, 0
-	}
 	ct := buildClass(&v.all, k, lead, v.n)
-	c.m[key] = ct
+	size := 0
 	if ct != nil {
-		c.built++
+		size = ct.size()
 	}
+	if c.m == nil || len(c.m) >= maxClassEntries || c.bytes+size > maxClassBytes {
+		c.m, c.bytes = map[classKey]*classTokens{}, 0
+	}
+	c.m[key] = ct
+	c.bytes += size
 	return ct
+}
+
+// size is the memory ct takes, roughly (bytes).
+func (ct *classTokens) size() int {
+	n := 8*len(ct.pure) + 4*len(ct.byLen.n)
+	for _, m := range ct.byLen.cum {
+		n += 8 * len(m)
+	}
+	for _, ids := range ct.byLen.long {
+		n += 4 * len(ids)
+	}
+	return n
 }
 
 // buildClass sorts the tokens of t made only of k's bytes (lead < 0), or
@@ -154,7 +170,11 @@ func buildClass(t *trie, k *byteSet, lead int, n int) *classTokens {
 	if len(ids) == 0 || len(ids) < n/512 {
 		return nil
 	}
-	ct := &classTokens{k: *k, byLen: countedSets(ids, lens, n, classDense), pure: pure, off: lo}
+	dense := classDense
+	if len(ids) < n/64 {
+		dense = 0 // few: as id lists (a bitset is n/8 bytes)
+	}
+	ct := &classTokens{k: *k, byLen: countedSets(ids, lens, n, dense), pure: pure, off: lo}
 	for b := range 256 {
 		if k.has(byte(b)) {
 			ct.bytes = append(ct.bytes, byte(b))

@@ -254,7 +254,7 @@ func TestClassParts(t *testing.T) {
 	}
 }
 
-// TestClassCacheBound: past maxClasses classes (or maxClassEntries
+// TestClassCacheBound: past maxClassBytes (or maxClassEntries
 // entries) the cache starts again, and what it gives stays what a fresh
 // vocabulary gives.
 func TestClassCacheBound(t *testing.T) {
@@ -266,13 +266,19 @@ func TestClassCacheBound(t *testing.T) {
 		k.add(byte(i * 7))
 		got := v.classTokens(&k, i%3-1)
 		v.classes.mu.Lock()
-		built, entries := v.classes.built, len(v.classes.m)
-		v.classes.mu.Unlock()
-		if built > maxClasses || entries > maxClassEntries {
-			t.Fatalf("after %d classes: %d built, %d entries", i+1, built, entries)
+		size, entries := v.classes.bytes, len(v.classes.m)
+		want := 0
+		for _, ct := range v.classes.m {
+			if ct != nil {
+				want += ct.size()
+			}
 		}
-		want := buildClass(&fresh.all, &k, i%3-1, fresh.n)
-		if (got == nil) != (want == nil) || got != nil && (!slices.Equal(got.pure, want.pure) || !slices.Equal(got.byLen.n, want.byLen.n)) {
+		v.classes.mu.Unlock()
+		if size != want || size > maxClassBytes || entries > maxClassEntries {
+			t.Fatalf("after %d classes: %d bytes (sum %d), %d entries", i+1, size, want, entries)
+		}
+		fresh := buildClass(&fresh.all, &k, i%3-1, fresh.n)
+		if (got == nil) != (fresh == nil) || got != nil && (!slices.Equal(got.pure, fresh.pure) || !slices.Equal(got.byLen.n, fresh.byLen.n)) {
 			t.Fatalf("class %x differs from a fresh build", k)
 		}
 		if again := v.classTokens(&k, i%3-1); again != got {
