@@ -36,8 +36,12 @@ type state struct {
 	// once plainKnown.
 	plainNext  int32
 	plainKnown bool
-	// class is the sets of the state's byte class (class.go; nil: none),
-	// once classKnown; leads its lead classes, once leadsKnown.
+	// k is the state's byte class (class.go; hasK: it has one), once
+	// kKnown; class its sets (nil: none), once classKnown; leads its lead
+	// classes, once leadsKnown.
+	k          byteSet
+	hasK       bool
+	kKnown     bool
 	class      *classTokens
 	classKnown bool
 	leads      []leadClass
@@ -102,6 +106,7 @@ type Automaton struct {
 	chain     []int32 // plainPart's states after 0, 1, … plain characters
 	plainKeys [][2]int32
 	skips     [256]*classTokens // classParts' sets whose pure nodes the walk skips, by first byte
+	skipsSet  bool              // some of skips are set
 	sigs      [256]uint64
 	sigsOf    int32 // sigs are byteSigs(sigsOf-1); 0: none
 }

@@ -184,34 +184,48 @@ func buildClass(t *trie, k *byteSet, lead int, n int) *classTokens {
 }
 
 // classOf is the largest set of bytes that st's stacks treat alike (the
-// same stacks take them), when it has two bytes or more (a.mu held).
-func (a *Automaton) classOf(st int32) (k byteSet, ok bool) {
-	sigs := a.byteSigs(st)
-	if sigs == nil {
-		return k, false
+// same stacks take them), when it has two bytes or more; worked out once
+// per state (a.mu held).
+func (a *Automaton) classOf(st int32) (byteSet, bool) {
+	if s := &a.states[st]; s.kKnown {
+		return s.k, s.hasK
 	}
-	var done byteSet
+	var k byteSet
 	best := 0
-	for b := range 256 {
-		sig := sigs[b]
-		if sig == 0 || done.has(byte(b)) {
-			continue
+	if sigs := a.byteSigs(st); sigs != nil {
+		var distinct [256]uint64
+		var count [256]int
+		n, last := 0, 0
+		for _, sig := range sigs {
+			if sig == 0 {
+				continue
+			}
+			if distinct[last] != sig || last >= n {
+				last = 0
+				for last < n && distinct[last] != sig {
+					last++
+				}
+				if last == n {
+					distinct[n] = sig
+					n++
+				}
+			}
+			count[last]++
 		}
-		var set byteSet
-		size := 0
-		for c := b; c < 256; c++ {
-			if sigs[c] == sig {
-				set.add(byte(c))
-				size++
+		bestSig := uint64(0)
+		for j := range n {
+			if count[j] > best {
+				best, bestSig = count[j], distinct[j]
 			}
 		}
-		for w := range done {
-			done[w] |= set[w]
-		}
-		if size > best {
-			k, best = set, size
+		for b, sig := range sigs {
+			if sig == bestSig && sig != 0 {
+				k.add(byte(b))
+			}
 		}
 	}
+	s := &a.states[st]
+	s.k, s.hasK, s.kKnown = k, best >= 2, true
 	return k, best >= 2
 }
 
@@ -230,16 +244,17 @@ func (a *Automaton) stateClass(st int32) *classTokens {
 	return s.class
 }
 
-// leadClasses are st's lead classes: for each first byte of a token that
-// leads outside st's class (own) to a state with a class of its own, the
-// sets of that byte and then the class's bytes; worked out once per state
-// (a.mu held; code stFull or stComplex: abandoned, nothing cached).
+// leadClasses are st's lead classes: for each first byte of many tokens
+// (Vocab.leadRoots) that leads outside st's class (own) to a state with a
+// class of its own, the sets of that byte and then the class's bytes;
+// worked out once per state (a.mu held; code stFull or stComplex:
+// abandoned, nothing cached).
 func (a *Automaton) leadClasses(st int32, own *classTokens) ([]leadClass, int32) {
 	if s := &a.states[st]; s.leadsKnown {
 		return s.leads, 0
 	}
 	var leads []leadClass
-	for _, b := range a.v.roots {
+	for _, b := range a.v.leadRoots {
 		if own != nil && own.k.has(b) {
 			continue
 		}
@@ -275,11 +290,14 @@ type leadClass struct {
 // class's bytes take all of them to one state) whose distance after them
 // is at most bound, and returns the smallest and largest distance after
 // any of them allowed, and in a.skips, per first byte, the sets whose
-// pure nodes the walk may skip (a.mu held). Code stFull or stComplex:
-// abandoned.
+// pure nodes the walk may skip (a.skipsSet: some) (a.mu held). Code
+// stFull or stComplex: abandoned.
 func (a *Automaton) classParts(st, bound int32, m Mask) (minAfter, maxAfter, code int32) {
 	minAfter, maxAfter = maxDist, 0
-	clear(a.skips[:])
+	if a.skipsSet {
+		clear(a.skips[:])
+		a.skipsSet = false
+	}
 	own := a.stateClass(st)
 	if own != nil {
 		lo, hi, code := a.classPart(st, own, bound, m)
@@ -289,6 +307,7 @@ func (a *Automaton) classParts(st, bound int32, m Mask) (minAfter, maxAfter, cod
 			for _, b := range own.bytes {
 				a.skips[b] = own
 			}
+			a.skipsSet = true
 			a.classMasks++
 		case code != stMixed:
 			return 0, 0, code
@@ -305,6 +324,7 @@ func (a *Automaton) classParts(st, bound int32, m Mask) (minAfter, maxAfter, cod
 		case code == 0:
 			minAfter, maxAfter = min(minAfter, lo), max(maxAfter, hi)
 			a.skips[l.b] = l.ct
+			a.skipsSet = true
 			a.leadMasks++
 		case code != stMixed:
 			return 0, 0, code

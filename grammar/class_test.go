@@ -341,3 +341,24 @@ func TestClassesConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestLeadRoots: the first bytes where lead classes are tried are those
+// of at least 1/64 of the usable tokens.
+func TestLeadRoots(t *testing.T) {
+	v, _, _ := plainVocab()
+	var count [256]int
+	for _, p := range v.piece {
+		if p != nil {
+			count[p[0]]++
+		}
+	}
+	var want []byte
+	for b, n := range count {
+		if n > 0 && n >= v.n/64 {
+			want = append(want, byte(b))
+		}
+	}
+	if !slices.Equal(v.leadRoots, want) || len(want) < 3 {
+		t.Errorf("lead roots %q, want %q", v.leadRoots, want)
+	}
+}

@@ -95,6 +95,8 @@ func plainVocab() (v *Vocab, pieces [][]byte, eos int32) {
 		// tokens that leave a class part of the way.
 		"abc123", "Z9", "9Z", "ab@", "@cd", "cd.ef", ".com", "abc,", "a_b", "00000", "12345", "123456", "deadbeef", "AB12",
 		strings.Repeat("q", 20), strings.Repeat("Ab", 9), "ab@cd.ef", "x@y", "abc\"", `1"`,
+		// Lead classes need a first byte of 1/64 of the tokens or more.
+		".org", ".net", ".io", ".x", ".Ab", ".q1", "@a", "@bc", "@Q", "@x9", "@zz", "@-",
 		"<ctl>",
 	}
 	for _, w := range words {

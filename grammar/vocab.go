@@ -19,10 +19,10 @@ type Vocab struct {
 	plain plainTokens // the plain-text tokens by their count of code points
 	piece [][]byte
 	// classes are the tokens made only of a class's bytes, by class
-	// (class.go), worked out as grammars ask for them; roots are the
-	// first bytes of the tokens.
-	classes classCache
-	roots   []byte
+	// (class.go), worked out as grammars ask for them; leadRoots are the
+	// first bytes of at least 1/64 of the tokens (lead classes pay there).
+	classes   classCache
+	leadRoots []byte
 }
 
 // trie is a set of tokens in a trie, its nodes in depth-first order (see
@@ -67,7 +67,15 @@ func NewVocab(pieces [][]byte, usable func(id int32) bool, eog []int32) *Vocab {
 	})
 	v.all = buildTrie(pieces, ids, v.n)
 	for i := 0; i < len(v.all.nodes); i = int(v.all.nodes[i].next) {
-		v.roots = append(v.roots, v.all.nodes[i].b)
+		toks := 0
+		for j := i; j < int(v.all.nodes[i].next); j++ {
+			if v.all.nodes[j].tok != int32(v.n) {
+				toks += 1 + len(v.all.dup[int32(j)])
+			}
+		}
+		if toks >= v.n/64 {
+			v.leadRoots = append(v.leadRoots, v.all.nodes[i].b)
+		}
 	}
 	v.plain, ids = plainSets(pieces, ids, v.n)
 	v.rest = buildTrie(pieces, ids, v.n)
@@ -191,7 +199,9 @@ func (a *Automaton) computeMask(st int32, limit int32) (Mask, int32) {
 		if minAfter, maxAfter, code = a.classParts(st, bound, m); code < stDead {
 			return nil, code
 		}
-		skips = &a.skips
+		if a.skipsSet {
+			skips = &a.skips
+		}
 	case code < stDead:
 		return nil, code
 	}
