@@ -377,22 +377,31 @@ func (a *Automaton) byteSigs(st int32) *[256]uint64 {
 	if a.sigsOf == st+1 {
 		return &a.sigs
 	}
-	stacks := a.states[st].stacks
-	if len(stacks) > 64 {
+	if !a.sigsInto(st, &a.sigs) {
 		return nil
 	}
+	a.sigsOf = st + 1
+	return &a.sigs
+}
+
+// sigsInto computes byteSigs(st) into sigs; false when st has more than
+// 64 stacks (a.mu held).
+func (a *Automaton) sigsInto(st int32, sigs *[256]uint64) bool {
+	stacks := a.states[st].stacks
+	if len(stacks) > 64 {
+		return false
+	}
 	g := a.g
-	a.sigs = [256]uint64{}
+	*sigs = [256]uint64{}
 	for i, fid := range stacks {
 		set := &g.sets[g.elems[a.frames[fid].pos].arg]
 		for w, bits := range set {
 			for ; bits != 0; bits &= bits - 1 {
-				a.sigs[w<<6|mbits.TrailingZeros64(bits)] |= 1 << uint(i)
+				sigs[w<<6|mbits.TrailingZeros64(bits)] |= 1 << uint(i)
 			}
 		}
 	}
-	a.sigsOf = st + 1
-	return &a.sigs
+	return true
 }
 
 func (a *Automaton) computeStep(st int32, c byte) int32 {

@@ -192,7 +192,10 @@ func (a *Automaton) classOf(st int32) (byteSet, bool) {
 	}
 	var k byteSet
 	best := 0
-	if sigs := a.byteSigs(st); sigs != nil {
+	// Its own signatures: byteSigs keeps those of the state a walk steps
+	// from, which this would replace.
+	var sigs [256]uint64
+	if a.sigsInto(st, &sigs) {
 		var distinct [256]uint64
 		var count [256]int
 		n, last := 0, 0
