@@ -123,7 +123,7 @@ func kernelNames() []string {
 	for _, s := range kernelSuffix {
 		names = append(names, "mmu_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)
 		if mmtSuffix[s] {
-			names = append(names, "mmt_"+s)
+			names = append(names, "mmt_"+s, "mmt1_"+s)
 		}
 	}
 	return names

@@ -170,6 +170,9 @@ func TestTypedLaunchShapes(t *testing.T) {
 		{func() error {
 			return d.mmt("q6_k", &mmArgs{Job: [3]mmJob{job(70)}, NJobs: 1, X: X, X16: X, Cols: 256, T: 70, Parts: 2, Tok: 64}, 2)
 		}, "mmt_q6_k", [3]uint32{2, 2, 1}, [3]uint32{256, 1, 1}, uint32(mmtShared(2, 64))},
+		{func() error {
+			return d.mmt("q6_k", &mmArgs{Job: [3]mmJob{job(70)}, NJobs: 1, X: X, X16: X, Cols: 256, T: 5, Parts: 2, Tok: 8}, 2)
+		}, "mmt1_q6_k", [3]uint32{2, 1, 1}, [3]uint32{256, 1, 1}, uint32(mmtShared(2, 8))},
 		{func() error { return d.rmsNorm(X, W, O, 0, 5, 896, 1e-6) }, "rms_norm_f32", [3]uint32{5, 1, 1}, [3]uint32{1024, 1, 1}, 0},
 		{func() error { return d.swiglu(X, W, 0, 1000) }, "swiglu_f32", [3]uint32{4, 1, 1}, [3]uint32{256, 1, 1}, 0},
 		{func() error {

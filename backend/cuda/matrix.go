@@ -254,15 +254,19 @@ func (d *Device) mmu(suffix string, a *mmArgs, rows int) error {
 		newArgs().mmArg(a))
 }
 
-// mmt launches mmt_<suffix>, decode rows on the tensor cores, a.Parts warps
-// a row tile and a.Tok tokens a block.
+// mmt launches mmt_<suffix> (mmt1_<suffix> for fewer than 8 tokens), decode
+// rows on the tensor cores, a.Parts warps a row tile and a.Tok tokens a block.
 //
 //	grid (rowBlocks, ceil(T/a.Tok)), block 256, dynamic shared mmtShared(a.Parts, a.Tok)
 func (d *Device) mmt(suffix string, a *mmArgs, rowBlocks int) error {
 	if err := a.check("mmt"); err != nil {
 		return err
 	}
-	return d.launch("mmt_"+suffix, dims(rowBlocks, blocks(int(a.T), int(a.Tok)), 1), dims(32*mmtWarps, 1, 1),
+	kernel := "mmt_" + suffix
+	if a.T < 8 {
+		kernel = "mmt1_" + suffix // the same mma for each output, fewer registers
+	}
+	return d.launch(kernel, dims(rowBlocks, blocks(int(a.T), int(a.Tok)), 1), dims(32*mmtWarps, 1, 1),
 		mmtShared(int(a.Parts), int(a.Tok)), newArgs().mmArg(a))
 }
 
@@ -397,12 +401,14 @@ func (d *Device) prepareMMT() error {
 		return nil
 	}
 	for s := range mmtSuffix {
-		f, ok := d.funcs["mmt_"+s]
-		if !ok {
-			continue
-		}
-		if err := check("cuFuncSetAttribute(mmt_"+s+")", drv.cuFuncSetAttribute(f, attrMaxDynamicShared, mmtMaxShared)); err != nil {
-			return err
+		for _, name := range []string{"mmt_" + s, "mmt1_" + s} {
+			f, ok := d.funcs[name]
+			if !ok {
+				continue
+			}
+			if err := check("cuFuncSetAttribute("+name+")", drv.cuFuncSetAttribute(f, attrMaxDynamicShared, mmtMaxShared)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

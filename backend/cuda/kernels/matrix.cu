@@ -25,7 +25,8 @@
 //                    TILE_T tokens a block   grid (ceil(rows/8), ceil(T/TILE_T)), block 256
 //   mmt_<t>          decode rows on the tensor cores (sm_80+): tiles of 16
 //                    weight rows × a.tok tokens, a.parts warps a row tile, F16
-//                    operands, float32 accumulation (see at the kernel)
+//                    operands, float32 accumulation (see at the kernel);
+//                    mmt1_<t> the same for launches of fewer than 8 tokens
 //                    grid (ceil(tiles/(MMT_WARPS/parts)), ceil(T/a.tok)), block 32·MMT_WARPS,
 //                    dynamic shared max(MMT_STAGES·64·parts·(4·a.tok+1), 32768) bytes
 //   to_f16_rows      out[i] = F16(x[i]), 4 elements a thread    grid ceil(n/1024), block 256
@@ -365,7 +366,11 @@ __device__ __forceinline__ int mmt_row(const MMArgs& a, int tile, int r, int* ro
     return j;
 }
 
-template <void (*UNIT)(const uchar*, int, float*)>
+// NT is the token tiles of 8 a block holds: MMT_NT for mmt_, 1 for mmt1_
+// (fewer than 8 tokens: the direct path only, a quarter of the accumulator
+// registers, two steps of loads in flight). Both issue the same mma for
+// each output, so a row's result is the same from either.
+template <void (*UNIT)(const uchar*, int, float*), int NT>
 __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
     extern __shared__ f4 mmt_smem[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -386,13 +391,14 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
     int iters = (units + 4 * P - 1) / (4 * P);
     int ppt = 16 * P;        // 16-byte pieces of one token in an iteration
     int pieces = nt * ppt;   // … and of all the block's tokens
-    float acc[MMT_NT][4];
+    float acc[NT][4];
 #pragma unroll
-    for (int n = 0; n < MMT_NT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-    if (nt < 8) {
+    for (int n = 0; n < NT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    if (NT == 1 || nt < 8) {
         // Few tokens: each lane reads its token's activations directly (no
         // staging, no barriers), and asks L2 for its next step's weights
         // ahead. The same values reach the same mma as when staged.
+#pragma unroll 2
         for (int s = part; 4 * s < units; s += P) {
             int u = 4 * s + c;
             bool uok = u < units;
@@ -440,7 +446,7 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
             if (4 * s < units) {
                 const u4* xs = (const u4*)buf + (4 * part + c) * U;
 #pragma unroll
-                for (int n = 0; n < MMT_NT; n++) {
+                for (int n = 0; n < NT; n++) {
                     if (n < ntiles) {
                         int t = 8 * n + g;
                         uint B[16];
@@ -461,10 +467,10 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
     __syncthreads();
     float* red = (float*)mmt_smem; // [warp][n][e][lane]
 #pragma unroll
-    for (int n = 0; n < MMT_NT; n++) {
+    for (int n = 0; n < NT; n++) {
         if (n < ntiles) {
 #pragma unroll
-            for (int e = 0; e < 4; e++) red[((warp * MMT_NT + n) * 4 + e) * 32 + lane] = acc[n][e];
+            for (int e = 0; e < 4; e++) red[((warp * NT + n) * 4 + e) * 32 + lane] = acc[n][e];
         }
     }
     __syncthreads();
@@ -480,7 +486,7 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
         int n = t >> 3, l = 4 * (r & 7) + ((t & 7) >> 1), e = (t & 1) + (r >= 8 ? 2 : 0);
         float va = 0.f, vb = 0.f;
         for (int pp = 0; pp < P; pp++) {
-            const float* rw = red + (((q * P + pp) * MMT_NT + n) * 4) * 32;
+            const float* rw = red + (((q * P + pp) * NT + n) * 4) * 32;
             va += rw[e * 32 + l];
             vb += rw[((e + 2) & 3) * 32 + l];
         }
@@ -498,7 +504,8 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
 }
 
 #define INSTANTIATE_MMT(NAME) \
-    extern "C" __global__ void __launch_bounds__(256) mmt_##NAME(MMArgs a) { mmt_kernel<unit_##NAME>(a); }
+    extern "C" __global__ void __launch_bounds__(256) mmt_##NAME(MMArgs a) { mmt_kernel<unit_##NAME, MMT_NT>(a); } \
+    extern "C" __global__ void __launch_bounds__(256) mmt1_##NAME(MMArgs a) { mmt_kernel<unit_##NAME, 1>(a); }
 
 INSTANTIATE_MMT(f16)
 INSTANTIATE_MMT(q4_0)
