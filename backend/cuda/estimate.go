@@ -57,12 +57,12 @@ func EstimateMemory(m *model.Model, ctx, parallel, batch int, kvType string) (ba
 		l := &w.Layers[i]
 		mats = append(mats, &l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down)
 		up = max(up, int64(l.Up.Rows)*int64(l.Up.Cols)*2)
-		upRes = max(upRes, int64(gemmGroup(batch, l.Up.Rows)*gemmTile*l.Up.Rows*4))
+		upRes = max(upRes, int64(gemmGroup(batch, l.Up.Rows)*gemmTileFor(l.Up.Rows)*l.Up.Rows*4))
 	}
 	for _, mm := range mats {
 		largest = max(largest, int64(mm.Rows)*int64(mm.Cols)*2)
 		cols = max(cols, int64(mm.Cols))
-		res = max(res, int64(gemmGroup(batch, mm.Rows)*gemmTile*mm.Rows*4))
+		res = max(res, int64(gemmGroup(batch, mm.Rows)*gemmTileFor(mm.Rows)*mm.Rows*4))
 	}
 	mem.Workspace = largest + up + int64(blocks(max(batch, 1), gemmTile)*gemmTile)*cols*2 + res + upRes
 	return mem, nil

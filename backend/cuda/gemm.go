@@ -50,14 +50,27 @@ func (b *Backend) dequantF16(m *dmat, buf **Buffer) (devicePtr, error) {
 }
 
 // gemmGroupBytes bounds a GEMM group's float32 result buffer: prompt rows
-// are multiplied in groups of 64-row tiles, up to this many bytes of output
-// (and at least one tile) a group.
+// are multiplied in groups of tiles, up to this many bytes of output (and
+// at least one tile) a group.
 const gemmGroupBytes = 32 << 20
 
+// gemmTileFor is the prompt rows a cuBLAS call takes for a product whose
+// widest matrix has rows output rows: gemmTile, but 64 for an LM head
+// (32 768 rows or more), whose prompt rows are mostly one a sequence, so
+// that it is not padded to 256 (a function of the matrix, never of the
+// batch).
+func gemmTileFor(rows int) int {
+	if rows >= 32768 {
+		return min(64, gemmTile)
+	}
+	return gemmTile
+}
+
 // gemmGroup is the tiles a group takes for T prompt rows whose widest
-// product has rows output columns.
+// product has rows output rows.
 func gemmGroup(T, rows int) int {
-	return max(1, min(blocks(T, gemmTile), gemmGroupBytes/(gemmTile*rows*4)))
+	tile := gemmTileFor(rows)
+	return max(1, min(blocks(T, tile), gemmGroupBytes/(tile*rows*4)))
 }
 
 // gemmWeights returns m as an F16 [rows, cols] matrix: F16 weights as they
@@ -71,7 +84,7 @@ func (b *Backend) gemmWeights(m *dmat, buf **Buffer) (devicePtr, error) {
 
 // gemmSegment computes prompt rows with cuBLAS: the activations converted
 // to F16 once for all the call's matrices (zero rows up to whole tiles of
-// gemmTile), each matrix as F16 (F16 weights in place, others dequantized
+// gemmTileFor), each matrix as F16 (F16 weights in place, others dequantized
 // once), every tile multiplied on the tensor cores with float32
 // accumulation — one cuBLAS call a tile, so every call has one shape and a
 // row's result does not depend on its neighbours — and one epilogue a
@@ -81,18 +94,19 @@ func (b *Backend) gemmSegment(x devicePtr, T int, glu bool, outs ...mmOut) error
 	for _, o := range outs {
 		widest = max(widest, o.m.rows)
 	}
-	tiles := blocks(T, gemmTile)
-	xh, err := b.need(&b.gemm.xh, int64(tiles*gemmTile*cols*2))
+	tile := gemmTileFor(widest)
+	tiles := blocks(T, tile)
+	xh, err := b.need(&b.gemm.xh, int64(tiles*tile*cols*2))
 	if err != nil {
 		return err
 	}
-	// x's T rows as F16, zero rows up to whole tiles.   grid ceil(tiles·gemmTile·cols/256), block 256
-	if err := b.dev.launch("to_f16_pad", dims(blocks(tiles*gemmTile*cols, 256), 1, 1), dims(256, 1, 1), 0,
-		newArgs().dev("x", x).i32("T", T).i32("cols", cols).dev("out", xh).i32("tile", tiles*gemmTile)); err != nil {
+	// x's T rows as F16, zero rows up to whole tiles.   grid ceil(tiles·tile·cols/256), block 256
+	if err := b.dev.launch("to_f16_pad", dims(blocks(tiles*tile*cols, 256), 1, 1), dims(256, 1, 1), 0,
+		newArgs().dev("x", x).i32("T", T).i32("cols", cols).dev("out", xh).i32("tile", tiles*tile)); err != nil {
 		return err
 	}
 	group := gemmGroup(T, widest)
-	cBytes := int64(group * gemmTile * widest * 4)
+	cBytes := int64(group * tile * widest * 4)
 	c, err := b.need(&b.gemm.c, cBytes)
 	if err != nil {
 		return err
@@ -109,18 +123,18 @@ func (b *Backend) gemmSegment(x devicePtr, T int, glu bool, outs ...mmOut) error
 		for g0 := 0; g0 < tiles; g0 += group {
 			ng := min(group, tiles-g0)
 			for i := range ng {
-				xt := xh + devicePtr(2*(g0+i)*gemmTile*cols)
-				if err := b.gemmTile(w, xt, o.m.rows, cols, c+devicePtr(4*i*gemmTile*o.m.rows)); err != nil {
+				xt := xh + devicePtr(2*(g0+i)*tile*cols)
+				if err := b.gemmTile(w, xt, o.m.rows, cols, tile, c+devicePtr(4*i*tile*o.m.rows)); err != nil {
 					return err
 				}
 				if up != nil {
-					if err := b.gemmTile(wu, xt, up.m.rows, cols, cu+devicePtr(4*i*gemmTile*up.m.rows)); err != nil {
+					if err := b.gemmTile(wu, xt, up.m.rows, cols, tile, cu+devicePtr(4*i*tile*up.m.rows)); err != nil {
 						return err
 					}
 				}
 			}
-			t0 := g0 * gemmTile
-			n := min(ng*gemmTile, T-t0)
+			t0 := g0 * tile
+			n := min(ng*tile, T-t0)
 			if err := b.epilogue(c, cu, n, o.m.rows, o.out+devicePtr(4*t0*o.m.rows), o.bias, o.accumulate && up == nil); err != nil {
 				return err
 			}
@@ -150,22 +164,22 @@ func (b *Backend) gemmSegment(x devicePtr, T int, glu bool, outs ...mmOut) error
 	return nil
 }
 
-// gemmTile computes C[gemmTile, rows] = Xh[gemmTile, cols] · Whᵀ into c
-// (row-major; in cuBLAS's column-major terms Cᵀ = W · Xᵀ).
-func (b *Backend) gemmTile(w, xh devicePtr, rows, cols int, c devicePtr) error {
+// gemmTile computes C[tile, rows] = Xh[tile, cols] · Whᵀ into c (row-major;
+// in cuBLAS's column-major terms Cᵀ = W · Xᵀ).
+func (b *Backend) gemmTile(w, xh devicePtr, rows, cols, tile int, c devicePtr) error {
 	alpha, beta := float32(1), float32(0)
 	if b.dev.prof != nil {
 		if err := b.dev.prof.begin(b.dev.stream); err != nil {
 			return err
 		}
 	}
-	if r := cublas.cublasGemmEx(b.blas, cublasOpT, cublasOpN, int32(rows), int32(gemmTile), int32(cols),
+	if r := cublas.cublasGemmEx(b.blas, cublasOpT, cublasOpN, int32(rows), int32(tile), int32(cols),
 		unsafe.Pointer(&alpha), w, cudaR16F, int32(cols), xh, cudaR16F, int32(cols),
 		unsafe.Pointer(&beta), c, cudaR32F, int32(rows), cublasCompute32F, cublasGemmDefault); r != 0 {
-		return cublasError(fmt.Sprintf("cublasGemmEx (%d×%d·%d)", rows, cols, gemmTile), r)
+		return cublasError(fmt.Sprintf("cublasGemmEx (%d×%d·%d)", rows, cols, tile), r)
 	}
 	if b.dev.prof != nil {
-		if err := b.dev.prof.finish(b.dev.stream, fmt.Sprintf("cublasGemmEx %d×%d·%d", rows, cols, gemmTile)); err != nil {
+		if err := b.dev.prof.finish(b.dev.stream, fmt.Sprintf("cublasGemmEx %d×%d·%d", rows, cols, tile)); err != nil {
 			return err
 		}
 	}
