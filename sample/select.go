@@ -26,6 +26,10 @@ func cmpDesc(a, b Candidate) int {
 // sortDesc sorts c by decreasing logit, then increasing id.
 func sortDesc(c []Candidate) { slices.SortFunc(c, cmpDesc) }
 
+// SortCandidates sorts c by decreasing logit (Logprob), then increasing id:
+// the order SampleTop wants, for a backend whose selection comes unordered.
+func SortCandidates(c []Candidate) { sortDesc(c) }
+
 // topKHeap appends to dst[:0] the k largest entries of src (1 <= k <=
 // len(src); ties go to the lower index; NaN counts as -Inf) as candidates
 // whose Logprob holds the value, in heap order. It allocates only when

@@ -3,7 +3,8 @@ package cuda
 import "fmt"
 
 // Launchers of kernels/attention.cu: attention split over the positions
-// (flash-decoding) and the merge of the splits.
+// (flash-decoding), prompt rows on the tensor cores, and the merge of the
+// splits.
 
 // maxHeadDim is MAX_HD of attention.cu: a lane holds four head elements
 // (4·lane … 4·lane+3) in registers; head dimensions are multiples of 4.
@@ -90,6 +91,9 @@ func (d *Device) attentionPrompt(q, part, kptr, vptr, pos devicePtr, T int, s he
 	}
 	if window < 0 || T < 1 {
 		return fmt.Errorf("%w: %s: %d rows, sliding window %d", ErrLaunch, kernel, T, window)
+	}
+	if d.Arch() < 80 {
+		return fmt.Errorf("%w: %s needs tensor cores (sm_80 or later); this card is sm_%d", ErrLaunch, kernel, d.Arch())
 	}
 	return d.launch(kernel, dims(blocks(T, 16*faWarps), s.nHead, splits), dims(32*faWarps, 1, 1), 0,
 		newArgs().dev("q", q).dev("part", part).dev("kptr", kptr).dev("vptr", vptr).dev("pos", pos).

@@ -5,6 +5,7 @@ import (
 
 	"worker-orcd/backend"
 	"worker-orcd/model"
+	"worker-orcd/quant"
 )
 
 // EstimateMemory is the device memory the CUDA backend takes for model m
@@ -19,9 +20,9 @@ import (
 //   - activations: the step's scratch buffer for batch rows and parallel
 //     logits rows (scratchLayout);
 //   - workspace: what cuBLAS multiplies prompt rows with — F16 copies of
-//     the largest matrix (often the LM head) and of an FFN up matrix beside
-//     it, a prompt chunk's F16 activations and two groups of float32
-//     result tiles (gemmGroup).
+//     the largest quantized matrix (often the LM head) and of an FFN up
+//     matrix beside it (F16 weights are used in place), a prompt chunk's F16
+//     activations and two groups of float32 result tiles (gemmGroup).
 //
 // No GPU is needed: the doctor uses it before loading anything.
 func EstimateMemory(m *model.Model, ctx, parallel, batch int, kvType string) (backend.Memory, error) {
@@ -49,20 +50,31 @@ func EstimateMemory(m *model.Model, ctx, parallel, batch int, kvType string) (ba
 	mem.KVCache = int64(c.NLayer) * 2 * int64(c.KVDim()) * elem * int64(ctx) * int64(parallel)
 	_, mem.Activations = scratchLayout(c, max(batch, parallel), max(parallel, 1))
 	// gemmSegment's buffers for a prompt chunk of batch rows: F16 copies of
-	// a matrix and of an up matrix, the chunk's F16 activations in whole
-	// tiles, and a group of float32 result tiles for a matrix and its up.
+	// a matrix and of an up matrix (none for F16 weights, used in place),
+	// the chunk's F16 activations in whole tiles, and a group of float32
+	// result tiles for a matrix and its up.
 	var largest, up, cols, res, upRes int64
-	mats := []*model.Matrix{&w.Output}
+	copied := func(mm *model.Matrix) int64 {
+		if mm.Type == quant.F16 {
+			return 0
+		}
+		return int64(mm.Rows) * int64(mm.Cols) * 2
+	}
+	results := func(mm *model.Matrix, head bool) int64 {
+		tile := gemmTileFor(head)
+		return int64(gemmGroup(batch, mm.Rows, tile)*tile) * int64(mm.Rows) * 4
+	}
+	largest, res = copied(&w.Output), results(&w.Output, true)
+	cols = int64(w.Output.Cols)
 	for i := range w.Layers {
 		l := &w.Layers[i]
-		mats = append(mats, &l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down)
-		up = max(up, int64(l.Up.Rows)*int64(l.Up.Cols)*2)
-		upRes = max(upRes, int64(gemmGroup(batch, l.Up.Rows)*gemmTileFor(l.Up.Rows)*l.Up.Rows*4))
-	}
-	for _, mm := range mats {
-		largest = max(largest, int64(mm.Rows)*int64(mm.Cols)*2)
-		cols = max(cols, int64(mm.Cols))
-		res = max(res, int64(gemmGroup(batch, mm.Rows)*gemmTileFor(mm.Rows)*mm.Rows*4))
+		up = max(up, copied(&l.Up))
+		upRes = max(upRes, results(&l.Up, false))
+		for _, mm := range []*model.Matrix{&l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down} {
+			largest = max(largest, copied(mm))
+			cols = max(cols, int64(mm.Cols))
+			res = max(res, results(mm, false))
+		}
 	}
 	mem.Workspace = largest + up + int64(blocks(max(batch, 1), gemmTile)*gemmTile)*cols*2 + res + upRes
 	return mem, nil

@@ -1,12 +1,10 @@
 package cuda
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"unsafe"
 
 	"worker-orcd/backend"
@@ -450,15 +448,7 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 					Logprob: math.Float32frombits(binary.LittleEndian.Uint32(rec[4*sample.MaxTop+4*j:])),
 				})
 			}
-			slices.SortFunc(s.Top, func(a, b sample.Candidate) int {
-				switch {
-				case a.Logprob > b.Logprob:
-					return -1
-				case a.Logprob < b.Logprob:
-					return 1
-				}
-				return cmp.Compare(a.ID, b.ID)
-			})
+			sample.SortCandidates(s.Top)
 			s.LSE = float64(math.Float32frombits(binary.LittleEndian.Uint32(rec[8*sample.MaxTop:])))
 			s.HasTop = true
 			i++
@@ -488,7 +478,6 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 	return nil
 }
 
-// maxGraphT is the largest batch whose layer pass is replayed from a CUDA
 // attention writes b.att and b.att16 for the T rows of layer l: prompt rows
 // on the tensor cores (attention_prompt) where the model and card allow it
 // (promptAttention: a property of the model and card, never of the batch),
@@ -527,6 +516,7 @@ func (b *Backend) promptAttention() bool {
 	return !b.noFlash && b.kvType == "f16" && b.dev.Arch() >= 80 && promptHeadDim(b.c.HeadDim)
 }
 
+// maxGraphT is the largest batch whose layer pass is replayed from a CUDA
 // graph: decode batches. Longer prompt chunks launch directly (their launch
 // cost is spread over many tokens, and each length would need its own graph).
 const maxGraphT = 64
@@ -535,8 +525,9 @@ const maxGraphT = 64
 // values of up to sample.MaxTop candidates, then the log-sum-exp (padded).
 const topStride = 8*sample.MaxTop + 16
 
-// maxSplits is how many parts attention over the positions is split into
-// for decode-sized batches.
+// maxSplits is the most shares attention over a row's positions is split
+// into (decode rows: attention_split; prompt rows: attention_prompt), each
+// row taking as many as its own position calls for.
 const maxSplits = 16
 
 func hasPrefill(segs []segment) bool {

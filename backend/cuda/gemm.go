@@ -9,8 +9,8 @@ import (
 // gemmBuffers are the workspaces of the cuBLAS path, grown on demand.
 type gemmBuffers struct {
 	wh, wh2 *Buffer // F16 weights (gate and up for SwiGLU)
-	xh      *Buffer // F16 activations, one tile
-	c, c2   *Buffer // float32 results of one tile
+	xh      *Buffer // F16 activations of a prompt chunk, in whole tiles
+	c, c2   *Buffer // float32 results of a group of tiles (gemmGroup)
 	x16     *Buffer // F16 activations for decode rows on the tensor cores, when no producer wrote them
 }
 
@@ -51,25 +51,22 @@ func (b *Backend) dequantF16(m *dmat, buf **Buffer) (devicePtr, error) {
 
 // gemmGroupBytes bounds a GEMM group's float32 result buffer: prompt rows
 // are multiplied in groups of tiles, up to this many bytes of output (and
-// at least one tile) a group.
-const gemmGroupBytes = 32 << 20
+// at least one tile) a group. A variable for tests (groups of one tile).
+var gemmGroupBytes = 32 << 20
 
-// gemmTileFor is the prompt rows a cuBLAS call takes for a product whose
-// widest matrix has rows output rows: gemmTile, but 64 for an LM head
-// (32 768 rows or more), whose prompt rows are mostly one a sequence, so
-// that it is not padded to 256 (a function of the matrix, never of the
-// batch).
-func gemmTileFor(rows int) int {
-	if rows >= 32768 {
+// gemmTileFor is the prompt rows a cuBLAS call takes: gemmTile, but 64 for
+// the LM head, whose prompt rows are mostly one a sequence, so that they are
+// not padded to 256 (a function of the matrix, never of the batch).
+func gemmTileFor(head bool) int {
+	if head {
 		return min(64, gemmTile)
 	}
 	return gemmTile
 }
 
-// gemmGroup is the tiles a group takes for T prompt rows whose widest
-// product has rows output rows.
-func gemmGroup(T, rows int) int {
-	tile := gemmTileFor(rows)
+// gemmGroup is the tiles of tile rows a group takes for T prompt rows whose
+// widest product has rows output rows.
+func gemmGroup(T, rows, tile int) int {
 	return max(1, min(blocks(T, tile), gemmGroupBytes/(tile*rows*4)))
 }
 
@@ -94,7 +91,7 @@ func (b *Backend) gemmSegment(x devicePtr, T int, glu bool, outs ...mmOut) error
 	for _, o := range outs {
 		widest = max(widest, o.m.rows)
 	}
-	tile := gemmTileFor(widest)
+	tile := gemmTileFor(outs[0].m == &b.out)
 	tiles := blocks(T, tile)
 	xh, err := b.need(&b.gemm.xh, int64(tiles*tile*cols*2))
 	if err != nil {
@@ -105,7 +102,7 @@ func (b *Backend) gemmSegment(x devicePtr, T int, glu bool, outs ...mmOut) error
 		newArgs().dev("x", x).i32("T", T).i32("cols", cols).dev("out", xh).i32("tile", tiles*tile)); err != nil {
 		return err
 	}
-	group := gemmGroup(T, widest)
+	group := gemmGroup(T, widest, tile)
 	cBytes := int64(group * tile * widest * 4)
 	c, err := b.need(&b.gemm.c, cBytes)
 	if err != nil {

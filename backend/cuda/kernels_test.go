@@ -131,7 +131,7 @@ type launchRecord struct {
 // recordLaunches stubs cuLaunchKernel and returns the launches it saw
 // (kernel i+1 is names[i]).
 func recordLaunches(t *testing.T) (*Device, *[]launchRecord, []string) {
-	d := &Device{funcs: map[string]cuFunction{}}
+	d := &Device{funcs: map[string]cuFunction{}, Major: 9} // an H100/H200
 	names := kernelNames()
 	for i, n := range names {
 		d.funcs[n] = cuFunction(i + 1)
@@ -260,9 +260,16 @@ func TestTypedLaunchersRefuse(t *testing.T) {
 		{"prompt attention, no rows", func() error { return d.attentionPrompt(X, O, W, W, X, 0, headShape{4, 2, 64}, 0, 1, 16) }},
 		{"prompt attention, window -1", func() error { return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 64}, -1, 1, 16) }},
 		{"prompt attention, 65 splits", func() error { return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 64}, 0, 1, 65) }},
+		{"prompt attention below sm_80", func() error {
+			d.Major = 7
+			defer func() { d.Major = 9 }()
+			return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 64}, 0, 1, 16)
+		}},
 		{"top 50 of 40", func() error { return d.topK(X, 1, 40, 50, O, O, O, 40, 0, W) }},
 		{"top 257", func() error { return d.topK(X, 1, 1000, 257, O, O, O, 1000, 0, W) }},
 		{"top-k without scratch", func() error { return d.topK(X, 1, 1000, 5, O, O, O, 1000, 0, 0) }},
+		{"top-k rows overlapping", func() error { return d.topK(X, 2, 1000, 5, O, O, O, 999, 64, W) }},
+		{"top-k results overlapping", func() error { return d.topK(X, 2, 1000, 5, O, O, O, 1000, 0, W) }},
 		{"to_f16_rows of 6", func() error { return d.toF16Rows(X, O, 6) }},
 		{"embed of 2^31 columns", func() error {
 			return d.embed(&dmat{ptr: W, rows: 1, cols: 1 << 31, rowBytes: 1 << 32, suffix: "f16"}, X, O, 1)

@@ -53,6 +53,10 @@ func (d *Device) topK(x devicePtr, rows, V, K int, ids, vals, lse devicePtr, xSt
 	if rows < 1 || scratch == 0 {
 		return fmt.Errorf("%w: top-k: %d rows, scratch %#x", ErrLaunch, rows, scratch)
 	}
+	if rows > 1 && (xStride < int64(V) || outStride < 4 || outStride%4 != 0) {
+		return fmt.Errorf("%w: top-k: %d rows %d floats apart (want at least V = %d), results %d bytes apart (want a positive multiple of 4)",
+			ErrLaunch, rows, xStride, V, outStride)
+	}
 	chunk, S := topkChunks(V)
 	keys := scratch
 	stats := scratch + devicePtr(8*int64(rows)*int64(S)*int64(K))

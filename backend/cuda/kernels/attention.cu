@@ -51,6 +51,21 @@ __device__ __forceinline__ f4 kv_ld4(const ushort* p) {
 // contexts use fewer, fuller blocks (the rest of the grid exits at once).
 #define ATT_MIN_SPLIT 64
 
+// row_share: share s of the positions of a row at position p (first =
+// p−window+1 with a sliding window, else 0; n = p+1−first): the row takes
+// ns = min(nsplit, ceil(n/min_split)) shares of ceil(n/ns) positions, a
+// function of its own position only; [*lo, *hi) is share s, empty when
+// s ≥ ns. Returns ns.
+__device__ __forceinline__ int row_share(int p, int window, int s, int nsplit, int min_split, int* lo, int* hi) {
+    int first = window > 0 ? max(0, p - window + 1) : 0;
+    int n = p + 1 - first;
+    int ns = min(nsplit, (n + min_split - 1) / min_split);
+    int per = (n + ns - 1) / ns;
+    *lo = first + s * per;
+    *hi = s < ns ? min(p + 1, *lo + per) : *lo;
+    return ns;
+}
+
 // Attention, split over the sequence (flash-decoding): block (t, h, split)
 // takes a contiguous share of the positions first..pos[t] (the shares are
 // computed here from pos: min(nsplit, ceil(n/ATT_MIN_SPLIT)) of them for n
@@ -74,19 +89,15 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
     const KT* K = (const KT*)kptr[t] + kvh * hd + 4 * lane;
     const KT* V = (const KT*)vptr[t] + kvh * hd + 4 * lane;
     const float* qr = q + ((long)t * n_head + h) * hd;
-    int last = pos[t];
-    int first = window > 0 ? max(0, last - window + 1) : 0;
-    int n = last + 1 - first;
     // This row's splits: nsplit, or fewer so that each takes at least
     // ATT_MIN_SPLIT positions (a function of the row's own position only).
-    int ns = min(nsplit, (n + ATT_MIN_SPLIT - 1) / ATT_MIN_SPLIT);
+    int lo, hi;
+    int ns = row_share(pos[t], window, split, nsplit, ATT_MIN_SPLIT, &lo, &hi);
     float* out = part + (((long)t * n_head + h) * nsplit + split) * (hd + 2);
     if (split >= ns) { // an empty partial: the merge skips a zero sum
         if (threadIdx.x == 0) { out[0] = NEG_INF; out[1] = 0.f; }
         return;
     }
-    int per = (n + ns - 1) / ns;
-    int lo = first + split * per, hi = min(last + 1, lo + per);
     bool act = 4 * lane < hd;
     f4 qv = {0.f, 0.f, 0.f, 0.f}, acc = {0.f, 0.f, 0.f, 0.f};
     if (act) {
@@ -216,7 +227,9 @@ extern "C" __global__ void attention_merge_f32(const float* part, float* out, in
 // rows do not interact inside an mma, its row max and sum come from the
 // four lanes holding it in a fixed order, and a tile outside its share is an
 // exact no-op for it (scores −inf: P = 0, rescale 1). So they are the same
-// whatever rows share its warp, however a prompt is chunked or batched.
+// whatever rows share its warp, however a prompt is chunked or batched —
+// as long as the V rows its warp reads are finite (0·Inf is NaN: a V
+// element that overflowed F16 in another row's positions would reach it).
 // Rows of different sequences in one warp (different K/V pointers) are
 // taken in passes, one sequence at a time.
 //
@@ -251,17 +264,6 @@ __device__ __forceinline__ float quad_sum(float v) {
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// prompt_share sets [*lo, *hi] to share s of the positions of a row at
-// position p (empty: *lo > *hi).
-__device__ __forceinline__ void prompt_share(int p, int window, int s, int nsplit, int* lo, int* hi) {
-    int first = window > 0 ? max(0, p - window + 1) : 0;
-    int n = p + 1 - first;
-    int ns = min(nsplit, (n + FA_MIN_SPLIT - 1) / FA_MIN_SPLIT);
-    int per = (n + ns - 1) / ns;
-    *lo = first + s * per;
-    *hi = s < ns ? min(p, *lo + per - 1) : *lo - 1;
-}
-
 template <int HD>
 __device__ __forceinline__ void attention_prompt(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
                                                  int T, int n_head, int n_kv, int window, float scale, int nsplit) {
@@ -274,9 +276,9 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* part, co
     ushort* vs = (ushort*)vs_all + warp * 16 * VS;
     int ra = r0 + g, rb = r0 + g + 8;
     bool va = ra < T, vb = rb < T;
-    int la = 0, ha = -1, lb = 0, hb = -1; // this split's positions of rows ra and rb
-    if (va) prompt_share(pos[ra], window, split, nsplit, &la, &ha);
-    if (vb) prompt_share(pos[rb], window, split, nsplit, &lb, &hb);
+    int la = 0, ha = -1, lb = 0, hb = -1; // this split's positions la … ha of row ra, lb … hb of rb
+    if (va) { row_share(pos[ra], window, split, nsplit, FA_MIN_SPLIT, &la, &ha); ha--; }
+    if (vb) { row_share(pos[rb], window, split, nsplit, FA_MIN_SPLIT, &lb, &hb); hb--; }
     u64 ka = va ? kptr[ra] : 0, kb = vb ? kptr[rb] : 0;
     // Q as A fragments (see the slot mapping above).
     uint qf[HD / 16][4];
@@ -381,7 +383,8 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* part, co
             }
         }
         // The pass's rows' partials (m, l, O): row g holds elements 8n+2c, +1
-        // in o_acc[n][0..1], row g+8 in [2..3]. An empty share: (−inf, 0).
+        // in o_acc[n][0..1], row g+8 in [2..3]. An empty share: (−inf, 0)
+        // only (the merge skips a zero sum without reading O).
         l_a = quad_sum(l_a);
         l_b = quad_sum(l_b);
         float* pa = part + (((long)ra * n_head + h) * nsplit + split) * (HD + 2);
@@ -390,11 +393,12 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* part, co
             if (act_a) { pa[0] = m_a; pa[1] = l_a; }
             if (act_b) { pb[0] = m_b; pb[1] = l_b; }
         }
+        bool wa = act_a && la <= ha, wb = act_b && lb <= hb;
 #pragma unroll
         for (int n = 0; n < HD / 8; n++) {
             int d = 8 * n + 2 * c;
-            if (act_a) { pa[2 + d] = o_acc[n][0]; pa[3 + d] = o_acc[n][1]; }
-            if (act_b) { pb[2 + d] = o_acc[n][2]; pb[3 + d] = o_acc[n][3]; }
+            if (wa) { pa[2 + d] = o_acc[n][0]; pa[3 + d] = o_acc[n][1]; }
+            if (wb) { pb[2 + d] = o_acc[n][2]; pb[3 + d] = o_acc[n][3]; }
         }
         done_a = done_a || act_a;
         done_b = done_b || act_b;

@@ -33,7 +33,6 @@ __device__ __forceinline__ uint ld_u32(const uchar* p) {
 struct alignas(16) f4 { float x, y, z, w; };
 struct alignas(16) u4 { uint x, y, z, w; };
 struct alignas(8) u2 { uint x, y; };
-struct alignas(8) f2 { float x, y; };
 
 // pack_h2 rounds two floats to F16 and packs them (lo in the low half).
 __device__ __forceinline__ uint pack_h2(float lo, float hi) {
