@@ -44,6 +44,12 @@ type PrefixCopier interface {
 	CopyPrefix(src KVCache, n int) error
 }
 
+// TopMasker is a Backend that honours Seq.Allow when it selects top
+// candidates.
+type TopMasker interface {
+	MasksTop() bool
+}
+
 // Seq is one sequence's part of a forward batch: Tokens are appended at the
 // positions after what KV holds.
 type Seq struct {
@@ -67,6 +73,14 @@ type Seq struct {
 	Top    []sample.Candidate
 	LSE    float64
 	HasTop bool
+	// Allow (with TopK, on a backend that is a TopMasker) restricts the
+	// candidates to the ids a constrained request may take: the backend
+	// calls it once per step, after the step's computation is under way
+	// and before it selects the candidates, and treats every id outside
+	// the returned bitset (bit i%64 of word i/64) as a −Inf logit: Top is
+	// then the TopK largest of that masked row and LSE its log-sum-exp.
+	// nil: no restriction.
+	Allow func() []uint64
 
 	// Embed asks ForwardEmbed (backends that implement Embedder) for the
 	// final hidden states of every token of Tokens — the output norm's

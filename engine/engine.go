@@ -274,6 +274,9 @@ func (e *Engine) submit(req Request) (*seq, error) {
 		return nil, err
 	}
 	s := newSeq(e.tok, req, maxTokens)
+	if m, ok := e.be.(backend.TopMasker); ok && m.MasksTop() && s.gm != nil {
+		s.allow = func() []uint64 { return s.gm.MaskWithin(s.maxTokens - len(s.result.IDs)) }
+	}
 	return s, e.enqueue(s)
 }
 
@@ -667,6 +670,7 @@ type seq struct {
 	cands     []sample.Candidate
 
 	gm          *grammar.Matcher // the request's grammar (nil: none)
+	allow       func() []uint64  // the step's mask, for a backend that selects candidates under it (nil: it cannot)
 	gnext       grammarNext      // what the grammar's next step is known to be (grammar.go)
 	prefetch    func()           // the next step's mask, to compute while the forward runs (grammarAhead)
 	masked      []float32        // [n_vocab] the row with the grammar's mask applied
@@ -715,9 +719,21 @@ func newSeq(tok *tokenizer.Tokenizer, req Request, maxTokens int) *seq {
 // candidates would have drawn, so switching between the two changes no
 // token.
 func (s *seq) topK() int {
+	s.bseq.Allow = nil
 	if s.wholeRow {
 		s.wholeRow = false
 		return 0
+	}
+	if s.allow != nil && !s.req.Logprobs && s.req.TopLogprobs == 0 {
+		// The backend selects the candidates with the grammar's mask
+		// applied (the mask is asked for while the step computes): the
+		// top of the masked row, whatever the mask allows.
+		k := s.sampler.TopNeeded(s.history)
+		if k == 0 || k > sample.MaxTop {
+			return 0
+		}
+		s.bseq.Allow = s.allow
+		return k
 	}
 	if s.gm != nil && (s.req.Logprobs || s.req.TopLogprobs > 0 || s.narrowStep()) {
 		// Few tokens are allowed (JSON punctuation, a keyword): they are
@@ -751,9 +767,18 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 	if b := &s.bseq; b.HasTop {
 		// The backend selected the candidates on its side: the same draw
 		// from far fewer numbers; logprobs from the row's log-sum-exp.
-		if s.gm != nil {
+		budget := s.maxTokens - len(s.result.IDs)
+		switch {
+		case s.gm != nil && b.Allow != nil:
+			// The candidates are the top of the masked row: the draw the
+			// masked row gives. A disallowed one comes out only when no
+			// allowed id has a finite logit: the whole row says why.
+			if id = s.sampler.SampleTop(b.Top, s.history); !s.gm.AllowedWithin(id, budget) {
+				s.redo = true
+				return ""
+			}
+		case s.gm != nil:
 			var ok bool
-			budget := s.maxTokens - len(s.result.IDs)
 			allowed := func(id int32) bool { return s.gm.AllowedWithin(id, budget) }
 			if id, ok = s.sampler.SampleTopAllowed(b.Top, s.history, allowed); !ok {
 				// Too few candidates are allowed to know the draw: the
@@ -761,7 +786,7 @@ func (s *seq) accept(logits []float32, kvLen int) StopReason {
 				s.redo = true
 				return ""
 			}
-		} else {
+		default:
 			id = s.sampler.SampleTop(b.Top, s.history)
 		}
 		tk = Token{Index: len(s.result.IDs), ID: id}

@@ -92,9 +92,20 @@ func TestGrammarOutputsValid(t *testing.T) {
 // TestGrammarTopPathMatchesFullRows: with the backend returning only top
 // candidates (the GPU's path), constrained generation gives the same
 // tokens as with whole rows — the steps where too few candidates are
-// allowed are read again for the whole row — alone and under load.
+// allowed are read again for the whole row — alone and under load; and so
+// it does with a backend that selects the candidates under the step's mask
+// (the GPU's masked path: every step's top comes from the masked row).
 func TestGrammarTopPathMatchesFullRows(t *testing.T) {
 	full, top := microEngines(t)
+	spec := testmodel.MustPreset("qwen2-micro")
+	spec.Seed = 9
+	m, tok := openSpec(t, spec)
+	var masks atomic.Int64
+	masked, err := New(maskedTopBackend{cpu.New(m, 1), &masks}, tok, Options{Parallel: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { masked.Close() })
 	schema := `{"type":"object","properties":{"a":{"type":"array","items":{"type":"integer"},"maxItems":4},"s":{"enum":["x","yy"]}},"required":["a","s"]}`
 	af, err := full.Grammar(GrammarJSONSchema, schema)
 	if err != nil {
@@ -121,6 +132,10 @@ func TestGrammarTopPathMatchesFullRows(t *testing.T) {
 	for i, p := range params {
 		want[i] = run(full, af, p)
 	}
+	am, err := masked.Grammar(GrammarJSONSchema, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	for i, p := range params { // together: under load
 		wg.Go(func() {
@@ -128,8 +143,16 @@ func TestGrammarTopPathMatchesFullRows(t *testing.T) {
 				t.Errorf("params %d: top path %v, whole rows %v", i, got, want[i])
 			}
 		})
+		wg.Go(func() {
+			if got := run(masked, am, p); !slices.Equal(got, want[i]) {
+				t.Errorf("params %d: masked top path %v, whole rows %v", i, got, want[i])
+			}
+		})
 	}
 	wg.Wait()
+	if masks.Load() == 0 {
+		t.Error("the masked backend was never asked for a mask")
+	}
 }
 
 func TestGrammarErrors(t *testing.T) {

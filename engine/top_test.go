@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"worker-orcd/backend"
@@ -24,6 +25,42 @@ func (t topBackend) Forward(batch []*backend.Seq) error {
 		s.HasTop = false
 		if s.TopK > 0 && !s.AllLogits {
 			s.Top, s.LSE, s.HasTop = sample.TopOf(s.Logits, s.TopK), sample.LogSumExp(s.Logits), true
+			s.Logits = s.Logits[:0]
+		}
+	}
+	return nil
+}
+
+// maskedTopBackend is topBackend with the GPU's masked selection
+// (backend.TopMasker): a row with Allow gets the top of its row with every
+// id outside the mask at −Inf. masks counts the Allow calls, forwards the
+// rows that took their candidates so.
+type maskedTopBackend struct {
+	*cpu.Backend
+	masks *atomic.Int64
+}
+
+func (t maskedTopBackend) MasksTop() bool { return true }
+
+func (t maskedTopBackend) Forward(batch []*backend.Seq) error {
+	if err := t.Backend.Forward(batch); err != nil {
+		return err
+	}
+	for _, s := range batch {
+		s.HasTop = false
+		if s.TopK > 0 && !s.AllLogits {
+			row := s.Logits
+			if s.Allow != nil {
+				t.masks.Add(1)
+				mask := s.Allow()
+				row = slices.Clone(row)
+				for i := range row {
+					if i/64 >= len(mask) || mask[i/64]>>(i%64)&1 == 0 {
+						row[i] = float32(math.Inf(-1))
+					}
+				}
+			}
+			s.Top, s.LSE, s.HasTop = sample.TopOf(row, s.TopK), sample.LogSumExp(row), true
 			s.Logits = s.Logits[:0]
 		}
 	}

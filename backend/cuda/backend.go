@@ -71,6 +71,8 @@ type Backend struct {
 	attPart                              devicePtr // attention partials [T, n_head, splits, hd+2]
 	topBuf                               devicePtr // top-k results, topStride bytes a row
 	topScratch                           devicePtr // top-k stage-1 keys and chunk sums, topkScratchBytes(V) a row
+	topAllow                             devicePtr // constrained rows' masks, allowWords(V) words a top row
+	hostAllow                            []uint64
 	h16, att16, gate16                   devicePtr // F16 copies of h, att and gate (inputs of decode products on the tensor cores)
 	hostTop                              []byte
 	meta                                 devicePtr // ids, pos, kptr, vptr
@@ -305,6 +307,11 @@ func (b *Backend) Resident() (bool, error) {
 
 // Name is "cuda:N".
 func (b *Backend) Name() string { return fmt.Sprintf("cuda:%d", b.dev.Index) }
+
+// MasksTop reports that the device's top-candidate selection honours
+// Seq.Allow (backend.TopMasker): a constrained step brings back only the
+// top of its masked row.
+func (b *Backend) MasksTop() bool { return true }
 
 // DeviceName is the GPU's name.
 func (b *Backend) DeviceName() string { return b.dev.Name }

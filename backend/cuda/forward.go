@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"worker-orcd/backend"
@@ -20,7 +21,7 @@ func scratchLayout(c *model.Config, T, nsel int) (sizes []int64, total int64) {
 		int64(T * c.NEmbd), int64(T * c.NEmbd), int64(T * c.QDim()), int64(T * c.KVDim()), int64(T * c.KVDim()),
 		int64(T * c.QDim()), int64(T * c.NFF), int64(T * c.NFF), int64(nsel * c.VocabSize),
 		int64(T * c.NHead * maxSplits * (c.HeadDim + 2)),
-		int64(nsel * topStride / 4), int64(nsel) * topkScratchBytes(c.VocabSize) / 4,
+		int64(nsel * topStride / 4), int64(nsel) * topkScratchBytes(c.VocabSize) / 4, int64(nsel * 2 * allowWords(c.VocabSize)),
 		int64((T*c.NEmbd + 1) / 2), int64((T*c.QDim() + 1) / 2), int64((T*c.NFF + 1) / 2), // F16 copies: h16, att16, gate16
 	}
 	for _, s := range sizes {
@@ -50,7 +51,7 @@ func (b *Backend) grow(T, nsel int) error {
 	}
 	b.scratch = buf
 	p := buf.Ptr
-	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.topBuf, &b.topScratch, &b.h16, &b.att16, &b.gate16}
+	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.topBuf, &b.topScratch, &b.topAllow, &b.h16, &b.att16, &b.gate16}
 	for i, s := range sizes {
 		*ptrs[i] = p
 		p += devicePtr((s*4 + 255) &^ 255)
@@ -419,10 +420,46 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 		}
 		off++
 	}
+	// Constrained rows' masks (Seq.Allow), asked for now that the step's
+	// kernels are queued: the host waits for them while the device works.
+	// Every top row gets a mask (all ones for the unconstrained), one copy.
+	words := allowWords(V)
+	var allow devicePtr
+	for _, s := range batch {
+		if s.Allow != nil && !s.Embed && !s.AllLogits && min(s.TopK, sample.MaxTop, V) > 0 {
+			allow = b.topAllow
+		}
+	}
+	if allow != 0 {
+		host := b.hostAllow[:0]
+		for _, s := range batch {
+			if s.Embed || s.AllLogits || min(s.TopK, sample.MaxTop, V) <= 0 {
+				continue
+			}
+			n := len(host)
+			host = slices.Grow(host, words)[:n+words]
+			clear(host[n:])
+			if s.Allow == nil {
+				for i := range words {
+					host[n+i] = ^uint64(0)
+				}
+				continue
+			}
+			copy(host[n:], s.Allow()) // ids past the mask stay refused
+		}
+		b.hostAllow = host
+		if err := b.dev.copyToDevice(allow, unsafe.Pointer(&host[0]), int64(8*len(host))); err != nil {
+			return err
+		}
+	}
 	for _, r := range runs {
 		rec := b.topBuf + devicePtr(r.ntop*topStride)
+		runAllow := devicePtr(0)
+		if allow != 0 {
+			runAllow = allow + devicePtr(8*r.ntop*words)
+		}
 		if err := b.dev.topK(b.logits+devicePtr(4*r.off*V), r.n, V, r.k, rec, rec+devicePtr(4*sample.MaxTop), rec+devicePtr(8*sample.MaxTop),
-			int64(V), int64(topStride), b.topScratch); err != nil {
+			int64(V), int64(topStride), b.topScratch, runAllow, int64(words)); err != nil {
 			return err
 		}
 	}

@@ -206,7 +206,7 @@ func TestTypedLaunchShapes(t *testing.T) {
 	// Top-k: two stages, the chunks of every row (Qwen's 151 936 logits in
 	// 38 chunks of 4 096), then a block a row.
 	*got = (*got)[:0]
-	if err := d.topK(X, 2, 151936, 40, O, O+4, O+8, 151936, 1040, W); err != nil {
+	if err := d.topK(X, 2, 151936, 40, O, O+4, O+8, 151936, 1040, W, 0, 0); err != nil {
 		t.Fatalf("topK: %v", err)
 	}
 	want := []launchRecord{{0, [3]uint32{38, 2, 1}, [3]uint32{256, 1, 1}, 0}, {0, [3]uint32{2, 1, 1}, [3]uint32{1024, 1, 1}, 0}}
@@ -265,11 +265,12 @@ func TestTypedLaunchersRefuse(t *testing.T) {
 			defer func() { d.Major = 9 }()
 			return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 64}, 0, 1, 16)
 		}},
-		{"top 50 of 40", func() error { return d.topK(X, 1, 40, 50, O, O, O, 40, 0, W) }},
-		{"top 257", func() error { return d.topK(X, 1, 1000, 257, O, O, O, 1000, 0, W) }},
-		{"top-k without scratch", func() error { return d.topK(X, 1, 1000, 5, O, O, O, 1000, 0, 0) }},
-		{"top-k rows overlapping", func() error { return d.topK(X, 2, 1000, 5, O, O, O, 999, 64, W) }},
-		{"top-k results overlapping", func() error { return d.topK(X, 2, 1000, 5, O, O, O, 1000, 0, W) }},
+		{"top 50 of 40", func() error { return d.topK(X, 1, 40, 50, O, O, O, 40, 0, W, 0, 0) }},
+		{"top 257", func() error { return d.topK(X, 1, 1000, 257, O, O, O, 1000, 0, W, 0, 0) }},
+		{"top-k without scratch", func() error { return d.topK(X, 1, 1000, 5, O, O, O, 1000, 0, 0, 0, 0) }},
+		{"top-k rows overlapping", func() error { return d.topK(X, 2, 1000, 5, O, O, O, 999, 64, W, 0, 0) }},
+		{"top-k results overlapping", func() error { return d.topK(X, 2, 1000, 5, O, O, O, 1000, 0, W, 0, 0) }},
+		{"top-k masks overlapping", func() error { return d.topK(X, 2, 1000, 5, O, O, O, 1000, 64, W, W, 15) }},
 		{"to_f16_rows of 6", func() error { return d.toF16Rows(X, O, 6) }},
 		{"embed of 2^31 columns", func() error {
 			return d.embed(&dmat{ptr: W, rows: 1, cols: 1 << 31, rowBytes: 1 << 32, suffix: "f16"}, X, O, 1)

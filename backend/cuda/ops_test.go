@@ -701,9 +701,11 @@ func TestPromptAttentionParity(t *testing.T) {
 
 // TestTopKParity: the device top-k (values, ids, ties to the lower id) and
 // log-sum-exp against the host's selection, on rows with many ties, with
-// NaN, with a short last chunk and with vocabularies long enough to lengthen
-// the chunks; and a row's result bit for bit the same alone and between two
-// other rows (the chunking depends on V only).
+// NaN, with a short last chunk, with vocabularies long enough to lengthen
+// the chunks, and under masks (a grammar's: refused ids count as −Inf; one
+// allowing 5 % of the ids, one allowing 3 with K = 40); and a row's result
+// bit for bit the same alone and between two other rows (the chunking
+// depends on V only).
 func TestTopKParity(t *testing.T) {
 	h := newOpHarness(t)
 	r := rand.New(rand.NewPCG(5, uint64(os.Getpid())))
@@ -723,11 +725,12 @@ func TestTopKParity(t *testing.T) {
 		}
 	}
 	for _, c := range []struct {
-		V, K int
-		kind string
+		V, K       int
+		kind, mask string
 	}{
-		{151936, 1, "normal"}, {151936, 40, "normal"}, {151936, 256, "normal"}, {32064, 256, "ties"},
-		{1000, 7, "ties"}, {5000, 20, "nan"}, {3*4096 + 5, 256, "ties"}, {300000, 50, "normal"}, {256, 256, "normal"}, {256, 256, "nan"},
+		{151936, 1, "normal", ""}, {151936, 40, "normal", ""}, {151936, 256, "normal", ""}, {32064, 256, "ties", ""},
+		{1000, 7, "ties", ""}, {5000, 20, "nan", ""}, {3*4096 + 5, 256, "ties", ""}, {300000, 50, "normal", ""}, {256, 256, "normal", ""},
+		{256, 256, "nan", ""}, {151936, 40, "normal", "sparse"}, {151936, 1, "ties", "sparse"}, {151936, 40, "normal", "three"},
 	} {
 		// Three rows: the case's row between two others.
 		x := make([]float32, 3*c.V)
@@ -736,11 +739,39 @@ func TestTopKParity(t *testing.T) {
 		xb := h.uploadF32(x)
 		rec := 2*c.K + 1 // floats a row's result takes
 		scratch := h.poisoned(int(3 * topkScratchBytes(c.V) / 4))
+		words := allowWords(c.V)
+		var allow devicePtr
+		if c.mask != "" {
+			bits := make([]uint64, 3*words)
+			for rr := range 3 {
+				for n := 0; n < 3; n++ {
+					if c.mask == "three" {
+						id := r.IntN(c.V)
+						bits[rr*words+id/64] |= 1 << (id % 64)
+					}
+				}
+				for id := 0; c.mask == "sparse" && id < c.V; id++ {
+					if r.IntN(20) == 0 {
+						bits[rr*words+id/64] |= 1 << (id % 64)
+					}
+				}
+			}
+			for id := range c.V { // the host's reference: refused ids at −Inf
+				if bits[words+id/64]>>(id%64)&1 == 0 {
+					row[id] = float32(math.Inf(-1))
+				}
+			}
+			allow = h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&bits[0])), 8*len(bits))).Ptr
+		}
 		run := func(first, rows int) []float32 {
 			out := h.poisoned(rows * rec)
 			err := h.d.do(func() error {
+				a := allow
+				if a != 0 {
+					a += devicePtr(8 * first * words)
+				}
 				return h.d.topK(xb.Ptr+devicePtr(4*first*c.V), rows, c.V, c.K, out.Ptr, out.Ptr+devicePtr(4*c.K), out.Ptr+devicePtr(8*c.K),
-					int64(c.V), int64(4*rec), scratch.Ptr)
+					int64(c.V), int64(4*rec), scratch.Ptr, a, int64(words))
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -775,13 +806,13 @@ func TestTopKParity(t *testing.T) {
 		}
 		clean := make([]float32, 0, len(row))
 		for _, v := range row {
-			if v == v {
+			if v == v && !math.IsInf(float64(v), -1) {
 				clean = append(clean, v)
 			}
 		}
 		lse := sample.LogSumExp(clean)
 		if d := math.Abs(float64(alone[2*c.K]) - lse); d > 1e-4 {
-			t.Errorf("V=%d %s: log-sum-exp %.6f, host %.6f", c.V, c.kind, alone[2*c.K], lse)
+			t.Errorf("V=%d %s mask %q: log-sum-exp %.6f, host %.6f", c.V, c.kind, c.mask, alone[2*c.K], lse)
 		}
 	}
 }

@@ -15,6 +15,10 @@
 // as soon as the entries sharing the chosen prefix are exactly the ones
 // still needed.
 //
+// With a mask (allow: a bitset a row, allow_stride words apart), entries
+// whose bit is clear count as −inf: the top of the masked row and its
+// log-sum-exp (a grammar's allowed tokens).
+//
 // Layout: row b is x + b·x_stride floats. Stage 1 writes K keys a chunk to
 // keys[(b·S + c)·K …] (0 past the chunk's length: below every real key) and
 // (m_c, sum_c) to stats[2(b·S + c)]. Stage 2 writes row b's ids, values (in
@@ -81,10 +85,21 @@ __device__ __forceinline__ void radix_select(const KEY& key, int n, uint K, Topk
     *mask_out = mask;
 }
 
+// row_value is entry i of a chunk starting at index base: x[i], or −inf
+// when a mask (allow: the row's bitset, nullable) refuses its id.
+__device__ __forceinline__ float row_value(const float* x, const u64* allow, uint base, int i) {
+    uint id = base + (uint)i;
+    if (allow && !((allow[id >> 6] >> (id & 63)) & 1ull)) return NEG_INF;
+    return x[i];
+}
+
 struct RowKey {
-    const float* x; // the chunk's first entry
-    uint base;      // its index in the row
-    __device__ __forceinline__ u64 operator()(int i) const { return ((u64)sort_key(x[i]) << 32) | (u64)(~(base + (uint)i)); }
+    const float* x;   // the chunk's first entry
+    const u64* allow; // the row's mask (nullable)
+    uint base;        // the chunk's index in the row
+    __device__ __forceinline__ u64 operator()(int i) const {
+        return ((u64)sort_key(row_value(x, allow, base, i)) << 32) | (u64)(~(base + (uint)i));
+    }
 };
 struct CandKey {
     const u64* k;
@@ -92,21 +107,23 @@ struct CandKey {
 };
 
 // Stage 1: chunk blockIdx.x of row blockIdx.y.
-extern "C" __global__ void topk_chunk_f32(const float* x, int V, int K, int chunk, long x_stride, u64* keys, float* stats) {
+extern "C" __global__ void topk_chunk_f32(const float* x, int V, int K, int chunk, long x_stride, const u64* allow, long allow_stride,
+                                          u64* keys, float* stats) {
     __shared__ TopkShared sh;
     int S = gridDim.x, c = blockIdx.x, row = blockIdx.y;
     int lo = c * chunk, n = min(chunk, V - lo);
     const float* xc = x + row * x_stride + lo;
+    const u64* rallow = allow ? allow + row * allow_stride : 0;
     float m = NEG_INF;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = xc[i];
+        float v = row_value(xc, rallow, (uint)lo, i);
         if (v == v) m = fmaxf(m, v);
     }
     m = block_max(m, sh.red);
     float sum = 0.f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = xc[i];
-        if (v == v) sum += expf(v - m);
+        float v = row_value(xc, rallow, (uint)lo, i);
+        if (v == v && v != NEG_INF) sum += expf(v - m);
     }
     sum = block_sum(sum, sh.red);
     long slot0 = ((long)row * S + c) * K;
@@ -116,7 +133,7 @@ extern "C" __global__ void topk_chunk_f32(const float* x, int V, int K, int chun
         sh.count = 0;
     }
     uint Kc = (uint)min(K, n);
-    RowKey key{xc, (uint)lo};
+    RowKey key{xc, rallow, (uint)lo};
     u64 prefix, mask;
     radix_select(key, n, Kc, sh, &prefix, &mask);
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
