@@ -272,7 +272,7 @@ func TestDoctorGPU(t *testing.T) {
 		{name: "gpu-kv-f16", rep: dev(70 << 30), check: "model.memory", status: statusOK, msg: "F16 weight copies of its prompt path"},
 		{name: "cpu-on-gpu", rep: dev(70 << 30), args: []string{"--device", "cpu"}, check: "smoke.backend", status: statusWarn, msg: "CPU backend is in use", fix: "--device cuda"},
 		{name: "device-cpu-with-gpu", rep: dev(70 << 30), args: []string{"--device", "cpu"}, check: "gpu", status: statusWarn, msg: `--device cpu on a machine with GPU 0 "NVIDIA H100 80GB HBM3"`, fix: "drop --device cpu"},
-		{name: "too-small", rep: dev(4200 << 10), check: "model.memory", status: statusFail, msg: "the largest context that fits is", fix: "run with --ctx", exitStatus: 1},
+		{name: "too-small", rep: dev(5100 << 10), check: "model.memory", status: statusFail, msg: "the largest context that fits is", fix: "run with --ctx", exitStatus: 1},
 		{name: "weights-dont-fit", rep: dev(50 << 10), check: "model.memory", status: statusFail, msg: "weights and workspace alone do not fit", fix: "smaller quantization", exitStatus: 1},
 		{name: "no-driver", err: errors.New("libcuda.so.1: tried /usr/lib/x86_64-linux-gnu/libcuda.so.1, /usr/local/cuda/lib64/libcuda.so.1: not found"),
 			check: "gpu", status: statusWarn, msg: "no NVIDIA GPU/driver found (libcuda.so.1: tried", fix: "NVIDIA container toolkit"},
