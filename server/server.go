@@ -625,13 +625,11 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// acquire admits a generation request: the model must be loaded, the
-// server not draining, and fewer than parallel+queue requests in flight (so
-// that the engine's queue cannot be full when the request reaches it).
-func (s *Server) acquire() (*engine.Model, func(), *apiError) { return s.acquireN(1) }
-
-// acquireN is acquire for a request that runs n sequences at once on the
-// engine (an embeddings request with several inputs): it takes n places.
+// acquireN admits a request that runs n sequences on the engine (a
+// generation's choices, an embeddings request's inputs): the model must be
+// loaded, the server not draining, and fewer than parallel+queue sequences
+// in flight with its n places (so that the engine's queue cannot be full
+// when the request reaches it).
 func (s *Server) acquireN(n int) (*engine.Model, func(), *apiError) {
 	m := s.model.Load()
 	if m == nil {
