@@ -44,6 +44,33 @@ type PrefixCopier interface {
 	CopyPrefix(src KVCache, n int) error
 }
 
+// KVSizer is a Backend that says how much memory one position of a KV
+// cache takes (every layer's keys and values), so that the engine can
+// count its KV memory in blocks of positions without allocating a cache to
+// find out.
+type KVSizer interface {
+	KVBytesPerPosition() int64
+}
+
+// KVMemoryAdvisor is a Backend that knows how much memory its KV caches may
+// take when the operator sets no budget: on a GPU what the device has free
+// after the weights and the workspace a step of batchTokens rows needs,
+// less a margin; on the CPU the host memory share the CPU backend's budget
+// gives them. bytes 0 means no limit is known. source says where the
+// figure comes from (for /health and the logs); err reports a setting that
+// cannot be used (it names the setting).
+type KVMemoryAdvisor interface {
+	DefaultKVMemory(parallel, batchTokens int) (bytes int64, source string, err error)
+}
+
+// KVLimiter is a Backend that refuses KV caches beyond a limit of its own
+// (the CPU backend's budget). The engine sets it to the engine's KV memory
+// budget (0: none), so that there is one limit and the engine, which waits
+// for memory instead of failing, is the one that meets it.
+type KVLimiter interface {
+	SetKVBudget(bytes int64)
+}
+
 // TopMasker is a Backend that honours Seq.Allow when it selects top
 // candidates.
 type TopMasker interface {

@@ -37,6 +37,20 @@ type Options struct {
 	// default a request whose prompt starts with the prompt a free slot
 	// last read goes to that slot and reads only what follows (see admit).
 	NoPrefixCache bool
+	// KVMemory is the bytes the KV caches of all sequences may hold
+	// together (the KV memory budget): a request starts only when its
+	// prompt's blocks and one more fit, and a running sequence that needs
+	// a block none can give ends alone (see kvpool.go). 0: the backend's
+	// default (backend.KVMemoryAdvisor: on a GPU what is free after the
+	// weights and workspace less a margin, on the CPU the CPU backend's
+	// budget); < 0: no limit.
+	KVMemory int64
+	// KVMemorySource says where KVMemory comes from, for Stats ("" for a
+	// generic note).
+	KVMemorySource string
+	// KVBlock is the positions a block of KV memory counts (default
+	// DefaultKVBlock).
+	KVBlock int
 }
 
 func (o *Options) fill(modelCtx int) error {
@@ -52,6 +66,9 @@ func (o *Options) fill(modelCtx int) error {
 	if o.BatchTokens == 0 {
 		o.BatchTokens = 512
 	}
+	if o.KVBlock == 0 {
+		o.KVBlock = DefaultKVBlock
+	}
 	switch {
 	case o.Parallel < 1 || o.Parallel > 1024:
 		return fmt.Errorf("engine: parallel is %d, want 1 to 1024", o.Parallel)
@@ -61,6 +78,8 @@ func (o *Options) fill(modelCtx int) error {
 		return fmt.Errorf("engine: context length %d, want 1 to the model's %d", o.CtxLen, modelCtx)
 	case o.BatchTokens < o.Parallel:
 		return fmt.Errorf("engine: batch tokens %d is less than parallel %d", o.BatchTokens, o.Parallel)
+	case o.KVBlock < 1 || o.KVBlock > 1<<20:
+		return fmt.Errorf("engine: KV block of %d positions, want 1 to %d", o.KVBlock, 1<<20)
 	}
 	return nil
 }
@@ -75,6 +94,17 @@ type Stats struct {
 	// PrefixHitTokens counts the prompt tokens taken from a slot's cache
 	// instead of being computed, since the start.
 	PrefixHitTokens int64
+
+	// KV memory in blocks (Options.KVMemory, KVBlock): KVBlocksUsed are
+	// held by running sequences (and scoring), KVBlocksCached by free
+	// slots' cached prompts (evicted when blocks are needed), the rest
+	// free: Used + Cached + Free = Total.
+	KVBlocksTotal, KVBlocksUsed, KVBlocksCached, KVBlocksFree int
+	KVBlockPositions                                          int    // positions a block
+	KVBlockBytes                                              int64  // bytes a block
+	KVMemory                                                  int64  // the budget in bytes (0: no limit)
+	KVMemorySource                                            string // where the budget comes from
+	KVEvictedBlocks                                           int64  // cached blocks evicted to make room, since the start
 }
 
 // Engine schedules requests onto a backend. All methods are safe for
@@ -103,6 +133,19 @@ type Engine struct {
 	resErr error
 	kvUsed atomic.Int64 // positions the active sequences hold (noteKV)
 
+	// The KV memory budget in blocks (kvpool.go); the counts under mu.
+	blockPos      int    // positions a block
+	posBytes      int64  // bytes a position
+	blockBytes    int64  // bytes a block
+	kvTotal       int    // blocks the budget holds
+	kvLimited     bool   // false: no budget (kvTotal is what the slots can take)
+	kvBudget      int64  // bytes (0: no limit)
+	kvSource      string // where kvBudget comes from
+	scoreBlocks   int    // blocks Score's caches hold
+	evictedBlocks int64
+	useClock      int64         // orders the slots' last use (LRU)
+	freed         chan struct{} // closed (and replaced) when blocks are given back
+
 	grammars grammarCache
 }
 
@@ -114,6 +157,10 @@ type slot struct {
 	// computed as decode rows, and a prompt's rows must be bitwise what a
 	// fresh read gives). Valid while the slot is free.
 	prefix []int32
+	// blocks are the KV blocks kv's capacity spans (charged to the
+	// budget); lastUse orders free slots for eviction. Both under e.mu.
+	blocks  int
+	lastUse int64
 }
 
 // New starts an engine on a backend and the model's tokenizer.
@@ -121,10 +168,17 @@ func New(be backend.Backend, tok *tokenizer.Tokenizer, opts Options) (*Engine, e
 	if err := opts.fill(be.Config().CtxLen); err != nil {
 		return nil, err
 	}
-	e := &Engine{be: be, tok: tok, opts: opts, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	e := &Engine{be: be, tok: tok, opts: opts, wake: make(chan struct{}, 1), done: make(chan struct{}), freed: make(chan struct{})}
 	e.slots = make([]*slot, opts.Parallel)
 	for i := range e.slots {
 		e.slots[i] = &slot{}
+	}
+	if err := e.initKV(); err != nil {
+		return nil, err
+	}
+	e.opts.KVMemory, e.opts.KVMemorySource = e.kvBudget, e.kvSource
+	if !e.kvLimited {
+		e.opts.KVMemory = -1 // no limit, as Options says it
 	}
 	go e.loop()
 	return e, nil
@@ -143,9 +197,15 @@ func (e *Engine) Tokenizer() *tokenizer.Tokenizer { return e.tok }
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	q := len(e.queue)
+	used, cached := e.kvCounts()
+	free := e.kvFree()
+	evicted := e.evictedBlocks
 	e.mu.Unlock()
 	return Stats{Slots: e.opts.Parallel, Active: int(e.active.Load()), Queued: q, KVCacheSize: e.kvSize.Load(),
-		KVPositions: int(e.kvUsed.Load()), PrefixHitTokens: e.prefixHits.Load()}
+		KVPositions: int(e.kvUsed.Load()), PrefixHitTokens: e.prefixHits.Load(),
+		KVBlocksTotal: e.kvTotal, KVBlocksUsed: used, KVBlocksCached: cached, KVBlocksFree: free,
+		KVBlockPositions: e.blockPos, KVBlockBytes: e.blockBytes, KVMemory: e.kvBudget, KVMemorySource: e.kvSource,
+		KVEvictedBlocks: evicted}
 }
 
 // Memory reports the backend's memory by purpose, with the KV cache bytes
@@ -274,6 +334,9 @@ func (e *Engine) submit(req Request) (*seq, error) {
 		return nil, err
 	}
 	s := newSeq(e.tok, req, maxTokens)
+	if err := e.fits(s); err != nil {
+		return nil, err
+	}
 	if m, ok := e.be.(backend.TopMasker); ok && m.MasksTop() && s.gm != nil {
 		s.allow = func() []uint64 { return s.gm.MaskWithin(s.maxTokens - len(s.result.IDs)) }
 	}
@@ -320,12 +383,14 @@ func (e *Engine) loop() {
 		}
 		if !busy {
 			if closed {
+				e.mu.Lock()
 				for _, sl := range e.slots {
 					if sl.kv != nil {
-						sl.kv.Free()
-						sl.kv = nil
+						e.evict(sl)
 					}
 				}
+				e.noteSize()
+				e.mu.Unlock()
 				return
 			}
 			e.kvUsed.Store(0)
@@ -386,12 +451,23 @@ func (e *Engine) admit() {
 			break // every slot busy
 		}
 		donor, shared := e.prefixDonor(s, sl)
+		want := e.admitBlocks(s)
+		if e.kvLimited && sl.blocks > want && (reuse == 0 || shared > reuse) {
+			// The slot's rows are of no use to s and its cache is larger
+			// than s needs: give the blocks back rather than hold them.
+			e.evict(sl)
+		}
+		if !e.makeRoom(want-sl.blocks, sl, donor) {
+			break // s waits (first in line) for running sequences to give blocks back
+		}
 		e.queue[0] = nil
 		e.queue = e.queue[1:]
 		prefix := sl.prefix
 		sl.prefix = nil // the slot's cache is about to be written
 		{
-			need := len(s.req.Prompt) + s.maxTokens
+			// The prompt's blocks and one more (admitBlocks); the cache
+			// grows a block at a time as s generates (grow).
+			need := min(want*e.blockPos, len(s.req.Prompt)+s.maxTokens)
 			if sl.kv == nil {
 				kv, err := e.be.NewKVCache(need)
 				if err != nil {
@@ -403,6 +479,7 @@ func (e *Engine) admit() {
 				s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
 				continue
 			}
+			sl.blocks = e.blocksFor(sl.kv.Cap())
 			switch {
 			case shared > reuse:
 				// A running request's cache holds a longer start of this
@@ -433,13 +510,7 @@ func (e *Engine) admit() {
 	if len(e.queue) == 0 {
 		e.queue = nil // let the backing array go once the burst has passed
 	}
-	var size int64
-	for _, sl := range e.slots {
-		if sl.kv != nil {
-			size += sl.kv.Bytes()
-		}
-	}
-	e.kvSize.Store(size)
+	e.noteSize()
 }
 
 // step runs one forward over every active sequence: one token for those
@@ -461,6 +532,12 @@ func (e *Engine) step() {
 		if s.prefilled < len(s.req.Prompt) {
 			continue
 		}
+		if need := sl.kv.Len() + 1; need > sl.kv.Cap() {
+			if err := e.grow(sl, need); err != nil {
+				e.release(sl, StopError, err)
+				continue
+			}
+		}
 		s.one[0] = s.last
 		s.bseq.Tokens = s.one[:]       // never append into the prompt's array
 		s.bseq.Prefill = s.redoPrefill // a step read again as it was first read
@@ -478,6 +555,13 @@ func (e *Engine) step() {
 			continue
 		}
 		n := min(len(s.req.Prompt)-s.prefilled, budget)
+		if need := sl.kv.Len() + n; need > sl.kv.Cap() {
+			// Not so far: admission made room for the whole prompt.
+			if err := e.grow(sl, need); err != nil {
+				e.release(sl, StopError, err)
+				continue
+			}
+		}
 		s.bseq.Tokens = s.req.Prompt[s.prefilled : s.prefilled+n]
 		s.bseq.Prefill = true
 		s.bseq.KV = sl.kv
@@ -573,11 +657,19 @@ func (e *Engine) step() {
 func (e *Engine) release(sl *slot, reason StopReason, err error) {
 	s := sl.seq
 	s.finish(reason, err)
-	sl.prefix = nil
+	var prefix []int32
 	if reason != StopError && !e.opts.NoPrefixCache && !s.req.NoPrefixCache {
-		sl.prefix = slices.Clone(s.req.Prompt[:min(s.prefilled, len(s.req.Prompt))])
+		prefix = slices.Clone(s.req.Prompt[:min(s.prefilled, len(s.req.Prompt))])
 	}
+	// Under mu: Stats counts the slot's blocks as cached from here on,
+	// and Score may evict them.
+	e.mu.Lock()
+	sl.prefix = prefix
 	sl.seq = nil
+	e.useClock++
+	sl.lastUse = e.useClock
+	e.blocksFreed()
+	e.mu.Unlock()
 	e.active.Add(-1)
 }
 

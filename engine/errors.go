@@ -19,6 +19,9 @@ var (
 	ErrClosed = errors.New("engine closed")
 	// ErrForward: the backend failed during a step.
 	ErrForward = errors.New("forward pass failed")
+	// ErrKVMemory: a sequence does not fit in the KV memory budget
+	// (KVMemoryError says how).
+	ErrKVMemory = errors.New("KV memory budget exceeded")
 )
 
 // ContextLengthError is `ContextLengthExceeded { length: L, max: M }`: the

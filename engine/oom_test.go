@@ -80,20 +80,25 @@ func TestOutOfMemoryEndsOnlyThatRequest(t *testing.T) {
 	}
 }
 
-// TestCPUKVBudgetEndsOnlyThatRequest: on the CPU backend, a request whose
-// KV cache would exceed the backend's budget ends with an error matching
-// backend.ErrOutOfMemory (not an allocation that kills the process), and
-// the engine goes on serving.
+// TestCPUKVBudgetEndsOnlyThatRequest: on the CPU backend, the budget the
+// backend was given (SetKVBudget, as WORKER_CPU_KV_BUDGET sets it) is the
+// engine's KV memory budget: a request that outgrows it ends with an error
+// matching backend.ErrOutOfMemory (not an allocation that kills the
+// process) once its cache holds the whole budget, with the tokens it
+// generated so far, and the engine goes on serving.
 func TestCPUKVBudgetEndsOnlyThatRequest(t *testing.T) {
 	m, tok := openSpec(t, testmodel.MustPreset("qwen2-micro"))
 	be := cpu.New(m, 1)
 	perPos := int64(m.Config.NLayer) * 2 * int64(m.Config.KVDim()) * 4
 	be.SetKVBudget(40 * perPos)
-	e, err := New(be, tok, Options{Parallel: 1})
+	e, err := New(be, tok, Options{Parallel: 1, KVBlock: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
+	if st := e.Stats(); st.KVBlocksTotal != 5 || st.KVMemory != 40*perPos {
+		t.Fatalf("budget %d bytes in %d blocks, want the backend's %d bytes in 5 blocks of 8 positions", st.KVMemory, st.KVBlocksTotal, 40*perPos)
+	}
 	req := func(n int) Request {
 		return Request{Prompt: []int32{1, 2, 3}, Params: sample.GreedyParams(), MaxTokens: n, IgnoreEOS: true}
 	}
@@ -101,12 +106,14 @@ func TestCPUKVBudgetEndsOnlyThatRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := e.Generate(context.Background(), req(100), nil)
-	var ae *cpu.AllocationError
-	if !errors.As(err, &ae) || !errors.Is(err, backend.ErrOutOfMemory) || !errors.Is(err, ErrForward) || res.StopReason != StopError {
-		t.Fatalf("request beyond the budget: %v (result %+v), want a cpu.AllocationError matching backend.ErrOutOfMemory", err, res)
+	var ke *KVMemoryError
+	if !errors.As(err, &ke) || !ke.Grow || !errors.Is(err, backend.ErrOutOfMemory) || !errors.Is(err, ErrKVMemory) || res.StopReason != StopError {
+		t.Fatalf("request beyond the budget: %v (result %+v), want a KVMemoryError matching backend.ErrOutOfMemory", err, res)
 	}
-	if ae.Bytes != 103*perPos || ae.Budget != 40*perPos {
-		t.Errorf("AllocationError %+v, want %d bytes asked of a %d-byte budget", *ae, 103*perPos, 40*perPos)
+	// 40 positions: the 3 of the prompt and 37 fed tokens; the 38th token
+	// came from the last of them.
+	if len(res.IDs) != 38 || ke.Positions != 41 || ke.TotalBlocks != 5 || ke.Budget != 40*perPos {
+		t.Errorf("%d tokens before the error %+v, want 38 tokens and position 40 refused of a 5-block budget", len(res.IDs), *ke)
 	}
 	if res, err := e.Generate(context.Background(), req(8), nil); err != nil || len(res.IDs) != 8 {
 		t.Fatalf("after the failure: %+v, %v", res, err)

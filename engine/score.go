@@ -41,6 +41,11 @@ func (e *Engine) Score(ctx context.Context, ids []int32, topK int) (*ScoreResult
 			return nil, invalid("token %d is id %d, outside the vocabulary [0, %d)", i, id, c.VocabSize)
 		}
 	}
+	release, err := e.takeBlocks(ctx, len(ids))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	kv, err := e.be.NewKVCache(len(ids))
 	if err != nil {
 		return nil, err
@@ -81,4 +86,37 @@ func (e *Engine) Score(ctx context.Context, ids []int32, topK int) (*ScoreResult
 	}
 	res.Perplexity = math.Exp(-sum / float64(len(res.Positions)))
 	return res, nil
+}
+
+// takeBlocks takes the blocks of a cache of n positions out of the KV
+// memory budget for Score, evicting free slots' cached prompts where the
+// free blocks do not do, and waiting for running sequences to give blocks
+// back where even that does not. The returned function gives them back.
+func (e *Engine) takeBlocks(ctx context.Context, n int) (func(), error) {
+	blocks := e.blocksFor(n)
+	if e.kvLimited && blocks > e.kvTotal {
+		return nil, e.kvError(false, n, blocks)
+	}
+	for {
+		e.mu.Lock()
+		if e.makeRoom(blocks) {
+			e.scoreBlocks += blocks
+			e.mu.Unlock()
+			break
+		}
+		ch := e.freed
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ErrCancelled
+		}
+	}
+	return func() {
+		e.mu.Lock()
+		e.scoreBlocks -= blocks
+		e.blocksFreed()
+		e.mu.Unlock()
+		e.signal() // a request may wait for these blocks
+	}, nil
 }

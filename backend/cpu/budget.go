@@ -122,6 +122,30 @@ func (b *Backend) KVBudget() (limit, used int64, source string) {
 	return b.kv.limit, b.kv.used, b.kv.source
 }
 
+// KVBytesPerPosition is the bytes one position of a KV cache takes: every
+// layer's key and value rows in float32 (backend.KVSizer).
+func (b *Backend) KVBytesPerPosition() int64 { return kvBytes(b.c.NLayer, b.c.KVDim(), 1) }
+
+// DefaultKVMemory is the backend's KV budget as it stands
+// (backend.KVMemoryAdvisor): WORKER_CPU_KV_BUDGET where it is set (the
+// older name of the engine's --kv-memory, WORKER_KV_MEMORY, which wins
+// over it), else DefaultKVBudget, or what SetKVBudget set. The error names
+// an unusable WORKER_CPU_KV_BUDGET and the setting that replaces it.
+func (b *Backend) DefaultKVMemory(parallel, batchTokens int) (int64, string, error) {
+	b.kv.mu.Lock()
+	defer b.kv.mu.Unlock()
+	if b.kv.err != nil {
+		return 0, "", fmt.Errorf("%w (or set the KV memory budget with --kv-memory or WORKER_KV_MEMORY, which replace %s)", b.kv.err, EnvKVBudget)
+	}
+	return b.kv.limit, b.kv.source, nil
+}
+
+var (
+	_ backend.KVSizer         = (*Backend)(nil)
+	_ backend.KVMemoryAdvisor = (*Backend)(nil)
+	_ backend.KVLimiter       = (*Backend)(nil)
+)
+
 // DefaultKVBudget returns DefaultKVBudgetShare of the memory available now
 // — the kernel's MemAvailable, or what the process's cgroup still allows
 // if that is less — and a description of it; 0 and "no budget: …" when
