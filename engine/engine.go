@@ -676,15 +676,19 @@ func (e *Engine) release(sl *slot, reason StopReason, err error) {
 // pickSlot chooses the free slot for s: the one whose cached prompt shares
 // the longest start with s's prompt (reuse: how many positions to keep; at
 // least the prompt's last token is always read again, since its row gives
-// the first generated token), else the first free slot. nil when every
-// slot is busy. Which slot a request runs in never changes its result.
+// the first generated token), else a free slot whose cache holds no prompt,
+// else the least recently used (so that the cached prompts kept are the
+// most recent). nil when every slot is busy. Which slot a request runs in
+// never changes its result. e.mu is held.
 func (e *Engine) pickSlot(s *seq) (best *slot, reuse int) {
 	for _, sl := range e.slots {
 		if sl.seq != nil {
 			continue
 		}
-		if best == nil {
-			best = sl
+		if best == nil || len(best.prefix) > 0 && (len(sl.prefix) == 0 || sl.lastUse < best.lastUse) {
+			if reuse == 0 {
+				best = sl
+			}
 		}
 		if e.opts.NoPrefixCache || s.req.NoPrefixCache || s.pool != "" || sl.kv == nil {
 			continue // an embedding needs the hidden states of every token

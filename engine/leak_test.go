@@ -23,14 +23,30 @@ import (
 // queued, no position held (Stats), the backend's KV bytes exactly the
 // slots' caches (no cache lost on the way), no goroutine left, every
 // cache freed by Close; and the next requests give bit for bit what a
-// fresh engine gives. On the CPU backend.
+// fresh engine gives. On the CPU backend, with the default KV memory
+// budget and with one that holds two requests' blocks (requests then wait
+// for blocks, cached prompts are evicted and some sequences cannot grow):
+// afterwards no block is used and cached + free blocks are all of them.
 func TestNoLeakUnderChurn(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		blocks int // KV memory in blocks of 16 positions (0: the default)
+	}{{"default budget", 0}, {"tight budget", 24}} {
+		t.Run(tc.name, func(t *testing.T) { testNoLeakUnderChurn(t, tc.blocks) })
+	}
+}
+
+func testNoLeakUnderChurn(t *testing.T, kvBlocks int) {
 	total := 1000
 	if testing.Short() {
 		total = 300
 	}
 	m, tok := penaltyModel(t)
-	opts := Options{Parallel: 4, QueueSize: 64, BatchTokens: 16, CtxLen: 512}
+	opts := Options{Parallel: 4, QueueSize: 64, BatchTokens: 16, CtxLen: 512, KVBlock: 16}
+	perPos := int64(m.Config.NLayer) * 2 * int64(m.Config.KVDim()) * 4
+	if kvBlocks > 0 {
+		opts.KVMemory = int64(kvBlocks*opts.KVBlock) * perPos
+	}
 	newEngine := func() (*Engine, *prefillCanceller) {
 		be := &prefillCanceller{Backend: cpu.New(m, 2)}
 		e, err := New(be, tok, opts)
@@ -79,6 +95,7 @@ func TestNoLeakUnderChurn(t *testing.T) {
 		cancelledQueued
 		cancelledPrefill
 		cancelledDecode
+		outOfBlocks
 		failed
 	)
 	var mu sync.Mutex
@@ -140,6 +157,8 @@ func TestNoLeakUnderChurn(t *testing.T) {
 					default:
 						o = cancelledDecode
 					}
+				case kvBlocks > 0 && errors.Is(err, ErrKVMemory) && errors.Is(err, backend.ErrOutOfMemory):
+					o = outOfBlocks // the tight budget: a sequence that could not grow
 				default:
 					o = failed
 				}
@@ -158,8 +177,8 @@ func TestNoLeakUnderChurn(t *testing.T) {
 	}
 	close(jobs)
 	wg.Wait()
-	t.Logf("%d requests in %v: %d finished, cancelled %d queued, %d reading the prompt, %d decoding",
-		total, time.Since(start).Round(time.Millisecond), counts[finished], counts[cancelledQueued], counts[cancelledPrefill], counts[cancelledDecode])
+	t.Logf("%d requests in %v: %d finished, cancelled %d queued, %d reading the prompt, %d decoding; %d out of KV blocks",
+		total, time.Since(start).Round(time.Millisecond), counts[finished], counts[cancelledQueued], counts[cancelledPrefill], counts[cancelledDecode], counts[outOfBlocks])
 	if counts[failed] > 0 {
 		t.Fatalf("%d requests failed; the first: %v", counts[failed], firstErr)
 	}
@@ -178,10 +197,18 @@ func TestNoLeakUnderChurn(t *testing.T) {
 	waitFor(t, "the engine to be idle", idle)
 	st := e.Stats()
 	_, used, _ := be.KVBudget()
-	perPos := int64(m.Config.NLayer) * 2 * int64(m.Config.KVDim()) * 4
 	if used != st.KVCacheSize || st.KVCacheSize > int64(opts.Parallel*opts.CtxLen)*perPos {
 		t.Errorf("the backend's KV caches hold %d bytes, the slots' %d (at most %d slots × %d positions × %d bytes)",
 			used, st.KVCacheSize, opts.Parallel, opts.CtxLen, perPos)
+	}
+	// Every block back: none used, the cached ones exactly the free
+	// slots' caches.
+	if st.KVBlocksUsed != 0 || st.KVBlocksCached+st.KVBlocksFree != st.KVBlocksTotal || st.KVCacheSize > int64(st.KVBlocksCached)*st.KVBlockBytes {
+		t.Errorf("KV blocks after the churn: %d used, %d cached, %d free of %d (caches of %d bytes, %d a block)",
+			st.KVBlocksUsed, st.KVBlocksCached, st.KVBlocksFree, st.KVBlocksTotal, st.KVCacheSize, st.KVBlockBytes)
+	}
+	if kvBlocks > 0 && (st.KVBlocksTotal != kvBlocks || st.KVEvictedBlocks == 0) {
+		t.Errorf("%d blocks in all, %d evicted: want %d, and the churn to evict cached prompts", st.KVBlocksTotal, st.KVEvictedBlocks, kvBlocks)
 	}
 	if st.PrefixHitTokens == 0 {
 		t.Errorf("no prompt token came from the cache: the churn does not exercise prefix reuse")
