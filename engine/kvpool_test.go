@@ -95,9 +95,9 @@ func TestKVAdmissionWaits(t *testing.T) {
 		blocks   int
 		together bool // both requests in one batch at some step
 	}{
-		{"one fits", 4, false},  // each starts with 3 blocks and grows to 4
-		{"both fit", 8, true},   // 3 + 3 and room to grow
-		{"no limit", -1, true},  // the slots alone bound it
+		{"one fits", 4, false}, // each starts with 3 blocks and grows to 4
+		{"both fit", 8, true},  // 3 + 3 and room to grow
+		{"no limit", -1, true}, // the slots alone bound it
 		{"one and a bit", 5, false},
 	}
 	for _, tc := range cases {
