@@ -11,11 +11,13 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"worker-orcd/backend/cpu"
 	"worker-orcd/engine"
 	"worker-orcd/server"
 )
@@ -35,6 +37,7 @@ type serveFlags struct {
 	allowedHosts, allowedOrigins []string
 	pooling                      string
 	prefixCache                  bool
+	kvMemory                     string
 	memInterval                  time.Duration
 	memThreshold                 int64
 	modelID                      string
@@ -92,6 +95,7 @@ SIGTERM or SIGINT stop accepting requests, let those in flight finish for up to
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", server.DefaultBodyReadTimeout, "time a client has to send a request body (then 408 and the connection is closed)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "a client that takes no part of a response for this long is dropped (its job is cancelled)")
 	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "reuse cached prompt rows for a request that starts with them: a free slot's last prompt, or a running request's prompt read so far (same results; --prefix-cache=false reads every prompt whole)")
+	fs.StringVar(&f.kvMemory, "kv-memory", "", "bytes all sequences' KV caches may hold together, e.g. 16GiB or 512MB (none: no limit); requests wait for room instead of failing. Default: on a GPU what is free after the weights and workspace less 5% of the card (at least 512 MiB), on the CPU "+cpu.EnvKVBudget+" if set, else 75% of the available memory")
 	fs.StringVar(&f.pooling, "pooling", "", "how embeddings pool a text's tokens: mean or last (default: the model's pooling_type, else mean)")
 	fs.IntVar(&f.maxConns, "max-connections", server.DefaultMaxConnections, "connections open at once; beyond it new ones wait (logged)")
 	fs.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "on a loopback --host, further names accepted in the Host header (comma-separated; * for any)")
@@ -135,6 +139,10 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		if pooling, err = engine.ParsePooling(f.pooling); err != nil {
 			return fmt.Errorf("serve: --pooling: %w", err)
 		}
+	}
+	kvMemory, kvSource, err := parseKVMemory(f.kvMemory)
+	if err != nil {
+		return err
 	}
 	if f.maxConns < 1 {
 		return fmt.Errorf("serve: --max-connections %d: want at least 1", f.maxConns)
@@ -180,7 +188,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	go func() {
 		o := engine.LoadOptions{Device: f.device, Threads: f.threads, Logger: log, KVType: f.kvType,
 			Engine: engine.Options{Parallel: f.parallel, QueueSize: f.queue, CtxLen: f.ctx, BatchTokens: f.batch,
-				NoPrefixCache: !f.prefixCache}}
+				NoPrefixCache: !f.prefixCache, KVMemory: kvMemory, KVMemorySource: kvSource}}
 		path, err := resolveModel(ctx, f.path, cmd.ErrOrStderr())
 		if err != nil {
 			loadDone <- loaded{nil, err}
@@ -229,7 +237,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	mem := m.Backend().Memory()
 	log.Info("model loaded", "load_ms", time.Since(start).Milliseconds(), "arch", m.Model.Config.Arch.Name,
 		"device", m.Backend().Name(), "slots", st.Slots, "ctx", m.Options().CtxLen, "queue", m.Options().QueueSize,
-		"weights_bytes", mem.Weights)
+		"weights_bytes", mem.Weights, "kv_memory_bytes", st.KVMemory, "kv_blocks", st.KVBlocksTotal, "kv_memory_source", st.KVMemorySource)
 	log.Info("ready", "addr", ln.Addr().String())
 
 	select {
@@ -284,4 +292,22 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// parseKVMemory reads --kv-memory for engine.Options: "" is the backend's
+// default (0), "none" no limit (-1), else a byte count with an optional
+// unit; the source names the flag and its variable.
+func parseKVMemory(v string) (int64, string, error) {
+	if strings.TrimSpace(v) == "" {
+		return 0, "", nil
+	}
+	n, err := cpu.ParseBytes(v)
+	if err != nil {
+		return 0, "", fmt.Errorf("serve: --kv-memory %q: %v: want a byte count such as 16GiB, 512MB or 1073741824, or none", v, err)
+	}
+	src := "set by --kv-memory or " + envName("kv-memory")
+	if n == 0 {
+		return -1, "no limit (" + src + ")", nil
+	}
+	return n, src, nil
 }

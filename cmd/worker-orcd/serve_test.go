@@ -247,6 +247,8 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"serve", "--model", "x.gguf"}, map[string]string{"WORKER_PORT": "eighty"}, `serve: WORKER_PORT="eighty": invalid argument`},
 		{[]string{"serve", "--port", "0"}, map[string]string{"WORKER_MODEL": "/nonexistent/env.gguf"}, "env.gguf"},
 		{[]string{"serve", "--model", "x.gguf", "--pooling", "max"}, nil, "--pooling: pooling \"max\": want mean or last"},
+		{[]string{"serve", "--model", "x.gguf", "--kv-memory", "16 parsecs"}, nil, `--kv-memory "16 parsecs": unknown unit "parsecs": want a byte count such as 16GiB`},
+		{[]string{"serve", "--model", "x.gguf"}, map[string]string{"WORKER_KV_MEMORY": "lots"}, `--kv-memory "lots"`},
 		// The command line wins over the environment.
 		{[]string{"serve", "--model", "/nonexistent/m.gguf", "--port", "0", "--log-format", "text"}, map[string]string{"WORKER_LOG_FORMAT": "xml"}, "m.gguf"},
 	} {
@@ -259,5 +261,26 @@ func TestServeFlagErrors(t *testing.T) {
 				t.Errorf("%v %v: exit %d, stderr %q; want non-zero and %q", c.env, c.args, code, errb.String(), c.want)
 			}
 		})
+	}
+}
+
+// TestParseKVMemory: --kv-memory's values as the engine takes them (0: the
+// backend's default; -1: no limit).
+func TestParseKVMemory(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		err  bool
+	}{
+		{"", 0, false}, {"16GiB", 16 << 30, false}, {"512MB", 512e6, false}, {"1073741824", 1 << 30, false},
+		{"none", -1, false}, {"0", -1, false}, {"12 apples", 0, true}, {"GiB", 0, true},
+	} {
+		got, src, err := parseKVMemory(c.in)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("parseKVMemory(%q) = %d, %v; want %d (error %v)", c.in, got, err, c.want, c.err)
+		}
+		if err == nil && c.in != "" && !strings.Contains(src, "--kv-memory") {
+			t.Errorf("parseKVMemory(%q): source %q does not name the flag", c.in, src)
+		}
 	}
 }
