@@ -113,6 +113,20 @@ func newMetrics(s *Server) *metrics {
 			return f(st.Active, st.Queued, st.Slots)
 		}
 	}
+	kvStat := func(f func(engine.Stats) float64) func() float64 {
+		return func() float64 {
+			mdl := s.model.Load()
+			if mdl == nil {
+				return 0
+			}
+			return f(mdl.Stats())
+		}
+	}
+	kvBlocksGauge := func(state string, f func(engine.Stats) int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "kv_blocks",
+			Help:        "Blocks of KV memory by state: used (running sequences), cached (free slots' prompts, evicted least recently used first when blocks are needed), free; they add up to kv_blocks_total.",
+			ConstLabels: prometheus.Labels{"state": state}}, kvStat(func(st engine.Stats) float64 { return float64(f(st)) }))
+	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, f)
 	}
@@ -141,6 +155,18 @@ func newMetrics(s *Server) *metrics {
 				st, o := mdl.Stats(), mdl.Options()
 				return float64(st.KVPositions) / float64(o.Parallel*o.CtxLen)
 			}),
+		kvBlocksGauge("used", func(st engine.Stats) int { return st.KVBlocksUsed }),
+		kvBlocksGauge("cached", func(st engine.Stats) int { return st.KVBlocksCached }),
+		kvBlocksGauge("free", func(st engine.Stats) int { return st.KVBlocksFree }),
+		gauge("kv_blocks_total", "Blocks of KV memory the budget holds (--kv-memory over the bytes a block: kv_block_positions positions).",
+			kvStat(func(st engine.Stats) float64 { return float64(st.KVBlocksTotal) })),
+		gauge("kv_block_positions", "Positions a block of KV memory counts.",
+			kvStat(func(st engine.Stats) float64 { return float64(st.KVBlockPositions) })),
+		gauge("kv_memory_budget_bytes", "Bytes the KV caches of all sequences may hold together (--kv-memory; 0: no limit).",
+			kvStat(func(st engine.Stats) float64 { return float64(st.KVMemory) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "kv_blocks_evicted_total",
+			Help: "Cached blocks (free slots' prompts) evicted to make room for a request or a growing sequence."},
+			kvStat(func(st engine.Stats) float64 { return float64(st.KVEvictedBlocks) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "prefix_cache_hit_tokens_total",
 			Help: "Prompt tokens taken from a slot's cached prompt instead of being computed (--prefix-cache)."},
 			func() float64 {

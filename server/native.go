@@ -259,6 +259,7 @@ type healthResponse struct {
 	ModelContext    int             `json:"model_context_length,omitempty"`
 	Slots           *slotsJSON      `json:"slots,omitempty"`
 	Queue           *queueJSON      `json:"queue,omitempty"`
+	KVBlocks        *kvBlocksJSON   `json:"kv_blocks,omitempty"`
 	Requests        *inFlightHealth `json:"requests,omitempty"`
 }
 
@@ -274,6 +275,21 @@ type slotsJSON struct {
 	Total  int `json:"total"`
 	Active int `json:"active"`
 	Idle   int `json:"idle"`
+}
+
+// kvBlocksJSON is the KV memory budget in blocks (engine.Stats): used by
+// running sequences, cached by free slots' prompts (evicted when needed),
+// free; used + cached + free = total.
+type kvBlocksJSON struct {
+	Total          int    `json:"total"`
+	Used           int    `json:"used"`
+	Cached         int    `json:"cached"`
+	Free           int    `json:"free"`
+	BlockPositions int    `json:"block_positions"`
+	BlockBytes     int64  `json:"block_bytes"`
+	BudgetBytes    int64  `json:"budget_bytes"` // 0: no limit
+	BudgetSource   string `json:"budget_source"`
+	Evicted        int64  `json:"evicted_total"`
 }
 
 type queueJSON struct {
@@ -332,6 +348,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		}
 		h.Slots = &slotsJSON{Total: st.Slots, Active: st.Active, Idle: st.Slots - st.Active}
 		h.Queue = &queueJSON{Depth: st.Queued, Capacity: m.Options().QueueSize}
+		h.KVBlocks = &kvBlocksJSON{Total: st.KVBlocksTotal, Used: st.KVBlocksUsed, Cached: st.KVBlocksCached, Free: st.KVBlocksFree,
+			BlockPositions: st.KVBlockPositions, BlockBytes: st.KVBlockBytes, BudgetBytes: st.KVMemory, BudgetSource: st.KVMemorySource,
+			Evicted: st.KVEvictedBlocks}
 		h.Requests = &inFlightHealth{InFlight: s.InFlight()}
 	}
 	if mw := s.memWatch.Load(); mw != nil {

@@ -263,3 +263,47 @@ func TestMemoryStable(t *testing.T) {
 		t.Errorf("%d goroutines after the requests", g)
 	}
 }
+
+// TestKVBlocksReported: /metrics and /health report the KV memory in
+// blocks: while a long generation runs some are used; used + cached + free
+// is the total in both; once it ends none is used and its blocks are
+// cached (its prompt kept for reuse).
+func TestKVBlocksReported(t *testing.T) {
+	ts := newTestServer(t, opts{model: "slow", parallel: 2})
+	blocks := func() (used, cached, free, total float64) {
+		return ts.metric(t, `worker_orcd_kv_blocks{state="used"}`), ts.metric(t, `worker_orcd_kv_blocks{state="cached"}`),
+			ts.metric(t, `worker_orcd_kv_blocks{state="free"}`), ts.metric(t, "worker_orcd_kv_blocks_total")
+	}
+	health := func() kvBlocksJSON {
+		var h struct {
+			KV kvBlocksJSON `json:"kv_blocks"`
+		}
+		if err := json.Unmarshal(readAll(t, get(t, ts.URL+"/health")), &h); err != nil {
+			t.Fatal(err)
+		}
+		return h.KV
+	}
+	if total := ts.metric(t, "worker_orcd_kv_blocks_total"); total < 1 || ts.metric(t, "worker_orcd_kv_block_positions") != 256 {
+		t.Fatalf("kv_blocks_total %v, kv_block_positions %v", total, ts.metric(t, "worker_orcd_kv_block_positions"))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, _ := startLong(t, ts, ctx, "blocks")
+	defer stream.Body.Close()
+	if _, ok := waitFor(10*time.Second, func() bool { u, _, _, _ := blocks(); return u > 0 }); !ok {
+		t.Fatal("no KV block used while a generation runs")
+	}
+	if u, c, f, n := blocks(); u+c+f != n {
+		t.Errorf("/metrics while running: %v used + %v cached + %v free != %v", u, c, f, n)
+	}
+	if h := health(); h.Used < 1 || h.Used+h.Cached+h.Free != h.Total || h.BlockPositions != 256 || h.BlockBytes <= 0 || h.BudgetSource == "" {
+		t.Errorf("/health while running: %+v", h)
+	}
+	cancel()
+	if _, ok := waitFor(5*time.Second, func() bool { u, c, _, _ := blocks(); return u == 0 && c > 0 }); !ok {
+		u, c, f, n := blocks()
+		t.Errorf("after the end: %v used, %v cached, %v free of %v", u, c, f, n)
+	}
+	if h := health(); h.Used != 0 || h.Cached+h.Free != h.Total {
+		t.Errorf("/health after the end: %+v", h)
+	}
+}
