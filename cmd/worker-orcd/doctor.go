@@ -62,6 +62,7 @@ type doctorFlags struct {
 	cudaLib  string
 	noSmoke  bool
 	asJSON   bool
+	kvMemory string
 }
 
 func newDoctorCmd() *cobra.Command {
@@ -92,6 +93,7 @@ generation run twice that must give the same, non-degenerate tokens.
 	fs.IntVar(&f.parallel, "parallel", 4, "sequences decoded together, as serve's --parallel (each holds a KV cache of --ctx positions)")
 	fs.StringVar(&f.cudaLib, "cuda-lib", "", "directory or file of libcuda to try first (default: $WORKER_CUDA_LIB_PATH, then the loader's search)")
 	fs.BoolVar(&f.noSmoke, "no-smoke", false, "skip the smoke generation")
+	fs.StringVar(&f.kvMemory, "kv-memory", "", "KV memory budget the worker will run with, as serve's --kv-memory (default: $WORKER_KV_MEMORY, else the backend's default)")
 	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	return cmd
 }
@@ -528,7 +530,8 @@ func (d *doctor) memoryCheck() {
 	fits := d.largestCtx(free)
 	switch {
 	case n.total <= free:
-		d.add("model.memory", statusOK, fmt.Sprintf("%s; GPU %d has %s free of %s: fits, largest context that fits %d", msg, dev.Index, humanBytes(free), humanBytes(dev.TotalBytes), fits), "")
+		status, kv, fix := d.kvBudgetReport(n)
+		d.add("model.memory", status, fmt.Sprintf("%s; GPU %d has %s free of %s: fits, largest context that fits %d; %s", msg, dev.Index, humanBytes(free), humanBytes(dev.TotalBytes), fits, kv), fix)
 	case fits > 0:
 		d.add("model.memory", statusFail, fmt.Sprintf("%s; GPU %d has only %s free of %s: the largest context that fits is %d", msg, dev.Index, humanBytes(free), humanBytes(dev.TotalBytes), fits),
 			fmt.Sprintf("run with --ctx %d (or fewer --parallel sequences), free the GPU of other processes (nvidia-smi), or use a smaller quantization (Q4_K_M)", fits))
@@ -538,37 +541,66 @@ func (d *doctor) memoryCheck() {
 	}
 }
 
-// hostMemoryCheck compares the KV caches of --ctx × --parallel with the CPU
-// backend's KV budget (cpu.KVBudgetFromEnvironment), which refuses a longer
-// request at run time.
-func (d *doctor) hostMemoryCheck(msg string, n memNeed) {
-	const name = "model.memory"
-	msg += " of host memory"
-	budget, source, err := cpu.KVBudgetFromEnvironment()
+// kvBudget is the KV memory budget serve would start with: --kv-memory
+// (or WORKER_KV_MEMORY), else on the CPU the CPU backend's budget
+// (cpu.KVBudgetFromEnvironment), on a GPU what is free after the weights
+// and workspace less the margin. 0: no limit.
+func (d *doctor) kvBudget(n memNeed) (int64, string, error) {
+	v, src := d.flags.kvMemory, "set by --kv-memory"
+	if v == "" {
+		v, src = os.Getenv(envName("kv-memory")), "set by "+envName("kv-memory")
+	}
+	if v != "" {
+		b, _, err := parseKVMemory(v)
+		if err != nil {
+			return 0, "", err
+		}
+		return max(b, 0), src, nil
+	}
+	if dev := d.gpuDevice(); dev != nil {
+		margin := max(int64(float64(dev.TotalBytes)*cuda.KVMemoryMarginShare), cuda.KVMemoryMarginMin)
+		return max(dev.FreeBytes-n.weights-n.workspace-margin, 0), fmt.Sprintf("default: GPU %d's free %s less the weights, workspace and a %s margin", dev.Index, humanBytes(dev.FreeBytes), humanBytes(margin)), nil
+	}
+	return cpu.KVBudgetFromEnvironment()
+}
+
+// kvBudgetReport says what the KV memory budget holds against the KV
+// caches of --ctx × --parallel, and how to fix a budget too small: a
+// status, a message and a fix.
+func (d *doctor) kvBudgetReport(n memNeed) (status, msg, fix string) {
+	budget, source, err := d.kvBudget(n)
 	switch {
 	case err != nil:
-		d.add(name, statusFail, msg+"; "+err.Error(), "set "+cpu.EnvKVBudget+" to a byte count such as 16GiB (or none), or unset it for the default")
-		return
+		return statusFail, err.Error(), "set --kv-memory (WORKER_KV_MEMORY; " + cpu.EnvKVBudget + " on the CPU) to a byte count such as 16GiB (or none), or unset it for the default"
 	case budget <= 0:
-		d.add(name, statusOK, msg+"; no CPU KV budget ("+source+")", "")
-		return
-	case n.kv <= budget:
-		d.add(name, statusOK, fmt.Sprintf("%s; KV cache within the CPU KV budget of %s (%s)", msg, humanBytes(budget), source), "")
-		return
+		return statusOK, "no KV memory budget (" + source + ")", ""
 	}
-	fits := int64(0)
-	if per := n.kvPerPos * int64(d.flags.parallel); per > 0 {
-		fits = min(budget/per, int64(d.cfg.CtxLen))
+	block := int64(engine.DefaultKVBlock) * n.kvPerPos
+	blocks := budget / max(block, 1)
+	perSeq := int64((n.ctx + engine.DefaultKVBlock - 1) / engine.DefaultKVBlock)
+	want := perSeq * int64(d.flags.parallel)
+	head := fmt.Sprintf("KV memory budget of %s (%s): %d blocks of %d positions (%s a block)", humanBytes(budget), source, blocks, engine.DefaultKVBlock, humanBytes(block))
+	switch {
+	case blocks < 1:
+		return statusFail, head + ": not one block fits, the worker will not start", "raise --kv-memory (WORKER_KV_MEMORY) if the machine has the memory, or free memory for the worker"
+	case blocks >= want:
+		return statusOK, fmt.Sprintf("%s, room for %d positions x %d sequence(s)", head, n.ctx, d.flags.parallel), ""
 	}
-	found := fmt.Sprintf("%s; KV cache %s for %d positions x %d sequence(s) exceeds the CPU KV budget of %s (%s)",
-		msg, humanBytes(n.kv), n.ctx, d.flags.parallel, humanBytes(budget), source)
-	if fits == 0 {
-		d.add(name, statusFail, found+": not one position fits, every request will fail with AllocationFailed",
-			"raise "+cpu.EnvKVBudget+" if the machine has the memory, or free memory for the worker")
-		return
+	fits := int(min(blocks/int64(d.flags.parallel), perSeq)) * engine.DefaultKVBlock
+	msg = fmt.Sprintf("%s, fewer than the %d that %d positions x %d sequence(s) take: requests wait for blocks while others hold them, a sequence that needs a block none can give ends with KVMemoryExceeded, and a prompt longer than %d positions is refused",
+		head, want, n.ctx, d.flags.parallel, blocks*int64(engine.DefaultKVBlock))
+	fix = "raise --kv-memory (WORKER_KV_MEMORY) if the machine has the memory, or run fewer --parallel sequences"
+	if fits > 0 {
+		fix = fmt.Sprintf("run with --ctx %d (or fewer --parallel sequences), or raise --kv-memory (WORKER_KV_MEMORY) if the machine has the memory", fits)
 	}
-	d.add(name, statusWarn, found+fmt.Sprintf(": with %d sequence(s) at once, requests longer than %d positions will fail with AllocationFailed", d.flags.parallel, fits),
-		fmt.Sprintf("run with --ctx %d (or fewer --parallel sequences), or raise %s if the machine has the memory", fits, cpu.EnvKVBudget))
+	return statusWarn, msg, fix
+}
+
+// hostMemoryCheck reports the KV caches of --ctx × --parallel against the
+// KV memory budget on the CPU.
+func (d *doctor) hostMemoryCheck(msg string, n memNeed) {
+	status, m, fix := d.kvBudgetReport(n)
+	d.add("model.memory", status, msg+" of host memory; "+m, fix)
 }
 
 // largestCtx is the largest context (per sequence) whose total fits in free

@@ -313,11 +313,13 @@ func TestDoctorNoModel(t *testing.T) {
 	}
 }
 
-// TestDoctorCPUKVBudget: on the CPU, model.memory compares the KV caches of
-// --ctx × --parallel with the CPU backend's KV budget, which is what
-// refuses a long request at run time.
+// TestDoctorCPUKVBudget: on the CPU, model.memory reports the KV memory
+// budget serve would start with (WORKER_KV_MEMORY, else
+// WORKER_CPU_KV_BUDGET, else the default) in blocks of 256 positions
+// against the KV caches of --ctx × --parallel: requests wait for blocks
+// beyond it, so a small budget warns, and one without a block fails.
 func TestDoctorCPUKVBudget(t *testing.T) {
-	p := writeSpec(t, "qwen2-micro", nil, nil) // 512 positions of 512 bytes: 256 KiB a sequence
+	p := writeSpec(t, "qwen2-micro", nil, nil) // 512 positions of 512 bytes: 2 blocks of 128 KiB a sequence
 	cases := []struct {
 		name, budget string
 		args         []string
@@ -325,16 +327,18 @@ func TestDoctorCPUKVBudget(t *testing.T) {
 		msg, fix     string
 		exitStatus   int
 	}{
-		{"fits", "1MiB", []string{"--parallel", "1"}, statusOK, "within the CPU KV budget of 1.0 MiB (set by WORKER_CPU_KV_BUDGET)", "", 0},
-		{"two sequences fit", "1MiB", []string{"--parallel", "2"}, statusOK, "within the CPU KV budget", "", 0},
-		{"exceeds", "100KiB", []string{"--parallel", "1"}, statusWarn, "KV cache 256.0 KiB for 512 positions x 1 sequence(s) exceeds the CPU KV budget of 100.0 KiB (set by WORKER_CPU_KV_BUDGET)",
-			"--ctx 200", 0},
-		{"exceeds, as a sentence", "100KiB", []string{"--parallel", "1"}, statusWarn, "with 1 sequence(s) at once, requests longer than 200 positions will fail with AllocationFailed", "WORKER_CPU_KV_BUDGET", 0},
-		{"exceeds with parallel", "300KiB", []string{"--parallel", "2"}, statusWarn, "exceeds the CPU KV budget of 300.0 KiB", "--ctx 300", 0},
-		{"serve's default of 4 sequences", "900KiB", nil, statusWarn, "512 positions x 4 sequence(s) exceeds", "--ctx 450", 0},
-		{"not one position", "100", []string{"--parallel", "1"}, statusFail, "not one position fits", "raise WORKER_CPU_KV_BUDGET", 1},
-		{"no budget", "none", []string{"--parallel", "1"}, statusOK, "no CPU KV budget", "", 0},
-		{"bad budget", "lots", []string{"--parallel", "1"}, statusFail, `WORKER_CPU_KV_BUDGET="lots"`, "WORKER_CPU_KV_BUDGET", 1},
+		{"fits", "1MiB", []string{"--parallel", "1"}, statusOK, "KV memory budget of 1.0 MiB (set by WORKER_CPU_KV_BUDGET): 8 blocks of 256 positions (128.0 KiB a block), room for 512 positions x 1 sequence(s)", "", 0},
+		{"two sequences fit", "1MiB", []string{"--parallel", "2"}, statusOK, "room for 512 positions x 2 sequence(s)", "", 0},
+		{"exceeds", "200KiB", []string{"--parallel", "1"}, statusWarn, "1 blocks of 256 positions (128.0 KiB a block), fewer than the 2 that 512 positions x 1 sequence(s) take",
+			"--ctx 256", 0},
+		{"exceeds, as a sentence", "200KiB", []string{"--parallel", "1"}, statusWarn, "requests wait for blocks while others hold them", "WORKER_KV_MEMORY", 0},
+		{"exceeds with parallel", "300KiB", []string{"--parallel", "2"}, statusWarn, "a prompt longer than 512 positions is refused", "--ctx 256", 0},
+		{"serve's default of 4 sequences", "900KiB", nil, statusWarn, "fewer than the 8 that 512 positions x 4 sequence(s) take", "--ctx 256", 0},
+		{"not one block", "100KiB", []string{"--parallel", "1"}, statusFail, "not one block fits", "raise --kv-memory", 1},
+		{"no budget", "none", []string{"--parallel", "1"}, statusOK, "no KV memory budget", "", 0},
+		{"bad budget", "lots", []string{"--parallel", "1"}, statusFail, `WORKER_CPU_KV_BUDGET="lots"`, "WORKER_KV_MEMORY", 1},
+		{"--kv-memory wins", "100KiB", []string{"--parallel", "1", "--kv-memory", "1MiB"}, statusOK, "1.0 MiB (set by --kv-memory): 8 blocks", "", 0},
+		{"a bad --kv-memory", "1MiB", []string{"--parallel", "1", "--kv-memory", "lots"}, statusFail, `--kv-memory "lots"`, "16GiB", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
