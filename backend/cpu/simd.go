@@ -50,6 +50,13 @@ func axpyRowsGo(out, v []float32, stride int, w []float32) {
 	}
 }
 
+// scaleGo sets x[i] *= s (one float32 multiply each).
+func scaleGo(x []float32, s float32) {
+	for i := range x {
+		x[i] *= s
+	}
+}
+
 // expShiftGo sets x[i] = expf(x[i] - mx) (float32 subtraction, then expf).
 func expShiftGo(x []float32, mx float32) {
 	for i, v := range x {

@@ -22,6 +22,12 @@ func expShiftAVX2(x *float32, n8 int, mx float32)
 func dotRowsAVX(q, k *float32, stride, n, n8 int, out *float32)
 
 //go:noescape
+func scaleAVX(x *float32, n8 int, s float32)
+
+//go:noescape
+func dotRows8AVX(q, k *float32, stride, n8rows, n8 int, out *float32)
+
+//go:noescape
 func axpyRowsAVX(out, v *float32, stride, n int, w *float32, n8 int)
 
 // useAVX: the assembly versions run unless WORKER_CPU_PORTABLE=1 (as in
@@ -81,7 +87,15 @@ func dotRows(q, k []float32, stride int, out []float32) {
 		return
 	}
 	n8 := len(q) / 8
-	dotRowsAVX(&q[0], &k[0], 4*stride, n, n8, &out[0])
+	if m := n &^ 7; m > 0 { // eight rows a pass, their trees side by side
+		dotRows8AVX(&q[0], &k[0], 4*stride, m/8, n8, &out[0])
+	}
+	if m := n &^ 7; m < n {
+		dotRowsAVX(&q[0], &k[m*stride], 4*stride, n-m, n8, &out[m])
+	}
+	if 8*n8 == len(q) {
+		return
+	}
 	for j := range out { // the tail, in order, as dot8 adds it
 		r := out[j]
 		for i := 8 * n8; i < len(q); i++ {
@@ -110,6 +124,17 @@ func axpyRows(out, v []float32, stride int, w []float32) {
 			out[i] += float32(wj * v[j*stride+i])
 		}
 	}
+}
+
+// scale sets x[i] *= s.
+func scale(x []float32, s float32) {
+	if !useAVX || len(x) < 8 {
+		scaleGo(x, s)
+		return
+	}
+	n := len(x) &^ 7
+	scaleAVX(&x[0], n/8, s)
+	scaleGo(x[n:], s)
 }
 
 // expShift sets x[i] = expf(x[i] - mx).

@@ -269,3 +269,104 @@ exloop:
 	JNZ exloop
 	VZEROUPPER
 	RET
+
+// func dotRows8AVX(q, k *float32, stride, n8rows, n8 int, out *float32)
+// out[j] = dot8AVX(q, k + j*stride bytes, n8) for j < 8*n8rows (n8rows > 0,
+// n8 > 0), eight rows at a time: row r's lanes in Yr, each the same
+// VMULPS/VADDPS sequence as dot8AVX; then the eight rows' trees side by
+// side: lo+hi halves (VPERM2F128), lanes (0,1)+(2,3) (VSHUFPS), lane
+// 0+1, every add with dot8AVX's operands in dot8AVX's order, so each
+// score is bit-identical to dot8AVX's.
+TEXT ·dotRows8AVX(SB), NOSPLIT, $0-48
+	MOVQ q+0(FP), SI
+	MOVQ k+8(FP), DI
+	MOVQ stride+16(FP), R8
+	MOVQ n8rows+24(FP), R9
+	MOVQ n8+32(FP), R10
+	MOVQ out+40(FP), R11
+	LEAQ (R8)(R8*2), R12 // 3 rows
+	MOVQ R8, R13
+	SHLQ $3, R13         // 8 rows
+dot8row:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	LEAQ (DI)(R8*4), DX // row 4
+	MOVQ R10, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+dot8rowloop:
+	VMOVUPS (AX), Y8
+	VMULPS (BX), Y8, Y9
+	VADDPS Y9, Y0, Y0
+	VMULPS (BX)(R8*1), Y8, Y10
+	VADDPS Y10, Y1, Y1
+	VMULPS (BX)(R8*2), Y8, Y11
+	VADDPS Y11, Y2, Y2
+	VMULPS (BX)(R12*1), Y8, Y12
+	VADDPS Y12, Y3, Y3
+	VMULPS (DX), Y8, Y13
+	VADDPS Y13, Y4, Y4
+	VMULPS (DX)(R8*1), Y8, Y14
+	VADDPS Y14, Y5, Y5
+	VMULPS (DX)(R8*2), Y8, Y15
+	VADDPS Y15, Y6, Y6
+	VMULPS (DX)(R12*1), Y8, Y9
+	VADDPS Y9, Y7, Y7
+	ADDQ $32, AX
+	ADDQ $32, BX
+	ADDQ $32, DX
+	DECQ CX
+	JNZ dot8rowloop
+	// lo + hi: rows (0,4) (1,5) (2,6) (3,7) in Y0..Y3, row r's
+	// t_l = s_l + s_{l+4} in the low half for r < 4, the high half else.
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x31, Y4, Y0, Y9
+	VADDPS Y9, Y8, Y0
+	VPERM2F128 $0x20, Y5, Y1, Y10
+	VPERM2F128 $0x31, Y5, Y1, Y11
+	VADDPS Y11, Y10, Y1
+	VPERM2F128 $0x20, Y6, Y2, Y12
+	VPERM2F128 $0x31, Y6, Y2, Y13
+	VADDPS Y13, Y12, Y2
+	VPERM2F128 $0x20, Y7, Y3, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+	VADDPS Y15, Y14, Y3
+	// u_0 = t_0 + t_2, u_1 = t_1 + t_3: rows (0,1 | 4,5) in Y0, (2,3 | 6,7) in Y2
+	VSHUFPS $0x44, Y1, Y0, Y8
+	VSHUFPS $0xEE, Y1, Y0, Y9
+	VADDPS Y9, Y8, Y0
+	VSHUFPS $0x44, Y3, Y2, Y10
+	VSHUFPS $0xEE, Y3, Y2, Y11
+	VADDPS Y11, Y10, Y2
+	// u_0 + u_1: rows 0..7 in order
+	VSHUFPS $0x88, Y2, Y0, Y8
+	VSHUFPS $0xDD, Y2, Y0, Y9
+	VADDPS Y9, Y8, Y0
+	VMOVUPS Y0, (R11)
+	ADDQ $32, R11
+	ADDQ R13, DI
+	DECQ R9
+	JNZ dot8row
+	VZEROUPPER
+	RET
+
+// func scaleAVX(x *float32, n8 int, s float32)
+// x[i] *= s on n8 > 0 groups of eight (one VMULPS each, as scaleGo).
+TEXT ·scaleAVX(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n8+8(FP), CX
+	VBROADCASTSS s+16(FP), Y1
+scloop:
+	VMULPS (SI), Y1, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ $32, SI
+	DECQ CX
+	JNZ scloop
+	VZEROUPPER
+	RET

@@ -13,3 +13,5 @@ func dotRows(q, k []float32, stride int, out []float32) { dotRowsGo(q, k, stride
 func axpyRows(out, v []float32, stride int, w []float32) { axpyRowsGo(out, v, stride, w) }
 
 func expShift(x []float32, mx float32) { expShiftGo(x, mx) }
+
+func scale(x []float32, s float32) { scaleGo(x, s) }

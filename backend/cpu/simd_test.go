@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// dot8 and axpy (assembly where the CPU has it) are bit-identical to their
+// dot8, axpy and scale (assembly where the CPU has it) are bit-identical to their
 // Go definitions for every length.
 func TestSIMDMatchesGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
@@ -28,6 +28,14 @@ func TestSIMDMatchesGo(t *testing.T) {
 				t.Fatalf("n=%d i=%d: axpy %g, Go %g", n, i, o1[i], o2[i])
 			}
 		}
+		s1, s2 := append([]float32(nil), a...), append([]float32(nil), a...)
+		scale(s1, w)
+		scaleGo(s2, w)
+		for i := range s1 {
+			if math.Float32bits(s1[i]) != math.Float32bits(s2[i]) {
+				t.Fatalf("n=%d i=%d: scale %g, Go %g", n, i, s1[i], s2[i])
+			}
+		}
 	}
 }
 
@@ -38,7 +46,7 @@ func TestRowsMatchGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	for _, hd := range []int{1, 7, 8, 12, 32, 40, 64, 96, 100, 128} {
 		for _, stride := range []int{hd, hd + 3, 2*hd + 8} {
-			for _, n := range []int{1, 2, 5, 17, 40} {
+			for _, n := range []int{1, 2, 5, 8, 16, 17, 40, 71} {
 				q := make([]float32, hd)
 				k := make([]float32, (n-1)*stride+hd)
 				w := make([]float32, n)
