@@ -17,7 +17,8 @@ const attBlock = 64
 // attention): they walk its keys and values together, a block of positions
 // at a time, instead of each head on its own. When there are fewer
 // row × KV head pairs than workers (decode on many cores), a group is split
-// into parts so that every worker has one.
+// into parts so that every worker has one; otherwise each pair's keys and
+// values are read by one job only.
 func (b *Backend) attention(rows []rowInfo, layer int) {
 	c := b.c
 	maxPos := 0

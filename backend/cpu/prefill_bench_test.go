@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -43,4 +44,42 @@ func BenchmarkPrefill64(b *testing.B) {
 		run()
 	}
 	b.ReportMetric(float64(T)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+}
+
+// BenchmarkDecodeAt runs one decode step (one token, its logits) after 64
+// and after 1 500 cached positions on the model named by
+// WORKER_BENCH_MODEL, on all cores: the decode part of `bench` at a short
+// and a long context, without the engine. Skipped without the variable.
+func BenchmarkDecodeAt(b *testing.B) {
+	path := os.Getenv("WORKER_BENCH_MODEL")
+	if path == "" {
+		b.Skip("WORKER_BENCH_MODEL not set")
+	}
+	m, err := model.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	be := New(m, 0)
+	defer be.Close()
+	for _, n := range []int{64, 1500} {
+		b.Run(fmt.Sprintf("pos%d", n), func(b *testing.B) {
+			kv := NewKVCache(&m.Config, n+1)
+			toks := make([]int32, n)
+			for i := range toks {
+				toks[i] = int32((i*7919 + 13) % m.Config.VocabSize)
+			}
+			if err := be.Forward([]*backend.Seq{{Tokens: toks, KV: kv, Prefill: true}}); err != nil {
+				b.Fatal(err)
+			}
+			s := &backend.Seq{Tokens: []int32{42}, KV: kv}
+			for b.Loop() {
+				kv.n = n
+				if err := be.Forward([]*backend.Seq{s}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
 }
