@@ -37,14 +37,7 @@ func TestPrefixReuse(t *testing.T) {
 	}
 	for _, tc := range turns {
 		req := Request{Prompt: tc.prompt, Params: tc.params, MaxTokens: 6, IgnoreEOS: true, Logprobs: true}
-		var got, want []Token
-		rc, err := cached.Generate(context.Background(), req, func(t Token) error { got = append(got, t); return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := plain.Generate(context.Background(), req, func(t Token) error { want = append(want, t); return nil }); err != nil {
-			t.Fatal(err)
-		}
+		rc, got, want := generatePair(t, cached, plain, req)
 		if rc.CachedTokens != tc.cached {
 			t.Errorf("%s: %d prompt tokens from the cache, want %d", tc.name, rc.CachedTokens, tc.cached)
 		}
@@ -120,14 +113,7 @@ func TestPrefixSharedBetweenSlots(t *testing.T) {
 		{"shares 30", append(slices.Clone(base[:30]), 1, 2), seeded, 30},
 	} {
 		req := Request{Prompt: tc.prompt, Params: tc.params, MaxTokens: 8, IgnoreEOS: true, Logprobs: true}
-		var got, want []Token
-		rc, err := cached.Generate(context.Background(), req, func(t Token) error { got = append(got, t); return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := plain.Generate(context.Background(), req, func(t Token) error { want = append(want, t); return nil }); err != nil {
-			t.Fatal(err)
-		}
+		rc, got, want := generatePair(t, cached, plain, req)
 		if rc.CachedTokens != tc.cached {
 			t.Errorf("%s: %d prompt tokens from the other slot, want %d", tc.name, rc.CachedTokens, tc.cached)
 		}
@@ -160,14 +146,7 @@ func TestChatReplay(t *testing.T) {
 			history = append(history, int32((turn*31+i*7+5)%300))
 		}
 		req := Request{Prompt: slices.Clone(history), Params: sample.GreedyParams(), MaxTokens: 16, IgnoreEOS: true, Logprobs: true}
-		var got, want []Token
-		rc, err := cached.Generate(context.Background(), req, func(t Token) error { got = append(got, t); return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := plain.Generate(context.Background(), req, func(t Token) error { want = append(want, t); return nil }); err != nil {
-			t.Fatal(err)
-		}
+		rc, got, want := generatePair(t, cached, plain, req)
 		if !slices.EqualFunc(got, want, func(a, b Token) bool { return a.ID == b.ID && a.Logprob == b.Logprob }) {
 			t.Fatalf("turn %d: answer with the cache %v, without %v", turn, got, want)
 		}
@@ -200,4 +179,18 @@ func prefixEngines(t *testing.T) (cached, plain *Engine) {
 		return e
 	}
 	return newEngine(false), newEngine(true)
+}
+
+// generatePair runs req on the engine with the prefix cache and on the one
+// without it: the first's result and the tokens of each.
+func generatePair(t *testing.T, cached, plain *Engine, req Request) (rc *Result, got, want []Token) {
+	t.Helper()
+	rc, err := cached.Generate(context.Background(), req, func(tk Token) error { got = append(got, tk); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Generate(context.Background(), req, func(tk Token) error { want = append(want, tk); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return rc, got, want
 }

@@ -14,17 +14,7 @@ import (
 // Q4_K_M`), on all cores: the prefill part of `bench`, without the engine,
 // for profiles (`-cpuprofile`). Skipped without the variable.
 func BenchmarkPrefill64(b *testing.B) {
-	path := os.Getenv("WORKER_BENCH_MODEL")
-	if path == "" {
-		b.Skip("WORKER_BENCH_MODEL not set")
-	}
-	m, err := model.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
-	be := New(m, 0)
-	defer be.Close()
+	m, be := benchBackend(b)
 	const T = 64
 	kv := NewKVCache(&m.Config, T)
 	toks := make([]int32, T)
@@ -51,17 +41,7 @@ func BenchmarkPrefill64(b *testing.B) {
 // WORKER_BENCH_MODEL, on all cores: the decode part of `bench` at a short
 // and a long context, without the engine. Skipped without the variable.
 func BenchmarkDecodeAt(b *testing.B) {
-	path := os.Getenv("WORKER_BENCH_MODEL")
-	if path == "" {
-		b.Skip("WORKER_BENCH_MODEL not set")
-	}
-	m, err := model.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
-	be := New(m, 0)
-	defer be.Close()
+	m, be := benchBackend(b)
 	for _, n := range []int{64, 1500} {
 		b.Run(fmt.Sprintf("pos%d", n), func(b *testing.B) {
 			kv := NewKVCache(&m.Config, n+1)
@@ -82,4 +62,20 @@ func BenchmarkDecodeAt(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
 		})
 	}
+}
+
+// benchBackend opens the model WORKER_BENCH_MODEL names and a CPU backend
+// on all cores over it, closed when b ends; b is skipped without it.
+func benchBackend(b *testing.B) (*model.Model, *Backend) {
+	path := os.Getenv("WORKER_BENCH_MODEL")
+	if path == "" {
+		b.Skip("WORKER_BENCH_MODEL not set")
+	}
+	m, err := model.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	be := New(m, 0)
+	b.Cleanup(func() { be.Close(); m.Close() })
+	return m, be
 }
