@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|gemm-tile|pipeline|kprofile|ncu|profile ...
+#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|kv64|gemm-tile|pipeline|kprofile|ncu|profile ...
 # GPU tests fail rather than skip here (WORKER_TEST_REQUIRE_GPU=1); fixtures
 # are read from $WORKER_FIXTURES, else $BIN/fixtures when present.
 # conc runs the issue-10 workload (-p 128 -n 128, 1..64 streams) on both
@@ -190,6 +190,15 @@ table)
     "$b" bench --model "$m" --device cuda -p 4096 -n 4 --ctx 4200 2>&1 | grep -E "^prefill|orcd:" | sed "s|^|$b phi3-mini-4k Q4_K_M: |"
   done
   rm -f "$m" ;;
+kv64)
+  # Issue 15: the Phi-3 shape with 64 concurrent streams of a 4 096-token
+  # context (3 968-token prompts, 128 tokens each), F16 KV, under the KV
+  # memory budget's default (blocks granted as sequences grow).
+  synth phi3-mini-4k /tmp/phi3.gguf
+  "$bin/worker-orcd" bench --model /tmp/phi3.gguf --device cuda --ctx 4096 -p 3968 -n 128 --concurrency 64 --json >"$out/kv64.json" 2>"$out/kv64.err" ||
+    { echo "kv64 bench failed"; tail -5 "$out/kv64.err"; }
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["concurrency"][-1]; print("kv64 phi3 prefill %.0f tok/s  64 streams: %.0f tok/s, ttft p50 %.0f ms p99 %.0f ms, itl p50 %.1f ms" % (r["prefill_tokens_per_s"], l["generated_tokens_per_s"], l.get("ttft_p50_ms", 0), l.get("ttft_p99_ms", 0), l.get("itl_p50_ms", 0)))' "$out/kv64.json"
+  grep -iE "kv|budget|block" "$out/kv64.err" | tail -5 ;;
 gemm-tile)
   # Prompt rows per cuBLAS call (WORKER_CUDA_GEMM_TILE 64, 128, 256): prefill
   # of 512 and 2 048 tokens and the first token of a 32-token prompt, Qwen
