@@ -44,6 +44,60 @@ type PrefixCopier interface {
 	CopyPrefix(src KVCache, n int) error
 }
 
+// Pager is a Backend whose KV caches can live in fixed-size blocks of one
+// pool shared by every sequence (paged attention): a sequence's cache is a
+// block table, position p at offset p % len of block Table()[p / len]. So
+// memory is taken a block at a time as sequences grow (no reallocation and
+// copy), and sequences whose prompts start alike can read the same blocks.
+// The engine decides which sequence holds which block (and which blocks
+// stay cached for prefix reuse); the pool holds their memory.
+type Pager interface {
+	// KVBlockLen is the positions a block holds on this backend (a power of
+	// two, at least 16).
+	KVBlockLen() int
+	// NewBlockPool makes a pool of up to blocks blocks (numbered 0 …
+	// blocks−1) of KVBlockLen positions, every layer's keys and values.
+	// Memory is taken as blocks are first used (SetTable), not up front.
+	NewBlockPool(blocks int) (BlockPool, error)
+}
+
+// BlockPool is a Pager's pool of KV blocks. Not safe for concurrent use
+// with Forward over its caches (the engine serializes them).
+type BlockPool interface {
+	Blocks() int   // blocks the pool may hold
+	BlockLen() int // positions a block
+	// NewCache returns an empty cache (no blocks) reading through a block
+	// table of this pool.
+	NewCache() PagedCache
+	// CopyBlock copies the first n positions of block src into block dst
+	// (a partly filled block that two sequences go on writing differently).
+	// Both blocks must have been used by a cache (SetTable) before.
+	CopyBlock(dst, src int32, n int) error
+	// Bytes is the memory the pool holds now: the blocks used so far.
+	Bytes() int64
+	// Close releases the pool's memory; its caches must not be used after.
+	Close() error
+}
+
+// PagedCache is a KVCache whose positions are in a BlockPool's blocks. Its
+// capacity is len(Table())·BlockLen; Reserve beyond it fails (the engine
+// gives blocks with SetTable), and Free only forgets the table (the blocks
+// are the engine's to reuse). CopyPrefix is not offered: sequences share
+// blocks instead of copying them.
+type PagedCache interface {
+	KVCache
+	// Table is the cache's block ids, in position order (the caller must
+	// not change the slice).
+	Table() []int32
+	// SetTable makes the cache read through table (copied) and hold its
+	// first n positions (n ≤ len(table)·BlockLen; the positions a block
+	// shared with another cache holds are read, never written again by the
+	// engine). A block not used before takes its memory now: an error
+	// matching ErrOutOfMemory when the device or host has none (the cache
+	// is then unchanged).
+	SetTable(table []int32, n int) error
+}
+
 // KVSizer is a Backend that says how much memory one position of a KV
 // cache takes (every layer's keys and values), so that the engine can
 // count its KV memory in blocks of positions without allocating a cache to
