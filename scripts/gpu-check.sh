@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|kv64|gemm-tile|pipeline|kprofile|ncu|profile ...
+#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|kv64|ab|gemm-tile|pipeline|kprofile|ncu|profile ...
 # GPU tests fail rather than skip here (WORKER_TEST_REQUIRE_GPU=1); fixtures
 # are read from $WORKER_FIXTURES, else $BIN/fixtures when present.
 # conc runs the issue-10 workload (-p 128 -n 128, 1..64 streams) on both
@@ -25,7 +25,7 @@ tests)
 sanitizer)
   san=/usr/local/cuda/bin/compute-sanitizer
   if [ -x "$san" ]; then
-    "$san" --tool memcheck --error-exitcode 9 "$bin/cuda.test" -test.run 'Parity$|AttentionParity|TensorCoreDecode' 2>&1 | tail -5
+    "$san" --tool memcheck --error-exitcode 9 "$bin/cuda.test" -test.run 'Parity$|AttentionParity|TensorCoreDecode|PagedCache' 2>&1 | tail -5
     echo "compute-sanitizer memcheck exit status: $?"
   else echo "compute-sanitizer not found"; fi ;;
 timing)
@@ -199,6 +199,23 @@ kv64)
     { echo "kv64 bench failed"; tail -5 "$out/kv64.err"; }
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["concurrency"][-1]; print("kv64 phi3 prefill %.0f tok/s  64 streams: %.0f tok/s, ttft p50 %.0f ms p99 %.0f ms, itl p50 %.1f ms" % (r["prefill_tokens_per_s"], l["generated_tokens_per_s"], l.get("ttft_p50_ms", 0), l.get("ttft_p99_ms", 0), l.get("itl_p50_ms", 0)))' "$out/kv64.json"
   grep -iE "kv|budget|block" "$out/kv64.err" | tail -5 ;;
+ab)
+  # $OLD against $bin/worker-orcd, alternating twice, on the Qwen and Phi-3
+  # shapes in Q4_K_M: pp512 and decode, then a 3 000-token prompt and decode
+  # after it (long-context attention), then 64 streams (-p 128 -n 128).
+  for shape in qwen2.5-0.5b phi3-mini-4k; do
+    m=/tmp/ab-$shape.gguf
+    "$bin/synth" --shape "$shape" --type Q4_K_M --vocab builtin -o "$m" >/dev/null || { echo "synth $shape failed"; continue; }
+    for args in "-p 512 -n 128" "-p 3000 -n 128 --ctx 4096" "-p 128 -n 128 --concurrency 64"; do
+      for rep in 1 2; do
+        for b in ${OLD:-} "$bin/worker-orcd"; do
+          "$b" bench --model "$m" --device cuda $args --json 2>/dev/null |
+            python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["concurrency"][-1]; print("%-13s %-32s %-18s prefill %8.0f  decode %6.1f  streams %3d: %7.0f tok/s" % (sys.argv[1], sys.argv[2], sys.argv[3], r["prefill_tokens_per_s"], r["decode_tokens_per_s"], l["requests"], l["generated_tokens_per_s"]))' "$shape" "$args" "$(basename "$b")"
+        done
+      done
+    done
+    rm -f "$m"
+  done ;;
 gemm-tile)
   # Prompt rows per cuBLAS call (WORKER_CUDA_GEMM_TILE 64, 128, 256): prefill
   # of 512 and 2 048 tokens and the first token of a 32-token prompt, Qwen

@@ -27,12 +27,16 @@ func checkSplits(kernel string, n int) error {
 // attentionSplit launches attention_split_<kvType>: for each row t and head
 // h, split s of the positions first..pos[t] (first = pos[t]-window+1 with a
 // sliding window, else 0) gives a partial (max, sum, acc[hd]) in part
-// [T, n_head, splits, hd+2].
+// [T, n_head, splits, hd+2], reading layer's keys and values through each
+// row's block table (tabs: a device pointer a row; see kvcache.go).
 //
 //	grid (T, n_head, splits), block 128
-func (d *Device) attentionSplit(kvType string, q, part, kptr, vptr, pos devicePtr, T int, s headShape, window int, scale float32, splits int) error {
+func (d *Device) attentionSplit(kvType string, q, part, tabs, pos devicePtr, layer, T int, s headShape, window int, scale float32, splits int) error {
 	kernel := "attention_split_" + kvType
 	if err := s.check(kernel); err != nil {
+		return err
+	}
+	if err := checkLayer(kernel, layer); err != nil {
 		return err
 	}
 	if err := checkSplits(kernel, splits); err != nil {
@@ -45,7 +49,7 @@ func (d *Device) attentionSplit(kvType string, q, part, kptr, vptr, pos devicePt
 		return fmt.Errorf("%w: %s: head dimension %d is not a multiple of 4 (a lane reads four elements)", ErrLaunch, kernel, s.headDim)
 	}
 	return d.launch(kernel, dims(T, s.nHead, splits), dims(32*attWarps, 1, 1), 0,
-		newArgs().dev("q", q).dev("part", part).dev("kptr", kptr).dev("vptr", vptr).dev("pos", pos).
+		newArgs().dev("q", q).dev("part", part).dev("tabs", tabs).i32("layer", layer).dev("pos", pos).
 			i32("n_head", s.nHead).i32("n_kv", s.nKV).i32("hd", s.headDim).i32("window", window).f32("scale", scale).i32("nsplit", splits))
 }
 
@@ -74,13 +78,17 @@ func promptHeadDim(headDim int) bool { return headDim == 64 || headDim == 96 || 
 // attentionPrompt launches attention_prompt_hd<hd> (F16 cache, sm_80+):
 // for each of T prompt rows and head h, the partials (max, sum, acc[hd])
 // of up to splits shares of the positions first..pos[t] of the row's own
-// cache (kptr, vptr: a pointer a row) into part [T, n_head, splits, hd+2],
-// on the tensor cores; attentionMerge combines them.
+// cache (layer's keys and values through the row's block table, tabs: a
+// pointer a row) into part [T, n_head, splits, hd+2], on the tensor cores;
+// attentionMerge combines them.
 //
 //	grid (ceil(T/64), n_head, splits), block 128
-func (d *Device) attentionPrompt(q, part, kptr, vptr, pos devicePtr, T int, s headShape, window int, scale float32, splits int) error {
+func (d *Device) attentionPrompt(q, part, tabs, pos devicePtr, layer, T int, s headShape, window int, scale float32, splits int) error {
 	kernel := fmt.Sprintf("attention_prompt_hd%d", s.headDim)
 	if err := s.check(kernel); err != nil {
+		return err
+	}
+	if err := checkLayer(kernel, layer); err != nil {
 		return err
 	}
 	if !promptHeadDim(s.headDim) {
@@ -96,6 +104,6 @@ func (d *Device) attentionPrompt(q, part, kptr, vptr, pos devicePtr, T int, s he
 		return fmt.Errorf("%w: %s needs tensor cores (sm_80 or later); this card is sm_%d", ErrLaunch, kernel, d.Arch())
 	}
 	return d.launch(kernel, dims(blocks(T, 16*faWarps), s.nHead, splits), dims(32*faWarps, 1, 1), 0,
-		newArgs().dev("q", q).dev("part", part).dev("kptr", kptr).dev("vptr", vptr).dev("pos", pos).
+		newArgs().dev("q", q).dev("part", part).dev("tabs", tabs).i32("layer", layer).dev("pos", pos).
 			i32("T", T).i32("n_head", s.nHead).i32("n_kv", s.nKV).i32("window", window).f32("scale", scale).i32("nsplit", splits))
 }

@@ -27,7 +27,7 @@ func scratchLayout(c *model.Config, T, nsel int) (sizes []int64, total int64) {
 	for _, s := range sizes {
 		total += (s*4 + 255) &^ 255
 	}
-	return sizes, total + int64(T*4*2+c.NLayer*T*8*2) // ids, positions, K and V pointers
+	return sizes, total + int64(T*4*2+T*8) // ids, positions, block tables
 }
 
 // grow makes the scratch buffers hold T rows and nsel logits rows.
@@ -73,8 +73,12 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 	var ids []int32
 	nsel := 0
 	for si, s := range batch {
-		if kv, ok := s.KV.(*kvCache); !ok || kv.b != b {
+		kv, ok := s.KV.(*kvCache)
+		if !ok || kv.b != b {
 			return fmt.Errorf("%w: sequence %d has a %T, not a KV cache of this GPU backend", ErrBadInput, si, s.KV)
+		}
+		if kv.pool != nil && kv.pool.closed {
+			return fmt.Errorf("%w: sequence %d's KV cache reads blocks of a closed pool", ErrBadInput, si)
 		}
 	}
 	if err := backend.CheckBatch(batch, c.VocabSize); err != nil {
@@ -95,8 +99,9 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 			nsel++
 		}
 	}
-	T, L := len(rows), c.NLayer
-	// Host-side metadata: ids[T] int32, pos[T] int32, kptr[L][T] u64, vptr[L][T] u64.
+	T := len(rows)
+	// Host-side metadata: ids[T] int32, pos[T] int32, tabs[T] u64 (each
+	// row's block table entries on the device; kvcache.go).
 	meta := b.hostMeta[:0]
 	for _, id := range ids {
 		meta = binary.LittleEndian.AppendUint32(meta, uint32(id))
@@ -104,20 +109,18 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 	for _, r := range rows {
 		meta = binary.LittleEndian.AppendUint32(meta, uint32(r.pos))
 	}
-	for l := range L {
-		for _, r := range rows {
-			meta = binary.LittleEndian.AppendUint64(meta, uint64(r.kv.k(l)))
-		}
-	}
-	for l := range L {
-		for _, r := range rows {
-			meta = binary.LittleEndian.AppendUint64(meta, uint64(r.kv.v(l)))
-		}
+	for _, r := range rows {
+		meta = binary.LittleEndian.AppendUint64(meta, uint64(r.kv.tabEntries()))
 	}
 	b.hostMeta = meta
 	err := b.dev.do(func() error {
 		if err := b.grow(T, nsel); err != nil {
 			return err
+		}
+		for _, kv := range kvs {
+			if err := kv.queueTab(); err != nil { // before the metadata copy, which waits for it
+				return err
+			}
 		}
 		if err := b.dev.copyToDevice(b.meta, unsafe.Pointer(&meta[0]), int64(len(meta))); err != nil {
 			return err
@@ -139,10 +142,9 @@ func (b *Backend) Forward(batch []*backend.Seq) error {
 	return nil
 }
 
-func (b *Backend) idsPtr() devicePtr        { return b.meta }
-func (b *Backend) posPtr(T int) devicePtr   { return b.meta + devicePtr(4*T) }
-func (b *Backend) kPtrs(T, l int) devicePtr { return b.meta + devicePtr(8*T+8*l*T) }
-func (b *Backend) vPtrs(T, l int) devicePtr { return b.meta + devicePtr(8*T+8*b.c.NLayer*T+8*l*T) }
+func (b *Backend) idsPtr() devicePtr       { return b.meta }
+func (b *Backend) posPtr(T int) devicePtr  { return b.meta + devicePtr(4*T) }
+func (b *Backend) tabsPtr(T int) devicePtr { return b.meta + devicePtr(8*T) }
 func (b *Backend) dump(name string, ptr devicePtr, rows, cols int) error {
 	if b.Dump == nil {
 		return nil
@@ -210,7 +212,7 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 	if err := b.dumpf("Vcur-%d", l, b.v, T, c.KVDim()); err != nil {
 		return err
 	}
-	if err := b.dev.ropeStore(b.kvType, b.q, b.k, b.v, b.kPtrs(T, l), b.vPtrs(T, l), b.posPtr(T), b.invFreq, T, heads, c.RopeDim, neox); err != nil {
+	if err := b.dev.ropeStore(b.kvType, b.q, b.k, b.v, b.tabsPtr(T), b.posPtr(T), b.invFreq, l, T, heads, c.RopeDim, neox); err != nil {
 		return err
 	}
 	if err := b.attention(l, T, heads, scale, splits); err != nil {
@@ -529,13 +531,13 @@ func (b *Backend) attention(l, T int, heads headShape, scale float32, splits int
 	for _, sg := range segs {
 		o := sg.start
 		q, out, out16 := b.q+devicePtr(4*o*qd), b.att+devicePtr(4*o*qd), b.att16+devicePtr(2*o*qd)
-		kp, vp, pos := b.kPtrs(T, l)+devicePtr(8*o), b.vPtrs(T, l)+devicePtr(8*o), b.posPtr(T)+devicePtr(4*o)
+		tabs, pos := b.tabsPtr(T)+devicePtr(8*o), b.posPtr(T)+devicePtr(4*o)
 		part := b.attPart + devicePtr(4*o*c.NHead*splits*(c.HeadDim+2))
 		if sg.prefill {
-			if err := b.dev.attentionPrompt(q, part, kp, vp, pos, sg.n, heads, c.SlidingWindow, scale, splits); err != nil {
+			if err := b.dev.attentionPrompt(q, part, tabs, pos, l, sg.n, heads, c.SlidingWindow, scale, splits); err != nil {
 				return err
 			}
-		} else if err := b.dev.attentionSplit(b.kvType, q, part, kp, vp, pos, sg.n, heads, c.SlidingWindow, scale, splits); err != nil {
+		} else if err := b.dev.attentionSplit(b.kvType, q, part, tabs, pos, l, sg.n, heads, c.SlidingWindow, scale, splits); err != nil {
 			return err
 		}
 		if err := b.dev.attentionMerge(part, out, out16, sg.n, c.NHead, c.HeadDim, splits); err != nil {

@@ -176,14 +176,14 @@ func TestTypedLaunchShapes(t *testing.T) {
 		{func() error { return d.rmsNorm(X, W, O, 0, 5, 896, 1e-6) }, "rms_norm_f32", [3]uint32{5, 1, 1}, [3]uint32{1024, 1, 1}, 0},
 		{func() error { return d.swiglu(X, W, 0, 1000) }, "swiglu_f32", [3]uint32{4, 1, 1}, [3]uint32{256, 1, 1}, 0},
 		{func() error {
-			return d.ropeStore("f16", X, X, X, W, W, O, O, 3, headShape{14, 2, 64}, 64, true)
+			return d.ropeStore("f16", X, X, X, W, O, O, 5, 3, headShape{14, 2, 64}, 64, true)
 		}, "rope_store_f16", [3]uint32{3, 1, 1}, [3]uint32{1024, 1, 1}, 0},
 		{func() error {
-			return d.attentionSplit("f32", X, O, W, W, X, 3, headShape{14, 2, 64}, 0, 0.125, 16)
+			return d.attentionSplit("f32", X, O, W, X, 5, 3, headShape{14, 2, 64}, 0, 0.125, 16)
 		}, "attention_split_f32", [3]uint32{3, 14, 16}, [3]uint32{128, 1, 1}, 0},
 		{func() error { return d.attentionMerge(X, O, 0, 3, 14, 64, 16) }, "attention_merge_f32", [3]uint32{3, 14, 1}, [3]uint32{128, 1, 1}, 0},
 		{func() error {
-			return d.attentionPrompt(X, O, W, W, X, 130, headShape{32, 32, 96}, 2047, 0.1, 16)
+			return d.attentionPrompt(X, O, W, X, 5, 130, headShape{32, 32, 96}, 2047, 0.1, 16)
 		}, "attention_prompt_hd96", [3]uint32{3, 32, 16}, [3]uint32{128, 1, 1}, 0},
 		{func() error { return d.toF16Rows(X, O, 4096) }, "to_f16_rows", [3]uint32{4, 1, 1}, [3]uint32{256, 1, 1}, 0},
 		{func() error { return d.embed(&dmat{ptr: W, rows: 10, cols: 64, rowBytes: 128, suffix: "f16"}, X, O, 7) }, "embed_f16", [3]uint32{7, 1, 1}, [3]uint32{256, 1, 1}, 0},
@@ -252,18 +252,18 @@ func TestTypedLaunchersRefuse(t *testing.T) {
 		}},
 		{"rms norm width 90", func() error { return d.rmsNorm(X, W, O, 0, 1, 90, 1e-6) }},
 		{"rms norm without weights", func() error { return d.rmsNorm(X, 0, O, 0, 1, 64, 1e-6) }},
-		{"rope over more than a head", func() error { return d.ropeStore("f32", X, X, X, W, W, O, O, 1, headShape{4, 2, 64}, 96, true) }},
-		{"attention head of 256", func() error { return d.attentionSplit("f32", X, O, W, W, X, 1, headShape{4, 2, 256}, 0, 1, 16) }},
-		{"attention KV heads not dividing", func() error { return d.attentionSplit("f32", X, O, W, W, X, 1, headShape{6, 4, 64}, 0, 1, 16) }},
+		{"rope over more than a head", func() error { return d.ropeStore("f32", X, X, X, W, O, O, 0, 1, headShape{4, 2, 64}, 96, true) }},
+		{"attention head of 256", func() error { return d.attentionSplit("f32", X, O, W, X, 0, 1, headShape{4, 2, 256}, 0, 1, 16) }},
+		{"attention KV heads not dividing", func() error { return d.attentionSplit("f32", X, O, W, X, 0, 1, headShape{6, 4, 64}, 0, 1, 16) }},
 		{"merge of 65 splits", func() error { return d.attentionMerge(X, O, 0, 1, 4, 64, 65) }},
-		{"prompt attention, head dimension 80", func() error { return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 80}, 0, 1, 16) }},
-		{"prompt attention, no rows", func() error { return d.attentionPrompt(X, O, W, W, X, 0, headShape{4, 2, 64}, 0, 1, 16) }},
-		{"prompt attention, window -1", func() error { return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 64}, -1, 1, 16) }},
-		{"prompt attention, 65 splits", func() error { return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 64}, 0, 1, 65) }},
+		{"prompt attention, head dimension 80", func() error { return d.attentionPrompt(X, O, W, X, 0, 4, headShape{4, 2, 80}, 0, 1, 16) }},
+		{"prompt attention, no rows", func() error { return d.attentionPrompt(X, O, W, X, 0, 0, headShape{4, 2, 64}, 0, 1, 16) }},
+		{"prompt attention, window -1", func() error { return d.attentionPrompt(X, O, W, X, 0, 4, headShape{4, 2, 64}, -1, 1, 16) }},
+		{"prompt attention, 65 splits", func() error { return d.attentionPrompt(X, O, W, X, 0, 4, headShape{4, 2, 64}, 0, 1, 65) }},
 		{"prompt attention below sm_80", func() error {
 			d.Major = 7
 			defer func() { d.Major = 9 }()
-			return d.attentionPrompt(X, O, W, W, X, 4, headShape{4, 2, 64}, 0, 1, 16)
+			return d.attentionPrompt(X, O, W, X, 0, 4, headShape{4, 2, 64}, 0, 1, 16)
 		}},
 		{"top 50 of 40", func() error { return d.topK(X, 1, 40, 50, O, O, O, 40, 0, W, 0, 0) }},
 		{"top 257", func() error { return d.topK(X, 1, 1000, 257, O, O, O, 1000, 0, W, 0, 0) }},

@@ -73,8 +73,10 @@ func TestBackendAfterClose(t *testing.T) {
 	c := &model.Config{NLayer: 2, NEmbd: 64, NHead: 4, NHeadKV: 2, HeadDim: 16, VocabSize: 10}
 	b := &Backend{dev: d, c: c, kvType: "f16"}
 	d.used[PurposeKVCache] = 2 * 64
-	kv := &kvCache{b: b, buf: &Buffer{Ptr: 0x1000, Bytes: 64, purpose: PurposeKVCache}, cap: 4}
-	kv2 := &kvCache{b: b, buf: &Buffer{Ptr: 0x2000, Bytes: 64, purpose: PurposeKVCache}, cap: 4}
+	kv := &kvCache{b: b, own: &Buffer{Ptr: 0x1000, Bytes: 64, purpose: PurposeKVCache}, ptrs: []uint64{0x1000},
+		tab: &Buffer{Ptr: 0x3000, Bytes: 8, purpose: PurposeKVCache}}
+	kv2 := &kvCache{b: b, own: &Buffer{Ptr: 0x2000, Bytes: 64, purpose: PurposeKVCache}, ptrs: []uint64{0x2000},
+		tab: &Buffer{Ptr: 0x4000, Bytes: 8, purpose: PurposeKVCache}}
 	within(t, "Backend.Close", func() {
 		if err := b.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
@@ -86,7 +88,7 @@ func TestBackendAfterClose(t *testing.T) {
 			t.Errorf("freed cache: %d bytes, capacity %d", kv.Bytes(), kv.Cap())
 		}
 		kv.Free() // twice: still nothing
-		if err := kv2.Reserve(16); !errors.Is(err, ErrDeviceClosed) {
+		if err := kv2.Reserve(2 * kvBlockLen); !errors.Is(err, ErrDeviceClosed) {
 			t.Errorf("Reserve after Close: %v", err)
 		}
 		if _, err := b.NewKVCache(8); !errors.Is(err, ErrDeviceClosed) {

@@ -42,13 +42,17 @@ func (s headShape) check(kernel string) error {
 
 // ropeStore launches rope_store_<kvType>: rotates q in place and k by each
 // row's position (the first rot elements of each head: NeoX pairs (i,
-// i+rot/2), else (2i, 2i+1)) and stores k and v at that position of each
-// row's cache (kptr, vptr: a device pointer a row).
+// i+rot/2), else (2i, 2i+1)) and stores k and v at that position of
+// layer's keys and values in each row's cache (tabs: a device pointer to
+// the row's block table a row; see kvcache.go).
 //
 //	grid T, block 1024
-func (d *Device) ropeStore(kvType string, q, k, v, kptr, vptr, pos, invFreq devicePtr, T int, s headShape, rot int, neox bool) error {
+func (d *Device) ropeStore(kvType string, q, k, v, tabs, pos, invFreq devicePtr, layer, T int, s headShape, rot int, neox bool) error {
 	kernel := "rope_store_" + kvType
 	if err := s.check(kernel); err != nil {
+		return err
+	}
+	if err := checkLayer(kernel, layer); err != nil {
 		return err
 	}
 	if rot < 2 || rot%2 != 0 || rot > s.headDim {
@@ -59,6 +63,6 @@ func (d *Device) ropeStore(kvType string, q, k, v, kptr, vptr, pos, invFreq devi
 		nx = 1
 	}
 	return d.launch(kernel, dims(T, 1, 1), dims(1024, 1, 1), 0,
-		newArgs().dev("q", q).dev("k", k).dev("v", v).dev("kptr", kptr).dev("vptr", vptr).dev("pos", pos).dev("inv_freq", invFreq).
+		newArgs().dev("q", q).dev("k", k).dev("v", v).dev("tabs", tabs).i32("layer", layer).dev("pos", pos).dev("inv_freq", invFreq).
 			i32("n_head", s.nHead).i32("n_kv", s.nKV).i32("hd", s.headDim).i32("rot", rot).i32("neox", nx))
 }

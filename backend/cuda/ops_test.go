@@ -96,6 +96,75 @@ func (h *opHarness) upload(data []byte) *Buffer {
 	return buf
 }
 
+// pagedKV is one layer's keys and values laid out as the blocks of a paged
+// cache (kvcache.go) on the device, in scrambled order (logical block i at
+// physical block order[i], so a kernel that ignored the table would read
+// the wrong rows), with the table of their addresses.
+type pagedKV struct {
+	buf, tab       *Buffer
+	order          []int
+	n, row, blocks int // positions, bytes a row, blocks
+}
+
+// pagedKV uploads k and v (n rows of row bytes each) as one layer's blocks.
+func (h *opHarness) pagedKV(k, v []byte, n, row int) *pagedKV {
+	h.t.Helper()
+	nb := (n + kvBlockLen - 1) / kvBlockLen
+	p := &pagedKV{order: make([]int, nb), n: n, row: row, blocks: nb}
+	for i := range nb {
+		p.order[i] = (i*7 + 3) % nb
+		if nb%7 == 0 {
+			p.order[i] = nb - 1 - i
+		}
+	}
+	host := make([]byte, nb*2*kvBlockLen*row)
+	for pos := range n {
+		o := p.offset(pos)
+		copy(host[o:o+row], k[pos*row:(pos+1)*row])
+		copy(host[o+kvBlockLen*row:o+kvBlockLen*row+row], v[pos*row:(pos+1)*row])
+	}
+	p.buf = h.upload(host)
+	// The header (the layer stride: one layer here, so any value serves
+	// layer 0), then the blocks' addresses.
+	tab := []uint64{uint64(nb * 2 * kvBlockLen * row)}
+	for i := range nb {
+		tab = append(tab, uint64(p.buf.Ptr)+uint64(p.order[i]*2*kvBlockLen*row))
+	}
+	p.tab = h.upload(bytesOf(tab))
+	return p
+}
+
+// entries is what a kernel gets for a row of this cache: the address of
+// the table's first block entry.
+func (p *pagedKV) entries() uint64 { return uint64(p.tab.Ptr) + 8 }
+
+// offset is the byte offset of position pos's key row in buf.
+func (p *pagedKV) offset(pos int) int {
+	return (p.order[pos/kvBlockLen]*2*kvBlockLen + pos%kvBlockLen) * p.row
+}
+
+// download returns the keys and values (contiguous rows) as the device holds them.
+func (p *pagedKV) download(h *opHarness) (k, v []byte) {
+	h.t.Helper()
+	host := make([]byte, p.buf.Bytes)
+	if err := h.d.do(func() error { return h.d.copyToHost(unsafe.Pointer(&host[0]), p.buf.Ptr, p.buf.Bytes) }); err != nil {
+		h.t.Fatal(err)
+	}
+	k, v = make([]byte, p.n*p.row), make([]byte, p.n*p.row)
+	for pos := range p.n {
+		o := p.offset(pos)
+		copy(k[pos*p.row:], host[o:o+p.row])
+		copy(v[pos*p.row:], host[o+kvBlockLen*p.row:o+kvBlockLen*p.row+p.row])
+	}
+	return k, v
+}
+
+// bytesOf is the bytes of x.
+func bytesOf[T any](x []T) []byte {
+	var z T
+	return unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), len(x)*int(unsafe.Sizeof(z)))
+}
+
 func (h *opHarness) uploadF32(x []float32) *Buffer {
 	return h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), 4*len(x)))
 }
@@ -504,25 +573,25 @@ func TestNormRopeAttentionParity(t *testing.T) {
 		Tq := 3
 		q := randRow(r, Tq*nh*hd)
 		pos := []int32{0, 700, int32(L - 1)}
-		kb, vb := h.uploadF32(K), h.uploadF32(V)
 		// The cache in float32, then in F16 (the reference then uses the
 		// F16 values the kernel reads).
 		for _, kvt := range []string{"f32", "f16"} {
-			kPtr, vPtr := kb.Ptr, vb.Ptr
+			kh, vh, row := bytesOf(K), bytesOf(V), 4*kvd
 			if kvt == "f16" {
-				kPtr, vPtr = h.f16Cache(K).Ptr, h.f16Cache(V).Ptr
+				kh, vh, row = h.f16Bytes(K), h.f16Bytes(V), 2*kvd
 			}
+			cache := h.pagedKV(kh, vh, L, row)
 			qb, ob := h.uploadF32(q), h.poisoned(Tq*nh*hd)
-			ptrs := make([]uint64, 2*Tq)
+			tabs := make([]uint64, Tq)
 			for i := range Tq {
-				ptrs[i], ptrs[Tq+i] = uint64(kPtr), uint64(vPtr)
+				tabs[i] = cache.entries()
 			}
-			pb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&ptrs[0])), 16*Tq))
-			posb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&pos[0])), 4*Tq))
+			pb := h.upload(bytesOf(tabs))
+			posb := h.upload(bytesOf(pos))
 			scale := float32(1 / math.Sqrt(float64(hd)))
 			part := h.poisoned(Tq * nh * splits * (hd + 2))
 			err := h.d.do(func() error {
-				if err := h.d.attentionSplit(kvt, qb.Ptr, part.Ptr, pb.Ptr, pb.Ptr+devicePtr(8*Tq), posb.Ptr, Tq,
+				if err := h.d.attentionSplit(kvt, qb.Ptr, part.Ptr, pb.Ptr, posb.Ptr, 0, Tq,
 					headShape{nHead: nh, nKV: nkv, headDim: hd}, window, scale, splits); err != nil {
 					return err
 				}
@@ -540,6 +609,17 @@ func TestNormRopeAttentionParity(t *testing.T) {
 			}
 		}
 	}
+}
+
+// f16Bytes is f16Cache's F16 values as bytes (x overwritten likewise).
+func (h *opHarness) f16Bytes(x []float32) []byte {
+	h.t.Helper()
+	buf := h.f16Cache(x)
+	out := make([]byte, 2*len(x))
+	if err := h.d.do(func() error { return h.d.copyToHost(unsafe.Pointer(&out[0]), buf.Ptr, int64(len(out))) }); err != nil {
+		h.t.Fatal(err)
+	}
+	return out
 }
 
 // f16Cache uploads x rounded to F16 on the device (to_f16_rows, as a cache
@@ -627,7 +707,7 @@ func TestPromptAttentionParity(t *testing.T) {
 		last := []int{636, 62}
 		// Each sequence's cache in F16, NaN past its last position.
 		type seqCache struct {
-			k, v   *Buffer
+			paged  *pagedKV
 			kf, vf []float32
 		}
 		caches := make([]seqCache, 2)
@@ -636,17 +716,17 @@ func TestPromptAttentionParity(t *testing.T) {
 			for j := (last[i] + 1) * kvd; j < L*kvd; j++ {
 				kf[j], vf[j] = nan, nan
 			}
-			caches[i] = seqCache{h.f16Cache(kf), h.f16Cache(vf), kf, vf}
+			caches[i] = seqCache{h.pagedKV(h.f16Bytes(kf), h.f16Bytes(vf), L, 2*kvd), kf, vf}
 		}
 		T := len(pos)
 		q := randRow(r, T*nh*hd)
-		ptrs := make([]uint64, 2*T)
+		tabs := make([]uint64, T)
 		for i, s := range seqOf {
-			ptrs[i], ptrs[T+i] = uint64(caches[s].k.Ptr), uint64(caches[s].v.Ptr)
+			tabs[i] = caches[s].paged.entries()
 		}
 		qb := h.uploadF32(q)
-		pb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&ptrs[0])), 16*T))
-		posb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&pos[0])), 4*T))
+		pb := h.upload(bytesOf(tabs))
+		posb := h.upload(bytesOf(pos))
 		scale := float32(1 / math.Sqrt(float64(hd)))
 		shape := headShape{nHead: nh, nKV: nkv, headDim: hd}
 		// run launches each chunk {first row, rows} on freshly poisoned
@@ -657,8 +737,8 @@ func TestPromptAttentionParity(t *testing.T) {
 				for _, ch := range chunks {
 					o := devicePtr(ch[0])
 					pt := part.Ptr + 4*o*devicePtr(nh*splits*(hd+2))
-					if err := h.d.attentionPrompt(qb.Ptr+4*o*devicePtr(nh*hd), pt, pb.Ptr+8*o, pb.Ptr+devicePtr(8*T)+8*o,
-						posb.Ptr+4*o, ch[1], shape, c.window, scale, splits); err != nil {
+					if err := h.d.attentionPrompt(qb.Ptr+4*o*devicePtr(nh*hd), pt, pb.Ptr+8*o, posb.Ptr+4*o, 0, ch[1],
+						shape, c.window, scale, splits); err != nil {
 						return err
 					}
 					if err := h.d.attentionMerge(pt, out.Ptr+4*o*devicePtr(nh*hd), 0, ch[1], nh, hd, splits); err != nil {

@@ -66,23 +66,30 @@ func TestRopeStoreAndSwigluParity(t *testing.T) {
 			return out
 		}
 		qb, kb, vb := h.uploadF32(q), h.uploadF32(k), h.uploadF32(v)
-		kc, vc := h.poisoned(capacity*kvd), h.poisoned(capacity*kvd)
-		ptrs := make([]uint64, 2*T)
-		for i := range T {
-			ptrs[i], ptrs[T+i] = uint64(kc.Ptr), uint64(vc.Ptr)
+		// The cache: poison everywhere, in scrambled blocks.
+		fill := make([]float32, capacity*kvd)
+		for i := range fill {
+			fill[i] = poison
 		}
-		pb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&ptrs[0])), 16*T))
-		posb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&pos[0])), 4*T))
-		fb := h.upload(unsafe.Slice((*byte)(unsafe.Pointer(&invFreq[0])), 8*len(invFreq)))
+		cache := h.pagedKV(bytesOf(fill), bytesOf(fill), capacity, 4*kvd)
+		tabs := make([]uint64, T)
+		for i := range T {
+			tabs[i] = cache.entries()
+		}
+		pb := h.upload(bytesOf(tabs))
+		posb := h.upload(bytesOf(pos))
+		fb := h.upload(bytesOf(invFreq))
 		err := h.d.do(func() error {
-			return h.d.ropeStore("f32", qb.Ptr, kb.Ptr, vb.Ptr, pb.Ptr, pb.Ptr+devicePtr(8*T), posb.Ptr, fb.Ptr, T,
+			return h.d.ropeStore("f32", qb.Ptr, kb.Ptr, vb.Ptr, pb.Ptr, posb.Ptr, fb.Ptr, 0, T,
 				headShape{nHead: nh, nKV: nkv, headDim: hd}, c.rot, c.neox)
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		gotQ := h.download(qb, T*nh*hd)
-		gotK, gotV := h.download(kc, capacity*kvd), h.download(vc, capacity*kvd)
+		kBytes, vBytes := cache.download(h)
+		gotK := unsafe.Slice((*float32)(unsafe.Pointer(&kBytes[0])), capacity*kvd)
+		gotV := unsafe.Slice((*float32)(unsafe.Pointer(&vBytes[0])), capacity*kvd)
 		var wantQ, wantK, wantV []float64
 		var gotKr, gotVr []float32
 		for tt := range T {

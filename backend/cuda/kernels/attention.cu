@@ -21,8 +21,9 @@
 //                    grid (ceil(T/(16·FA_WARPS)), n_head, nsplit), block 32·FA_WARPS
 //
 // Layout: q [T, n_head·hd] float32; part [T, n_head, nsplit, hd+2] float32;
-// kptr, vptr [T] pointers to [capacity, n_kv·hd] (float32 or F16); pos int [T];
-// out [T, n_head·hd].
+// tabs [T] device pointers to each row's block table (the paged cache,
+// float32 or F16: common.cuh) and layer the layer read; pos int [T]; out
+// [T, n_head·hd].
 
 #ifndef ATT_WARPS
 #error "ATT_WARPS is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
@@ -50,6 +51,7 @@ __device__ __forceinline__ f4 kv_ld4(const ushort* p) {
 // ATT_MIN_SPLIT is the fewest positions a split of a row takes: short
 // contexts use fewer, fuller blocks (the rest of the grid exits at once).
 #define ATT_MIN_SPLIT 64
+static_assert((ATT_UNROLL - 1) * ATT_WARPS < KV_BLOCK, "attention_split: a pass's positions span at most two KV blocks");
 
 // row_share: share s of the positions of a row at position p (first =
 // p−window+1 with a sliding window, else 0; n = p+1−first): the row takes
@@ -78,7 +80,7 @@ __device__ __forceinline__ int row_share(int p, int window, int s, int nsplit, i
 // attention_merge_f32 combines across splits. A row's result depends on its
 // own q, positions and cache only (never on the other rows of the launch).
 template <typename KT>
-__device__ __forceinline__ void attention_split(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+__device__ __forceinline__ void attention_split(const float* q, float* part, const u64* tabs, int layer, const int* pos,
                                                 int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
     __shared__ float wm[ATT_WARPS], ws[ATT_WARPS];
     __shared__ float wacc[ATT_WARPS][MAX_HD];
@@ -86,8 +88,8 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int kvh = h / (n_head / n_kv);
     int kvd = n_kv * hd;
-    const KT* K = (const KT*)kptr[t] + kvh * hd + 4 * lane;
-    const KT* V = (const KT*)vptr[t] + kvh * hd + 4 * lane;
+    const u64* tab = (const u64*)tabs[t];
+    long off = kv_layer(tab, layer) + kvh * hd + 4 * lane; // this lane's elements in a block's K rows
     const float* qr = q + ((long)t * n_head + h) * hd;
     // This row's splits: nsplit, or fewer so that each takes at least
     // ATT_MIN_SPLIT positions (a function of the row's own position only).
@@ -105,15 +107,25 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
         qv = f4{x.x * scale, x.y * scale, x.z * scale, x.w * scale};
     }
     float m = NEG_INF, sum = 0.f;
+    // A pass's positions p0 … p0+(ATT_UNROLL−1)·ATT_WARPS lie in p0's block
+    // and the next (cur0, cur1); the next pass's two block addresses are
+    // loaded a pass ahead (nxt0, nxt1), off the loads' critical path.
+    int last = (hi - 1) >> KV_SHIFT; // the share's last block
+    int b = (lo + warp) >> KV_SHIFT;
+    u64 cur0 = tab[min(b, last)], cur1 = tab[min(b + 1, last)];
     for (int p0 = lo + warp; p0 < hi; p0 += ATT_WARPS * ATT_UNROLL) {
         f4 kr[ATT_UNROLL], vr[ATT_UNROLL];
         float s[ATT_UNROLL];
+        int nb = (p0 + ATT_WARPS * ATT_UNROLL) >> KV_SHIFT;
+        u64 nxt0 = tab[min(nb, last)], nxt1 = tab[min(nb + 1, last)];
 #pragma unroll
         for (int u = 0; u < ATT_UNROLL; u++) {
             int p = p0 + u * ATT_WARPS;
+            u64 blk = (p >> KV_SHIFT) == (p0 >> KV_SHIFT) ? cur0 : cur1;
             if (act && p < hi) {
-                kr[u] = kv_ld4(K + (long)p * kvd);
-                vr[u] = kv_ld4(V + (long)p * kvd);
+                const KT* kp = (const KT*)blk + off + (long)(p & (KV_BLOCK - 1)) * kvd;
+                kr[u] = kv_ld4(kp);
+                vr[u] = kv_ld4(kp + KV_BLOCK * kvd);
             } else {
                 kr[u] = vr[u] = f4{0.f, 0.f, 0.f, 0.f};
             }
@@ -138,6 +150,8 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
                 m = mnew;
             }
         }
+        cur0 = nxt0;
+        cur1 = nxt1;
     }
     if (lane == 0) { wm[warp] = m; ws[warp] = sum; }
     if (act) {
@@ -164,13 +178,13 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
         out[1] = S;
     }
 }
-extern "C" __global__ void attention_split_f32(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+extern "C" __global__ void attention_split_f32(const float* q, float* part, const u64* tabs, int layer, const int* pos,
                                                int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
-    attention_split<float>(q, part, kptr, vptr, pos, n_head, n_kv, hd, window, scale, nsplit);
+    attention_split<float>(q, part, tabs, layer, pos, n_head, n_kv, hd, window, scale, nsplit);
 }
-extern "C" __global__ void attention_split_f16(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+extern "C" __global__ void attention_split_f16(const float* q, float* part, const u64* tabs, int layer, const int* pos,
                                                int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
-    attention_split<ushort>(q, part, kptr, vptr, pos, n_head, n_kv, hd, window, scale, nsplit);
+    attention_split<ushort>(q, part, tabs, layer, pos, n_head, n_kv, hd, window, scale, nsplit);
 }
 
 // Combines the nsplit partials of each (t, h): out = Σ acc_s e^(m_s-M) / Σ sum_s e^(m_s-M).
@@ -230,7 +244,7 @@ extern "C" __global__ void attention_merge_f32(const float* part, float* out, in
 // whatever rows share its warp, however a prompt is chunked or batched —
 // as long as the V rows its warp reads are finite (0·Inf is NaN: a V
 // element that overflowed F16 in another row's positions would reach it).
-// Rows of different sequences in one warp (different K/V pointers) are
+// Rows of different sequences in one warp (different block tables) are
 // taken in passes, one sequence at a time.
 //
 // Fragments (lane = 4g + c): Q's A operand holds rows g and g+8; its k
@@ -265,7 +279,7 @@ __device__ __forceinline__ float quad_sum(float v) {
 }
 
 template <int HD>
-__device__ __forceinline__ void attention_prompt(const float* q, float* part, const u64* kptr, const u64* vptr, const int* pos,
+__device__ __forceinline__ void attention_prompt(const float* q, float* part, const u64* tabs, int layer, const int* pos,
                                                  int T, int n_head, int n_kv, int window, float scale, int nsplit) {
     const int VS = HD + 8; // shared row stride, elements
     __shared__ u4 vs_all[FA_WARPS * 16 * (HD + 8) / 8]; // 16-byte aligned
@@ -279,7 +293,7 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* part, co
     int la = 0, ha = -1, lb = 0, hb = -1; // this split's positions la … ha of row ra, lb … hb of rb
     if (va) { row_share(pos[ra], window, split, nsplit, FA_MIN_SPLIT, &la, &ha); ha--; }
     if (vb) { row_share(pos[rb], window, split, nsplit, FA_MIN_SPLIT, &lb, &hb); hb--; }
-    u64 ka = va ? kptr[ra] : 0, kb = vb ? kptr[rb] : 0;
+    u64 ka = va ? tabs[ra] : 0, kb = vb ? tabs[rb] : 0; // the rows' block tables
     // Q as A fragments (see the slot mapping above).
     uint qf[HD / 16][4];
 #pragma unroll
@@ -301,10 +315,8 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* part, co
         u64 mine = first_row < 8 ? ka : kb;
         uint klo = __shfl_sync(0xffffffffu, (uint)mine, src), khi = __shfl_sync(0xffffffffu, (uint)(mine >> 32), src);
         u64 key = ((u64)khi << 32) | klo;
-        u64 vmine = first_row < 8 ? (va ? vptr[ra] : 0) : (vb ? vptr[rb] : 0);
-        uint vlo = __shfl_sync(0xffffffffu, (uint)vmine, src), vhi = __shfl_sync(0xffffffffu, (uint)(vmine >> 32), src);
-        const ushort* K = (const ushort*)key + kvh * HD;
-        const ushort* V = (const ushort*)(((u64)vhi << 32) | vlo) + kvh * HD;
+        const u64* tab = (const u64*)key; // the pass's sequence's block table
+        long koff = kv_layer(tab, layer) + kvh * HD;
         bool act_a = !done_a && ka == key, act_b = !done_b && kb == key;
         // The pass's positions: the active rows' shares, in aligned tiles.
         int lo = min(act_a && la <= ha ? la : 0x7fffffff, act_b && lb <= hb ? lb : 0x7fffffff);
@@ -318,14 +330,21 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* part, co
         float o_acc[HD / 8][4];
 #pragma unroll
         for (int n = 0; n < HD / 8; n++) o_acc[n][0] = o_acc[n][1] = o_acc[n][2] = o_acc[n][3] = 0.f;
+        KvWindow win;
+        kv_window_load(win, tab, lo >> KV_SHIFT, hi >> KV_SHIFT);
         for (int k0 = lo; k0 <= hi; k0 += 16) {
+            // The tile's 16 positions are one block of the cache (KV_BLOCK
+            // = 16, k0 a multiple of 16): K rows from K, V rows from V.
+            if ((k0 >> KV_SHIFT) - win.base >= 32) kv_window_load(win, tab, k0 >> KV_SHIFT, hi >> KV_SHIFT);
+            const ushort* K = (const ushort*)kv_window_get(win, k0 >> KV_SHIFT) + koff;
+            const ushort* V = K + KV_BLOCK * kvd;
             // S for positions k0 … k0+15 (n-tile j: k0+8j …; this lane's K row k0+8j+g).
             float s[2][4];
 #pragma unroll
             for (int j = 0; j < 2; j++) {
                 s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
                 int p = k0 + 8 * j + g;
-                const ushort* kr = K + (long)min(p, hi) * kvd + 4 * c;
+                const ushort* kr = K + (long)(min(p, hi) - k0) * kvd + 4 * c;
 #pragma unroll
                 for (int kk = 0; kk < HD / 16; kk++) {
                     u2 kv = p <= hi ? *(const u2*)(kr + 16 * kk) : u2{0u, 0u};
@@ -368,7 +387,7 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* part, co
             __syncwarp();
             for (int i = lane; i < 2 * HD; i += 32) {
                 int pp = i / (HD / 8), piece = i % (HD / 8), p = k0 + pp;
-                u4 v = p <= hi ? *(const u4*)(V + (long)p * kvd + 8 * piece) : u4{0u, 0u, 0u, 0u};
+                u4 v = p <= hi ? *(const u4*)(V + (long)pp * kvd + 8 * piece) : u4{0u, 0u, 0u, 0u};
                 *(u4*)(vs + pp * VS + 8 * piece) = v;
             }
             __syncwarp();
@@ -407,10 +426,10 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* part, co
 
 // 128 threads: FA_WARPS warps.
 #define INSTANTIATE_PROMPT(NAME) \
-    extern "C" __global__ void __launch_bounds__(128) attention_prompt_hd##NAME(const float* q, float* part, const u64* kptr, const u64* vptr, \
+    extern "C" __global__ void __launch_bounds__(128) attention_prompt_hd##NAME(const float* q, float* part, const u64* tabs, int layer, \
                                                                             const int* pos, int T, int n_head, int n_kv, int window, \
                                                                             float scale, int nsplit) { \
-        attention_prompt<NAME>(q, part, kptr, vptr, pos, T, n_head, n_kv, window, scale, nsplit); \
+        attention_prompt<NAME>(q, part, tabs, layer, pos, T, n_head, n_kv, window, scale, nsplit); \
     }
 INSTANTIATE_PROMPT(64)
 INSTANTIATE_PROMPT(96)

@@ -95,3 +95,41 @@ __device__ __forceinline__ float kv_ld(const float* p, long i) { return p[i]; }
 __device__ __forceinline__ float kv_ld(const ushort* p, long i) { return h2f(p[i]); }
 __device__ __forceinline__ void kv_st(float* p, long i, float v) { p[i] = v; }
 __device__ __forceinline__ void kv_st(ushort* p, long i, float v) { p[i] = f2h(v); }
+
+// ---- the paged KV cache (backend/cuda kvcache.go) ----
+// A sequence's cache is a table of blocks of KV_BLOCK positions: table[b]
+// is the device address of block b's layer-0 keys, and table[-1] the layer
+// stride in elements (the blocks sit in segments laid out layer by layer,
+// [layer][S blocks][K, V][KV_BLOCK][kvd], float32 or F16). Kernels get each
+// row's table (tabs[t]) and the layer: layer l's key row of position p is
+// at table[p / KV_BLOCK] + l·stride + (p % KV_BLOCK)·kvd, its value row
+// KV_BLOCK·kvd elements further.
+#define KV_BLOCK 16
+#define KV_SHIFT 4
+// The element offset of layer's keys from a block's address in table.
+__device__ __forceinline__ long kv_layer(const u64* table, int layer) { return (long)layer * (long)table[-1]; }
+// The key row of position p (p ≥ 0) in the cache of table, koff =
+// kv_layer(table, layer).
+template <typename KT>
+__device__ __forceinline__ KT* kv_row(const u64* table, long koff, int kvd, int p) {
+    return (KT*)table[p >> KV_SHIFT] + koff + (long)(p & (KV_BLOCK - 1)) * kvd;
+}
+// A warp's window onto 32 consecutive blocks of a table, so that walking
+// positions costs a shuffle, not a dependent global load, a block: lane i
+// holds the address of block base+i (0 past block last). Every lane of the
+// warp calls both functions with the same arguments.
+struct KvWindow {
+    int base;
+    u64 mine;
+};
+__device__ __forceinline__ void kv_window_load(KvWindow& w, const u64* table, int base, int last) {
+    int lane = threadIdx.x & 31;
+    w.base = base;
+    w.mine = base + lane <= last ? table[base + lane] : 0;
+}
+// The address of block b (base ≤ b < base+32).
+__device__ __forceinline__ u64 kv_window_get(const KvWindow& w, int b) {
+    int src = b - w.base;
+    uint lo = __shfl_sync(0xffffffffu, (uint)w.mine, src), hi = __shfl_sync(0xffffffffu, (uint)(w.mine >> 32), src);
+    return ((u64)hi << 32) | lo;
+}

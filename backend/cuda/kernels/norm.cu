@@ -11,8 +11,8 @@
 //                    t's cache (KV elements float32 or F16)      grid T, block 1024
 //
 // Layout: x, out, q [T, n_head·hd], k, v [T, n_kv·hd] float32; w [n];
-// inv_freq double [rot/2]; kptr, vptr [T] device pointers to each row's
-// [capacity, n_kv·hd] K and V of the layer; pos int [T].
+// inv_freq double [rot/2]; tabs [T] device pointers to each row's block
+// table (the paged cache: common.cuh), layer the layer stored; pos int [T].
 //
 // Preconditions (checked in Go): n % 4 == 0 (16-byte loads); rot even and
 // ≤ hd; n_kv divides n_head.
@@ -52,7 +52,7 @@ extern "C" __global__ void swiglu_f32(float* g, const float* u, int total, ushor
 // rope_store_<kv>: rotates q (in place) and k, and writes k and v into each
 // row's cache (elements KT) at its position.                   grid T, block 1024
 template <typename KT>
-__device__ __forceinline__ void rope_store(float* q, const float* k, const float* v, const u64* kptr, const u64* vptr,
+__device__ __forceinline__ void rope_store(float* q, const float* k, const float* v, const u64* tabs, int layer,
                                            const int* pos, const double* inv_freq, int n_head, int n_kv, int hd, int rot, int neox) {
     int t = blockIdx.x;
     int half = rot / 2;
@@ -60,8 +60,9 @@ __device__ __forceinline__ void rope_store(float* q, const float* k, const float
     double p = (double)pos[t];
     float* qr = q + (long)t * n_head * hd;
     const float* kr = k + (long)t * kvd;
-    KT* K = (KT*)kptr[t] + (long)pos[t] * kvd;
-    KT* V = (KT*)vptr[t] + (long)pos[t] * kvd;
+    const u64* tab = (const u64*)tabs[t];
+    KT* K = kv_row<KT>(tab, kv_layer(tab, layer), kvd, pos[t]);
+    KT* V = K + KV_BLOCK * kvd;
     // Elements outside the rotated pairs: copied as they are.
     for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
         int e = i % hd;
@@ -87,11 +88,11 @@ __device__ __forceinline__ void rope_store(float* q, const float* k, const float
         }
     }
 }
-extern "C" __global__ void rope_store_f32(float* q, const float* k, const float* v, const u64* kptr, const u64* vptr,
+extern "C" __global__ void rope_store_f32(float* q, const float* k, const float* v, const u64* tabs, int layer,
                                           const int* pos, const double* inv_freq, int n_head, int n_kv, int hd, int rot, int neox) {
-    rope_store<float>(q, k, v, kptr, vptr, pos, inv_freq, n_head, n_kv, hd, rot, neox);
+    rope_store<float>(q, k, v, tabs, layer, pos, inv_freq, n_head, n_kv, hd, rot, neox);
 }
-extern "C" __global__ void rope_store_f16(float* q, const float* k, const float* v, const u64* kptr, const u64* vptr,
+extern "C" __global__ void rope_store_f16(float* q, const float* k, const float* v, const u64* tabs, int layer,
                                           const int* pos, const double* inv_freq, int n_head, int n_kv, int hd, int rot, int neox) {
-    rope_store<ushort>(q, k, v, kptr, vptr, pos, inv_freq, n_head, n_kv, hd, rot, neox);
+    rope_store<ushort>(q, k, v, tabs, layer, pos, inv_freq, n_head, n_kv, hd, rot, neox);
 }
