@@ -2,10 +2,10 @@ package cpu
 
 import "math"
 
-// attBlock is the number of positions one pass covers: a block of a KV
-// head's keys (or values) is read from memory once and stays in L1
-// (64 rows × 64 floats = 16 KiB at head dim 64) while each query head of
-// the group uses it.
+// attBlock is the positions one pass covers where they are whole KV blocks
+// (a multiple of KVBlockLen): the KV head's keys (or values) of those
+// blocks are read from memory once and stay in L1 (64 rows × 64 floats =
+// 16 KiB at head dim 64) while each query head of the group uses them.
 const attBlock = 64
 
 // attention computes, for every row and head, softmax(q·kᵀ/√hd) over the
@@ -47,13 +47,17 @@ type attArgs struct {
 // attend computes attention jobs [lo, hi): job = (row·n_head_kv + kv
 // head)·parts + part, the part's query heads [h0, h1) of that KV head.
 //
-// Every (head, position) score is one dot8 (dotRows on a block of
-// positions), each head's softmax is the same loop over its own scores, and
-// each output element is the axpy sum over positions in increasing order
-// (axpyRows on consecutive blocks: the sum goes through memory between
-// blocks, which does not round it). So the results are bit-identical to one
-// pass per head over all positions; only the order in which heads and
-// blocks are visited changes.
+// The cache is read through its blocks (a block's key rows, and its value
+// rows, are contiguous, kvDim apart) in passes of increasing positions:
+// whole blocks up to attBlock positions at a time (dotBlocks, axpyBlocks),
+// and on their own the positions before the first block edge (a sliding
+// window's start) and after the last one (dotRows, axpyRows). Every
+// (head, position) score is one dot8, each head's softmax is the same loop
+// over its own scores, and each output element is the axpy sum over
+// positions in increasing order (the sum goes through memory between
+// passes, which does not round it). So the results are bit-identical to
+// one pass per head over all positions of a contiguous cache; only the
+// order in which heads and passes are visited changes.
 func (b *Backend) attend(lo, hi int) {
 	c := b.c
 	at := &b.at
@@ -70,36 +74,66 @@ func (b *Backend) attend(lo, hi int) {
 		*sp = make([]float32, need)
 	}
 	defer b.scores.Put(sp)
+	const mask = KVBlockLen - 1
 	for job := lo; job < hi; job++ {
 		r, kvh, part := job/jobsPerRow, job%jobsPerRow/at.parts, job%at.parts
 		h0 := kvh*group + part*at.per
 		h1 := min(h0+at.per, (kvh+1)*group)
 		ri := rows[r]
+		kv := ri.kv
 		start := 0
 		if c.SlidingWindow > 0 {
 			start = max(0, ri.pos-c.SlidingWindow+1)
 		}
-		n := ri.pos + 1 - start
-		K := ri.kv.K[layer][start*kvd+kvh*hd:]
-		V := ri.kv.V[layer][start*kvd+kvh*hd:]
+		end := ri.pos + 1
+		n := end - start
+		// Offsets in a whole block of the KV head's first key and value.
+		koff := 2*layer*KVBlockLen*kvd + kvh*hd
+		voff := koff + KVBlockLen*kvd
 		q := b.q[r*qd : (r+1)*qd]
 		out := b.att[r*qd : (r+1)*qd]
 		scores := (*sp)[:(h1-h0)*n] // head h's at [(h-h0)·n, (h-h0+1)·n)
-		for j0 := 0; j0 < n; j0 += attBlock {
-			j1 := min(j0+attBlock, n)
-			for h := h0; h < h1; h++ {
-				o := (h - h0) * n
-				dotRows(q[h*hd:(h+1)*hd], K[j0*kvd:], kvd, scores[o+j0:o+j1])
+		for p0 := start; p0 < end; {
+			var p1 int
+			if p0&mask == 0 && p0+KVBlockLen <= end { // whole blocks
+				p1 = min(p0+attBlock, end&^mask)
+				blocks := kv.blocks[p0>>kvBlockShift : p1>>kvBlockShift]
+				for h := h0; h < h1; h++ {
+					o := (h-h0)*n - start
+					dotBlocks(q[h*hd:(h+1)*hd], blocks, koff, kvd, scores[o+p0:o+p1])
+				}
+			} else { // part of a block
+				p1 = min((p0|mask)+1, end)
+				K, _ := kv.layerRows(p0>>kvBlockShift, layer)
+				K = K[(p0&mask)*kvd+kvh*hd:]
+				for h := h0; h < h1; h++ {
+					o := (h-h0)*n - start
+					dotRows(q[h*hd:(h+1)*hd], K, kvd, scores[o+p0:o+p1])
+				}
 			}
+			p0 = p1
 		}
 		softmaxGroup(scores, n, rsqrt)
 		clear(out[h0*hd : h1*hd])
-		for j0 := 0; j0 < n; j0 += attBlock {
-			j1 := min(j0+attBlock, n)
-			for h := h0; h < h1; h++ {
-				o := (h - h0) * n
-				axpyRows(out[h*hd:(h+1)*hd], V[j0*kvd:], kvd, scores[o+j0:o+j1])
+		for p0 := start; p0 < end; {
+			var p1 int
+			if p0&mask == 0 && p0+KVBlockLen <= end {
+				p1 = min(p0+attBlock, end&^mask)
+				blocks := kv.blocks[p0>>kvBlockShift : p1>>kvBlockShift]
+				for h := h0; h < h1; h++ {
+					o := (h-h0)*n - start
+					axpyBlocks(out[h*hd:(h+1)*hd], blocks, voff, kvd, scores[o+p0:o+p1])
+				}
+			} else {
+				p1 = min((p0|mask)+1, end)
+				_, V := kv.layerRows(p0>>kvBlockShift, layer)
+				V = V[(p0&mask)*kvd+kvh*hd:]
+				for h := h0; h < h1; h++ {
+					o := (h-h0)*n - start
+					axpyRows(out[h*hd:(h+1)*hd], V, kvd, scores[o+p0:o+p1])
+				}
 			}
+			p0 = p1
 		}
 	}
 }

@@ -9,20 +9,56 @@ import (
 	"worker-orcd/model"
 )
 
-// attendPerHead is attention as it was before the grouped pass: one job a
-// (row, query head), each head walking all its positions on its own. The
-// grouped pass must reproduce it bit for bit.
+// contiguous returns layer's keys and values of s's first n positions, each
+// as one slice (key i of position p at p·kvDim + i): the layout of the CPU
+// cache before block tables.
+func contiguous(s *kvStore, layer, n int) (K, V []float32) {
+	K, V = make([]float32, n*s.kvDim), make([]float32, n*s.kvDim)
+	for p := range n {
+		k, v := s.layerRows(p/KVBlockLen, layer)
+		o := p % KVBlockLen * s.kvDim
+		copy(K[p*s.kvDim:(p+1)*s.kvDim], k[o:o+s.kvDim])
+		copy(V[p*s.kvDim:(p+1)*s.kvDim], v[o:o+s.kvDim])
+	}
+	return K, V
+}
+
+// fillLayer sets layer's keys and values of every position s's blocks hold
+// to random normal values times sd.
+func fillLayer(s *kvStore, layer int, rng *rand.Rand, sd float64) {
+	for i := range s.blocks {
+		k, v := s.layerRows(i, layer)
+		for _, x := range [][]float32{k, v} {
+			for j := range x {
+				x[j] = float32(rng.NormFloat64() * sd)
+			}
+		}
+	}
+}
+
+// attendPerHead is attention as it was before the grouped pass and the
+// block tables: one job a (row, query head), each head walking all its
+// positions of a contiguous cache on its own. The grouped pass through
+// the blocks must reproduce it bit for bit.
 func attendPerHead(b *Backend, rows []rowInfo, layer int, att []float32) {
 	c := b.c
 	hd, nh, kvd := c.HeadDim, c.NHead, c.KVDim()
 	group := c.NHead / c.NHeadKV
 	scale := float32(1 / math.Sqrt(float64(hd)))
+	type kv struct{ K, V []float32 }
+	flat := map[*kvStore]kv{}
+	for _, ri := range rows {
+		if _, ok := flat[ri.kv]; !ok {
+			K, V := contiguous(ri.kv, layer, ri.kv.maxLen)
+			flat[ri.kv] = kv{K, V}
+		}
+	}
 	for job := range len(rows) * nh {
 		r, h := job/nh, job%nh
 		ri := rows[r]
 		kvh := h / group
 		q := b.q[r*c.QDim()+h*hd : r*c.QDim()+(h+1)*hd]
-		K, V := ri.kv.K[layer], ri.kv.V[layer]
+		K, V := flat[ri.kv].K, flat[ri.kv].V
 		start := 0
 		if c.SlidingWindow > 0 {
 			start = max(0, ri.pos-c.SlidingWindow+1)
@@ -54,10 +90,12 @@ func attendPerHead(b *Backend, rows []rowInfo, layer int, att []float32) {
 
 // The grouped pass (the query heads of a KV head together, a block of
 // positions at a time, groups split over the workers) gives bit for bit
-// the per-head pass's output: GQA ratios 1, 2 and 7, head dims with and
-// without a tail, with and without a sliding window, decode (one row),
-// prefill (many rows of one sequence) and a batch of two sequences, on 1 to
-// 16 workers, with the assembly and the portable Go loops.
+// the per-head pass's output over a contiguous cache: GQA ratios 1, 2 and
+// 7, head dims with and without a tail, with and without a sliding window,
+// decode (one row), prefill (many rows of one sequence) and a batch of two
+// sequences, on 1 to 16 workers, with the assembly and the portable Go
+// loops, reading standalone caches (whose last block is partly allocated)
+// and paged caches whose tables name scrambled blocks of a pool.
 func TestAttentionGroupedMatchesPerHead(t *testing.T) {
 	type shape struct{ nh, nkv, hd int }
 	shapes := []shape{{4, 4, 64}, {4, 2, 64}, {14, 2, 64}, {14, 2, 12}, {6, 3, 20}}
@@ -77,10 +115,11 @@ func TestAttentionGroupedMatchesPerHead(t *testing.T) {
 			for _, window := range []int{0, 50} {
 				for _, bt := range batches {
 					for _, workers := range []int{1, 2, 5, 16} {
-						name := fmt.Sprintf("portable=%v/gqa%d-hd%d-nkv%d/window%d/%s/w%d", portable, sh.nh/sh.nkv, sh.hd, sh.nkv, window, bt.name, workers)
+						paged := workers%2 == 0 // half the cases: enough to cover both caches with every shape
+						name := fmt.Sprintf("portable=%v/gqa%d-hd%d-nkv%d/window%d/%s/w%d/paged=%v", portable, sh.nh/sh.nkv, sh.hd, sh.nkv, window, bt.name, workers, paged)
 						t.Run(name, func(t *testing.T) {
 							withPortable(portable, func() {
-								checkGroupedAttention(t, &model.Config{NHead: sh.nh, NHeadKV: sh.nkv, HeadDim: sh.hd, SlidingWindow: window}, bt.seqs, workers)
+								checkGroupedAttention(t, &model.Config{NHead: sh.nh, NHeadKV: sh.nkv, HeadDim: sh.hd, SlidingWindow: window}, bt.seqs, workers, paged)
 							})
 						})
 					}
@@ -90,21 +129,34 @@ func TestAttentionGroupedMatchesPerHead(t *testing.T) {
 	}
 }
 
-func checkGroupedAttention(t *testing.T, c *model.Config, seqs [][2]int, workers int) {
+func checkGroupedAttention(t *testing.T, c *model.Config, seqs [][2]int, workers int, paged bool) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(uint64(c.NHead*1000+c.HeadDim), uint64(workers)))
 	b := &Backend{c: c, pool: newPool(workers)}
 	defer b.pool.close()
 	b.attFn = b.attend
 	const layer = 1
+	kc := &model.Config{NLayer: 2, NHeadKV: c.NHeadKV, HeadDim: c.HeadDim}
+	pool := &BlockPool{be: b, layers: kc.NLayer, kvDim: kc.KVDim(), blocks: 1000}
+	next := int32(0)
 	var rows []rowInfo
 	for _, s := range seqs {
-		kv := NewKVCache(&model.Config{NLayer: 2, NHeadKV: c.NHeadKV, HeadDim: c.HeadDim}, s[0]+s[1])
-		for _, x := range [][]float32{kv.K[layer], kv.V[layer]} {
-			for i := range x {
-				x[i] = float32(rng.NormFloat64() * 2)
+		var kv *kvStore
+		if paged {
+			pc := pool.NewCache().(*PagedKVCache)
+			table := make([]int32, (s[0]+s[1]+KVBlockLen-1)/KVBlockLen)
+			for i := range table { // ids 7 apart, wrapping around the pool: no order
+				table[i] = next * 7 % int32(pool.blocks)
+				next++
 			}
+			if err := pc.SetTable(table, 0); err != nil {
+				t.Fatal(err)
+			}
+			kv = &pc.kvStore
+		} else {
+			kv = &NewKVCache(kc, s[0]+s[1]).kvStore
 		}
+		fillLayer(kv, layer, rng, 2)
 		for i := range s[1] {
 			rows = append(rows, rowInfo{kv: kv, pos: s[0] + i})
 		}
@@ -149,13 +201,9 @@ func BenchmarkAttention(b *testing.B) {
 				be := &Backend{c: c, pool: newPool(0)}
 				defer be.pool.close()
 				be.attFn = be.attend
-				kv := NewKVCache(&model.Config{NLayer: layers, NHeadKV: c.NHeadKV, HeadDim: c.HeadDim}, n)
+				kv := &NewKVCache(&model.Config{NLayer: layers, NHeadKV: c.NHeadKV, HeadDim: c.HeadDim}, n).kvStore
 				for l := range layers {
-					for _, x := range [][]float32{kv.K[l], kv.V[l]} {
-						for i := range x {
-							x[i] = float32(rng.NormFloat64())
-						}
-					}
+					fillLayer(kv, l, rng, 1)
 				}
 				rows := []rowInfo{{kv: kv, pos: n - 1}}
 				if prefill {

@@ -33,9 +33,15 @@ type AllocationError struct {
 	InUse     int64  // bytes the other caches hold
 	Budget    int64  // bytes all caches may hold
 	Source    string // where the budget comes from
+	Blocks    int    // for a block pool: the blocks a table used first (Bytes, Positions: theirs); 0 for a cache
 }
 
 func (e *AllocationError) Error() string {
+	if e.Blocks > 0 {
+		return fmt.Sprintf("AllocationFailed: %d bytes for %d more KV blocks (%d positions) of a block pool (CPU KV budget %d bytes, %d held already; %s): "+
+			"let sequences end or evict cached blocks before taking new ones, start the worker with a smaller --ctx or --parallel, or set %s (e.g. %s=16GiB) if the machine has the memory",
+			e.Bytes, e.Blocks, e.Positions, e.Budget, e.InUse, e.Source, EnvKVBudget, EnvKVBudget)
+	}
 	return fmt.Sprintf("AllocationFailed: %d bytes for a KV cache of %d positions (CPU KV budget %d bytes, %d held by other sequences; %s): "+
 		"lower max_tokens or shorten the prompt, start the worker with a smaller --ctx or --parallel, or set %s (e.g. %s=16GiB) if the machine has the memory",
 		e.Bytes, e.Positions, e.Budget, e.InUse, e.Source, EnvKVBudget, EnvKVBudget)

@@ -118,7 +118,7 @@ func grow(s []float32, n int) []float32 {
 
 // rowInfo locates one token of the batch.
 type rowInfo struct {
-	kv  *KVCache
+	kv  *kvStore
 	pos int
 }
 
@@ -136,18 +136,22 @@ func (b *Backend) ForwardEmbed(batch []*backend.Seq) error { return b.forward(ba
 func (b *Backend) forward(batch []*backend.Seq, embed bool) error {
 	c := b.c
 	rows := make([]rowInfo, 0, 16)
-	kvs := make([]*KVCache, len(batch))
+	kvs := make([]*kvStore, len(batch))
 	for si, s := range batch {
-		if _, ok := s.KV.(*KVCache); !ok {
-			return fmt.Errorf("%w: sequence %d has a %T, not a CPU KV cache", ErrBadInput, si, s.KV)
+		if s == nil {
+			break // CheckBatch reports it
 		}
+		kv, err := b.store(s.KV)
+		if err != nil {
+			return fmt.Errorf("%w: sequence %d: %w", ErrBadInput, si, err)
+		}
+		kvs[si] = kv
 	}
 	if err := backend.CheckBatch(batch, c.VocabSize); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	for si, s := range batch {
-		kv := s.KV.(*KVCache)
-		kvs[si] = kv
+		kv := kvs[si]
 		for i := range s.Tokens {
 			rows = append(rows, rowInfo{kv: kv, pos: kv.n + i})
 		}
@@ -187,11 +191,14 @@ func (b *Backend) forward(batch []*backend.Seq, embed bool) error {
 		b.dumpL("Vcur", l, T, c.KVDim(), b.v)
 		b.rope(rows, b.q, c.NHead)
 		b.rope(rows, b.k, c.NHeadKV)
-		// Append this step's keys and values to each sequence's cache.
+		// Append this step's keys and values to each sequence's cache:
+		// row pos % KVBlockLen of its block pos / KVBlockLen.
 		kvd := c.KVDim()
 		for r, ri := range rows {
-			copy(ri.kv.K[l][ri.pos*kvd:(ri.pos+1)*kvd], b.k[r*kvd:(r+1)*kvd])
-			copy(ri.kv.V[l][ri.pos*kvd:(ri.pos+1)*kvd], b.v[r*kvd:(r+1)*kvd])
+			k, v := ri.kv.layerRows(ri.pos>>kvBlockShift, l)
+			o := (ri.pos & (KVBlockLen - 1)) * kvd
+			copy(k[o:o+kvd], b.k[r*kvd:(r+1)*kvd])
+			copy(v[o:o+kvd], b.v[r*kvd:(r+1)*kvd])
 		}
 		b.attention(rows, l)
 		b.dumpL("kqv_out", l, T, c.QDim(), b.att)
@@ -465,7 +472,29 @@ func (b *Backend) rope(rows []rowInfo, x []float32, heads int) {
 	}
 }
 
-var (
-	_ backend.Backend      = (*Backend)(nil)
-	_ backend.PrefixCopier = (*KVCache)(nil)
-)
+// store returns the blocks a sequence's cache reads through: a
+// standalone or paged cache of this model on the CPU, the latter of a pool
+// of this backend that is still open.
+func (b *Backend) store(kv backend.KVCache) (*kvStore, error) {
+	var s *kvStore
+	switch c := kv.(type) {
+	case *KVCache:
+		s = &c.kvStore
+	case *PagedKVCache:
+		if c.pool.be != b {
+			return nil, errors.New("its paged KV cache is of a block pool of another backend")
+		}
+		if err := c.usable(); err != nil {
+			return nil, err
+		}
+		s = &c.kvStore
+	default:
+		return nil, fmt.Errorf("it has a %T, not a CPU KV cache", kv)
+	}
+	if s.layers != b.c.NLayer || s.kvDim != b.c.KVDim() {
+		return nil, fmt.Errorf("its KV cache is of another model (%d layers of width %d, this one has %d of %d)", s.layers, s.kvDim, b.c.NLayer, b.c.KVDim())
+	}
+	return s, nil
+}
+
+var _ backend.Backend = (*Backend)(nil)

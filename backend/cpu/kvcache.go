@@ -8,21 +8,79 @@ import (
 	"worker-orcd/model"
 )
 
-// KVCache holds one sequence's keys and values for every layer, in float32
-// (as the reference implementation's F32 cache): K[layer][pos*kvDim + i].
+// KVBlockLen is the positions one KV block holds: position p of a cache is
+// row p % KVBlockLen of its block p / KVBlockLen. Every CPU cache reads
+// through blocks: a standalone cache (Backend.NewKVCache) owns its blocks,
+// a paged one (BlockPool.NewCache) reads a pool's blocks by id.
+const KVBlockLen = 16
+
+// kvBlockShift is log2(KVBlockLen).
+const kvBlockShift = 4
+
+// kvStore is what attention and the forward's K/V store read and write:
+// a cache's blocks, in position order. A block's memory is
+// [layer][K, V][rows][kvDim] float32, so that a layer's key rows (and its
+// value rows) of a block are contiguous, kvDim apart. rows is KVBlockLen,
+// but for the last block of a standalone cache whose capacity is not a
+// multiple of it (that block holds what the capacity leaves).
+type kvStore struct {
+	layers, kvDim int
+	blocks        [][]float32 // block i: positions [i·KVBlockLen, (i+1)·KVBlockLen)
+	maxLen        int         // positions the blocks hold
+	n             int         // positions stored
+}
+
+// layerRows returns block i's key and value rows of layer (rows·kvDim
+// each, row r at r·kvDim).
+func (s *kvStore) layerRows(i, layer int) (k, v []float32) {
+	blk := s.blocks[i]
+	w := len(blk) / (2 * s.layers) // rows·kvDim
+	o := 2 * layer * w
+	return blk[o : o+w : o+w], blk[o+w : o+2*w : o+2*w]
+}
+
+// Len is the number of positions stored.
+func (s *kvStore) Len() int { return s.n }
+
+// Cap is the number of positions the cache can hold.
+func (s *kvStore) Cap() int { return s.maxLen }
+
+// Truncate forgets the positions from n on (to rewind a sequence).
+func (s *kvStore) Truncate(n int) error {
+	if n < 0 || n > s.n {
+		return fmt.Errorf("cpu: truncate KV cache to %d positions: it holds %d", n, s.n)
+	}
+	s.n = n
+	return nil
+}
+
+// copyRows copies positions [0, n) of src's blocks into s's (same layers,
+// width and block length; s has room for n).
+func (s *kvStore) copyRows(src *kvStore, n int) {
+	for i := 0; i*KVBlockLen < n; i++ {
+		w := min(KVBlockLen, n-i*KVBlockLen) * s.kvDim
+		for l := range s.layers {
+			dk, dv := s.layerRows(i, l)
+			sk, sv := src.layerRows(i, l)
+			copy(dk[:w], sk[:w])
+			copy(dv[:w], sv[:w])
+		}
+	}
+}
+
+// KVCache is one sequence's standalone cache: keys and values for every
+// layer in float32 (as the reference implementation's F32 cache), in
+// blocks of KVBlockLen positions that it owns. Reserve appends blocks.
 type KVCache struct {
-	K, V   [][]float32
-	kvDim  int
-	maxLen int
-	n      int
+	kvStore
 	budget *kvBudget // the backend's, nil for none
 }
 
 // NewKVCache allocates a cache for up to maxLen positions, outside any
 // budget (Backend.NewKVCache counts its caches against the backend's).
 func NewKVCache(c *model.Config, maxLen int) *KVCache {
-	kv := &KVCache{K: make([][]float32, c.NLayer), V: make([][]float32, c.NLayer), kvDim: c.KVDim(), maxLen: maxLen}
-	kv.alloc()
+	kv := &KVCache{kvStore: kvStore{layers: c.NLayer, kvDim: c.KVDim()}}
+	kv.grow(maxLen)
 	return kv
 }
 
@@ -42,79 +100,84 @@ func newBudgetedKVCache(c *model.Config, maxLen int, budget *kvBudget) (*KVCache
 	if err := budget.take(kvBytes(c.NLayer, c.KVDim(), maxLen), 0, maxLen); err != nil {
 		return nil, err
 	}
-	kv := &KVCache{K: make([][]float32, c.NLayer), V: make([][]float32, c.NLayer), kvDim: c.KVDim(), maxLen: maxLen, budget: budget}
-	kv.alloc()
+	kv := &KVCache{kvStore: kvStore{layers: c.NLayer, kvDim: c.KVDim()}, budget: budget}
+	kv.grow(maxLen)
 	return kv, nil
 }
 
-// alloc makes the per-layer slices of maxLen positions.
-func (kv *KVCache) alloc() {
-	for i := range kv.K {
-		kv.K[i] = make([]float32, kv.maxLen*kv.kvDim)
-		kv.V[i] = make([]float32, kv.maxLen*kv.kvDim)
+// grow makes the blocks hold n positions (n > maxLen): a last block that
+// is not full is replaced by a larger one (its rows copied, fewer than
+// KVBlockLen positions), then new blocks are appended. The blocks before
+// it stay where they are.
+func (kv *KVCache) grow(n int) {
+	rowFloats := 2 * kv.layers * kv.kvDim // one position of every layer
+	if kv.maxLen%KVBlockLen != 0 {
+		i := len(kv.blocks) - 1
+		old := kvStore{layers: kv.layers, kvDim: kv.kvDim, blocks: [][]float32{kv.blocks[i]}}
+		kv.blocks[i] = make([]float32, min(KVBlockLen, n-i*KVBlockLen)*rowFloats)
+		for l := range kv.layers {
+			dk, dv := kv.layerRows(i, l)
+			sk, sv := old.layerRows(0, l)
+			copy(dk, sk)
+			copy(dv, sv)
+		}
 	}
+	for p := len(kv.blocks) * KVBlockLen; p < n; p += KVBlockLen {
+		kv.blocks = append(kv.blocks, make([]float32, min(KVBlockLen, n-p)*rowFloats))
+	}
+	kv.maxLen = n
 }
 
-// Len is the number of positions stored.
-func (kv *KVCache) Len() int { return kv.n }
-
-// Cap is the number of positions the cache can hold.
-func (kv *KVCache) Cap() int { return kv.maxLen }
-
 // Bytes is the memory the cache holds.
-func (kv *KVCache) Bytes() int64 { return kvBytes(len(kv.K), kv.kvDim, kv.maxLen) }
+func (kv *KVCache) Bytes() int64 { return kvBytes(kv.layers, kv.kvDim, kv.maxLen) }
 
-// Reserve makes room for n positions in all, keeping what is stored. Beyond
-// the backend's budget it fails with an *AllocationError and the cache is
-// unchanged.
+// Reserve makes room for n positions in all, keeping what is stored (the
+// blocks it holds stay; new ones are appended). Beyond the backend's
+// budget it fails with an *AllocationError and the cache is unchanged.
 func (kv *KVCache) Reserve(n int) error {
 	if n <= kv.maxLen {
 		return nil
 	}
-	if err := kv.budget.take(kvBytes(len(kv.K), kv.kvDim, n), kv.Bytes(), n); err != nil {
+	if err := kv.budget.take(kvBytes(kv.layers, kv.kvDim, n), kv.Bytes(), n); err != nil {
 		return err
 	}
-	for i := range kv.K {
-		k := make([]float32, n*kv.kvDim)
-		v := make([]float32, n*kv.kvDim)
-		copy(k, kv.K[i][:kv.n*kv.kvDim])
-		copy(v, kv.V[i][:kv.n*kv.kvDim])
-		kv.K[i], kv.V[i] = k, v
-	}
-	kv.maxLen = n
+	kv.grow(n)
 	return nil
 }
 
-// Free drops the cache's memory (the garbage collector reclaims it).
+// Free drops the cache's memory (the garbage collector reclaims it) and
+// gives its bytes back to the budget.
 func (kv *KVCache) Free() {
 	kv.budget.give(kv.Bytes())
-	kv.K, kv.V = nil, nil
+	kv.blocks = nil
 	kv.maxLen, kv.n = 0, 0
 }
 
 // CopyPrefix makes the cache hold src's first n positions (src: a cache of
-// the same model's CPU backend).
+// the same model's CPU backend, standalone or paged).
 func (kv *KVCache) CopyPrefix(src backend.KVCache, n int) error {
-	o, ok := src.(*KVCache)
-	if !ok || len(o.K) != len(kv.K) || o.kvDim != kv.kvDim {
+	var o *kvStore
+	switch s := src.(type) {
+	case *KVCache:
+		o = &s.kvStore
+	case *PagedKVCache:
+		if err := s.usable(); err != nil {
+			return fmt.Errorf("cpu: copy KV prefix: %w", err)
+		}
+		o = &s.kvStore
+	}
+	if o == nil || o.layers != kv.layers || o.kvDim != kv.kvDim {
 		return fmt.Errorf("cpu: copy KV prefix: the source is not a cache of this model on the CPU (%T)", src)
 	}
 	if n < 0 || n > o.n || n > kv.maxLen {
 		return fmt.Errorf("cpu: copy %d KV positions: the source holds %d, this cache has room for %d", n, o.n, kv.maxLen)
 	}
-	for i := range kv.K {
-		copy(kv.K[i][:n*kv.kvDim], o.K[i][:n*kv.kvDim])
-		copy(kv.V[i][:n*kv.kvDim], o.V[i][:n*kv.kvDim])
-	}
+	kv.copyRows(o, n)
 	kv.n = n
 	return nil
 }
 
-// Truncate forgets the positions from n on (to rewind a sequence).
-func (kv *KVCache) Truncate(n int) error {
-	if n < 0 || n > kv.n {
-		return fmt.Errorf("cpu: truncate KV cache to %d positions: it holds %d", n, kv.n)
-	}
-	kv.n = n
-	return nil
-}
+var (
+	_ backend.KVCache      = (*KVCache)(nil)
+	_ backend.PrefixCopier = (*KVCache)(nil)
+)
