@@ -4,18 +4,20 @@
 // plus chunks of prompts being read), sampling, stop rules and streaming
 // text.
 //
-// Each slot keeps its KV cache between requests, so memory is reused rather
-// than reallocated. The backend computes every token of a batch
-// independently of the others, so a request's greedy output does not depend
-// on what runs beside it.
+// KV memory is a budget of blocks (kvpool.go). On a backend.Pager each
+// sequence's cache is a table of blocks of one pool, and blocks of
+// processed prompts stay in a prefix cache, found again by a hash chain of
+// their tokens, for any later request whose prompt starts alike
+// (paged.go, blocks.go); on other backends each slot keeps a cache of its
+// own and the prompt it read last (kvslots.go). The backend computes every
+// token of a batch independently of the others, so a request's greedy
+// output does not depend on what runs beside it, nor on the cache.
 package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,9 +35,12 @@ type Options struct {
 	QueueSize   int // requests waiting for a slot before ErrQueueFull (default 64)
 	CtxLen      int // positions per sequence (default and maximum: the model's context length)
 	BatchTokens int // tokens per forward step, prompt chunks included (default 512)
-	// NoPrefixCache turns off the reuse of a slot's cached prompt: by
-	// default a request whose prompt starts with the prompt a free slot
-	// last read goes to that slot and reads only what follows (see admit).
+	// NoPrefixCache turns off the prefix cache: by default the KV rows of
+	// a prompt are kept after its request ends (as long as memory allows)
+	// and a request whose prompt starts with the same tokens reads only
+	// what follows them, with the same result (see paged.go; on a backend
+	// that is not a backend.Pager, a free slot keeps the prompt it read
+	// last, kvslots.go).
 	NoPrefixCache bool
 	// KVMemory is the bytes the KV caches of all sequences may hold
 	// together (the KV memory budget): a request starts only when its
@@ -49,7 +54,8 @@ type Options struct {
 	// generic note).
 	KVMemorySource string
 	// KVBlock is the positions a block of KV memory counts (default
-	// DefaultKVBlock).
+	// DefaultKVBlock) on a backend that is not a backend.Pager; a Pager's
+	// blocks are its own (KVBlockLen).
 	KVBlock int
 }
 
@@ -91,14 +97,26 @@ type Stats struct {
 	Queued      int   // requests waiting for a slot
 	KVCacheSize int64 // bytes held by the slots' KV caches
 	KVPositions int   // positions the active sequences hold in their caches (at most Slots × CtxLen)
-	// PrefixHitTokens counts the prompt tokens taken from a slot's cache
-	// instead of being computed, since the start.
-	PrefixHitTokens int64
+	// The prefix cache, since the start: PrefixLookups counts the
+	// requests that looked in it (not opted out), PrefixLookupTokens their
+	// prompt tokens, PrefixHits those that found rows there and
+	// PrefixHitTokens the prompt tokens taken from it instead of being
+	// computed; PrefixHitRate is PrefixHitTokens / PrefixLookupTokens (0
+	// before any lookup; below 1 even for a prompt sent twice: its last
+	// token is always read again).
+	PrefixLookups, PrefixLookupTokens, PrefixHits, PrefixHitTokens int64
+	PrefixHitRate                                                  float64
+	// KVPaged: the backend's KV caches are block tables over one pool
+	// (backend.Pager), and the prefix cache keeps blocks of prompt rows
+	// (cached blocks); else each slot's cache is one allocation.
+	KVPaged bool
 
-	// KV memory in blocks (Options.KVMemory, KVBlock): KVBlocksUsed are
-	// held by running sequences (and scoring), KVBlocksCached by free
-	// slots' cached prompts (evicted when blocks are needed), the rest
-	// free: Used + Cached + Free = Total.
+	// KV memory in blocks (Options.KVMemory; KVBlock positions, or the
+	// Pager's): KVBlocksUsed are held by running sequences (and scoring),
+	// KVBlocksCached by the prefix cache (blocks of ended requests'
+	// prompt rows, or free slots' cached prompts; evicted least recently
+	// used first when blocks are needed), the rest free: Used + Cached +
+	// Free = Total.
 	KVBlocksTotal, KVBlocksUsed, KVBlocksCached, KVBlocksFree int
 	KVBlockPositions                                          int    // positions a block
 	KVBlockBytes                                              int64  // bytes a block
@@ -120,12 +138,13 @@ type Engine struct {
 	wake   chan struct{} // buffered(1): new work or a cancellation
 	done   chan struct{} // closed when the scheduler exits
 
-	fwdMu      sync.Mutex // serializes Forward between the scheduler and Score
-	logitsTap  func(row []float32)
-	slots      []*slot
-	active     atomic.Int32
-	kvSize     atomic.Int64
-	prefixHits atomic.Int64 // prompt tokens taken from slot caches (Stats.PrefixHitTokens)
+	fwdMu     sync.Mutex // serializes Forward between the scheduler and Score
+	logitsTap func(row []float32)
+	slots     []*slot
+	active    atomic.Int32
+	kvSize    atomic.Int64
+	// The prefix cache's figures (Stats).
+	prefixLookups, prefixLookupTokens, prefixHits, prefixHitTokens atomic.Int64
 
 	resMu  sync.Mutex // the last residency answer (Resident)
 	resAt  time.Time
@@ -146,12 +165,28 @@ type Engine struct {
 	useClock      int64         // orders the slots' last use (LRU)
 	freed         chan struct{} // closed (and replaced) when blocks are given back
 
+	// On a backend.Pager (paged.go): the pool of kvTotal blocks and the
+	// book of who holds which, with the prefix cache (nil otherwise).
+	pool backend.BlockPool
+	bc   *blockCache
+
 	grammars grammarCache
 }
 
 type slot struct {
 	kv  backend.KVCache
 	seq *seq
+
+	// On a Pager (paged.go): kv is pc, a block table over the engine's
+	// pool; table are the blocks the sequence holds (one hold each in
+	// e.bc), the first reg of them entries of the prefix cache (shared,
+	// never written again); cache: its prompt rows go into the cache.
+	pc    backend.PagedCache
+	table []int32
+	reg   int
+	cache bool
+
+	// On the slot path (kvslots.go):
 	// prefix are the tokens whose keys and values kv holds at positions
 	// 0…len-1, computed as prompt rows (never generated rows: those are
 	// computed as decode rows, and a prompt's rows must be bitwise what a
@@ -200,12 +235,21 @@ func (e *Engine) Stats() Stats {
 	used, cached := e.kvCounts()
 	free := e.kvFree()
 	evicted := e.evictedBlocks
+	if e.bc != nil {
+		evicted = e.bc.evicted
+	}
 	e.mu.Unlock()
-	return Stats{Slots: e.opts.Parallel, Active: int(e.active.Load()), Queued: q, KVCacheSize: e.kvSize.Load(),
-		KVPositions: int(e.kvUsed.Load()), PrefixHitTokens: e.prefixHits.Load(),
+	st := Stats{Slots: e.opts.Parallel, Active: int(e.active.Load()), Queued: q, KVCacheSize: e.kvSize.Load(),
+		KVPositions:   int(e.kvUsed.Load()),
+		PrefixLookups: e.prefixLookups.Load(), PrefixLookupTokens: e.prefixLookupTokens.Load(),
+		PrefixHits: e.prefixHits.Load(), PrefixHitTokens: e.prefixHitTokens.Load(), KVPaged: e.bc != nil,
 		KVBlocksTotal: e.kvTotal, KVBlocksUsed: used, KVBlocksCached: cached, KVBlocksFree: free,
 		KVBlockPositions: e.blockPos, KVBlockBytes: e.blockBytes, KVMemory: e.kvBudget, KVMemorySource: e.kvSource,
 		KVEvictedBlocks: evicted}
+	if st.PrefixLookupTokens > 0 {
+		st.PrefixHitRate = float64(st.PrefixHitTokens) / float64(st.PrefixLookupTokens)
+	}
+	return st
 }
 
 // Memory reports the backend's memory by purpose, with the KV cache bytes
@@ -362,6 +406,7 @@ func (e *Engine) enqueue(s *seq) error {
 func (e *Engine) loop() {
 	defer close(e.done)
 	for {
+		e.lockPool() // admission sets block tables (paged.go)
 		e.mu.Lock()
 		closed := e.closed
 		if closed {
@@ -372,6 +417,7 @@ func (e *Engine) loop() {
 		}
 		e.admit()
 		e.mu.Unlock()
+		e.unlockPool()
 		busy := false
 		for _, sl := range e.slots {
 			if sl.seq != nil {
@@ -383,14 +429,20 @@ func (e *Engine) loop() {
 		}
 		if !busy {
 			if closed {
+				e.lockPool()
 				e.mu.Lock()
-				for _, sl := range e.slots {
-					if sl.kv != nil {
-						e.evict(sl)
+				if e.bc != nil {
+					e.closePaged()
+				} else {
+					for _, sl := range e.slots {
+						if sl.kv != nil {
+							e.evict(sl)
+						}
 					}
+					e.noteSize()
 				}
-				e.noteSize()
 				e.mu.Unlock()
+				e.unlockPool()
 				return
 			}
 			e.kvUsed.Store(0)
@@ -444,68 +496,10 @@ func (e *Engine) admit() {
 	}
 	clear(e.queue[len(live):]) // no references kept to finished requests
 	e.queue = live
-	for len(e.queue) > 0 {
-		s := e.queue[0]
-		sl, reuse := e.pickSlot(s)
-		if sl == nil {
-			break // every slot busy
-		}
-		donor, shared := e.prefixDonor(s, sl)
-		want := e.admitBlocks(s)
-		if e.kvLimited && sl.blocks > want && (reuse == 0 || shared > reuse) {
-			// The slot's rows are of no use to s and its cache is larger
-			// than s needs: give the blocks back rather than hold them.
-			e.evict(sl)
-		}
-		if !e.makeRoom(want-sl.blocks, sl, donor) {
-			break // s waits (first in line) for running sequences to give blocks back
-		}
-		e.queue[0] = nil
-		e.queue = e.queue[1:]
-		prefix := sl.prefix
-		sl.prefix = nil // the slot's cache is about to be written
-		{
-			// The prompt's blocks and one more (admitBlocks); the cache
-			// grows a block at a time as s generates (grow).
-			need := min(want*e.blockPos, len(s.req.Prompt)+s.maxTokens)
-			if sl.kv == nil {
-				kv, err := e.be.NewKVCache(need)
-				if err != nil {
-					s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
-					continue
-				}
-				sl.kv = kv
-			} else if err := sl.kv.Reserve(need); err != nil {
-				s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
-				continue
-			}
-			sl.blocks = e.blocksFor(sl.kv.Cap())
-			switch {
-			case shared > reuse:
-				// A running request's cache holds a longer start of this
-				// prompt (its own prompt rows): copied, read from there on.
-				// A failed copy may have overwritten the slot's own rows.
-				if !e.copyPrefix(sl, donor, shared) {
-					sl.kv.Truncate(0)
-					break
-				}
-				s.prefilled = shared
-				s.result.CachedTokens = shared
-				e.prefixHits.Add(int64(shared))
-			case reuse > 0 && sl.kv.Len() >= reuse && len(prefix) >= reuse:
-				// The first reuse positions hold this prompt's own tokens,
-				// computed as prompt rows: read from there on.
-				sl.kv.Truncate(reuse)
-				s.prefilled = reuse
-				s.result.CachedTokens = reuse
-				e.prefixHits.Add(int64(reuse))
-			default:
-				sl.kv.Truncate(0)
-			}
-			s.admitted = time.Now()
-			sl.seq = s
-			e.active.Add(1)
-		}
+	if e.bc != nil {
+		e.admitPaged()
+	} else {
+		e.admitSlots()
 	}
 	if len(e.queue) == 0 {
 		e.queue = nil // let the backing array go once the burst has passed
@@ -650,102 +644,65 @@ func (e *Engine) step() {
 			go prefetch() // the next step's mask, while the forward runs
 		}
 	}
+	if e.bc != nil {
+		// The blocks the step filled with prompt rows go into the prefix
+		// cache now (paged.go), so that a request admitted next shares them.
+		e.lockPool()
+		e.mu.Lock()
+		for _, sl := range owners {
+			if sl.seq != nil {
+				e.registerRows(sl, false)
+			}
+		}
+		e.mu.Unlock()
+		e.unlockPool()
+	}
 }
 
-// release ends a slot's sequence and frees the slot, which remembers the
-// prompt tokens its cache holds (for pickSlot) unless the step failed.
+// release ends a slot's sequence and frees the slot: its KV blocks are
+// given back (paged.go; on the slot path the slot keeps the prompt rows
+// its cache holds, kvslots.go), those of prompt rows kept for reuse
+// unless the step failed.
 func (e *Engine) release(sl *slot, reason StopReason, err error) {
 	s := sl.seq
 	s.finish(reason, err)
-	var prefix []int32
-	if reason != StopError && !e.opts.NoPrefixCache && !s.req.NoPrefixCache {
-		prefix = slices.Clone(s.req.Prompt[:min(s.prefilled, len(s.req.Prompt))])
-	}
-	// Under mu: Stats counts the slot's blocks as cached from here on,
+	// Under mu: Stats counts the blocks as cached or free from here on,
 	// and Score may evict them.
 	e.mu.Lock()
-	sl.prefix = prefix
+	if e.bc != nil {
+		e.releasePaged(sl, reason)
+	} else {
+		e.releaseSlot(sl, reason)
+	}
 	sl.seq = nil
-	e.useClock++
-	sl.lastUse = e.useClock
 	e.blocksFreed()
 	e.mu.Unlock()
 	e.active.Add(-1)
 }
 
-// pickSlot chooses the free slot for s: the one whose cached prompt shares
-// the longest start with s's prompt (reuse: how many positions to keep; at
-// least the prompt's last token is always read again, since its row gives
-// the first generated token), else a free slot whose cache holds no prompt,
-// else the least recently used (so that the cached prompts kept are the
-// most recent). nil when every slot is busy. Which slot a request runs in
-// never changes its result. e.mu is held.
-func (e *Engine) pickSlot(s *seq) (best *slot, reuse int) {
-	for _, sl := range e.slots {
-		if sl.seq != nil {
-			continue
-		}
-		if best == nil || len(best.prefix) > 0 && (len(sl.prefix) == 0 || sl.lastUse < best.lastUse) {
-			if reuse == 0 {
-				best = sl
-			}
-		}
-		if e.opts.NoPrefixCache || s.req.NoPrefixCache || s.pool != "" || sl.kv == nil {
-			continue // an embedding needs the hidden states of every token
-		}
-		n := 0
-		limit := min(len(sl.prefix), len(s.req.Prompt)-1)
-		for n < limit && sl.prefix[n] == s.req.Prompt[n] {
-			n++
-		}
-		if n > reuse {
-			best, reuse = sl, n
-		}
-	}
-	return best, reuse
+// cacheable says whether s reads and leaves prompt rows in the prefix
+// cache: not when the engine or the request turned it off, nor for an
+// embedding (it needs the hidden states of every token).
+func (e *Engine) cacheable(s *seq) bool {
+	return !e.opts.NoPrefixCache && !s.req.NoPrefixCache && s.pool == ""
 }
 
-// prefixDonor finds the busy slot (other than dst) whose cache holds the
-// longest start of s's prompt among the prompt rows its request has read so
-// far (those rows are what s would compute as prompt rows, bit for bit), and
-// how many of them s can take (at most its prompt less the last token).
-func (e *Engine) prefixDonor(s *seq, dst *slot) (donor *slot, n int) {
-	if e.opts.NoPrefixCache || s.req.NoPrefixCache || s.pool != "" {
-		return nil, 0
+// started puts s, admitted with its first s.prefilled prompt positions
+// taken from the prefix cache, into sl, and counts the cache's figures
+// (looked: s looked in the cache); e.mu is held.
+func (e *Engine) started(sl *slot, s *seq, looked bool) {
+	if looked {
+		e.prefixLookups.Add(1)
+		e.prefixLookupTokens.Add(int64(len(s.req.Prompt)))
 	}
-	for _, sl := range e.slots {
-		o := sl.seq
-		if sl == dst || o == nil || o.pool != "" || o.req.NoPrefixCache {
-			continue // an opted-out request's rows are not offered either
-		}
-		if _, ok := sl.kv.(backend.PrefixCopier); !ok {
-			continue // this backend's caches cannot share rows
-		}
-		limit := min(o.prefilled, len(o.req.Prompt), sl.kv.Len(), len(s.req.Prompt)-1)
-		k := 0
-		for k < limit && o.req.Prompt[k] == s.req.Prompt[k] {
-			k++
-		}
-		if k > n {
-			donor, n = sl, k
-		}
+	if s.prefilled > 0 {
+		s.result.CachedTokens = s.prefilled
+		e.prefixHits.Add(1)
+		e.prefixHitTokens.Add(int64(s.prefilled))
 	}
-	return donor, n
-}
-
-// copyPrefix copies donor's first n positions into dst's cache (dst has
-// room: admit reserved it). False when the backend cannot or the copy
-// failed (the caller then starts dst empty).
-func (e *Engine) copyPrefix(dst, donor *slot, n int) bool {
-	c, ok := dst.kv.(backend.PrefixCopier)
-	if !ok || donor == nil {
-		return false
-	}
-	if err := c.CopyPrefix(donor.kv, n); err != nil {
-		slog.Warn("prefix cache: copying positions from another slot failed; computing them instead", "positions", n, "err", err)
-		return false
-	}
-	return true
+	s.admitted = time.Now()
+	sl.seq = s
+	e.active.Add(1)
 }
 
 // seq is one request's state inside the engine.

@@ -2,23 +2,23 @@ package engine
 
 import (
 	"fmt"
-	"slices"
+	"math"
 
 	"worker-orcd/backend"
 )
 
 // The KV memory budget (Options.KVMemory) is counted in blocks of
-// Options.KVBlock positions × the model's bytes a position. A slot's cache
-// is charged the blocks its capacity spans; a busy slot's blocks are
-// used, a free slot's are cached (its last prompt, kept for prefix reuse,
-// evicted least recently used first when blocks are needed), and what
-// neither holds is free. Score's caches are used blocks while it runs.
-//
-// The caches themselves are still one allocation per sequence that grows
-// a block at a time (Reserve); a paged cache will hand out the same blocks
-// from a pool without the copy, and the engine's rules — admission waits
-// for its prompt's blocks plus one, a sequence that cannot grow ends alone
-// — stay as they are.
+// positions × the model's bytes a position. On a backend.Pager the blocks
+// are the backend's (KVBlockLen positions), and they are the memory
+// itself: one pool of the budget's blocks, each sequence's cache a table
+// of them, the prefix cache the blocks of prompt rows that ended requests
+// left (paged.go, blocks.go). On other backends a block is Options.KVBlock
+// positions of accounting, and each slot's cache one allocation charged
+// the blocks its capacity spans (kvslots.go). Either way: blocks held by
+// running sequences (and Score's caches) are used, those the prefix cache
+// keeps are cached (evicted least recently used first when blocks are
+// needed), the rest free; admission waits for its prompt's blocks plus
+// one, and a sequence that cannot grow ends alone.
 
 // DefaultKVBlock is the positions a block of KV memory counts by default.
 const DefaultKVBlock = 256
@@ -27,6 +27,13 @@ const DefaultKVBlock = 256
 func (e *Engine) initKV() error {
 	o := &e.opts
 	e.blockPos = o.KVBlock
+	pager, paged := e.be.(backend.Pager)
+	if paged {
+		e.blockPos = pager.KVBlockLen()
+		if e.blockPos < 1 {
+			return fmt.Errorf("engine: the %s backend's KV blocks hold %d positions", e.be.Name(), e.blockPos)
+		}
+	}
 	if sz, ok := e.be.(backend.KVSizer); ok {
 		e.posBytes = sz.KVBytesPerPosition()
 	} else {
@@ -67,13 +74,19 @@ func (e *Engine) initKV() error {
 		// No limit: enough blocks for every slot's whole context, which
 		// is as much as the slots can take.
 		e.kvTotal = o.Parallel * e.blocksFor(o.CtxLen)
-		return nil
+	} else {
+		e.kvLimited = true
+		e.kvTotal = int(min(budget/e.blockBytes, int64(1)<<40))
+		if paged {
+			e.kvTotal = min(e.kvTotal, math.MaxInt32) // block ids are int32
+		}
+		if e.kvTotal < 1 {
+			return fmt.Errorf("engine: the KV memory budget of %d bytes (%s) holds no block of %d positions (%d bytes a block for this model): raise --kv-memory (WORKER_KV_MEMORY)",
+				budget, source, e.blockPos, e.blockBytes)
+		}
 	}
-	e.kvLimited = true
-	e.kvTotal = int(min(budget/e.blockBytes, int64(1)<<40))
-	if e.kvTotal < 1 {
-		return fmt.Errorf("engine: the KV memory budget of %d bytes (%s) holds no block of %d positions (%d bytes a block for this model): raise --kv-memory (WORKER_KV_MEMORY)",
-			budget, source, e.blockPos, e.blockBytes)
+	if paged {
+		return e.initPaged(pager)
 	}
 	return nil
 }
@@ -83,6 +96,9 @@ func (e *Engine) blocksFor(n int) int { return (n + e.blockPos - 1) / e.blockPos
 
 // kvCounts returns the used and cached blocks; e.mu is held.
 func (e *Engine) kvCounts() (used, cached int) {
+	if e.bc != nil {
+		return e.bc.used, e.bc.cached
+	}
 	used = e.scoreBlocks
 	for _, sl := range e.slots {
 		if sl.seq != nil {
@@ -98,57 +114,6 @@ func (e *Engine) kvCounts() (used, cached int) {
 func (e *Engine) kvFree() int {
 	used, cached := e.kvCounts()
 	return max(e.kvTotal-used-cached, 0)
-}
-
-// makeRoom makes n blocks free, evicting free slots' caches (never those
-// of keep) where the free blocks do not do: first the caches that hold no
-// prompt worth keeping, then the least recently used. It evicts nothing
-// and returns false when even evicting every one would not do. Without a
-// limit there is always room. e.mu is held.
-func (e *Engine) makeRoom(n int, keep ...*slot) bool {
-	if !e.kvLimited || n <= 0 {
-		return true
-	}
-	free := e.kvFree()
-	if free >= n {
-		return true
-	}
-	var idle []*slot
-	evictable := 0
-	for _, sl := range e.slots {
-		if sl.seq == nil && sl.kv != nil && !slices.Contains(keep, sl) {
-			idle = append(idle, sl)
-			evictable += sl.blocks
-		}
-	}
-	if free+evictable < n {
-		return false
-	}
-	slices.SortStableFunc(idle, func(a, b *slot) int {
-		if (len(a.prefix) == 0) != (len(b.prefix) == 0) {
-			if len(a.prefix) == 0 {
-				return -1
-			}
-			return 1
-		}
-		return int(a.lastUse - b.lastUse)
-	})
-	for _, sl := range idle {
-		if free >= n {
-			break
-		}
-		free += sl.blocks
-		e.evict(sl)
-	}
-	e.noteSize()
-	return true
-}
-
-// evict frees a free slot's cache and the blocks it held; e.mu is held.
-func (e *Engine) evict(sl *slot) {
-	e.evictedBlocks += int64(sl.blocks)
-	sl.kv.Free()
-	sl.kv, sl.prefix, sl.blocks = nil, nil, 0
 }
 
 // admitBlocks is the blocks s starts with: its prompt's and one more for
@@ -171,29 +136,13 @@ func (e *Engine) fits(s *seq) error {
 	return nil
 }
 
-// grow makes room in sl's cache for need positions, a block at a time,
-// within its request's positions; e.mu is taken. Where the budget has no
-// free block and no cached one to evict, it returns a *KVMemoryError and
-// the cache is unchanged.
-func (e *Engine) grow(sl *slot, need int) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s := sl.seq
-	target := max(min(e.blocksFor(need)*e.blockPos, len(s.req.Prompt)+s.maxTokens), need)
-	if extra := e.blocksFor(target) - sl.blocks; !e.makeRoom(extra, sl) {
-		return e.kvError(true, need, e.blocksFor(need))
-	}
-	if err := sl.kv.Reserve(target); err != nil {
-		return fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, target, err)
-	}
-	sl.blocks = e.blocksFor(sl.kv.Cap())
-	e.noteSize()
-	return nil
-}
-
-// noteSize records the bytes the slots' caches hold, for Stats; e.mu is
-// held.
+// noteSize records the bytes the KV caches hold (the pool's, or the
+// slots' caches'), for Stats; e.mu is held, on the scheduler's goroutine.
 func (e *Engine) noteSize() {
+	if e.pool != nil {
+		e.kvSize.Store(e.pool.Bytes())
+		return
+	}
 	var size int64
 	for _, sl := range e.slots {
 		if sl.kv != nil {
@@ -201,6 +150,17 @@ func (e *Engine) noteSize() {
 		}
 	}
 	e.kvSize.Store(size)
+}
+
+// grow makes room in sl's cache for need positions (see growPaged and
+// growSlot); e.mu is taken. Where the budget has no free block and no
+// cached one to evict, it returns a *KVMemoryError and the cache is
+// unchanged.
+func (e *Engine) grow(sl *slot, need int) error {
+	if e.bc != nil {
+		return e.growPaged(sl, need)
+	}
+	return e.growSlot(sl, need)
 }
 
 // blocksFreed wakes whoever waits for blocks (Score); e.mu is held.

@@ -37,21 +37,69 @@ func (b *hookBackend) Forward(batch []*backend.Seq) error {
 	return b.Backend.Forward(batch)
 }
 
-// budgetEngine is an engine on the CPU backend whose KV memory budget is
-// blocks blocks of block positions (blocks < 0: no limit).
-func budgetEngine(t *testing.T, m *model.Model, tok *tokenizer.Tokenizer, parallel, block, blocks int) (*Engine, *hookBackend) {
+// noPager is the CPU backend with its backend.Pager hidden (the fields
+// shadow the promoted methods), so that the engine runs the slot path: a
+// cache of its own per slot, the prefix cache a free slot's last prompt.
+type noPager struct {
+	*hookBackend
+	KVBlockLen, NewBlockPool struct{}
+}
+
+// kvPath is one of the engine's two ways of keeping KV caches: paged
+// (blocks of the CPU backend's 16 positions from one pool) or the slot
+// path (blocks of 8 positions of accounting).
+type kvPath struct {
+	paged bool
+	block int // positions a block
+}
+
+var kvPaths = []kvPath{{false, 8}, {true, cpu.KVBlockLen}}
+
+func (p kvPath) String() string {
+	if p.paged {
+		return "paged"
+	}
+	return "slots"
+}
+
+// x scales positions that the tests give for blocks of 8 to the path's
+// blocks (the same counts of blocks).
+func (p kvPath) x(n int) int { return n * p.block / 8 }
+
+// budgetEngine is an engine on the CPU backend, on the path's KV caches,
+// whose KV memory budget is blocks blocks (blocks < 0: no limit).
+func budgetEngine(t *testing.T, m *model.Model, tok *tokenizer.Tokenizer, parallel int, path kvPath, blocks int) (*Engine, *hookBackend) {
 	t.Helper()
 	be := &hookBackend{Backend: cpu.New(m, 1)}
+	var b backend.Backend = be
+	if !path.paged {
+		b = noPager{hookBackend: be}
+	}
 	mem := int64(-1)
 	if blocks >= 0 {
-		mem = int64(blocks*block) * be.KVBytesPerPosition()
+		mem = int64(blocks*path.block) * be.KVBytesPerPosition()
 	}
-	e, err := New(be, tok, Options{Parallel: parallel, BatchTokens: 64, CtxLen: 256, KVBlock: block, KVMemory: mem})
+	e, err := New(b, tok, Options{Parallel: parallel, BatchTokens: 64, CtxLen: 256, KVBlock: 8, KVMemory: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Stats().KVPaged != path.paged || e.Stats().KVBlockPositions != path.block {
+		t.Fatalf("%v engine: paged %v, blocks of %d positions", path, e.Stats().KVPaged, e.Stats().KVBlockPositions)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, be
+}
+
+// plainEngine is the engine the budget tests compare with: the slot path
+// without a budget nor the prefix cache.
+func plainEngine(t *testing.T, m *model.Model, tok *tokenizer.Tokenizer, parallel int) *Engine {
+	t.Helper()
+	e, err := New(noPager{hookBackend: &hookBackend{Backend: cpu.New(m, 1)}}, tok, Options{Parallel: parallel, BatchTokens: 64, CtxLen: 256, KVMemory: -1, NoPrefixCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	return e, be
+	return e
 }
 
 func kvPrompt(n, salt int) []int32 {
@@ -89,7 +137,7 @@ func generate(e *Engine, req Request) ([]Token, *Result, error) {
 // logprobs are bit for bit those of an engine without a budget.
 func TestKVAdmissionWaits(t *testing.T) {
 	m, tok := penaltyModel(t)
-	plain, _ := budgetEngine(t, m, tok, 2, 8, -1)
+	plain := plainEngine(t, m, tok, 2)
 	cases := []struct {
 		name     string
 		blocks   int
@@ -100,65 +148,71 @@ func TestKVAdmissionWaits(t *testing.T) {
 		{"no limit", -1, true}, // the slots alone bound it
 		{"one and a bit", 5, false},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e, be := budgetEngine(t, m, tok, 2, 8, tc.blocks)
-			reqs := []Request{
-				{Prompt: kvPrompt(10, 1), Params: sample.GreedyParams(), MaxTokens: 20, IgnoreEOS: true, Logprobs: true},
-				{Prompt: kvPrompt(10, 2), Params: sample.GreedyParams(), MaxTokens: 20, IgnoreEOS: true, Logprobs: true},
-			}
-			var mu sync.Mutex
-			together, sawWait := false, false
-			first := true
-			be.hook = func(batch []*backend.Seq) {
-				st := e.Stats()
-				mu.Lock()
-				defer mu.Unlock()
-				if first {
-					// The first request's first step: the second is
-					// submitted meanwhile and must be queued by now.
-					first = false
-					waitIn(t, "the second request to be queued", func() bool { return e.Stats().Queued == 1 })
-					return
-				}
-				if len(batch) == 2 {
-					together = true
-				}
-				if st.Queued == 1 && st.Active == 1 {
-					sawWait = true // a slot is free: it waits for blocks
-				}
-				if st.KVBlocksUsed+st.KVBlocksCached+st.KVBlocksFree != st.KVBlocksTotal {
-					t.Errorf("step: %+v", st)
-				}
-			}
-			type out struct {
-				toks []Token
-				err  error
-			}
-			outs := make([]out, 2)
-			var wg sync.WaitGroup
-			wg.Go(func() { outs[0].toks, _, outs[0].err = generate(e, reqs[0]) })
-			waitFor(t, "the first request to start", func() bool { return be.stepsTaken() > 0 })
-			wg.Go(func() { outs[1].toks, _, outs[1].err = generate(e, reqs[1]) })
-			wg.Wait()
-			for i, o := range outs {
-				want, _, err := generate(plain, reqs[i])
-				if o.err != nil || err != nil {
-					t.Fatalf("request %d: %v (without a budget: %v)", i, o.err, err)
-				}
-				if !tokensEqual(o.toks, want) {
-					t.Errorf("request %d: %v with the budget, %v without", i, o.toks, want)
-				}
-			}
-			if together != tc.together || sawWait == tc.together {
-				t.Errorf("ran together %v, waited for blocks %v; want together %v", together, sawWait, tc.together)
-			}
-			st := e.Stats()
-			checkBlocks(t, st)
-			if st.KVBlocksUsed != 0 {
-				t.Errorf("after both: %d blocks used", st.KVBlocksUsed)
-			}
-		})
+	for _, path := range kvPaths {
+		for _, tc := range cases {
+			t.Run(path.String()+"/"+tc.name, func(t *testing.T) {
+				testKVAdmissionWaits(t, path, m, tok, plain, tc.blocks, tc.together)
+			})
+		}
+	}
+}
+
+func testKVAdmissionWaits(t *testing.T, path kvPath, m *model.Model, tok *tokenizer.Tokenizer, plain *Engine, blocks int, wantTogether bool) {
+	e, be := budgetEngine(t, m, tok, 2, path, blocks)
+	reqs := []Request{
+		{Prompt: kvPrompt(path.x(10), 1), Params: sample.GreedyParams(), MaxTokens: path.x(20), IgnoreEOS: true, Logprobs: true},
+		{Prompt: kvPrompt(path.x(10), 2), Params: sample.GreedyParams(), MaxTokens: path.x(20), IgnoreEOS: true, Logprobs: true},
+	}
+	var mu sync.Mutex
+	together, sawWait := false, false
+	first := true
+	be.hook = func(batch []*backend.Seq) {
+		st := e.Stats()
+		mu.Lock()
+		defer mu.Unlock()
+		if first {
+			// The first request's first step: the second is
+			// submitted meanwhile and must be queued by now.
+			first = false
+			waitIn(t, "the second request to be queued", func() bool { return e.Stats().Queued == 1 })
+			return
+		}
+		if len(batch) == 2 {
+			together = true
+		}
+		if st.Queued == 1 && st.Active == 1 {
+			sawWait = true // a slot is free: it waits for blocks
+		}
+		if st.KVBlocksUsed+st.KVBlocksCached+st.KVBlocksFree != st.KVBlocksTotal {
+			t.Errorf("step: %+v", st)
+		}
+	}
+	type out struct {
+		toks []Token
+		err  error
+	}
+	outs := make([]out, 2)
+	var wg sync.WaitGroup
+	wg.Go(func() { outs[0].toks, _, outs[0].err = generate(e, reqs[0]) })
+	waitFor(t, "the first request to start", func() bool { return be.stepsTaken() > 0 })
+	wg.Go(func() { outs[1].toks, _, outs[1].err = generate(e, reqs[1]) })
+	wg.Wait()
+	for i, o := range outs {
+		want, _, err := generate(plain, reqs[i])
+		if o.err != nil || err != nil {
+			t.Fatalf("request %d: %v (without a budget: %v)", i, o.err, err)
+		}
+		if !tokensEqual(o.toks, want) {
+			t.Errorf("request %d: %v with the budget, %v without", i, o.toks, want)
+		}
+	}
+	if together != wantTogether || sawWait == wantTogether {
+		t.Errorf("ran together %v, waited for blocks %v; want together %v", together, sawWait, wantTogether)
+	}
+	st := e.Stats()
+	checkBlocks(t, st)
+	if st.KVBlocksUsed != 0 {
+		t.Errorf("after both: %d blocks used", st.KVBlocksUsed)
 	}
 }
 
@@ -266,11 +320,11 @@ func (k *countKV) Free()              { k.onFree() }
 // the one it takes) and only that one, so the third's prompt is still
 // reused and the second's is read again, which in turn evicts the least
 // recently used (the fourth's) — results bit for bit those without a
-// budget.
+// budget. On the slot path (TestPagedEviction is the paged path's).
 func TestKVEvictionInEngine(t *testing.T) {
 	m, tok := penaltyModel(t)
-	plain, _ := budgetEngine(t, m, tok, 3, 8, -1)
-	e, be := budgetEngine(t, m, tok, 3, 8, 8)
+	plain := plainEngine(t, m, tok, 3)
+	e, be := budgetEngine(t, m, tok, 3, kvPaths[0], 8)
 	req := func(p []int32, n int) Request {
 		return Request{Prompt: p, Params: sample.GreedyParams(), MaxTokens: n, IgnoreEOS: true, Logprobs: true}
 	}
@@ -332,8 +386,15 @@ func TestKVEvictionInEngine(t *testing.T) {
 // the budget is and what to do; one that fills the budget exactly runs
 // (its first token needs no position of its own).
 func TestKVNeverFits(t *testing.T) {
+	for _, path := range kvPaths {
+		t.Run(path.String(), func(t *testing.T) { testKVNeverFits(t, path) })
+	}
+}
+
+func testKVNeverFits(t *testing.T, path kvPath) {
 	m, tok := penaltyModel(t)
-	e, _ := budgetEngine(t, m, tok, 2, 8, 4) // 32 positions
+	blocks := 32 / path.block
+	e, _ := budgetEngine(t, m, tok, 2, path, blocks) // 32 positions
 	cases := []struct {
 		prompt int
 		fits   bool
@@ -353,7 +414,7 @@ func TestKVNeverFits(t *testing.T) {
 				t.Fatalf("%d-token prompt: %v, want a KVMemoryError matching ErrInvalidRequest", tc.prompt, err)
 			}
 			msg := err.Error()
-			for _, want := range []string{fmt.Sprintf("%d tokens", tc.prompt), "holds 4 blocks", "--kv-memory"} {
+			for _, want := range []string{fmt.Sprintf("%d tokens", tc.prompt), fmt.Sprintf("holds %d blocks", blocks), "--kv-memory"} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("message %q lacks %q", msg, want)
 				}
@@ -376,7 +437,7 @@ func TestKVNeverFits(t *testing.T) {
 // bit as without a budget.
 func TestKVCannotGrow(t *testing.T) {
 	m, tok := penaltyModel(t)
-	plain, _ := budgetEngine(t, m, tok, 2, 8, -1)
+	plain := plainEngine(t, m, tok, 2)
 	cases := []struct {
 		name   string
 		blocks int
@@ -385,58 +446,61 @@ func TestKVCannotGrow(t *testing.T) {
 		{"6 blocks: the first fails", 6, true},
 		{"10 blocks: both finish", 10, false},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e, be := budgetEngine(t, m, tok, 2, 8, tc.blocks)
-			reqs := []Request{
-				{Prompt: kvPrompt(9, 1), Params: sample.GreedyParams(), MaxTokens: 30, IgnoreEOS: true, Logprobs: true},
-				{Prompt: kvPrompt(9, 2), Params: sample.GreedyParams(), MaxTokens: 30, IgnoreEOS: true, Logprobs: true},
-			}
-			var once sync.Once
-			be.hook = func([]*backend.Seq) {
-				once.Do(func() { waitIn(t, "the second request to be queued", func() bool { return e.Stats().Queued == 1 }) })
-			}
-			type out struct {
-				toks []Token
-				res  *Result
-				err  error
-			}
-			outs := make([]out, 2)
-			var wg sync.WaitGroup
-			wg.Go(func() { outs[0].toks, outs[0].res, outs[0].err = generate(e, reqs[0]) })
-			waitFor(t, "the first request to start", func() bool { return be.stepsTaken() > 0 })
-			wg.Go(func() { outs[1].toks, outs[1].res, outs[1].err = generate(e, reqs[1]) })
-			wg.Wait()
-			for i, o := range outs {
-				want, _, err := generate(plain, reqs[i])
-				if err != nil {
-					t.Fatal(err)
+	for _, path := range kvPaths {
+		for _, tc := range cases {
+			t.Run(path.String()+"/"+tc.name, func(t *testing.T) {
+				e, be := budgetEngine(t, m, tok, 2, path, tc.blocks)
+				reqs := []Request{
+					{Prompt: kvPrompt(path.x(9), 1), Params: sample.GreedyParams(), MaxTokens: path.x(30), IgnoreEOS: true, Logprobs: true},
+					{Prompt: kvPrompt(path.x(9), 2), Params: sample.GreedyParams(), MaxTokens: path.x(30), IgnoreEOS: true, Logprobs: true},
 				}
-				if i == 0 && tc.fails {
-					var ke *KVMemoryError
-					if !errors.As(o.err, &ke) || !ke.Grow || !errors.Is(o.err, backend.ErrOutOfMemory) || o.res.StopReason != StopError {
-						t.Fatalf("request 0: %v, want a KVMemoryError that matches backend.ErrOutOfMemory", o.err)
-					}
-					// 3 blocks (24 positions): the 9 of the prompt and 15
-					// fed tokens; the 16th came from the last.
-					if len(o.toks) != 16 || !tokensEqual(o.toks, want[:16]) || ke.Positions != 25 {
-						t.Errorf("request 0 ended at position %d after %v, want 16 tokens of %v", ke.Positions-1, o.toks, want)
-					}
-					if !strings.Contains(o.err.Error(), "retry") {
-						t.Errorf("message %q says nothing of what to do", o.err)
-					}
-					continue
+				var once sync.Once
+				be.hook = func([]*backend.Seq) {
+					once.Do(func() { waitIn(t, "the second request to be queued", func() bool { return e.Stats().Queued == 1 }) })
 				}
-				if o.err != nil || !tokensEqual(o.toks, want) {
-					t.Errorf("request %d: %v (%v), without a budget %v", i, o.toks, o.err, want)
+				type out struct {
+					toks []Token
+					res  *Result
+					err  error
 				}
-			}
-			st := e.Stats()
-			checkBlocks(t, st)
-			if st.KVBlocksUsed != 0 {
-				t.Errorf("after both: %d blocks used", st.KVBlocksUsed)
-			}
-		})
+				outs := make([]out, 2)
+				var wg sync.WaitGroup
+				wg.Go(func() { outs[0].toks, outs[0].res, outs[0].err = generate(e, reqs[0]) })
+				waitFor(t, "the first request to start", func() bool { return be.stepsTaken() > 0 })
+				wg.Go(func() { outs[1].toks, outs[1].res, outs[1].err = generate(e, reqs[1]) })
+				wg.Wait()
+				for i, o := range outs {
+					want, _, err := generate(plain, reqs[i])
+					if err != nil {
+						t.Fatal(err)
+					}
+					if i == 0 && tc.fails {
+						var ke *KVMemoryError
+						if !errors.As(o.err, &ke) || !ke.Grow || !errors.Is(o.err, backend.ErrOutOfMemory) || o.res.StopReason != StopError {
+							t.Fatalf("request 0: %v, want a KVMemoryError that matches backend.ErrOutOfMemory", o.err)
+						}
+						// 3 blocks (24 positions of 8): the 9 of the prompt
+						// and 15 fed tokens; the 16th came from the last.
+						n := path.x(24) - path.x(9) + 1
+						if len(o.toks) != n || !tokensEqual(o.toks, want[:n]) || ke.Positions != path.x(24)+1 {
+							t.Errorf("request 0 ended at position %d after %v, want %d tokens of %v", ke.Positions-1, o.toks, n, want)
+						}
+						if !strings.Contains(o.err.Error(), "retry") {
+							t.Errorf("message %q says nothing of what to do", o.err)
+						}
+						continue
+					}
+					if o.err != nil || !tokensEqual(o.toks, want) {
+						t.Errorf("request %d: %v (%v), without a budget %v", i, o.toks, o.err, want)
+					}
+				}
+				st := e.Stats()
+				checkBlocks(t, st)
+				if st.KVBlocksUsed != 0 {
+					t.Errorf("after both: %d blocks used", st.KVBlocksUsed)
+				}
+			})
+		}
 	}
 }
 
@@ -447,7 +511,7 @@ func TestKVCannotGrow(t *testing.T) {
 // is back.
 func TestKVNoDeadlock(t *testing.T) {
 	m, tok := penaltyModel(t)
-	plain, _ := budgetEngine(t, m, tok, 3, 8, -1)
+	plain := plainEngine(t, m, tok, 3)
 	cases := []struct {
 		name     string
 		parallel int
@@ -457,55 +521,57 @@ func TestKVNoDeadlock(t *testing.T) {
 		{"3 slots, 14 blocks", 3, 14},
 		{"1 slot, 6 blocks", 1, 6},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e, _ := budgetEngine(t, m, tok, tc.parallel, 8, tc.blocks)
-			var wg sync.WaitGroup
-			var mu sync.Mutex
-			finished, outOfBlocks := 0, 0
-			for i := range 16 {
-				wg.Go(func() {
-					if i%5 == 4 {
-						if _, err := e.Score(context.Background(), kvPrompt(12+i, i), 0); err != nil {
-							t.Errorf("score %d: %v", i, err)
+	for _, path := range kvPaths {
+		for _, tc := range cases {
+			t.Run(path.String()+"/"+tc.name, func(t *testing.T) {
+				e, _ := budgetEngine(t, m, tok, tc.parallel, path, tc.blocks)
+				var wg sync.WaitGroup
+				var mu sync.Mutex
+				finished, outOfBlocks := 0, 0
+				for i := range 16 {
+					wg.Go(func() {
+						if i%5 == 4 {
+							if _, err := e.Score(context.Background(), kvPrompt(path.x(12+i), i), 0); err != nil {
+								t.Errorf("score %d: %v", i, err)
+							}
+							return
 						}
-						return
-					}
-					req := Request{Prompt: kvPrompt(5+2*i, i%4), Params: sample.GreedyParams(), MaxTokens: 4 + 2*i, IgnoreEOS: true, Logprobs: true}
-					got, _, err := generate(e, req)
-					mu.Lock()
-					defer mu.Unlock()
-					if errors.Is(err, ErrKVMemory) && errors.Is(err, backend.ErrOutOfMemory) {
-						outOfBlocks++
-						return
-					}
-					if err != nil {
-						t.Errorf("request %d: %v", i, err)
-						return
-					}
-					finished++
-					want, _, _ := generate(plain, req)
-					if !tokensEqual(got, want) {
-						t.Errorf("request %d: %v with the budget, %v without", i, got, want)
-					}
-				})
-			}
-			done := make(chan struct{})
-			go func() { wg.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				t.Fatalf("requests still waiting after 20 s: %+v", e.Stats())
-			}
-			t.Logf("%d finished, %d out of blocks", finished, outOfBlocks)
-			if finished == 0 {
-				t.Error("no request finished")
-			}
-			st := e.Stats()
-			checkBlocks(t, st)
-			if st.KVBlocksUsed != 0 || st.Active != 0 || st.Queued != 0 {
-				t.Errorf("afterwards: %+v", st)
-			}
-		})
+						req := Request{Prompt: kvPrompt(path.x(5+2*i), i%4), Params: sample.GreedyParams(), MaxTokens: path.x(4 + 2*i), IgnoreEOS: true, Logprobs: true}
+						got, _, err := generate(e, req)
+						mu.Lock()
+						defer mu.Unlock()
+						if errors.Is(err, ErrKVMemory) && errors.Is(err, backend.ErrOutOfMemory) {
+							outOfBlocks++
+							return
+						}
+						if err != nil {
+							t.Errorf("request %d: %v", i, err)
+							return
+						}
+						finished++
+						want, _, _ := generate(plain, req)
+						if !tokensEqual(got, want) {
+							t.Errorf("request %d: %v with the budget, %v without", i, got, want)
+						}
+					})
+				}
+				done := make(chan struct{})
+				go func() { wg.Wait(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(20 * time.Second):
+					t.Fatalf("requests still waiting after 20 s: %+v", e.Stats())
+				}
+				t.Logf("%d finished, %d out of blocks", finished, outOfBlocks)
+				if finished == 0 {
+					t.Error("no request finished")
+				}
+				st := e.Stats()
+				checkBlocks(t, st)
+				if st.KVBlocksUsed != 0 || st.Active != 0 || st.Queued != 0 {
+					t.Errorf("afterwards: %+v", st)
+				}
+			})
+		}
 	}
 }

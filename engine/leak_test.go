@@ -27,16 +27,20 @@ import (
 // budget and with one that holds two requests' blocks (requests then wait
 // for blocks, cached prompts are evicted and some sequences cannot grow):
 // afterwards no block is used and cached + free blocks are all of them.
+// On the paged path (the CPU backend's block pool: its bytes are the
+// backend's KV bytes) and the slot path (a cache per slot).
 func TestNoLeakUnderChurn(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		blocks int // KV memory in blocks of 16 positions (0: the default)
-	}{{"default budget", 0}, {"tight budget", 24}} {
-		t.Run(tc.name, func(t *testing.T) { testNoLeakUnderChurn(t, tc.blocks) })
+	for _, path := range kvPaths {
+		for _, tc := range []struct {
+			name   string
+			blocks int // KV memory in blocks of 16 positions (0: the default)
+		}{{"default budget", 0}, {"tight budget", 24}} {
+			t.Run(path.String()+"/"+tc.name, func(t *testing.T) { testNoLeakUnderChurn(t, path.paged, tc.blocks) })
+		}
 	}
 }
 
-func testNoLeakUnderChurn(t *testing.T, kvBlocks int) {
+func testNoLeakUnderChurn(t *testing.T, paged bool, kvBlocks int) {
 	total := 1000
 	if testing.Short() {
 		total = 300
@@ -49,7 +53,11 @@ func testNoLeakUnderChurn(t *testing.T, kvBlocks int) {
 	}
 	newEngine := func() (*Engine, *prefillCanceller) {
 		be := &prefillCanceller{Backend: cpu.New(m, 2)}
-		e, err := New(be, tok, opts)
+		var b backend.Backend = be
+		if !paged {
+			b = noPagerCanceller{prefillCanceller: be}
+		}
+		e, err := New(b, tok, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,15 +205,27 @@ func testNoLeakUnderChurn(t *testing.T, kvBlocks int) {
 	waitFor(t, "the engine to be idle", idle)
 	st := e.Stats()
 	_, used, _ := be.KVBudget()
-	if used != st.KVCacheSize || st.KVCacheSize > int64(opts.Parallel*opts.CtxLen)*perPos {
-		t.Errorf("the backend's KV caches hold %d bytes, the slots' %d (at most %d slots × %d positions × %d bytes)",
-			used, st.KVCacheSize, opts.Parallel, opts.CtxLen, perPos)
+	if paged {
+		// The pool's blocks keep their memory once used: at least the
+		// cached ones', at most the budget's; nothing outside the pool.
+		if used != st.KVCacheSize || st.KVCacheSize < int64(st.KVBlocksCached)*st.KVBlockBytes || st.KVCacheSize > int64(st.KVBlocksTotal)*st.KVBlockBytes {
+			t.Errorf("the backend's KV caches hold %d bytes, the pool %d (%d blocks cached of %d, %d bytes a block)",
+				used, st.KVCacheSize, st.KVBlocksCached, st.KVBlocksTotal, st.KVBlockBytes)
+		}
+	} else if used != st.KVCacheSize || st.KVCacheSize > int64(opts.Parallel*opts.CtxLen)*perPos || st.KVCacheSize > int64(st.KVBlocksCached)*st.KVBlockBytes {
+		// The cached blocks are exactly the free slots' caches.
+		t.Errorf("the backend's KV caches hold %d bytes, the slots' %d (at most %d slots × %d positions × %d bytes, %d blocks cached)",
+			used, st.KVCacheSize, opts.Parallel, opts.CtxLen, perPos, st.KVBlocksCached)
 	}
-	// Every block back: none used, the cached ones exactly the free
-	// slots' caches.
-	if st.KVBlocksUsed != 0 || st.KVBlocksCached+st.KVBlocksFree != st.KVBlocksTotal || st.KVCacheSize > int64(st.KVBlocksCached)*st.KVBlockBytes {
-		t.Errorf("KV blocks after the churn: %d used, %d cached, %d free of %d (caches of %d bytes, %d a block)",
-			st.KVBlocksUsed, st.KVBlocksCached, st.KVBlocksFree, st.KVBlocksTotal, st.KVCacheSize, st.KVBlockBytes)
+	// Every block back: none used.
+	if st.KVBlocksUsed != 0 || st.KVBlocksCached+st.KVBlocksFree != st.KVBlocksTotal || st.KVPaged != paged {
+		t.Errorf("KV blocks after the churn: %d used, %d cached, %d free of %d (paged %v)",
+			st.KVBlocksUsed, st.KVBlocksCached, st.KVBlocksFree, st.KVBlocksTotal, st.KVPaged)
+	}
+	if paged {
+		e.mu.Lock()
+		checkBook(t, e.bc) // every hold given back, the entries all cached
+		e.mu.Unlock()
 	}
 	if kvBlocks > 0 && (st.KVBlocksTotal != kvBlocks || st.KVEvictedBlocks == 0) {
 		t.Errorf("%d blocks in all, %d evicted: want %d, and the churn to evict cached prompts", st.KVBlocksTotal, st.KVEvictedBlocks, kvBlocks)
@@ -244,6 +264,12 @@ func testNoLeakUnderChurn(t *testing.T, kvBlocks int) {
 }
 
 var errClientGone = errors.New("client gone")
+
+// noPagerCanceller is prefillCanceller on the slot path (see noPager).
+type noPagerCanceller struct {
+	*prefillCanceller
+	KVBlockLen, NewBlockPool struct{}
+}
 
 // prefillCanceller is the CPU backend that cancels the requests registered
 // with it while they read their prompt: in a step that reads a chunk of

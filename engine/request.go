@@ -18,8 +18,9 @@ type Request struct {
 	Logprobs    bool          // report each token's log-probability (costs a pass over the vocabulary)
 	TopLogprobs int           // alternatives reported per token (0 = none); implies Logprobs
 	IgnoreEOS   bool          // keep going past end-of-generation tokens
-	// NoPrefixCache makes the request read its whole prompt even when a
-	// free slot holds its start (the result is the same either way).
+	// NoPrefixCache makes the request read its whole prompt even when the
+	// prefix cache holds its start (the result is the same either way),
+	// and keeps its prompt's rows out of the cache.
 	NoPrefixCache bool
 	// Grammar constrains the output to a language (Engine.Grammar compiles
 	// one): each step samples from the model's distribution renormalised
@@ -74,8 +75,9 @@ type Result struct {
 	Seed         uint64 // the sampler's seed (generated when the request gave none)
 	Timings      Timings
 	Embedding    []float32 // Engine.Embed: the pooled, L2-normalised final hidden state
-	// CachedTokens are the prompt tokens taken from the slot's cache (the
-	// start of the prompt the slot read last) instead of being computed.
+	// CachedTokens are the prompt tokens taken from the prefix cache (rows
+	// of earlier prompts, or of a running request's prompt) instead of
+	// being computed.
 	CachedTokens int
 }
 

@@ -41,16 +41,11 @@ func (e *Engine) Score(ctx context.Context, ids []int32, topK int) (*ScoreResult
 			return nil, invalid("token %d is id %d, outside the vocabulary [0, %d)", i, id, c.VocabSize)
 		}
 	}
-	release, err := e.takeBlocks(ctx, len(ids))
+	kv, release, err := e.scoreCache(ctx, len(ids))
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	kv, err := e.be.NewKVCache(len(ids))
-	if err != nil {
-		return nil, err
-	}
-	defer kv.Free()
 	res := &ScoreResult{IDs: ids, Positions: make([]Position, 0, len(ids)-1)}
 	V := c.VocabSize
 	var sum float64
@@ -88,20 +83,30 @@ func (e *Engine) Score(ctx context.Context, ids []int32, topK int) (*ScoreResult
 	return res, nil
 }
 
-// takeBlocks takes the blocks of a cache of n positions out of the KV
-// memory budget for Score, evicting free slots' cached prompts where the
-// free blocks do not do, and waiting for running sequences to give blocks
-// back where even that does not. The returned function gives them back.
-func (e *Engine) takeBlocks(ctx context.Context, n int) (func(), error) {
+// scoreCache is a KV cache of n positions for Score, within the KV memory
+// budget: a table of the pool's blocks on a paged backend, else a cache of
+// its own whose blocks are counted. Cached blocks are evicted where the
+// free ones do not do; where even that does not, it waits for running
+// sequences to give blocks back (without a limit it never waits: a cache
+// of its own, uncounted, where the pool has no room). The returned
+// function frees the cache and gives the blocks back.
+func (e *Engine) scoreCache(ctx context.Context, n int) (backend.KVCache, func(), error) {
 	blocks := e.blocksFor(n)
 	if e.kvLimited && blocks > e.kvTotal {
-		return nil, e.kvError(false, n, blocks)
+		return nil, nil, e.kvError(false, n, blocks)
 	}
+	var ids []int32 // the pool's blocks it holds
+	counted := false
 	for {
 		e.mu.Lock()
-		if e.makeRoom(blocks) {
+		if e.bc != nil {
+			var ok bool
+			if ids, ok = e.bc.take(blocks); ok || !e.kvLimited {
+				break // e.mu held
+			}
+		} else if e.makeRoom(blocks) {
 			e.scoreBlocks += blocks
-			e.mu.Unlock()
+			counted = true
 			break
 		}
 		ch := e.freed
@@ -109,14 +114,40 @@ func (e *Engine) takeBlocks(ctx context.Context, n int) (func(), error) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, ErrCancelled
+			return nil, nil, ErrCancelled
 		}
 	}
-	return func() {
+	e.mu.Unlock()
+	var kv backend.KVCache
+	var err error
+	if ids != nil {
+		e.lockPool()
+		pc := e.pool.NewCache()
+		if err = pc.SetTable(ids, 0); err == nil {
+			kv = pc
+		}
+		e.unlockPool()
+	} else {
+		kv, err = e.be.NewKVCache(n)
+	}
+	release := func() {
 		e.mu.Lock()
-		e.scoreBlocks -= blocks
+		switch {
+		case ids != nil:
+			e.bc.drop(ids)
+		case counted:
+			e.scoreBlocks -= blocks
+		}
+		if kv != nil && ids == nil {
+			kv.Free()
+		}
 		e.blocksFreed()
 		e.mu.Unlock()
 		e.signal() // a request may wait for these blocks
-	}, nil
+	}
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return kv, release, nil
 }
