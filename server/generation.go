@@ -26,8 +26,8 @@ type generation struct {
 	// n is the number of choices (OpenAI's n; 0 counts as 1): n engine
 	// runs of req over the same prompt, choice i with choiceRequest(req,
 	// i). The first runs alone until it has read the prompt; the others
-	// then take the prompt's rows from its cache (the engine's prefix
-	// sharing) instead of computing them again.
+	// then share its prompt's KV blocks (the engine's prefix cache)
+	// instead of computing them again.
 	n int
 
 	// begin, when not nil, starts a stream (headers, an opening event)

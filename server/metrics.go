@@ -124,7 +124,7 @@ func newMetrics(s *Server) *metrics {
 	}
 	kvBlocksGauge := func(state string, f func(engine.Stats) int) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "kv_blocks",
-			Help:        "Blocks of KV memory by state: used (running sequences), cached (free slots' prompts, evicted least recently used first when blocks are needed), free; they add up to kv_blocks_total.",
+			Help:        "Blocks of KV memory by state: used (running sequences and scoring), cached (the prefix cache: prompt rows of ended requests, evicted least recently used first when blocks are needed), free; they add up to kv_blocks_total.",
 			ConstLabels: prometheus.Labels{"state": state}}, kvStat(func(st engine.Stats) float64 { return float64(f(st)) }))
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
@@ -165,16 +165,22 @@ func newMetrics(s *Server) *metrics {
 		gauge("kv_memory_budget_bytes", "Bytes the KV caches of all sequences may hold together (--kv-memory; 0: no limit).",
 			kvStat(func(st engine.Stats) float64 { return float64(st.KVMemory) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "kv_blocks_evicted_total",
-			Help: "Cached blocks (free slots' prompts) evicted to make room for a request or a growing sequence."},
+			Help: "Cached blocks (the prefix cache's) evicted to make room for a request, a growing sequence or scoring."},
 			kvStat(func(st engine.Stats) float64 { return float64(st.KVEvictedBlocks) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "prefix_cache_lookups_total",
+			Help: "Requests that looked for their prompt's start in the prefix cache (--prefix-cache; not those that opted out)."},
+			kvStat(func(st engine.Stats) float64 { return float64(st.PrefixLookups) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "prefix_cache_hits_total",
+			Help: "Requests that took at least one prompt token from the prefix cache."},
+			kvStat(func(st engine.Stats) float64 { return float64(st.PrefixHits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "prefix_cache_lookup_tokens_total",
+			Help: "Prompt tokens of the requests that looked in the prefix cache."},
+			kvStat(func(st engine.Stats) float64 { return float64(st.PrefixLookupTokens) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "prefix_cache_hit_tokens_total",
-			Help: "Prompt tokens taken from a slot's cached prompt instead of being computed (--prefix-cache)."},
-			func() float64 {
-				if mdl := s.model.Load(); mdl != nil {
-					return float64(mdl.Stats().PrefixHitTokens)
-				}
-				return 0
-			}),
+			Help: "Prompt tokens taken from the prefix cache instead of being computed (--prefix-cache)."},
+			kvStat(func(st engine.Stats) float64 { return float64(st.PrefixHitTokens) })),
+		gauge("prefix_cache_hit_ratio", "Prompt tokens taken from the prefix cache over the prompt tokens of the requests that looked in it, since the start (0 to 1; 0 before any lookup).",
+			kvStat(func(st engine.Stats) float64 { return st.PrefixHitRate })),
 		gauge("prompt_tokens_per_second", "Prompt tokens read per second of prompt processing, over the requests so far (llama-server's prompt_tokens_seconds).",
 			func() float64 { return m.rates.prompt() }),
 		gauge("generated_tokens_per_second", "Tokens generated per second of decoding, over the requests so far (llama-server's predicted_tokens_seconds).",

@@ -260,6 +260,7 @@ type healthResponse struct {
 	Slots           *slotsJSON      `json:"slots,omitempty"`
 	Queue           *queueJSON      `json:"queue,omitempty"`
 	KVBlocks        *kvBlocksJSON   `json:"kv_blocks,omitempty"`
+	PrefixCache     *prefixJSON     `json:"prefix_cache,omitempty"`
 	Requests        *inFlightHealth `json:"requests,omitempty"`
 }
 
@@ -278,9 +279,11 @@ type slotsJSON struct {
 }
 
 // kvBlocksJSON is the KV memory budget in blocks (engine.Stats): used by
-// running sequences, cached by free slots' prompts (evicted when needed),
-// free; used + cached + free = total.
+// running sequences (and scoring), cached by the prefix cache (evicted
+// when needed), free; used + cached + free = total. Paged: the caches are
+// block tables over one pool of them (else one allocation a slot).
 type kvBlocksJSON struct {
+	Paged          bool   `json:"paged"`
 	Total          int    `json:"total"`
 	Used           int    `json:"used"`
 	Cached         int    `json:"cached"`
@@ -290,6 +293,20 @@ type kvBlocksJSON struct {
 	BudgetBytes    int64  `json:"budget_bytes"` // 0: no limit
 	BudgetSource   string `json:"budget_source"`
 	Evicted        int64  `json:"evicted_total"`
+}
+
+// prefixJSON is the prefix cache's figures since the start
+// (engine.Stats): requests that looked in it and those that found rows
+// there, their prompt tokens and those taken from it, and the share of
+// prompt tokens taken (hit_rate); its blocks are kv_blocks.cached.
+type prefixJSON struct {
+	Enabled      bool    `json:"enabled"`
+	Lookups      int64   `json:"lookups"`
+	Hits         int64   `json:"hits"`
+	LookupTokens int64   `json:"lookup_tokens"`
+	HitTokens    int64   `json:"hit_tokens"`
+	HitRate      float64 `json:"hit_rate"`
+	CachedBlocks int     `json:"cached_blocks"`
 }
 
 type queueJSON struct {
@@ -348,7 +365,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		}
 		h.Slots = &slotsJSON{Total: st.Slots, Active: st.Active, Idle: st.Slots - st.Active}
 		h.Queue = &queueJSON{Depth: st.Queued, Capacity: m.Options().QueueSize}
-		h.KVBlocks = &kvBlocksJSON{Total: st.KVBlocksTotal, Used: st.KVBlocksUsed, Cached: st.KVBlocksCached, Free: st.KVBlocksFree,
+		h.PrefixCache = &prefixJSON{Enabled: !m.Options().NoPrefixCache, Lookups: st.PrefixLookups, Hits: st.PrefixHits,
+			LookupTokens: st.PrefixLookupTokens, HitTokens: st.PrefixHitTokens, HitRate: st.PrefixHitRate, CachedBlocks: st.KVBlocksCached}
+		h.KVBlocks = &kvBlocksJSON{Paged: st.KVPaged, Total: st.KVBlocksTotal, Used: st.KVBlocksUsed, Cached: st.KVBlocksCached, Free: st.KVBlocksFree,
 			BlockPositions: st.KVBlockPositions, BlockBytes: st.KVBlockBytes, BudgetBytes: st.KVMemory, BudgetSource: st.KVMemorySource,
 			Evicted: st.KVEvictedBlocks}
 		h.Requests = &inFlightHealth{InFlight: s.InFlight()}

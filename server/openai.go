@@ -196,8 +196,8 @@ type (
 		PromptTokens     int `json:"prompt_tokens"`
 		CompletionTokens int `json:"completion_tokens"`
 		TotalTokens      int `json:"total_tokens"`
-		// PromptTokensDetails.CachedTokens: prompt tokens taken from a
-		// slot's cached prompt (--prefix-cache) instead of being computed.
+		// PromptTokensDetails.CachedTokens: prompt tokens taken from the
+		// prefix cache (--prefix-cache) instead of being computed.
 		PromptTokensDetails struct {
 			CachedTokens int `json:"cached_tokens"`
 		} `json:"prompt_tokens_details"`

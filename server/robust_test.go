@@ -267,24 +267,29 @@ func TestMemoryStable(t *testing.T) {
 // TestKVBlocksReported: /metrics and /health report the KV memory in
 // blocks: while a long generation runs some are used; used + cached + free
 // is the total in both; once it ends none is used and its blocks are
-// cached (its prompt kept for reuse).
+// cached (its prompt's rows kept for reuse), and the same prompt again
+// takes them: the prefix cache's figures count the hit in both.
 func TestKVBlocksReported(t *testing.T) {
 	ts := newTestServer(t, opts{model: "slow", parallel: 2})
 	blocks := func() (used, cached, free, total float64) {
 		return ts.metric(t, `worker_orcd_kv_blocks{state="used"}`), ts.metric(t, `worker_orcd_kv_blocks{state="cached"}`),
 			ts.metric(t, `worker_orcd_kv_blocks{state="free"}`), ts.metric(t, "worker_orcd_kv_blocks_total")
 	}
-	health := func() kvBlocksJSON {
-		var h struct {
-			KV kvBlocksJSON `json:"kv_blocks"`
-		}
+	type healthKV struct {
+		KV     kvBlocksJSON `json:"kv_blocks"`
+		Prefix prefixJSON   `json:"prefix_cache"`
+	}
+	healthAll := func() healthKV {
+		var h healthKV
 		if err := json.Unmarshal(readAll(t, get(t, ts.URL+"/health")), &h); err != nil {
 			t.Fatal(err)
 		}
-		return h.KV
+		return h
 	}
-	if total := ts.metric(t, "worker_orcd_kv_blocks_total"); total < 1 || ts.metric(t, "worker_orcd_kv_block_positions") != 256 {
-		t.Fatalf("kv_blocks_total %v, kv_block_positions %v", total, ts.metric(t, "worker_orcd_kv_block_positions"))
+	health := func() kvBlocksJSON { return healthAll().KV }
+	// The CPU backend's caches are paged: blocks of its 16 positions.
+	if total := ts.metric(t, "worker_orcd_kv_blocks_total"); total < 1 || ts.metric(t, "worker_orcd_kv_block_positions") != 16 || !health().Paged {
+		t.Fatalf("kv_blocks_total %v, kv_block_positions %v, paged %v", total, ts.metric(t, "worker_orcd_kv_block_positions"), health().Paged)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, _ := startLong(t, ts, ctx, "blocks")
@@ -295,7 +300,7 @@ func TestKVBlocksReported(t *testing.T) {
 	if u, c, f, n := blocks(); u+c+f != n {
 		t.Errorf("/metrics while running: %v used + %v cached + %v free != %v", u, c, f, n)
 	}
-	if h := health(); h.Used < 1 || h.Used+h.Cached+h.Free != h.Total || h.BlockPositions != 256 || h.BlockBytes <= 0 || h.BudgetSource == "" {
+	if h := health(); h.Used < 1 || h.Used+h.Cached+h.Free != h.Total || h.BlockPositions != 16 || h.BlockBytes <= 0 || h.BudgetSource == "" {
 		t.Errorf("/health while running: %+v", h)
 	}
 	cancel()
@@ -305,5 +310,29 @@ func TestKVBlocksReported(t *testing.T) {
 	}
 	if h := health(); h.Used != 0 || h.Cached+h.Free != h.Total {
 		t.Errorf("/health after the end: %+v", h)
+	}
+	resp := post(t, ts.URL+"/v1/completions", `{"prompt":"once upon a time","max_tokens":2,"temperature":0}`)
+	var out struct {
+		Usage struct {
+			PromptTokens int `json:"prompt_tokens"`
+			Details      struct {
+				CachedTokens int `json:"cached_tokens"`
+			} `json:"prompt_tokens_details"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal(readAll(t, resp), &out); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the same prompt again: %d, %v", resp.StatusCode, err)
+	}
+	if u := out.Usage; u.Details.CachedTokens != u.PromptTokens-1 {
+		t.Errorf("the same prompt again: %d of its %d prompt tokens from the cache, want all but the last", u.Details.CachedTokens, u.PromptTokens)
+	}
+	lookups, hits := ts.metric(t, "worker_orcd_prefix_cache_lookups_total"), ts.metric(t, "worker_orcd_prefix_cache_hits_total")
+	hitTokens, ratio := ts.metric(t, "worker_orcd_prefix_cache_hit_tokens_total"), ts.metric(t, "worker_orcd_prefix_cache_hit_ratio")
+	lookupTokens := ts.metric(t, "worker_orcd_prefix_cache_lookup_tokens_total")
+	if lookups != 2 || hits != 1 || hitTokens != float64(out.Usage.Details.CachedTokens) || lookupTokens != 2*float64(out.Usage.PromptTokens) || ratio != hitTokens/lookupTokens {
+		t.Errorf("/metrics: %v lookups, %v hits, %v of %v tokens, ratio %v", lookups, hits, hitTokens, lookupTokens, ratio)
+	}
+	if p := healthAll().Prefix; !p.Enabled || p.Lookups != 2 || p.Hits != 1 || float64(p.HitTokens) != hitTokens || p.HitRate != ratio || p.CachedBlocks < 1 {
+		t.Errorf("/health prefix_cache: %+v", p)
 	}
 }
