@@ -36,8 +36,8 @@ type benchJSON struct {
 	DecodeTPS     float64 `json:"decode_tokens_per_s"`
 	DecodeOfFloor float64 `json:"decode_fraction_of_floor"`
 	// The prefill's time to first token, and that of a request whose prompt
-	// is the same prompt plus 16 tokens, answered from the slot's cached
-	// prompt (--prefix-cache): the time a chat's next turn waits.
+	// is the same prompt plus 16 tokens, answered from the prefix cache
+	// (--prefix-cache): the time a chat's next turn waits.
 	TTFTMs             float64      `json:"ttft_ms"`
 	CachedPrefixTTFTMs float64      `json:"cached_prefix_ttft_ms"`
 	CachedPrefixTokens int          `json:"cached_prefix_tokens"`

@@ -575,20 +575,24 @@ func (d *doctor) kvBudgetReport(n memNeed) (status, msg, fix string) {
 	case budget <= 0:
 		return statusOK, "no KV memory budget (" + source + ")", ""
 	}
-	block := int64(engine.DefaultKVBlock) * n.kvPerPos
+	// Both backends page their KV caches in blocks of cpu.KVBlockLen
+	// positions (the CUDA backend's KVBlockLen is the same): the engine
+	// counts the budget in those.
+	blockLen := cpu.KVBlockLen
+	block := int64(blockLen) * n.kvPerPos
 	blocks := budget / max(block, 1)
-	perSeq := int64((n.ctx + engine.DefaultKVBlock - 1) / engine.DefaultKVBlock)
+	perSeq := int64((n.ctx + blockLen - 1) / blockLen)
 	want := perSeq * int64(d.flags.parallel)
-	head := fmt.Sprintf("KV memory budget of %s (%s): %d blocks of %d positions (%s a block)", humanBytes(budget), source, blocks, engine.DefaultKVBlock, humanBytes(block))
+	head := fmt.Sprintf("KV memory budget of %s (%s): %d blocks of %d positions (%s a block)", humanBytes(budget), source, blocks, blockLen, humanBytes(block))
 	switch {
 	case blocks < 1:
 		return statusFail, head + ": not one block fits, the worker will not start", "raise --kv-memory (WORKER_KV_MEMORY) if the machine has the memory, or free memory for the worker"
 	case blocks >= want:
 		return statusOK, fmt.Sprintf("%s, room for %d positions x %d sequence(s)", head, n.ctx, d.flags.parallel), ""
 	}
-	fits := int(min(blocks/int64(d.flags.parallel), perSeq)) * engine.DefaultKVBlock
+	fits := int(min(blocks/int64(d.flags.parallel), perSeq)) * blockLen
 	msg = fmt.Sprintf("%s, fewer than the %d that %d positions x %d sequence(s) take: requests wait for blocks while others hold them, a sequence that needs a block none can give ends with KVMemoryExceeded, and a prompt longer than %d positions is refused",
-		head, want, n.ctx, d.flags.parallel, blocks*int64(engine.DefaultKVBlock))
+		head, want, n.ctx, d.flags.parallel, blocks*int64(blockLen))
 	fix = "raise --kv-memory (WORKER_KV_MEMORY) if the machine has the memory, or run fewer --parallel sequences"
 	if fits > 0 {
 		fix = fmt.Sprintf("run with --ctx %d (or fewer --parallel sequences), or raise --kv-memory (WORKER_KV_MEMORY) if the machine has the memory", fits)

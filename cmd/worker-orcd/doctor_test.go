@@ -315,11 +315,11 @@ func TestDoctorNoModel(t *testing.T) {
 
 // TestDoctorCPUKVBudget: on the CPU, model.memory reports the KV memory
 // budget serve would start with (WORKER_KV_MEMORY, else
-// WORKER_CPU_KV_BUDGET, else the default) in blocks of 256 positions
+// WORKER_CPU_KV_BUDGET, else the default) in blocks of 16 positions
 // against the KV caches of --ctx × --parallel: requests wait for blocks
 // beyond it, so a small budget warns, and one without a block fails.
 func TestDoctorCPUKVBudget(t *testing.T) {
-	p := writeSpec(t, "qwen2-micro", nil, nil) // 512 positions of 512 bytes: 2 blocks of 128 KiB a sequence
+	p := writeSpec(t, "qwen2-micro", nil, nil) // 512 positions of 512 bytes: 32 blocks of 8 KiB a sequence
 	cases := []struct {
 		name, budget string
 		args         []string
@@ -327,17 +327,17 @@ func TestDoctorCPUKVBudget(t *testing.T) {
 		msg, fix     string
 		exitStatus   int
 	}{
-		{"fits", "1MiB", []string{"--parallel", "1"}, statusOK, "KV memory budget of 1.0 MiB (set by WORKER_CPU_KV_BUDGET): 8 blocks of 256 positions (128.0 KiB a block), room for 512 positions x 1 sequence(s)", "", 0},
+		{"fits", "1MiB", []string{"--parallel", "1"}, statusOK, "KV memory budget of 1.0 MiB (set by WORKER_CPU_KV_BUDGET): 128 blocks of 16 positions (8.0 KiB a block), room for 512 positions x 1 sequence(s)", "", 0},
 		{"two sequences fit", "1MiB", []string{"--parallel", "2"}, statusOK, "room for 512 positions x 2 sequence(s)", "", 0},
-		{"exceeds", "200KiB", []string{"--parallel", "1"}, statusWarn, "1 blocks of 256 positions (128.0 KiB a block), fewer than the 2 that 512 positions x 1 sequence(s) take",
-			"--ctx 256", 0},
+		{"exceeds", "200KiB", []string{"--parallel", "1"}, statusWarn, "25 blocks of 16 positions (8.0 KiB a block), fewer than the 32 that 512 positions x 1 sequence(s) take",
+			"--ctx 400", 0},
 		{"exceeds, as a sentence", "200KiB", []string{"--parallel", "1"}, statusWarn, "requests wait for blocks while others hold them", "WORKER_KV_MEMORY", 0},
-		{"exceeds with parallel", "300KiB", []string{"--parallel", "2"}, statusWarn, "a prompt longer than 512 positions is refused", "--ctx 256", 0},
-		{"serve's default of 4 sequences", "900KiB", nil, statusWarn, "fewer than the 8 that 512 positions x 4 sequence(s) take", "--ctx 256", 0},
-		{"not one block", "100KiB", []string{"--parallel", "1"}, statusFail, "not one block fits", "raise --kv-memory", 1},
+		{"exceeds with parallel", "300KiB", []string{"--parallel", "2"}, statusWarn, "a prompt longer than 592 positions is refused", "--ctx 288", 0},
+		{"serve's default of 4 sequences", "900KiB", nil, statusWarn, "fewer than the 128 that 512 positions x 4 sequence(s) take", "--ctx 448", 0},
+		{"not one block", "4KiB", []string{"--parallel", "1"}, statusFail, "not one block fits", "raise --kv-memory", 1},
 		{"no budget", "none", []string{"--parallel", "1"}, statusOK, "no KV memory budget", "", 0},
 		{"bad budget", "lots", []string{"--parallel", "1"}, statusFail, `WORKER_CPU_KV_BUDGET="lots"`, "WORKER_KV_MEMORY", 1},
-		{"--kv-memory wins", "100KiB", []string{"--parallel", "1", "--kv-memory", "1MiB"}, statusOK, "1.0 MiB (set by --kv-memory): 8 blocks", "", 0},
+		{"--kv-memory wins", "100KiB", []string{"--parallel", "1", "--kv-memory", "1MiB"}, statusOK, "1.0 MiB (set by --kv-memory): 128 blocks", "", 0},
 		{"a bad --kv-memory", "1MiB", []string{"--parallel", "1", "--kv-memory", "lots"}, statusFail, `--kv-memory "lots"`, "16GiB", 1},
 	}
 	for _, tc := range cases {

@@ -94,7 +94,7 @@ SIGTERM or SIGINT stop accepting requests, let those in flight finish for up to
 	fs.DurationVar(&f.idle, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection stays open")
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", server.DefaultBodyReadTimeout, "time a client has to send a request body (then 408 and the connection is closed)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "a client that takes no part of a response for this long is dropped (its job is cancelled)")
-	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "reuse cached prompt rows for a request that starts with them: a free slot's last prompt, or a running request's prompt read so far (same results; --prefix-cache=false reads every prompt whole)")
+	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "keep the KV blocks of processed prompts (while --kv-memory allows) and reuse them for any request whose prompt starts with the same tokens, or a running request's prompt rows read so far (same results; --prefix-cache=false reads every prompt whole)")
 	fs.StringVar(&f.kvMemory, "kv-memory", "", "bytes all sequences' KV caches may hold together, e.g. 16GiB or 512MB (none: no limit); requests wait for room instead of failing. Default: on a GPU what is free after the weights and workspace less 5% of the card (at least 512 MiB), on the CPU "+cpu.EnvKVBudget+" if set, else 75% of the available memory")
 	fs.StringVar(&f.pooling, "pooling", "", "how embeddings pool a text's tokens: mean or last (default: the model's pooling_type, else mean)")
 	fs.IntVar(&f.maxConns, "max-connections", server.DefaultMaxConnections, "connections open at once; beyond it new ones wait (logged)")
