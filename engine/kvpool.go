@@ -20,7 +20,9 @@ import (
 // needed), the rest free; admission waits for its prompt's blocks plus
 // one, and a sequence that cannot grow ends alone.
 
-// DefaultKVBlock is the positions a block of KV memory counts by default.
+// DefaultKVBlock is the positions a block of KV memory counts by default
+// on a backend that is not a backend.Pager (a Pager's blocks hold its
+// KVBlockLen positions).
 const DefaultKVBlock = 256
 
 // initKV settles the block size and the budget (New).
