@@ -197,7 +197,7 @@ kv64)
   synth phi3-mini-4k /tmp/phi3.gguf
   "$bin/worker-orcd" bench --model /tmp/phi3.gguf --device cuda --ctx 4096 -p 3968 -n 128 --concurrency 64 --json >"$out/kv64.json" 2>"$out/kv64.err" ||
     { echo "kv64 bench failed"; tail -5 "$out/kv64.err"; }
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["concurrency"][-1]; print("kv64 phi3 prefill %.0f tok/s  64 streams: %.0f tok/s, ttft p50 %.0f ms p99 %.0f ms, itl p50 %.1f ms" % (r["prefill_tokens_per_s"], l["generated_tokens_per_s"], l.get("ttft_p50_ms", 0), l.get("ttft_p99_ms", 0), l.get("itl_p50_ms", 0)))' "$out/kv64.json"
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["concurrency"][-1]; print("kv64 phi3 prefill %.0f tok/s, first token %.0f ms (%.1f ms with %d tokens cached)  64 streams: %.0f tok/s, ttft p50 %.0f ms p99 %.0f ms, itl p50 %.1f ms" % (r["prefill_tokens_per_s"], r.get("ttft_ms", 0), r.get("cached_prefix_ttft_ms", 0), r.get("cached_prefix_tokens", 0), l["generated_tokens_per_s"], l.get("ttft_p50_ms", 0), l.get("ttft_p99_ms", 0), l.get("itl_p50_ms", 0)))' "$out/kv64.json"
   grep -iE "kv|budget|block" "$out/kv64.err" | tail -5 ;;
 ab)
   # $OLD against $bin/worker-orcd, alternating twice, on the Qwen and Phi-3
