@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -326,18 +327,25 @@ var modelLabelRE = regexp.MustCompile(`model="[^"]*",?`)
 // metric returns the value of one sample line of /metrics ("name{labels}").
 func (ts *testServer) metric(t testing.TB, series string, hdr ...string) float64 {
 	t.Helper()
+	return ts.metrics(t, []string{series}, hdr...)[0]
+}
+
+// metrics returns the values of sample lines of one scrape of /metrics.
+func (ts *testServer) metrics(t testing.TB, series []string, hdr ...string) []float64 {
+	t.Helper()
 	b := readAll(t, get(t, ts.URL+"/metrics", hdr...))
+	vals := make([]float64, len(series))
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		// The model label is left out of the series the tests name.
 		l := modelLabelRE.ReplaceAllString(string(line), "")
 		l = strings.Replace(l, "{}", "", 1)
-		if name, val, ok := strings.Cut(l, " "); ok && name == series {
-			var v float64
-			fmt.Sscan(val, &v)
-			return v
+		if name, val, ok := strings.Cut(l, " "); ok {
+			if i := slices.Index(series, name); i >= 0 {
+				fmt.Sscan(val, &vals[i])
+			}
 		}
 	}
-	return 0
+	return vals
 }
 
 // waitFor polls cond every millisecond up to d and reports how long it took.

@@ -122,11 +122,6 @@ func newMetrics(s *Server) *metrics {
 			return f(mdl.Stats())
 		}
 	}
-	kvBlocksGauge := func(state string, f func(engine.Stats) int) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "kv_blocks",
-			Help:        "Blocks of KV memory by state: used (running sequences and scoring), cached (the prefix cache: prompt rows of ended requests, evicted least recently used first when blocks are needed), free; they add up to kv_blocks_total.",
-			ConstLabels: prometheus.Labels{"state": state}}, kvStat(func(st engine.Stats) float64 { return float64(f(st)) }))
-	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, f)
 	}
@@ -155,11 +150,12 @@ func newMetrics(s *Server) *metrics {
 				st, o := mdl.Stats(), mdl.Options()
 				return float64(st.KVPositions) / float64(o.Parallel*o.CtxLen)
 			}),
-		kvBlocksGauge("used", func(st engine.Stats) int { return st.KVBlocksUsed }),
-		kvBlocksGauge("cached", func(st engine.Stats) int { return st.KVBlocksCached }),
-		kvBlocksGauge("free", func(st engine.Stats) int { return st.KVBlocksFree }),
-		gauge("kv_blocks_total", "Blocks of KV memory the budget holds (--kv-memory over the bytes a block: kv_block_positions positions).",
-			kvStat(func(st engine.Stats) float64 { return float64(st.KVBlocksTotal) })),
+		&kvBlocksCollector{s: s,
+			blocks: prometheus.NewDesc(ns+"_kv_blocks",
+				"Blocks of KV memory by state: used (running sequences and scoring), cached (the prefix cache: prompt rows of ended requests, evicted least recently used first when blocks are needed), free; they add up to kv_blocks_total.",
+				[]string{"state"}, nil),
+			total: prometheus.NewDesc(ns+"_kv_blocks_total",
+				"Blocks of KV memory the budget holds (--kv-memory over the bytes a block: kv_block_positions positions).", nil, nil)},
 		gauge("kv_block_positions", "Positions a block of KV memory counts.",
 			kvStat(func(st engine.Stats) float64 { return float64(st.KVBlockPositions) })),
 		gauge("kv_memory_budget_bytes", "Bytes the KV caches of all sequences may hold together (--kv-memory; 0: no limit).",
@@ -261,4 +257,32 @@ func (c *graphCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(st.Evictions))
 	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(st.CaptureFailures))
 	ch <- prometheus.MustNewConstMetric(c.disabled, prometheus.GaugeValue, disabled)
+}
+
+// kvBlocksCollector reports kv_blocks{state} and kv_blocks_total from one
+// engine.Stats a scrape, so that used + cached + free = total in every
+// scrape (separate gauges each read the engine at their own moment, and a
+// generation takes blocks in between).
+type kvBlocksCollector struct {
+	s             *Server
+	blocks, total *prometheus.Desc
+}
+
+func (c *kvBlocksCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.blocks
+	ch <- c.total
+}
+
+func (c *kvBlocksCollector) Collect(ch chan<- prometheus.Metric) {
+	var st engine.Stats
+	if mdl := c.s.model.Load(); mdl != nil {
+		st = mdl.Stats()
+	}
+	for _, v := range []struct {
+		state string
+		n     int
+	}{{"used", st.KVBlocksUsed}, {"cached", st.KVBlocksCached}, {"free", st.KVBlocksFree}} {
+		ch <- prometheus.MustNewConstMetric(c.blocks, prometheus.GaugeValue, float64(v.n), v.state)
+	}
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(st.KVBlocksTotal))
 }

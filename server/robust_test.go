@@ -271,9 +271,10 @@ func TestMemoryStable(t *testing.T) {
 // takes them: the prefix cache's figures count the hit in both.
 func TestKVBlocksReported(t *testing.T) {
 	ts := newTestServer(t, opts{model: "slow", parallel: 2})
-	blocks := func() (used, cached, free, total float64) {
-		return ts.metric(t, `worker_orcd_kv_blocks{state="used"}`), ts.metric(t, `worker_orcd_kv_blocks{state="cached"}`),
-			ts.metric(t, `worker_orcd_kv_blocks{state="free"}`), ts.metric(t, "worker_orcd_kv_blocks_total")
+	blocks := func() (used, cached, free, total float64) { // one scrape
+		v := ts.metrics(t, []string{`worker_orcd_kv_blocks{state="used"}`, `worker_orcd_kv_blocks{state="cached"}`,
+			`worker_orcd_kv_blocks{state="free"}`, "worker_orcd_kv_blocks_total"})
+		return v[0], v[1], v[2], v[3]
 	}
 	type healthKV struct {
 		KV     kvBlocksJSON `json:"kv_blocks"`
