@@ -203,11 +203,13 @@ ab)
   # $OLD against $bin/worker-orcd, alternating twice, on the Qwen and Phi-3
   # shapes in Q4_K_M: pp512 and decode, then a 3 000-token prompt and decode
   # after it (long-context attention), then 64 streams (-p 128 -n 128).
+  # AB_SETS (bench arguments, ';' between sets) and AB_REPS change them.
+  IFS=';' read -ra sets <<<"${AB_SETS:--p 512 -n 128;-p 3000 -n 128 --ctx 4096;-p 128 -n 128 --concurrency 64}"
   for shape in qwen2.5-0.5b phi3-mini-4k; do
     m=/tmp/ab-$shape.gguf
     "$bin/synth" --shape "$shape" --type Q4_K_M --vocab builtin -o "$m" >/dev/null || { echo "synth $shape failed"; continue; }
-    for args in "-p 512 -n 128" "-p 3000 -n 128 --ctx 4096" "-p 128 -n 128 --concurrency 64"; do
-      for rep in 1 2; do
+    for args in "${sets[@]}"; do
+      for rep in $(seq "${AB_REPS:-2}"); do
         for b in ${OLD:-} "$bin/worker-orcd"; do
           "$b" bench --model "$m" --device cuda $args --json 2>/dev/null |
             python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["concurrency"][-1]; print("%-13s %-32s %-18s prefill %8.0f  decode %6.1f  streams %3d: %7.0f tok/s" % (sys.argv[1], sys.argv[2], sys.argv[3], r["prefill_tokens_per_s"], r["decode_tokens_per_s"], l["requests"], l["generated_tokens_per_s"]))' "$shape" "$args" "$(basename "$b")"
