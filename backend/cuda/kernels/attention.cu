@@ -51,7 +51,6 @@ __device__ __forceinline__ f4 kv_ld4(const ushort* p) {
 // ATT_MIN_SPLIT is the fewest positions a split of a row takes: short
 // contexts use fewer, fuller blocks (the rest of the grid exits at once).
 #define ATT_MIN_SPLIT 64
-static_assert((ATT_UNROLL - 1) * ATT_WARPS < KV_BLOCK, "attention_split: a pass's positions span at most two KV blocks");
 
 // row_share: share s of the positions of a row at position p (first =
 // p−window+1 with a sliding window, else 0; n = p+1−first): the row takes
@@ -107,21 +106,21 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
         qv = f4{x.x * scale, x.y * scale, x.z * scale, x.w * scale};
     }
     float m = NEG_INF, sum = 0.f;
-    // A pass's positions p0 … p0+(ATT_UNROLL−1)·ATT_WARPS lie in p0's block
-    // and the next (cur0, cur1); the next pass's two block addresses are
-    // loaded a pass ahead (nxt0, nxt1), off the loads' critical path.
+    // Each position's block address comes from the lanes' window onto the
+    // table (a shuffle; loading the entries a pass ahead instead was
+    // slower: docs/perf.md step 23).
     int last = (hi - 1) >> KV_SHIFT; // the share's last block
-    int b = (lo + warp) >> KV_SHIFT;
-    u64 cur0 = tab[min(b, last)], cur1 = tab[min(b + 1, last)];
+    KvWindow win;
+    kv_window_load(win, tab, lo >> KV_SHIFT, last);
     for (int p0 = lo + warp; p0 < hi; p0 += ATT_WARPS * ATT_UNROLL) {
         f4 kr[ATT_UNROLL], vr[ATT_UNROLL];
         float s[ATT_UNROLL];
-        int nb = (p0 + ATT_WARPS * ATT_UNROLL) >> KV_SHIFT;
-        u64 nxt0 = tab[min(nb, last)], nxt1 = tab[min(nb + 1, last)];
+        // This pass's positions lie within 32 blocks of p0's (warp-uniform).
+        if ((min(p0 + (ATT_UNROLL - 1) * ATT_WARPS, hi - 1) >> KV_SHIFT) - win.base >= 32) kv_window_load(win, tab, p0 >> KV_SHIFT, last);
 #pragma unroll
         for (int u = 0; u < ATT_UNROLL; u++) {
             int p = p0 + u * ATT_WARPS;
-            u64 blk = (p >> KV_SHIFT) == (p0 >> KV_SHIFT) ? cur0 : cur1;
+            u64 blk = kv_window_get(win, min(p, hi - 1) >> KV_SHIFT);
             if (act && p < hi) {
                 const KT* kp = (const KT*)blk + off + (long)(p & (KV_BLOCK - 1)) * kvd;
                 kr[u] = kv_ld4(kp);
@@ -150,8 +149,6 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
                 m = mnew;
             }
         }
-        cur0 = nxt0;
-        cur1 = nxt1;
     }
     if (lane == 0) { wm[warp] = m; ws[warp] = sum; }
     if (act) {
