@@ -241,12 +241,17 @@ func TestChoices(t *testing.T) {
 				// template's start), so that the first choice computes it.
 				body := strings.Replace(tc.body, "{v}", fmt.Sprintf("stream %v", stream), 1)
 				hits := ts.m.Stats().PrefixHitTokens
+				const promptSeries = `worker_orcd_prompt_tokens_total`
+				promptBefore := ts.metric(t, promptSeries)
 				n := withField(body, "n", tc.n)
 				if tc.seed != 0 {
 					n = withField(n, "seed", tc.seed)
 				}
 				got, u := askChoices(t, ts, tc.path, n, tc.n, stream)
 				hits = ts.m.Stats().PrefixHitTokens - hits
+				if d := ts.metric(t, promptSeries) - promptBefore; d != float64(u.PromptTokens) {
+					t.Errorf("stream %v: prompt_tokens_total grew by %v for %d choices of a %d-token prompt: want the prompt once", stream, d, tc.n, u.PromptTokens)
+				}
 				// Each choice alone: n left out, the seed it is documented
 				// to use.
 				alone := make([]choiceAnswer, tc.n)

@@ -174,8 +174,10 @@ func (s *Server) generate(r *http.Request, m *engine.Model, g *generation, worke
 			return cbErr
 		})
 		read()
-		if res != nil {
+		if res != nil && i == 0 { // the choices share one prompt: counted once, as the usage does
 			s.met.prompt.WithLabelValues(s.modelLabel()).Add(float64(res.PromptTokens))
+		}
+		if res != nil {
 			s.met.generated.WithLabelValues(s.modelLabel()).Add(float64(len(res.IDs)))
 			if err == nil {
 				s.met.rates.add(res)

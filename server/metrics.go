@@ -91,7 +91,7 @@ func newMetrics(s *Server) *metrics {
 			Help:    "Time from a generation (or embeddings) request's arrival to the end of its work.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12)}, []string{"endpoint", "model"}),
 		prompt: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "prompt_tokens_total",
-			Help: "Prompt (and embedding input) tokens of the requests that reached the engine."}, []string{"model"}),
+			Help: "Prompt (and embedding input) tokens of the requests that reached the engine (once a request, whatever its choices)."}, []string{"model"}),
 		generated: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "generated_tokens_total",
 			Help: "Tokens generated."}, []string{"model"}),
 		ttft: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "time_to_first_token_seconds",
