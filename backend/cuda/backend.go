@@ -84,8 +84,10 @@ type Backend struct {
 	libDir                               string
 	noBLAS                               bool
 	gemm                                 gemmBuffers
-	mmtParts, mmtTok                     int    // tests: force the mmt_ split and tokens a block (0: by shape)
-	noFlash                              bool   // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
+	mmtParts, mmtTok                     int  // tests: force the mmt_ split and tokens a block (0: by shape)
+	noFlash                              bool // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
+	f16Weights                           bool // WORKER_CUDA_F16_WEIGHTS=1: resident F16 copies for prompt rows (f16weights.go)
+	f16w                                 map[*dmat]*Buffer
 	kvType                               string // KV cache elements: "f16" or "f32"
 }
 
@@ -111,6 +113,10 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 	}
 	b := &Backend{dev: dev, m: m, c: c, libDir: opts.LibDir, noBLAS: opts.NoCUBLAS || os.Getenv("WORKER_CUDA_NO_CUBLAS") == "1", kvType: kvType,
 		noFlash: os.Getenv("WORKER_CUDA_NO_FLASH") == "1"}
+	if b.f16Weights, err = f16WeightsWanted(); err != nil {
+		dev.Close()
+		return nil, err
+	}
 	if err := dev.do(b.init); err != nil {
 		b.Close()
 		return nil, err
@@ -211,6 +217,9 @@ func (b *Backend) init() error {
 		l, dl := &w.Layers[i], &b.layers[i]
 		dl.attnNorm, dl.ffnNorm = vec(l.AttnNorm), vec(l.FFNNorm)
 		dl.qBias, dl.kBias, dl.vBias = vec(l.QBias), vec(l.KBias), vec(l.VBias)
+	}
+	if b.f16Weights {
+		return b.makeF16Weights()
 	}
 	return nil
 }
@@ -333,7 +342,7 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	err := b.dev.do(func() error {
-		return errors.Join(b.dropGraphs(), b.freeGemm(), b.dev.free(b.weights), b.dev.free(b.small), b.dev.free(b.scratch))
+		return errors.Join(b.dropGraphs(), b.freeGemm(), b.freeF16Weights(), b.dev.free(b.weights), b.dev.free(b.small), b.dev.free(b.scratch))
 	})
 	if errors.Is(err, ErrDeviceClosed) {
 		err = nil // closed before

@@ -47,6 +47,13 @@ func EstimateMemory(m *model.Model, ctx, parallel, batch int, kvType string) (ba
 		small += 4 * int64(len(l.AttnNorm)+len(l.FFNNorm)+len(l.QBias)+len(l.KBias)+len(l.VBias))
 	}
 	mem.Weights += small + 8*int64(c.RopeDim/2)
+	if on, _ := f16WeightsWanted(); on { // the resident F16 copies (f16weights.go)
+		for _, mm := range append([]*model.Matrix{&w.Output}, layerMatrices(w)...) {
+			if mm.Type != quant.F16 {
+				mem.Weights += int64(mm.Rows) * int64(mm.Cols) * 2
+			}
+		}
+	}
 	mem.KVCache = int64(c.NLayer) * 2 * int64(c.KVDim()) * elem * int64(ctx) * int64(parallel)
 	_, mem.Activations = scratchLayout(c, max(batch, parallel), max(parallel, 1))
 	// gemmSegment's buffers for a prompt chunk of batch rows: F16 copies of
@@ -78,4 +85,14 @@ func EstimateMemory(m *model.Model, ctx, parallel, batch int, kvType string) (ba
 	}
 	mem.Workspace = largest + up + int64(blocks(max(batch, 1), gemmTile)*gemmTile)*cols*2 + res + upRes
 	return mem, nil
+}
+
+// layerMatrices are every layer's matrices.
+func layerMatrices(w *model.Weights) []*model.Matrix {
+	var ms []*model.Matrix
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		ms = append(ms, &l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down)
+	}
+	return ms
 }

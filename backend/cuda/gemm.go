@@ -71,10 +71,14 @@ func gemmGroup(T, rows, tile int) int {
 }
 
 // gemmWeights returns m as an F16 [rows, cols] matrix: F16 weights as they
-// are, others dequantized into *buf.
+// are, others from their resident F16 copy (WORKER_CUDA_F16_WEIGHTS) or
+// dequantized into *buf.
 func (b *Backend) gemmWeights(m *dmat, buf **Buffer) (devicePtr, error) {
-	if m.suffix == "f16" && m.rowBytes == int64(2*m.cols) {
+	if !needsF16Copy(m) {
 		return m.ptr, nil
+	}
+	if c := b.f16w[m]; c != nil {
+		return c.Ptr, nil
 	}
 	return b.dequantF16(m, buf)
 }
