@@ -33,6 +33,11 @@ import (
 // lie in one block.
 const kvBlockLen = 16
 
+// KVBlockLen is the positions of a KV block on this backend (what
+// Backend.KVBlockLen returns), for tools that count a budget in blocks
+// without a device (doctor).
+const KVBlockLen = kvBlockLen
+
 // checkLayer checks the layer a kernel reads.
 func checkLayer(kernel string, layer int) error {
 	if layer < 0 || layer > 1<<12 {

@@ -575,10 +575,11 @@ func (d *doctor) kvBudgetReport(n memNeed) (status, msg, fix string) {
 	case budget <= 0:
 		return statusOK, "no KV memory budget (" + source + ")", ""
 	}
-	// Both backends page their KV caches in blocks of cpu.KVBlockLen
-	// positions (the CUDA backend's KVBlockLen is the same): the engine
-	// counts the budget in those.
+	// The engine counts the budget in the backend's KV blocks.
 	blockLen := cpu.KVBlockLen
+	if d.gpuDevice() != nil {
+		blockLen = cuda.KVBlockLen
+	}
 	block := int64(blockLen) * n.kvPerPos
 	blocks := budget / max(block, 1)
 	perSeq := int64((n.ctx + blockLen - 1) / blockLen)
