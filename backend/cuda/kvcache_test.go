@@ -1,13 +1,18 @@
 package cuda_test
 
 import (
+	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"worker-orcd/backend"
+	"worker-orcd/engine"
 	"worker-orcd/internal/testmodel"
 	"worker-orcd/sample"
+	"worker-orcd/tokenizer"
 )
 
 // TestPagedCacheOnGPU: the paged KV cache (issue 15). A sequence whose
@@ -174,5 +179,110 @@ func TestPagedCacheOnGPU(t *testing.T) {
 	}
 	if _, err := pager.NewBlockPool(0); err == nil || errors.Is(err, backend.ErrOutOfMemory) {
 		t.Errorf("a pool of 0 blocks: %v, want a refusal", err)
+	}
+}
+
+// TestPagedEngineNoLeakOnGPU (issue 15): an engine on the GPU under a KV
+// budget of 48 blocks, 300 requests over prompts sharing starts (so that
+// blocks are shared, copied and evicted), a third of them cancelled at a
+// random moment or ended by their callback; afterwards no block is used
+// and cached + free are all of them, the pool's memory is within the
+// budget, and the probes give what a fresh engine gives.
+func TestPagedEngineNoLeakOnGPU(t *testing.T) {
+	needGPU(t)
+	m := writeModel(t, "qwen2-micro", testmodel.Q4_K_M)
+	gpu := gpuBackend(t, m)
+	tok, err := tokenizer.FromGGUF(m.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvBefore := gpu.Memory().KVCache
+	perPos := int64(m.Config.NLayer) * 2 * int64(m.Config.KVDim()) * 2 // F16 cache
+	opts := engine.Options{Parallel: 8, QueueSize: 400, BatchTokens: 64, CtxLen: 256, KVMemory: 48 * 16 * perPos}
+	e, err := engine.New(gpu, tok, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vocab := int32(m.Config.VocabSize)
+	bases := make([][]int32, 3)
+	for i := range bases {
+		bases[i] = make([]int32, 120)
+		for j := range bases[i] {
+			bases[i][j] = (int32(i)*977 + int32(j)*31 + 7) % vocab
+		}
+	}
+	request := func(i int) engine.Request {
+		b := bases[i%3]
+		prompt := append(slices.Clone(b[:20+(i*13)%90]), (int32(i)*101+3)%vocab)
+		return engine.Request{Prompt: prompt, Params: sample.GreedyParams(), MaxTokens: 4 + i%24, IgnoreEOS: true}
+	}
+	errGone := errors.New("client gone")
+	var wg sync.WaitGroup
+	for i := range 300 {
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if i%3 == 1 {
+				go func() { time.Sleep(time.Duration(i%7) * time.Millisecond); cancel() }()
+			}
+			n := 0
+			_, err := e.Generate(ctx, request(i), func(engine.Token) error {
+				if n++; i%3 == 2 && n == 1+i%5 {
+					return errGone
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, engine.ErrCancelled) && !errors.Is(err, errGone) && !errors.Is(err, engine.ErrKVMemory) {
+				t.Errorf("request %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for st := e.Stats(); st.Active > 0 || st.Queued > 0; st = e.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the engine is not idle after the churn: %+v", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	st := e.Stats()
+	if !st.KVPaged || st.KVBlocksUsed != 0 || st.KVBlocksCached+st.KVBlocksFree != st.KVBlocksTotal || st.KVBlocksTotal != 48 {
+		t.Errorf("KV blocks after the churn: paged %v, %d used, %d cached, %d free of %d (want 48)",
+			st.KVPaged, st.KVBlocksUsed, st.KVBlocksCached, st.KVBlocksFree, st.KVBlocksTotal)
+	}
+	if st.PrefixHitTokens == 0 || st.KVEvictedBlocks == 0 {
+		t.Errorf("the churn took %d prompt tokens from the cache and evicted %d blocks: want both", st.PrefixHitTokens, st.KVEvictedBlocks)
+	}
+	probes := []engine.Request{request(0), request(1), request(5)}
+	var after [][]int32
+	for _, r := range probes {
+		res, err := e.Generate(context.Background(), r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after = append(after, res.IDs)
+	}
+	// The pool's blocks keep their memory once used: no more than the
+	// budget (and the tables), no less than the cached blocks'.
+	if got := gpu.Memory().KVCache - kvBefore; got > opts.KVMemory+1<<20 || got < int64(st.KVBlocksCached)*st.KVBlockBytes {
+		t.Errorf("KV cache memory after the churn: %d bytes, for a budget of %d and %d cached blocks of %d bytes",
+			got, opts.KVMemory, st.KVBlocksCached, st.KVBlockBytes)
+	}
+	if err := e.Close(); err != nil { // closes the backend too
+		t.Fatal(err)
+	}
+	fresh, err := engine.New(gpuBackend(t, m), tok, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	for i, r := range probes {
+		res, err := fresh.Generate(context.Background(), r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.IDs, after[i]) {
+			t.Errorf("probe %d: %v after the churn, %v on a fresh engine", i, after[i], res.IDs)
+		}
 	}
 }
