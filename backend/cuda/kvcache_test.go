@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"worker-orcd/backend"
+	"worker-orcd/backend/cuda"
 	"worker-orcd/engine"
 	"worker-orcd/internal/testmodel"
 	"worker-orcd/sample"
-	"worker-orcd/tokenizer"
 )
 
 // TestPagedCacheOnGPU: the paged KV cache (issue 15). A sequence whose
@@ -192,13 +192,10 @@ func TestPagedEngineNoLeakOnGPU(t *testing.T) {
 	needGPU(t)
 	m := writeModel(t, "qwen2-micro", testmodel.Q4_K_M)
 	gpu := gpuBackend(t, m)
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := modelTokenizer(t, m)
 	kvBefore := gpu.Memory().KVCache
-	perPos := int64(m.Config.NLayer) * 2 * int64(m.Config.KVDim()) * 2 // F16 cache
-	opts := engine.Options{Parallel: 8, QueueSize: 400, BatchTokens: 64, CtxLen: 256, KVMemory: 48 * 16 * perPos}
+	perPos := gpu.KVBytesPerPosition()
+	opts := engine.Options{Parallel: 8, QueueSize: 400, BatchTokens: 64, CtxLen: 256, KVMemory: 48 * cuda.KVBlockLen * perPos}
 	e, err := engine.New(gpu, tok, opts)
 	if err != nil {
 		t.Fatal(err)

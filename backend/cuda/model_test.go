@@ -47,6 +47,16 @@ func gpuBackend(t *testing.T, m *model.Model) *cuda.Backend {
 	return b
 }
 
+// modelTokenizer is the tokenizer m's file carries.
+func modelTokenizer(t *testing.T, m *model.Model) *tokenizer.Tokenizer {
+	t.Helper()
+	tok, err := tokenizer.FromGGUF(m.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 func writeModel(t *testing.T, preset string, recipe testmodel.Recipe) *model.Model {
 	t.Helper()
 	spec, err := testmodel.Preset(preset)
@@ -289,10 +299,7 @@ func TestEngineOnGPU(t *testing.T) {
 	needGPU(t)
 	m := writeModel(t, "qwen2-micro", testmodel.Q4_K_M)
 	gpu := gpuBackend(t, m)
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := modelTokenizer(t, m)
 	e, err := engine.New(gpu, tok, engine.Options{Parallel: 4, BatchTokens: 16})
 	if err != nil {
 		t.Fatal(err)
@@ -349,10 +356,7 @@ func TestEngineUnderLoadOnGPU(t *testing.T) {
 	needGPU(t)
 	m := writeModel(t, "qwen2-micro", testmodel.Q4_K_M)
 	gpu := gpuBackend(t, m)
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := modelTokenizer(t, m)
 	e, err := engine.New(gpu, tok, engine.Options{Parallel: 64, QueueSize: 128, BatchTokens: 256, CtxLen: 64})
 	if err != nil {
 		t.Fatal(err)
