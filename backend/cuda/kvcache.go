@@ -130,11 +130,11 @@ func (kv *kvCache) Reserve(n int) error {
 			for l := range int64(b.c.NLayer) { // each layer's blocks used, into the new layer region
 				from, to := kv.own.Ptr+devicePtr(l*int64(kv.seg)*lb), nb.Ptr+devicePtr(l*int64(blocks)*lb)
 				if err := check("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync_v2(to, from, uint64(int64(used)*lb), b.dev.stream)); err != nil {
-					return firstErr(err, b.dev.free(nb))
+					return errors.Join(err, b.dev.free(nb))
 				}
 			}
 			if err := check("cuStreamSynchronize", drv.cuStreamSynchronize(b.dev.stream)); err != nil {
-				return firstErr(err, b.dev.free(nb))
+				return errors.Join(err, b.dev.free(nb))
 			}
 		}
 		ptrs := make([]uint64, blocks)
@@ -142,7 +142,7 @@ func (kv *kvCache) Reserve(n int) error {
 			ptrs[i] = uint64(nb.Ptr) + uint64(int64(i)*lb)
 		}
 		if err := kv.ensureTab(blocks); err != nil {
-			return firstErr(err, b.dev.free(nb))
+			return errors.Join(err, b.dev.free(nb))
 		}
 		old := kv.own
 		kv.own, kv.ptrs, kv.seg, kv.dirty = nb, ptrs, blocks, true
@@ -261,7 +261,7 @@ func (kv *kvCache) Truncate(n int) error {
 func (kv *kvCache) Free() {
 	if kv.b.dev != nil {
 		_ = kv.b.dev.do(func() error { // ErrDeviceClosed after Close; a driver error leaves nothing to do
-			return firstErr(kv.b.dev.free(kv.own), kv.b.dev.free(kv.tab))
+			return errors.Join(kv.b.dev.free(kv.own), kv.b.dev.free(kv.tab))
 		})
 	}
 	kv.own, kv.tab, kv.ptrs, kv.ids, kv.n, kv.dirty = nil, nil, nil, nil, 0, false
@@ -406,7 +406,7 @@ func (p *blockPool) Close() error {
 	err := p.b.dev.do(func() error {
 		var err error
 		for i, s := range p.segs {
-			err = firstErr(err, p.b.dev.free(s))
+			err = errors.Join(err, p.b.dev.free(s))
 			p.segs[i] = nil
 		}
 		return err
@@ -415,14 +415,6 @@ func (p *blockPool) Close() error {
 		return nil // the memory went with the device's context
 	}
 	return err
-}
-
-// firstErr is a, else b.
-func firstErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 var (
