@@ -665,7 +665,6 @@ func (e *Engine) step() {
 // unless the step failed.
 func (e *Engine) release(sl *slot, reason StopReason, err error) {
 	s := sl.seq
-	s.finish(reason, err)
 	// Under mu: Stats counts the blocks as cached or free from here on,
 	// and Score may evict them.
 	e.mu.Lock()
@@ -678,6 +677,9 @@ func (e *Engine) release(sl *slot, reason StopReason, err error) {
 	e.blocksFreed()
 	e.mu.Unlock()
 	e.active.Add(-1)
+	// Last: once its caller sees the end, the slot and the blocks are back
+	// (Stats then agrees with it).
+	s.finish(reason, err)
 }
 
 // cacheable says whether s reads and leaves prompt rows in the prefix
