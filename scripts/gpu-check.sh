@@ -193,12 +193,16 @@ table)
 kv64)
   # Issue 15: the Phi-3 shape with 64 concurrent streams of a 4 096-token
   # context (3 968-token prompts, 128 tokens each), F16 KV, under the KV
-  # memory budget's default (blocks granted as sequences grow).
+  # memory budget's default (blocks granted as sequences grow); $OLD too
+  # when set, side by side.
   synth phi3-mini-4k /tmp/phi3.gguf
-  "$bin/worker-orcd" bench --model /tmp/phi3.gguf --device cuda --ctx 4096 -p 3968 -n 128 --concurrency 64 --json >"$out/kv64.json" 2>"$out/kv64.err" ||
-    { echo "kv64 bench failed"; tail -5 "$out/kv64.err"; }
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["concurrency"][-1]; print("kv64 phi3 prefill %.0f tok/s, first token %.0f ms (%.1f ms with %d tokens cached)  64 streams: %.0f tok/s, ttft p50 %.0f ms p99 %.0f ms, itl p50 %.1f ms" % (r["prefill_tokens_per_s"], r.get("ttft_ms", 0), r.get("cached_prefix_ttft_ms", 0), r.get("cached_prefix_tokens", 0), l["generated_tokens_per_s"], l.get("ttft_p50_ms", 0), l.get("ttft_p99_ms", 0), l.get("itl_p50_ms", 0)))' "$out/kv64.json"
-  grep -iE "kv|budget|block" "$out/kv64.err" | tail -5 ;;
+  for b in ${OLD:-} "$bin/worker-orcd"; do
+    j="$out/kv64-$(basename "$b").json"
+    "$b" bench --model /tmp/phi3.gguf --device cuda --ctx 4096 -p 3968 -n 128 --concurrency 64 --json >"$j" 2>"$out/kv64.err" ||
+      { echo "kv64 bench $b failed"; tail -5 "$out/kv64.err"; continue; }
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["concurrency"][-1]; print("kv64 %-16s phi3 prefill %.0f tok/s, first token %.0f ms (%.1f ms with %d tokens cached)  64 streams: %.0f tok/s, ttft p50 %.0f ms p99 %.0f ms, itl p50 %.1f ms" % (sys.argv[2], r["prefill_tokens_per_s"], r.get("ttft_ms", 0), r.get("cached_prefix_ttft_ms", 0), r.get("cached_prefix_tokens", 0), l["generated_tokens_per_s"], l.get("ttft_p50_ms", 0), l.get("ttft_p99_ms", 0), l.get("itl_p50_ms", 0)))' "$j" "$(basename "$b")"
+    grep -iE "kv|budget|block" "$out/kv64.err" | tail -3
+  done ;;
 ab)
   # $OLD against $bin/worker-orcd, alternating twice, on the Qwen and Phi-3
   # shapes in Q4_K_M: pp512 and decode, then a 3 000-token prompt and decode
