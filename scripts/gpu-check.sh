@@ -33,7 +33,7 @@ timing)
 ncu)
   # DRAM throughput of the decode matrix kernels (clocks left alone).
   ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
-  WORKER_TEST_TIMING=ncu timeout 300 "$ncu" --clock-control none --kernel-name regex:'^mmt?_' \
+  WORKER_TEST_TIMING=ncu timeout 300 "$ncu" --clock-control none --kernel-name regex:'^mm[qt]1?_' \
     --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum.per_second \
     --csv "$bin/cuda.test" -test.run TestDecodeKernelTiming >"$out/ncu.csv" 2>&1; echo "ncu exit $?"
   python3 - "$out/ncu.csv" <<'PY'

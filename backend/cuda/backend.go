@@ -85,6 +85,7 @@ type Backend struct {
 	noBLAS                               bool
 	gemm                                 gemmBuffers
 	mmtParts, mmtTok                     int  // tests: force the mmt_ split and tokens a block (0: by shape)
+	noInt8                               bool // tests: decode rows of quantized types on mmt_, not mmq_
 	noFlash                              bool // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
 	f16Weights                           bool // WORKER_CUDA_F16_WEIGHTS=1: resident F16 copies for prompt rows (f16weights.go)
 	f16w                                 map[*dmat]*Buffer
@@ -132,6 +133,9 @@ func kernelNames() []string {
 		names = append(names, "mmu_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)
 		if mmtSuffix[s] {
 			names = append(names, "mmt_"+s, "mmt1_"+s)
+		}
+		if mmqSuffix[s] {
+			names = append(names, "mmq_"+s, "mmq1_"+s)
 		}
 	}
 	return names

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -111,6 +112,12 @@ func (b *Backend) mmSegment(x, x16 devicePtr, T int, prefill, glu bool, outs ...
 	sfx := outs[0].m.suffix
 	if prefill {
 		return b.dev.mme(sfx, a, rows)
+	}
+	if b.int8Decode(sfx) {
+		if glu {
+			a.Out16 = outs[0].out16
+		}
+		return b.dev.mmq(sfx, a, rows)
 	}
 	if b.tensorCoreDecode(sfx) {
 		// Tiles of 16 weight rows (glu: 8 gate + 8 up), 8/parts tiles a block.
@@ -300,6 +307,7 @@ func kernelDefines() []string {
 		fmt.Sprintf("--define-macro=MMT_STAGES=%d", mmtStages), fmt.Sprintf("--define-macro=MMT_PREFETCH=%d", mmtPrefetch),
 		fmt.Sprintf("--define-macro=ATT_WARPS=%d", attWarps), fmt.Sprintf("--define-macro=MAX_HD=%d", maxHeadDim), fmt.Sprintf("--define-macro=MAX_SPLITS=%d", maxMergeSplits),
 		fmt.Sprintf("--define-macro=FA_WARPS=%d", faWarps),
+		fmt.Sprintf("--define-macro=MMQ_WARPS=%d", mmqWarps), fmt.Sprintf("--define-macro=MMQ_TOK=%d", mmqTokens),
 	}
 }
 
@@ -394,21 +402,28 @@ func (b *Backend) toF16(x devicePtr, n int) (devicePtr, error) {
 const mmtMaxShared = 80 << 10
 
 // prepareMMT lets each loaded mmt_ kernel use mmtMaxShared bytes of dynamic
-// shared memory (above the default 48 KiB); call inside do, after loadModule.
+// shared memory (above the default 48 KiB), and each mmq_ kernel
+// mmqMaxShared; call inside do, after loadModule.
 func (d *Device) prepareMMT() error {
 	const attrMaxDynamicShared = 8
 	if d.Arch() < 80 {
 		return nil
 	}
+	raise := func(name string, bytes int) error {
+		f, ok := d.funcs[name]
+		if !ok {
+			return nil
+		}
+		return check("cuFuncSetAttribute("+name+")", drv.cuFuncSetAttribute(f, attrMaxDynamicShared, int32(bytes)))
+	}
 	for s := range mmtSuffix {
-		for _, name := range []string{"mmt_" + s, "mmt1_" + s} {
-			f, ok := d.funcs[name]
-			if !ok {
-				continue
-			}
-			if err := check("cuFuncSetAttribute("+name+")", drv.cuFuncSetAttribute(f, attrMaxDynamicShared, mmtMaxShared)); err != nil {
-				return err
-			}
+		if err := errors.Join(raise("mmt_"+s, mmtMaxShared), raise("mmt1_"+s, mmtMaxShared)); err != nil {
+			return err
+		}
+	}
+	for s := range mmqSuffix {
+		if err := errors.Join(raise("mmq_"+s, d.mmqMaxShared()), raise("mmq1_"+s, d.mmqMaxShared())); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -233,18 +233,18 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 				}
 			}
 			x := randRow(r, shape.T*shape.cols)
-			want := make([]float64, shape.T*shape.rows)
-			for tt := range shape.T {
-				for row := range shape.rows {
-					var s float64
-					for i := range shape.cols {
-						s += float64(deq[row*shape.cols+i]) * float64(x[tt*shape.cols+i])
-					}
-					want[tt*shape.rows+row] = s
-				}
-			}
+			want := matVec64(deq, x, shape.rows, shape.cols, shape.T)
 			wb, xb, ob := h.upload(w), h.uploadF32(x), h.poisoned(shape.T*shape.rows)
 			m := dmat{ptr: wb.Ptr, rows: shape.rows, cols: shape.cols, rowBytes: int64(rb), suffix: kernelSuffix[typ]}
+			// Decode rows (T ≤ 8 here) of quantized types are integer dot
+			// products with the activations rounded to 8 bits (mmq_): their
+			// reference takes the same rounded activations (float32 sums of
+			// exact integer products: 1e-5 relative).
+			int8 := shape.T <= 8 && h.b.int8Decode(kernelSuffix[typ])
+			wantDecode := want
+			if int8 {
+				wantDecode = matVec64(deq, q8Activations(x, shape.cols), shape.rows, shape.cols, shape.T)
+			}
 			if err := h.d.do(func() error { return h.b.mm(&m, xb.Ptr, ob.Ptr, shape.T) }); err != nil {
 				t.Fatal(err)
 			}
@@ -252,10 +252,10 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 			// weights and activations to F16 (float32 sums): within 3e-3 as
 			// for the cuBLAS path; the float32 kernels within 1e-5.
 			tol := 1e-5
-			if shape.T <= 8 && h.b.tensorCoreDecode(kernelSuffix[typ]) {
+			if shape.T <= 8 && !int8 && h.b.tensorCoreDecode(kernelSuffix[typ]) {
 				tol = 3e-3
 			}
-			if e := relErr(h.download(ob, shape.T*shape.rows), want); e > tol {
+			if e := relErr(h.download(ob, shape.T*shape.rows), wantDecode); e > tol {
 				t.Errorf("mm %s %dx%d T=%d: relative error %.3g > %g", kernelSuffix[typ], shape.rows, shape.cols, shape.T, e, tol)
 			}
 			// Prompt rows through cuBLAS (F16 weights and activations, float32
@@ -287,7 +287,7 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantAcc, wantGLU := make([]float64, len(want)), make([]float64, len(want))
-			for i, y := range want {
+			for i, y := range wantDecode {
 				wantAcc[i] = float64(init[i]) + y + float64(bias[i%shape.rows])
 				wantGLU[i] = y / (1 + math.Exp(-y)) * y
 			}
@@ -422,6 +422,7 @@ func TestTensorCoreDecode(t *testing.T) {
 	if h.d.Arch() < 80 {
 		t.Skipf("sm_%d has no mma.m16n8k16: decode rows use the float32 kernels", h.d.Arch())
 	}
+	h.b.noInt8 = true // the quantized types too, as WORKER_CUDA_INT8_DECODE=0 runs them
 	r := rand.New(rand.NewPCG(11, uint64(os.Getpid())))
 	const T = 70
 	for _, typ := range sortedTypes() {
@@ -899,8 +900,8 @@ func TestTopKParity(t *testing.T) {
 
 // TestDecodeKernelTiming (WORKER_TEST_TIMING=1) times the decode matrix
 // kernels on real-shape matrices filled with random bytes: the float32 unit
-// kernel mmu_ (4 tokens a block) against the tensor-core mmt_ (64 tokens a
-// block) at 1, 8 and 64 decode rows, median of 20 launches by device events
+// kernel mmu_ (4 tokens a block), the integer mmq_ (quantized types) and
+// the tensor-core mmt_ (64 tokens a block) at 1, 8 and 64 decode rows, median of 20 launches by device events
 // (WORKER_TEST_TIMING=ncu: one launch of each, for the profiler),
 // and the weight bytes over that time.
 func TestDecodeKernelTiming(t *testing.T) {
@@ -945,10 +946,14 @@ func TestDecodeKernelTiming(t *testing.T) {
 			// allowed), and mmt_ with each split forced.
 			parts := mmtPartsFor(int(blocks(c.rows, 16)))
 			autoTok := mmtTokensFor(int(blocks(int(blocks(c.rows, 16)), mmtWarps/parts)), parts, T)
-			names := []string{"mmu_", "mmt", "2tok", "P=1", "P=2", "P=4", "P=8"}
+			names := []string{"mmu_", "mmq", "mmt", "2tok", "P=1", "P=2", "P=4", "P=8"}
 			res := make([]float64, len(names))
 			for k, name := range names {
-				h.b.mmtParts = []int{0, 0, 0, 1, 2, 4, 8}[k]
+				if name == "mmq" && !h.b.int8Decode(sfx) {
+					continue
+				}
+				h.b.noInt8 = name != "mmq" // every other variant is mmt_
+				h.b.mmtParts = []int{0, 0, 0, 0, 1, 2, 4, 8}[k]
 				if name == "2tok" {
 					h.b.mmtTok = min(2*autoTok, mmtTokens, 256/(mmtStages*parts), (T+7)/8*8)
 				}
@@ -992,7 +997,9 @@ func TestDecodeKernelTiming(t *testing.T) {
 			}
 			line := fmt.Sprintf("timing stages %d prefetch %d %-14s %-5s T=%-2d (auto P=%d tok %d)", mmtStages, mmtPrefetch, c.name, sfx, T, parts, autoTok)
 			for k, name := range names {
-				line += fmt.Sprintf("  %s %.1f µs %.0f GB/s", name, 1000*res[k], float64(len(w))/res[k]/1e6)
+				if res[k] > 0 {
+					line += fmt.Sprintf("  %s %.1f µs %.0f GB/s", name, 1000*res[k], float64(len(w))/res[k]/1e6)
+				}
 			}
 			t.Log(line)
 		}

@@ -6,11 +6,12 @@
 //	common.cuh    types and helpers shared by all (F16 conversion, reductions)
 //	quant.cuh     dequantization of the GGUF block formats
 //	matrix.cu     embedding and matrix products (mmu_, mme_, mmt_, cuBLAS helpers)
+//	decode_q8.cu  decode rows of quantized weights as 8-bit integer dot products (mmq_)
 //	norm.cu       RMS norm, RoPE with the KV cache store, SwiGLU
 //	attention.cu  attention split over the positions, and the merge
 //	sampling.cu   top-k and log-sum-exp of logits rows
 //
-// The Go launchers of each family are in backend/cuda (matrix.go, norm.go,
+// The Go launchers of each family are in backend/cuda (matrix.go, decode_q8.go, norm.go,
 // attention.go, sampling.go).
 package kernels
 
@@ -30,7 +31,7 @@ type File struct {
 
 // order is the order of the files in the translation unit: helpers before
 // their users.
-var order = []string{"common.cuh", "quant.cuh", "matrix.cu", "norm.cu", "attention.cu", "sampling.cu"}
+var order = []string{"common.cuh", "quant.cuh", "matrix.cu", "decode_q8.cu", "norm.cu", "attention.cu", "sampling.cu"}
 
 // Files returns every source file, in translation-unit order.
 func Files() []File {

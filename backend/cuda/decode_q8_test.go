@@ -1,0 +1,237 @@
+package cuda
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"testing"
+	"unsafe"
+
+	"worker-orcd/quant"
+)
+
+// q8Activations is x (rows of cols) as mmq_ sees it: each 32-element unit
+// rounded to int8 by the kernel's rule (q = rn(x·(127/amax)) in float32,
+// scale amax/127) and expanded back, scale·q, in float32.
+func q8Activations(x []float32, cols int) []float32 {
+	out := make([]float32, len(x))
+	for u := 0; u+32 <= len(x); u += 32 {
+		var amax float32
+		for _, v := range x[u : u+32] {
+			amax = max(amax, float32(math.Abs(float64(v))))
+		}
+		if amax == 0 {
+			continue
+		}
+		inv, dx := float32(127)/amax, amax/float32(127)
+		for i, v := range x[u : u+32] {
+			p := v * inv
+			out[u+i] = dx * float32(math.RoundToEven(float64(p)))
+		}
+	}
+	return out
+}
+
+// matVec64 is out[t, r] = Σ_i w[r, i]·x[t, i] in float64.
+func matVec64(w, x []float32, rows, cols, T int) []float64 {
+	out := make([]float64, T*rows)
+	for t := range T {
+		for r := range rows {
+			var s float64
+			for i := range cols {
+				s += float64(w[r*cols+i]) * float64(x[t*cols+i])
+			}
+			out[t*rows+r] = s
+		}
+	}
+	return out
+}
+
+// TestQ8Activations: the host model of mmq_'s activations keeps every value
+// within half a step (amax/254) of its unit's original, maps a unit's
+// largest magnitude to ±127 steps exactly, and leaves zero units zero.
+func TestQ8Activations(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	x := randRow(r, 256)
+	for i := 64; i < 96; i++ {
+		x[i] = 0
+	}
+	q := q8Activations(x, 256)
+	for u := 0; u < 256; u += 32 {
+		var amax float32
+		for _, v := range x[u : u+32] {
+			amax = max(amax, float32(math.Abs(float64(v))))
+		}
+		for i := u; i < u+32; i++ {
+			if d := math.Abs(float64(q[i] - x[i])); d > float64(amax)/254*1.0001 {
+				t.Errorf("x[%d] = %g became %g: off by %g, more than half a step of %g", i, x[i], q[i], d, amax/127)
+			}
+			if top := amax / 127 * 127; float32(math.Abs(float64(x[i]))) == amax && float32(math.Abs(float64(q[i]))) != top {
+				t.Errorf("unit %d's largest value %g became %g, want ±127 steps (%g)", u/32, x[i], q[i], top)
+			}
+		}
+	}
+	for i := 64; i < 96; i++ {
+		if q[i] != 0 {
+			t.Fatalf("a zero unit became %g at %d", q[i], i)
+		}
+	}
+}
+
+// TestInt8Decode: the mmq_ kernels (decode rows of quantized weights as
+// 8-bit integer dot products) for every type that has one, over widths that
+// leave lanes idle or give them unequal units, and one too wide for 8
+// tokens in shared memory (mmq1_ a token at a time), 70 decode rows
+// (mmq_'s blocks of 8 and a partial one), plain, glu and three jobs with a
+// bias and accumulation: within 1e-5 of the float64 reference on the same
+// 8-bit activations (q8Activations), every output written, and each row bit
+// for bit the same computed alone (mmq1_), in a batch of 9, or at another
+// place among the 70.
+func TestInt8Decode(t *testing.T) {
+	h := newOpHarness(t)
+	if h.d.Arch() < 61 {
+		t.Skipf("sm_%d has no dp4a: decode rows use the float32 kernels", h.d.Arch())
+	}
+	r := rand.New(rand.NewPCG(13, uint64(os.Getpid())))
+	const T = 70
+	for _, typ := range sortedTypes() {
+		sfx := kernelSuffix[typ]
+		if !h.b.int8Decode(sfx) {
+			continue
+		}
+		for _, shape := range []struct{ rows, cols int }{{40, 352}, {24, 1024}, {19, 2816}, {5, 10752}} {
+			if shape.cols%typ.BlockSize() != 0 {
+				continue
+			}
+			rb, err := quant.RowBytes(typ, shape.cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := make([]byte, rb*shape.rows)
+			deq := make([]float32, shape.rows*shape.cols)
+			for row := range shape.rows {
+				if err := quant.Quantize(typ, randRow(r, shape.cols), w[row*rb:(row+1)*rb]); err != nil {
+					t.Fatal(err)
+				}
+				if err := quant.Dequantize(typ, w[row*rb:(row+1)*rb], deq[row*shape.cols:(row+1)*shape.cols]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			x := randRow(r, T*shape.cols)
+			for i := 3 * 32; i < 4*32; i++ { // a zero unit in token 0
+				x[i] = 0
+			}
+			want := matVec64(deq, q8Activations(x, shape.cols), shape.rows, shape.cols, T)
+			bias, init := randRow(r, shape.rows), randRow(r, T*shape.rows)
+			wb, xb, bb := h.upload(w), h.uploadF32(x), h.uploadF32(bias)
+			m := dmat{ptr: wb.Ptr, rows: shape.rows, cols: shape.cols, rowBytes: int64(rb), suffix: sfx}
+			// run computes n decode rows from x row `from`: plain, glu, or
+			// three jobs (the matrix, then its first 7 rows with a bias, then
+			// the matrix added into init), their outputs one after the other.
+			run := func(from, n int, kind string) []float32 {
+				ob := h.poisoned(3 * n * shape.rows)
+				o16 := h.poisoned((n*shape.rows + 1) / 2)
+				jobs := ob.Ptr
+				err := h.d.do(func() error {
+					h.b.segs = []segment{{0, n, false}}
+					defer func() { h.b.segs = nil }()
+					xp := xb.Ptr + devicePtr(4*from*shape.cols)
+					switch kind {
+					case "glu":
+						return h.b.mmLaunch(xp, n, true, mmOut{m: &m, out: jobs, out16: o16.Ptr}, mmOut{m: &m, out: jobs})
+					case "jobs":
+						small := m
+						small.rows = 7
+						third := jobs + devicePtr(4*2*n*shape.rows)
+						if err := h.d.copyToDevice(third, unsafe.Pointer(&init[from*shape.rows]), int64(4*n*shape.rows)); err != nil {
+							return err
+						}
+						return h.b.mmLaunch(xp, n, false, mmOut{m: &m, out: jobs}, mmOut{m: &small, out: jobs + devicePtr(4*n*shape.rows), bias: bb.Ptr},
+							mmOut{m: &m, out: third, accumulate: true})
+					}
+					return h.b.mmLaunch(xp, n, false, mmOut{m: &m, out: jobs})
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := h.download(ob, 3*n*shape.rows)
+				if kind == "glu" {
+					// The F16 copy of a glu output: within half an F16 ulp.
+					raw := h.download(o16, (n*shape.rows+1)/2)
+					h16 := unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), n*shape.rows)
+					for i, v := range got[:n*shape.rows] {
+						if d := math.Abs(float64(halfToFloat(h16[i]) - v)); d > math.Abs(float64(v))/2048+1e-7 {
+							t.Fatalf("mmq_%s glu F16 copy [%d] = %g, output %g", sfx, i, halfToFloat(h16[i]), v)
+						}
+					}
+				}
+				if kind != "jobs" {
+					return got[:n*shape.rows]
+				}
+				// The second job's 7-row outputs sit at the start of their area.
+				return slices.Concat(got[:n*shape.rows], got[n*shape.rows:n*shape.rows+7*n], got[2*n*shape.rows:3*n*shape.rows])
+			}
+			// rowOut is decode row i's outputs of every job in out (n rows).
+			rowOut := func(out []float32, n, i int, kind string) []float32 {
+				rows := shape.rows
+				if kind != "jobs" {
+					return out[i*rows : (i+1)*rows]
+				}
+				return slices.Concat(out[i*rows:(i+1)*rows], out[n*rows+7*i:n*rows+7*(i+1)], out[n*rows+7*n+i*rows:n*rows+7*n+(i+1)*rows])
+			}
+			ref := func(from, n int, kind string) []float64 {
+				y := want[from*shape.rows : (from+n)*shape.rows]
+				switch kind {
+				case "glu":
+					g := make([]float64, len(y))
+					for i, v := range y {
+						g[i] = v / (1 + math.Exp(-v)) * v
+					}
+					return g
+				case "jobs":
+					second := make([]float64, 0, 7*n)
+					third := make([]float64, len(y))
+					for tt := range n {
+						for row := range 7 {
+							second = append(second, y[tt*shape.rows+row]+float64(bias[row]))
+						}
+						for row := range shape.rows {
+							third[tt*shape.rows+row] = y[tt*shape.rows+row] + float64(init[(from+tt)*shape.rows+row])
+						}
+					}
+					return slices.Concat(y, second, third)
+				}
+				return y
+			}
+			for _, kind := range []string{"plain", "glu", "jobs"} {
+				full := run(0, T, kind)
+				if e := relErr(full, ref(0, T, kind)); e > 1e-5 {
+					t.Errorf("mmq_%s %dx%d T=%d %s: relative error %.3g > 1e-5", sfx, shape.rows, shape.cols, T, kind, e)
+				}
+				for _, from := range []int{0, 5, 61, 64, 69} {
+					alone := run(from, 1, kind)
+					if !slices.Equal(rowOut(alone, 1, 0, kind), rowOut(full, T, from, kind)) {
+						t.Errorf("mmq_%s %dx%d %s: row %d alone differs from the same row among %d", sfx, shape.rows, shape.cols, kind, from, T)
+					}
+				}
+				nine := run(3, 9, kind)
+				for i := range 9 {
+					if !slices.Equal(rowOut(nine, 9, i, kind), rowOut(full, T, 3+i, kind)) {
+						t.Errorf("mmq_%s %dx%d %s: row %d in a batch of 9 differs from the same row among %d", sfx, shape.rows, shape.cols, kind, 3+i, T)
+						break
+					}
+				}
+			}
+		}
+		h.d.do(func() error {
+			for _, k := range []string{"mmq_" + sfx, "mmq1_" + sfx} {
+				regs, local, shared, err := h.d.kernelResources(k)
+				if err == nil {
+					t.Logf("%s: %d registers, %d local bytes a thread, %d shared bytes a block", k, regs, local, shared)
+				}
+			}
+			return nil
+		})
+	}
+}

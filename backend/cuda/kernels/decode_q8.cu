@@ -1,0 +1,375 @@
+// decode_q8.cu — decode rows of quantized weights as integer dot products:
+// activations rounded to 8 bits a 32-element unit, weights read in their
+// GGUF blocks, dp4a (mmq_<t>, mmq1_<t> for q4_0 q4_1 q5_0 q5_1 q8_0 q4_k
+// q5_k q6_k).
+//
+// Math: the product of matrix.cu's MMArgs (up to 3 jobs over the same
+// activations, or glu: out = silu(gate·x)·(up·x)), for decode rows.
+//  - Activations: unit u of token t (x[t, 32u … 32u+31]) becomes q_i =
+//    rn(x_i·(127/amax)) (int8), its scale dx = amax/127 and its integer sum
+//    sx = Σ q_i (amax = max |x_i|; all zero when amax is 0). Every block
+//    quantizes its own tokens into shared memory (same instructions, same
+//    values in every block), so no other kernel changes.
+//  - Weights: unit u of a row is 32 integers w_i (the block's quants, the
+//    constant offset of q4_0/q5_0/q6_k taken off in the integers) and the
+//    float factors of its block. The exact integer S = Σ w_i·q_i (dp4a)
+//    gives the unit's term of out[t, r]:
+//      q4_0, q5_0, q8_0: (d·dx)·S                 (w = q−8, q−16, q)
+//      q4_1, q5_1:       (d·dx)·S + (m·dx)·sx      (w = q)
+//      q4_k, q5_k:       (d·sc·dx)·S + (−dmin·m·dx)·sx
+//      q6_k:             (d·dx)·(sc₀·S₀ + sc₁·S₁)   (w = q−32, 16-element halves)
+//    each product and fused multiply-add written out in PTX, so that the
+//    compiler cannot regroup them.
+//  - Order: lane l of a row's warp adds the terms of units l, l+32, l+64, …
+//    in order, then the 32 lane sums meet in the warp's butterfly
+//    (warp_sum). The order depends on cols alone, so a row's result is the
+//    same whatever T, the block's tokens or the token's place among them
+//    (mmq1_ and mmq_ run the same instructions for each output).
+//
+// Layout: W rows in their GGUF encoding (quant.cuh), x [T, cols] and out
+// [T, rows] float32 (MMArgs). Shared memory of a block of NT tokens: the
+// quantized units, qs[t][h][u] (16-byte halves h = 0, 1 of unit u: lanes on
+// consecutive units read consecutive 16 bytes), then xd[t][u] = (dx, sx).
+//
+// Launch: a warp takes 2 rows (of all jobs together; with glu a gate row
+// and its up row), a block MMQ_WARPS = 8 warps; MMQ_WARPS and MMQ_TOK are
+// -D options from Go:
+//   mmq1_<t>  one token a block     grid (ceil(rows/16), T), block 256, shared 40·cols/32 bytes
+//   mmq_<t>   MMQ_TOK (8) tokens    grid (ceil(rows/16), ceil(T/8)), block 256, shared 8·40·cols/32 bytes
+//   (with glu ceil(rows/8) row blocks)
+//
+// Preconditions (checked in Go): cols % 32 == 0, rows aligned as quant.cuh
+// wants for the unit functions, sm_61+ (dp4a).
+
+#ifndef MMQ_WARPS
+#error "MMQ_WARPS is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
+#endif
+#ifndef MMQ_TOK
+#error "MMQ_TOK is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
+#endif
+
+__device__ __forceinline__ int dp4a(uint a, uint b, int c) {
+    int d;
+    asm("{ dp4a.s32.s32 %0, %1, %2, %3; }" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+// Rounded float operations the compiler may not contract or regroup.
+__device__ __forceinline__ float mul_rn(float a, float b) {
+    float d;
+    asm("{ mul.rn.f32 %0, %1, %2; }" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
+__device__ __forceinline__ float fma_rn(float a, float b, float c) {
+    float d;
+    asm("{ fma.rn.f32 %0, %1, %2, %3; }" : "=f"(d) : "f"(a), "f"(b), "f"(c));
+    return d;
+}
+__device__ __forceinline__ float div_rn(float a, float b) {
+    float d;
+    asm("{ div.rn.f32 %0, %1, %2; }" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
+__device__ __forceinline__ int f2i_rn(float a) {
+    int d;
+    asm("{ cvt.rni.s32.f32 %0, %1; }" : "=r"(d) : "f"(a));
+    return d;
+}
+__device__ __forceinline__ float i2f(int a) {
+    float d;
+    asm("{ cvt.rn.f32.s32 %0, %1; }" : "=f"(d) : "r"(a));
+    return d;
+}
+
+// Byte-wise v − k for bytes 0 ≤ v < 128 + k (k < 128 in each byte): the
+// signed int8 results, no borrow between bytes.
+__device__ __forceinline__ uint sub_bytes(uint v, uint k) { return ((v | 0x80808080u) - k) ^ 0x80808080u; }
+// Bits 0..3 of b moved to bit 4 of bytes 0..3.
+__device__ __forceinline__ uint spread_bit4(uint b) {
+    return ((b & 1u) << 4) | ((b & 2u) << 11) | ((b & 4u) << 18) | ((b & 8u) << 25);
+}
+
+// A weight unit: 32 integers as int8 in 8 words (byte i of word k is
+// element 4k+i), the block's factor a (and b, the per-element constant, for
+// types with a min), and for q6_k the two halves' scales.
+struct QW {
+    uint w[8];
+    float a, b;
+    int s0, s1;
+};
+
+// Per type (W_<t>): load(row, u, w) fills a unit; MIN says the term has a (b·dx)·sx
+// part; HALVES that S is sc₀·S₀ + sc₁·S₁ (q6_k).
+struct W_q4_0 {
+    static const bool MIN = false, HALVES = false;
+    static __device__ __forceinline__ void load(const uchar* row, int u, QW& q) {
+        const uchar* b = row + 18 * u;
+        uint x[4];
+        ld_words<4>(b + 2, x);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            q.w[k] = sub_bytes(x[k] & 0x0f0f0f0fu, 0x08080808u);
+            q.w[k + 4] = sub_bytes((x[k] >> 4) & 0x0f0f0f0fu, 0x08080808u);
+        }
+        q.a = ld_h(b);
+    }
+};
+struct W_q4_1 {
+    static const bool MIN = true, HALVES = false;
+    static __device__ __forceinline__ void load(const uchar* row, int u, QW& q) {
+        const uchar* b = row + 20 * u;
+        uint x[4];
+        ld_words<4>(b + 4, x);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            q.w[k] = x[k] & 0x0f0f0f0fu;
+            q.w[k + 4] = (x[k] >> 4) & 0x0f0f0f0fu;
+        }
+        q.a = ld_h(b);
+        q.b = ld_h(b + 2);
+    }
+};
+struct W_q5_0 {
+    static const bool MIN = false, HALVES = false;
+    static __device__ __forceinline__ void load(const uchar* row, int u, QW& q) {
+        const uchar* b = row + 22 * u;
+        uint x[5]; // qh, then the 16 quant bytes
+        ld_words<5>(b + 2, x);
+        uint qh = x[0];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            q.w[k] = sub_bytes((x[1 + k] & 0x0f0f0f0fu) | spread_bit4((qh >> (4 * k)) & 15u), 0x10101010u);
+            q.w[k + 4] = sub_bytes(((x[1 + k] >> 4) & 0x0f0f0f0fu) | spread_bit4((qh >> (16 + 4 * k)) & 15u), 0x10101010u);
+        }
+        q.a = ld_h(b);
+    }
+};
+struct W_q5_1 {
+    static const bool MIN = true, HALVES = false;
+    static __device__ __forceinline__ void load(const uchar* row, int u, QW& q) {
+        const uchar* b = row + 24 * u;
+        uint x[5]; // qh, then the 16 quant bytes
+        ld_words<5>(b + 4, x);
+        uint qh = x[0];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            q.w[k] = (x[1 + k] & 0x0f0f0f0fu) | spread_bit4((qh >> (4 * k)) & 15u);
+            q.w[k + 4] = ((x[1 + k] >> 4) & 0x0f0f0f0fu) | spread_bit4((qh >> (16 + 4 * k)) & 15u);
+        }
+        q.a = ld_h(b);
+        q.b = ld_h(b + 2);
+    }
+};
+struct W_q8_0 {
+    static const bool MIN = false, HALVES = false;
+    static __device__ __forceinline__ void load(const uchar* row, int u, QW& q) {
+        const uchar* b = row + 34 * u;
+        ld_words<8>(b + 2, q.w);
+        q.a = ld_h(b);
+    }
+};
+// q4_k/q5_k: the unit's scale and min folded into a and b.
+__device__ __forceinline__ void k_factors(const uchar* b, int j, QW& q) {
+    int sc, m;
+    scale_min_k4(j, b + 4, &sc, &m);
+    q.a = mul_rn(ld_h(b), i2f(sc));
+    q.b = -mul_rn(ld_h(b + 2), i2f(m));
+}
+struct W_q4_k {
+    static const bool MIN = true, HALVES = false;
+    static __device__ __forceinline__ void load(const uchar* row, int u, QW& q) {
+        const uchar* b = row + 144 * (u >> 3);
+        int j = u & 7, g = j >> 1, hi = j & 1;
+        const u4* p = (const u4*)(b + 16 + 32 * g);
+        u4 v0 = p[0], v1 = p[1];
+        uint a[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+        for (int k = 0; k < 8; k++) q.w[k] = (a[k] >> (4 * hi)) & 0x0f0f0f0fu;
+        k_factors(b, j, q);
+    }
+};
+struct W_q5_k {
+    static const bool MIN = true, HALVES = false;
+    static __device__ __forceinline__ void load(const uchar* row, int u, QW& q) {
+        const uchar* b = row + 176 * (u >> 3);
+        int j = u & 7, g = j >> 1, hi = j & 1;
+        const u4* p = (const u4*)(b + 48 + 32 * g);
+        const u4* h = (const u4*)(b + 16);
+        u4 v0 = p[0], v1 = p[1], h0 = h[0], h1 = h[1];
+        uint a[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+        uint c[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+#pragma unroll
+        for (int k = 0; k < 8; k++) q.w[k] = ((a[k] >> (4 * hi)) & 0x0f0f0f0fu) | (((c[k] >> j) & 0x01010101u) << 4);
+        k_factors(b, j, q);
+    }
+};
+struct W_q6_k {
+    static const bool MIN = false, HALVES = true;
+    static __device__ __forceinline__ void load(const uchar* row, int u, QW& q) {
+        const uchar* b = row + 210 * (u >> 3);
+        int j = u & 7, n = j >> 2, quarter = j & 3;
+        uint ql[8], qh[8];
+        ld_words<8>(b + 64 * n + (quarter & 1) * 32, ql);
+        ld_words<8>(b + 128 + 32 * n, qh);
+        int lshift = (quarter >> 1) * 4, hshift = 2 * quarter;
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            q.w[k] = sub_bytes(((ql[k] >> lshift) & 0x0f0f0f0fu) | (((qh[k] >> hshift) & 0x03030303u) << 4), 0x20202020u);
+        ushort scs = *(const ushort*)(b + 192 + 8 * n + 2 * quarter);
+        q.s0 = (int)(signed char)(scs & 0xff);
+        q.s1 = (int)(signed char)(scs >> 8);
+        q.a = ld_h(b + 208);
+    }
+};
+
+// acc + the term of weight unit q and activation unit x (8 words), dx, sx.
+template <class Q>
+__device__ __forceinline__ float mmq_term(const QW& q, const uint* x, float dx, int sx, float acc) {
+    int s;
+    if (Q::HALVES) {
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) { s0 = dp4a(q.w[k], x[k], s0); s1 = dp4a(q.w[k + 4], x[k + 4], s1); }
+        s = q.s0 * s0 + q.s1 * s1;
+    } else {
+        s = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) s = dp4a(q.w[k], x[k], s);
+    }
+    acc = fma_rn(mul_rn(q.a, dx), i2f(s), acc);
+    if (Q::MIN) acc = fma_rn(mul_rn(q.b, dx), i2f(sx), acc);
+    return acc;
+}
+
+// A quantized activation unit's scale and integer sum.
+struct alignas(8) Q8Scale {
+    float dx;
+    int sx;
+};
+
+// Quantizes 32 floats at xr (16-byte aligned) into two 16-byte halves of
+// int8, the scale and the sum.
+__device__ __forceinline__ void q8_unit(const float* xr, u4* h0, u4* h1, float* dx, int* sx) {
+    float v[32];
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        f4 f = ((const f4*)xr)[k];
+        v[4*k] = f.x; v[4*k+1] = f.y; v[4*k+2] = f.z; v[4*k+3] = f.w;
+    }
+    float amax = 0.f;
+#pragma unroll
+    for (int i = 0; i < 32; i++) amax = fmaxf(amax, fmaxf(v[i], -v[i]));
+    float inv = amax > 0.f ? div_rn(127.f, amax) : 0.f;
+    uint w[8];
+    int sum = 0;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        uint word = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int qv = f2i_rn(mul_rn(v[4*k+i], inv));
+            sum += qv;
+            word |= ((uint)qv & 0xffu) << (8 * i);
+        }
+        w[k] = word;
+    }
+    *h0 = u4{w[0], w[1], w[2], w[3]};
+    *h1 = u4{w[4], w[5], w[6], w[7]};
+    *dx = div_rn(amax, 127.f);
+    *sx = sum;
+}
+
+// Row r (0 or 1) of warp w's pair: its job and row within it, or -1.
+__device__ __forceinline__ int mmq_row(const MMArgs& a, int w, int r, int* row) {
+    if (a.glu) {
+        if (w >= a.job[0].rows) return -1;
+        *row = w;
+        return r; // gate (job 0), up (job 1)
+    }
+    int total = a.job[0].rows + (a.njobs > 1 ? a.job[1].rows : 0) + (a.njobs > 2 ? a.job[2].rows : 0);
+    int rr = 2 * w + r;
+    if (rr >= total) return -1;
+    int j = find_job(a, &rr);
+    *row = rr;
+    return j;
+}
+
+template <class Q, int NT>
+__device__ __forceinline__ void mmq_kernel(const MMArgs& a) {
+    extern __shared__ u4 mmq_smem[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int units = a.cols >> 5;
+    int t0 = blockIdx.y * NT;
+    int nt = min(NT, a.T - t0);
+    u4* qs = mmq_smem;                     // [NT][2][units]
+    Q8Scale* xd = (Q8Scale*)(qs + 2 * NT * units); // [NT][units]
+    for (int i = threadIdx.x; i < nt * units; i += blockDim.x) {
+        int t = i / units, u = i - t * units;
+        float dx;
+        int sx;
+        q8_unit(a.x + (long)(t0 + t) * a.cols + 32 * u, &qs[(2 * t) * units + u], &qs[(2 * t + 1) * units + u], &dx, &sx);
+        xd[t * units + u] = Q8Scale{dx, sx};
+    }
+    __syncthreads();
+    int w = blockIdx.x * MMQ_WARPS + warp;
+    int row0, row1;
+    int j0 = mmq_row(a, w, 0, &row0), j1 = mmq_row(a, w, 1, &row1);
+    if (j0 < 0) return;
+    const uchar* p0 = a.job[j0].W + (long)row0 * a.job[j0].row_bytes;
+    const uchar* p1 = j1 >= 0 ? a.job[j1].W + (long)row1 * a.job[j1].row_bytes : 0;
+    float acc0[NT], acc1[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc0[t] = acc1[t] = 0.f;
+    QW w0, w1, n0, n1;
+    if (lane < units) {
+        Q::load(p0, lane, w0);
+        if (p1) Q::load(p1, lane, w1);
+    }
+    for (int u = lane; u < units; u += 32) {
+        // The next unit's weights are asked for before this one's sums.
+        if (u + 32 < units) {
+            Q::load(p0, u + 32, n0);
+            if (p1) Q::load(p1, u + 32, n1);
+        }
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t < nt) {
+                u4 h0 = qs[(2 * t) * units + u], h1 = qs[(2 * t + 1) * units + u];
+                uint x[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+                Q8Scale s = xd[t * units + u];
+                acc0[t] = mmq_term<Q>(w0, x, s.dx, s.sx, acc0[t]);
+                if (p1) acc1[t] = mmq_term<Q>(w1, x, s.dx, s.sx, acc1[t]);
+            }
+        }
+        w0 = n0;
+        w1 = n1;
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        if (t < nt) {
+            float v0 = warp_sum(acc0[t]), v1 = warp_sum(acc1[t]);
+            if (lane == t) {
+                if (a.glu) {
+                    float v = silu(v0) * v1;
+                    a.job[0].out[(long)(t0 + t) * a.job[0].rows + row0] = v;
+                    if (a.out16) a.out16[(long)(t0 + t) * a.job[0].rows + row0] = f2h(v);
+                } else {
+                    mm_store(a.job[j0], row0, t0 + t, v0);
+                    if (j1 >= 0) mm_store(a.job[j1], row1, t0 + t, v1);
+                }
+            }
+        }
+    }
+}
+
+#define INSTANTIATE_MMQ(NAME) \
+    extern "C" __global__ void __launch_bounds__(256) mmq_##NAME(MMArgs a) { mmq_kernel<W_##NAME, MMQ_TOK>(a); } \
+    extern "C" __global__ void __launch_bounds__(256) mmq1_##NAME(MMArgs a) { mmq_kernel<W_##NAME, 1>(a); }
+
+INSTANTIATE_MMQ(q4_0)
+INSTANTIATE_MMQ(q4_1)
+INSTANTIATE_MMQ(q5_0)
+INSTANTIATE_MMQ(q5_1)
+INSTANTIATE_MMQ(q8_0)
+INSTANTIATE_MMQ(q4_k)
+INSTANTIATE_MMQ(q5_k)
+INSTANTIATE_MMQ(q6_k)
