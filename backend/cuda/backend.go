@@ -74,6 +74,8 @@ type Backend struct {
 	topAllow                             devicePtr // constrained rows' masks, allowWords(V) words a top row
 	hostAllow                            []uint64
 	h16, att16, gate16                   devicePtr // F16 copies of h, att and gate (inputs of decode products on the tensor cores)
+	xq                                   devicePtr // 8-bit activations of mmqt_ (q8_rows), xqBytes long
+	xqBytes                              int64
 	hostTop                              []byte
 	meta                                 devicePtr // ids, pos, kptr, vptr
 	capSel                               int
@@ -128,14 +130,14 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 func kernelNames() []string {
 	names := []string{"rms_norm_f32", "swiglu_f32", "rope_store_f32", "attention_split_f32", "rope_store_f16", "attention_split_f16",
 		"attention_merge_f32", "attention_prompt_hd64", "attention_prompt_hd96", "attention_prompt_hd128", "topk_chunk_f32", "topk_merge_f32",
-		"to_f16_pad", "gemm_epilogue", "to_f16_rows"}
+		"to_f16_pad", "gemm_epilogue", "to_f16_rows", "q8_rows"}
 	for _, s := range kernelSuffix {
 		names = append(names, "mmu_"+s, "mme_"+s, "embed_"+s, "dequant_f16_"+s)
 		if mmtSuffix[s] {
 			names = append(names, "mmt_"+s, "mmt1_"+s)
 		}
 		if mmqSuffix[s] {
-			names = append(names, "mmq_"+s, "mmq1_"+s)
+			names = append(names, "mmq_"+s, "mmq1_"+s, "mmqt_"+s)
 		}
 	}
 	return names

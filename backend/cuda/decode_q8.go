@@ -9,13 +9,20 @@ import "fmt"
 var mmqSuffix = map[string]bool{"q4_0": true, "q4_1": true, "q5_0": true, "q5_1": true,
 	"q8_0": true, "q4_k": true, "q5_k": true, "q6_k": true}
 
-// mmqWarps and mmqTokens are MMQ_WARPS and MMQ_TOK of decode_q8.cu: the
-// warps of an mmq_ block (2 rows each, with glu a gate row and its up row)
-// and the tokens an mmq_ block takes (mmq1_ takes one).
+// mmqWarps, mmqTokens and mmqtTokens are MMQ_WARPS, MMQ_TOK and MMQT_TOK
+// of decode_q8.cu: the warps of an mmq_ or mmqt_ block, the tokens an mmq_
+// block takes (mmq1_ takes one) and those an mmqt_ block takes (a multiple
+// of 8).
 const (
-	mmqWarps  = 8
-	mmqTokens = 8
+	mmqWarps   = 8
+	mmqTokens  = 8
+	mmqtTokens = 32
 )
+
+// mmqtMin is the fewest decode rows a product sends to mmqt_ (the tensor
+// cores) rather than mmq_: the two give the same bits, so this is a speed
+// choice alone.
+const mmqtMin = 16
 
 // int8DecodeOn is WORKER_CUDA_INT8_DECODE (default 1): 0 sends the decode
 // rows of quantized types to the tensor-core kernel instead, to compare
@@ -41,6 +48,73 @@ func (d *Device) mmqMaxShared() int {
 		return 100 << 10
 	}
 	return 48 << 10
+}
+
+// mmqLaunch runs decode rows of a quantized type: mmq_ for fewer than
+// mmqtMin rows (or cards before sm_80), else q8_rows into the q8 scratch
+// and mmqt_.
+func (b *Backend) mmqLaunch(suffix string, a *mmArgs, rows int) error {
+	if int(a.T) < mmqtMin || b.dev.Arch() < 80 {
+		return b.dev.mmq(suffix, a, rows)
+	}
+	units := int(a.Cols) / 32
+	xq, err := b.q8Scratch(int64(a.T) * int64(units) * 40)
+	if err != nil {
+		return err
+	}
+	xs := xq + devicePtr(int64(a.T)*int64(units)*32)
+	if err := b.dev.q8Rows(a.X, int(a.T), int(a.Cols), xq, xs); err != nil {
+		return err
+	}
+	return b.dev.mmqt(suffix, a, rows, xq, xs)
+}
+
+// q8Elements is the float32 elements of scratch that q8_rows needs for T
+// rows of up to cols columns: 40 bytes a 32-element unit.
+func q8Elements(T, cols int) int64 { return int64(T) * int64(cols/32) * 10 }
+
+// q8Scratch is where q8_rows writes: the scratch's region when it is large
+// enough (its pointer fixed while graphs use it), else a workspace (kernel
+// tests, which have no scratch).
+func (b *Backend) q8Scratch(n int64) (devicePtr, error) {
+	if b.xq != 0 && n <= b.xqBytes {
+		return b.xq, nil
+	}
+	return b.need(&b.gemm.xq, n)
+}
+
+// q8Rows launches q8_rows: x [T, cols] → int8 units in xq (32 bytes each)
+// and their scales and sums in xs (8 bytes each, [unit][T]).
+//
+//	grid ceil(T·cols/32/256), block 256
+func (d *Device) q8Rows(x devicePtr, T, cols int, xq, xs devicePtr) error {
+	if x == 0 || xq == 0 || xs == 0 || T < 1 || cols < 32 || cols%32 != 0 {
+		return fmt.Errorf("%w: q8_rows: x %#x, xq %#x, xs %#x, T %d, cols %d (want pointers, T ≥ 1, cols a positive multiple of 32)", ErrLaunch, x, xq, xs, T, cols)
+	}
+	return d.launch("q8_rows", dims(blocks(T*(cols/32), 256), 1, 1), dims(256, 1, 1), 0,
+		newArgs().dev("x", x).i32("T", T).i32("cols", cols).dev("xq", xq).dev("xs", xs))
+}
+
+// mmqt launches mmqt_<suffix>: a block a 16-row tile (with glu 8 gate rows
+// and their up rows) × mmqtTokens tokens, xq and xs from q8_rows.
+//
+//	grid (ceil(rows/16), ceil(T/32)), with glu (ceil(rows/8), …), block 256
+func (d *Device) mmqt(suffix string, a *mmArgs, rows int, xq, xs devicePtr) error {
+	if err := a.check("mmqt"); err != nil {
+		return err
+	}
+	if !mmqSuffix[suffix] || d.Arch() < 80 {
+		return fmt.Errorf("%w: mmqt: no int8 tensor-core kernel for %s weights on sm_%d", ErrLaunch, suffix, d.Arch())
+	}
+	if xq == 0 || xs == 0 {
+		return fmt.Errorf("%w: mmqt: no quantized activations", ErrLaunch)
+	}
+	perBlock := 16
+	if a.GLU != 0 {
+		perBlock = 8
+	}
+	return d.launch("mmqt_"+suffix, dims(blocks(rows, perBlock), blocks(int(a.T), mmqtTokens), 1), dims(32*mmqWarps, 1, 1), 0,
+		newArgs().mmArg(a).dev("xq", xq).dev("xs", xs))
 }
 
 // mmq launches mmq_<suffix> (8 tokens a block) or mmq1_<suffix> (one: a

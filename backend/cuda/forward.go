@@ -23,6 +23,7 @@ func scratchLayout(c *model.Config, T, nsel int) (sizes []int64, total int64) {
 		int64(T * c.NHead * maxSplits * (c.HeadDim + 2)),
 		int64(nsel * topStride / 4), int64(nsel) * topkScratchBytes(c.VocabSize) / 4, int64(nsel * 2 * allowWords(c.VocabSize)),
 		int64((T*c.NEmbd + 1) / 2), int64((T*c.QDim() + 1) / 2), int64((T*c.NFF + 1) / 2), // F16 copies: h16, att16, gate16
+		q8Elements(T, max(c.NEmbd, c.QDim(), c.NFF)), // 8-bit activations of mmqt_
 	}
 	for _, s := range sizes {
 		total += (s*4 + 255) &^ 255
@@ -51,11 +52,12 @@ func (b *Backend) grow(T, nsel int) error {
 	}
 	b.scratch = buf
 	p := buf.Ptr
-	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.topBuf, &b.topScratch, &b.topAllow, &b.h16, &b.att16, &b.gate16}
+	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.topBuf, &b.topScratch, &b.topAllow, &b.h16, &b.att16, &b.gate16, &b.xq}
 	for i, s := range sizes {
 		*ptrs[i] = p
 		p += devicePtr((s*4 + 255) &^ 255)
 	}
+	b.xqBytes = 4 * sizes[len(sizes)-1]
 	b.meta = p
 	b.capT, b.capSel = T, nsel
 	return freeErr

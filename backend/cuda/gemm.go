@@ -12,6 +12,7 @@ type gemmBuffers struct {
 	xh      *Buffer // F16 activations of a prompt chunk, in whole tiles
 	c, c2   *Buffer // float32 results of a group of tiles (gemmGroup)
 	x16     *Buffer // F16 activations for decode rows on the tensor cores, when no producer wrote them
+	xq      *Buffer // 8-bit activations of mmqt_ where there is no scratch (kernel tests)
 }
 
 // need grows buf to n bytes (tagged workspace); call on the device thread.
@@ -204,7 +205,7 @@ func (b *Backend) epilogue(c, up devicePtr, T, rows int, out, bias devicePtr, ac
 
 func (b *Backend) freeGemm() error {
 	var errs []error
-	for _, buf := range []**Buffer{&b.gemm.wh, &b.gemm.wh2, &b.gemm.xh, &b.gemm.c, &b.gemm.c2, &b.gemm.x16} {
+	for _, buf := range []**Buffer{&b.gemm.wh, &b.gemm.wh2, &b.gemm.xh, &b.gemm.c, &b.gemm.c2, &b.gemm.x16, &b.gemm.xq} {
 		errs = append(errs, b.dev.free(*buf))
 		*buf = nil
 	}

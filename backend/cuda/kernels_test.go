@@ -173,6 +173,19 @@ func TestTypedLaunchShapes(t *testing.T) {
 		{func() error {
 			return d.mmt("q6_k", &mmArgs{Job: [3]mmJob{job(70)}, NJobs: 1, X: X, X16: X, Cols: 256, T: 5, Parts: 2, Tok: 8}, 2)
 		}, "mmt1_q6_k", [3]uint32{2, 1, 1}, [3]uint32{256, 1, 1}, uint32(mmtShared(2, 8))},
+		{func() error {
+			return d.mmq("q4_k", &mmArgs{Job: [3]mmJob{job(37)}, NJobs: 1, X: X, Cols: 3072, T: 9}, 37)
+		}, "mmq_q4_k", [3]uint32{3, 2, 1}, [3]uint32{256, 1, 1}, uint32(mmqShared(8, 3072))},
+		{func() error {
+			return d.mmq("q6_k", &mmArgs{Job: [3]mmJob{job(37), job(37)}, NJobs: 2, GLU: 1, X: X, Cols: 3072, T: 1}, 37)
+		}, "mmq1_q6_k", [3]uint32{5, 1, 1}, [3]uint32{256, 1, 1}, uint32(mmqShared(1, 3072))},
+		{func() error {
+			return d.mmq("q8_0", &mmArgs{Job: [3]mmJob{job(37)}, NJobs: 1, X: X, Cols: 14336, T: 3}, 37)
+		}, "mmq1_q8_0", [3]uint32{3, 3, 1}, [3]uint32{256, 1, 1}, uint32(mmqShared(1, 14336))},
+		{func() error {
+			return d.mmqt("q5_0", &mmArgs{Job: [3]mmJob{job(37)}, NJobs: 1, X: X, Cols: 896, T: 70}, 37, W, O)
+		}, "mmqt_q5_0", [3]uint32{3, 3, 1}, [3]uint32{256, 1, 1}, 0},
+		{func() error { return d.q8Rows(X, 70, 896, W, O) }, "q8_rows", [3]uint32{8, 1, 1}, [3]uint32{256, 1, 1}, 0},
 		{func() error { return d.rmsNorm(X, W, O, 0, 5, 896, 1e-6) }, "rms_norm_f32", [3]uint32{5, 1, 1}, [3]uint32{1024, 1, 1}, 0},
 		{func() error { return d.swiglu(X, W, 0, 1000) }, "swiglu_f32", [3]uint32{4, 1, 1}, [3]uint32{256, 1, 1}, 0},
 		{func() error {
@@ -250,6 +263,21 @@ func TestTypedLaunchersRefuse(t *testing.T) {
 		{"mmt without F16 activations", func() error {
 			return d.mmt("f16", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 64, T: 1, Parts: 1, Tok: 8}, 1)
 		}},
+		{"mmq of F16 weights", func() error {
+			return d.mmq("f16", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 64, T: 1}, 8)
+		}},
+		{"mmq rows too wide for shared memory", func() error {
+			return d.mmq("q8_0", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 1 << 20, T: 1}, 8)
+		}},
+		{"mmqt without quantized activations", func() error {
+			return d.mmqt("q4_k", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 256, T: 32}, 8, 0, 0)
+		}},
+		{"mmqt below sm_80", func() error {
+			d.Major = 7
+			defer func() { d.Major = 9 }()
+			return d.mmqt("q4_k", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 256, T: 32}, 8, W, O)
+		}},
+		{"q8_rows of 100 columns", func() error { return d.q8Rows(X, 1, 100, W, O) }},
 		{"rms norm width 90", func() error { return d.rmsNorm(X, W, O, 0, 1, 90, 1e-6) }},
 		{"rms norm without weights", func() error { return d.rmsNorm(X, 0, O, 0, 1, 64, 1e-6) }},
 		{"rope over more than a head", func() error { return d.ropeStore("f32", X, X, X, W, O, O, 0, 1, headShape{4, 2, 64}, 96, true) }},

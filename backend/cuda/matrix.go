@@ -117,7 +117,7 @@ func (b *Backend) mmSegment(x, x16 devicePtr, T int, prefill, glu bool, outs ...
 		if glu {
 			a.Out16 = outs[0].out16
 		}
-		return b.dev.mmq(sfx, a, rows)
+		return b.mmqLaunch(sfx, a, rows)
 	}
 	if b.tensorCoreDecode(sfx) {
 		// Tiles of 16 weight rows (glu: 8 gate + 8 up), 8/parts tiles a block.
@@ -308,6 +308,7 @@ func kernelDefines() []string {
 		fmt.Sprintf("--define-macro=ATT_WARPS=%d", attWarps), fmt.Sprintf("--define-macro=MAX_HD=%d", maxHeadDim), fmt.Sprintf("--define-macro=MAX_SPLITS=%d", maxMergeSplits),
 		fmt.Sprintf("--define-macro=FA_WARPS=%d", faWarps),
 		fmt.Sprintf("--define-macro=MMQ_WARPS=%d", mmqWarps), fmt.Sprintf("--define-macro=MMQ_TOK=%d", mmqTokens),
+		fmt.Sprintf("--define-macro=MMQT_TOK=%d", mmqtTokens),
 	}
 }
 

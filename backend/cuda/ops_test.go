@@ -949,6 +949,7 @@ func TestDecodeKernelTiming(t *testing.T) {
 			names := []string{"mmu_", "mmq", "mmt", "2tok", "P=1", "P=2", "P=4", "P=8"}
 			res := make([]float64, len(names))
 			for k, name := range names {
+				h.b.noInt8 = false
 				if name == "mmq" && !h.b.int8Decode(sfx) {
 					continue
 				}

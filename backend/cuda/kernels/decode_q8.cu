@@ -32,8 +32,8 @@
 // consecutive units read consecutive 16 bytes), then xd[t][u] = (dx, sx).
 //
 // Launch: a warp takes 2 rows (of all jobs together; with glu a gate row
-// and its up row), a block MMQ_WARPS = 8 warps; MMQ_WARPS and MMQ_TOK are
-// -D options from Go:
+// and its up row), a block MMQ_WARPS = 8 warps; MMQ_WARPS, MMQ_TOK and
+// MMQT_TOK are -D options from Go (mmqt_ and q8_rows: below):
 //   mmq1_<t>  one token a block     grid (ceil(rows/16), T), block 256, shared 40·cols/32 bytes
 //   mmq_<t>   MMQ_TOK (8) tokens    grid (ceil(rows/16), ceil(T/8)), block 256, shared 8·40·cols/32 bytes
 //   (with glu ceil(rows/8) row blocks)
@@ -46,6 +46,9 @@
 #endif
 #ifndef MMQ_TOK
 #error "MMQ_TOK is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
+#endif
+#ifndef MMQT_TOK
+#error "MMQT_TOK is passed by the Go launcher as a -D option (backend/cuda kernelDefines)"
 #endif
 
 __device__ __forceinline__ int dp4a(uint a, uint b, int c) {
@@ -221,6 +224,16 @@ struct W_q6_k {
     }
 };
 
+// acc + the term of weight unit q with integer sum s (sc₀·S₀ + sc₁·S₁ for
+// q6_k) and an activation unit of scale dx and sum sx: the float part of
+// every kernel here, the same instructions in each.
+template <class Q>
+__device__ __forceinline__ float mmq_apply(const QW& q, int s, float dx, int sx, float acc) {
+    acc = fma_rn(mul_rn(q.a, dx), i2f(s), acc);
+    if (Q::MIN) acc = fma_rn(mul_rn(q.b, dx), i2f(sx), acc);
+    return acc;
+}
+
 // acc + the term of weight unit q and activation unit x (8 words), dx, sx.
 template <class Q>
 __device__ __forceinline__ float mmq_term(const QW& q, const uint* x, float dx, int sx, float acc) {
@@ -235,9 +248,7 @@ __device__ __forceinline__ float mmq_term(const QW& q, const uint* x, float dx, 
 #pragma unroll
         for (int k = 0; k < 8; k++) s = dp4a(q.w[k], x[k], s);
     }
-    acc = fma_rn(mul_rn(q.a, dx), i2f(s), acc);
-    if (Q::MIN) acc = fma_rn(mul_rn(q.b, dx), i2f(sx), acc);
-    return acc;
+    return mmq_apply<Q>(q, s, dx, sx, acc);
 }
 
 // A quantized activation unit's scale and integer sum.
@@ -361,9 +372,177 @@ __device__ __forceinline__ void mmq_kernel(const MMArgs& a) {
     }
 }
 
+// ---- many decode rows: the same sums on the int8 tensor cores ----
+//
+// mmqt_<t> computes exactly what mmq_ computes, for batches of mmqtMin
+// rows or more (backend/cuda decode_q8.go): the activations are quantized once by q8_rows (q8_unit,
+// the same values) and each unit's integer sum S comes from the tensor
+// cores (mma.m16n8k32 s8·s8 → s32, one unit a k step, exact; q6_k two
+// m16n8k16, one a half), then mmq_apply gives the same float term. The
+// lane order of mmq_ is kept: class l (units l, l+32, …) is one chain of
+// terms in unit order, and the 32 class sums meet in warp_sum's butterfly
+// tree: V₁(i) = P_i + P_{i+16}, V₂(i) = V₁(i) + V₁(i+8) (i < 8), V₃(i) =
+// V₂(i) + V₂(i+4), V₄(i) = V₃(i) + V₃(i+2), out = V₄(0) + V₄(1). Warp w of
+// a block computes V₂(w) (classes w, w+16, w+8, w+24) for a tile of 16
+// weight rows (glu: 8 gate rows and their up rows, as mmt_) × MMQT_TOK
+// tokens; the block adds the eight V₂ through shared memory.
+//
+// Fragments (thread g = lane/4, c = lane%4): A words c and c+4 of the
+// units of rows g and g+8 (QW word k = elements 4k … 4k+3), B words c and
+// c+4 of token g's unit (q8_rows stores a unit's words in the order 0 4 1
+// 5 2 6 3 7, so the two are one 8-byte load), C rows g, g+8 × tokens 2c,
+// 2c+1, with (dx, sx) of those two tokens one 16-byte load (xs is [unit][T]).
+//   q8_rows   grid ceil(T·units/256), block 256
+//   mmqt_<t>  grid (ceil(rows/16), ceil(T/MMQT_TOK)), with glu ceil(rows/8) row tiles, block 256
+
+// q8_rows: x [T, cols] → xq (unit u of token t at xq[2(t·units + u)], 32
+// bytes, words in the order 0 4 1 5 2 6 3 7) and xs[u·T + t] = (dx, sx).
+extern "C" __global__ void q8_rows(const float* x, int T, int cols, u4* xq, Q8Scale* xs) {
+    int units = cols >> 5;
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long)T * units) return;
+    int t = (int)(i / units), u = (int)(i - (long)t * units);
+    u4 h0, h1;
+    float dx;
+    int sx;
+    q8_unit(x + (long)t * cols + 32 * u, &h0, &h1, &dx, &sx);
+    xq[2 * i] = u4{h0.x, h1.x, h0.y, h1.y};
+    xq[2 * i + 1] = u4{h0.z, h1.z, h0.w, h1.w};
+    xs[(long)u * T + t] = Q8Scale{dx, sx};
+}
+
+// d = A·B for one m16n8k32 s8 tile (s32 result, exact).
+__device__ __forceinline__ void mma_s8_k32(int* d, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("{ mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10}; }"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+#endif
+}
+// d = A·B for one m16n8k16 s8 tile.
+__device__ __forceinline__ void mma_s8_k16(int* d, uint a0, uint a1, uint b0) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("{ mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%7,%7,%7}; }"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(a0), "r"(a1), "r"(b0), "r"(0));
+#endif
+}
+
+#define MMQT_NT (MMQT_TOK / 8)
+
+template <class Q>
+__device__ __forceinline__ void mmqt_kernel(const MMArgs& a, const u4* xq, const Q8Scale* xs) {
+    __shared__ float red[MMQ_WARPS][MMQT_NT][4][32]; // V₂ of each warp
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int g = lane >> 2, c = lane & 3;
+    int tile = blockIdx.x;
+    int t0 = blockIdx.y * MMQT_TOK;
+    int nt = min(MMQT_TOK, a.T - t0);
+    int units = a.cols >> 5;
+    int rowa, rowb;
+    int ja = mmt_row(a, tile, g, &rowa), jb = mmt_row(a, tile, g + 8, &rowb);
+    const uchar* pa = ja >= 0 ? a.job[ja].W + (long)rowa * a.job[ja].row_bytes : 0;
+    const uchar* pb = jb >= 0 ? a.job[jb].W + (long)rowb * a.job[jb].row_bytes : 0;
+    float v1[MMQT_NT][4], v2[MMQT_NT][4], cur[MMQT_NT][4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        int cls = warp + (k == 1 ? 16 : k == 2 ? 8 : k == 3 ? 24 : 0); // leaves in the tree's order
+#pragma unroll
+        for (int n = 0; n < MMQT_NT; n++) cur[n][0] = cur[n][1] = cur[n][2] = cur[n][3] = 0.f;
+        for (int u = cls; u < units; u += 32) {
+            QW wa, wb;
+            if (pa) Q::load(pa, u, wa);
+            else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) wa.w[i] = 0u;
+                wa.a = wa.b = 0.f;
+                wa.s0 = wa.s1 = 0;
+            }
+            if (pb) Q::load(pb, u, wb);
+            else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) wb.w[i] = 0u;
+                wb.a = wb.b = 0.f;
+                wb.s0 = wb.s1 = 0;
+            }
+#pragma unroll
+            for (int n = 0; n < MMQT_NT; n++) {
+                if (8 * n < nt) {
+                    int tb = 8 * n + g; // this thread's B token
+                    u2 bx = tb < nt ? ((const u2*)(xq + 2 * ((long)(t0 + tb) * units + u)))[c] : u2{0u, 0u};
+                    int tc = 8 * n + 2 * c; // its C tokens tc, tc+1
+                    Q8Scale s0 = tc < nt ? xs[(long)u * a.T + t0 + tc] : Q8Scale{0.f, 0};
+                    Q8Scale s1 = tc + 1 < nt ? xs[(long)u * a.T + t0 + tc + 1] : Q8Scale{0.f, 0};
+                    int S[4];
+                    if (Q::HALVES) {
+                        int h0[4], h1[4];
+                        mma_s8_k16(h0, wa.w[c], wb.w[c], bx.x);
+                        mma_s8_k16(h1, wa.w[c + 4], wb.w[c + 4], bx.y);
+                        S[0] = wa.s0 * h0[0] + wa.s1 * h1[0];
+                        S[1] = wa.s0 * h0[1] + wa.s1 * h1[1];
+                        S[2] = wb.s0 * h0[2] + wb.s1 * h1[2];
+                        S[3] = wb.s0 * h0[3] + wb.s1 * h1[3];
+                    } else {
+                        mma_s8_k32(S, wa.w[c], wb.w[c], wa.w[c + 4], wb.w[c + 4], bx.x, bx.y);
+                    }
+                    cur[n][0] = mmq_apply<Q>(wa, S[0], s0.dx, s0.sx, cur[n][0]);
+                    cur[n][1] = mmq_apply<Q>(wa, S[1], s1.dx, s1.sx, cur[n][1]);
+                    cur[n][2] = mmq_apply<Q>(wb, S[2], s0.dx, s0.sx, cur[n][2]);
+                    cur[n][3] = mmq_apply<Q>(wb, S[3], s1.dx, s1.sx, cur[n][3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < MMQT_NT; n++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                if (k == 0) v1[n][e] = cur[n][e];
+                else if (k == 1) v1[n][e] = v1[n][e] + cur[n][e]; // V₁(w)
+                else if (k == 2) v2[n][e] = cur[n][e];
+                else v2[n][e] = v2[n][e] + cur[n][e];             // V₁(w+8)
+            }
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < MMQT_NT; n++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) red[warp][n][e][lane] = v1[n][e] + v2[n][e]; // V₂(w)
+    }
+    __syncthreads();
+    // Item (token t, tile row r): consecutive threads take consecutive rows
+    // of one token. Row r is C row r&7 of lane 4(r&7) + (t%8)/2, element
+    // (t&1) + 2·(r≥8); with glu, r < 8 and the up row is element +2.
+    int rpt = a.glu ? 8 : 16;
+    for (int i = threadIdx.x; i < rpt * nt; i += blockDim.x) {
+        int t = i / rpt, r = i % rpt;
+        int n = t >> 3, l = 4 * (r & 7) + ((t & 7) >> 1), e = (t & 1) + (r >= 8 ? 2 : 0);
+        float va, vb = 0.f;
+        {
+            float v3_0 = red[0][n][e][l] + red[4][n][e][l], v3_1 = red[1][n][e][l] + red[5][n][e][l];
+            float v3_2 = red[2][n][e][l] + red[6][n][e][l], v3_3 = red[3][n][e][l] + red[7][n][e][l];
+            va = (v3_0 + v3_2) + (v3_1 + v3_3);
+        }
+        if (a.glu) {
+            int f = e + 2;
+            float v3_0 = red[0][n][f][l] + red[4][n][f][l], v3_1 = red[1][n][f][l] + red[5][n][f][l];
+            float v3_2 = red[2][n][f][l] + red[6][n][f][l], v3_3 = red[3][n][f][l] + red[7][n][f][l];
+            vb = (v3_0 + v3_2) + (v3_1 + v3_3);
+        }
+        int row;
+        int j = mmt_row(a, tile, r, &row);
+        if (j < 0) continue;
+        if (a.glu) {
+            float v = silu(va) * vb;
+            a.job[0].out[(long)(t0 + t) * a.job[0].rows + row] = v;
+            if (a.out16) a.out16[(long)(t0 + t) * a.job[0].rows + row] = f2h(v);
+        } else mm_store(a.job[j], row, t0 + t, va);
+    }
+}
+
 #define INSTANTIATE_MMQ(NAME) \
     extern "C" __global__ void __launch_bounds__(256) mmq_##NAME(MMArgs a) { mmq_kernel<W_##NAME, MMQ_TOK>(a); } \
-    extern "C" __global__ void __launch_bounds__(256) mmq1_##NAME(MMArgs a) { mmq_kernel<W_##NAME, 1>(a); }
+    extern "C" __global__ void __launch_bounds__(256) mmq1_##NAME(MMArgs a) { mmq_kernel<W_##NAME, 1>(a); } \
+    extern "C" __global__ void __launch_bounds__(256) mmqt_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { mmqt_kernel<W_##NAME>(a, xq, xs); }
 
 INSTANTIATE_MMQ(q4_0)
 INSTANTIATE_MMQ(q4_1)
