@@ -21,8 +21,8 @@ const (
 
 // mmqtMin is the fewest decode rows a product sends to mmqt_ (the tensor
 // cores) rather than mmq_: the two give the same bits, so this is a speed
-// choice alone.
-const mmqtMin = 16
+// choice alone (WORKER_CUDA_MMQT_MIN overrides it, to measure).
+var mmqtMin = envChoice("WORKER_CUDA_MMQT_MIN", 16, 2, 4, 8, 16, 32, 64, 1<<30)
 
 // int8DecodeOn is WORKER_CUDA_INT8_DECODE (default 1): 0 sends the decode
 // rows of quantized types to the tensor-core kernel instead, to compare

@@ -126,9 +126,10 @@ func TestInt8Decode(t *testing.T) {
 			want := matVec64(deq, q8Activations(x, shape.cols), shape.rows, shape.cols, T)
 			bias, init := randRow(r, shape.rows), randRow(r, T*shape.rows)
 			wb, xb, bb := h.upload(w), h.uploadF32(x), h.uploadF32(bias)
+			sr := min(7, shape.rows) // the second job's rows
 			m := dmat{ptr: wb.Ptr, rows: shape.rows, cols: shape.cols, rowBytes: int64(rb), suffix: sfx}
 			// run computes n decode rows from x row `from`: plain, glu, or
-			// three jobs (the matrix, then its first 7 rows with a bias, then
+			// three jobs (the matrix, then its first sr rows with a bias, then
 			// the matrix added into init), their outputs one after the other.
 			run := func(from, n int, kind string) []float32 {
 				ob := h.poisoned(3 * n * shape.rows)
@@ -143,7 +144,7 @@ func TestInt8Decode(t *testing.T) {
 						return h.b.mmLaunch(xp, n, true, mmOut{m: &m, out: jobs, out16: o16.Ptr}, mmOut{m: &m, out: jobs})
 					case "jobs":
 						small := m
-						small.rows = 7
+						small.rows = sr
 						third := jobs + devicePtr(4*2*n*shape.rows)
 						if err := h.d.copyToDevice(third, unsafe.Pointer(&init[from*shape.rows]), int64(4*n*shape.rows)); err != nil {
 							return err
@@ -173,8 +174,8 @@ func TestInt8Decode(t *testing.T) {
 				if kind != "jobs" {
 					return got[:n*shape.rows]
 				}
-				// The second job's 7-row outputs sit at the start of their area.
-				return slices.Concat(got[:n*shape.rows], got[n*shape.rows:n*shape.rows+7*n], got[2*n*shape.rows:3*n*shape.rows])
+				// The second job's sr-row outputs sit at the start of their area.
+				return slices.Concat(got[:n*shape.rows], got[n*shape.rows:n*shape.rows+sr*n], got[2*n*shape.rows:3*n*shape.rows])
 			}
 			// rowOut is decode row i's outputs of every job in out (n rows).
 			rowOut := func(out []float32, n, i int, kind string) []float32 {
@@ -182,7 +183,7 @@ func TestInt8Decode(t *testing.T) {
 				if kind != "jobs" {
 					return out[i*rows : (i+1)*rows]
 				}
-				return slices.Concat(out[i*rows:(i+1)*rows], out[n*rows+7*i:n*rows+7*(i+1)], out[n*rows+7*n+i*rows:n*rows+7*n+(i+1)*rows])
+				return slices.Concat(out[i*rows:(i+1)*rows], out[n*rows+sr*i:n*rows+sr*(i+1)], out[n*rows+sr*n+i*rows:n*rows+sr*n+(i+1)*rows])
 			}
 			ref := func(from, n int, kind string) []float64 {
 				y := want[from*shape.rows : (from+n)*shape.rows]
@@ -194,10 +195,10 @@ func TestInt8Decode(t *testing.T) {
 					}
 					return g
 				case "jobs":
-					second := make([]float64, 0, 7*n)
+					second := make([]float64, 0, sr*n)
 					third := make([]float64, len(y))
 					for tt := range n {
-						for row := range 7 {
+						for row := range sr {
 							second = append(second, y[tt*shape.rows+row]+float64(bias[row]))
 						}
 						for row := range shape.rows {
@@ -229,7 +230,7 @@ func TestInt8Decode(t *testing.T) {
 			}
 		}
 		h.d.do(func() error {
-			for _, k := range []string{"mmq_" + sfx, "mmq1_" + sfx} {
+			for _, k := range []string{"mmq_" + sfx, "mmq1_" + sfx, "mmqt_" + sfx} {
 				regs, local, shared, err := h.d.kernelResources(k)
 				if err == nil {
 					t.Logf("%s: %d registers, %d local bytes a thread, %d shared bytes a block", k, regs, local, shared)

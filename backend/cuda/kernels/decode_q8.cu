@@ -430,6 +430,53 @@ __device__ __forceinline__ void mma_s8_k16(int* d, uint a0, uint a1, uint b0) {
 
 #define MMQT_NT (MMQT_TOK / 8)
 
+// The class of step k (0..3) of warp w: w, w+16, w+8, w+24.
+__device__ __forceinline__ int mmqt_class(int w, int k) { return w + (k == 1 ? 16 : k == 2 ? 8 : k == 3 ? 24 : 0); }
+
+// Ends class step k: its chain cur goes into V₁(w) (k 0: set, 1: add) or
+// V₁(w+8) (2, 3), and cur starts again from zero.
+__device__ __forceinline__ void mmqt_fold(int k, float (&cur)[MMQT_NT][4], float (&v1)[MMQT_NT][4], float (&v2)[MMQT_NT][4]) {
+#pragma unroll
+    for (int n = 0; n < MMQT_NT; n++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            if (k == 0) v1[n][e] = cur[n][e];
+            else if (k == 1) v1[n][e] = v1[n][e] + cur[n][e];
+            else if (k == 2) v2[n][e] = cur[n][e];
+            else v2[n][e] = v2[n][e] + cur[n][e];
+            cur[n][e] = 0.f;
+        }
+    }
+}
+
+// Moves (k, u) past empty classes (u ≥ units), folding their zero chains.
+__device__ __forceinline__ void mmqt_skip_empty(int& k, int& u, int units, int w, float (&cur)[MMQT_NT][4], float (&v1)[MMQT_NT][4], float (&v2)[MMQT_NT][4]) {
+    while (k < 4 && u >= units) {
+        mmqt_fold(k, cur, v1, v2);
+        k++;
+        u = mmqt_class(w, k);
+    }
+}
+
+// Unit u of rows pa and pb (zeros for a missing row).
+template <class Q>
+__device__ __forceinline__ void mmqt_load(const uchar* pa, const uchar* pb, int u, QW& wa, QW& wb) {
+    if (pa) Q::load(pa, u, wa);
+    else {
+#pragma unroll
+        for (int i = 0; i < 8; i++) wa.w[i] = 0u;
+        wa.a = wa.b = 0.f;
+        wa.s0 = wa.s1 = 0;
+    }
+    if (pb) Q::load(pb, u, wb);
+    else {
+#pragma unroll
+        for (int i = 0; i < 8; i++) wb.w[i] = 0u;
+        wb.a = wb.b = 0.f;
+        wb.s0 = wb.s1 = 0;
+    }
+}
+
 template <class Q>
 __device__ __forceinline__ void mmqt_kernel(const MMArgs& a, const u4* xq, const Q8Scale* xs) {
     __shared__ float red[MMQ_WARPS][MMQT_NT][4][32]; // V₂ of each warp
@@ -445,63 +492,60 @@ __device__ __forceinline__ void mmqt_kernel(const MMArgs& a, const u4* xq, const
     const uchar* pb = jb >= 0 ? a.job[jb].W + (long)rowb * a.job[jb].row_bytes : 0;
     float v1[MMQT_NT][4], v2[MMQT_NT][4], cur[MMQT_NT][4];
 #pragma unroll
-    for (int k = 0; k < 4; k++) {
-        int cls = warp + (k == 1 ? 16 : k == 2 ? 8 : k == 3 ? 24 : 0); // leaves in the tree's order
+    for (int n = 0; n < MMQT_NT; n++) {
 #pragma unroll
-        for (int n = 0; n < MMQT_NT; n++) cur[n][0] = cur[n][1] = cur[n][2] = cur[n][3] = 0.f;
-        for (int u = cls; u < units; u += 32) {
-            QW wa, wb;
-            if (pa) Q::load(pa, u, wa);
-            else {
-#pragma unroll
-                for (int i = 0; i < 8; i++) wa.w[i] = 0u;
-                wa.a = wa.b = 0.f;
-                wa.s0 = wa.s1 = 0;
-            }
-            if (pb) Q::load(pb, u, wb);
-            else {
-#pragma unroll
-                for (int i = 0; i < 8; i++) wb.w[i] = 0u;
-                wb.a = wb.b = 0.f;
-                wb.s0 = wb.s1 = 0;
-            }
-#pragma unroll
-            for (int n = 0; n < MMQT_NT; n++) {
-                if (8 * n < nt) {
-                    int tb = 8 * n + g; // this thread's B token
-                    u2 bx = tb < nt ? ((const u2*)(xq + 2 * ((long)(t0 + tb) * units + u)))[c] : u2{0u, 0u};
-                    int tc = 8 * n + 2 * c; // its C tokens tc, tc+1
-                    Q8Scale s0 = tc < nt ? xs[(long)u * a.T + t0 + tc] : Q8Scale{0.f, 0};
-                    Q8Scale s1 = tc + 1 < nt ? xs[(long)u * a.T + t0 + tc + 1] : Q8Scale{0.f, 0};
-                    int S[4];
-                    if (Q::HALVES) {
-                        int h0[4], h1[4];
-                        mma_s8_k16(h0, wa.w[c], wb.w[c], bx.x);
-                        mma_s8_k16(h1, wa.w[c + 4], wb.w[c + 4], bx.y);
-                        S[0] = wa.s0 * h0[0] + wa.s1 * h1[0];
-                        S[1] = wa.s0 * h0[1] + wa.s1 * h1[1];
-                        S[2] = wb.s0 * h0[2] + wb.s1 * h1[2];
-                        S[3] = wb.s0 * h0[3] + wb.s1 * h1[3];
-                    } else {
-                        mma_s8_k32(S, wa.w[c], wb.w[c], wa.w[c + 4], wb.w[c + 4], bx.x, bx.y);
-                    }
-                    cur[n][0] = mmq_apply<Q>(wa, S[0], s0.dx, s0.sx, cur[n][0]);
-                    cur[n][1] = mmq_apply<Q>(wa, S[1], s1.dx, s1.sx, cur[n][1]);
-                    cur[n][2] = mmq_apply<Q>(wb, S[2], s0.dx, s0.sx, cur[n][2]);
-                    cur[n][3] = mmq_apply<Q>(wb, S[3], s1.dx, s1.sx, cur[n][3]);
-                }
-            }
+        for (int e = 0; e < 4; e++) v1[n][e] = v2[n][e] = cur[n][e] = 0.f;
+    }
+    // The warp walks its units class by class (k = 0..3: classes w, w+16,
+    // w+8, w+24, the tree's leaf order), loading each unit's weights one
+    // step ahead; a class's chain ends in cur, then is folded into V₁(w)
+    // (k 0, 1) or V₁(w+8) (k 2, 3). Empty classes fold zeros, as their
+    // lanes add zeros in mmq_.
+    int k = 0, u = warp;
+    QW wa, wb, na, nb;
+    mmqt_skip_empty(k, u, units, warp, cur, v1, v2);
+    if (k < 4) mmqt_load<Q>(pa, pb, u, wa, wb);
+    while (k < 4) {
+        int nk = k, nu = u + 32;
+        if (nu >= units) {
+            nk = k + 1;
+            nu = mmqt_class(warp, nk);
+            while (nk < 4 && nu >= units) { nk++; nu = mmqt_class(warp, nk); }
         }
+        if (nk < 4) mmqt_load<Q>(pa, pb, nu, na, nb);
 #pragma unroll
         for (int n = 0; n < MMQT_NT; n++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                if (k == 0) v1[n][e] = cur[n][e];
-                else if (k == 1) v1[n][e] = v1[n][e] + cur[n][e]; // V₁(w)
-                else if (k == 2) v2[n][e] = cur[n][e];
-                else v2[n][e] = v2[n][e] + cur[n][e];             // V₁(w+8)
+            if (8 * n < nt) {
+                int tb = 8 * n + g; // this thread's B token
+                u2 bx = tb < nt ? ((const u2*)(xq + 2 * ((long)(t0 + tb) * units + u)))[c] : u2{0u, 0u};
+                int tc = 8 * n + 2 * c; // its C tokens tc, tc+1
+                Q8Scale s0 = tc < nt ? xs[(long)u * a.T + t0 + tc] : Q8Scale{0.f, 0};
+                Q8Scale s1 = tc + 1 < nt ? xs[(long)u * a.T + t0 + tc + 1] : Q8Scale{0.f, 0};
+                int S[4];
+                if (Q::HALVES) {
+                    int h0[4], h1[4];
+                    mma_s8_k16(h0, wa.w[c], wb.w[c], bx.x);
+                    mma_s8_k16(h1, wa.w[c + 4], wb.w[c + 4], bx.y);
+                    S[0] = wa.s0 * h0[0] + wa.s1 * h1[0];
+                    S[1] = wa.s0 * h0[1] + wa.s1 * h1[1];
+                    S[2] = wb.s0 * h0[2] + wb.s1 * h1[2];
+                    S[3] = wb.s0 * h0[3] + wb.s1 * h1[3];
+                } else {
+                    mma_s8_k32(S, wa.w[c], wb.w[c], wa.w[c + 4], wb.w[c + 4], bx.x, bx.y);
+                }
+                cur[n][0] = mmq_apply<Q>(wa, S[0], s0.dx, s0.sx, cur[n][0]);
+                cur[n][1] = mmq_apply<Q>(wa, S[1], s1.dx, s1.sx, cur[n][1]);
+                cur[n][2] = mmq_apply<Q>(wb, S[2], s0.dx, s0.sx, cur[n][2]);
+                cur[n][3] = mmq_apply<Q>(wb, S[3], s1.dx, s1.sx, cur[n][3]);
             }
         }
+        // Fold the classes this unit ends: its own, then any empty ones
+        // before the next unit's.
+        for (int kk = k; kk < nk; kk++) mmqt_fold(kk, cur, v1, v2);
+        k = nk;
+        u = nu;
+        wa = na;
+        wb = nb;
     }
 #pragma unroll
     for (int n = 0; n < MMQT_NT; n++) {
