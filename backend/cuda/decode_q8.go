@@ -36,13 +36,13 @@ func (b *Backend) int8Decode(suffix string) bool {
 	return int8DecodeOn && !b.noInt8 && mmqSuffix[suffix] && b.dev.Arch() >= 61
 }
 
-// mmqShared is the dynamic shared memory of an mmq_ block of tok tokens:
-// each token's int8 units (32 bytes) and their scale and sum (8 bytes).
-func mmqShared(tok, cols int) int { return tok * 40 * (cols / 32) }
+// mmqShared is the dynamic shared memory of an mmq1_ block: the token's
+// int8 units (32 bytes) and their scale and sum (8 bytes).
+func mmqShared(cols int) int { return 40 * (cols / 32) }
 
-// mmqMaxShared is the most dynamic shared memory an mmq_ block may use: 100
-// KiB where the card allows more than the default 48 (sm_80+: prepareMMT
-// raises the limit), else 48 KiB.
+// mmqMaxShared is the most dynamic shared memory an mmq1_ block may use:
+// 100 KiB where the card allows more than the default 48 (sm_80+:
+// prepareMMT raises the limit), else 48 KiB.
 func (d *Device) mmqMaxShared() int {
 	if d.Arch() >= 80 {
 		return 100 << 10
@@ -50,12 +50,58 @@ func (d *Device) mmqMaxShared() int {
 	return 48 << 10
 }
 
-// mmqLaunch runs decode rows of a quantized type: mmq_ for fewer than
-// mmqtMin rows (or cards before sm_80), else q8_rows into the q8 scratch
-// and mmqt_.
+// mmq1 launches mmq1_<suffix>: one decode row, its activations quantized by
+// each block into shared memory. rows is the output rows of all jobs (with
+// glu, the gate's).
+//
+//	grid (ceil(rows/16), 1), with glu (ceil(rows/8), 1), block 256, dynamic shared mmqShared(cols)
+func (d *Device) mmq1(suffix string, a *mmArgs, rows int) error {
+	if err := a.check("mmq"); err != nil {
+		return err
+	}
+	if !mmqSuffix[suffix] || a.T != 1 {
+		return fmt.Errorf("%w: mmq1: %d rows of %s weights (want one row of a quantized type)", ErrLaunch, a.T, suffix)
+	}
+	shared := mmqShared(int(a.Cols))
+	if shared > d.mmqMaxShared() {
+		return fmt.Errorf("%w: mmq1: rows of %d columns need %d bytes of shared memory, more than the %d a block may use", ErrLaunch, a.Cols, shared, d.mmqMaxShared())
+	}
+	return d.launch("mmq1_"+suffix, dims(blocks(rows, mmqRowsPerBlock(a)), 1, 1), dims(32*mmqWarps, 1, 1), shared, newArgs().mmArg(a))
+}
+
+// mmqRowsPerBlock is the output rows an mmq_ or mmq1_ block covers: 2 a
+// warp, with glu one (a gate row and its up row).
+func mmqRowsPerBlock(a *mmArgs) int {
+	if a.GLU != 0 {
+		return mmqWarps
+	}
+	return 2 * mmqWarps
+}
+
+// mmq launches mmq_<suffix>: mmqTokens decode rows a block, xq and xs from
+// q8_rows.
+//
+//	grid (ceil(rows/16), ceil(T/8)), with glu (ceil(rows/8), …), block 256
+func (d *Device) mmq(suffix string, a *mmArgs, rows int, xq, xs devicePtr) error {
+	if err := a.check("mmq"); err != nil {
+		return err
+	}
+	if !mmqSuffix[suffix] {
+		return fmt.Errorf("%w: mmq: no integer decode kernel for %s weights", ErrLaunch, suffix)
+	}
+	if xq == 0 || xs == 0 {
+		return fmt.Errorf("%w: mmq: no quantized activations", ErrLaunch)
+	}
+	return d.launch("mmq_"+suffix, dims(blocks(rows, mmqRowsPerBlock(a)), blocks(int(a.T), mmqTokens), 1), dims(32*mmqWarps, 1, 1), 0,
+		newArgs().mmArg(a).dev("xq", xq).dev("xs", xs))
+}
+
+// mmqLaunch runs decode rows of a quantized type: mmq1_ for one row; for
+// more, q8_rows into the q8 scratch, then mmq_, or mmqt_ (the tensor
+// cores, sm_80+) from mmqtMin rows on.
 func (b *Backend) mmqLaunch(suffix string, a *mmArgs, rows int) error {
-	if int(a.T) < mmqtMin || b.dev.Arch() < 80 {
-		return b.dev.mmq(suffix, a, rows)
+	if a.T == 1 {
+		return b.dev.mmq1(suffix, a, rows)
 	}
 	units := int(a.Cols) / 32
 	xq, err := b.q8Scratch(int64(a.T) * int64(units) * 40)
@@ -65,6 +111,9 @@ func (b *Backend) mmqLaunch(suffix string, a *mmArgs, rows int) error {
 	xs := xq + devicePtr(int64(a.T)*int64(units)*32)
 	if err := b.dev.q8Rows(a.X, int(a.T), int(a.Cols), xq, xs); err != nil {
 		return err
+	}
+	if int(a.T) < mmqtMin || b.dev.Arch() < 80 {
+		return b.dev.mmq(suffix, a, rows, xq, xs)
 	}
 	return b.dev.mmqt(suffix, a, rows, xq, xs)
 }
@@ -115,33 +164,4 @@ func (d *Device) mmqt(suffix string, a *mmArgs, rows int, xq, xs devicePtr) erro
 	}
 	return d.launch("mmqt_"+suffix, dims(blocks(rows, perBlock), blocks(int(a.T), mmqtTokens), 1), dims(32*mmqWarps, 1, 1), 0,
 		newArgs().mmArg(a).dev("xq", xq).dev("xs", xs))
-}
-
-// mmq launches mmq_<suffix> (8 tokens a block) or mmq1_<suffix> (one: a
-// single token, or rows too wide for 8 in shared memory), decode rows as
-// 8-bit integer dot products. rows is the output rows of all jobs (with
-// glu, the gate's).
-//
-//	grid (ceil(rows/16), ceil(T/tok)), with glu (ceil(rows/8), …), block 256, dynamic shared mmqShared(tok, cols)
-func (d *Device) mmq(suffix string, a *mmArgs, rows int) error {
-	if err := a.check("mmq"); err != nil {
-		return err
-	}
-	if !mmqSuffix[suffix] {
-		return fmt.Errorf("%w: mmq: no integer decode kernel for %s weights", ErrLaunch, suffix)
-	}
-	perBlock := 2 * mmqWarps
-	if a.GLU != 0 {
-		perBlock = mmqWarps
-	}
-	tok, kernel := mmqTokens, "mmq_"+suffix
-	if a.T == 1 || mmqShared(mmqTokens, int(a.Cols)) > d.mmqMaxShared() {
-		tok, kernel = 1, "mmq1_"+suffix
-	}
-	shared := mmqShared(tok, int(a.Cols))
-	if shared > d.mmqMaxShared() {
-		return fmt.Errorf("%w: mmq: rows of %d columns need %d bytes of shared memory, more than the %d a block may use", ErrLaunch, a.Cols, shared, d.mmqMaxShared())
-	}
-	return d.launch(kernel, dims(blocks(rows, perBlock), blocks(int(a.T), tok), 1), dims(32*mmqWarps, 1, 1), shared,
-		newArgs().mmArg(a))
 }

@@ -82,10 +82,9 @@ func TestQ8Activations(t *testing.T) {
 // TestInt8Decode: the mmq_ and mmqt_ kernels (decode rows of quantized
 // weights as 8-bit integer dot products) for every type that has them,
 // over widths that leave lanes or warps idle or give them unequal units,
-// and one too wide for 8 tokens in shared memory (mmq1_ a token at a time),
-// 70 decode rows (mmqt_ on sm_80+: two blocks of 32 and a partial one; else
-// mmq_), plain, glu and three jobs with a bias and accumulation: within
-// 1e-5 of the float64 reference on the same 8-bit activations
+// 70 decode rows (mmqt_ on sm_80+: two blocks of 32 and a partial one;
+// else mmq_), plain, glu and three jobs with a bias and accumulation:
+// within 1e-5 of the float64 reference on the same 8-bit activations
 // (q8Activations), every output written, and each row bit for bit the same
 // computed alone (mmq1_), in a batch of 9 (mmq_), or at another place among
 // the 70.

@@ -174,14 +174,11 @@ func TestTypedLaunchShapes(t *testing.T) {
 			return d.mmt("q6_k", &mmArgs{Job: [3]mmJob{job(70)}, NJobs: 1, X: X, X16: X, Cols: 256, T: 5, Parts: 2, Tok: 8}, 2)
 		}, "mmt1_q6_k", [3]uint32{2, 1, 1}, [3]uint32{256, 1, 1}, uint32(mmtShared(2, 8))},
 		{func() error {
-			return d.mmq("q4_k", &mmArgs{Job: [3]mmJob{job(37)}, NJobs: 1, X: X, Cols: 3072, T: 9}, 37)
-		}, "mmq_q4_k", [3]uint32{3, 2, 1}, [3]uint32{256, 1, 1}, uint32(mmqShared(8, 3072))},
+			return d.mmq("q4_k", &mmArgs{Job: [3]mmJob{job(37)}, NJobs: 1, X: X, Cols: 3072, T: 9}, 37, W, O)
+		}, "mmq_q4_k", [3]uint32{3, 2, 1}, [3]uint32{256, 1, 1}, 0},
 		{func() error {
-			return d.mmq("q6_k", &mmArgs{Job: [3]mmJob{job(37), job(37)}, NJobs: 2, GLU: 1, X: X, Cols: 3072, T: 1}, 37)
-		}, "mmq1_q6_k", [3]uint32{5, 1, 1}, [3]uint32{256, 1, 1}, uint32(mmqShared(1, 3072))},
-		{func() error {
-			return d.mmq("q8_0", &mmArgs{Job: [3]mmJob{job(37)}, NJobs: 1, X: X, Cols: 14336, T: 3}, 37)
-		}, "mmq1_q8_0", [3]uint32{3, 3, 1}, [3]uint32{256, 1, 1}, uint32(mmqShared(1, 14336))},
+			return d.mmq1("q6_k", &mmArgs{Job: [3]mmJob{job(37), job(37)}, NJobs: 2, GLU: 1, X: X, Cols: 3072, T: 1}, 37)
+		}, "mmq1_q6_k", [3]uint32{5, 1, 1}, [3]uint32{256, 1, 1}, uint32(mmqShared(3072))},
 		{func() error {
 			return d.mmqt("q5_0", &mmArgs{Job: [3]mmJob{job(37)}, NJobs: 1, X: X, Cols: 896, T: 70}, 37, W, O)
 		}, "mmqt_q5_0", [3]uint32{3, 3, 1}, [3]uint32{256, 1, 1}, 0},
@@ -264,10 +261,16 @@ func TestTypedLaunchersRefuse(t *testing.T) {
 			return d.mmt("f16", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 64, T: 1, Parts: 1, Tok: 8}, 1)
 		}},
 		{"mmq of F16 weights", func() error {
-			return d.mmq("f16", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 64, T: 1}, 8)
+			return d.mmq("f16", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 64, T: 2}, 8, W, O)
 		}},
-		{"mmq rows too wide for shared memory", func() error {
-			return d.mmq("q8_0", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 1 << 20, T: 1}, 8)
+		{"mmq without quantized activations", func() error {
+			return d.mmq("q8_0", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 64, T: 2}, 8, 0, 0)
+		}},
+		{"mmq1 of two rows", func() error {
+			return d.mmq1("q8_0", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 64, T: 2}, 8)
+		}},
+		{"mmq1 rows too wide for shared memory", func() error {
+			return d.mmq1("q8_0", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 1 << 20, T: 1}, 8)
 		}},
 		{"mmqt without quantized activations", func() error {
 			return d.mmqt("q4_k", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 256, T: 32}, 8, 0, 0)

@@ -901,7 +901,7 @@ func TestTopKParity(t *testing.T) {
 // TestDecodeKernelTiming (WORKER_TEST_TIMING=1) times the decode matrix
 // kernels on real-shape matrices filled with random bytes: the float32 unit
 // kernel mmu_ (4 tokens a block), the integer mmq_ (quantized types) and
-// the tensor-core mmt_ (64 tokens a block) at 1, 8 and 64 decode rows, median of 20 launches by device events
+// the tensor-core mmt_ (64 tokens a block) at 1, 2, 4, 8, 16 and 64 decode rows, median of 20 launches by device events
 // (WORKER_TEST_TIMING=ncu: one launch of each, for the profiler),
 // and the weight bytes over that time.
 func TestDecodeKernelTiming(t *testing.T) {
@@ -937,7 +937,7 @@ func TestDecodeKernelTiming(t *testing.T) {
 		if err := h.d.do(func() (err error) { x16, err = h.b.toF16(xb.Ptr, 64*c.cols); return err }); err != nil {
 			t.Fatal(err)
 		}
-		for _, T := range []int{1, 8, 64} {
+		for _, T := range []int{1, 2, 4, 8, 16, 64} {
 			a := &mmArgs{NJobs: 1, X: xb.Ptr, Cols: int32(c.cols), T: int32(T)}
 			a.Job[0] = mmJob{W: wb.Ptr, RowBytes: int64(rb), Out: ob.Ptr, Rows: int32(c.rows)}
 			m := dmat{ptr: wb.Ptr, rows: c.rows, cols: c.cols, rowBytes: int64(rb), suffix: sfx}

@@ -7,9 +7,9 @@
 // activations, or glu: out = silu(gate·x)·(up·x)), for decode rows.
 //  - Activations: unit u of token t (x[t, 32u … 32u+31]) becomes q_i =
 //    rn(x_i·(127/amax)) (int8), its scale dx = amax/127 and its integer sum
-//    sx = Σ q_i (amax = max |x_i|; all zero when amax is 0). Every block
-//    quantizes its own tokens into shared memory (same instructions, same
-//    values in every block), so no other kernel changes.
+//    sx = Σ q_i (amax = max |x_i|; all zero when amax is 0), by q8_unit:
+//    for one token each mmq1_ block quantizes it into shared memory (no
+//    other launch); for more, q8_rows does it once for all (same values).
 //  - Weights: unit u of a row is 32 integers w_i (the block's quants, the
 //    constant offset of q4_0/q5_0/q6_k taken off in the integers) and the
 //    float factors of its block. The exact integer S = Σ w_i·q_i (dp4a)
@@ -27,15 +27,16 @@
 //    (mmq1_ and mmq_ run the same instructions for each output).
 //
 // Layout: W rows in their GGUF encoding (quant.cuh), x [T, cols] and out
-// [T, rows] float32 (MMArgs). Shared memory of a block of NT tokens: the
-// quantized units, qs[t][h][u] (16-byte halves h = 0, 1 of unit u: lanes on
-// consecutive units read consecutive 16 bytes), then xd[t][u] = (dx, sx).
+// [T, rows] float32 (MMArgs). Shared memory of an mmq1_ block: the
+// token's quantized units, qs[h][u] (16-byte halves h = 0, 1 of unit u:
+// lanes on consecutive units read consecutive 16 bytes), then xd[u] =
+// (dx, sx).
 //
 // Launch: a warp takes 2 rows (of all jobs together; with glu a gate row
 // and its up row), a block MMQ_WARPS = 8 warps; MMQ_WARPS, MMQ_TOK and
 // MMQT_TOK are -D options from Go (mmqt_ and q8_rows: below):
-//   mmq1_<t>  one token a block     grid (ceil(rows/16), T), block 256, shared 40·cols/32 bytes
-//   mmq_<t>   MMQ_TOK (8) tokens    grid (ceil(rows/16), ceil(T/8)), block 256, shared 8·40·cols/32 bytes
+//   mmq1_<t>  one token             grid (ceil(rows/16), 1), block 256, shared 40·cols/32 bytes
+//   mmq_<t>   MMQ_TOK (8) tokens a block, from q8_rows   grid (ceil(rows/16), ceil(T/8)), block 256
 //   (with glu ceil(rows/8) row blocks)
 //
 // Preconditions (checked in Go): cols % 32 == 0, rows aligned as quant.cuh
@@ -304,8 +305,10 @@ __device__ __forceinline__ int mmq_row(const MMArgs& a, int w, int r, int* row) 
     return j;
 }
 
-template <class Q, int NT>
-__device__ __forceinline__ void mmq_kernel(const MMArgs& a) {
+// PRE: the activations come quantized by q8_rows (xq, xs: see mmqt_
+// below), else the block quantizes its tokens into shared memory first.
+template <class Q, int NT, bool PRE>
+__device__ __forceinline__ void mmq_kernel(const MMArgs& a, const u4* xq, const Q8Scale* xs) {
     extern __shared__ u4 mmq_smem[];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int units = a.cols >> 5;
@@ -313,14 +316,16 @@ __device__ __forceinline__ void mmq_kernel(const MMArgs& a) {
     int nt = min(NT, a.T - t0);
     u4* qs = mmq_smem;                     // [NT][2][units]
     Q8Scale* xd = (Q8Scale*)(qs + 2 * NT * units); // [NT][units]
-    for (int i = threadIdx.x; i < nt * units; i += blockDim.x) {
-        int t = i / units, u = i - t * units;
-        float dx;
-        int sx;
-        q8_unit(a.x + (long)(t0 + t) * a.cols + 32 * u, &qs[(2 * t) * units + u], &qs[(2 * t + 1) * units + u], &dx, &sx);
-        xd[t * units + u] = Q8Scale{dx, sx};
+    if (!PRE) {
+        for (int i = threadIdx.x; i < nt * units; i += blockDim.x) {
+            int t = i / units, u = i - t * units;
+            float dx;
+            int sx;
+            q8_unit(a.x + (long)(t0 + t) * a.cols + 32 * u, &qs[(2 * t) * units + u], &qs[(2 * t + 1) * units + u], &dx, &sx);
+            xd[t * units + u] = Q8Scale{dx, sx};
+        }
+        __syncthreads();
     }
-    __syncthreads();
     int w = blockIdx.x * MMQ_WARPS + warp;
     int row0, row1;
     int j0 = mmq_row(a, w, 0, &row0), j1 = mmq_row(a, w, 1, &row1);
@@ -344,9 +349,18 @@ __device__ __forceinline__ void mmq_kernel(const MMArgs& a) {
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             if (t < nt) {
-                u4 h0 = qs[(2 * t) * units + u], h1 = qs[(2 * t + 1) * units + u];
-                uint x[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
-                Q8Scale s = xd[t * units + u];
+                uint x[8];
+                Q8Scale s;
+                if (PRE) { // words in q8_rows' order 0 4 1 5 2 6 3 7
+                    const u4* p = xq + 2 * ((long)(t0 + t) * units + u);
+                    u4 h0 = p[0], h1 = p[1];
+                    x[0] = h0.x; x[1] = h0.z; x[2] = h1.x; x[3] = h1.z; x[4] = h0.y; x[5] = h0.w; x[6] = h1.y; x[7] = h1.w;
+                    s = xs[(long)u * a.T + t0 + t];
+                } else {
+                    u4 h0 = qs[(2 * t) * units + u], h1 = qs[(2 * t + 1) * units + u];
+                    x[0] = h0.x; x[1] = h0.y; x[2] = h0.z; x[3] = h0.w; x[4] = h1.x; x[5] = h1.y; x[6] = h1.z; x[7] = h1.w;
+                    s = xd[t * units + u];
+                }
                 acc0[t] = mmq_term<Q>(w0, x, s.dx, s.sx, acc0[t]);
                 if (p1) acc1[t] = mmq_term<Q>(w1, x, s.dx, s.sx, acc1[t]);
             }
@@ -458,6 +472,10 @@ __device__ __forceinline__ void mmqt_skip_empty(int& k, int& u, int units, int w
     }
 }
 
+// Word c (0..3) of w, by selects (a register array indexed by a lane's
+// value would go to local memory).
+__device__ __forceinline__ uint pick4(const uint* w, int c) { return c == 0 ? w[0] : c == 1 ? w[1] : c == 2 ? w[2] : w[3]; }
+
 // Unit u of rows pa and pb (zeros for a missing row).
 template <class Q>
 __device__ __forceinline__ void mmqt_load(const uchar* pa, const uchar* pb, int u, QW& wa, QW& wb) {
@@ -513,6 +531,7 @@ __device__ __forceinline__ void mmqt_kernel(const MMArgs& a, const u4* xq, const
             while (nk < 4 && nu >= units) { nk++; nu = mmqt_class(warp, nk); }
         }
         if (nk < 4) mmqt_load<Q>(pa, pb, nu, na, nb);
+        uint a0 = pick4(wa.w, c), a1 = pick4(wb.w, c), a2 = pick4(wa.w + 4, c), a3 = pick4(wb.w + 4, c);
 #pragma unroll
         for (int n = 0; n < MMQT_NT; n++) {
             if (8 * n < nt) {
@@ -524,14 +543,14 @@ __device__ __forceinline__ void mmqt_kernel(const MMArgs& a, const u4* xq, const
                 int S[4];
                 if (Q::HALVES) {
                     int h0[4], h1[4];
-                    mma_s8_k16(h0, wa.w[c], wb.w[c], bx.x);
-                    mma_s8_k16(h1, wa.w[c + 4], wb.w[c + 4], bx.y);
+                    mma_s8_k16(h0, a0, a1, bx.x);
+                    mma_s8_k16(h1, a2, a3, bx.y);
                     S[0] = wa.s0 * h0[0] + wa.s1 * h1[0];
                     S[1] = wa.s0 * h0[1] + wa.s1 * h1[1];
                     S[2] = wb.s0 * h0[2] + wb.s1 * h1[2];
                     S[3] = wb.s0 * h0[3] + wb.s1 * h1[3];
                 } else {
-                    mma_s8_k32(S, wa.w[c], wb.w[c], wa.w[c + 4], wb.w[c + 4], bx.x, bx.y);
+                    mma_s8_k32(S, a0, a1, a2, a3, bx.x, bx.y);
                 }
                 cur[n][0] = mmq_apply<Q>(wa, S[0], s0.dx, s0.sx, cur[n][0]);
                 cur[n][1] = mmq_apply<Q>(wa, S[1], s1.dx, s1.sx, cur[n][1]);
@@ -584,8 +603,8 @@ __device__ __forceinline__ void mmqt_kernel(const MMArgs& a, const u4* xq, const
 }
 
 #define INSTANTIATE_MMQ(NAME) \
-    extern "C" __global__ void __launch_bounds__(256) mmq_##NAME(MMArgs a) { mmq_kernel<W_##NAME, MMQ_TOK>(a); } \
-    extern "C" __global__ void __launch_bounds__(256) mmq1_##NAME(MMArgs a) { mmq_kernel<W_##NAME, 1>(a); } \
+    extern "C" __global__ void __launch_bounds__(256) mmq_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { mmq_kernel<W_##NAME, MMQ_TOK, true>(a, xq, xs); } \
+    extern "C" __global__ void __launch_bounds__(256) mmq1_##NAME(MMArgs a) { mmq_kernel<W_##NAME, 1, false>(a, 0, 0); } \
     extern "C" __global__ void __launch_bounds__(256) mmqt_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { mmqt_kernel<W_##NAME>(a, xq, xs); }
 
 INSTANTIATE_MMQ(q4_0)
