@@ -29,9 +29,12 @@ import (
 	"worker-orcd/tokenizer"
 )
 
+// DefaultParallel is the slots an engine has when Options.Parallel is 0.
+const DefaultParallel = 4
+
 // Options configure an engine.
 type Options struct {
-	Parallel    int // slots: sequences decoded together (default 4)
+	Parallel    int // slots: sequences decoded together (default DefaultParallel)
 	QueueSize   int // requests waiting for a slot before ErrQueueFull (default 64)
 	CtxLen      int // positions per sequence (default and maximum: the model's context length)
 	BatchTokens int // tokens per forward step, prompt chunks included (default 512)
@@ -61,7 +64,7 @@ type Options struct {
 
 func (o *Options) fill(modelCtx int) error {
 	if o.Parallel == 0 {
-		o.Parallel = 4
+		o.Parallel = DefaultParallel
 	}
 	if o.QueueSize == 0 {
 		o.QueueSize = 64

@@ -101,12 +101,16 @@ func openBackend(m *model.Model, dev backend.Device, o LoadOptions, log *slog.Lo
 		return b, nil
 	}
 	newCUDA := func(index int) (backend.Backend, error) {
-		b, err := cuda.New(m, cuda.Options{Device: index, LibDir: o.CUDALibDir, KVType: o.KVType})
+		parallel := o.Engine.Parallel
+		if parallel == 0 {
+			parallel = DefaultParallel
+		}
+		b, err := cuda.New(m, cuda.Options{Device: index, LibDir: o.CUDALibDir, KVType: o.KVType, MaxDecodeRows: parallel})
 		if err != nil {
 			return nil, err
 		}
 		b.Dump = o.Dump
-		log.Info("using the CUDA backend", "device", b.Name(), "gpu", b.DeviceName())
+		log.Info("using the CUDA backend", "device", b.Name(), "gpu", b.DeviceName(), "decode_kernels", b.DecodeKernels())
 		return b, nil
 	}
 	switch dev.Kind {

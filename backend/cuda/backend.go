@@ -24,6 +24,12 @@ type Options struct {
 	// KVType is the KV cache's element type: "f16" (half the memory and
 	// attention traffic) or "f32"; "" takes WORKER_CUDA_KV_TYPE, else f16.
 	KVType string
+	// MaxDecodeRows is the most decode rows a step will hold (the engine's
+	// slots; 0: unknown). With 1, decode rows of quantized weights are 8-bit
+	// integer dot products (decode_q8.go), the faster kernel for a single
+	// row; otherwise the tensor-core kernel, faster for several.
+	// WORKER_CUDA_INT8_DECODE=1 or 0 forces the choice either way.
+	MaxDecodeRows int
 }
 
 // ErrBadInput reports a forward request that cannot run.
@@ -87,7 +93,7 @@ type Backend struct {
 	noBLAS                               bool
 	gemm                                 gemmBuffers
 	mmtParts, mmtTok                     int  // tests: force the mmt_ split and tokens a block (0: by shape)
-	noInt8                               bool // tests: decode rows of quantized types on mmt_, not mmq_
+	int8                                 bool // decode rows of quantized types as 8-bit integer products (int8Wanted)
 	noFlash                              bool // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
 	f16Weights                           bool // WORKER_CUDA_F16_WEIGHTS=1: resident F16 copies for prompt rows (f16weights.go)
 	f16w                                 map[*dmat]*Buffer
@@ -115,7 +121,7 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 		return nil, err
 	}
 	b := &Backend{dev: dev, m: m, c: c, libDir: opts.LibDir, noBLAS: opts.NoCUBLAS || os.Getenv("WORKER_CUDA_NO_CUBLAS") == "1", kvType: kvType,
-		noFlash: os.Getenv("WORKER_CUDA_NO_FLASH") == "1"}
+		noFlash: os.Getenv("WORKER_CUDA_NO_FLASH") == "1", int8: int8Wanted(opts.MaxDecodeRows)}
 	if b.f16Weights, err = f16WeightsWanted(); err != nil {
 		dev.Close()
 		return nil, err

@@ -24,16 +24,39 @@ const (
 // choice alone (WORKER_CUDA_MMQT_MIN overrides it, to measure).
 var mmqtMin = envChoice("WORKER_CUDA_MMQT_MIN", 16, 2, 4, 8, 16, 32, 64, 1<<30)
 
-// int8DecodeOn is WORKER_CUDA_INT8_DECODE (default 1): 0 sends the decode
-// rows of quantized types to the tensor-core kernel instead, to compare
-// the two on one binary.
-var int8DecodeOn = envChoice("WORKER_CUDA_INT8_DECODE", 1, 0, 1) == 1
+// int8Wanted decides, once for a backend, whether decode rows of quantized
+// types are 8-bit integer products: WORKER_CUDA_INT8_DECODE=1 or 0 if set,
+// else only when a step holds at most one decode row. Measured on an H200
+// (docs/perf.md step 24): for one row mmq1_ is 1.0–2.0× as fast as mmt_
+// (batch-1 decode +20 % on the Qwen2.5-0.5B shape, +50 % on Phi-3-mini);
+// for 2 to 64 rows mmq_ and mmqt_ are mostly slower (64 streams −35 %).
+// The choice is fixed for the backend's life, never made per batch: a
+// row's result must not depend on what else is in the batch.
+func int8Wanted(maxDecodeRows int) bool {
+	switch envChoice("WORKER_CUDA_INT8_DECODE", -1, 0, 1) {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	return maxDecodeRows == 1
+}
 
-// int8Decode reports whether decode rows of this weight type use mmq_: the
-// type is listed, the card has dp4a (sm_61+) and it is not turned off. The
-// choice depends on the type and the card only, never on the batch.
+// int8Decode reports whether decode rows of this weight type use the mmq_
+// family: the backend chose 8-bit products (int8Wanted), the type is
+// listed and the card has dp4a (sm_61+). It depends on the backend's
+// settings, the type and the card, never on the batch.
 func (b *Backend) int8Decode(suffix string) bool {
-	return int8DecodeOn && !b.noInt8 && mmqSuffix[suffix] && b.dev.Arch() >= 61
+	return b.int8 && mmqSuffix[suffix] && b.dev.Arch() >= 61
+}
+
+// DecodeKernels names how decode rows of quantized weights are computed,
+// for logs: "int8" (8-bit integer products) or "tensor cores" (F16).
+func (b *Backend) DecodeKernels() string {
+	if b.int8 && b.dev.Arch() >= 61 {
+		return "int8"
+	}
+	return "tensor cores"
 }
 
 // mmqShared is the dynamic shared memory of an mmq1_ block: the token's

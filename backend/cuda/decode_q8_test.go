@@ -93,6 +93,7 @@ func TestInt8Decode(t *testing.T) {
 	if h.d.Arch() < 61 {
 		t.Skipf("sm_%d has no dp4a: decode rows use the float32 kernels", h.d.Arch())
 	}
+	h.b.int8 = true
 	r := rand.New(rand.NewPCG(13, uint64(os.Getpid())))
 	const T = 70
 	for _, typ := range sortedTypes() {

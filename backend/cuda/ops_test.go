@@ -422,7 +422,7 @@ func TestTensorCoreDecode(t *testing.T) {
 	if h.d.Arch() < 80 {
 		t.Skipf("sm_%d has no mma.m16n8k16: decode rows use the float32 kernels", h.d.Arch())
 	}
-	h.b.noInt8 = true // the quantized types too, as WORKER_CUDA_INT8_DECODE=0 runs them
+	h.b.int8 = false // the quantized types too, as with several decode rows a step
 	r := rand.New(rand.NewPCG(11, uint64(os.Getpid())))
 	const T = 70
 	for _, typ := range sortedTypes() {
@@ -949,11 +949,10 @@ func TestDecodeKernelTiming(t *testing.T) {
 			names := []string{"mmu_", "mmq", "mmt", "2tok", "P=1", "P=2", "P=4", "P=8"}
 			res := make([]float64, len(names))
 			for k, name := range names {
-				h.b.noInt8 = false
+				h.b.int8 = name == "mmq" // every other variant is mmt_ (or mmu_)
 				if name == "mmq" && !h.b.int8Decode(sfx) {
 					continue
 				}
-				h.b.noInt8 = name != "mmq" // every other variant is mmt_
 				h.b.mmtParts = []int{0, 0, 0, 0, 1, 2, 4, 8}[k]
 				if name == "2tok" {
 					h.b.mmtTok = min(2*autoTok, mmtTokens, 256/(mmtStages*parts), (T+7)/8*8)

@@ -80,7 +80,7 @@ SIGTERM or SIGINT stop accepting requests, let those in flight finish for up to
 	f.modelFlags.add(fs)
 	fs.StringVar(&f.host, "host", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
 	fs.IntVar(&f.port, "port", 8080, "TCP port (0 = any free port; the log says which)")
-	fs.IntVar(&f.parallel, "parallel", 4, "slots: sequences decoded together")
+	fs.IntVar(&f.parallel, "parallel", engine.DefaultParallel, "slots: sequences decoded together (1: on a GPU, decode products of quantized weights use 8-bit kernels, the fastest for a single stream)")
 	fs.IntVar(&f.queue, "queue", 64, "requests that may wait for a slot before 503 QUEUE_FULL (at least 1)")
 	fs.IntVar(&f.batch, "batch", 0, "tokens per forward step, prompt chunks included (0 = the engine's default)")
 	fs.StringVar(&f.apiKey, "api-key", "", "require Authorization: Bearer <key>")
