@@ -316,18 +316,6 @@ __device__ __forceinline__ void mmq_kernel(const MMArgs& a, const u4* xq, const 
     int nt = min(NT, a.T - t0);
     u4* qs = mmq_smem;                     // [NT][2][units]
     Q8Scale* xd = (Q8Scale*)(qs + 2 * NT * units); // [NT][units]
-    int w = blockIdx.x * MMQ_WARPS + warp;
-    int row0, row1;
-    int j0 = mmq_row(a, w, 0, &row0), j1 = mmq_row(a, w, 1, &row1);
-    const uchar* p0 = j0 >= 0 ? a.job[j0].W + (long)row0 * a.job[j0].row_bytes : 0;
-    const uchar* p1 = j1 >= 0 ? a.job[j1].W + (long)row1 * a.job[j1].row_bytes : 0;
-    // The first unit's weights are asked for before the activations are
-    // quantized: the two waits overlap.
-    QW w0, w1, n0, n1;
-    if (p0 && lane < units) {
-        Q::load(p0, lane, w0);
-        if (p1) Q::load(p1, lane, w1);
-    }
     if (!PRE) {
         for (int i = threadIdx.x; i < nt * units; i += blockDim.x) {
             int t = i / units, u = i - t * units;
@@ -338,10 +326,20 @@ __device__ __forceinline__ void mmq_kernel(const MMArgs& a, const u4* xq, const 
         }
         __syncthreads();
     }
+    int w = blockIdx.x * MMQ_WARPS + warp;
+    int row0, row1;
+    int j0 = mmq_row(a, w, 0, &row0), j1 = mmq_row(a, w, 1, &row1);
     if (j0 < 0) return;
+    const uchar* p0 = a.job[j0].W + (long)row0 * a.job[j0].row_bytes;
+    const uchar* p1 = j1 >= 0 ? a.job[j1].W + (long)row1 * a.job[j1].row_bytes : 0;
     float acc0[NT], acc1[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc0[t] = acc1[t] = 0.f;
+    QW w0, w1, n0, n1;
+    if (lane < units) {
+        Q::load(p0, lane, w0);
+        if (p1) Q::load(p1, lane, w1);
+    }
     for (int u = lane; u < units; u += 32) {
         // The next unit's weights are asked for before this one's sums.
         if (u + 32 < units) {
