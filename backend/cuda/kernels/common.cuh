@@ -90,6 +90,74 @@ __device__ __forceinline__ float block_max(float v, float* sh) {
 
 __device__ __forceinline__ float silu(float g) { return g / (1.f + expf(-g)); }
 
+// Rounded float operations the compiler may not contract or regroup.
+__device__ __forceinline__ float mul_rn(float a, float b) {
+    float d;
+    asm("{ mul.rn.f32 %0, %1, %2; }" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
+__device__ __forceinline__ float fma_rn(float a, float b, float c) {
+    float d;
+    asm("{ fma.rn.f32 %0, %1, %2, %3; }" : "=f"(d) : "f"(a), "f"(b), "f"(c));
+    return d;
+}
+__device__ __forceinline__ float div_rn(float a, float b) {
+    float d;
+    asm("{ div.rn.f32 %0, %1, %2; }" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
+__device__ __forceinline__ int f2i_rn(float a) {
+    int d;
+    asm("{ cvt.rni.s32.f32 %0, %1; }" : "=r"(d) : "f"(a));
+    return d;
+}
+__device__ __forceinline__ float i2f(int a) {
+    float d;
+    asm("{ cvt.rn.f32.s32 %0, %1; }" : "=f"(d) : "r"(a));
+    return d;
+}
+
+// ---- RMS norm, shared by rms_norm_f32 and the 8-bit decode kernels ----
+// The sum of squares of a row as a block of 1024 threads adds it: thread v
+// takes the float4s v, v+1024, … (rms_partial, fused multiply-adds in
+// order), each warp adds its lanes (warp_sum), warp 0 adds the 32 warp sums
+// (warp_sum). rms_norm_f32 runs it on 1024 threads (block_sum); a block of
+// 256 (rms_sumsq_256) plays four threads each and gets the same bits.
+__device__ __forceinline__ float rms_partial(const f4* xr, int n4, int v) {
+    float ss = 0.f;
+    for (int i = v; i < n4; i += 1024) {
+        f4 a = xr[i];
+        ss = fma_rn(a.x, a.x, ss);
+        ss = fma_rn(a.y, a.y, ss);
+        ss = fma_rn(a.z, a.z, ss);
+        ss = fma_rn(a.w, a.w, ss);
+    }
+    return ss;
+}
+// The sum of rms_partial over a row, from a block of 256 threads (thread t
+// plays threads t, t+256, t+512, t+768 of 1024); sh holds 32 floats. Every
+// thread of the block calls it and gets the sum.
+__device__ __forceinline__ float rms_sumsq_256(const f4* xr, int n4, float* sh) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        float s = warp_sum(rms_partial(xr, n4, threadIdx.x + 256 * k));
+        if (lane == 0) sh[warp + 8 * k] = s; // warp (t + 256k)/32 of 1024
+    }
+    __syncthreads();
+    float v = threadIdx.x < 32 ? sh[threadIdx.x] : 0.f;
+    if (warp == 0) v = warp_sum(v);
+    if (threadIdx.x == 0) sh[0] = v;
+    __syncthreads();
+    v = sh[0];
+    __syncthreads();
+    return v;
+}
+// The factor of a row with sum of squares ss over n elements.
+__device__ __forceinline__ float rms_scale(float ss, int n, float eps) { return rsqrtf(div_rn(ss, (float)n) + eps); }
+// Element v of the row, normalized and weighted by g.
+__device__ __forceinline__ float rms_apply(float v, float scale, float g) { return mul_rn(mul_rn(v, scale), g); }
+
 // KV cache elements: float32 or F16 (rounded to nearest when stored).
 __device__ __forceinline__ float kv_ld(const float* p, long i) { return p[i]; }
 __device__ __forceinline__ float kv_ld(const ushort* p, long i) { return h2f(p[i]); }
