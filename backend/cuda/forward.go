@@ -249,9 +249,7 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 	// type (the norm fused as for Q, K and V).
 	ffnIn := func(glu bool, outs ...mmOut) error { return b.mmLaunch16(b.h, b.h16, T, glu, outs...) }
 	if b.fusedNorm(T, &ly.gate, &ly.up) {
-		ffnIn = func(glu bool, outs ...mmOut) error {
-			return b.mmLaunchNormed(b.x, ly.ffnNorm, b.c.RMSEps, T, glu, outs...)
-		}
+		ffnIn = func(glu bool, outs ...mmOut) error { return b.mmLaunchNormed(b.x, ly.ffnNorm, b.c.RMSEps, T, glu, outs...) }
 	} else {
 		if err := b.rmsNorm(b.x, ly.ffnNorm, b.h, b.h16, T, d); err != nil {
 			return err

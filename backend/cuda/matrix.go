@@ -20,15 +20,15 @@ type mmJob struct {
 }
 
 type mmArgs struct {
-	Job     [3]mmJob
-	NJobs   int32
-	_       int32
-	X       devicePtr
-	X16     devicePtr // mmt_ only: X rounded to F16
-	Out16   devicePtr // mmt_ only, with glu: F16 copy of the output (0: none)
-	Cols    int32
-	T       int32
-	GLU     int32
+	Job   [3]mmJob
+	NJobs int32
+	_     int32
+	X     devicePtr
+	X16   devicePtr // mmt_ only: X rounded to F16
+	Out16 devicePtr // mmt_ only, with glu: F16 copy of the output (0: none)
+	Cols  int32
+	T     int32
+	GLU   int32
 	Parts   int32 // mmt_ only
 	Tok     int32 // mmt_ only
 	_       int32
