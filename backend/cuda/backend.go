@@ -92,10 +92,8 @@ type Backend struct {
 	libDir                               string
 	noBLAS                               bool
 	gemm                                 gemmBuffers
-	mmtParts, mmtTok                     int       // tests: force the mmt_ split and tokens a block (0: by shape)
-	int8                                 bool      // decode rows of quantized types as 8-bit integer products (int8Wanted)
-	normW                                devicePtr // mmLaunchNormed: the norm weights the next products apply to their input
-	normEps                              float32
+	mmtParts, mmtTok                     int  // tests: force the mmt_ split and tokens a block (0: by shape)
+	int8                                 bool // decode rows of quantized types as 8-bit integer products (int8Wanted)
 	noFlash                              bool // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
 	f16Weights                           bool // WORKER_CUDA_F16_WEIGHTS=1: resident F16 copies for prompt rows (f16weights.go)
 	f16w                                 map[*dmat]*Buffer

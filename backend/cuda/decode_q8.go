@@ -89,9 +89,6 @@ func (d *Device) mmq1(suffix string, a *mmArgs, rows int) error {
 	if shared > d.mmqMaxShared() {
 		return fmt.Errorf("%w: mmq1: rows of %d columns need %d bytes of shared memory, more than the %d a block may use", ErrLaunch, a.Cols, shared, d.mmqMaxShared())
 	}
-	if a.NormW != 0 && a.Cols%4 != 0 {
-		return fmt.Errorf("%w: mmq1: normalizing rows of %d columns (want a multiple of 4)", ErrLaunch, a.Cols)
-	}
 	return d.launch("mmq1_"+suffix, dims(blocks(rows, mmqRowsPerBlock(a)), 1, 1), dims(32*mmqWarps, 1, 1), shared, newArgs().mmArg(a))
 }
 

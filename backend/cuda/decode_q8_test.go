@@ -1,8 +1,6 @@
 package cuda
 
 import (
-	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -240,115 +238,5 @@ func TestInt8Decode(t *testing.T) {
 			}
 			return nil
 		})
-	}
-}
-
-// TestFusedNormDecode: a decode row's products of norm(x) on the 8-bit
-// kernels, normalizing x themselves (mmLaunchNormed, as a lone decode row's
-// step does), give the same bits as rms_norm_f32 followed by the product,
-// for every type with the kernels, plain and glu, over widths of one to
-// several float4s a thread.
-func TestFusedNormDecode(t *testing.T) {
-	h := newOpHarness(t)
-	if h.d.Arch() < 61 {
-		t.Skipf("sm_%d has no dp4a", h.d.Arch())
-	}
-	h.b.int8 = true
-	r := rand.New(rand.NewPCG(17, uint64(os.Getpid())))
-	const eps = 1e-6
-	for _, typ := range sortedTypes() {
-		sfx := kernelSuffix[typ]
-		if !h.b.int8Decode(sfx) {
-			continue
-		}
-		for _, shape := range []struct{ rows, cols int }{{40, 896}, {24, 3072}, {9, 8192}} {
-			if shape.cols%typ.BlockSize() != 0 {
-				continue
-			}
-			rb, err := quant.RowBytes(typ, shape.cols)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := make([]byte, rb*shape.rows)
-			for row := range shape.rows {
-				if err := quant.Quantize(typ, randRow(r, shape.cols), w[row*rb:(row+1)*rb]); err != nil {
-					t.Fatal(err)
-				}
-			}
-			x := randRow(r, shape.cols)
-			for i := range x {
-				x[i] *= 30 // a residual stream's scale
-			}
-			nw := randRow(r, shape.cols)
-			wb, xb, nb := h.upload(w), h.uploadF32(x), h.uploadF32(nw)
-			hb := h.poisoned(shape.cols)
-			m := dmat{ptr: wb.Ptr, rows: shape.rows, cols: shape.cols, rowBytes: int64(rb), suffix: sfx}
-			for _, glu := range []bool{false, true} {
-				outs := func(o devicePtr) []mmOut {
-					if glu {
-						return []mmOut{{m: &m, out: o}, {m: &m, out: o}}
-					}
-					return []mmOut{{m: &m, out: o}}
-				}
-				sep, fused := h.poisoned(shape.rows), h.poisoned(shape.rows)
-				err := h.d.do(func() error {
-					h.b.segs = []segment{{0, 1, false}}
-					defer func() { h.b.segs = nil }()
-					if !h.b.fusedNorm(1, &m) {
-						return fmt.Errorf("%s %d columns: fusedNorm refuses a lone decode row", sfx, shape.cols)
-					}
-					if err := h.d.rmsNorm(xb.Ptr, nb.Ptr, hb.Ptr, 0, 1, shape.cols, eps); err != nil {
-						return err
-					}
-					if err := h.b.mmLaunch(hb.Ptr, 1, glu, outs(sep.Ptr)...); err != nil {
-						return err
-					}
-					return h.b.mmLaunchNormed(xb.Ptr, nb.Ptr, eps, 1, glu, outs(fused.Ptr)...)
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				a, b := h.download(sep, shape.rows), h.download(fused, shape.rows)
-				if !slices.Equal(a, b) {
-					t.Errorf("mmq1_%s %dx%d glu=%v: normalizing in the product differs from rms_norm_f32 then the product", sfx, shape.rows, shape.cols, glu)
-				}
-				for _, v := range b {
-					if math.IsNaN(float64(v)) {
-						t.Fatalf("mmq1_%s %dx%d glu=%v: an output not written", sfx, shape.rows, shape.cols, glu)
-					}
-				}
-			}
-		}
-	}
-}
-
-// TestNormedProductRefusals: only one decode row on the 8-bit kernels may
-// normalize its input; anything else is refused before any launch.
-func TestNormedProductRefusals(t *testing.T) {
-	d, got, _ := recordLaunches(t)
-	m := dmat{ptr: 0x20000, rows: 8, cols: 256, rowBytes: 144, suffix: "q4_k"}
-	f16 := dmat{ptr: 0x20000, rows: 8, cols: 256, rowBytes: 512, suffix: "f16"}
-	for _, c := range []struct {
-		name string
-		int8 bool
-		segs []segment
-		T    int
-		m    *dmat
-	}{
-		{"a prefill row", true, []segment{{0, 1, true}}, 1, &m},
-		{"two decode rows", true, []segment{{0, 2, false}}, 2, &m},
-		{"the tensor-core kernels", false, []segment{{0, 1, false}}, 1, &m},
-		{"F16 weights", true, []segment{{0, 1, false}}, 1, &f16},
-	} {
-		b := &Backend{dev: d, int8: c.int8, segs: c.segs}
-		if b.fusedNorm(c.T, c.m) {
-			t.Errorf("%s: fusedNorm allows it", c.name)
-		}
-		if err := b.mmLaunchNormed(0x10000, 0x40000, 1e-6, c.T, false, mmOut{m: c.m, out: 0x30000}); !errors.Is(err, ErrLaunch) {
-			t.Errorf("%s: error %v, want ErrLaunch", c.name, err)
-		}
-	}
-	if len(*got) != 0 {
-		t.Errorf("%d refused launches reached the driver", len(*got))
 	}
 }

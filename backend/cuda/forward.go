@@ -194,24 +194,16 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 	c, ly := b.c, &b.layers[l]
 	d, qd, ff := c.NEmbd, c.QDim(), c.NFF
 	neox := c.Arch.Rope == model.RopeNeoX
-	// Q, K and V in one launch, with their biases, of norm(x); for a lone
-	// decode row on the 8-bit kernels the products normalize x themselves
-	// (the same bits, one launch fewer).
-	qkv := []mmOut{{m: &ly.q, out: b.q, bias: ly.qBias}, {m: &ly.k, out: b.k, bias: ly.kBias}, {m: &ly.v, out: b.v, bias: ly.vBias}}
-	if b.fusedNorm(T, &ly.q, &ly.k, &ly.v) {
-		if err := b.mmLaunchNormed(b.x, ly.attnNorm, b.c.RMSEps, T, false, qkv...); err != nil {
-			return err
-		}
-	} else {
-		if err := b.rmsNorm(b.x, ly.attnNorm, b.h, b.h16, T, d); err != nil {
-			return err
-		}
-		if err := b.dumpf("attn_norm-%d", l, b.h, T, d); err != nil {
-			return err
-		}
-		if err := b.mmLaunch16(b.h, b.h16, T, false, qkv...); err != nil {
-			return err
-		}
+	if err := b.rmsNorm(b.x, ly.attnNorm, b.h, b.h16, T, d); err != nil {
+		return err
+	}
+	if err := b.dumpf("attn_norm-%d", l, b.h, T, d); err != nil {
+		return err
+	}
+	// Q, K and V in one launch, with their biases.
+	if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.q, out: b.q, bias: ly.qBias},
+		mmOut{m: &ly.k, out: b.k, bias: ly.kBias}, mmOut{m: &ly.v, out: b.v, bias: ly.vBias}); err != nil {
+		return err
 	}
 	if err := b.dumpf("Qcur-%d", l, b.q, T, qd); err != nil {
 		return err
@@ -245,28 +237,22 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 	if err := b.dumpf("ffn_inp-%d", l, b.x, T, d); err != nil {
 		return err
 	}
-	// Gate and up of norm(x) with SwiGLU in one launch when they share a
-	// type (the norm fused as for Q, K and V).
-	ffnIn := func(glu bool, outs ...mmOut) error { return b.mmLaunch16(b.h, b.h16, T, glu, outs...) }
-	if b.fusedNorm(T, &ly.gate, &ly.up) {
-		ffnIn = func(glu bool, outs ...mmOut) error { return b.mmLaunchNormed(b.x, ly.ffnNorm, b.c.RMSEps, T, glu, outs...) }
-	} else {
-		if err := b.rmsNorm(b.x, ly.ffnNorm, b.h, b.h16, T, d); err != nil {
-			return err
-		}
-		if err := b.dumpf("ffn_norm-%d", l, b.h, T, d); err != nil {
-			return err
-		}
+	if err := b.rmsNorm(b.x, ly.ffnNorm, b.h, b.h16, T, d); err != nil {
+		return err
 	}
+	if err := b.dumpf("ffn_norm-%d", l, b.h, T, d); err != nil {
+		return err
+	}
+	// Gate and up with SwiGLU in one launch when they share a type.
 	if ly.gate.suffix == ly.up.suffix {
-		if err := ffnIn(true, mmOut{m: &ly.gate, out: b.gate, out16: b.gate16}, mmOut{m: &ly.up, out: b.up}); err != nil {
+		if err := b.mmLaunch16(b.h, b.h16, T, true, mmOut{m: &ly.gate, out: b.gate, out16: b.gate16}, mmOut{m: &ly.up, out: b.up}); err != nil {
 			return err
 		}
 	} else {
-		if err := ffnIn(false, mmOut{m: &ly.gate, out: b.gate}); err != nil {
+		if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.gate, out: b.gate}); err != nil {
 			return err
 		}
-		if err := ffnIn(false, mmOut{m: &ly.up, out: b.up}); err != nil {
+		if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.up, out: b.up}); err != nil {
 			return err
 		}
 		if err := b.dev.swiglu(b.gate, b.up, b.gate16, T*ff); err != nil {

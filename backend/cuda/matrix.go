@@ -29,12 +29,9 @@ type mmArgs struct {
 	Cols  int32
 	T     int32
 	GLU   int32
-	Parts   int32 // mmt_ only
-	Tok     int32 // mmt_ only
-	_       int32
-	NormW   devicePtr // mmq1_ only: x is normalized first (rms_norm_f32's bits) with these weights (0: x as it is)
-	NormEps float32   // … and this epsilon
-	_       int32
+	Parts int32 // mmt_ only
+	Tok   int32 // mmt_ only
+	_     int32
 }
 
 // mmOut is one matrix of a fused product: where its rows go.
@@ -60,31 +57,6 @@ type segment struct {
 // no segments set (kernel tests), T ≤ 8 counts as decode.
 func (b *Backend) mmLaunch(x devicePtr, T int, glu bool, outs ...mmOut) error {
 	return b.mmLaunch16(x, 0, T, glu, outs...)
-}
-
-// mmLaunchNormed is mmLaunch of rms_norm(x)·w (epsilon eps) for one decode
-// row on the 8-bit kernels (fusedNorm): the product normalizes x itself,
-// the bits rms_norm_f32 would write, and the step saves the norm's launch.
-func (b *Backend) mmLaunchNormed(x, w devicePtr, eps float32, T int, glu bool, outs ...mmOut) error {
-	b.normW, b.normEps = w, eps
-	defer func() { b.normW, b.normEps = 0, 0 }()
-	return b.mmLaunch16(x, 0, T, glu, outs...)
-}
-
-// fusedNorm reports whether this step's products of ms may normalize their
-// input themselves (mmLaunchNormed) instead of reading rms_norm's output:
-// a single decode row, every matrix on the 8-bit kernels, no tensor dumps
-// (which want the norm's output).
-func (b *Backend) fusedNorm(T int, ms ...*dmat) bool {
-	if T != 1 || len(b.segs) != 1 || b.segs[0].prefill || b.Dump != nil {
-		return false
-	}
-	for _, m := range ms {
-		if !b.int8Decode(m.suffix) || mmqShared(m.cols) > b.dev.mmqMaxShared() {
-			return false
-		}
-	}
-	return true
 }
 
 // mmLaunch16 is mmLaunch with x16, an F16 copy of x (0: none; decode rows on
@@ -134,17 +106,10 @@ func (b *Backend) mmSegment(x, x16 devicePtr, T int, prefill, glu bool, outs ...
 	if err != nil {
 		return err
 	}
-	sfx := outs[0].m.suffix
-	if b.normW != 0 {
-		// mmLaunchNormed: only mmq1_ normalizes its input.
-		if prefill || T != 1 || !b.int8Decode(sfx) {
-			return fmt.Errorf("%w: a normalized product of %d %s rows (prefill %v): only one decode row on the 8-bit kernels can normalize its input", ErrLaunch, T, sfx, prefill)
-		}
-		a.NormW, a.NormEps = b.normW, b.normEps
-	}
 	if prefill && b.blas != 0 {
 		return b.gemmSegment(x, T, glu, outs...)
 	}
+	sfx := outs[0].m.suffix
 	if prefill {
 		return b.dev.mme(sfx, a, rows)
 	}
@@ -246,9 +211,6 @@ func (a *mmArgs) check(kind string) error {
 	}
 	if a.X == 0 || a.T < 1 || a.Cols < 1 {
 		return bad("activations %#x, T %d, cols %d", a.X, a.T, a.Cols)
-	}
-	if a.NormW != 0 && (kind != "mmq" || a.T != 1) {
-		return bad("a normalized input (norm_w) is for one row on mmq1_ only, not %d rows", a.T)
 	}
 	if kind != "mme" && a.Cols%32 != 0 {
 		return bad("cols %d is not a multiple of 32 (the unit kernels take 32-element units)", a.Cols)

@@ -9,9 +9,7 @@
 //    rn(x_i·(127/amax)) (int8), its scale dx = amax/127 and its integer sum
 //    sx = Σ q_i (amax = max |x_i|; all zero when amax is 0), by q8_unit:
 //    for one token each mmq1_ block quantizes it into shared memory (no
-//    other launch), normalizing it first when MMArgs.norm_w is set (the
-//    bits rms_norm_f32 would write: common.cuh), so a decode step skips
-//    the norm's launch; for more tokens, q8_rows does it once for all.
+//    other launch); for more, q8_rows does it once for all (same values).
 //  - Weights: unit u of a row is 32 integers w_i (the block's quants, the
 //    constant offset of q4_0/q5_0/q6_k taken off in the integers) and the
 //    float factors of its block. The exact integer S = Σ w_i·q_i (dp4a)
@@ -59,6 +57,33 @@ __device__ __forceinline__ int dp4a(uint a, uint b, int c) {
     asm("{ dp4a.s32.s32 %0, %1, %2, %3; }" : "=r"(d) : "r"(a), "r"(b), "r"(c));
     return d;
 }
+// Rounded float operations the compiler may not contract or regroup.
+__device__ __forceinline__ float mul_rn(float a, float b) {
+    float d;
+    asm("{ mul.rn.f32 %0, %1, %2; }" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
+__device__ __forceinline__ float fma_rn(float a, float b, float c) {
+    float d;
+    asm("{ fma.rn.f32 %0, %1, %2, %3; }" : "=f"(d) : "f"(a), "f"(b), "f"(c));
+    return d;
+}
+__device__ __forceinline__ float div_rn(float a, float b) {
+    float d;
+    asm("{ div.rn.f32 %0, %1, %2; }" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
+__device__ __forceinline__ int f2i_rn(float a) {
+    int d;
+    asm("{ cvt.rni.s32.f32 %0, %1; }" : "=r"(d) : "f"(a));
+    return d;
+}
+__device__ __forceinline__ float i2f(int a) {
+    float d;
+    asm("{ cvt.rn.f32.s32 %0, %1; }" : "=f"(d) : "r"(a));
+    return d;
+}
+
 // Byte-wise v − k for bytes 0 ≤ v < 128 + k (k < 128 in each byte): the
 // signed int8 results, no borrow between bytes.
 __device__ __forceinline__ uint sub_bytes(uint v, uint k) { return ((v | 0x80808080u) - k) ^ 0x80808080u; }
@@ -233,9 +258,15 @@ struct alignas(8) Q8Scale {
     int sx;
 };
 
-// Quantizes 32 floats v into two 16-byte halves of int8, the scale and
-// the sum.
-__device__ __forceinline__ void q8_vals(const float* v, u4* h0, u4* h1, float* dx, int* sx) {
+// Quantizes 32 floats at xr (16-byte aligned) into two 16-byte halves of
+// int8, the scale and the sum.
+__device__ __forceinline__ void q8_unit(const float* xr, u4* h0, u4* h1, float* dx, int* sx) {
+    float v[32];
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        f4 f = ((const f4*)xr)[k];
+        v[4*k] = f.x; v[4*k+1] = f.y; v[4*k+2] = f.z; v[4*k+3] = f.w;
+    }
     float amax = 0.f;
 #pragma unroll
     for (int i = 0; i < 32; i++) amax = fmaxf(amax, fmaxf(v[i], -v[i]));
@@ -257,23 +288,6 @@ __device__ __forceinline__ void q8_vals(const float* v, u4* h0, u4* h1, float* d
     *h1 = u4{w[4], w[5], w[6], w[7]};
     *dx = div_rn(amax, 127.f);
     *sx = sum;
-}
-
-// q8_vals of the 32 floats at xr (16-byte aligned); with nw, of the floats
-// normalized first as rms_norm_f32 does (scale from rms_scale, weights nw
-// at the same elements).
-__device__ __forceinline__ void q8_unit(const float* xr, const float* nw, float scale, u4* h0, u4* h1, float* dx, int* sx) {
-    float v[32];
-#pragma unroll
-    for (int k = 0; k < 8; k++) {
-        f4 f = ((const f4*)xr)[k];
-        if (nw) {
-            f4 g = ((const f4*)nw)[k];
-            f = f4{rms_apply(f.x, scale, g.x), rms_apply(f.y, scale, g.y), rms_apply(f.z, scale, g.z), rms_apply(f.w, scale, g.w)};
-        }
-        v[4*k] = f.x; v[4*k+1] = f.y; v[4*k+2] = f.z; v[4*k+3] = f.w;
-    }
-    q8_vals(v, h0, h1, dx, sx);
 }
 
 // Row r (0 or 1) of warp w's pair: its job and row within it, or -1.
@@ -303,19 +317,11 @@ __device__ __forceinline__ void mmq_kernel(const MMArgs& a, const u4* xq, const 
     u4* qs = mmq_smem;                     // [NT][2][units]
     Q8Scale* xd = (Q8Scale*)(qs + 2 * NT * units); // [NT][units]
     if (!PRE) {
-        // With a.norm_w (one token: mmq1_), the token is normalized first,
-        // rms_norm_f32's bits (common.cuh).
-        float scale = 0.f;
-        if (a.norm_w) {
-            __shared__ float sh[32];
-            scale = rms_scale(rms_sumsq_256((const f4*)(a.x + (long)t0 * a.cols), a.cols >> 2, sh), a.cols, a.norm_eps);
-        }
         for (int i = threadIdx.x; i < nt * units; i += blockDim.x) {
             int t = i / units, u = i - t * units;
             float dx;
             int sx;
-            q8_unit(a.x + (long)(t0 + t) * a.cols + 32 * u, a.norm_w ? a.norm_w + 32 * u : 0, scale, &qs[(2 * t) * units + u],
-                    &qs[(2 * t + 1) * units + u], &dx, &sx);
+            q8_unit(a.x + (long)(t0 + t) * a.cols + 32 * u, &qs[(2 * t) * units + u], &qs[(2 * t + 1) * units + u], &dx, &sx);
             xd[t * units + u] = Q8Scale{dx, sx};
         }
         __syncthreads();
@@ -413,7 +419,7 @@ extern "C" __global__ void q8_rows(const float* x, int T, int cols, u4* xq, Q8Sc
     u4 h0, h1;
     float dx;
     int sx;
-    q8_unit(x + (long)t * cols + 32 * u, 0, 0.f, &h0, &h1, &dx, &sx);
+    q8_unit(x + (long)t * cols + 32 * u, &h0, &h1, &dx, &sx);
     xq[2 * i] = u4{h0.x, h1.x, h0.y, h1.y};
     xq[2 * i + 1] = u4{h0.z, h1.z, h0.w, h1.w};
     xs[(long)u * T + t] = Q8Scale{dx, sx};

@@ -87,8 +87,6 @@ struct MMArgs {
     int glu;
     int parts; // mmt_ only: warps that split a row (1, 2, 4 or 8)
     int tok;   // mmt_ only: tokens a block takes (a multiple of 8, at most MMT_TOK)
-    const float* norm_w; // mmq1_ only (nullable): x is normalized first, rms_norm_f32's bits with these weights
-    float norm_eps;      // … and this epsilon
 };
 
 __device__ __forceinline__ int find_job(const MMArgs& a, int* r) {

@@ -24,13 +24,16 @@ extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* o
     f4* o = (f4*)(out + (long)blockIdx.x * n);
     const f4* wr = (const f4*)w;
     int n4 = n >> 2;
-    // The sum of squares in common.cuh's order (blockDim is 1024), which the
-    // 8-bit decode kernels reproduce when they normalize their input.
-    float ss = block_sum(rms_partial(xr, n4, threadIdx.x), sh);
-    float scale = rms_scale(ss, n, eps);
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+        f4 v = xr[i];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    ss = block_sum(ss, sh);
+    float scale = rsqrtf(ss / n + eps);
     for (int i = threadIdx.x; i < n4; i += blockDim.x) {
         f4 v = xr[i], g = wr[i];
-        f4 r = f4{rms_apply(v.x, scale, g.x), rms_apply(v.y, scale, g.y), rms_apply(v.z, scale, g.z), rms_apply(v.w, scale, g.w)};
+        f4 r = f4{v.x * scale * g.x, v.y * scale * g.y, v.z * scale * g.z, v.w * scale * g.w};
         o[i] = r;
         if (out16) ((u2*)(out16 + (long)blockIdx.x * n))[i] = make_h4(r);
     }
