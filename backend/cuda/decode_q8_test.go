@@ -240,3 +240,23 @@ func TestInt8Decode(t *testing.T) {
 		})
 	}
 }
+
+// TestInt8Wanted: the 8-bit decode kernels are chosen for a backend whose
+// steps hold at most one decode row, unless WORKER_CUDA_INT8_DECODE says
+// otherwise (any other value of it is ignored).
+func TestInt8Wanted(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		rows int
+		want bool
+	}{
+		{"", 1, true}, {"", 0, false}, {"", 4, false}, {"", 64, false},
+		{"1", 4, true}, {"1", 1, true}, {"0", 1, false}, {"0", 64, false},
+		{"yes", 1, true}, {"yes", 2, false},
+	} {
+		t.Setenv("WORKER_CUDA_INT8_DECODE", c.env)
+		if got := int8Wanted(c.rows); got != c.want {
+			t.Errorf("WORKER_CUDA_INT8_DECODE=%q, %d decode rows a step: int8Wanted %v, want %v", c.env, c.rows, got, c.want)
+		}
+	}
+}
