@@ -1,7 +1,7 @@
 // decode_q8.cu — decode rows of quantized weights as integer dot products:
 // activations rounded to 8 bits a 32-element unit, weights read in their
-// GGUF blocks, dp4a (mmq_<t>, mmq1_<t> for q4_0 q4_1 q5_0 q5_1 q8_0 q4_k
-// q5_k q6_k).
+// GGUF blocks, dp4a or the int8 tensor cores (mmq_<t>, mmq1_<t>, mmqt_<t>
+// for q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k; q8_rows).
 //
 // Math: the product of matrix.cu's MMArgs (up to 3 jobs over the same
 // activations, or glu: out = silu(gate·x)·(up·x)), for decode rows.
@@ -24,7 +24,8 @@
 //    in order, then the 32 lane sums meet in the warp's butterfly
 //    (warp_sum). The order depends on cols alone, so a row's result is the
 //    same whatever T, the block's tokens or the token's place among them
-//    (mmq1_ and mmq_ run the same instructions for each output).
+//    (mmq1_ and mmq_ run the same instructions for each output; mmqt_
+//    gets the same sums on the tensor cores: see there).
 //
 // Layout: W rows in their GGUF encoding (quant.cuh), x [T, cols] and out
 // [T, rows] float32 (MMArgs). Shared memory of an mmq1_ block: the
