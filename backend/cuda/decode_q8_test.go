@@ -33,6 +33,26 @@ func q8Activations(x []float32, cols int) []float32 {
 	return out
 }
 
+// randQuantMatrix is a rows×cols matrix of random normal values quantized
+// to typ: its bytes, the CPU's dequantization of them, and the bytes a row.
+func randQuantMatrix(t *testing.T, r *rand.Rand, typ quant.Type, rows, cols int) (w []byte, deq []float32, rb int) {
+	t.Helper()
+	rb, err := quant.RowBytes(typ, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, deq = make([]byte, rb*rows), make([]float32, rows*cols)
+	for row := range rows {
+		if err := quant.Quantize(typ, randRow(r, cols), w[row*rb:(row+1)*rb]); err != nil {
+			t.Fatal(err)
+		}
+		if err := quant.Dequantize(typ, w[row*rb:(row+1)*rb], deq[row*cols:(row+1)*cols]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w, deq, rb
+}
+
 // matVec64 is out[t, r] = Σ_i w[r, i]·x[t, i] in float64.
 func matVec64(w, x []float32, rows, cols, T int) []float64 {
 	out := make([]float64, T*rows)
@@ -105,20 +125,7 @@ func TestInt8Decode(t *testing.T) {
 			if shape.cols%typ.BlockSize() != 0 {
 				continue
 			}
-			rb, err := quant.RowBytes(typ, shape.cols)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := make([]byte, rb*shape.rows)
-			deq := make([]float32, shape.rows*shape.cols)
-			for row := range shape.rows {
-				if err := quant.Quantize(typ, randRow(r, shape.cols), w[row*rb:(row+1)*rb]); err != nil {
-					t.Fatal(err)
-				}
-				if err := quant.Dequantize(typ, w[row*rb:(row+1)*rb], deq[row*shape.cols:(row+1)*shape.cols]); err != nil {
-					t.Fatal(err)
-				}
-			}
+			w, deq, rb := randQuantMatrix(t, r, typ, shape.rows, shape.cols)
 			x := randRow(r, T*shape.cols)
 			for i := 3 * 32; i < 4*32; i++ { // a zero unit in token 0
 				x[i] = 0

@@ -218,20 +218,7 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, uint64(os.Getpid())))
 	for _, typ := range sortedTypes() {
 		for _, shape := range []struct{ rows, cols, T int }{{37, 256, 1}, {70, 512, 3}, {5, 768, 9}, {130, 256, 17}} {
-			rb, err := quant.RowBytes(typ, shape.cols)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := make([]byte, rb*shape.rows)
-			deq := make([]float32, shape.rows*shape.cols)
-			for row := range shape.rows {
-				if err := quant.Quantize(typ, randRow(r, shape.cols), w[row*rb:(row+1)*rb]); err != nil {
-					t.Fatal(err)
-				}
-				if err := quant.Dequantize(typ, w[row*rb:(row+1)*rb], deq[row*shape.cols:(row+1)*shape.cols]); err != nil {
-					t.Fatal(err)
-				}
-			}
+			w, deq, rb := randQuantMatrix(t, r, typ, shape.rows, shape.cols)
 			x := randRow(r, shape.T*shape.cols)
 			want := matVec64(deq, x, shape.rows, shape.cols, shape.T)
 			wb, xb, ob := h.upload(w), h.uploadF32(x), h.poisoned(shape.T*shape.rows)
@@ -277,7 +264,7 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 			bias := randRow(r, shape.rows)
 			init := randRow(r, shape.T*shape.rows)
 			bb, accb, glub := h.uploadF32(bias), h.uploadF32(init), h.poisoned(shape.T*shape.rows)
-			err = h.d.do(func() error {
+			err := h.d.do(func() error {
 				if err := h.b.mmLaunch(xb.Ptr, shape.T, false, mmOut{m: &m, out: accb.Ptr, bias: bb.Ptr, accumulate: true}); err != nil {
 					return err
 				}
@@ -434,20 +421,7 @@ func TestTensorCoreDecode(t *testing.T) {
 			if shape.cols%typ.BlockSize() != 0 {
 				continue
 			}
-			rb, err := quant.RowBytes(typ, shape.cols)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := make([]byte, rb*shape.rows)
-			deq := make([]float32, shape.rows*shape.cols)
-			for row := range shape.rows {
-				if err := quant.Quantize(typ, randRow(r, shape.cols), w[row*rb:(row+1)*rb]); err != nil {
-					t.Fatal(err)
-				}
-				if err := quant.Dequantize(typ, w[row*rb:(row+1)*rb], deq[row*shape.cols:(row+1)*shape.cols]); err != nil {
-					t.Fatal(err)
-				}
-			}
+			w, deq, rb := randQuantMatrix(t, r, typ, shape.rows, shape.cols)
 			x := randRow(r, T*shape.cols)
 			want := make([]float64, T*shape.rows)
 			for tt := range T {
