@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -500,14 +501,47 @@ func (e *Engine) admit() {
 	clear(e.queue[len(live):]) // no references kept to finished requests
 	e.queue = live
 	if e.bc != nil {
-		e.admitPaged()
+		e.admitQueue(e.admitPaged)
 	} else {
-		e.admitSlots()
+		e.admitQueue(e.admitSlot)
 	}
 	if len(e.queue) == 0 {
 		e.queue = nil // let the backing array go once the burst has passed
 	}
 	e.noteSize()
+}
+
+// admitResult is what trying to start one queued request gave.
+type admitResult int
+
+const (
+	admitted admitResult = iota // it left the queue: started, or ended with an error
+	noSlot                      // every slot is busy
+	noBlocks                    // a slot is free, the request's KV blocks are not
+)
+
+// admitQueue starts queued requests in order with try (admitPaged or
+// admitSlot); e.mu is held. When the first in line waits for KV blocks,
+// later requests whose blocks are there start ahead of it, but no more
+// than Options.Parallel of them while it waits: a long prompt neither
+// holds back the short ones behind it nor waits behind them for ever.
+func (e *Engine) admitQueue(try func(s *seq) admitResult) {
+	for i := 0; i < len(e.queue); {
+		if i > 0 && e.queue[0].passed >= e.opts.Parallel {
+			return // the first in line has been passed enough: it goes next
+		}
+		switch try(e.queue[i]) {
+		case admitted:
+			e.queue = slices.Delete(e.queue, i, i+1)
+			if i > 0 {
+				e.queue[0].passed++
+			}
+		case noSlot:
+			return
+		case noBlocks:
+			i++
+		}
+	}
 }
 
 // step runs one forward over every active sequence: one token for those
@@ -720,6 +754,7 @@ type seq struct {
 	tok       *tokenizer.Tokenizer
 
 	bseq      backend.Seq
+	passed    int   // requests started ahead of it while it waited first in line for KV blocks (admitQueue)
 	prefilled int   // prompt tokens already in the cache
 	last      int32 // the last sampled token, fed next step
 	one       [1]int32

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -573,5 +574,90 @@ func TestKVNoDeadlock(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestKVAdmissionSkipAhead: a long prompt first in line waits for KV
+// blocks while short requests behind it, whose blocks are there, start
+// ahead of it — but no more than Parallel of them, after which it goes
+// next; every output is bit for bit what an engine without a budget
+// gives, and every block comes back.
+func TestKVAdmissionSkipAhead(t *testing.T) {
+	m, tok := penaltyModel(t)
+	const parallel, smalls = 3, 5
+	plain := plainEngine(t, m, tok, parallel)
+	for _, path := range kvPaths {
+		t.Run(path.String(), func(t *testing.T) {
+			// Blocks: the running request 3 (growing to 4), the long one
+			// 6, each short one 2, of 8: the long one cannot start beside
+			// the first, a short one can.
+			e, be := budgetEngine(t, m, tok, parallel, path, 8)
+			reqs := []Request{
+				{Prompt: kvPrompt(path.x(10), 1), Params: sample.GreedyParams(), MaxTokens: path.x(20), IgnoreEOS: true, Logprobs: true},
+				{Prompt: kvPrompt(path.x(40), 2), Params: sample.GreedyParams(), MaxTokens: path.x(4), IgnoreEOS: true, Logprobs: true},
+			}
+			for i := range smalls {
+				reqs = append(reqs, Request{Prompt: kvPrompt(path.x(5), 3+i), Params: sample.GreedyParams(), MaxTokens: path.x(4), IgnoreEOS: true, Logprobs: true})
+			}
+			var mu sync.Mutex
+			var released atomic.Bool            // the first step has gone on
+			firstStep := make([]int, len(reqs)) // the step of each request's first prompt chunk (0: not yet)
+			step := 0
+			be.hook = func(batch []*backend.Seq) {
+				if step == 0 {
+					// The first request's first step: the others are
+					// submitted meanwhile, in order.
+					waitIn(t, "every other request to be queued", func() bool { return e.Stats().Queued == len(reqs)-1 })
+					released.Store(true)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				step++
+				for _, s := range batch {
+					for i, r := range reqs {
+						if firstStep[i] == 0 && len(s.Tokens) >= 2 && s.Tokens[0] == r.Prompt[0] && s.Tokens[1] == r.Prompt[1] {
+							firstStep[i] = step
+						}
+					}
+				}
+			}
+			outs := make([][]Token, len(reqs))
+			errs := make([]error, len(reqs))
+			var wg sync.WaitGroup
+			for i := range reqs {
+				wg.Go(func() { outs[i], _, errs[i] = generate(e, reqs[i]) })
+				if i == 0 {
+					waitFor(t, "the first request to start", func() bool { return be.stepsTaken() > 0 })
+				} else {
+					// The last one's place can be brief: once it is queued the
+					// first step goes on and admits others.
+					waitFor(t, fmt.Sprintf("request %d to be queued", i), func() bool { return e.Stats().Queued == i || released.Load() })
+				}
+			}
+			wg.Wait()
+			for i := range reqs {
+				want, _, err := generate(plain, reqs[i])
+				if errs[i] != nil || err != nil {
+					t.Fatalf("request %d: %v (without a budget: %v)", i, errs[i], err)
+				}
+				if !tokensEqual(outs[i], want) {
+					t.Errorf("request %d: %v with the budget, %v without", i, outs[i], want)
+				}
+			}
+			ahead := 0
+			for i := 2; i < len(reqs); i++ {
+				if firstStep[i] < firstStep[1] {
+					ahead++
+				}
+			}
+			if ahead < 1 || ahead > parallel {
+				t.Errorf("%d short requests started ahead of the long one (first steps %v); want 1 to %d", ahead, firstStep, parallel)
+			}
+			st := e.Stats()
+			checkBlocks(t, st)
+			if st.KVBlocksUsed != 0 || st.Queued != 0 || st.Active != 0 {
+				t.Errorf("after all: %+v", st)
+			}
+		})
 	}
 }

@@ -17,63 +17,61 @@ import (
 // blocks are used, a free slot's cached (evicted least recently used
 // first when blocks are needed).
 
-// admitSlots moves queued requests into free slots (admit); e.mu is held.
-func (e *Engine) admitSlots() {
-	for len(e.queue) > 0 {
-		s := e.queue[0]
-		sl, reuse := e.pickSlot(s)
-		if sl == nil {
-			break // every slot busy
-		}
-		donor, shared := e.prefixDonor(s, sl)
-		want := e.admitBlocks(s)
-		if e.kvLimited && sl.blocks > want && (reuse == 0 || shared > reuse) {
-			// The slot's rows are of no use to s and its cache is larger
-			// than s needs: give the blocks back rather than hold them.
-			e.evict(sl)
-		}
-		if !e.makeRoom(want-sl.blocks, sl, donor) {
-			break // s waits (first in line) for running sequences to give blocks back
-		}
-		e.queue[0] = nil
-		e.queue = e.queue[1:]
-		prefix := sl.prefix
-		sl.prefix = nil // the slot's cache is about to be written
-		// The prompt's blocks and one more (admitBlocks); the cache grows
-		// a block at a time as s generates (grow).
-		need := min(want*e.blockPos, len(s.req.Prompt)+s.maxTokens)
-		if sl.kv == nil {
-			kv, err := e.be.NewKVCache(need)
-			if err != nil {
-				s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
-				continue
-			}
-			sl.kv = kv
-		} else if err := sl.kv.Reserve(need); err != nil {
-			s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
-			continue
-		}
-		sl.blocks = e.blocksFor(sl.kv.Cap())
-		switch {
-		case shared > reuse:
-			// A running request's cache holds a longer start of this
-			// prompt (its own prompt rows): copied, read from there on. A
-			// failed copy may have overwritten the slot's own rows.
-			if !e.copyPrefix(sl, donor, shared) {
-				sl.kv.Truncate(0)
-				break
-			}
-			s.prefilled = shared
-		case reuse > 0 && sl.kv.Len() >= reuse && len(prefix) >= reuse:
-			// The first reuse positions hold this prompt's own tokens,
-			// computed as prompt rows: read from there on.
-			sl.kv.Truncate(reuse)
-			s.prefilled = reuse
-		default:
-			sl.kv.Truncate(0)
-		}
-		e.started(sl, s, e.cacheable(s))
+// admitSlot starts queued request s in a free slot if its blocks can be
+// had (admitQueue); e.mu is held.
+func (e *Engine) admitSlot(s *seq) admitResult {
+	sl, reuse := e.pickSlot(s)
+	if sl == nil {
+		return noSlot
 	}
+	donor, shared := e.prefixDonor(s, sl)
+	want := e.admitBlocks(s)
+	if e.kvLimited && sl.blocks > want && (reuse == 0 || shared > reuse) {
+		// The slot's rows are of no use to s and its cache is larger
+		// than s needs: give the blocks back rather than hold them.
+		e.evict(sl)
+	}
+	if !e.makeRoom(want-sl.blocks, sl, donor) {
+		return noBlocks // s waits for running sequences to give blocks back
+	}
+	prefix := sl.prefix
+	sl.prefix = nil // the slot's cache is about to be written
+	// The prompt's blocks and one more (admitBlocks); the cache grows
+	// a block at a time as s generates (grow).
+	need := min(want*e.blockPos, len(s.req.Prompt)+s.maxTokens)
+	if sl.kv == nil {
+		kv, err := e.be.NewKVCache(need)
+		if err != nil {
+			s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
+			return admitted
+		}
+		sl.kv = kv
+	} else if err := sl.kv.Reserve(need); err != nil {
+		s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, need, err))
+		return admitted
+	}
+	sl.blocks = e.blocksFor(sl.kv.Cap())
+	switch {
+	case shared > reuse:
+		// A running request's cache holds a longer start of this
+		// prompt (its own prompt rows): copied, read from there on. A
+		// failed copy may have overwritten the slot's own rows.
+		if !e.copyPrefix(sl, donor, shared) {
+			sl.kv.Truncate(0)
+			break
+		}
+		s.prefilled = shared
+	case reuse > 0 && sl.kv.Len() >= reuse && len(prefix) >= reuse:
+		// The first reuse positions hold this prompt's own tokens,
+		// computed as prompt rows: read from there on.
+		sl.kv.Truncate(reuse)
+		s.prefilled = reuse
+	default:
+		sl.kv.Truncate(0)
+	}
+	e.started(sl, s, e.cacheable(s))
+
+	return admitted
 }
 
 // makeRoom makes n blocks free, evicting free slots' caches (never those

@@ -20,7 +20,8 @@ import (
 //     are copied into a block of the sequence's own, and the sequence
 //     reads its prompt from the first position none of them holds. The
 //     rest of the prompt and one more block are fresh blocks; s waits
-//     (first in line) while they are not free or evictable.
+//     while they are not free or evictable (admitQueue: later requests
+//     that fit may start meanwhile, a bounded number of them).
 //   - As a sequence's prompt rows complete a block, the block becomes an
 //     entry of the cache at once (a concurrent request can share it);
 //     when the sequence ends, the partly filled block of its prompt's end
@@ -87,95 +88,92 @@ type copyRows struct {
 	n   int
 }
 
-// admitPaged moves queued requests, in order, into free slots while their
-// blocks can be had (admit); e.mu is held, and the pool (lockPool).
-func (e *Engine) admitPaged() {
+// admitPaged starts queued request s in a free slot if its blocks can be
+// had (admitQueue); e.mu is held, and the pool (lockPool).
+func (e *Engine) admitPaged(s *seq) admitResult {
 	L := e.blockPos
-	for len(e.queue) > 0 {
-		s := e.queue[0]
-		var sl *slot
-		for _, x := range e.slots {
-			if x.seq == nil {
-				sl = x
+	var sl *slot
+	for _, x := range e.slots {
+		if x.seq == nil {
+			sl = x
+			break
+		}
+	}
+	if sl == nil {
+		return noSlot
+	}
+	p := len(s.req.Prompt)
+	cache := e.cacheable(s)
+	var full []*blockNode
+	var part *blockNode
+	k := 0
+	if cache {
+		full, part, k = e.bc.match(s.req.Prompt, p-1)
+	}
+	m := len(full)
+	start := m*L + k
+	var copies []copyRows
+	if part != nil {
+		copies = []copyRows{{m, part.id, k}}
+	}
+	if donor, n := e.pagedDonor(s); n > start {
+		// A running request has read more of this prompt than the
+		// cache holds: its rows past the shared blocks are copied.
+		part, start, copies = nil, n, copies[:0]
+		for j := m; j*L < n; j++ {
+			copies = append(copies, copyRows{j, donor.table[j], min(L, n-j*L)})
+		}
+	}
+	want := e.admitBlocks(s)
+	keep := append(slices.Clone(full), part)
+	if part != nil && e.bc.available(keep...) < want-m {
+		// Keeping the cached block to copy from would leave too few:
+		// its rows are computed instead.
+		part, start, copies, keep = nil, m*L, nil, keep[:m]
+	}
+	if e.bc.available(keep...) < want-m {
+		return noBlocks // s waits for running sequences to give blocks back
+	}
+	for _, n := range full {
+		e.bc.hold(n)
+	}
+	if part != nil {
+		e.bc.hold(part) // not evicted for the fresh blocks
+	}
+	fresh, _ := e.bc.take(want - m) // available: checked
+	table := make([]int32, 0, want)
+	for _, n := range full {
+		table = append(table, n.id)
+	}
+	table = append(table, fresh...)
+	if sl.pc == nil {
+		sl.pc = e.pool.NewCache()
+		sl.kv = sl.pc
+	}
+	err := sl.pc.SetTable(table, start)
+	if err == nil {
+		for _, c := range copies {
+			if err = e.pool.CopyBlock(table[c.j], c.src, c.n); err != nil {
+				// Read from the shared blocks on instead.
+				slog.Warn("prefix cache: copying a block's rows failed; computing them instead", "positions", c.n, "err", err)
+				start, err = m*L, sl.pc.Truncate(m*L)
 				break
 			}
 		}
-		if sl == nil {
-			break // every slot busy
-		}
-		p := len(s.req.Prompt)
-		cache := e.cacheable(s)
-		var full []*blockNode
-		var part *blockNode
-		k := 0
-		if cache {
-			full, part, k = e.bc.match(s.req.Prompt, p-1)
-		}
-		m := len(full)
-		start := m*L + k
-		var copies []copyRows
-		if part != nil {
-			copies = []copyRows{{m, part.id, k}}
-		}
-		if donor, n := e.pagedDonor(s); n > start {
-			// A running request has read more of this prompt than the
-			// cache holds: its rows past the shared blocks are copied.
-			part, start, copies = nil, n, copies[:0]
-			for j := m; j*L < n; j++ {
-				copies = append(copies, copyRows{j, donor.table[j], min(L, n-j*L)})
-			}
-		}
-		want := e.admitBlocks(s)
-		keep := append(slices.Clone(full), part)
-		if part != nil && e.bc.available(keep...) < want-m {
-			// Keeping the cached block to copy from would leave too few:
-			// its rows are computed instead.
-			part, start, copies, keep = nil, m*L, nil, keep[:m]
-		}
-		if e.bc.available(keep...) < want-m {
-			break // s waits (first in line) for running sequences to give blocks back
-		}
-		e.queue[0] = nil
-		e.queue = e.queue[1:]
-		for _, n := range full {
-			e.bc.hold(n)
-		}
-		if part != nil {
-			e.bc.hold(part) // not evicted for the fresh blocks
-		}
-		fresh, _ := e.bc.take(want - m) // available: checked
-		table := make([]int32, 0, want)
-		for _, n := range full {
-			table = append(table, n.id)
-		}
-		table = append(table, fresh...)
-		if sl.pc == nil {
-			sl.pc = e.pool.NewCache()
-			sl.kv = sl.pc
-		}
-		err := sl.pc.SetTable(table, start)
-		if err == nil {
-			for _, c := range copies {
-				if err = e.pool.CopyBlock(table[c.j], c.src, c.n); err != nil {
-					// Read from the shared blocks on instead.
-					slog.Warn("prefix cache: copying a block's rows failed; computing them instead", "positions", c.n, "err", err)
-					start, err = m*L, sl.pc.Truncate(m*L)
-					break
-				}
-			}
-		}
-		if part != nil {
-			e.bc.drop([]int32{part.id})
-		}
-		if err != nil {
-			e.bc.drop(table)
-			s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, len(table)*L, err))
-			continue
-		}
-		sl.table, sl.reg, sl.cache = table, m, cache
-		s.prefilled = start
-		e.started(sl, s, cache)
 	}
+	if part != nil {
+		e.bc.drop([]int32{part.id})
+	}
+	if err != nil {
+		e.bc.drop(table)
+		s.finish(StopError, fmt.Errorf("%w: KV cache for %d positions: %w", ErrForward, len(table)*L, err))
+		return admitted
+	}
+	sl.table, sl.reg, sl.cache = table, m, cache
+	s.prefilled = start
+	e.started(sl, s, cache)
+
+	return admitted
 }
 
 // pagedDonor finds the running sequence whose cache holds the longest
