@@ -27,7 +27,8 @@ func init() { register(newBenchCmd) }
 type benchJSON struct {
 	Model         string  `json:"model"`
 	Device        string  `json:"device"`
-	WeightBytes   int64   `json:"weight_bytes_per_token"` // bytes of weights one decode step reads
+	DecodeKernels string  `json:"decode_kernels,omitempty"` // GPU: "int8" or "tensor cores" (how decode rows of quantized weights are computed)
+	WeightBytes   int64   `json:"weight_bytes_per_token"`   // bytes of weights one decode step reads
 	MemcpyGBs     float64 `json:"memcpy_gb_per_s"`
 	FloorTPS      float64 `json:"decode_floor_tokens_per_s"` // memcpy bandwidth / weight bytes
 	PromptTokens  int     `json:"prompt_tokens"`
@@ -145,8 +146,12 @@ weight bytes per token ÷ bandwidth.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(res)
 			}
+			device := res.Device
+			if res.DecodeKernels != "" {
+				device += " (decode kernels: " + res.DecodeKernels + ")"
+			}
 			fmt.Fprintf(out, "model %s on %s: %.1f MB of weights per decode step; memcpy %.2f GB/s → floor %.1f tok/s\n",
-				res.Model, res.Device, float64(res.WeightBytes)/1e6, res.MemcpyGBs, res.FloorTPS)
+				res.Model, device, float64(res.WeightBytes)/1e6, res.MemcpyGBs, res.FloorTPS)
 			fmt.Fprintf(out, "prefill  %5d tokens  %9.1f tok/s, first token after %.1f ms (%.1f ms with %d tokens from the prefix cache)\n",
 				res.PromptTokens, res.PrefillTPS, res.TTFTMs, res.CachedPrefixTTFTMs, res.CachedPrefixTokens)
 			fmt.Fprintf(out, "decode   %5d tokens  %9.1f tok/s  (%.0f%% of the floor)\n", res.GenTokens, res.DecodeTPS, 100*res.DecodeOfFloor)
@@ -176,6 +181,9 @@ func runBench(m *engine.Model, prompt, gen int, levels []int) (*benchJSON, error
 	be := m.Backend()
 	res := &benchJSON{Device: be.Name(), PromptTokens: prompt, GenTokens: gen,
 		WeightBytes: m.Model.Weights.DecodeBytes(), MemcpyGBs: memcpyBandwidth()}
+	if dk, ok := be.(interface{ DecodeKernels() string }); ok {
+		res.DecodeKernels = dk.DecodeKernels()
+	}
 	if bm, ok := be.(backend.BandwidthMeter); ok {
 		rate, err := bm.MeasureBandwidth()
 		if err != nil {
