@@ -524,9 +524,12 @@ const (
 // admitSlot); e.mu is held. When the first in line waits for KV blocks,
 // later requests whose blocks are there start ahead of it, but no more
 // than Options.Parallel of them while it waits: a long prompt neither
-// holds back the short ones behind it nor waits behind them for ever.
+// holds back the short ones behind it nor waits behind them for ever. At
+// most Options.Parallel requests that do not fit are looked at a call, so
+// that a long queue of them costs a step little.
 func (e *Engine) admitQueue(try func(s *seq) admitResult) {
-	for i := 0; i < len(e.queue); {
+	waiting := 0 // requests looked at that wait for blocks
+	for i := 0; i < len(e.queue) && waiting <= e.opts.Parallel; {
 		if i > 0 && e.queue[0].passed >= e.opts.Parallel {
 			return // the first in line has been passed enough: it goes next
 		}
@@ -539,6 +542,7 @@ func (e *Engine) admitQueue(try func(s *seq) admitResult) {
 		case noSlot:
 			return
 		case noBlocks:
+			waiting++
 			i++
 		}
 	}
