@@ -46,24 +46,7 @@ func TestGemmQ(t *testing.T) {
 			m := dmat{ptr: wb.Ptr, rows: rows, cols: cols, rowBytes: int64(rb), suffix: sfx}
 			// run computes rows [c0, c1) of each split in one call each.
 			run := func(splits ...int) (acc, glu []float32) {
-				accb, glub := h.uploadF32(init), h.poisoned(T*rows)
-				err := h.d.do(func() error {
-					for i := 0; i+1 < len(splits); i++ {
-						c0, n := splits[i], splits[i+1]-splits[i]
-						xo := xb.Ptr + devicePtr(4*c0*cols)
-						if err := h.b.gemmSegment(xo, n, false, mmOut{m: &m, out: accb.Ptr + devicePtr(4*c0*rows), bias: bb.Ptr, accumulate: true}); err != nil {
-							return err
-						}
-						if err := h.b.gemmSegment(xo, n, true, mmOut{m: &m, out: glub.Ptr + devicePtr(4*c0*rows)}, mmOut{m: &m, out: glub.Ptr + devicePtr(4*c0*rows)}); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return h.download(accb, T*rows), h.download(glub, T*rows)
+				return h.promptSplits(&m, xb.Ptr, bb.Ptr, init, T, splits...)
 			}
 			var refAcc, refGLU []float32
 			for _, c := range []struct {

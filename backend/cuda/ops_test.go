@@ -307,6 +307,33 @@ func TestMatMulAndEmbedParity(t *testing.T) {
 	}
 }
 
+// promptSplits runs prompt rows of m through gemmSegment, rows [s_i,
+// s_i+1) of splits a call each: x (rows of cols, on the device) with the
+// bias b added into init (accumulate), and glu with m as gate and up;
+// it returns both outputs (T rows of m.rows).
+func (h *opHarness) promptSplits(m *dmat, x, b devicePtr, init []float32, T int, splits ...int) (acc, glu []float32) {
+	h.t.Helper()
+	rows, cols := m.rows, m.cols
+	accb, glub := h.uploadF32(init), h.poisoned(T*rows)
+	err := h.d.do(func() error {
+		for i := 0; i+1 < len(splits); i++ {
+			c0, n := splits[i], splits[i+1]-splits[i]
+			xo := x + devicePtr(4*c0*cols)
+			if err := h.b.gemmSegment(xo, n, false, mmOut{m: m, out: accb.Ptr + devicePtr(4*c0*rows), bias: b, accumulate: true}); err != nil {
+				return err
+			}
+			if err := h.b.gemmSegment(xo, n, true, mmOut{m: m, out: glub.Ptr + devicePtr(4*c0*rows)}, mmOut{m: m, out: glub.Ptr + devicePtr(4*c0*rows)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.download(accb, T*rows), h.download(glub, T*rows)
+}
+
 // TestPromptProductsGrouped: prompt rows through cuBLAS over several tiles,
 // in groups of one tile and of two (gemmGroupBytes lowered), plain with a
 // bias added into existing values, and glu: within 3e-3 of the float64
@@ -351,26 +378,9 @@ func TestPromptProductsGrouped(t *testing.T) {
 		m := dmat{ptr: wb.Ptr, rows: rows, cols: cols, rowBytes: int64(rb), suffix: kernelSuffix[typ]}
 		// run computes rows [c0, c1) of each split in one call each.
 		run := func(splits ...int) (acc, glu []float32) {
-			accb, glub := h.uploadF32(init), h.poisoned(T*rows)
 			h.b.blas = h.blas
 			defer func() { h.b.blas = 0 }()
-			err := h.d.do(func() error {
-				for i := 0; i+1 < len(splits); i++ {
-					c0, n := splits[i], splits[i+1]-splits[i]
-					xo := xb.Ptr + devicePtr(4*c0*cols)
-					if err := h.b.gemmSegment(xo, n, false, mmOut{m: &m, out: accb.Ptr + devicePtr(4*c0*rows), bias: bb.Ptr, accumulate: true}); err != nil {
-						return err
-					}
-					if err := h.b.gemmSegment(xo, n, true, mmOut{m: &m, out: glub.Ptr + devicePtr(4*c0*rows)}, mmOut{m: &m, out: glub.Ptr + devicePtr(4*c0*rows)}); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return h.download(accb, T*rows), h.download(glub, T*rows)
+			return h.promptSplits(&m, xb.Ptr, bb.Ptr, init, T, splits...)
 		}
 		var refAcc, refGLU []float32
 		for _, c := range []struct {
