@@ -353,3 +353,51 @@ func TestNormQ8(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeKernelRouting: which kernels a decode product launches, by the
+// backend's choice and the rows (no GPU: the driver's launch is stubbed):
+// the 8-bit family — mmq1_ for one row, mmq1p_ when the norm wrote its
+// 8-bit form, q8_rows then mmq_ from 2 rows and mmqt_ from mmqtMin —, the
+// tensor-core kernel otherwise, and F16 weights always on the tensor cores.
+func TestDecodeKernelRouting(t *testing.T) {
+	d, got, names := recordLaunches(t)
+	const X, W, O, Q = devicePtr(0x10000), devicePtr(0x20000), devicePtr(0x30000), devicePtr(0x40000)
+	q4k := dmat{ptr: W, rows: 48, cols: 256, rowBytes: 144, suffix: "q4_k"}
+	f16 := dmat{ptr: W, rows: 48, cols: 256, rowBytes: 512, suffix: "f16"}
+	for _, c := range []struct {
+		name string
+		int8 bool
+		pre  bool
+		m    *dmat
+		T    int
+		want []string
+	}{
+		{"one row", true, false, &q4k, 1, []string{"mmq1_q4_k"}},
+		{"one row, the norm's 8-bit form", true, true, &q4k, 1, []string{"mmq1p_q4_k"}},
+		{"5 rows", true, false, &q4k, 5, []string{"q8_rows", "mmq_q4_k"}},
+		{"mmqtMin rows", true, false, &q4k, mmqtMin, []string{"q8_rows", "mmqt_q4_k"}},
+		{"one row, tensor cores chosen", false, false, &q4k, 1, []string{"mmt1_q4_k"}},
+		{"F16 weights", true, false, &f16, 1, []string{"mmt1_f16"}},
+	} {
+		b := &Backend{dev: d, int8: c.int8, xq: Q, xqBytes: 1 << 20, segs: []segment{{0, c.T, false}}}
+		if c.pre {
+			b.preq, b.preqScale, b.preqX = Q, Q+0x1000, X
+		}
+		*got = (*got)[:0]
+		var x16 devicePtr
+		if !c.int8 || c.m == &f16 {
+			x16 = X // the norm's F16 copy, as for the tensor cores
+		}
+		if err := b.mmLaunch16(X, x16, c.T, false, mmOut{m: c.m, out: O}); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		var launched []string
+		for _, l := range *got {
+			launched = append(launched, names[l.kernel-1])
+		}
+		if !slices.Equal(launched, c.want) {
+			t.Errorf("%s: launched %v, want %v", c.name, launched, c.want)
+		}
+	}
+}
