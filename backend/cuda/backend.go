@@ -94,6 +94,7 @@ type Backend struct {
 	gemm                                 gemmBuffers
 	mmtParts, mmtTok                     int  // tests: force the mmt_ split and tokens a block (0: by shape)
 	int8                                 bool // decode rows of quantized types as 8-bit integer products (int8Wanted)
+	gemmQ                                bool // tests: prompt rows of quantized types through gemmq_ (as WORKER_CUDA_GEMMQ=1)
 	noFlash                              bool // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
 	f16Weights                           bool // WORKER_CUDA_F16_WEIGHTS=1: resident F16 copies for prompt rows (f16weights.go)
 	f16w                                 map[*dmat]*Buffer
@@ -143,7 +144,7 @@ func kernelNames() []string {
 			names = append(names, "mmt_"+s, "mmt1_"+s)
 		}
 		if mmqSuffix[s] {
-			names = append(names, "mmq_"+s, "mmq1_"+s, "mmqt_"+s)
+			names = append(names, "mmq_"+s, "mmq1_"+s, "mmqt_"+s, "gemmq_"+s)
 		}
 	}
 	return names

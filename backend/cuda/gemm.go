@@ -55,6 +55,35 @@ func (b *Backend) dequantF16(m *dmat, buf **Buffer) (devicePtr, error) {
 // at least one tile) a group. A variable for tests (groups of one tile).
 var gemmGroupBytes = 32 << 20
 
+// gemmQOn is WORKER_CUDA_GEMMQ=1: prompt rows of quantized weights through
+// gemmq_ (their blocks dequantized tile by tile in shared memory) instead
+// of cuBLAS on an F16 copy. Experimental and off by default: written
+// without a GPU at hand (docs/perf.md step 24), its tests ready.
+var gemmQOn = envChoice("WORKER_CUDA_GEMMQ", 0, 0, 1) == 1
+
+// gemmQuant reports whether prompt rows of m go through gemmq_: turned on
+// (gemmQOn, or b.gemmQ in tests), a quantized type, sm_80+. It depends on
+// the settings, the type and the card, never on the rows.
+func (b *Backend) gemmQuant(m *dmat) bool {
+	return (gemmQOn || b.gemmQ) && mmqSuffix[m.suffix] && b.dev.Arch() >= 80
+}
+
+// gemmq launches gemmq_<m.suffix>: c[t, r] = xh[t, :]·F16(m[r, :]) for
+// the T rows of the F16 tile xh (row-major c [·, m.rows]).
+//
+//	grid (ceil(rows/64), ceil(T/64)), block 128
+func (d *Device) gemmq(m *dmat, xh devicePtr, T int, c devicePtr) error {
+	if !mmqSuffix[m.suffix] || d.Arch() < 80 {
+		return fmt.Errorf("%w: gemmq: no kernel for %s weights on sm_%d", ErrLaunch, m.suffix, d.Arch())
+	}
+	if xh == 0 || c == 0 || m.ptr == 0 || T < 1 || m.rows < 1 || m.cols < 32 || m.cols%32 != 0 {
+		return fmt.Errorf("%w: gemmq_%s: xh %#x, c %#x, weights %#x, T %d, %d×%d (want pointers, T ≥ 1, cols a positive multiple of 32)",
+			ErrLaunch, m.suffix, xh, c, m.ptr, T, m.rows, m.cols)
+	}
+	return d.launch("gemmq_"+m.suffix, dims(blocks(m.rows, 64), blocks(T, 64), 1), dims(128, 1, 1), 0,
+		newArgs().dev("xh", xh).dev("W", m.ptr).i64("row_bytes", m.rowBytes).i32("rows", m.rows).i32("cols", m.cols).i32("T", T).dev("c", c))
+}
+
 // gemmTileFor is the prompt rows a cuBLAS call takes: gemmTile, but 64 for
 // the LM head, whose prompt rows are mostly one a sequence, so that they are
 // not padded to 256 (a function of the matrix, never of the batch).
@@ -73,9 +102,9 @@ func gemmGroup(T, rows, tile int) int {
 
 // gemmWeights returns m as an F16 [rows, cols] matrix: F16 weights as they
 // are, others from their resident F16 copy (WORKER_CUDA_F16_WEIGHTS) or
-// dequantized into *buf.
+// dequantized into *buf; nothing (0) when gemmq_ reads m's own blocks.
 func (b *Backend) gemmWeights(m *dmat, buf **Buffer) (devicePtr, error) {
-	if !needsF16Copy(m) {
+	if !needsF16Copy(m) || b.gemmQuant(m) {
 		return m.ptr, nil
 	}
 	if c := b.f16w[m]; c != nil {
@@ -126,11 +155,12 @@ func (b *Backend) gemmSegment(x devicePtr, T int, glu bool, outs ...mmOut) error
 			ng := min(group, tiles-g0)
 			for i := range ng {
 				xt := xh + devicePtr(2*(g0+i)*tile*cols)
-				if err := b.gemmTile(w, xt, o.m.rows, cols, tile, c+devicePtr(4*i*tile*o.m.rows)); err != nil {
+				valid := min(tile, T-(g0+i)*tile) // rows of the tile that are prompt rows
+				if err := b.promptTile(o.m, w, xt, valid, tile, c+devicePtr(4*i*tile*o.m.rows)); err != nil {
 					return err
 				}
 				if up != nil {
-					if err := b.gemmTile(wu, xt, up.m.rows, cols, tile, cu+devicePtr(4*i*tile*up.m.rows)); err != nil {
+					if err := b.promptTile(up.m, wu, xt, valid, tile, cu+devicePtr(4*i*tile*up.m.rows)); err != nil {
 						return err
 					}
 				}
@@ -164,6 +194,16 @@ func (b *Backend) gemmSegment(x devicePtr, T int, glu bool, outs ...mmOut) error
 		}
 	}
 	return nil
+}
+
+// promptTile computes one tile of prompt rows of m: cuBLAS on w (m as F16,
+// gemmWeights), or with WORKER_CUDA_GEMMQ=1 gemmq_ on m's own blocks (its
+// valid rows only: the rest of c is never read).
+func (b *Backend) promptTile(m *dmat, w, xt devicePtr, valid, tile int, c devicePtr) error {
+	if b.gemmQuant(m) {
+		return b.dev.gemmq(m, xt, valid, c)
+	}
+	return b.gemmTile(w, xt, m.rows, m.cols, tile, c)
 }
 
 // gemmTile computes C[tile, rows] = Xh[tile, cols] · Whᵀ into c (row-major;

@@ -183,6 +183,9 @@ func TestTypedLaunchShapes(t *testing.T) {
 			return d.mmqt("q5_0", &mmArgs{Job: [3]mmJob{job(37)}, NJobs: 1, X: X, Cols: 896, T: 70}, 37, W, O)
 		}, "mmqt_q5_0", [3]uint32{3, 3, 1}, [3]uint32{256, 1, 1}, 0},
 		{func() error { return d.q8Rows(X, 70, 896, W, O) }, "q8_rows", [3]uint32{8, 1, 1}, [3]uint32{256, 1, 1}, 0},
+		{func() error {
+			return d.gemmq(&dmat{ptr: W, rows: 130, cols: 896, rowBytes: 504, suffix: "q4_k"}, X, 100, O)
+		}, "gemmq_q4_k", [3]uint32{3, 2, 1}, [3]uint32{128, 1, 1}, 0},
 		{func() error { return d.rmsNorm(X, W, O, 0, 5, 896, 1e-6) }, "rms_norm_f32", [3]uint32{5, 1, 1}, [3]uint32{1024, 1, 1}, 0},
 		{func() error { return d.swiglu(X, W, 0, 1000) }, "swiglu_f32", [3]uint32{4, 1, 1}, [3]uint32{256, 1, 1}, 0},
 		{func() error {
@@ -281,6 +284,17 @@ func TestTypedLaunchersRefuse(t *testing.T) {
 			return d.mmqt("q4_k", &mmArgs{Job: [3]mmJob{job(8)}, NJobs: 1, X: X, Cols: 256, T: 32}, 8, W, O)
 		}},
 		{"q8_rows of 100 columns", func() error { return d.q8Rows(X, 1, 100, W, O) }},
+		{"gemmq of F16 weights", func() error {
+			return d.gemmq(&dmat{ptr: W, rows: 8, cols: 64, rowBytes: 128, suffix: "f16"}, X, 4, O)
+		}},
+		{"gemmq without rows", func() error {
+			return d.gemmq(&dmat{ptr: W, rows: 8, cols: 256, rowBytes: 144, suffix: "q4_k"}, X, 0, O)
+		}},
+		{"gemmq below sm_80", func() error {
+			d.Major = 7
+			defer func() { d.Major = 9 }()
+			return d.gemmq(&dmat{ptr: W, rows: 8, cols: 256, rowBytes: 144, suffix: "q4_k"}, X, 4, O)
+		}},
 		{"rms norm width 90", func() error { return d.rmsNorm(X, W, O, 0, 1, 90, 1e-6) }},
 		{"rms norm without weights", func() error { return d.rmsNorm(X, 0, O, 0, 1, 64, 1e-6) }},
 		{"rope over more than a head", func() error { return d.ropeStore("f32", X, X, X, W, O, O, 0, 1, headShape{4, 2, 64}, 96, true) }},

@@ -33,6 +33,11 @@
 //   dequant_f16_<t>  W → F16 [rows, cols], a thread a unit      grid ceil(rows·cols/32/256), block 256
 //   to_f16_pad       x rows → F16 [tile, cols], rows ≥ T zero   grid ceil(tile·cols/256), block 256
 //   gemm_epilogue    out (+)= c (+ bias), or silu(c)·up, after cuBLAS   grid ceil(T·rows/256), block 256
+//   gemmq_<t>        prompt rows of quantized weights without cuBLAS or an F16
+//                    copy (WORKER_CUDA_GEMMQ=1, experimental): c[t, r] = Σ_k
+//                    F16(x)[t, k]·F16(W)[r, k], weight tiles dequantized into
+//                    shared memory, float32 accumulation (see at the kernel)
+//                    grid (ceil(rows/64), ceil(T/64)), block 128
 //
 // Preconditions (checked in Go): cols % 32 == 0 for the unit functions
 // (mmu_, mmt_, dequant_f16_), 1 ≤ njobs ≤ 3, glu jobs of equal rows,
@@ -559,6 +564,116 @@ extern "C" __global__ void gemm_epilogue(const float* c, const float* up, int T,
     if (accumulate) v += out[i];
     out[i] = v;
 }
+
+// ---- prompt rows of quantized weights on the tensor cores, no F16 copy ----
+//
+// gemmq_<t>: c[t, r] = Σ_k xh[t, k]·W[r, k] for the T valid rows of an F16
+// tile of prompt rows xh [·, cols] (to_f16_pad's output) and W in its GGUF
+// encoding, c float32 [·, rows] (the layout gemm_epilogue reads). A block
+// takes 64 tokens × 64 weight rows; per step of 64 columns it copies its
+// tokens' F16 activations into shared memory and dequantizes its rows' two
+// 32-element units there (unit_<t>, rounded to F16: the same operands as
+// dequant_f16_<t> gives cuBLAS), then its 4 warps (2 × 2, a 32 × 32 tile
+// each) run mma.m16n8k16 (F16 in, float32 accumulation) over the step's
+// four 16-column slices, in order. Each output is thus the same chain of
+// instructions whatever T or its token's place in the tile: a prompt row's
+// result does not depend on how the prompt was chunked or batched.
+// Shared rows are 72 halves (64 + 8) so that the fragment loads of a warp
+// fall in distinct banks.                  grid (ceil(rows/64), ceil(T/64)), block 128
+#define GQ_TILE 64
+#define GQ_LD 72
+template <void (*UNIT)(const uchar*, int, float*)>
+__device__ __forceinline__ void gemmq_impl(const ushort* xh, const uchar* W, long row_bytes, int rows, int cols, int T, float* c) {
+    __shared__ u4 xs4[GQ_TILE * GQ_LD / 8], ws4[GQ_TILE * GQ_LD / 8]; // 16-byte aligned
+    ushort* xs = (ushort*)xs4;
+    ushort* ws = (ushort*)ws4;
+    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    int g = lane >> 2, q = lane & 3;
+    int n0 = blockIdx.x * GQ_TILE, t0 = blockIdx.y * GQ_TILE;
+    int wm = (warp >> 1) * 32, wn = (warp & 1) * 32; // the warp's tokens and rows in the block's tile
+    int units = cols >> 5;
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+    for (int k0 = 0; k0 < cols; k0 += 64) {
+        // Activations: 64 tokens × 64 columns, 16 bytes a piece (8 halves),
+        // 512 pieces, 4 a thread; zeros past T or cols.
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int p = tid + 128 * i, t = p >> 3, col = k0 + 8 * (p & 7);
+            u4 v = u4{0u, 0u, 0u, 0u};
+            if (t0 + t < T && col < cols) v = *(const u4*)(xh + (long)(t0 + t) * cols + col);
+            *(u4*)(xs + t * GQ_LD + 8 * (p & 7)) = v;
+        }
+        // Weights: 64 rows × 2 units, a unit a thread, rounded to F16.
+        {
+            int r = tid >> 1, h = tid & 1, u = (k0 >> 5) + h;
+            float w[32];
+            if (n0 + r < rows && u < units) UNIT(W + (long)(n0 + r) * row_bytes, u, w);
+            else {
+#pragma unroll
+                for (int i = 0; i < 32; i++) w[i] = 0.f;
+            }
+            uint* dst = (uint*)(ws + r * GQ_LD + 32 * h);
+#pragma unroll
+            for (int i = 0; i < 16; i++) dst[i] = pack_h2(w[2 * i], w[2 * i + 1]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < 64; kk += 16) {
+            uint a[2][4], bf[4][2];
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const ushort* xa = xs + (wm + 16 * i + g) * GQ_LD + kk + 2 * q;
+                a[i][0] = *(const uint*)xa;
+                a[i][1] = *(const uint*)(xa + 8 * GQ_LD);
+                a[i][2] = *(const uint*)(xa + 8);
+                a[i][3] = *(const uint*)(xa + 8 * GQ_LD + 8);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const ushort* wb = ws + (wn + 8 * j + g) * GQ_LD + kk + 2 * q;
+                bf[j][0] = *(const uint*)wb;
+                bf[j][1] = *(const uint*)(wb + 8);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) mma_16816(acc[i][j], a[i], bf[j][0], bf[j][1]);
+        }
+        __syncthreads();
+    }
+    // C fragment: rows g, g+8 of the 16-token slice × columns 2q, 2q+1 of
+    // the 8-row slice.
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int r = n0 + wn + 8 * j + 2 * q;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int t = t0 + wm + 16 * i + g + (e >= 2 ? 8 : 0), rr = r + (e & 1);
+                if (t < T && rr < rows) c[(long)t * rows + rr] = acc[i][j][e];
+            }
+        }
+    }
+}
+
+#define INSTANTIATE_GEMMQ(NAME) \
+    extern "C" __global__ void __launch_bounds__(128) gemmq_##NAME(const ushort* xh, const uchar* W, long row_bytes, int rows, int cols, int T, float* c) { \
+        gemmq_impl<unit_##NAME>(xh, W, row_bytes, rows, cols, T, c); \
+    }
+
+INSTANTIATE_GEMMQ(q4_0)
+INSTANTIATE_GEMMQ(q4_1)
+INSTANTIATE_GEMMQ(q5_0)
+INSTANTIATE_GEMMQ(q5_1)
+INSTANTIATE_GEMMQ(q8_0)
+INSTANTIATE_GEMMQ(q4_k)
+INSTANTIATE_GEMMQ(q5_k)
+INSTANTIATE_GEMMQ(q6_k)
 
 #define INSTANTIATE(NAME)                                                                                   \
     extern "C" __global__ void embed_##NAME(const uchar* W, long row_bytes, const int* ids, float* x, int cols) { \
