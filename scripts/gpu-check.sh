@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|kv64|ab|f16w|int8|gemmq|gemm-tile|pipeline|kprofile|ncu|profile ...
+#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|kv64|ab|f16w|int8|gemmq|normq8|gemm-tile|pipeline|kprofile|ncu|profile ...
 # GPU tests fail rather than skip here (WORKER_TEST_REQUIRE_GPU=1); fixtures
 # are read from $WORKER_FIXTURES, else $BIN/fixtures when present.
 # conc runs the issue-10 workload (-p 128 -n 128, 1..64 streams) on both
@@ -25,7 +25,7 @@ tests)
 sanitizer)
   san=/usr/local/cuda/bin/compute-sanitizer
   if [ -x "$san" ]; then
-    "$san" --tool memcheck --error-exitcode 9 "$bin/cuda.test" -test.run 'Parity$|AttentionParity|TensorCoreDecode|Int8Decode|GemmQ|PagedCache|F16Weights' 2>&1 | tail -5
+    "$san" --tool memcheck --error-exitcode 9 "$bin/cuda.test" -test.run 'Parity$|AttentionParity|TensorCoreDecode|Int8Decode|NormQ8|GemmQ|PagedCache|F16Weights' 2>&1 | tail -5
     echo "compute-sanitizer memcheck exit status: $?"
   else echo "compute-sanitizer not found"; fi ;;
 timing)
@@ -270,6 +270,20 @@ gemmq)
         WORKER_CUDA_GEMMQ=$on "$bin/worker-orcd" bench --model "$m" --device cuda $args --json 2>/dev/null |
           python3 -c 'import json,sys; r=json.load(sys.stdin); print("%-13s %-7s %-24s gemmq %s  prefill %8.0f  first token %7.1f ms, cached %6.1f ms" % (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], r["prefill_tokens_per_s"], r.get("ttft_ms", 0), r.get("cached_prefix_ttft_ms", 0)))' "$shape" "$ty" "$args" "$on"
       done
+    done
+    rm -f "$m"
+  done ;;
+normq8)
+  # A lone decode row's norms writing its 8-bit form (WORKER_CUDA_NORM_Q8=1,
+  # mmq1p_) against each block rounding it (0): batch-1 decode (the bench's
+  # one slot: the 8-bit kernels), both shapes in Q4_K_M and Q8_0, twice.
+  for mt in "qwen2.5-0.5b Q4_K_M" "qwen2.5-0.5b Q8_0" "phi3-mini-4k Q4_K_M" "phi3-mini-4k Q8_0"; do
+    read -r shape ty <<<"$mt"
+    m=/tmp/nq-$shape-$ty.gguf
+    "$bin/synth" --shape "$shape" --type "$ty" --vocab builtin -o "$m" >/dev/null || { echo "synth $shape $ty failed"; continue; }
+    for on in 0 1 0 1; do
+      WORKER_CUDA_NORM_Q8=$on "$bin/worker-orcd" bench --model "$m" --device cuda -p 512 -n 128 --json 2>/dev/null |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); print("%-13s %-7s norm q8 %s  decode %6.1f tok/s (%s)" % (sys.argv[1], sys.argv[2], sys.argv[3], r["decode_tokens_per_s"], r.get("decode_kernels", "?")))' "$shape" "$ty" "$on"
     done
     rm -f "$m"
   done ;;

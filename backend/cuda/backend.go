@@ -92,11 +92,13 @@ type Backend struct {
 	libDir                               string
 	noBLAS                               bool
 	gemm                                 gemmBuffers
-	mmtParts, mmtTok                     int  // tests: force the mmt_ split and tokens a block (0: by shape)
-	int8                                 bool // decode rows of quantized types as 8-bit integer products (int8Wanted)
-	gemmQ                                bool // tests: prompt rows of quantized types through gemmq_ (as WORKER_CUDA_GEMMQ=1)
-	noFlash                              bool // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
-	f16Weights                           bool // WORKER_CUDA_F16_WEIGHTS=1: resident F16 copies for prompt rows (f16weights.go)
+	mmtParts, mmtTok                     int       // tests: force the mmt_ split and tokens a block (0: by shape)
+	int8                                 bool      // decode rows of quantized types as 8-bit integer products (int8Wanted)
+	gemmQ                                bool      // tests: prompt rows of quantized types through gemmq_ (as WORKER_CUDA_GEMMQ=1)
+	preq, preqScale, preqX               devicePtr // a lone decode row's input preqX already rounded to 8 bits (rmsNormPre): mmq1p_ reads it
+	normQ8Test                           bool      // tests: normQ8 as with WORKER_CUDA_NORM_Q8=1
+	noFlash                              bool      // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
+	f16Weights                           bool      // WORKER_CUDA_F16_WEIGHTS=1: resident F16 copies for prompt rows (f16weights.go)
 	f16w                                 map[*dmat]*Buffer
 	kvType                               string // KV cache elements: "f16" or "f32"
 }
@@ -144,7 +146,7 @@ func kernelNames() []string {
 			names = append(names, "mmt_"+s, "mmt1_"+s)
 		}
 		if mmqSuffix[s] {
-			names = append(names, "mmq_"+s, "mmq1_"+s, "mmqt_"+s, "gemmq_"+s)
+			names = append(names, "mmq_"+s, "mmq1_"+s, "mmq1p_"+s, "mmqt_"+s, "gemmq_"+s)
 		}
 	}
 	return names

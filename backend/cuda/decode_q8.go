@@ -92,6 +92,60 @@ func (d *Device) mmq1(suffix string, a *mmArgs, rows int) error {
 	return d.launch("mmq1_"+suffix, dims(blocks(rows, mmqRowsPerBlock(a)), 1, 1), dims(32*mmqWarps, 1, 1), shared, newArgs().mmArg(a))
 }
 
+// mmq1p launches mmq1p_<suffix>: one decode row whose activations are
+// already rounded to 8 bits in q8_rows' layout (xq, xs), as rms_norm_f32
+// writes them for normQ8.
+//
+//	grid (ceil(rows/16), 1), with glu (ceil(rows/8), 1), block 256
+func (d *Device) mmq1p(suffix string, a *mmArgs, rows int, xq, xs devicePtr) error {
+	if err := a.check("mmq"); err != nil {
+		return err
+	}
+	if !mmqSuffix[suffix] || a.T != 1 || xq == 0 || xs == 0 {
+		return fmt.Errorf("%w: mmq1p: %d rows of %s weights, activations %#x/%#x (want one row of a quantized type, quantized)", ErrLaunch, a.T, suffix, xq, xs)
+	}
+	return d.launch("mmq1p_"+suffix, dims(blocks(rows, mmqRowsPerBlock(a)), 1, 1), dims(32*mmqWarps, 1, 1), 0,
+		newArgs().mmArg(a).dev("xq", xq).dev("xs", xs))
+}
+
+// normQ8On is WORKER_CUDA_NORM_Q8=1: a lone decode row's norms also write
+// its 8-bit form, and its products on the 8-bit kernels read that instead
+// of rounding it again in every block (normQ8). Experimental and off by
+// default: written without a GPU at hand (docs/perf.md step 24).
+var normQ8On = envChoice("WORKER_CUDA_NORM_Q8", 0, 0, 1) == 1
+
+// normQ8 reports whether this step's norm before the products of ms writes
+// their 8-bit input (rmsNormPre): turned on (normQ8On, or b.normQ8Test), a
+// single decode row, every matrix on the 8-bit kernels, room in the q8
+// scratch. The 8-bit values are the ones mmq1_ would make from the norm's
+// output, so results do not change.
+func (b *Backend) normQ8(T int, ms ...*dmat) bool {
+	if !(normQ8On || b.normQ8Test) || T != 1 || len(b.segs) != 1 || b.segs[0].prefill || b.xq == 0 {
+		return false
+	}
+	for _, m := range ms {
+		if !b.int8Decode(m.suffix) || int64(m.cols/32)*40 > b.xqBytes {
+			return false
+		}
+	}
+	return true
+}
+
+// rmsNormPre is rmsNorm of x into out that also writes out's 8-bit form
+// into the q8 scratch for the products that read out next (mmqLaunch:
+// mmq1p_); clearPre ends that.
+func (b *Backend) rmsNormPre(x, w, out, out16 devicePtr, T, n int) error {
+	xs := b.xq + devicePtr(T*(n/32)*32)
+	if err := b.dev.rmsNormQ8(x, w, out, out16, b.xq, xs, T, n, b.c.RMSEps); err != nil {
+		return err
+	}
+	b.preq, b.preqScale, b.preqX = b.xq, xs, out
+	return nil
+}
+
+// clearPre forgets the 8-bit form rmsNormPre wrote.
+func (b *Backend) clearPre() { b.preq, b.preqScale, b.preqX = 0, 0, 0 }
+
 // mmqRowsPerBlock is the output rows an mmq_ or mmq1_ block covers: 2 a
 // warp, with glu one (a gate row and its up row).
 func mmqRowsPerBlock(a *mmArgs) int {
@@ -119,11 +173,15 @@ func (d *Device) mmq(suffix string, a *mmArgs, rows int, xq, xs devicePtr) error
 		newArgs().mmArg(a).dev("xq", xq).dev("xs", xs))
 }
 
-// mmqLaunch runs decode rows of a quantized type: mmq1_ for one row; for
-// more, q8_rows into the q8 scratch, then mmq_, or mmqt_ (the tensor
-// cores, sm_80+) from mmqtMin rows on.
+// mmqLaunch runs decode rows of a quantized type: mmq1_ for one row
+// (mmq1p_ when the norm before wrote its 8-bit form: normQ8); for more,
+// q8_rows into the q8 scratch, then mmq_, or mmqt_ (the tensor cores,
+// sm_80+) from mmqtMin rows on.
 func (b *Backend) mmqLaunch(suffix string, a *mmArgs, rows int) error {
 	if a.T == 1 {
+		if b.preq != 0 && a.X == b.preqX {
+			return b.dev.mmq1p(suffix, a, rows, b.preq, b.preqScale)
+		}
 		return b.dev.mmq1(suffix, a, rows)
 	}
 	units := int(a.Cols) / 32

@@ -268,11 +268,97 @@ func TestInt8Wanted(t *testing.T) {
 	}
 }
 
+// sameBits reports whether a and b hold the same bits (NaNs included).
+func sameBits(a, b []float32) bool {
+	return slices.EqualFunc(a, b, func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) })
+}
+
+// TestNormQ8: rms_norm_f32's 8-bit output (WORKER_CUDA_NORM_Q8=1) is byte
+// for byte what q8_rows makes of its float output, and a lone decode row's
+// products that read it (mmq1p_) give the bits mmq1_ gives from the float
+// output, plain and glu, for every type with the 8-bit kernels.
+func TestNormQ8(t *testing.T) {
+	h := newOpHarness(t)
+	if h.d.Arch() < 61 {
+		t.Skipf("sm_%d has no dp4a", h.d.Arch())
+	}
+	h.b.int8 = true
+	r := rand.New(rand.NewPCG(23, uint64(os.Getpid())))
+	const eps = 1e-6
+	for _, cols := range []int{896, 3072, 8192} {
+		const T = 3
+		units := cols / 32
+		x := randRow(r, T*cols)
+		for i := range x {
+			x[i] *= 30
+		}
+		nw := randRow(r, cols)
+		xb, nb := h.uploadF32(x), h.uploadF32(nw)
+		out := h.poisoned(T * cols)
+		q8a, q8b := h.poisoned(T*units*10), h.poisoned(T*units*10) // 40 bytes a unit
+		err := h.d.do(func() error {
+			xsA := q8a.Ptr + devicePtr(T*units*32)
+			if err := h.d.rmsNormQ8(xb.Ptr, nb.Ptr, out.Ptr, 0, q8a.Ptr, xsA, T, cols, eps); err != nil {
+				return err
+			}
+			return h.d.q8Rows(out.Ptr, T, cols, q8b.Ptr, q8b.Ptr+devicePtr(T*units*32))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := h.download(q8a, T*units*10), h.download(q8b, T*units*10); !sameBits(a, b) {
+			t.Fatalf("%d columns: rms_norm_f32's 8-bit output differs from q8_rows of its float output", cols)
+		}
+		// A lone decode row's norm, as normFor runs it: its scales are
+		// [unit][1].
+		one := h.poisoned(units * 10)
+		if err := h.d.do(func() error {
+			return h.d.rmsNormQ8(xb.Ptr, nb.Ptr, out.Ptr, 0, one.Ptr, one.Ptr+devicePtr(units*32), 1, cols, eps)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range sortedTypes() {
+			sfx := kernelSuffix[typ]
+			if !h.b.int8Decode(sfx) || cols%typ.BlockSize() != 0 {
+				continue
+			}
+			w, _, rb := randQuantMatrix(t, r, typ, 37, cols)
+			wb := h.upload(w)
+			m := dmat{ptr: wb.Ptr, rows: 37, cols: cols, rowBytes: int64(rb), suffix: sfx}
+			for _, glu := range []bool{false, true} {
+				outs := func(o devicePtr) []mmOut {
+					if glu {
+						return []mmOut{{m: &m, out: o}, {m: &m, out: o}}
+					}
+					return []mmOut{{m: &m, out: o}}
+				}
+				plain, pre := h.poisoned(37), h.poisoned(37)
+				err := h.d.do(func() error {
+					h.b.segs = []segment{{0, 1, false}}
+					defer func() { h.b.segs = nil }()
+					if err := h.b.mmLaunch(out.Ptr, 1, glu, outs(plain.Ptr)...); err != nil {
+						return err
+					}
+					h.b.preq, h.b.preqScale, h.b.preqX = one.Ptr, one.Ptr+devicePtr(units*32), out.Ptr
+					defer h.b.clearPre()
+					return h.b.mmLaunch(out.Ptr, 1, glu, outs(pre.Ptr)...)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a, b := h.download(plain, 37), h.download(pre, 37); !sameBits(a, b) || math.IsNaN(float64(b[0])) {
+					t.Errorf("mmq1p_%s %d columns glu=%v: the products of the norm's 8-bit output differ from mmq1_'s", sfx, cols, glu)
+				}
+			}
+		}
+	}
+}
+
 // TestDecodeKernelRouting: which kernels a decode product launches, by the
 // backend's choice and the rows (no GPU: the driver's launch is stubbed):
-// the 8-bit family — mmq1_ for one row, q8_rows then mmq_ from 2 rows and
-// mmqt_ from mmqtMin —, the tensor-core kernel otherwise, and F16 weights
-// always on the tensor cores.
+// the 8-bit family — mmq1_ for one row, mmq1p_ when the norm wrote its
+// 8-bit form, q8_rows then mmq_ from 2 rows and mmqt_ from mmqtMin —, the
+// tensor-core kernel otherwise, and F16 weights always on the tensor cores.
 func TestDecodeKernelRouting(t *testing.T) {
 	d, got, names := recordLaunches(t)
 	const X, W, O, Q = devicePtr(0x10000), devicePtr(0x20000), devicePtr(0x30000), devicePtr(0x40000)
@@ -281,17 +367,22 @@ func TestDecodeKernelRouting(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		int8 bool
+		pre  bool
 		m    *dmat
 		T    int
 		want []string
 	}{
-		{"one row", true, &q4k, 1, []string{"mmq1_q4_k"}},
-		{"5 rows", true, &q4k, 5, []string{"q8_rows", "mmq_q4_k"}},
-		{"mmqtMin rows", true, &q4k, mmqtMin, []string{"q8_rows", "mmqt_q4_k"}},
-		{"one row, tensor cores chosen", false, &q4k, 1, []string{"mmt1_q4_k"}},
-		{"F16 weights", true, &f16, 1, []string{"mmt1_f16"}},
+		{"one row", true, false, &q4k, 1, []string{"mmq1_q4_k"}},
+		{"one row, the norm's 8-bit form", true, true, &q4k, 1, []string{"mmq1p_q4_k"}},
+		{"5 rows", true, false, &q4k, 5, []string{"q8_rows", "mmq_q4_k"}},
+		{"mmqtMin rows", true, false, &q4k, mmqtMin, []string{"q8_rows", "mmqt_q4_k"}},
+		{"one row, tensor cores chosen", false, false, &q4k, 1, []string{"mmt1_q4_k"}},
+		{"F16 weights", true, false, &f16, 1, []string{"mmt1_f16"}},
 	} {
 		b := &Backend{dev: d, int8: c.int8, xq: Q, xqBytes: 1 << 20, segs: []segment{{0, c.T, false}}}
+		if c.pre {
+			b.preq, b.preqScale, b.preqX = Q, Q+0x1000, X
+		}
 		*got = (*got)[:0]
 		var x16 devicePtr
 		if !c.int8 || c.m == &f16 {

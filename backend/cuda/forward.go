@@ -159,6 +159,17 @@ func (b *Backend) dump(name string, ptr devicePtr, rows, cols int) error {
 	return nil
 }
 
+// normFor writes rms_norm(x)·w into b.h (and b.h16) for T rows of n, the
+// input of the products of ms that follow; for a lone decode row on the
+// 8-bit kernels with WORKER_CUDA_NORM_Q8=1 also its 8-bit form, which they
+// read (normQ8; the caller ends it with clearPre after them).
+func (b *Backend) normFor(x, w devicePtr, T, n int, ms ...*dmat) error {
+	if b.normQ8(T, ms...) {
+		return b.rmsNormPre(x, w, b.h, b.h16, T, n)
+	}
+	return b.rmsNorm(x, w, b.h, b.h16, T, n)
+}
+
 // rmsNorm writes out (and, when out16 is set, an F16 copy of it).
 func (b *Backend) rmsNorm(x, w, out, out16 devicePtr, T, n int) error {
 	return b.dev.rmsNorm(x, w, out, out16, T, n, b.c.RMSEps)
@@ -194,15 +205,17 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 	c, ly := b.c, &b.layers[l]
 	d, qd, ff := c.NEmbd, c.QDim(), c.NFF
 	neox := c.Arch.Rope == model.RopeNeoX
-	if err := b.rmsNorm(b.x, ly.attnNorm, b.h, b.h16, T, d); err != nil {
+	if err := b.normFor(b.x, ly.attnNorm, T, d, &ly.q, &ly.k, &ly.v); err != nil {
 		return err
 	}
 	if err := b.dumpf("attn_norm-%d", l, b.h, T, d); err != nil {
 		return err
 	}
 	// Q, K and V in one launch, with their biases.
-	if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.q, out: b.q, bias: ly.qBias},
-		mmOut{m: &ly.k, out: b.k, bias: ly.kBias}, mmOut{m: &ly.v, out: b.v, bias: ly.vBias}); err != nil {
+	err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.q, out: b.q, bias: ly.qBias},
+		mmOut{m: &ly.k, out: b.k, bias: ly.kBias}, mmOut{m: &ly.v, out: b.v, bias: ly.vBias})
+	b.clearPre()
+	if err != nil {
 		return err
 	}
 	if err := b.dumpf("Qcur-%d", l, b.q, T, qd); err != nil {
@@ -237,7 +250,7 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 	if err := b.dumpf("ffn_inp-%d", l, b.x, T, d); err != nil {
 		return err
 	}
-	if err := b.rmsNorm(b.x, ly.ffnNorm, b.h, b.h16, T, d); err != nil {
+	if err := b.normFor(b.x, ly.ffnNorm, T, d, &ly.gate, &ly.up); err != nil {
 		return err
 	}
 	if err := b.dumpf("ffn_norm-%d", l, b.h, T, d); err != nil {
@@ -245,14 +258,18 @@ func (b *Backend) layerForward(l, T int, heads headShape, scale float32, splits 
 	}
 	// Gate and up with SwiGLU in one launch when they share a type.
 	if ly.gate.suffix == ly.up.suffix {
-		if err := b.mmLaunch16(b.h, b.h16, T, true, mmOut{m: &ly.gate, out: b.gate, out16: b.gate16}, mmOut{m: &ly.up, out: b.up}); err != nil {
+		err := b.mmLaunch16(b.h, b.h16, T, true, mmOut{m: &ly.gate, out: b.gate, out16: b.gate16}, mmOut{m: &ly.up, out: b.up})
+		b.clearPre()
+		if err != nil {
 			return err
 		}
 	} else {
-		if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.gate, out: b.gate}); err != nil {
-			return err
+		err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.gate, out: b.gate})
+		if err == nil {
+			err = b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.up, out: b.up})
 		}
-		if err := b.mmLaunch16(b.h, b.h16, T, false, mmOut{m: &ly.up, out: b.up}); err != nil {
+		b.clearPre()
+		if err != nil {
 			return err
 		}
 		if err := b.dev.swiglu(b.gate, b.up, b.gate16, T*ff); err != nil {
@@ -390,13 +407,15 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 	if nsel == 0 {
 		return nil // only hidden states were wanted
 	}
-	if err := b.rmsNorm(b.h, b.outputNorm, b.h, b.h16, nsel, d); err != nil {
+	if err := b.normFor(b.h, b.outputNorm, nsel, d, &b.out); err != nil {
 		return err
 	}
 	if err := b.dump("result_norm", b.h, nsel, d); err != nil {
 		return err
 	}
-	if err := b.mmLaunch16(b.h, b.h16, nsel, false, mmOut{m: &b.out, out: b.logits}); err != nil {
+	err := b.mmLaunch16(b.h, b.h16, nsel, false, mmOut{m: &b.out, out: b.logits})
+	b.clearPre()
+	if err != nil {
 		return err
 	}
 	// Rows that asked for their top candidates: select on the device and

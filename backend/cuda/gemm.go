@@ -102,7 +102,7 @@ func gemmGroup(T, rows, tile int) int {
 
 // gemmWeights returns m as an F16 [rows, cols] matrix: F16 weights as they
 // are, others from their resident F16 copy (WORKER_CUDA_F16_WEIGHTS) or
-// dequantized into *buf; nothing (0) when gemmq_ reads m's own blocks.
+// dequantized into *buf; m's own blocks when gemmq_ reads them (promptTile).
 func (b *Backend) gemmWeights(m *dmat, buf **Buffer) (devicePtr, error) {
 	if !needsF16Copy(m) || b.gemmQuant(m) {
 		return m.ptr, nil

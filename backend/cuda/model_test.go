@@ -462,3 +462,34 @@ func TestBatchInvariance(t *testing.T) {
 		}
 	}
 }
+
+// TestNormQ8Model: with the 8-bit decode kernels, a lone decode row whose
+// norms also write its 8-bit form (WORKER_CUDA_NORM_Q8=1: mmq1p_ reads it
+// instead of each block rounding it) gives the same logits bit for bit,
+// prompt and greedy steps.
+func TestNormQ8Model(t *testing.T) {
+	needGPU(t)
+	m := writeModel(t, "llama-tiny", testmodel.Q4_K_M)
+	gpu := gpuBackend(t, m)
+	if gpu.ArchForTest() < 61 {
+		t.Skipf("sm_%d has no dp4a", gpu.ArchForTest())
+	}
+	if err := gpu.SetDecodeKernelsForTest(true, false); err != nil {
+		t.Fatal(err)
+	}
+	prompt := make([]int32, 20)
+	for i := range prompt {
+		prompt[i] = int32(i*29 + 11)
+	}
+	want := run(t, gpu, prompt, 6)
+	if err := gpu.SetDecodeKernelsForTest(true, true); err != nil {
+		t.Fatal(err)
+	}
+	got := run(t, gpu, prompt, 6)
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			rel, _ := compareLogits(got[i], want[i])
+			t.Fatalf("row %d: logits with the norm's 8-bit output differ (relative %.2e)", i, rel)
+		}
+	}
+}

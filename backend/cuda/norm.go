@@ -11,11 +11,22 @@ import "fmt"
 //
 //	grid T, block 1024
 func (d *Device) rmsNorm(x, w, out, out16 devicePtr, T, n int, eps float32) error {
+	return d.rmsNormQ8(x, w, out, out16, 0, 0, T, n, eps)
+}
+
+// rmsNormQ8 is rmsNorm that also writes out rounded to 8 bits as q8_rows
+// would (xq, xs) when xq is set; n is then a multiple of 32.
+//
+//	grid T, block 1024
+func (d *Device) rmsNormQ8(x, w, out, out16, xq, xs devicePtr, T, n int, eps float32) error {
 	if n < 4 || n%4 != 0 {
 		return fmt.Errorf("%w: rms_norm_f32: row width %d is not a positive multiple of 4", ErrLaunch, n)
 	}
+	if xq != 0 && (xs == 0 || n%32 != 0) {
+		return fmt.Errorf("%w: rms_norm_f32: 8-bit output of rows of %d (xs %#x): want a multiple of 32 and both pointers", ErrLaunch, n, xs)
+	}
 	return d.launch("rms_norm_f32", dims(T, 1, 1), dims(1024, 1, 1), 0,
-		newArgs().dev("x", x).dev("w", w).dev("out", out).i32("n", n).f32("eps", eps).ptr("out16", out16))
+		newArgs().dev("x", x).dev("w", w).dev("out", out).i32("n", n).f32("eps", eps).ptr("out16", out16).ptr("xq", xq).ptr("xs", xs))
 }
 
 // swiglu launches swiglu_f32: g[i] = silu(g[i])·u[i] for n elements (and an

@@ -37,6 +37,8 @@
 // and its up row), a block MMQ_WARPS = 8 warps; MMQ_WARPS, MMQ_TOK and
 // MMQT_TOK are -D options from Go (mmqt_ and q8_rows: below):
 //   mmq1_<t>  one token             grid (ceil(rows/16), 1), block 256, shared 40·cols/32 bytes
+//   mmq1p_<t> one token, from q8_rows' layout (rms_norm_f32 writes it: WORKER_CUDA_NORM_Q8=1)
+//                                   grid (ceil(rows/16), 1), block 256
 //   mmq_<t>   MMQ_TOK (8) tokens a block, from q8_rows   grid (ceil(rows/16), ceil(T/8)), block 256
 //   (with glu ceil(rows/8) row blocks)
 //
@@ -606,6 +608,7 @@ __device__ __forceinline__ void mmqt_kernel(const MMArgs& a, const u4* xq, const
 #define INSTANTIATE_MMQ(NAME) \
     extern "C" __global__ void __launch_bounds__(256) mmq_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { mmq_kernel<W_##NAME, MMQ_TOK, true>(a, xq, xs); } \
     extern "C" __global__ void __launch_bounds__(256) mmq1_##NAME(MMArgs a) { mmq_kernel<W_##NAME, 1, false>(a, 0, 0); } \
+    extern "C" __global__ void __launch_bounds__(256) mmq1p_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { mmq_kernel<W_##NAME, 1, true>(a, xq, xs); } \
     extern "C" __global__ void __launch_bounds__(256) mmqt_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { mmqt_kernel<W_##NAME>(a, xq, xs); }
 
 INSTANTIATE_MMQ(q4_0)

@@ -2,7 +2,9 @@
 //
 // Math and launch shapes:
 //   rms_norm_f32     out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ w, and an F16
-//                    copy in out16 when set                      grid T, block 1024
+//                    copy in out16 when set, and out rounded to 8 bits as
+//                    q8_rows writes it (xq, xs; decode_q8.cu) when xq is set
+//                    (n a multiple of 32 then)                    grid T, block 1024
 //   swiglu_f32       g[i] = silu(g[i])·u[i] (and g16[i] = F16 of it when set),
 //                    when gate and up differ in type             grid ceil(n/256), block 256
 //   rope_store_<kv>  rotate q in place and k by pos[t]·inv_freq[i] (the first
@@ -17,7 +19,26 @@
 // Preconditions (checked in Go): n % 4 == 0 (16-byte loads); rot even and
 // ≤ hd; n_kv divides n_head.
 
-extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* out, int n, float eps, ushort* out16) {
+// q8_piece: thread's float4 i (of a row t of T) rounded as q8_unit rounds
+// its unit (the unit's 8 float4s are 8 consecutive lanes, all present):
+// the unit's largest magnitude and integer sum over the 8 lanes, its byte
+// word at q8_rows' place in xq, its scale and sum in xs[u·T + t].
+__device__ __forceinline__ void q8_piece(f4 r, int i, int t, int T, int units, u4* xq, Q8Scale* xs) {
+    int lane = threadIdx.x & 31;
+    uint group = 0xffu << (lane & ~7);
+    float amax = fmaxf(fmaxf(fmaxf(r.x, -r.x), fmaxf(r.y, -r.y)), fmaxf(fmaxf(r.z, -r.z), fmaxf(r.w, -r.w)));
+    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(group, amax, o));
+    float inv = amax > 0.f ? div_rn(127.f, amax) : 0.f;
+    int q0 = f2i_rn(mul_rn(r.x, inv)), q1 = f2i_rn(mul_rn(r.y, inv)), q2 = f2i_rn(mul_rn(r.z, inv)), q3 = f2i_rn(mul_rn(r.w, inv));
+    uint word = ((uint)q0 & 0xffu) | (((uint)q1 & 0xffu) << 8) | (((uint)q2 & 0xffu) << 16) | (((uint)q3 & 0xffu) << 24);
+    int sum = q0 + q1 + q2 + q3;
+    for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(group, sum, o);
+    int k = i & 7, u = i >> 3;
+    ((uint*)(xq + 2 * ((long)t * units + u)))[k < 4 ? 2 * k : 2 * (k - 4) + 1] = word;
+    if (k == 0) xs[(long)u * T + t] = Q8Scale{div_rn(amax, 127.f), sum};
+}
+
+extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* out, int n, float eps, ushort* out16, u4* xq, Q8Scale* xs) {
     // n is a multiple of 4: 16-byte loads, one or a few per thread.
     __shared__ float sh[32];
     const f4* xr = (const f4*)(x + (long)blockIdx.x * n);
@@ -36,6 +57,7 @@ extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* o
         f4 r = f4{v.x * scale * g.x, v.y * scale * g.y, v.z * scale * g.z, v.w * scale * g.w};
         o[i] = r;
         if (out16) ((u2*)(out16 + (long)blockIdx.x * n))[i] = make_h4(r);
+        if (xq) q8_piece(r, i, blockIdx.x, gridDim.x, n >> 5, xq, xs); // n4 is a multiple of 8: a unit's lanes all here
     }
 }
 
