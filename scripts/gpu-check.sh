@@ -2,7 +2,7 @@
 # Runs on the GPU machine (no Go there): the GPU test binary, the
 # transformers reference for real-shape models, and the benchmark, from
 # binaries built here into devbin1/ (see docs/perf.md for how).
-#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|kv64|ab|f16w|int8|gemmq|normq8|gemm-tile|pipeline|kprofile|ncu|profile ...
+#   scripts/gpu-check.sh tests|sanitizer|server|engine|reference|reference-llama|reference-window|bench|bench-phi3|timing|conc|table|kv64|ab|f16w|int8|gemmq|normq8|envab|gemm-tile|pipeline|kprofile|ncu|profile ...
 # GPU tests fail rather than skip here (WORKER_TEST_REQUIRE_GPU=1); fixtures
 # are read from $WORKER_FIXTURES, else $BIN/fixtures when present.
 # conc runs the issue-10 workload (-p 128 -n 128, 1..64 streams) on both
@@ -284,6 +284,28 @@ normq8)
     for on in 0 1 0 1; do
       WORKER_CUDA_NORM_Q8=$on "$bin/worker-orcd" bench --model "$m" --device cuda -p 512 -n 128 --json 2>/dev/null |
         python3 -c 'import json,sys; r=json.load(sys.stdin); print("%-13s %-7s norm q8 %s  decode %6.1f tok/s (%s)" % (sys.argv[1], sys.argv[2], sys.argv[3], r["decode_tokens_per_s"], r.get("decode_kernels", "?")))' "$shape" "$ty" "$on"
+    done
+    rm -f "$m"
+  done ;;
+envab)
+  # One setting side by side in one binary: AB_VAR (WORKER_CUDA_PDL) at each
+  # of AB_VALUES ("0 1"), AB_REPS (2) rounds alternating, on AB_MODELS
+  # ("shape type" pairs, ';' between; the six of issue 11's table by
+  # default) with each of AB_SETS (bench arguments, ';' between).
+  var=${AB_VAR:-WORKER_CUDA_PDL}
+  IFS=';' read -ra models <<<"${AB_MODELS:-qwen2.5-0.5b Q4_K_M;qwen2.5-0.5b Q8_0;qwen2.5-0.5b F16;phi3-mini-4k Q4_K_M;phi3-mini-4k Q8_0;phi3-mini-4k F16}"
+  IFS=';' read -ra sets <<<"${AB_SETS:--p 512 -n 128}"
+  for mt in "${models[@]}"; do
+    read -r shape ty <<<"$mt"
+    m=/tmp/ab-$shape-$ty.gguf
+    "$bin/synth" --shape "$shape" --type "$ty" --vocab builtin -o "$m" >/dev/null || { echo "synth $shape $ty failed"; continue; }
+    for args in "${sets[@]}"; do
+      for rep in $(seq "${AB_REPS:-2}"); do
+        for v in ${AB_VALUES:-0 1}; do
+          env "$var=$v" "$bin/worker-orcd" bench --model "$m" --device cuda $args --json 2>/dev/null |
+            python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["concurrency"][-1]; print("%-13s %-7s %-30s %s=%s  prefill %8.0f  decode %6.1f  streams %3d: %7.0f tok/s" % (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], r["prefill_tokens_per_s"], r["decode_tokens_per_s"], l["requests"], l["generated_tokens_per_s"]))' "$shape" "$ty" "$args" "$var" "$v"
+        done
+      done
     done
     rm -f "$m"
   done ;;

@@ -165,7 +165,18 @@ func (d *Device) launch(name string, grid, block dim3, shared int, a *kernelArgs
 			return err
 		}
 	}
-	if err := check("cuLaunchKernel("+name+")", drv.cuLaunchKernel(f, uint32(grid[0]), uint32(grid[1]), uint32(grid[2]),
+	if d.pdl && d.prof == nil {
+		attr := &cuLaunchAttr{id: attrProgrammaticStreamSerialization}
+		attr.value[0] = 1 // programmaticStreamSerializationAllowed, a C int
+		cfg := &cuLaunchConfig{gridX: uint32(grid[0]), gridY: uint32(grid[1]), gridZ: uint32(grid[2]),
+			blockX: uint32(block[0]), blockY: uint32(block[1]), blockZ: uint32(block[2]), shared: uint32(shared),
+			stream: d.stream, attrs: attr, numAttrs: 1}
+		pin.Pin(attr)
+		pin.Pin(cfg)
+		if err := check("cuLaunchKernelEx("+name+")", drv.cuLaunchKernelEx(cfg, f, params, nil)); err != nil {
+			return err
+		}
+	} else if err := check("cuLaunchKernel("+name+")", drv.cuLaunchKernel(f, uint32(grid[0]), uint32(grid[1]), uint32(grid[2]),
 		uint32(block[0]), uint32(block[1]), uint32(block[2]), uint32(shared), d.stream, params, nil)); err != nil {
 		return err
 	}

@@ -112,6 +112,78 @@ func TestLaunchPassesPinnedParams(t *testing.T) {
 	}
 }
 
+// TestLaunchProgrammaticDependent: with pdl set, a launch goes through
+// cuLaunchKernelEx with the shape, the stream and one attribute,
+// programmatic stream serialization allowed (id 6, value 1), and the same
+// pinned parameter array; without it, through cuLaunchKernel.
+func TestLaunchProgrammaticDependent(t *testing.T) {
+	if unsafe.Sizeof(cuLaunchAttr{}) != 72 || unsafe.Sizeof(cuLaunchConfig{}) != 56 ||
+		unsafe.Offsetof(cuLaunchConfig{}.stream) != 32 || unsafe.Offsetof(cuLaunchConfig{}.numAttrs) != 48 {
+		t.Fatalf("layouts: attribute %d bytes (want 72), config %d (want 56), stream at %d (32), numAttrs at %d (48)",
+			unsafe.Sizeof(cuLaunchAttr{}), unsafe.Sizeof(cuLaunchConfig{}), unsafe.Offsetof(cuLaunchConfig{}.stream), unsafe.Offsetof(cuLaunchConfig{}.numAttrs))
+	}
+	d := &Device{funcs: map[string]cuFunction{"k": 7}, stream: 99, pdl: true}
+	ex, plain := 0, 0
+	old := drv.cuLaunchKernelEx
+	drv.cuLaunchKernelEx = func(cfg *cuLaunchConfig, fn cuFunction, params, extra unsafe.Pointer) cuResult {
+		ex++
+		runtime.GC()
+		if fn != 7 || cfg.gridX != 5 || cfg.gridY != 4 || cfg.gridZ != 3 || cfg.blockX != 128 || cfg.blockY != 1 || cfg.blockZ != 1 ||
+			cfg.shared != 16 || cfg.stream != 99 || cfg.numAttrs != 1 {
+			t.Errorf("config %+v for kernel %d", *cfg, fn)
+		}
+		if a := cfg.attrs; a == nil || a.id != 6 || *(*int32)(unsafe.Pointer(&a.value[0])) != 1 {
+			t.Errorf("attribute %+v, want id 6 value 1", a)
+		}
+		if ps := unsafe.Slice((*unsafe.Pointer)(params), 1); *(*int32)(ps[0]) != 11 {
+			t.Errorf("parameter %d, want 11", *(*int32)(ps[0]))
+		}
+		return 0
+	}
+	t.Cleanup(func() { drv.cuLaunchKernelEx = old })
+	stubLaunch(t, func(fn cuFunction, grid, block [3]uint32, shared uint32, params unsafe.Pointer) cuResult {
+		plain++
+		return 0
+	})
+	if err := d.launch("k", dims(5, 4, 3), dims(128, 1, 1), 16, newArgs().i32("n", 11)); err != nil {
+		t.Fatal(err)
+	}
+	d.pdl = false
+	if err := d.launch("k", dims(1, 1, 1), dims(32, 1, 1), 0, newArgs().i32("n", 11)); err != nil {
+		t.Fatal(err)
+	}
+	if ex != 1 || plain != 1 {
+		t.Errorf("%d cuLaunchKernelEx and %d cuLaunchKernel calls, want 1 and 1", ex, plain)
+	}
+	for _, c := range []struct {
+		arch   int
+		haveEx bool
+		env    string
+		want   bool
+	}{{90, true, "", true}, {100, true, "1", true}, {90, true, "0", false}, {89, true, "", false}, {80, true, "1", false}, {90, false, "", false}} {
+		if got := pdlWanted(c.arch, c.haveEx, c.env); got != c.want {
+			t.Errorf("pdlWanted(%d, %v, %q) = %v, want %v", c.arch, c.haveEx, c.env, got, c.want)
+		}
+	}
+}
+
+// TestKernelsStartWithPDLEntry: every kernel's first statement is
+// pdl_entry(), since any of them may be launched to overlap the kernel
+// before it and must not touch memory until that one has finished.
+func TestKernelsStartWithPDLEntry(t *testing.T) {
+	src := kernels.Source()
+	re := regexp.MustCompile(`__global__[^{]*\{\s*(\S+)`)
+	ms := re.FindAllStringSubmatch(src, -1)
+	if len(ms) < 20 {
+		t.Fatalf("found %d kernels in the source, want at least 20", len(ms))
+	}
+	for _, m := range ms {
+		if m[1] != "pdl_entry();" {
+			t.Errorf("kernel %.80q... starts with %q, want pdl_entry();", m[0], m[1])
+		}
+	}
+}
+
 // cField is one field of a C struct as parsed from the kernel source.
 type cField struct {
 	name         string

@@ -96,7 +96,7 @@ type Backend struct {
 	int8                                 bool      // decode rows of quantized types as 8-bit integer products (int8Wanted)
 	gemmQ                                bool      // tests: prompt rows of quantized types through gemmq_ (as WORKER_CUDA_GEMMQ=1)
 	preq, preqScale, preqX               devicePtr // a lone decode row's input preqX already rounded to 8 bits (rmsNormPre): mmq1p_ reads it
-	normQ8Test                           bool      // tests: normQ8 as with WORKER_CUDA_NORM_Q8=1
+	normQ8On                             bool      // a lone decode row's norms write its 8-bit form (normQ8; WORKER_CUDA_NORM_Q8)
 	noFlash                              bool      // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
 	f16Weights                           bool      // WORKER_CUDA_F16_WEIGHTS=1: resident F16 copies for prompt rows (f16weights.go)
 	f16w                                 map[*dmat]*Buffer
@@ -124,7 +124,8 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 		return nil, err
 	}
 	b := &Backend{dev: dev, m: m, c: c, libDir: opts.LibDir, noBLAS: opts.NoCUBLAS || os.Getenv("WORKER_CUDA_NO_CUBLAS") == "1", kvType: kvType,
-		noFlash: os.Getenv("WORKER_CUDA_NO_FLASH") == "1", int8: int8Wanted(opts.MaxDecodeRows)}
+		noFlash: os.Getenv("WORKER_CUDA_NO_FLASH") == "1", int8: int8Wanted(opts.MaxDecodeRows),
+		normQ8On: normQ8Env}
 	if b.f16Weights, err = f16WeightsWanted(); err != nil {
 		dev.Close()
 		return nil, err

@@ -30,6 +30,11 @@ type Device struct {
 	done     chan struct{}  // closed when the device goroutine has exited
 	syncEach bool           // WORKER_CUDA_SYNC=1: synchronize and check after every launch
 	prof     *kernelProfile // WORKER_CUDA_PROFILE=1: every launch timed (profile.go)
+	// pdl: kernels are launched with programmatic stream serialization
+	// (sm_90+, cuLaunchKernelEx present, WORKER_CUDA_PDL not 0): each is
+	// scheduled while the one before it runs and waits for it in
+	// pdl_entry, which hides the launch latency between dependent kernels.
+	pdl bool
 	// failAlloc (tests) is asked before each allocation; an error it
 	// returns is the allocation's, the driver is not called.
 	failAlloc func(n int64, purpose string) error
@@ -157,6 +162,7 @@ func (d *Device) init() error {
 		return err
 	}
 	d.Total = int64(total)
+	d.pdl = pdlWanted(d.Arch(), drv.cuLaunchKernelEx != nil, os.Getenv("WORKER_CUDA_PDL"))
 	if err := check("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(&d.ctx, d.dev)); err != nil {
 		return err
 	}
@@ -204,6 +210,13 @@ func (d *Device) Close() error {
 		<-d.done
 	})
 	return d.closeErr
+}
+
+// pdlWanted reports whether launches use programmatic dependent launch:
+// on sm_90 and later, when the driver has cuLaunchKernelEx, unless env
+// (WORKER_CUDA_PDL) is "0".
+func pdlWanted(arch int, haveEx bool, env string) bool {
+	return arch >= 90 && haveEx && env != "0"
 }
 
 // Arch is the compute capability as an NVRTC arch number (90 for sm_90).

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/ebitengine/purego"
+
 	"worker-orcd/backend"
 )
 
@@ -70,6 +72,10 @@ var drv struct {
 	cuGraphLaunch                func(e cuGraphExec, s cuStream) cuResult
 	cuGraphExecDestroy           func(e cuGraphExec) cuResult
 	cuGraphDestroy               func(g cuGraph) cuResult
+
+	// cuLaunchKernelEx is optional (CUDA 11.8+ drivers): nil when absent,
+	// then launches never use programmatic dependent launch.
+	cuLaunchKernelEx func(config *cuLaunchConfig, f cuFunction, params unsafe.Pointer, extra unsafe.Pointer) cuResult
 }
 
 var (
@@ -92,6 +98,9 @@ func loadDriver(libDir string) ([]LibraryAttempt, error) {
 		}
 		if driverErr = bind(lib, "libcuda", fns); driverErr != nil {
 			return
+		}
+		if sym, err := purego.Dlsym(lib, "cuLaunchKernelEx"); err == nil {
+			purego.RegisterFunc(&drv.cuLaunchKernelEx, sym)
 		}
 		if r := drv.cuInit(0); r != 0 {
 			driverErr = &Error{API: "cuInit", Code: int(r), Name: errName(r),
@@ -123,6 +132,31 @@ func driverFuncs() map[string]any {
 		"cuGraphInstantiateWithFlags": &drv.cuGraphInstantiateWithFlags, "cuGraphLaunch": &drv.cuGraphLaunch,
 		"cuGraphExecDestroy": &drv.cuGraphExecDestroy, "cuGraphDestroy": &drv.cuGraphDestroy,
 	}
+}
+
+// cuLaunchAttr is CUlaunchAttribute: an id, padding, a 64-byte value.
+type cuLaunchAttr struct {
+	id    uint32
+	_     uint32
+	value [64]byte
+}
+
+// attrProgrammaticStreamSerialization is
+// CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: with value 1 the
+// kernel may start while the previous kernel in the stream runs (it waits
+// for it itself: pdl_entry in common.cuh).
+const attrProgrammaticStreamSerialization = 6
+
+// cuLaunchConfig is CUlaunchConfig (the layout of cuda.h on 64-bit hosts).
+type cuLaunchConfig struct {
+	gridX, gridY, gridZ    uint32
+	blockX, blockY, blockZ uint32
+	shared                 uint32
+	_                      uint32
+	stream                 cuStream
+	attrs                  *cuLaunchAttr
+	numAttrs               uint32
+	_                      uint32
 }
 
 // Error is a failed CUDA call: the API, the CUDA error name and code.

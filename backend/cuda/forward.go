@@ -161,8 +161,8 @@ func (b *Backend) dump(name string, ptr devicePtr, rows, cols int) error {
 
 // normFor writes rms_norm(x)·w into b.h (and b.h16) for T rows of n, the
 // input of the products of ms that follow; for a lone decode row on the
-// 8-bit kernels with WORKER_CUDA_NORM_Q8=1 also its 8-bit form, which they
-// read (normQ8; the caller ends it with clearPre after them).
+// 8-bit kernels also its 8-bit form, which they read (normQ8; the caller
+// ends it with clearPre after them).
 func (b *Backend) normFor(x, w devicePtr, T, n int, ms ...*dmat) error {
 	if b.normQ8(T, ms...) {
 		return b.rmsNormPre(x, w, b.h, b.h16, T, n)

@@ -464,7 +464,7 @@ func TestBatchInvariance(t *testing.T) {
 }
 
 // TestNormQ8Model: with the 8-bit decode kernels, a lone decode row whose
-// norms also write its 8-bit form (WORKER_CUDA_NORM_Q8=1: mmq1p_ reads it
+// norms also write its 8-bit form (WORKER_CUDA_NORM_Q8, the default: mmq1p_ reads it
 // instead of each block rounding it) gives the same logits bit for bit,
 // prompt and greedy steps.
 func TestNormQ8Model(t *testing.T) {

@@ -16,7 +16,7 @@ func testConfig() *model.Config {
 // norms write its 8-bit form (WORKER_CUDA_NORM_Q8), and drops the captured
 // graphs, which hold the launches of the settings before.
 func (b *Backend) SetDecodeKernelsForTest(int8, normQ8 bool) error {
-	b.int8, b.normQ8Test = int8, normQ8
+	b.int8, b.normQ8On = int8, normQ8
 	return b.dev.do(b.dropGraphs)
 }
 

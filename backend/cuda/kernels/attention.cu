@@ -177,15 +177,18 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
 }
 extern "C" __global__ void attention_split_f32(const float* q, float* part, const u64* tabs, int layer, const int* pos,
                                                int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+    pdl_entry();
     attention_split<float>(q, part, tabs, layer, pos, n_head, n_kv, hd, window, scale, nsplit);
 }
 extern "C" __global__ void attention_split_f16(const float* q, float* part, const u64* tabs, int layer, const int* pos,
                                                int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+    pdl_entry();
     attention_split<ushort>(q, part, tabs, layer, pos, n_head, n_kv, hd, window, scale, nsplit);
 }
 
 // Combines the nsplit partials of each (t, h): out = Σ acc_s e^(m_s-M) / Σ sum_s e^(m_s-M).
 extern "C" __global__ void attention_merge_f32(const float* part, float* out, int n_head, int hd, int nsplit, ushort* out16) {
+    pdl_entry();
     __shared__ float scale[MAX_SPLITS]; // e^(m_s - M) / S for each split
     int t = blockIdx.x, h = blockIdx.y;
     const float* pp = part + ((long)t * n_head + h) * nsplit * (hd + 2);
@@ -425,7 +428,7 @@ __device__ __forceinline__ void attention_prompt(const float* q, float* part, co
 #define INSTANTIATE_PROMPT(NAME) \
     extern "C" __global__ void __launch_bounds__(128) attention_prompt_hd##NAME(const float* q, float* part, const u64* tabs, int layer, \
                                                                             const int* pos, int T, int n_head, int n_kv, int window, \
-                                                                            float scale, int nsplit) { \
+                                                                            float scale, int nsplit) { pdl_entry(); \
         attention_prompt<NAME>(q, part, tabs, layer, pos, T, n_head, n_kv, window, scale, nsplit); \
     }
 INSTANTIATE_PROMPT(64)

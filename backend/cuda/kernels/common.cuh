@@ -51,6 +51,22 @@ __device__ __forceinline__ ushort f2h(float f) {
 // make_h4 rounds four floats to F16 (in order, for an 8-byte store).
 __device__ __forceinline__ u2 make_h4(f4 v) { return u2{pack_h2(v.x, v.y), pack_h2(v.z, v.w)}; }
 
+// pdl_entry starts every kernel. On sm_90+ a kernel may be launched with
+// programmatic stream serialization (Device.launch, WORKER_CUDA_PDL): it is
+// then scheduled while the kernel before it in the stream still runs, so
+// its launch latency hides behind that kernel's tail. Each block first lets
+// the next kernel be scheduled (launch_dependents) and then waits until
+// every kernel before it has completed and its memory is visible (wait), so
+// nothing is read or written before the previous results exist: the
+// results are those of a plain launch, bit for bit. Without the launch
+// attribute both instructions do nothing.
+__device__ __forceinline__ void pdl_entry() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

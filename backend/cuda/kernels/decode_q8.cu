@@ -415,6 +415,7 @@ __device__ __forceinline__ void mmq_kernel(const MMArgs& a, const u4* xq, const 
 // q8_rows: x [T, cols] → xq (unit u of token t at xq[2(t·units + u)], 32
 // bytes, words in the order 0 4 1 5 2 6 3 7) and xs[u·T + t] = (dx, sx).
 extern "C" __global__ void q8_rows(const float* x, int T, int cols, u4* xq, Q8Scale* xs) {
+    pdl_entry();
     int units = cols >> 5;
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long)T * units) return;
@@ -606,10 +607,10 @@ __device__ __forceinline__ void mmqt_kernel(const MMArgs& a, const u4* xq, const
 }
 
 #define INSTANTIATE_MMQ(NAME) \
-    extern "C" __global__ void __launch_bounds__(256) mmq_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { mmq_kernel<W_##NAME, MMQ_TOK, true>(a, xq, xs); } \
-    extern "C" __global__ void __launch_bounds__(256) mmq1_##NAME(MMArgs a) { mmq_kernel<W_##NAME, 1, false>(a, 0, 0); } \
-    extern "C" __global__ void __launch_bounds__(256) mmq1p_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { mmq_kernel<W_##NAME, 1, true>(a, xq, xs); } \
-    extern "C" __global__ void __launch_bounds__(256) mmqt_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { mmqt_kernel<W_##NAME>(a, xq, xs); }
+    extern "C" __global__ void __launch_bounds__(256) mmq_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { pdl_entry(); mmq_kernel<W_##NAME, MMQ_TOK, true>(a, xq, xs); } \
+    extern "C" __global__ void __launch_bounds__(256) mmq1_##NAME(MMArgs a) { pdl_entry(); mmq_kernel<W_##NAME, 1, false>(a, 0, 0); } \
+    extern "C" __global__ void __launch_bounds__(256) mmq1p_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { pdl_entry(); mmq_kernel<W_##NAME, 1, true>(a, xq, xs); } \
+    extern "C" __global__ void __launch_bounds__(256) mmqt_##NAME(MMArgs a, const u4* xq, const Q8Scale* xs) { pdl_entry(); mmqt_kernel<W_##NAME>(a, xq, xs); }
 
 INSTANTIATE_MMQ(q4_0)
 INSTANTIATE_MMQ(q4_1)

@@ -278,6 +278,7 @@ __device__ __forceinline__ void mme_kernel(const MMArgs& a) {
 // to_f16_rows: out[i] = F16(x[i]) for n elements (n a multiple of 4), the
 // F16 input of mmt_ when no producer wrote one.           grid ceil(n/1024), block 256
 extern "C" __global__ void to_f16_rows(const float* x, ushort* out, long n) {
+    pdl_entry();
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (4 * i < n) ((u2*)out)[i] = make_h4(((const f4*)x)[i]);
 }
@@ -509,8 +510,8 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
 }
 
 #define INSTANTIATE_MMT(NAME) \
-    extern "C" __global__ void __launch_bounds__(256) mmt_##NAME(MMArgs a) { mmt_kernel<unit_##NAME, MMT_NT>(a); } \
-    extern "C" __global__ void __launch_bounds__(256) mmt1_##NAME(MMArgs a) { mmt_kernel<unit_##NAME, 1>(a); }
+    extern "C" __global__ void __launch_bounds__(256) mmt_##NAME(MMArgs a) { pdl_entry(); mmt_kernel<unit_##NAME, MMT_NT>(a); } \
+    extern "C" __global__ void __launch_bounds__(256) mmt1_##NAME(MMArgs a) { pdl_entry(); mmt_kernel<unit_##NAME, 1>(a); }
 
 INSTANTIATE_MMT(f16)
 INSTANTIATE_MMT(q4_0)
@@ -545,6 +546,7 @@ __device__ __forceinline__ void dequant_f16_impl(const uchar* W, long row_bytes,
 
 // x [T, cols] float → F16 [tile, cols], rows past T zero.   grid ceil(tile*cols/256), block 256
 extern "C" __global__ void to_f16_pad(const float* x, int T, int cols, ushort* out, int tile) {
+    pdl_entry();
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long)tile * cols) return;
     out[i] = i / cols < T ? f2h(x[i]) : (ushort)0;
@@ -553,6 +555,7 @@ extern "C" __global__ void to_f16_pad(const float* x, int T, int cols, ushort* o
 // GEMM epilogue: out[t, r] (+)= c[t, r] (+ bias[r]) for the T valid rows;
 // with up != 0: out[t, r] = silu(c[t, r]) * up[t, r].     grid ceil(T*rows/256), block 256
 extern "C" __global__ void gemm_epilogue(const float* c, const float* up, int T, int rows, float* out, const float* bias, int accumulate) {
+    pdl_entry();
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long)T * rows) return;
     float v = c[i];
@@ -662,7 +665,7 @@ __device__ __forceinline__ void gemmq_impl(const ushort* xh, const uchar* W, lon
 }
 
 #define INSTANTIATE_GEMMQ(NAME) \
-    extern "C" __global__ void __launch_bounds__(128) gemmq_##NAME(const ushort* xh, const uchar* W, long row_bytes, int rows, int cols, int T, float* c) { \
+    extern "C" __global__ void __launch_bounds__(128) gemmq_##NAME(const ushort* xh, const uchar* W, long row_bytes, int rows, int cols, int T, float* c) { pdl_entry(); \
         gemmq_impl<unit_##NAME>(xh, W, row_bytes, rows, cols, T, c); \
     }
 
@@ -676,12 +679,12 @@ INSTANTIATE_GEMMQ(q5_k)
 INSTANTIATE_GEMMQ(q6_k)
 
 #define INSTANTIATE(NAME)                                                                                   \
-    extern "C" __global__ void embed_##NAME(const uchar* W, long row_bytes, const int* ids, float* x, int cols) { \
+    extern "C" __global__ void embed_##NAME(const uchar* W, long row_bytes, const int* ids, float* x, int cols) { pdl_entry(); \
         embed_impl<deq_##NAME>(W, row_bytes, ids, x, cols);                                                 \
     }                                                                                                       \
-    extern "C" __global__ void mmu_##NAME(MMArgs a) { mmu_kernel<unit_##NAME>(a); }                         \
-    extern "C" __global__ void mme_##NAME(MMArgs a) { mme_kernel<mme_rows<deq_##NAME>>(a); }               \
-    extern "C" __global__ void dequant_f16_##NAME(const uchar* W, long row_bytes, int rows, int cols, ushort* out) { \
+    extern "C" __global__ void mmu_##NAME(MMArgs a) { pdl_entry(); mmu_kernel<unit_##NAME>(a); }                         \
+    extern "C" __global__ void mme_##NAME(MMArgs a) { pdl_entry(); mme_kernel<mme_rows<deq_##NAME>>(a); }               \
+    extern "C" __global__ void dequant_f16_##NAME(const uchar* W, long row_bytes, int rows, int cols, ushort* out) { pdl_entry(); \
         dequant_f16_impl<unit_##NAME>(W, row_bytes, rows, cols, out);                                       \
     }
 

@@ -39,6 +39,7 @@ __device__ __forceinline__ void q8_piece(f4 r, int i, int t, int T, int units, u
 }
 
 extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* out, int n, float eps, ushort* out16, u4* xq, Q8Scale* xs) {
+    pdl_entry();
     // n is a multiple of 4: 16-byte loads, one or a few per thread.
     __shared__ float sh[32];
     const f4* xr = (const f4*)(x + (long)blockIdx.x * n);
@@ -62,6 +63,7 @@ extern "C" __global__ void rms_norm_f32(const float* x, const float* w, float* o
 }
 
 extern "C" __global__ void swiglu_f32(float* g, const float* u, int total, ushort* g16) {
+    pdl_entry();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < total) {
         float v = g[i];
@@ -112,9 +114,11 @@ __device__ __forceinline__ void rope_store(float* q, const float* k, const float
 }
 extern "C" __global__ void rope_store_f32(float* q, const float* k, const float* v, const u64* tabs, int layer,
                                           const int* pos, const double* inv_freq, int n_head, int n_kv, int hd, int rot, int neox) {
+    pdl_entry();
     rope_store<float>(q, k, v, tabs, layer, pos, inv_freq, n_head, n_kv, hd, rot, neox);
 }
 extern "C" __global__ void rope_store_f16(float* q, const float* k, const float* v, const u64* tabs, int layer,
                                           const int* pos, const double* inv_freq, int n_head, int n_kv, int hd, int rot, int neox) {
+    pdl_entry();
     rope_store<ushort>(q, k, v, tabs, layer, pos, inv_freq, n_head, n_kv, hd, rot, neox);
 }

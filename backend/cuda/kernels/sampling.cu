@@ -109,6 +109,7 @@ struct CandKey {
 // Stage 1: chunk blockIdx.x of row blockIdx.y.
 extern "C" __global__ void topk_chunk_f32(const float* x, int V, int K, int chunk, long x_stride, const u64* allow, long allow_stride,
                                           u64* keys, float* stats) {
+    pdl_entry();
     __shared__ TopkShared sh;
     int S = gridDim.x, c = blockIdx.x, row = blockIdx.y;
     int lo = c * chunk, n = min(chunk, V - lo);
@@ -145,6 +146,7 @@ extern "C" __global__ void topk_chunk_f32(const float* x, int V, int K, int chun
 
 // Stage 2: row blockIdx.x's S·K candidates.
 extern "C" __global__ void topk_merge_f32(const u64* keys, const float* stats, int S, int K, int* ids, float* vals, float* lse, long out_stride) {
+    pdl_entry();
     __shared__ TopkShared sh;
     int row = blockIdx.x;
     {
