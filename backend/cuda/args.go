@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"unsafe"
 )
 
@@ -134,6 +135,15 @@ func checkShape(grid, block dim3) error {
 	return nil
 }
 
+// pdlKernel reports whether kernel name is launched to overlap the kernel
+// before it when programmatic dependent launch is on (Device.pdl): every
+// kernel but mmt1_*, the tensor-core kernel for fewer than 8 decode rows,
+// which measured slower with it (F16 batch-1 decode on an H200: Qwen
+// 767 → 729 tok/s, Phi-3 260 → 231; docs/perf.md step 25) while the
+// others gained (Qwen Q8_0 batch-1 decode 891 → 939, 64 streams
+// 11 369 → 12 224).
+func pdlKernel(name string) bool { return !strings.HasPrefix(name, "mmt1_") }
+
 // launch runs a kernel on the device stream with the parameters in a.
 // Call inside do. The parameter block is pinned while the driver reads it.
 func (d *Device) launch(name string, grid, block dim3, shared int, a *kernelArgs) error {
@@ -165,7 +175,7 @@ func (d *Device) launch(name string, grid, block dim3, shared int, a *kernelArgs
 			return err
 		}
 	}
-	if d.pdl && d.prof == nil {
+	if d.pdl && d.prof == nil && pdlKernel(name) {
 		attr := &cuLaunchAttr{id: attrProgrammaticStreamSerialization}
 		attr.value[0] = 1 // programmaticStreamSerializationAllowed, a C int
 		cfg := &cuLaunchConfig{gridX: uint32(grid[0]), gridY: uint32(grid[1]), gridZ: uint32(grid[2]),

@@ -115,7 +115,8 @@ func TestLaunchPassesPinnedParams(t *testing.T) {
 // TestLaunchProgrammaticDependent: with pdl set, a launch goes through
 // cuLaunchKernelEx with the shape, the stream and one attribute,
 // programmatic stream serialization allowed (id 6, value 1), and the same
-// pinned parameter array; without it, through cuLaunchKernel.
+// pinned parameter array; without it, and for mmt1_ kernels (pdlKernel),
+// through cuLaunchKernel.
 func TestLaunchProgrammaticDependent(t *testing.T) {
 	if unsafe.Sizeof(cuLaunchAttr{}) != 72 || unsafe.Sizeof(cuLaunchConfig{}) != 56 ||
 		unsafe.Offsetof(cuLaunchConfig{}.stream) != 32 || unsafe.Offsetof(cuLaunchConfig{}.numAttrs) != 48 {
@@ -148,12 +149,16 @@ func TestLaunchProgrammaticDependent(t *testing.T) {
 	if err := d.launch("k", dims(5, 4, 3), dims(128, 1, 1), 16, newArgs().i32("n", 11)); err != nil {
 		t.Fatal(err)
 	}
+	d.funcs["mmt1_f16"] = 8
+	if err := d.launch("mmt1_f16", dims(1, 1, 1), dims(32, 1, 1), 0, newArgs().i32("n", 11)); err != nil {
+		t.Fatal(err)
+	}
 	d.pdl = false
 	if err := d.launch("k", dims(1, 1, 1), dims(32, 1, 1), 0, newArgs().i32("n", 11)); err != nil {
 		t.Fatal(err)
 	}
-	if ex != 1 || plain != 1 {
-		t.Errorf("%d cuLaunchKernelEx and %d cuLaunchKernel calls, want 1 and 1", ex, plain)
+	if ex != 1 || plain != 2 {
+		t.Errorf("%d cuLaunchKernelEx and %d cuLaunchKernel calls, want 1 and 2 (mmt1_ and pdl off launch plainly)", ex, plain)
 	}
 	for _, c := range []struct {
 		arch   int
@@ -168,8 +173,9 @@ func TestLaunchProgrammaticDependent(t *testing.T) {
 }
 
 // TestKernelsStartWithPDLEntry: every kernel's first statement is
-// pdl_entry(), since any of them may be launched to overlap the kernel
-// before it and must not touch memory until that one has finished.
+// pdl_entry() (pdl_wait() for mmt1_), since any of them may be launched to
+// overlap the kernel before it and must not touch memory until that one
+// has finished.
 func TestKernelsStartWithPDLEntry(t *testing.T) {
 	src := kernels.Source()
 	re := regexp.MustCompile(`__global__[^{]*\{\s*(\S+)`)
@@ -178,8 +184,12 @@ func TestKernelsStartWithPDLEntry(t *testing.T) {
 		t.Fatalf("found %d kernels in the source, want at least 20", len(ms))
 	}
 	for _, m := range ms {
-		if m[1] != "pdl_entry();" {
-			t.Errorf("kernel %.80q... starts with %q, want pdl_entry();", m[0], m[1])
+		want := "pdl_entry();"
+		if strings.Contains(m[0], "mmt1_") {
+			want = "pdl_wait();" // lets nothing after it start early (pdlKernel)
+		}
+		if m[1] != want {
+			t.Errorf("kernel %.80q... starts with %q, want %s", m[0], m[1], want)
 		}
 	}
 }

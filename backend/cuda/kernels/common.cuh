@@ -67,6 +67,16 @@ __device__ __forceinline__ void pdl_entry() {
 #endif
 }
 
+// pdl_wait starts the kernels that let nothing after them start early
+// (mmt1_: measured slower when overlapped; the Go side launches them
+// plainly too, pdlKernel): it only waits, and the next kernel is scheduled
+// once all their blocks have exited.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -511,7 +511,7 @@ __device__ __forceinline__ void mmt_kernel(const MMArgs& a) {
 
 #define INSTANTIATE_MMT(NAME) \
     extern "C" __global__ void __launch_bounds__(256) mmt_##NAME(MMArgs a) { pdl_entry(); mmt_kernel<unit_##NAME, MMT_NT>(a); } \
-    extern "C" __global__ void __launch_bounds__(256) mmt1_##NAME(MMArgs a) { pdl_entry(); mmt_kernel<unit_##NAME, 1>(a); }
+    extern "C" __global__ void __launch_bounds__(256) mmt1_##NAME(MMArgs a) { pdl_wait(); mmt_kernel<unit_##NAME, 1>(a); }
 
 INSTANTIATE_MMT(f16)
 INSTANTIATE_MMT(q4_0)
