@@ -16,7 +16,7 @@ import (
 var ErrLaunch = errors.New("cuda: bad kernel launch")
 
 // maxKernelArgs is the most parameters a kernel of kernels/*.cu takes.
-const maxKernelArgs = 14
+const maxKernelArgs = 12
 
 // kernelArgs is the parameter block of one launch. cuLaunchKernel reads an
 // array of pointers, one to each parameter's value; both the array (ptrs)

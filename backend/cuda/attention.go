@@ -28,14 +28,10 @@ func checkSplits(kernel string, n int) error {
 // h, split s of the positions first..pos[t] (first = pos[t]-window+1 with a
 // sliding window, else 0) gives a partial (max, sum, acc[hd]) in part
 // [T, n_head, splits, hd+2], reading layer's keys and values through each
-// row's block table (tabs: a device pointer a row; see kvcache.go). With
-// counters set (T·n_head int32 zeros, left zero again), the last block of
-// each (t, h) also merges its partials into out (and out16) as
-// attentionMerge would, so that no merge launch follows.
+// row's block table (tabs: a device pointer a row; see kvcache.go).
 //
 //	grid (T, n_head, splits), block 128
-func (d *Device) attentionSplit(kvType string, q, part, tabs, pos devicePtr, layer, T int, s headShape, window int, scale float32, splits int,
-	out, out16, counters devicePtr) error {
+func (d *Device) attentionSplit(kvType string, q, part, tabs, pos devicePtr, layer, T int, s headShape, window int, scale float32, splits int) error {
 	kernel := "attention_split_" + kvType
 	if err := s.check(kernel); err != nil {
 		return err
@@ -52,13 +48,9 @@ func (d *Device) attentionSplit(kvType string, q, part, tabs, pos devicePtr, lay
 	if s.headDim%4 != 0 {
 		return fmt.Errorf("%w: %s: head dimension %d is not a multiple of 4 (a lane reads four elements)", ErrLaunch, kernel, s.headDim)
 	}
-	if counters != 0 && out == 0 {
-		return fmt.Errorf("%w: %s: merge counters without an output", ErrLaunch, kernel)
-	}
 	return d.launch(kernel, dims(T, s.nHead, splits), dims(32*attWarps, 1, 1), 0,
 		newArgs().dev("q", q).dev("part", part).dev("tabs", tabs).i32("layer", layer).dev("pos", pos).
-			i32("n_head", s.nHead).i32("n_kv", s.nKV).i32("hd", s.headDim).i32("window", window).f32("scale", scale).i32("nsplit", splits).
-			ptr("out", out).ptr("out16", out16).ptr("counters", counters))
+			i32("n_head", s.nHead).i32("n_kv", s.nKV).i32("hd", s.headDim).i32("window", window).f32("scale", scale).i32("nsplit", splits))
 }
 
 // attentionMerge launches attention_merge_f32: out[t, h] combines the splits'

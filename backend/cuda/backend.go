@@ -75,7 +75,6 @@ type Backend struct {
 	scratch                              *Buffer
 	x, h, q, k, v, att, gate, up, logits devicePtr
 	attPart                              devicePtr // attention partials [T, n_head, splits, hd+2]
-	attCount                             devicePtr // int32 [T, n_head]: splits done, for the last block's merge (zero between launches)
 	topBuf                               devicePtr // top-k results, topStride bytes a row
 	topScratch                           devicePtr // top-k stage-1 keys and chunk sums, topkScratchBytes(V) a row
 	topAllow                             devicePtr // constrained rows' masks, allowWords(V) words a top row
@@ -98,7 +97,6 @@ type Backend struct {
 	gemmQ                                bool      // tests: prompt rows of quantized types through gemmq_ (as WORKER_CUDA_GEMMQ=1)
 	preq, preqScale, preqX               devicePtr // a lone decode row's input preqX already rounded to 8 bits (rmsNormPre): mmq1p_ reads it
 	normQ8On                             bool      // a lone decode row's norms write its 8-bit form (normQ8; WORKER_CUDA_NORM_Q8)
-	fusedMerge                           bool      // decode rows' attention merged by the split's last block (WORKER_CUDA_FUSED_MERGE)
 	noFlash                              bool      // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
 	f16Weights                           bool      // WORKER_CUDA_F16_WEIGHTS=1: resident F16 copies for prompt rows (f16weights.go)
 	f16w                                 map[*dmat]*Buffer
@@ -127,7 +125,7 @@ func New(m *model.Model, opts Options) (*Backend, error) {
 	}
 	b := &Backend{dev: dev, m: m, c: c, libDir: opts.LibDir, noBLAS: opts.NoCUBLAS || os.Getenv("WORKER_CUDA_NO_CUBLAS") == "1", kvType: kvType,
 		noFlash: os.Getenv("WORKER_CUDA_NO_FLASH") == "1", int8: int8Wanted(opts.MaxDecodeRows),
-		normQ8On: normQ8Env, fusedMerge: fusedMergeEnv}
+		normQ8On: normQ8Env}
 	if b.f16Weights, err = f16WeightsWanted(); err != nil {
 		dev.Close()
 		return nil, err

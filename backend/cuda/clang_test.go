@@ -32,7 +32,6 @@ __device__ int __shfl_xor_sync(unsigned, int, int);
 __device__ unsigned __shfl_sync(unsigned, unsigned, int);
 __device__ void __syncwarp(unsigned mask = 0xffffffffu);
 __device__ void __syncthreads();
-__device__ void __threadfence();
 __device__ unsigned atomicAdd(unsigned*, unsigned);
 __device__ int min(int, int);
 __device__ int max(int, int);

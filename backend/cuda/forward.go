@@ -20,7 +20,7 @@ func scratchLayout(c *model.Config, T, nsel int) (sizes []int64, total int64) {
 	sizes = []int64{
 		int64(T * c.NEmbd), int64(T * c.NEmbd), int64(T * c.QDim()), int64(T * c.KVDim()), int64(T * c.KVDim()),
 		int64(T * c.QDim()), int64(T * c.NFF), int64(T * c.NFF), int64(nsel * c.VocabSize),
-		int64(T * c.NHead * maxSplits * (c.HeadDim + 2)), int64(T * c.NHead), // attention partials, merge counters
+		int64(T * c.NHead * maxSplits * (c.HeadDim + 2)),
 		int64(nsel * topStride / 4), int64(nsel) * topkScratchBytes(c.VocabSize) / 4, int64(nsel * 2 * allowWords(c.VocabSize)),
 		int64((T*c.NEmbd + 1) / 2), int64((T*c.QDim() + 1) / 2), int64((T*c.NFF + 1) / 2), // F16 copies: h16, att16, gate16
 		q8Elements(T, max(c.NEmbd, c.QDim(), c.NFF)), // 8-bit activations of mmqt_
@@ -52,17 +52,13 @@ func (b *Backend) grow(T, nsel int) error {
 	}
 	b.scratch = buf
 	p := buf.Ptr
-	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.attCount, &b.topBuf, &b.topScratch, &b.topAllow, &b.h16, &b.att16, &b.gate16, &b.xq}
+	ptrs := []*devicePtr{&b.x, &b.h, &b.q, &b.k, &b.v, &b.att, &b.gate, &b.up, &b.logits, &b.attPart, &b.topBuf, &b.topScratch, &b.topAllow, &b.h16, &b.att16, &b.gate16, &b.xq}
 	for i, s := range sizes {
 		*ptrs[i] = p
 		p += devicePtr((s*4 + 255) &^ 255)
 	}
 	b.xqBytes = 4 * sizes[len(sizes)-1]
 	b.meta = p
-	// The merge counters start at zero; attention_split leaves them so.
-	if err := check("cuMemsetD32Async", drv.cuMemsetD32Async(b.attCount, 0, uint64(T*b.c.NHead), b.dev.stream)); err != nil {
-		return errors.Join(err, freeErr)
-	}
 	b.capT, b.capSel = T, nsel
 	return freeErr
 }
@@ -545,8 +541,7 @@ func (b *Backend) head(batch []*backend.Seq, T int) error {
 // attention writes b.att and b.att16 for the T rows of layer l: prompt rows
 // on the tensor cores (attention_prompt) where the model and card allow it
 // (promptAttention: a property of the model and card, never of the batch),
-// the other rows split over the positions and merged (by the split's last
-// block, b.fusedMerge, else by attention_merge_f32: the same bits).
+// the other rows split over the positions and merged.
 func (b *Backend) attention(l, T int, heads headShape, scale float32, splits int) error {
 	c := b.c
 	segs := b.segs
@@ -559,19 +554,11 @@ func (b *Backend) attention(l, T int, heads headShape, scale float32, splits int
 		q, out, out16 := b.q+devicePtr(4*o*qd), b.att+devicePtr(4*o*qd), b.att16+devicePtr(2*o*qd)
 		tabs, pos := b.tabsPtr(T)+devicePtr(8*o), b.posPtr(T)+devicePtr(4*o)
 		part := b.attPart + devicePtr(4*o*c.NHead*splits*(c.HeadDim+2))
-		if !sg.prefill && b.fusedMerge {
-			// The split's last block of each (row, head) merges.
-			counters := b.attCount + devicePtr(4*o*c.NHead)
-			if err := b.dev.attentionSplit(b.kvType, q, part, tabs, pos, l, sg.n, heads, c.SlidingWindow, scale, splits, out, out16, counters); err != nil {
-				return err
-			}
-			continue
-		}
 		if sg.prefill {
 			if err := b.dev.attentionPrompt(q, part, tabs, pos, l, sg.n, heads, c.SlidingWindow, scale, splits); err != nil {
 				return err
 			}
-		} else if err := b.dev.attentionSplit(b.kvType, q, part, tabs, pos, l, sg.n, heads, c.SlidingWindow, scale, splits, 0, 0, 0); err != nil {
+		} else if err := b.dev.attentionSplit(b.kvType, q, part, tabs, pos, l, sg.n, heads, c.SlidingWindow, scale, splits); err != nil {
 			return err
 		}
 		if err := b.dev.attentionMerge(part, out, out16, sg.n, c.NHead, c.HeadDim, splits); err != nil {
@@ -588,12 +575,6 @@ func (b *Backend) attention(l, T int, heads headShape, scale float32, splits int
 func (b *Backend) promptAttention() bool {
 	return !b.noFlash && b.kvType == "f16" && b.dev.Arch() >= 80 && promptHeadDim(b.c.HeadDim)
 }
-
-// fusedMergeEnv is WORKER_CUDA_FUSED_MERGE (default 1): decode rows'
-// attention splits are merged by the last block of each (row, head) instead
-// of a separate attention_merge_f32 launch; 0 launches the merge (to
-// measure the difference).
-var fusedMergeEnv = envChoice("WORKER_CUDA_FUSED_MERGE", 1, 0, 1) == 1
 
 // maxGraphT is the largest batch whose layer pass is replayed from a CUDA
 // graph: decode batches. Longer prompt chunks launch directly (their launch

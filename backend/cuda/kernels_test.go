@@ -192,7 +192,7 @@ func TestTypedLaunchShapes(t *testing.T) {
 			return d.ropeStore("f16", X, X, X, W, O, O, 5, 3, headShape{14, 2, 64}, 64, true)
 		}, "rope_store_f16", [3]uint32{3, 1, 1}, [3]uint32{1024, 1, 1}, 0},
 		{func() error {
-			return d.attentionSplit("f32", X, O, W, X, 5, 3, headShape{14, 2, 64}, 0, 0.125, 16, O, 0, W)
+			return d.attentionSplit("f32", X, O, W, X, 5, 3, headShape{14, 2, 64}, 0, 0.125, 16)
 		}, "attention_split_f32", [3]uint32{3, 14, 16}, [3]uint32{128, 1, 1}, 0},
 		{func() error { return d.attentionMerge(X, O, 0, 3, 14, 64, 16) }, "attention_merge_f32", [3]uint32{3, 14, 1}, [3]uint32{128, 1, 1}, 0},
 		{func() error {
@@ -298,13 +298,8 @@ func TestTypedLaunchersRefuse(t *testing.T) {
 		{"rms norm width 90", func() error { return d.rmsNorm(X, W, O, 0, 1, 90, 1e-6) }},
 		{"rms norm without weights", func() error { return d.rmsNorm(X, 0, O, 0, 1, 64, 1e-6) }},
 		{"rope over more than a head", func() error { return d.ropeStore("f32", X, X, X, W, O, O, 0, 1, headShape{4, 2, 64}, 96, true) }},
-		{"attention head of 256", func() error {
-			return d.attentionSplit("f32", X, O, W, X, 0, 1, headShape{4, 2, 256}, 0, 1, 16, 0, 0, 0)
-		}},
-		{"attention KV heads not dividing", func() error { return d.attentionSplit("f32", X, O, W, X, 0, 1, headShape{6, 4, 64}, 0, 1, 16, 0, 0, 0) }},
-		{"merge counters without an output", func() error {
-			return d.attentionSplit("f32", X, O, W, X, 0, 1, headShape{4, 2, 64}, 0, 1, 16, 0, 0, W)
-		}},
+		{"attention head of 256", func() error { return d.attentionSplit("f32", X, O, W, X, 0, 1, headShape{4, 2, 256}, 0, 1, 16) }},
+		{"attention KV heads not dividing", func() error { return d.attentionSplit("f32", X, O, W, X, 0, 1, headShape{6, 4, 64}, 0, 1, 16) }},
 		{"merge of 65 splits", func() error { return d.attentionMerge(X, O, 0, 1, 4, 64, 65) }},
 		{"prompt attention, head dimension 80", func() error { return d.attentionPrompt(X, O, W, X, 0, 4, headShape{4, 2, 80}, 0, 1, 16) }},
 		{"prompt attention, no rows", func() error { return d.attentionPrompt(X, O, W, X, 0, 0, headShape{4, 2, 64}, 0, 1, 16) }},

@@ -14,10 +14,6 @@
 //                    elements 4l … 4l+3 (hd a multiple of 4, ≤ MAX_HD), and
 //                    the block writes a partial (max, sum, acc[hd])
 //                    grid (T, n_head, nsplit), block 32·ATT_WARPS
-//                    With counters set, the last block of each (t, h) to
-//                    finish (counters[t·n_head + h] counts them, and that
-//                    block sets it back to 0) also merges the (t, h)'s
-//                    partials as attention_merge_f32 does, into out (out16)
 //   attention_merge_f32   combines the nsplit (≤ MAX_SPLITS) partials of each
 //                    (t, h), and an F16 copy in out16 when set   grid (T, n_head), block 128
 //   attention_prompt_hd<HD>  prompt rows on the tensor cores (below), partials
@@ -179,88 +175,48 @@ __device__ __forceinline__ void attention_split(const float* q, float* part, con
         out[1] = S;
     }
 }
-// ld_cg loads a float through L2 only (not L1): partials another block of
-// the same launch wrote.
-__device__ __forceinline__ float ld_cg(const float* p) {
-    float v;
-    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
-    return v;
+extern "C" __global__ void attention_split_f32(const float* q, float* part, const u64* tabs, int layer, const int* pos,
+                                               int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+    pdl_entry();
+    attention_split<float>(q, part, tabs, layer, pos, n_head, n_kv, hd, window, scale, nsplit);
+}
+extern "C" __global__ void attention_split_f16(const float* q, float* part, const u64* tabs, int layer, const int* pos,
+                                               int n_head, int n_kv, int hd, int window, float scale, int nsplit) {
+    pdl_entry();
+    attention_split<ushort>(q, part, tabs, layer, pos, n_head, n_kv, hd, window, scale, nsplit);
 }
 
-// merge_partials combines the nsplit partials at pp (one (t, h)): out =
-// Σ acc_s e^(m_s-M) / Σ sum_s e^(m_s-M), out16 its F16 copy when set. Each
-// element's sum runs over the splits in order, whatever the block's size.
-__device__ __forceinline__ void merge_partials(const float* pp, float* out, ushort* out16, int hd, int nsplit) {
+// Combines the nsplit partials of each (t, h): out = Σ acc_s e^(m_s-M) / Σ sum_s e^(m_s-M).
+extern "C" __global__ void attention_merge_f32(const float* part, float* out, int n_head, int hd, int nsplit, ushort* out16) {
+    pdl_entry();
     __shared__ float scale[MAX_SPLITS]; // e^(m_s - M) / S for each split
+    int t = blockIdx.x, h = blockIdx.y;
+    const float* pp = part + ((long)t * n_head + h) * nsplit * (hd + 2);
     if (threadIdx.x < 32) {
         int lane = threadIdx.x;
         float m = NEG_INF, s = 0.f;
         for (int sp = lane; sp < nsplit; sp += 32) {
-            if (ld_cg(pp + sp * (hd + 2) + 1) > 0.f) m = fmaxf(m, ld_cg(pp + sp * (hd + 2)));
+            if (pp[sp * (hd + 2) + 1] > 0.f) m = fmaxf(m, pp[sp * (hd + 2)]);
         }
         for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
         for (int sp = lane; sp < nsplit; sp += 32) {
-            float ss = ld_cg(pp + sp * (hd + 2) + 1);
-            if (ss > 0.f) s += ss * expf(ld_cg(pp + sp * (hd + 2)) - m);
+            float ss = pp[sp * (hd + 2) + 1];
+            if (ss > 0.f) s += ss * expf(pp[sp * (hd + 2)] - m);
         }
         s = warp_sum(s);
         for (int sp = lane; sp < nsplit; sp += 32) {
-            float ss = ld_cg(pp + sp * (hd + 2) + 1);
-            scale[sp] = ss > 0.f ? expf(ld_cg(pp + sp * (hd + 2)) - m) / s : 0.f;
+            float ss = pp[sp * (hd + 2) + 1];
+            scale[sp] = ss > 0.f ? expf(pp[sp * (hd + 2)] - m) / s : 0.f;
         }
     }
     __syncthreads();
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
         float a = 0.f;
         for (int sp = 0; sp < nsplit; sp++)
-            if (scale[sp] != 0.f) a += ld_cg(pp + sp * (hd + 2) + 2 + i) * scale[sp];
-        out[i] = a;
-        if (out16) out16[i] = f2h(a);
+            if (scale[sp] != 0.f) a += pp[sp * (hd + 2) + 2 + i] * scale[sp];
+        out[((long)t * n_head + h) * hd + i] = a;
+        if (out16) out16[((long)t * n_head + h) * hd + i] = f2h(a);
     }
-}
-
-// split_merge_last: with counters set, the last of the nsplit blocks of
-// (t, h) to write its partial merges the (t, h)'s partials into out (and
-// out16) and sets its counter back to 0 for the next launch. Each block's
-// threads fence their partial's stores before the count, and the last block
-// reads the others' through L2 (ld_cg): the merge sees every partial, and
-// computes what attention_merge_f32 would, bit for bit.
-__device__ __forceinline__ void split_merge_last(const float* part, float* out, ushort* out16, uint* counters, int n_head, int hd, int nsplit) {
-    if (!counters) return;
-    __shared__ int last;
-    long th = (long)blockIdx.x * n_head + blockIdx.y;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        last = atomicAdd(counters + th, 1u) == (uint)nsplit - 1;
-        if (last) counters[th] = 0; // every split has counted: no other access this launch
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    merge_partials(part + th * nsplit * (hd + 2), out + th * hd, out16 ? out16 + th * hd : 0, hd, nsplit);
-}
-
-extern "C" __global__ void attention_split_f32(const float* q, float* part, const u64* tabs, int layer, const int* pos,
-                                               int n_head, int n_kv, int hd, int window, float scale, int nsplit,
-                                               float* out, ushort* out16, uint* counters) {
-    pdl_entry();
-    attention_split<float>(q, part, tabs, layer, pos, n_head, n_kv, hd, window, scale, nsplit);
-    split_merge_last(part, out, out16, counters, n_head, hd, nsplit);
-}
-extern "C" __global__ void attention_split_f16(const float* q, float* part, const u64* tabs, int layer, const int* pos,
-                                               int n_head, int n_kv, int hd, int window, float scale, int nsplit,
-                                               float* out, ushort* out16, uint* counters) {
-    pdl_entry();
-    attention_split<ushort>(q, part, tabs, layer, pos, n_head, n_kv, hd, window, scale, nsplit);
-    split_merge_last(part, out, out16, counters, n_head, hd, nsplit);
-}
-
-// Combines the nsplit partials of each (t, h) (merge_partials).
-extern "C" __global__ void attention_merge_f32(const float* part, float* out, int n_head, int hd, int nsplit, ushort* out16) {
-    pdl_entry();
-    long th = (long)blockIdx.x * n_head + blockIdx.y;
-    merge_partials(part + th * nsplit * (hd + 2), out + th * hd, out16 ? out16 + th * hd : 0, hd, nsplit);
 }
 
 // ---- prompt rows: flash attention on the tensor cores (F16 cache, sm_80+) ----
