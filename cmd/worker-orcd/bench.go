@@ -32,13 +32,18 @@ type benchJSON struct {
 	MemcpyGBs     float64 `json:"memcpy_gb_per_s"`
 	FloorTPS      float64 `json:"decode_floor_tokens_per_s"` // memcpy bandwidth / weight bytes
 	PromptTokens  int     `json:"prompt_tokens"`
-	PrefillTPS    float64 `json:"prefill_tokens_per_s"`
+	PrefillTPS    float64 `json:"prefill_tokens_per_s"` // median over the --reps runs
 	GenTokens     int     `json:"generated_tokens"`
-	DecodeTPS     float64 `json:"decode_tokens_per_s"`
+	DecodeTPS     float64 `json:"decode_tokens_per_s"` // median over the --reps runs
 	DecodeOfFloor float64 `json:"decode_fraction_of_floor"`
-	// The prefill's time to first token, and that of a request whose prompt
-	// is the same prompt plus 16 tokens, answered from the prefix cache
-	// (--prefix-cache): the time a chat's next turn waits.
+	// Reps is --reps: measured runs of the one request (after a warm-up run
+	// of the same shape); PrefillRuns and DecodeRuns are each run's figure.
+	Reps        int       `json:"reps"`
+	PrefillRuns []float64 `json:"prefill_tokens_per_s_runs"`
+	DecodeRuns  []float64 `json:"decode_tokens_per_s_runs"`
+	// The prefill's time to first token (median), and that of a request
+	// whose prompt is the last run's prompt plus 16 tokens, answered from the
+	// prefix cache (--prefix-cache): the time a chat's next turn waits.
 	TTFTMs             float64      `json:"ttft_ms"`
 	CachedPrefixTTFTMs float64      `json:"cached_prefix_ttft_ms"`
 	CachedPrefixTokens int          `json:"cached_prefix_tokens"`
@@ -75,7 +80,7 @@ type benchLevel struct {
 
 func newBenchCmd() *cobra.Command {
 	var mf modelFlags
-	var prompt, gen int
+	var prompt, gen, reps int
 	var levels string
 	var asJSON bool
 	var cpuProfile, schemaFile string
@@ -83,7 +88,8 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench --model M.gguf [-p 512] [-n 128] [--concurrency 1,8]",
 		Short: "Measure prefill and decode speed beside the memory-bandwidth floor",
 		Long: `Measure prefill tokens/s (a -p token prompt), decode tokens/s (-n greedy tokens
-of one request) and, for each --concurrency level, that many requests of -p random
+of one request; both the median of --reps runs, each with a fresh random prompt, after a
+warm-up run of the same shape) and, for each --concurrency level, that many requests of -p random
 prompt tokens and -n generated tokens running together: their generated tokens/s
 (prompts included in the time), time to first token and inter-token latency
 (p50, p99). The decode floor printed beside them is the
@@ -106,6 +112,9 @@ weight bytes per token ÷ bandwidth.`,
 			if prompt < 1 || gen < 1 {
 				return fmt.Errorf("bench: -p and -n must be ≥ 1 (got %d, %d)", prompt, gen)
 			}
+			if reps < 1 || reps > 100 {
+				return fmt.Errorf("bench: --reps %d: want 1 to 100 measured runs", reps)
+			}
 			mf.parallel = 1
 			for _, n := range lv {
 				mf.parallel = max(mf.parallel, n)
@@ -126,7 +135,7 @@ weight bytes per token ÷ bandwidth.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			res, err := runBench(m, prompt, gen, lv)
+			res, err := runBench(m, prompt, gen, reps, lv)
 			if err != nil {
 				return err
 			}
@@ -152,9 +161,10 @@ weight bytes per token ÷ bandwidth.`,
 			}
 			fmt.Fprintf(out, "model %s on %s: %.1f MB of weights per decode step; memcpy %.2f GB/s → floor %.1f tok/s\n",
 				res.Model, device, float64(res.WeightBytes)/1e6, res.MemcpyGBs, res.FloorTPS)
-			fmt.Fprintf(out, "prefill  %5d tokens  %9.1f tok/s, first token after %.1f ms (%.1f ms with %d tokens from the prefix cache)\n",
-				res.PromptTokens, res.PrefillTPS, res.TTFTMs, res.CachedPrefixTTFTMs, res.CachedPrefixTokens)
-			fmt.Fprintf(out, "decode   %5d tokens  %9.1f tok/s  (%.0f%% of the floor)\n", res.GenTokens, res.DecodeTPS, 100*res.DecodeOfFloor)
+			fmt.Fprintf(out, "prefill  %5d tokens  %9.1f tok/s, first token after %.1f ms (%.1f ms with %d tokens from the prefix cache); median of %d: %s\n",
+				res.PromptTokens, res.PrefillTPS, res.TTFTMs, res.CachedPrefixTTFTMs, res.CachedPrefixTokens, res.Reps, runsText(res.PrefillRuns))
+			fmt.Fprintf(out, "decode   %5d tokens  %9.1f tok/s  (%.0f%% of the floor); median of %d: %s\n",
+				res.GenTokens, res.DecodeTPS, 100*res.DecodeOfFloor, res.Reps, runsText(res.DecodeRuns))
 			for _, l := range res.Concurrency {
 				fmt.Fprintf(out, "concurrency %3d      %9.1f tok/s total (%.1f while all decode), %.0f ms per request, TTFT p50 %.1f p99 %.1f ms, ITL p50 %.2f p99 %.2f ms\n",
 					l.Requests, l.TotalTPS, l.DecodeTPS, l.PerRequestMs, l.TTFTP50Ms, l.TTFTP99Ms, l.ITLP50Ms, l.ITLP99Ms)
@@ -170,6 +180,7 @@ weight bytes per token ÷ bandwidth.`,
 	mf.add(fs)
 	fs.IntVarP(&prompt, "prompt-tokens", "p", 512, "prompt length for the prefill measurement")
 	fs.IntVarP(&gen, "gen-tokens", "n", 128, "tokens to generate per request")
+	fs.IntVar(&reps, "reps", 3, "measured runs of the prefill and decode request (the median is reported)")
 	fs.StringVar(&levels, "concurrency", "1", "comma-separated numbers of concurrent requests")
 	fs.BoolVar(&asJSON, "json", false, "print JSON (format in the README)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the measurements to this file")
@@ -177,9 +188,32 @@ weight bytes per token ÷ bandwidth.`,
 	return cmd
 }
 
-func runBench(m *engine.Model, prompt, gen int, levels []int) (*benchJSON, error) {
+// runsText is a run's figures for the text output: "812.3 820.1 815.0".
+func runsText(runs []float64) string {
+	parts := make([]string, len(runs))
+	for i, v := range runs {
+		parts[i] = strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strings.Join(parts, " ")
+}
+
+// median is the middle value of xs (the mean of the two middle ones for an
+// even count); xs is not changed.
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func runBench(m *engine.Model, prompt, gen, reps int, levels []int) (*benchJSON, error) {
 	be := m.Backend()
-	res := &benchJSON{Device: be.Name(), PromptTokens: prompt, GenTokens: gen,
+	res := &benchJSON{Device: be.Name(), PromptTokens: prompt, GenTokens: gen, Reps: reps,
 		WeightBytes: m.Model.Weights.DecodeBytes(), MemcpyGBs: memcpyBandwidth()}
 	if dk, ok := be.(interface{ DecodeKernels() string }); ok {
 		res.DecodeKernels = dk.DecodeKernels()
@@ -202,19 +236,27 @@ func runBench(m *engine.Model, prompt, gen int, levels []int) (*benchJSON, error
 		return out
 	}
 	ctx := context.Background()
-	// Warm up: touches the weights and grows the buffers.
-	if _, err := m.Generate(ctx, engine.Request{Prompt: ids(8), Params: sample.GreedyParams(), MaxTokens: 2, IgnoreEOS: true}, nil); err != nil {
-		return nil, err
+	// Warm up with the measured shape: touches the weights, grows the
+	// buffers, and lets the libraries load what this prompt length needs
+	// (on a GPU: cuBLAS's kernels, the decode graphs). Every run's prompt is
+	// fresh random tokens, so nothing comes from the prefix cache.
+	var first []int32
+	var ttft []float64
+	for rep := range reps + 1 {
+		first = ids(prompt)
+		r, err := m.Generate(ctx, engine.Request{Prompt: first, Params: sample.GreedyParams(), MaxTokens: gen, IgnoreEOS: true}, nil)
+		if err != nil {
+			return nil, err
+		}
+		if rep == 0 {
+			continue
+		}
+		res.PrefillRuns = append(res.PrefillRuns, r.Timings.PromptTPS)
+		res.DecodeRuns = append(res.DecodeRuns, r.Timings.GenerateTPS)
+		ttft = append(ttft, msOf(r.Timings.Prefill))
 	}
-	first := ids(prompt)
-	r, err := m.Generate(ctx, engine.Request{Prompt: first, Params: sample.GreedyParams(), MaxTokens: gen, IgnoreEOS: true}, nil)
-	if err != nil {
-		return nil, err
-	}
-	res.PrefillTPS = r.Timings.PromptTPS
-	res.DecodeTPS = r.Timings.GenerateTPS
+	res.PrefillTPS, res.DecodeTPS, res.TTFTMs = median(res.PrefillRuns), median(res.DecodeRuns), median(ttft)
 	res.DecodeOfFloor = res.DecodeTPS / res.FloorTPS
-	res.TTFTMs = msOf(r.Timings.Prefill)
 	if next := append(slices.Clone(first), ids(16)...); len(next)+1 <= m.Options().CtxLen {
 		rc, err := m.Generate(ctx, engine.Request{Prompt: next, Params: sample.GreedyParams(), MaxTokens: 1, IgnoreEOS: true}, nil)
 		if err != nil {
