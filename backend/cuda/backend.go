@@ -98,7 +98,7 @@ type Backend struct {
 	preq, preqScale, preqX               devicePtr // a lone decode row's input preqX already rounded to 8 bits (rmsNormPre): mmq1p_ reads it
 	normQ8On                             bool      // a lone decode row's norms write its 8-bit form (normQ8; WORKER_CUDA_NORM_Q8)
 	noFlash                              bool      // WORKER_CUDA_NO_FLASH=1: prompt rows' attention split and merged (promptAttention)
-	f16Weights                           bool      // WORKER_CUDA_F16_WEIGHTS=1: resident F16 copies for prompt rows (f16weights.go)
+	f16Weights                           f16Mode   // WORKER_CUDA_F16_WEIGHTS: resident F16 copies for prompt rows (f16weights.go)
 	f16w                                 map[*dmat]*Buffer
 	kvType                               string // KV cache elements: "f16" or "f32"
 }
@@ -234,7 +234,7 @@ func (b *Backend) init() error {
 		dl.attnNorm, dl.ffnNorm = vec(l.AttnNorm), vec(l.FFNNorm)
 		dl.qBias, dl.kBias, dl.vBias = vec(l.QBias), vec(l.KBias), vec(l.VBias)
 	}
-	if b.f16Weights {
+	if b.f16Weights != f16Off {
 		return b.makeF16Weights()
 	}
 	return nil

@@ -47,7 +47,10 @@ func EstimateMemory(m *model.Model, ctx, parallel, batch int, kvType string) (ba
 		small += 4 * int64(len(l.AttnNorm)+len(l.FFNNorm)+len(l.QBias)+len(l.KBias)+len(l.VBias))
 	}
 	mem.Weights += small + 8*int64(c.RopeDim/2)
-	if on, _ := f16WeightsWanted(); on { // the resident F16 copies (f16weights.go)
+	// The resident F16 copies (f16weights.go) when asked for: made by
+	// default only where they take at most a quarter of the free memory,
+	// which the estimate does not know, so not counted then.
+	if mode, _ := f16WeightsWanted(); mode == f16On {
 		for _, mm := range append([]*model.Matrix{&w.Output}, layerMatrices(w)...) {
 			if mm.Type != quant.F16 {
 				mem.Weights += int64(mm.Rows) * int64(mm.Cols) * 2

@@ -7,40 +7,67 @@ import (
 	"os"
 )
 
-// F16 copies of the quantized weights for prompt rows (opt-in).
+// F16 copies of the quantized weights for prompt rows.
 //
 // Prompt rows go through cuBLAS on F16 matrices (gemmSegment): an F16
 // file's weights in place, any other type dequantized into a workspace by
 // every call, once a matrix. For a short chunk — a chat turn's new tokens
 // after a cached prefix — those copies are most of the time (a 32-token
 // prompt's first token: 12.1 ms on the Phi-3-mini shape in Q4_K_M, 6.4 ms in
-// F16; docs/perf.md). With WORKER_CUDA_F16_WEIGHTS=1 every quantized matrix
-// that prompt rows multiply is dequantized once at load into a resident F16
-// copy (2 bytes a weight more device memory, counted as weights), and
-// gemmWeights hands that copy out instead. The values are the ones each call
-// made, so every result is bit for bit the same with or without it.
+// F16; docs/perf.md). With the copies every quantized matrix that prompt
+// rows multiply is dequantized once at load into a resident F16 copy (2
+// bytes a weight more device memory, counted as weights), and gemmWeights
+// hands that copy out instead. The values are the ones each call made, so
+// every result is bit for bit the same with or without them.
 //
-// Where the copies do not fit (less free memory than they need plus
-// f16WeightsReserve), none is made and the worker says so; decode rows
+// WORKER_CUDA_F16_WEIGHTS chooses: unset (or "auto"), the copies are made
+// when they take at most a quarter of the device memory free after the
+// weights (f16WeightsFit), so that the KV cache keeps the rest; "1" makes
+// them whenever they fit beside f16WeightsReserve; "0" never. Decode rows
 // never read them.
 
-// f16WeightsEnv turns the copies on.
+// f16WeightsEnv chooses the copies.
 const f16WeightsEnv = "WORKER_CUDA_F16_WEIGHTS"
+
+// f16Mode is WORKER_CUDA_F16_WEIGHTS's choice.
+type f16Mode int
+
+const (
+	f16Auto f16Mode = iota // unset or "auto": when they take at most a quarter of the free memory
+	f16Off                 // "0"
+	f16On                  // "1": whenever they fit beside f16WeightsReserve
+)
+
+// f16WeightsFit decides whether copies of need bytes are made with free
+// bytes of device memory free, and says why not when they are not.
+func f16WeightsFit(mode f16Mode, need, free int64) (bool, string) {
+	switch {
+	case mode == f16Off:
+		return false, "turned off"
+	case free-need < f16WeightsReserve:
+		return false, "they do not fit"
+	case mode == f16Auto && need > free/4:
+		return false, "they would take more than a quarter of the free device memory (the KV cache's); WORKER_CUDA_F16_WEIGHTS=1 makes them anyway"
+	}
+	return true, ""
+}
 
 // f16WeightsReserve is the free device memory kept beside the copies (for
 // the KV cache and workspace).
 const f16WeightsReserve = 2 << 30
 
-// f16WeightsWanted reports whether WORKER_CUDA_F16_WEIGHTS asks for the
-// copies ("1" or "0"; anything else is an error naming the setting).
-func f16WeightsWanted() (bool, error) {
+// f16WeightsWanted reads WORKER_CUDA_F16_WEIGHTS ("", "auto", "1" or "0";
+// anything else is an error naming the setting).
+func f16WeightsWanted() (f16Mode, error) {
 	switch v := os.Getenv(f16WeightsEnv); v {
-	case "", "0":
-		return false, nil
+	case "", "auto":
+		return f16Auto, nil
+	case "0":
+		return f16Off, nil
 	case "1":
-		return true, nil
+		return f16On, nil
 	default:
-		return false, fmt.Errorf("%w: %s=%q: want 1 (F16 copies of the quantized weights for prompt rows) or 0", ErrBadInput, f16WeightsEnv, v)
+		return f16Off, fmt.Errorf("%w: %s=%q: want auto (the default: F16 copies of the quantized weights for prompt rows when they take at most a quarter of the free device memory), 1 (whenever they fit) or 0 (never)", ErrBadInput, f16WeightsEnv, v)
 	}
 }
 
@@ -83,9 +110,13 @@ func (b *Backend) makeF16Weights() error {
 	if err := check("cuMemGetInfo", drv.cuMemGetInfo_v2(&f, &t)); err != nil {
 		return err
 	}
-	if free := int64(f); free-need < f16WeightsReserve {
-		slog.Warn("F16 copies of the quantized weights left out: they do not fit", "setting", f16WeightsEnv,
-			"bytes", need, "free", free, "kept_free", int64(f16WeightsReserve))
+	if ok, why := f16WeightsFit(b.f16Weights, need, int64(f)); !ok {
+		report := slog.Info
+		if b.f16Weights == f16On {
+			report = slog.Warn // asked for and not made
+		}
+		report("F16 copies of the quantized weights for prompt rows left out: "+why, "setting", f16WeightsEnv,
+			"bytes", need, "free", int64(f))
 		return nil
 	}
 	b.f16w = map[*dmat]*Buffer{}
