@@ -42,10 +42,12 @@ type benchJSON struct {
 	PrefillRuns []float64 `json:"prefill_tokens_per_s_runs"`
 	DecodeRuns  []float64 `json:"decode_tokens_per_s_runs"`
 	// The prefill's time to first token (median), and that of a request
-	// whose prompt is the last run's prompt plus 16 tokens, answered from the
-	// prefix cache (--prefix-cache): the time a chat's next turn waits.
+	// whose prompt is the last run's prompt plus 16 fresh tokens, answered
+	// from the prefix cache (--prefix-cache): the time a chat's next turn
+	// waits (the median of --reps such requests).
 	TTFTMs             float64      `json:"ttft_ms"`
-	CachedPrefixTTFTMs float64      `json:"cached_prefix_ttft_ms"`
+	CachedPrefixTTFTMs float64      `json:"cached_prefix_ttft_ms"` // median over the --reps runs
+	CachedPrefixRuns   []float64    `json:"cached_prefix_ttft_ms_runs"`
 	CachedPrefixTokens int          `json:"cached_prefix_tokens"`
 	Concurrency        []benchLevel `json:"concurrency"`
 	// Constrained is the decode of one request under --json-schema-file.
@@ -257,13 +259,21 @@ func runBench(m *engine.Model, prompt, gen, reps int, levels []int) (*benchJSON,
 	}
 	res.PrefillTPS, res.DecodeTPS, res.TTFTMs = median(res.PrefillRuns), median(res.DecodeRuns), median(ttft)
 	res.DecodeOfFloor = res.DecodeTPS / res.FloorTPS
-	if next := append(slices.Clone(first), ids(16)...); len(next)+1 <= m.Options().CtxLen {
+	// The cached prompt's turn, --reps times: each time the last prompt
+	// plus 16 fresh tokens, so each finds the same prefix in the cache.
+	for range reps {
+		next := append(slices.Clone(first), ids(16)...)
+		if len(next)+1 > m.Options().CtxLen {
+			break
+		}
 		rc, err := m.Generate(ctx, engine.Request{Prompt: next, Params: sample.GreedyParams(), MaxTokens: 1, IgnoreEOS: true}, nil)
 		if err != nil {
 			return nil, err
 		}
-		res.CachedPrefixTTFTMs, res.CachedPrefixTokens = msOf(rc.Timings.Prefill), rc.CachedTokens
+		res.CachedPrefixRuns = append(res.CachedPrefixRuns, msOf(rc.Timings.Prefill))
+		res.CachedPrefixTokens = rc.CachedTokens
 	}
+	res.CachedPrefixTTFTMs = median(res.CachedPrefixRuns)
 	for _, n := range levels {
 		lv, err := benchLevelRun(ctx, m, n, gen, func() []int32 { return ids(prompt) })
 		if err != nil {

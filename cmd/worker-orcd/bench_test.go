@@ -39,6 +39,9 @@ func TestBenchConcurrencyJSON(t *testing.T) {
 	if len(res.Concurrency) != 2 || res.Concurrency[1].Requests != 3 {
 		t.Fatalf("concurrency levels %+v, want 1 and 3", res.Concurrency)
 	}
+	if len(res.CachedPrefixRuns) != 2 || res.CachedPrefixTTFTMs != median(res.CachedPrefixRuns) {
+		t.Errorf("cached-prefix runs %v, median %v (want 2 runs and their median)", res.CachedPrefixRuns, res.CachedPrefixTTFTMs)
+	}
 	if res.TTFTMs <= 0 || res.CachedPrefixTokens != 12 || res.CachedPrefixTTFTMs <= 0 {
 		t.Errorf("prefix cache figures: ttft %v ms, cached-prefix ttft %v ms with %d cached tokens (want the 12-token prompt cached)",
 			res.TTFTMs, res.CachedPrefixTTFTMs, res.CachedPrefixTokens)
