@@ -222,76 +222,33 @@ ab)
     done
     rm -f "$m"
   done ;;
-f16w)
-  # WORKER_CUDA_F16_WEIGHTS=0 and 1 side by side on both shapes in Q4_K_M:
-  # pp512 and decode, then a 2 000-token prompt's first token and the same
-  # with the prompt cached (issue 15's 10× criterion).
-  for shape in qwen2.5-0.5b phi3-mini-4k; do
-    m=/tmp/f16w-$shape.gguf
-    "$bin/synth" --shape "$shape" --type Q4_K_M --vocab builtin -o "$m" >/dev/null || { echo "synth $shape failed"; continue; }
-    for args in "-p 512 -n 128" "-p 2000 -n 4 --ctx 2100"; do
-      for on in 0 1 0 1; do
-        WORKER_CUDA_F16_WEIGHTS=$on "$bin/worker-orcd" bench --model "$m" --device cuda $args --json 2>/dev/null |
-          python3 -c 'import json,sys; r=json.load(sys.stdin); print("%-13s %-24s F16 copies %s  prefill %8.0f  decode %6.1f  first token %7.1f ms, cached %6.1f ms" % (sys.argv[1], sys.argv[2], sys.argv[3], r["prefill_tokens_per_s"], r["decode_tokens_per_s"], r.get("ttft_ms", 0), r.get("cached_prefix_ttft_ms", 0)))' "$shape" "$args" "$on"
-      done
-    done
-    rm -f "$m"
-  done ;;
-int8)
-  # Decode rows of quantized types as 8-bit integer products (mmq_) against
-  # the tensor-core mmt_ (WORKER_CUDA_INT8_DECODE=0), one binary, side by
-  # side: batch-1 decode after a 512-token prompt and 64 streams
-  # (-p 128 -n 128), both shapes in Q4_K_M and Q8_0. INT8_SETS changes the
-  # bench arguments (';' between sets).
-  IFS=';' read -ra sets <<<"${INT8_SETS:--p 512 -n 128;-p 128 -n 128 --concurrency 64}"
-  for mt in "qwen2.5-0.5b Q4_K_M" "qwen2.5-0.5b Q8_0" "phi3-mini-4k Q4_K_M" "phi3-mini-4k Q8_0"; do
-    read -r shape ty <<<"$mt"
-    m=/tmp/i8-$shape-$ty.gguf
-    "$bin/synth" --shape "$shape" --type "$ty" --vocab builtin -o "$m" >/dev/null || { echo "synth $shape $ty failed"; continue; }
-    for args in "${sets[@]}"; do
-      for on in 0 1; do
-        WORKER_CUDA_INT8_DECODE=$on "$bin/worker-orcd" bench --model "$m" --device cuda $args --json 2>/dev/null |
-          python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["concurrency"][-1]; print("%-13s %-7s %-36s int8 %s  prefill %8.0f  decode %6.1f  streams %3d: %7.0f tok/s, all decoding %7.0f" % (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], r["prefill_tokens_per_s"], r["decode_tokens_per_s"], l["requests"], l["generated_tokens_per_s"], l.get("all_decoding_tokens_per_s", 0)))' "$shape" "$ty" "$args" "$on"
-      done
-    done
-    rm -f "$m"
-  done ;;
-gemmq)
-  # Prompt rows of quantized weights through gemmq_ (WORKER_CUDA_GEMMQ=1)
-  # against cuBLAS on F16 copies made per product (0), both shapes in
-  # Q4_K_M and Q8_0, one binary: pp512 and decode, then a 2 000-token
-  # prompt's first token and the same with the prompt cached (issue 15).
-  for mt in "qwen2.5-0.5b Q4_K_M" "qwen2.5-0.5b Q8_0" "phi3-mini-4k Q4_K_M" "phi3-mini-4k Q8_0"; do
-    read -r shape ty <<<"$mt"
-    m=/tmp/gq-$shape-$ty.gguf
-    "$bin/synth" --shape "$shape" --type "$ty" --vocab builtin -o "$m" >/dev/null || { echo "synth $shape $ty failed"; continue; }
-    for args in "-p 512 -n 32" "-p 2000 -n 4 --ctx 2100"; do
-      for on in 0 1; do
-        WORKER_CUDA_GEMMQ=$on "$bin/worker-orcd" bench --model "$m" --device cuda $args --json 2>/dev/null |
-          python3 -c 'import json,sys; r=json.load(sys.stdin); print("%-13s %-7s %-24s gemmq %s  prefill %8.0f  first token %7.1f ms, cached %6.1f ms" % (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], r["prefill_tokens_per_s"], r.get("ttft_ms", 0), r.get("cached_prefix_ttft_ms", 0)))' "$shape" "$ty" "$args" "$on"
-      done
-    done
-    rm -f "$m"
-  done ;;
-normq8)
-  # A lone decode row's norms writing its 8-bit form (WORKER_CUDA_NORM_Q8=1,
-  # mmq1p_) against each block rounding it (0): batch-1 decode (the bench's
-  # one slot: the 8-bit kernels), both shapes in Q4_K_M and Q8_0, twice.
-  for mt in "qwen2.5-0.5b Q4_K_M" "qwen2.5-0.5b Q8_0" "phi3-mini-4k Q4_K_M" "phi3-mini-4k Q8_0"; do
-    read -r shape ty <<<"$mt"
-    m=/tmp/nq-$shape-$ty.gguf
-    "$bin/synth" --shape "$shape" --type "$ty" --vocab builtin -o "$m" >/dev/null || { echo "synth $shape $ty failed"; continue; }
-    for on in 0 1 0 1; do
-      WORKER_CUDA_NORM_Q8=$on "$bin/worker-orcd" bench --model "$m" --device cuda -p 512 -n 128 --json 2>/dev/null |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); print("%-13s %-7s norm q8 %s  decode %6.1f tok/s (%s)" % (sys.argv[1], sys.argv[2], sys.argv[3], r["decode_tokens_per_s"], r.get("decode_kernels", "?")))' "$shape" "$ty" "$on"
-    done
-    rm -f "$m"
-  done ;;
+f16w|int8|gemmq|normq8)
+  # Presets of envab below, one setting 0 against 1 in one binary:
+  #   f16w    WORKER_CUDA_F16_WEIGHTS (resident F16 copies for prompt rows),
+  #           both shapes in Q4_K_M: pp512 and decode, a 2 000-token prompt's
+  #           first token uncached and cached (issue 15's 10×)
+  #   int8    WORKER_CUDA_INT8_DECODE (8-bit decode kernels against mmt_),
+  #           both shapes in Q4_K_M and Q8_0: batch-1 decode and 64 streams
+  #           (INT8_SETS changes the bench arguments)
+  #   gemmq   WORKER_CUDA_GEMMQ (gemmq_ against cuBLAS for prompt rows),
+  #           both shapes in Q4_K_M and Q8_0: pp512, the 2 000-token prompt
+  #   normq8  WORKER_CUDA_NORM_Q8 (the norm writing a lone decode row's 8-bit
+  #           form), both shapes in Q4_K_M and Q8_0: batch-1 decode
+  q4="qwen2.5-0.5b Q4_K_M;phi3-mini-4k Q4_K_M"
+  q48="qwen2.5-0.5b Q4_K_M;qwen2.5-0.5b Q8_0;phi3-mini-4k Q4_K_M;phi3-mini-4k Q8_0"
+  case $step in
+  f16w) AB_VAR=WORKER_CUDA_F16_WEIGHTS AB_MODELS=$q4 AB_SETS="-p 512 -n 128;-p 2000 -n 4 --ctx 2100" "$0" envab ;;
+  int8) AB_VAR=WORKER_CUDA_INT8_DECODE AB_MODELS=$q48 AB_REPS=1 AB_SETS="${INT8_SETS:--p 512 -n 128;-p 128 -n 128 --concurrency 64}" "$0" envab ;;
+  gemmq) AB_VAR=WORKER_CUDA_GEMMQ AB_MODELS=$q48 AB_REPS=1 AB_SETS="-p 512 -n 32;-p 2000 -n 4 --ctx 2100" "$0" envab ;;
+  normq8) AB_VAR=WORKER_CUDA_NORM_Q8 AB_MODELS=$q48 AB_SETS="-p 512 -n 128" "$0" envab ;;
+  esac ;;
 envab)
   # One setting side by side in one binary: AB_VAR (WORKER_CUDA_PDL) at each
   # of AB_VALUES ("0 1"), AB_REPS (2) rounds alternating, on AB_MODELS
   # ("shape type" pairs, ';' between; the six of issue 11's table by
-  # default) with each of AB_SETS (bench arguments, ';' between).
+  # default) with each of AB_SETS (bench arguments, ';' between). Each line:
+  # prefill and decode tok/s (bench's medians), the first token uncached and
+  # cached, and the last concurrency level's generated tok/s.
   var=${AB_VAR:-WORKER_CUDA_PDL}
   IFS=';' read -ra models <<<"${AB_MODELS:-qwen2.5-0.5b Q4_K_M;qwen2.5-0.5b Q8_0;qwen2.5-0.5b F16;phi3-mini-4k Q4_K_M;phi3-mini-4k Q8_0;phi3-mini-4k F16}"
   IFS=';' read -ra sets <<<"${AB_SETS:--p 512 -n 128}"
@@ -303,7 +260,7 @@ envab)
       for rep in $(seq "${AB_REPS:-2}"); do
         for v in ${AB_VALUES:-0 1}; do
           env "$var=$v" "$bin/worker-orcd" bench --model "$m" --device cuda $args --json 2>/dev/null |
-            python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["concurrency"][-1]; print("%-13s %-7s %-30s %s=%s  prefill %8.0f  decode %6.1f  streams %3d: %7.0f tok/s" % (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], r["prefill_tokens_per_s"], r["decode_tokens_per_s"], l["requests"], l["generated_tokens_per_s"]))' "$shape" "$ty" "$args" "$var" "$v"
+            python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["concurrency"][-1]; print("%-13s %-7s %-30s %s=%s  prefill %8.0f  decode %6.1f  first token %6.1f ms, cached %5.1f ms  streams %3d: %7.0f tok/s" % (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], r["prefill_tokens_per_s"], r["decode_tokens_per_s"], r.get("ttft_ms", 0), r.get("cached_prefix_ttft_ms", 0), l["requests"], l["generated_tokens_per_s"]))' "$shape" "$ty" "$args" "$var" "$v"
         done
       done
     done
