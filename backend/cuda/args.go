@@ -144,8 +144,10 @@ func checkShape(grid, block dim3) error {
 // 11 369 → 12 224).
 func pdlKernel(name string) bool { return !strings.HasPrefix(name, "mmt1_") }
 
-// launch runs a kernel on the device stream with the parameters in a.
-// Call inside do. The parameter block is pinned while the driver reads it.
+// launch runs a kernel on the device stream with the parameters in a
+// (through cuLaunchKernelEx with programmatic stream serialization when
+// d.pdl and pdlKernel allow, else cuLaunchKernel). Call inside do. The
+// parameter block is pinned while the driver reads it.
 func (d *Device) launch(name string, grid, block dim3, shared int, a *kernelArgs) error {
 	if a.err != nil {
 		return fmt.Errorf("kernel %s: %w", name, a.err)

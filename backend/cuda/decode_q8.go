@@ -116,9 +116,8 @@ func (d *Device) mmq1p(suffix string, a *mmArgs, rows int, xq, xs devicePtr) err
 var normQ8Env = envChoice("WORKER_CUDA_NORM_Q8", 1, 0, 1) == 1
 
 // normQ8 reports whether this step's norm before the products of ms writes
-// their 8-bit input (rmsNormPre): turned on (b.normQ8On), a
-// single decode row, every matrix on the 8-bit kernels, room in the q8
-// scratch. The 8-bit values are the ones mmq1_ would make from the norm's
+// their 8-bit input (rmsNormPre): turned on (b.normQ8On), a single decode
+// row, every matrix on the 8-bit kernels, room in the q8 scratch. The 8-bit values are the ones mmq1_ would make from the norm's
 // output, so results do not change.
 func (b *Backend) normQ8(T int, ms ...*dmat) bool {
 	if !b.normQ8On || T != 1 || len(b.segs) != 1 || b.segs[0].prefill || b.xq == 0 {
