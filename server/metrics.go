@@ -125,6 +125,9 @@ func newMetrics(s *Server) *metrics {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, f)
 	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, f)
+	}
 	mem := func(pick func(backend.Memory) int64) func() float64 {
 		return func() float64 { return float64(pick(s.memory())) }
 	}
@@ -160,20 +163,15 @@ func newMetrics(s *Server) *metrics {
 			kvStat(func(st engine.Stats) float64 { return float64(st.KVBlockPositions) })),
 		gauge("kv_memory_budget_bytes", "Bytes the KV caches of all sequences may hold together (--kv-memory; 0: no limit).",
 			kvStat(func(st engine.Stats) float64 { return float64(st.KVMemory) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "kv_blocks_evicted_total",
-			Help: "Cached blocks (the prefix cache's) evicted to make room for a request, a growing sequence or scoring."},
+		counter("kv_blocks_evicted_total", "Cached blocks (the prefix cache's) evicted to make room for a request, a growing sequence or scoring.",
 			kvStat(func(st engine.Stats) float64 { return float64(st.KVEvictedBlocks) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "prefix_cache_lookups_total",
-			Help: "Requests that looked for their prompt's start in the prefix cache (--prefix-cache; not those that opted out)."},
+		counter("prefix_cache_lookups_total", "Requests that looked for their prompt's start in the prefix cache (--prefix-cache; not those that opted out).",
 			kvStat(func(st engine.Stats) float64 { return float64(st.PrefixLookups) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "prefix_cache_hits_total",
-			Help: "Requests that took at least one prompt token from the prefix cache."},
+		counter("prefix_cache_hits_total", "Requests that took at least one prompt token from the prefix cache.",
 			kvStat(func(st engine.Stats) float64 { return float64(st.PrefixHits) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "prefix_cache_lookup_tokens_total",
-			Help: "Prompt tokens of the requests that looked in the prefix cache."},
+		counter("prefix_cache_lookup_tokens_total", "Prompt tokens of the requests that looked in the prefix cache.",
 			kvStat(func(st engine.Stats) float64 { return float64(st.PrefixLookupTokens) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "prefix_cache_hit_tokens_total",
-			Help: "Prompt tokens taken from the prefix cache instead of being computed (--prefix-cache)."},
+		counter("prefix_cache_hit_tokens_total", "Prompt tokens taken from the prefix cache instead of being computed (--prefix-cache).",
 			kvStat(func(st engine.Stats) float64 { return float64(st.PrefixHitTokens) })),
 		gauge("prefix_cache_hit_ratio", "Prompt tokens taken from the prefix cache over the prompt tokens of the requests that looked in it, since the start (0 to 1; 0 before any lookup).",
 			kvStat(func(st engine.Stats) float64 { return st.PrefixHitRate })),
